@@ -1,0 +1,194 @@
+/* Devices, buffers and events: the front end that checks arguments, keeps the per-device byte
+ * accounting, and forwards to the backend's vtable. A tw_device and its buffers are used from one
+ * thread at a time (IST gives each worker thread its own device). */
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/backend_impl.h"
+#include "core/registry.h"
+
+tw_status tw_device_open(const char *spec, tw_device **out) {
+    if (!out) return tw_error(TW_ERR_INVALID_ARGUMENT, "tw_device_open: out is NULL");
+    *out = NULL;
+    const tw_backend_vtable *vtable;
+    int local_index;
+    tw_device_info info;
+    tw_status status = tw_registry_find(spec, &vtable, &local_index, &info);
+    if (status != TW_OK) return status;
+
+    tw_device *device = calloc(1, sizeof *device);
+    if (!device) return tw_error(TW_ERR_OUT_OF_MEMORY, "out of host memory opening %s", spec);
+    device->vtable = vtable;
+    device->info = info;
+    status = vtable->open(local_index, device, &device->context);
+    if (status != TW_OK) {
+        free(device);
+        return status;
+    }
+    *out = device;
+    return TW_OK;
+}
+
+void tw_device_close(tw_device *device) {
+    if (!device) return;
+    device->vtable->close(device->context);
+    free(device);
+}
+
+const tw_device_info *tw_device_get_info(const tw_device *device) { return &device->info; }
+
+tw_status tw_device_sync(tw_device *device) {
+    if (!device) return tw_error(TW_ERR_INVALID_ARGUMENT, "tw_device_sync: device is NULL");
+    return device->vtable->sync(device->context);
+}
+
+size_t tw_device_bytes_in_use(const tw_device *device) { return device->bytes_in_use; }
+size_t tw_device_peak_bytes(const tw_device *device) { return device->peak_bytes; }
+void tw_device_reset_peak(tw_device *device) { device->peak_bytes = device->bytes_in_use; }
+
+tw_status tw_device_set_gemm_impl(tw_device *device, tw_gemm_impl impl) {
+    if (!device) return tw_error(TW_ERR_INVALID_ARGUMENT, "tw_device_set_gemm_impl: no device");
+    if (impl != TW_GEMM_AUTO && impl != TW_GEMM_VENDOR && impl != TW_GEMM_OWN)
+        return tw_error(TW_ERR_INVALID_ARGUMENT, "unknown GEMM implementation %d", (int)impl);
+    if (device->vtable->set_gemm_impl) return device->vtable->set_gemm_impl(device->context, impl);
+    if (impl == TW_GEMM_AUTO) return TW_OK;
+    return tw_error(TW_ERR_UNSUPPORTED, "%s has a single GEMM implementation",
+                    device->info.spec);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Buffers                                                                                    */
+/* ------------------------------------------------------------------------------------------ */
+
+tw_status tw_buffer_alloc(tw_device *device, size_t bytes, tw_buffer **out) {
+    if (!device || !out) return tw_error(TW_ERR_INVALID_ARGUMENT, "tw_buffer_alloc: NULL argument");
+    *out = NULL;
+    if (device->info.memory_bytes && bytes > device->info.memory_bytes)
+        return tw_error(TW_ERR_OUT_OF_MEMORY,
+                        "cannot allocate %zu bytes on %s: the device has %llu bytes", bytes,
+                        device->info.spec, (unsigned long long)device->info.memory_bytes);
+    tw_buffer *buffer = calloc(1, sizeof *buffer);
+    if (!buffer) return tw_error(TW_ERR_OUT_OF_MEMORY, "out of host memory");
+    tw_status status = device->vtable->buffer_alloc(device->context, bytes, &buffer->handle);
+    if (status != TW_OK) {
+        free(buffer);
+        return status;
+    }
+    buffer->device = device;
+    buffer->bytes = bytes;
+    device->bytes_in_use += bytes;
+    if (device->bytes_in_use > device->peak_bytes) device->peak_bytes = device->bytes_in_use;
+    *out = buffer;
+    return TW_OK;
+}
+
+void tw_buffer_free(tw_buffer *buffer) {
+    if (!buffer) return;
+    tw_device *device = buffer->device;
+    device->vtable->buffer_free(device->context, buffer->handle);
+    device->bytes_in_use -= buffer->bytes;
+    free(buffer);
+}
+
+size_t tw_buffer_size(const tw_buffer *buffer) { return buffer ? buffer->bytes : 0; }
+tw_device *tw_buffer_device(const tw_buffer *buffer) { return buffer ? buffer->device : NULL; }
+
+/* Byte range [offset, offset + bytes) inside the buffer, without overflow. */
+static tw_status check_byte_range(const char *what, const tw_buffer *buffer, size_t offset,
+                                  size_t bytes) {
+    if (!buffer) return tw_error(TW_ERR_INVALID_ARGUMENT, "%s: buffer is NULL", what);
+    if (offset > buffer->bytes || bytes > buffer->bytes - offset)
+        return tw_error(TW_ERR_INVALID_ARGUMENT,
+                        "%s: bytes [%zu, %zu + %zu) lie outside a buffer of %zu bytes", what,
+                        offset, offset, bytes, buffer->bytes);
+    return TW_OK;
+}
+
+tw_status tw_buffer_upload(tw_buffer *dst, size_t dst_offset, const void *src, size_t bytes) {
+    tw_status status = check_byte_range("upload", dst, dst_offset, bytes);
+    if (status != TW_OK) return status;
+    if (bytes == 0) return TW_OK;
+    if (!src) return tw_error(TW_ERR_INVALID_ARGUMENT, "upload: source pointer is NULL");
+    tw_device *device = dst->device;
+    return device->vtable->upload(device->context, dst->handle, dst_offset, src, bytes);
+}
+
+tw_status tw_buffer_download(const tw_buffer *src, size_t src_offset, void *dst, size_t bytes) {
+    tw_status status = check_byte_range("download", src, src_offset, bytes);
+    if (status != TW_OK) return status;
+    if (bytes == 0) return TW_OK;
+    if (!dst) return tw_error(TW_ERR_INVALID_ARGUMENT, "download: destination pointer is NULL");
+    tw_device *device = src->device;
+    return device->vtable->download(device->context, src->handle, src_offset, dst, bytes);
+}
+
+tw_status tw_buffer_copy(tw_buffer *dst, size_t dst_offset, const tw_buffer *src,
+                         size_t src_offset, size_t bytes) {
+    tw_status status = check_byte_range("copy destination", dst, dst_offset, bytes);
+    if (status == TW_OK) status = check_byte_range("copy source", src, src_offset, bytes);
+    if (status != TW_OK) return status;
+    if (src->device != dst->device)
+        return tw_error(TW_ERR_INVALID_ARGUMENT,
+                        "copy: buffers live on different devices (%s and %s); download and "
+                        "upload through the host instead",
+                        src->device->info.spec, dst->device->info.spec);
+    if (src == dst && dst_offset < src_offset + bytes && src_offset < dst_offset + bytes)
+        return tw_error(TW_ERR_INVALID_ARGUMENT, "copy: source and destination ranges overlap");
+    if (bytes == 0) return TW_OK;
+    tw_device *device = dst->device;
+    return device->vtable->copy(device->context, dst->handle, dst_offset, src->handle, src_offset,
+                                bytes);
+}
+
+tw_status tw_buffer_fill_f32(tw_buffer *dst, size_t offset, size_t count, float value) {
+    if (offset > SIZE_MAX / 4 || count > SIZE_MAX / 4)
+        return tw_error(TW_ERR_INVALID_ARGUMENT, "fill: offset or count too large");
+    tw_status status = check_byte_range("fill", dst, offset * 4, count * 4);
+    if (status != TW_OK) return status;
+    if (count == 0) return TW_OK;
+    tw_device *device = dst->device;
+    return device->vtable->fill_f32(device->context, dst->handle, offset, count, value);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Events                                                                                     */
+/* ------------------------------------------------------------------------------------------ */
+
+tw_status tw_event_create(tw_device *device, tw_event **out) {
+    if (!device || !out) return tw_error(TW_ERR_INVALID_ARGUMENT, "tw_event_create: NULL argument");
+    *out = NULL;
+    tw_event *event = calloc(1, sizeof *event);
+    if (!event) return tw_error(TW_ERR_OUT_OF_MEMORY, "out of host memory");
+    tw_status status = device->vtable->event_create(device->context, &event->handle);
+    if (status != TW_OK) {
+        free(event);
+        return status;
+    }
+    event->device = device;
+    *out = event;
+    return TW_OK;
+}
+
+void tw_event_destroy(tw_event *event) {
+    if (!event) return;
+    event->device->vtable->event_destroy(event->device->context, event->handle);
+    free(event);
+}
+
+tw_status tw_event_record(tw_event *event) {
+    if (!event) return tw_error(TW_ERR_INVALID_ARGUMENT, "tw_event_record: event is NULL");
+    tw_status status = event->device->vtable->event_record(event->device->context, event->handle);
+    if (status == TW_OK) event->recorded = true;
+    return status;
+}
+
+tw_status tw_event_elapsed_ms(tw_event *start, tw_event *end, double *ms) {
+    if (!start || !end || !ms)
+        return tw_error(TW_ERR_INVALID_ARGUMENT, "tw_event_elapsed_ms: NULL argument");
+    if (start->device != end->device)
+        return tw_error(TW_ERR_INVALID_ARGUMENT, "events belong to different devices");
+    if (!start->recorded || !end->recorded)
+        return tw_error(TW_ERR_INVALID_ARGUMENT, "event elapsed time asked before both were recorded");
+    tw_device *device = start->device;
+    return device->vtable->event_elapsed_ms(device->context, start->handle, end->handle, ms);
+}
