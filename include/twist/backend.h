@@ -16,6 +16,9 @@
  *     after run, on a given device (no floating-point atomics).
  *   - Shapes are given in comments as (rows, cols) or (B, T, C). Sizes are int (each dimension
  *     below 2^31); element counts and offsets are size_t / int64_t.
+ *   - Shapes, offsets and extents are checked; index DATA held in device buffers (tokens, targets,
+ *     gather/scatter indices) is not, since that would need a device round trip per op. The code
+ *     that makes indices (data loader, tokenizer, IST partitioner) guarantees their range.
  */
 #ifndef TWIST_BACKEND_H
 #define TWIST_BACKEND_H
