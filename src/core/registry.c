@@ -135,8 +135,8 @@ static tw_status parse_spec(const char *spec, tw_backend_kind *kind, int *index)
 
 tw_status tw_registry_find(const char *spec, const tw_backend_vtable **vtable, int *local_index,
                            tw_device_info *info) {
-    tw_backend_kind kind;
-    int index;
+    tw_backend_kind kind = TW_BACKEND_CPU;
+    int index = 0;
     tw_status status = parse_spec(spec, &kind, &index);
     if (status != TW_OK) return status;
     if (!tw_backend_compiled(kind))

@@ -1,0 +1,476 @@
+/* CPU reference ops other than attention (cpu_attention.c). Semantics: include/twist/backend.h.
+ *
+ * Parallel loops split work so that every output element is written by exactly one thread and
+ * every sum runs in a fixed order (per row, per column, or over fixed-size chunks combined in
+ * order), which keeps results bitwise reproducible whatever the thread count. */
+#include <cblas.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cpu_internal.h"
+
+/* Column chunk width for column-wise reductions: one cache line of floats per row visited. */
+enum { COLUMN_CHUNK = 64 };
+/* Elements per partial sum in sum_sq; fixed so the reduction tree does not depend on threads. */
+enum { SUM_CHUNK = 1 << 14 };
+/* Below this many elements an elementwise loop is not worth waking the thread team. */
+enum { PARALLEL_MIN = 1 << 15 };
+
+#define F32(mem) tw_cpu_f32(mem)
+#define I32(mem) tw_cpu_i32(mem)
+
+/* ------------------------------------------------------------------------------------------ */
+/* GEMM                                                                                       */
+/* ------------------------------------------------------------------------------------------ */
+
+/* C (m, n) = beta * C without reading C when beta == 0 (so NaNs there do not propagate). */
+static void scale_matrix(float *c, int m, int n, int64_t ldc, float beta) {
+    for (int i = 0; i < m; i++) {
+        float *row = c + (size_t)i * (size_t)ldc;
+        for (int j = 0; j < n; j++) row[j] = beta == 0.0f ? 0.0f : beta * row[j];
+    }
+}
+
+tw_status tw_cpu_gemm(void *context, const tw_gemm_args *args) {
+    (void)context;
+    float *a = F32(args->a), *b = F32(args->b), *c = F32(args->c);
+    for (int p = 0; p < args->batch; p++) {
+        float *c_p = c + (size_t)p * (size_t)args->stride_c;
+        /* k == 0 or alpha == 0: BLAS would still touch A and B; only C = beta C is meant. */
+        if (args->k == 0 || args->alpha == 0.0f) {
+            scale_matrix(c_p, args->m, args->n, args->ldc, args->beta);
+            continue;
+        }
+        /* OpenBLAS writes C without reading it when beta == 0, as twist requires. */
+        cblas_sgemm(CblasRowMajor, args->trans_a ? CblasTrans : CblasNoTrans,
+                    args->trans_b ? CblasTrans : CblasNoTrans, args->m, args->n, args->k,
+                    args->alpha, a + (size_t)p * (size_t)args->stride_a, (int)args->lda,
+                    b + (size_t)p * (size_t)args->stride_b, (int)args->ldb, args->beta, c_p,
+                    (int)args->ldc);
+    }
+    return TW_OK;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Softmax                                                                                    */
+/* ------------------------------------------------------------------------------------------ */
+
+tw_status tw_cpu_softmax_fwd(void *context, int rows, int cols, int causal_t, tw_mem in,
+                             tw_mem out) {
+    (void)context;
+    const float *x = F32(in);
+    float *y = F32(out);
+#pragma omp parallel for schedule(static) if ((size_t)rows * (size_t)cols >= PARALLEL_MIN)
+    for (int r = 0; r < rows; r++) {
+        const float *x_row = x + (size_t)r * (size_t)cols;
+        float *y_row = y + (size_t)r * (size_t)cols;
+        /* Causal rows see columns 0 ..= r mod T; the rest get probability 0. */
+        int visible = causal_t > 0 ? r % causal_t + 1 : cols;
+        if (visible > cols) visible = cols;
+        float max = -INFINITY;
+        for (int c = 0; c < visible; c++) max = fmaxf(max, x_row[c]);
+        double sum = 0.0;
+        for (int c = 0; c < visible; c++) {
+            float e = expf(x_row[c] - max);
+            y_row[c] = e;
+            sum += e;
+        }
+        float inverse = (float)(1.0 / sum);
+        for (int c = 0; c < visible; c++) y_row[c] *= inverse;
+        for (int c = visible; c < cols; c++) y_row[c] = 0.0f;
+    }
+    return TW_OK;
+}
+
+tw_status tw_cpu_softmax_bwd(void *context, int rows, int cols, tw_mem y, tw_mem dy, tw_mem dx) {
+    (void)context;
+    const float *y_all = F32(y), *dy_all = F32(dy);
+    float *dx_all = F32(dx);
+#pragma omp parallel for schedule(static) if ((size_t)rows * (size_t)cols >= PARALLEL_MIN)
+    for (int r = 0; r < rows; r++) {
+        size_t base = (size_t)r * (size_t)cols;
+        const float *y_row = y_all + base, *dy_row = dy_all + base;
+        float *dx_row = dx_all + base;
+        double dot = 0.0;
+        for (int c = 0; c < cols; c++) dot += (double)y_row[c] * dy_row[c];
+        for (int c = 0; c < cols; c++) dx_row[c] += y_row[c] * (dy_row[c] - (float)dot);
+    }
+    return TW_OK;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* LayerNorm                                                                                  */
+/* ------------------------------------------------------------------------------------------ */
+
+tw_status tw_cpu_layernorm_fwd(void *context, int rows, int cols, float eps, tw_mem x,
+                               tw_mem weight, tw_mem bias, tw_mem out, tw_mem mean, tw_mem rstd) {
+    (void)context;
+    const float *x_all = F32(x), *w = F32(weight), *b = F32(bias);
+    float *y_all = F32(out), *mean_all = F32(mean), *rstd_all = F32(rstd);
+#pragma omp parallel for schedule(static) if ((size_t)rows * (size_t)cols >= PARALLEL_MIN)
+    for (int r = 0; r < rows; r++) {
+        const float *x_row = x_all + (size_t)r * (size_t)cols;
+        float *y_row = y_all + (size_t)r * (size_t)cols;
+        double sum = 0.0;
+        for (int c = 0; c < cols; c++) sum += x_row[c];
+        float mu = (float)(sum / cols);
+        double sum_sq = 0.0;
+        for (int c = 0; c < cols; c++) {
+            double d = (double)x_row[c] - mu;
+            sum_sq += d * d;
+        }
+        float s = (float)(1.0 / sqrt(sum_sq / cols + eps));
+        for (int c = 0; c < cols; c++) y_row[c] = (x_row[c] - mu) * s * w[c] + b[c];
+        mean_all[r] = mu;
+        rstd_all[r] = s;
+    }
+    return TW_OK;
+}
+
+/* dx (rows, cols) += rstd * (dnorm - mean(dnorm) - xhat * mean(dnorm * xhat)), per row, with
+ * xhat = (x - mean) * rstd and dnorm = dout * weight. */
+static void layernorm_bwd_rows(int rows, int cols, const float *dout, const float *x,
+                               const float *w, const float *mean, const float *rstd, float *dx) {
+#pragma omp parallel for schedule(static) if ((size_t)rows * (size_t)cols >= PARALLEL_MIN)
+    for (int r = 0; r < rows; r++) {
+        size_t base = (size_t)r * (size_t)cols;
+        double dnorm_sum = 0.0, dnorm_xhat_sum = 0.0;
+        for (int c = 0; c < cols; c++) {
+            float xhat = (x[base + c] - mean[r]) * rstd[r];
+            float dnorm = dout[base + c] * w[c];
+            dnorm_sum += dnorm;
+            dnorm_xhat_sum += (double)dnorm * xhat;
+        }
+        float dnorm_mean = (float)(dnorm_sum / cols);
+        float dnorm_xhat_mean = (float)(dnorm_xhat_sum / cols);
+        for (int c = 0; c < cols; c++) {
+            float xhat = (x[base + c] - mean[r]) * rstd[r];
+            float dnorm = dout[base + c] * w[c];
+            dx[base + c] += (dnorm - dnorm_mean - xhat * dnorm_xhat_mean) * rstd[r];
+        }
+    }
+}
+
+/* dweight (cols) += sum_r dout * xhat, dbias (cols) += sum_r dout: each thread owns a chunk of
+ * columns and walks the rows in order. */
+static void layernorm_bwd_params(int rows, int cols, const float *dout, const float *x,
+                                 const float *mean, const float *rstd, float *dweight,
+                                 float *dbias) {
+    int chunks = (cols + COLUMN_CHUNK - 1) / COLUMN_CHUNK;
+#pragma omp parallel for schedule(static) if ((size_t)rows * (size_t)cols >= PARALLEL_MIN)
+    for (int chunk = 0; chunk < chunks; chunk++) {
+        int c0 = chunk * COLUMN_CHUNK;
+        int c1 = c0 + COLUMN_CHUNK < cols ? c0 + COLUMN_CHUNK : cols;
+        double dw[COLUMN_CHUNK] = {0}, db[COLUMN_CHUNK] = {0};
+        for (int r = 0; r < rows; r++) {
+            size_t base = (size_t)r * (size_t)cols;
+            for (int c = c0; c < c1; c++) {
+                float xhat = (x[base + c] - mean[r]) * rstd[r];
+                dw[c - c0] += (double)dout[base + c] * xhat;
+                db[c - c0] += dout[base + c];
+            }
+        }
+        for (int c = c0; c < c1; c++) {
+            dweight[c] += (float)dw[c - c0];
+            dbias[c] += (float)db[c - c0];
+        }
+    }
+}
+
+tw_status tw_cpu_layernorm_bwd(void *context, int rows, int cols, tw_mem dout, tw_mem x,
+                               tw_mem weight, tw_mem mean, tw_mem rstd, tw_mem dx, tw_mem dweight,
+                               tw_mem dbias) {
+    (void)context;
+    layernorm_bwd_rows(rows, cols, F32(dout), F32(x), F32(weight), F32(mean), F32(rstd), F32(dx));
+    layernorm_bwd_params(rows, cols, F32(dout), F32(x), F32(mean), F32(rstd), F32(dweight),
+                         F32(dbias));
+    return TW_OK;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* GELU (tanh approximation)                                                                  */
+/* ------------------------------------------------------------------------------------------ */
+
+#define GELU_SCALE 0.7978845608028654f /* sqrt(2 / pi) */
+#define GELU_CUBIC 0.044715f
+
+tw_status tw_cpu_gelu_fwd(void *context, size_t n, tw_mem x, tw_mem out) {
+    (void)context;
+    const float *in = F32(x);
+    float *y = F32(out);
+#pragma omp parallel for schedule(static) if (n >= PARALLEL_MIN)
+    for (size_t i = 0; i < n; i++) {
+        float v = in[i];
+        y[i] = 0.5f * v * (1.0f + tanhf(GELU_SCALE * (v + GELU_CUBIC * v * v * v)));
+    }
+    return TW_OK;
+}
+
+tw_status tw_cpu_gelu_bwd(void *context, size_t n, tw_mem x, tw_mem dout, tw_mem dx) {
+    (void)context;
+    const float *in = F32(x), *dy = F32(dout);
+    float *d = F32(dx);
+#pragma omp parallel for schedule(static) if (n >= PARALLEL_MIN)
+    for (size_t i = 0; i < n; i++) {
+        float v = in[i];
+        float t = tanhf(GELU_SCALE * (v + GELU_CUBIC * v * v * v));
+        /* d/dv tanh(u(v)) = (1 - t^2) u'(v); 1 - t^2 avoids cosh overflow for large |v|. */
+        float local = 0.5f * (1.0f + t) +
+                      0.5f * v * (1.0f - t * t) * GELU_SCALE * (1.0f + 3.0f * GELU_CUBIC * v * v);
+        d[i] += local * dy[i];
+    }
+    return TW_OK;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Embedding                                                                                  */
+/* ------------------------------------------------------------------------------------------ */
+
+tw_status tw_cpu_embedding_fwd(void *context, int batch, int seq_len, int channels, int vocab,
+                               tw_mem tokens, tw_mem wte, tw_mem wpe, tw_mem out) {
+    (void)context;
+    (void)vocab;
+    const int32_t *tok = I32(tokens);
+    const float *te = F32(wte), *pe = F32(wpe);
+    float *y = F32(out);
+    int rows = batch * seq_len;
+#pragma omp parallel for schedule(static) if ((size_t)rows * (size_t)channels >= PARALLEL_MIN)
+    for (int r = 0; r < rows; r++) {
+        const float *te_row = te + (size_t)tok[r] * (size_t)channels;
+        const float *pe_row = pe + (size_t)(r % seq_len) * (size_t)channels;
+        float *y_row = y + (size_t)r * (size_t)channels;
+        for (int c = 0; c < channels; c++) y_row[c] = te_row[c] + pe_row[c];
+    }
+    return TW_OK;
+}
+
+/* Tokens repeat, so rows of dwte receive several contributions: each thread owns a chunk of
+ * channels and adds the (b, t) rows in order, which fixes the summation order. */
+tw_status tw_cpu_embedding_bwd(void *context, int batch, int seq_len, int channels, int vocab,
+                               tw_mem tokens, tw_mem dout, tw_mem dwte, tw_mem dwpe) {
+    (void)context;
+    (void)vocab;
+    const int32_t *tok = I32(tokens);
+    const float *dy = F32(dout);
+    float *dte = F32(dwte), *dpe = F32(dwpe);
+    int rows = batch * seq_len;
+    int chunks = (channels + COLUMN_CHUNK - 1) / COLUMN_CHUNK;
+#pragma omp parallel for schedule(static) if ((size_t)rows * (size_t)channels >= PARALLEL_MIN)
+    for (int chunk = 0; chunk < chunks; chunk++) {
+        int c0 = chunk * COLUMN_CHUNK;
+        int c1 = c0 + COLUMN_CHUNK < channels ? c0 + COLUMN_CHUNK : channels;
+        for (int r = 0; r < rows; r++) {
+            const float *dy_row = dy + (size_t)r * (size_t)channels;
+            float *dte_row = dte + (size_t)tok[r] * (size_t)channels;
+            float *dpe_row = dpe + (size_t)(r % seq_len) * (size_t)channels;
+            for (int c = c0; c < c1; c++) {
+                dte_row[c] += dy_row[c];
+                dpe_row[c] += dy_row[c];
+            }
+        }
+    }
+    return TW_OK;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Softmax + cross-entropy                                                                    */
+/* ------------------------------------------------------------------------------------------ */
+
+tw_status tw_cpu_softmax_xent_fwd(void *context, int rows, int vocab, int ld, tw_mem logits,
+                                  tw_mem targets, tw_mem losses, tw_mem lse, tw_mem correct) {
+    (void)context;
+    const float *z = F32(logits);
+    const int32_t *target = I32(targets);
+    float *loss = F32(losses), *lse_out = F32(lse), *hit = F32(correct);
+#pragma omp parallel for schedule(static) if ((size_t)rows * (size_t)vocab >= PARALLEL_MIN)
+    for (int r = 0; r < rows; r++) {
+        const float *row = z + (size_t)r * (size_t)ld;
+        int argmax = 0;
+        for (int c = 1; c < vocab; c++)
+            if (row[c] > row[argmax]) argmax = c; /* first maximum on ties */
+        float max = row[argmax];
+        double sum = 0.0;
+        for (int c = 0; c < vocab; c++) sum += expf(row[c] - max);
+        float row_lse = max + (float)log(sum);
+        lse_out[r] = row_lse;
+        int t = target[r];
+        loss[r] = t < 0 ? 0.0f : row_lse - row[t];
+        hit[r] = t >= 0 && t == argmax ? 1.0f : 0.0f;
+    }
+    return TW_OK;
+}
+
+tw_status tw_cpu_softmax_xent_bwd(void *context, int rows, int vocab, int ld, float grad_scale,
+                                  tw_mem logits, tw_mem targets, tw_mem lse, tw_mem dlogits) {
+    (void)context;
+    const float *z = F32(logits), *lse_in = F32(lse);
+    const int32_t *target = I32(targets);
+    float *dz = F32(dlogits);
+#pragma omp parallel for schedule(static) if ((size_t)rows * (size_t)vocab >= PARALLEL_MIN)
+    for (int r = 0; r < rows; r++) {
+        int t = target[r];
+        if (t < 0) continue; /* ignored row: no gradient */
+        const float *row = z + (size_t)r * (size_t)ld;
+        float *d_row = dz + (size_t)r * (size_t)ld;
+        for (int c = 0; c < vocab; c++) {
+            float p = expf(row[c] - lse_in[r]);
+            d_row[c] += grad_scale * (p - (c == t ? 1.0f : 0.0f));
+        }
+    }
+    return TW_OK;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Bias, elementwise, reductions, AdamW                                                       */
+/* ------------------------------------------------------------------------------------------ */
+
+tw_status tw_cpu_bias_add(void *context, int rows, int cols, tw_mem bias, tw_mem out) {
+    (void)context;
+    const float *b = F32(bias);
+    float *y = F32(out);
+#pragma omp parallel for schedule(static) if ((size_t)rows * (size_t)cols >= PARALLEL_MIN)
+    for (int r = 0; r < rows; r++) {
+        float *row = y + (size_t)r * (size_t)cols;
+        for (int c = 0; c < cols; c++) row[c] += b[c];
+    }
+    return TW_OK;
+}
+
+tw_status tw_cpu_bias_bwd(void *context, int rows, int cols, tw_mem dout, tw_mem dbias) {
+    (void)context;
+    const float *dy = F32(dout);
+    float *db = F32(dbias);
+    int chunks = (cols + COLUMN_CHUNK - 1) / COLUMN_CHUNK;
+#pragma omp parallel for schedule(static) if ((size_t)rows * (size_t)cols >= PARALLEL_MIN)
+    for (int chunk = 0; chunk < chunks; chunk++) {
+        int c0 = chunk * COLUMN_CHUNK;
+        int c1 = c0 + COLUMN_CHUNK < cols ? c0 + COLUMN_CHUNK : cols;
+        double sum[COLUMN_CHUNK] = {0};
+        for (int r = 0; r < rows; r++) {
+            const float *row = dy + (size_t)r * (size_t)cols;
+            for (int c = c0; c < c1; c++) sum[c - c0] += row[c];
+        }
+        for (int c = c0; c < c1; c++) db[c] += (float)sum[c - c0];
+    }
+    return TW_OK;
+}
+
+tw_status tw_cpu_add(void *context, size_t n, tw_mem a, tw_mem b, tw_mem out) {
+    (void)context;
+    const float *x = F32(a), *y = F32(b);
+    float *z = F32(out);
+#pragma omp parallel for schedule(static) if (n >= PARALLEL_MIN)
+    for (size_t i = 0; i < n; i++) z[i] = x[i] + y[i];
+    return TW_OK;
+}
+
+tw_status tw_cpu_scale(void *context, size_t n, float alpha, tw_mem x, tw_mem out) {
+    (void)context;
+    const float *in = F32(x);
+    float *y = F32(out);
+#pragma omp parallel for schedule(static) if (n >= PARALLEL_MIN)
+    for (size_t i = 0; i < n; i++) y[i] = alpha * in[i];
+    return TW_OK;
+}
+
+/* Partial sums of SUM_CHUNK elements in double, added in chunk order. */
+tw_status tw_cpu_sum_sq(void *context, size_t n, tw_mem x, tw_mem out) {
+    (void)context;
+    const float *in = F32(x);
+    size_t chunks = (n + SUM_CHUNK - 1) / SUM_CHUNK;
+    double *partial = malloc((chunks ? chunks : 1) * sizeof *partial);
+    if (!partial) return tw_error(TW_ERR_OUT_OF_MEMORY, "sum_sq: out of host memory");
+#pragma omp parallel for schedule(static) if (n >= PARALLEL_MIN)
+    for (size_t chunk = 0; chunk < chunks; chunk++) {
+        size_t begin = chunk * SUM_CHUNK, end = begin + SUM_CHUNK < n ? begin + SUM_CHUNK : n;
+        double sum = 0.0;
+        for (size_t i = begin; i < end; i++) sum += (double)in[i] * in[i];
+        partial[chunk] = sum;
+    }
+    double total = 0.0;
+    for (size_t chunk = 0; chunk < chunks; chunk++) total += partial[chunk];
+    free(partial);
+    F32(out)[0] = (float)total;
+    return TW_OK;
+}
+
+tw_status tw_cpu_adamw_step(void *context, size_t n, const tw_adamw_args *args, tw_mem param,
+                            tw_mem grad, tw_mem m, tw_mem v) {
+    (void)context;
+    float *p = F32(param), *first = F32(m), *second = F32(v);
+    const float *g_all = F32(grad);
+    const float beta1 = args->beta1, beta2 = args->beta2;
+    const float correction1 = 1.0f - powf(beta1, (float)args->step);
+    const float correction2 = 1.0f - powf(beta2, (float)args->step);
+#pragma omp parallel for schedule(static) if (n >= PARALLEL_MIN)
+    for (size_t i = 0; i < n; i++) {
+        float g = args->grad_scale * g_all[i];
+        first[i] = beta1 * first[i] + (1.0f - beta1) * g;
+        second[i] = beta2 * second[i] + (1.0f - beta2) * g * g;
+        float m_hat = first[i] / correction1, v_hat = second[i] / correction2;
+        p[i] -= args->lr * (m_hat / (sqrtf(v_hat) + args->eps) + args->weight_decay * p[i]);
+    }
+    return TW_OK;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Gather / scatter                                                                           */
+/* ------------------------------------------------------------------------------------------ */
+
+tw_status tw_cpu_gather_rows(void *context, int src_rows, int cols, int count, tw_mem idx,
+                             tw_mem src, tw_mem dst) {
+    (void)context;
+    (void)src_rows;
+    const int32_t *index = I32(idx);
+    const float *s = F32(src);
+    float *d = F32(dst);
+    for (int i = 0; i < count; i++)
+        memcpy(d + (size_t)i * (size_t)cols, s + (size_t)index[i] * (size_t)cols,
+               (size_t)cols * sizeof(float));
+    return TW_OK;
+}
+
+tw_status tw_cpu_scatter_rows(void *context, int dst_rows, int cols, int count, tw_mem idx,
+                              tw_mem src, tw_mem dst, bool accumulate) {
+    (void)context;
+    (void)dst_rows;
+    const int32_t *index = I32(idx);
+    const float *s = F32(src);
+    float *d = F32(dst);
+    for (int i = 0; i < count; i++) {
+        const float *s_row = s + (size_t)i * (size_t)cols;
+        float *d_row = d + (size_t)index[i] * (size_t)cols;
+        for (int c = 0; c < cols; c++) d_row[c] = accumulate ? d_row[c] + s_row[c] : s_row[c];
+    }
+    return TW_OK;
+}
+
+tw_status tw_cpu_gather_cols(void *context, int rows, int src_cols, int count, tw_mem idx,
+                             tw_mem src, tw_mem dst) {
+    (void)context;
+    const int32_t *index = I32(idx);
+    const float *s = F32(src);
+    float *d = F32(dst);
+    for (int r = 0; r < rows; r++) {
+        const float *s_row = s + (size_t)r * (size_t)src_cols;
+        float *d_row = d + (size_t)r * (size_t)count;
+        for (int i = 0; i < count; i++) d_row[i] = s_row[index[i]];
+    }
+    return TW_OK;
+}
+
+tw_status tw_cpu_scatter_cols(void *context, int rows, int dst_cols, int count, tw_mem idx,
+                              tw_mem src, tw_mem dst, bool accumulate) {
+    (void)context;
+    const int32_t *index = I32(idx);
+    const float *s = F32(src);
+    float *d = F32(dst);
+    for (int r = 0; r < rows; r++) {
+        const float *s_row = s + (size_t)r * (size_t)count;
+        float *d_row = d + (size_t)r * (size_t)dst_cols;
+        for (int i = 0; i < count; i++)
+            d_row[index[i]] = accumulate ? d_row[index[i]] + s_row[i] : s_row[i];
+    }
+    return TW_OK;
+}
