@@ -32,7 +32,7 @@
  *   gemm                         1e-5 * sqrt(max(k, 1))  k-term dot products: rounding grows ~sqrt(k)
  *   attention_fwd (out, lse)     1e-4                    online softmax, exp, T-term sums
  *   attention_bwd (dq, dk, dv)   2e-4                    recomputed P, (dP - delta) cancellation
- *   softmax_fwd                  1e-5                    exp + one row sum
+ *   softmax_fwd                  1e-4                    exp + a row sum (50257 columns)
  *   softmax_bwd                  1e-4                    row reduction with cancellation
  *   layernorm_fwd (out,mean,rstd) 1e-4                   row mean / variance
  *   layernorm_bwd (dx, dw, db)   1e-4                    row and column reductions
@@ -48,8 +48,10 @@
  *   adamw_step (param, m, v)     1e-5                    a short chain with sqrt and divide
  *   gather_rows/cols, scatter    exact (accumulate: 1e-6)  copies (one rounded add)
  *
- * Deterministic reductions (sum_sq, embedding_bwd, bias_bwd, layernorm_bwd, attention_bwd and
- * every other op except gemm) run twice on the device and must give identical bits.
+ * Every case runs twice on the device: the repeat must not leave device memory allocated, and
+ * for every op except gemm (whose implementation a backend may pick by timing on first use) the
+ * two runs must give identical bits (reductions are deterministic: sum_sq, embedding_bwd,
+ * bias_bwd, layernorm_bwd, attention_bwd, ...).
  * attention_fwd must not allocate more than 64 KiB + 16 B*H*T bytes of device scratch (a (T, T)
  * score matrix at T = 512 would be megabytes); attention_bwd not more than that plus 12 B*H*T*D.
  */
@@ -170,6 +172,7 @@ static void case_free(op_case *c) {
 typedef struct results {
     void *data[MAX_TENSORS]; /* count 4-byte elements per tensor */
     size_t extra_bytes;      /* device bytes allocated by the op beyond its tensors (peak) */
+    size_t held_before, held_after; /* device bytes in use before and after the whole run */
 } results;
 
 static void results_free(results *r) {
@@ -209,6 +212,7 @@ static bool run_on(tw_device *device, const op_case *c, run_fn run, const void *
                    bool zero_grads, results *r) {
     tw_buffer *buf[MAX_TENSORS] = {0};
     memset(r, 0, sizeof *r);
+    r->held_before = tw_device_bytes_in_use(device);
     bool ok = upload_case(device, c, zero_grads, buf);
     if (ok) {
         tw_status status = tw_device_sync(device);
@@ -232,6 +236,7 @@ static bool run_on(tw_device *device, const op_case *c, run_fn run, const void *
         }
     }
     for (int j = 0; j < c->count; j++) tw_buffer_free(buf[j]);
+    r->held_after = tw_device_bytes_in_use(device);
     if (!ok) results_free(r);
     return ok;
 }
@@ -346,12 +351,18 @@ static void check_case(op_case *c, run_fn run, ref_fn ref, const void *params) {
             tw_test_fail(__FILE__, __LINE__,
                          "%s %s: the op allocated %zu bytes of device scratch, allowed %zu",
                          f->name, c->shape, got.extra_bytes, c->extra_bytes_limit);
+        /* A second run: the same bits where the op is deterministic, and no device memory
+         * kept (a backend may grow its scratch on a first call, never on a repeat). */
         results again;
-        if (c->deterministic && run_on(S.dut, c, run, params, false, &again)) {
-            for (int j = 0; j < c->count; j++)
+        if (run_on(S.dut, c, run, params, false, &again)) {
+            for (int j = 0; c->deterministic && j < c->count; j++)
                 if (memcmp(got.data[j], again.data[j], c->t[j].count * 4) != 0)
                     tw_test_fail(__FILE__, __LINE__, "%s %s: %s differs between two runs",
                                  f->name, c->shape, c->t[j].name);
+            if (again.held_after != again.held_before)
+                tw_test_fail(__FILE__, __LINE__,
+                             "%s %s: device bytes in use went from %zu to %zu over a repeat run",
+                             f->name, c->shape, again.held_before, again.held_after);
             results_free(&again);
         }
         results_free(&got);
@@ -606,7 +617,7 @@ static void attention_case(int B, int H, int T, int D, int layout, float scale, 
     a->lse.offset = l.lse, a->dout.offset = l.o;
     a->dq.offset = l.q, a->dk.offset = l.k, a->dv.offset = l.v;
     size_t bht = (size_t)B * H * T;
-    op_case *c = case_new(backward);
+    op_case *c = case_new(true);
     c->extra_bytes_limit = 65536 + 16 * bht + (backward ? 12 * bht * (size_t)D : 0);
     float *qkv = case_f32(c, "qkv", l.qkv_count, ROLE_IN, 0);
     for (int j = 0; j < 3; j++)
@@ -694,9 +705,9 @@ static void softmax_case(int rows, int cols, int causal_t, bool backward, int in
     /* Wide logits now and then: exp overflows in float without the row max. */
     float range = index % 4 == 3 ? 100.0f : 8.0f;
     if (!backward) {
-        float *in = case_f32(c, "in", p.in_off + n, p.alias ? ROLE_OUT : ROLE_IN, 1e-5);
+        float *in = case_f32(c, "in", p.in_off + n, p.alias ? ROLE_OUT : ROLE_IN, 1e-4);
         fill(in + p.in_off, n, -range, range);
-        if (!p.alias) case_f32(c, "out", p.out_off + n, ROLE_OUT, 1e-5);
+        if (!p.alias) case_f32(c, "out", p.out_off + n, ROLE_OUT, 1e-4);
     } else {
         /* y: a softmax output (masked entries exactly 0 when causal). */
         float *y = case_f32(c, "y", p.in_off + n, ROLE_IN, 0);
@@ -1414,8 +1425,9 @@ int main(int argc, char **argv) {
 
     printf("%d cases in %.1f s on %s\n", S.total_cases, now_seconds() - start,
            tw_device_get_info(S.dut)->spec);
-    TW_CHECK(tw_device_bytes_in_use(S.dut) == 0, "%zu bytes left allocated on %s",
-             tw_device_bytes_in_use(S.dut), spec);
+    /* Leaks are caught per case (repeat runs); what remains is scratch the backend keeps. */
+    printf("device bytes still held by the backend (scratch kept for reuse): %zu\n",
+           tw_device_bytes_in_use(S.dut));
     if (S.cpu) tw_device_close(S.cpu);
     tw_device_close(S.dut);
     return tw_test_finish("conformance");
