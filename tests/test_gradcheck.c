@@ -231,7 +231,7 @@ static void attention_check(int B, int H, int T, int D, bool packed) {
 
 static void attention_checks(void) {
     static const int shapes[][4] = {{1, 1, 1, 1}, {1, 1, 3, 2}, {1, 2, 5, 3}, {2, 2, 7, 4},
-                                    {1, 1, 9, 5}, {2, 1, 6, 8}, {1, 3, 4, 1}};
+                                    {1, 1, 9, 5}, {2, 1, 6, 8}, {1, 3, 4, 1}, {1, 2, 17, 7}};
     op_begin("attention");
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
         attention_check(shapes[s][0], shapes[s][1], shapes[s][2], shapes[s][3], s % 2 == 0);
