@@ -1,0 +1,198 @@
+/* twist: safetensors files and checkpoint directories.
+ *
+ * Model-agnostic: callers hand over named fp32 tensors and JSON texts; nothing here knows what a
+ * transformer is.
+ *
+ * safetensors (https://github.com/huggingface/safetensors, "Format"):
+ *
+ *   bytes [0, 8)        N, unsigned 64-bit little-endian: length of the JSON header
+ *   bytes [8, 8 + N)    JSON header, UTF-8, starting with '{', padded with spaces so that
+ *                       8 + N is a multiple of 8 (the data then starts 8-byte aligned):
+ *                       {"__metadata__": {"key": "string value", ...},
+ *                        "name": {"dtype": "F32", "shape": [d0, d1, ...],
+ *                                 "data_offsets": [begin, end]}, ...}
+ *   bytes [8 + N, EOF)  raw little-endian tensor data, row-major; offsets are relative to the
+ *                       start of this region; the tensors cover it exactly (no gaps, no overlap,
+ *                       nothing after the last one).
+ *
+ * A shape of [] is a scalar (1 element); a shape with a 0 is an empty tensor (begin == end).
+ *
+ * A checkpoint is a directory DIR holding
+ *
+ *   model.safetensors      weights under the caller's names (Hugging Face GPT-2 names for twist)
+ *   optimizer.safetensors  optimizer tensors (AdamW m and v per parameter, ...); may be empty
+ *   config.json            the caller's model configuration (JSON text, stored verbatim)
+ *   state.json             the caller's training state: step, data position, RNG, ... ("{}" if
+ *                          none was given)
+ *   <extra files>          optional caller files (a tokenizer.json, ...)
+ *   checksums.json         {"format": "twist-checkpoint", "version": 1,
+ *                           "files": {"model.safetensors": {"size": 123, "sha256": "ab..."},
+ *                                     ...}}
+ *                          size and SHA-256 of every other file; `sha256sum FILE` reproduces
+ *                          the digests.
+ *
+ * Saving is atomic: everything is written and fsync'ed into DIR.tmp-<pid> next to DIR, then the
+ * previous DIR (if any) is renamed to DIR.old-<pid>, the new one renamed to DIR, and the old one
+ * removed. A crash therefore leaves either the previous complete DIR or the new complete DIR in
+ * place, except inside the two renames, where DIR is briefly missing; tw_checkpoint_open then
+ * names the complete directories it finds beside DIR and tw_checkpoint_recover() puts the
+ * newest one back. src/ckpt/checkpoint.c details every crash point.
+ *
+ * Loading checks the size and SHA-256 of every file listed in checksums.json before parsing
+ * anything, then validates both safetensors files completely. Files are read into memory (not
+ * mapped): the checksum has to read every byte anyway, and a mapped file truncated by another
+ * process later would crash the reader with SIGBUS. Close a checkpoint once its tensors are
+ * uploaded.
+ *
+ * Hosts must be little-endian (every platform twist targets); others get TW_ERR_UNSUPPORTED. */
+#ifndef TWIST_CHECKPOINT_H
+#define TWIST_CHECKPOINT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "twist/status.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+enum { TW_TENSOR_MAX_DIMS = 8 };
+
+/* A read-only view of one fp32 tensor inside an open file or checkpoint: valid until that file
+ * or checkpoint is freed. */
+typedef struct tw_tensor_view {
+    const char *name;
+    int ndim;                          /* 0 for a scalar */
+    int64_t dims[TW_TENSOR_MAX_DIMS];  /* row-major shape */
+    size_t count;                      /* product of dims (1 for a scalar, 0 if a dim is 0) */
+    const float *data;                 /* count floats, 4-byte aligned; NULL when count == 0 */
+} tw_tensor_view;
+
+/* ------------------------------------------------------------------------------------------ */
+/* safetensors files                                                                          */
+/* ------------------------------------------------------------------------------------------ */
+
+typedef struct tw_safetensors_writer tw_safetensors_writer;
+typedef struct tw_safetensors tw_safetensors;
+
+tw_status tw_safetensors_writer_create(tw_safetensors_writer **out);
+void tw_safetensors_writer_destroy(tw_safetensors_writer *writer);
+
+/* Adds a tensor of shape dims[0..ndim) (ndim 0..TW_TENSOR_MAX_DIMS, every dim >= 0). The data is
+ * BORROWED: it must stay valid and unchanged until the last write of this writer has returned.
+ * Names must be unique, non-empty and not "__metadata__". Tensors are stored in the order added. */
+tw_status tw_safetensors_writer_add(tw_safetensors_writer *writer, const char *name, int ndim,
+                                    const int64_t *dims, const float *data);
+/* The same, but copies the data now. */
+tw_status tw_safetensors_writer_add_copy(tw_safetensors_writer *writer, const char *name,
+                                         int ndim, const int64_t *dims, const float *data);
+/* Sets a "__metadata__" entry (replacing an earlier value of the same key). */
+tw_status tw_safetensors_writer_set_metadata(tw_safetensors_writer *writer, const char *key,
+                                             const char *value);
+int tw_safetensors_writer_count(const tw_safetensors_writer *writer);
+
+/* Writes the file atomically: to PATH.tmp-<pid>, fsync, rename over PATH, fsync the directory. */
+tw_status tw_safetensors_write(const tw_safetensors_writer *writer, const char *path);
+
+/* Reads and validates a whole file (see the format above). Errors name the file and the tensor
+ * or field: TW_ERR_NOT_FOUND / TW_ERR_IO if it cannot be read, TW_ERR_FORMAT for anything
+ * malformed. Tensors of another dtype than F32 are validated but can only be listed: looking
+ * one up gives TW_ERR_UNSUPPORTED. */
+tw_status tw_safetensors_load(const char *path, tw_safetensors **out);
+void tw_safetensors_free(tw_safetensors *file);
+
+/* The path the file was loaded from (used in messages). */
+const char *tw_safetensors_path(const tw_safetensors *file);
+int tw_safetensors_count(const tw_safetensors *file);
+/* Name and dtype ("F32", "F16", ...) of the index-th tensor in header order. */
+const char *tw_safetensors_name_at(const tw_safetensors *file, int index);
+const char *tw_safetensors_dtype_at(const tw_safetensors *file, int index);
+/* The tensor of that name: TW_ERR_NOT_FOUND if absent, TW_ERR_UNSUPPORTED if not F32. */
+tw_status tw_safetensors_find(const tw_safetensors *file, const char *name, tw_tensor_view *out);
+/* A "__metadata__" value, or NULL. */
+const char *tw_safetensors_metadata(const tw_safetensors *file, const char *key);
+int tw_safetensors_metadata_count(const tw_safetensors *file);
+/* Key and value of the index-th metadata entry (header order). */
+tw_status tw_safetensors_metadata_at(const tw_safetensors *file, int index, const char **key,
+                                     const char **value);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Checkpoint directories                                                                     */
+/* ------------------------------------------------------------------------------------------ */
+
+typedef enum tw_ckpt_part {
+    TW_CKPT_MODEL = 0,     /* model.safetensors */
+    TW_CKPT_OPTIMIZER = 1, /* optimizer.safetensors */
+} tw_ckpt_part;
+
+typedef struct tw_checkpoint_writer tw_checkpoint_writer;
+typedef struct tw_checkpoint tw_checkpoint;
+
+tw_status tw_checkpoint_writer_create(tw_checkpoint_writer **out);
+void tw_checkpoint_writer_destroy(tw_checkpoint_writer *writer);
+
+/* Tensors of model.safetensors or optimizer.safetensors; add borrows the data until
+ * tw_checkpoint_save returns (as tw_safetensors_writer_add), add_copy copies it. */
+tw_status tw_checkpoint_writer_add(tw_checkpoint_writer *writer, tw_ckpt_part part,
+                                   const char *name, int ndim, const int64_t *dims,
+                                   const float *data);
+tw_status tw_checkpoint_writer_add_copy(tw_checkpoint_writer *writer, tw_ckpt_part part,
+                                        const char *name, int ndim, const int64_t *dims,
+                                        const float *data);
+tw_status tw_checkpoint_writer_set_metadata(tw_checkpoint_writer *writer, tw_ckpt_part part,
+                                            const char *key, const char *value);
+/* config.json and state.json: must parse as JSON; copied and stored verbatim. config.json is
+ * required before saving; state.json defaults to "{}". */
+tw_status tw_checkpoint_writer_set_config(tw_checkpoint_writer *writer, const char *json);
+tw_status tw_checkpoint_writer_set_state(tw_checkpoint_writer *writer, const char *json);
+/* An extra file stored beside the others and checksummed with them (copied now). The name is a
+ * plain file name: no '/', not starting with '.', not one of the five names above. */
+tw_status tw_checkpoint_writer_add_file(tw_checkpoint_writer *writer, const char *name,
+                                        const void *bytes, size_t size);
+
+/* Writes the checkpoint to DIR atomically (see the top of this file). Missing parent
+ * directories are created. An existing DIR is replaced only if it is empty or a twist
+ * checkpoint (it has a checksums.json of this format); anything else is refused with
+ * TW_ERR_INVALID_ARGUMENT and left untouched. Leftovers of earlier interrupted saves into DIR
+ * whose process has exited are removed after a successful save. */
+tw_status tw_checkpoint_save(const tw_checkpoint_writer *writer, const char *dir);
+
+/* Opens DIR: verifies checksums.json, the size and SHA-256 of every listed file (all five
+ * standard files must be listed and present), parses both safetensors files and checks that
+ * config.json and state.json are JSON. Any failure is TW_ERR_FORMAT naming the file. If DIR is
+ * missing, the error (TW_ERR_NOT_FOUND) names any complete checkpoint left beside it by an
+ * interrupted save. */
+tw_status tw_checkpoint_open(const char *dir, tw_checkpoint **out);
+void tw_checkpoint_close(tw_checkpoint *ckpt);
+
+/* After an interrupted save left DIR missing: renames the newest complete checkpoint found beside
+ * it (DIR.tmp-<pid>, else DIR.old-<pid>, of a process that has exited) to DIR. TW_OK with
+ * nothing done if DIR exists; TW_ERR_NOT_FOUND if there is nothing to recover. */
+tw_status tw_checkpoint_recover(const char *dir);
+
+/* The tensor of that name: TW_ERR_NOT_FOUND if absent, TW_ERR_UNSUPPORTED if not F32. */
+tw_status tw_checkpoint_tensor(const tw_checkpoint *ckpt, tw_ckpt_part part, const char *name,
+                               tw_tensor_view *out);
+/* The tensor of that name, which must have exactly the shape dims[0..ndim). Otherwise
+ * TW_ERR_FORMAT: "DIR/model.safetensors: tensor 'x' has shape [256, 768], config expects
+ * [256, 384]" or "DIR/model.safetensors: missing tensor 'x'". *data may be NULL (not wanted). */
+tw_status tw_checkpoint_expect(const tw_checkpoint *ckpt, tw_ckpt_part part, const char *name,
+                               int ndim, const int64_t *dims, const float **data);
+/* The parsed file behind a part, for listing names and metadata. */
+const tw_safetensors *tw_checkpoint_safetensors(const tw_checkpoint *ckpt, tw_ckpt_part part);
+/* NUL-terminated texts of config.json and state.json. */
+const char *tw_checkpoint_config_json(const tw_checkpoint *ckpt);
+const char *tw_checkpoint_state_json(const tw_checkpoint *ckpt);
+/* An extra file (verified like the others): TW_ERR_NOT_FOUND if the checkpoint has none of that
+ * name. The bytes are followed by a NUL not counted in *size. */
+tw_status tw_checkpoint_file(const tw_checkpoint *ckpt, const char *name, const void **bytes,
+                             size_t *size);
+/* The directory the checkpoint was opened from. */
+const char *tw_checkpoint_dir(const tw_checkpoint *ckpt);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
