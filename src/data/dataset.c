@@ -333,9 +333,24 @@ static int cache_candidates(const char *corpus_path, const tw_encoder *e,
     return n;
 }
 
+/* Whether the directory holding `path` may be written. A directory whose mode grants write
+ * permission to nobody (like the shared, read-only ../shared/data) counts as read-only even for
+ * root, who could write there anyway: the mode says the data must not be touched. */
+static bool parent_writable(const char *path) {
+    char dir[PATH_MAX];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (!slash) snprintf(dir, sizeof dir, ".");
+    else if (slash == dir) dir[1] = '\0';
+    else *slash = '\0';
+    struct stat sb;
+    return stat(dir, &sb) == 0 && (sb.st_mode & 0222) != 0 && access(dir, W_OK) == 0;
+}
+
 static bool write_cache(const char *path, const char *dir, const cache_key *k,
                         const tw_dataset *d) {
     if (dir[0] && !make_dirs(dir)) return false;
+    if (!parent_writable(path)) return false;
     unsigned char h[TWTOK_HEADER], sum_bytes[8];
     write_header(h, k, d);
     uint64_t sum = tw_fnv1a64(TW_FNV1A_INIT, h, TWTOK_HEADER);

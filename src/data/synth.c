@@ -381,7 +381,7 @@ static void predicate(story *st, sent *s, const actor *who, bool plural, enum ve
     bool animal = who && who->kind == A_ANIMAL;
     int k = (int)rnd(g, animal ? 3 : 7);
     if (animal) k = k == 0 ? 0 : k == 1 ? 3 : 5;
-    if (k == 6 && st->no_go) k = 0;
+    if (k == 6 && (st->no_go || chance(g, 50))) k = 1; /* "went to the X" less often */
     switch (k) {
     case 0: { /* intransitive */
         const sw_verb *v = animal ? pick_from_names(g, sw_verbs_intr, sw_verbs_intr_count,
@@ -407,9 +407,10 @@ static void predicate(story *st, sent *s, const actor *who, bool plural, enum ve
         if (chance(g, 50)) {
             toy_np(st, s);
         } else {
-            const sw_noun *n = chance(g, 50) ? NOUN(g, sw_things) : NOUN(g, sw_toys);
+            const sw_noun *n = chance(g, 50) ? count_noun(g, sw_things, sw_things_count)
+                                             : NOUN(g, sw_toys);
             const char *adj = chance(g, 50) ? WORD(g, sw_thing_adjs) : NULL;
-            thing_np(st, s, n, chance(g, 30) && !(n->flags & SW_MASS), adj);
+            thing_np(st, s, n, chance(g, 30), adj);
         }
         break;
     }
@@ -645,7 +646,8 @@ static bool l0_middle(story *st, sent *s, int k) {
         if (chance(g, 30)) w(s, "very");
         w(s, WORD(g, sw_feelings));
         break;
-    case 8: /* the sun was hot. */
+    case 8: /* the sun was hot. (drawn half as often: few variants) */
+        if (chance(g, 50)) return false;
         w(s, "the");
         w(s, "sun");
         w(s, be(st, false));
@@ -725,7 +727,8 @@ static bool l0_end(story *st, sent *s, int k) {
         object(st, s, &st->pal);
         w(s, chance(st->g, 50) ? "a lot" : "so much");
         break;
-    case 4: /* it was a fun day. */
+    case 4: /* it was a fun day. (drawn less often: few variants) */
+        if (chance(st->g, 40)) return false;
         w(s, "it");
         w(s, be(st, false));
         article(s, "fun");
@@ -911,6 +914,8 @@ static void dialogue(story *st, sent *s) {
     }
 }
 
+static const char *const day_adjs[] = {"wonderful", "lovely", "busy", "long", "happy",
+                                       "special", "perfect", "strange", "good", "fun"};
 static const char *const subordinators[] = {"when", "after", "before", "because"};
 
 static bool l1_intro(story *st, sent *s, int k) {
@@ -1161,7 +1166,7 @@ static bool l1_end(story *st, sent *s, int k) {
         w(s, "had");
         w(s, "been");
         {
-            const char *adj = WORD(g, sw_thing_adjs);
+            const char *adj = day_adjs[rnd(g, NAMES_COUNT(day_adjs))];
             article(s, adj);
             w(s, adj);
         }
