@@ -47,13 +47,21 @@ static CLBlastStatusCode run_clblast(tw_cl_context *cl, const tw_gemm_args *args
         *status = run_own(cl, &zero, a, b, c);
         if (*status != TW_OK) return CLBlastSuccess;
     }
+    const CLBlastTranspose ta = args->trans_a ? CLBlastTransposeYes : CLBlastTransposeNo;
+    const CLBlastTranspose tb = args->trans_b ? CLBlastTransposeYes : CLBlastTransposeNo;
+    /* The strided-batched entry rejects batch strides of 0 (CLBlastInvalidDimension), which
+     * the front end allows and a single product carries: batch 1 goes through plain Sgemm. */
+    if (args->batch == 1)
+        return CLBlastSgemm(CLBlastLayoutRowMajor, ta, tb, (size_t)args->m, (size_t)args->n,
+                            (size_t)args->k, args->alpha, a, args->a.offset, (size_t)args->lda, b,
+                            args->b.offset, (size_t)args->ldb, args->beta, c, args->c.offset,
+                            (size_t)args->ldc, &cl->queue, NULL);
     return CLBlastSgemmStridedBatched(
-        CLBlastLayoutRowMajor, args->trans_a ? CLBlastTransposeYes : CLBlastTransposeNo,
-        args->trans_b ? CLBlastTransposeYes : CLBlastTransposeNo, (size_t)args->m,
-        (size_t)args->n, (size_t)args->k, args->alpha, a, args->a.offset, (size_t)args->lda,
-        (size_t)args->stride_a, b, args->b.offset, (size_t)args->ldb, (size_t)args->stride_b,
-        args->beta, c, args->c.offset, (size_t)args->ldc, (size_t)args->stride_c,
-        (size_t)args->batch, &cl->queue, NULL);
+        CLBlastLayoutRowMajor, ta, tb, (size_t)args->m, (size_t)args->n, (size_t)args->k,
+        args->alpha, a, args->a.offset, (size_t)args->lda, (size_t)args->stride_a, b,
+        args->b.offset, (size_t)args->ldb, (size_t)args->stride_b, args->beta, c,
+        args->c.offset, (size_t)args->ldc, (size_t)args->stride_c, (size_t)args->batch,
+        &cl->queue, NULL);
 }
 
 /* ------------------------------------------------------------------------------------------------
@@ -241,6 +249,9 @@ tw_status tw_cl_gemm(void *context, const tw_gemm_args *args) {
         CLBlastStatusCode code = run_clblast(cl, args, a, b, c, &status);
         if (status != TW_OK) return status;
         if (code == CLBlastSuccess) return TW_OK;
+        if (getenv("TWIST_GEMM_VERBOSE"))
+            fprintf(stderr, "twist opencl gemm: CLBlast refused %dx%dx%d (status %d): own kernel\n",
+                    args->m, args->n, args->k, (int)code);
         /* Refused (an ld or stride CLBlast does not take): the own kernel does every case. */
     }
     return run_own(cl, args, a, b, c);

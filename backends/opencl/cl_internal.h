@@ -71,9 +71,6 @@ typedef struct tw_cl_context {
     tw_cl_attention_program attention[TW_CL_MAX_ATTENTION_PROGRAMS];
     int attention_count;
 
-    /* sum_sq partial sums, allocated on first use. */
-    tw_buffer *partials;
-
     /* GEMM. */
     tw_cl_gemm_own *gemm_own;
     tw_gemm_impl gemm_impl; /* forced by set_gemm_impl, or AUTO */

@@ -124,18 +124,15 @@ tw_status tw_cl_bias_bwd(void *context, int rows, int cols, tw_mem dout, tw_mem 
 
 enum { SUM_SQ_PARTS = 1024 };
 
-tw_status tw_cl_sum_sq(void *context, size_t n, tw_mem x, tw_mem out) {
-    tw_cl_context *cl = context;
-    if (!cl->partials) TW_TRY(tw_buffer_alloc(cl->device, SUM_SQ_PARTS * sizeof(float),
-                                              &cl->partials));
+static tw_status sum_sq_launch(tw_cl_context *cl, size_t n, tw_mem x, tw_mem out,
+                               cl_mem partials) {
     /* The split depends only on n: the same input always meets the same tree. */
     size_t chunk = (n + SUM_SQ_PARTS - 1) / SUM_SQ_PARTS;
     if (chunk == 0) chunk = 1;
     int parts = (int)((n + chunk - 1) / chunk);
-    cl_mem partials = (cl_mem)cl->partials->handle;
     tw_cl_call call;
     if (parts > 0) {
-        TW_TRY(call_begin(&call, context, TW_CL_REDUCE, "tw_sum_sq_partial"));
+        TW_TRY(call_begin(&call, cl, TW_CL_REDUCE, "tw_sum_sq_partial"));
         arg_ulong(&call, n);
         arg_ulong(&call, chunk);
         arg_int(&call, parts);
@@ -143,11 +140,22 @@ tw_status tw_cl_sum_sq(void *context, size_t n, tw_mem x, tw_mem out) {
         arg_cl_mem(&call, partials);
         TW_TRY(call_launch(&call, (size_t)parts));
     }
-    TW_TRY(call_begin(&call, context, TW_CL_REDUCE, "tw_sum_sq_final"));
+    TW_TRY(call_begin(&call, cl, TW_CL_REDUCE, "tw_sum_sq_final"));
     arg_int(&call, parts);
     arg_cl_mem(&call, partials);
     arg_mem(&call, out);
     return call_launch(&call, 1);
+}
+
+/* The partial sums (4 KiB) are scratch of this call, allocated through tw_buffer_alloc so they
+ * count in the device's bytes, and released once the queued kernels are done with them. */
+tw_status tw_cl_sum_sq(void *context, size_t n, tw_mem x, tw_mem out) {
+    tw_cl_context *cl = context;
+    tw_buffer *partials = NULL;
+    TW_TRY(tw_buffer_alloc(cl->device, SUM_SQ_PARTS * sizeof(float), &partials));
+    tw_status status = sum_sq_launch(cl, n, x, out, (cl_mem)partials->handle);
+    tw_buffer_free(partials);
+    return status;
 }
 
 /* ------------------------------------------------------------------------------------------------

@@ -182,7 +182,6 @@ static void cl_close(void *context) {
     tw_cl_context *cl = context;
     if (!cl) return;
     if (cl->queue) clFinish(cl->queue);
-    tw_buffer_free(cl->partials);
     tw_cl_gemm_own_destroy(cl->gemm_own);
     tw_cl_attention_release(cl);
     tw_cl_release_programs(cl);

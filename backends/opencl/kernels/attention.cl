@@ -26,10 +26,44 @@
     int b_ = (int)(bh / (size_t)(heads));         \
     int h_ = (int)(bh % (size_t)(heads));
 
+/* Dot products of private rows with global rows of HD floats. Without fast-math a compiler may
+ * not reorder a float sum, so a plain loop is one chain of HD dependent fmas; these keep 8-wide
+ * vector partial sums and compute four dots at once, four independent chains (summing in a
+ * different order from the CPU reference, well inside fp32 tolerance). */
+#define NV (HD / 8)
+static float hsum8(float8 x) {
+    float4 y = x.lo + x.hi;
+    float2 z = y.lo + y.hi;
+    return z.x + z.y;
+}
+
 static float dot_hd(const float *a, __global const float *b) {
-    float s = 0.0f;
-    for (int d = 0; d < HD; d++) s = MAD(a[d], b[d], s);
+    float8 acc = (float8)(0.0f);
+    for (int v = 0; v < NV; v++) acc = MAD(vload8(v, a), vload8(v, b), acc);
+    float s = hsum8(acc);
+    for (int d = NV * 8; d < HD; d++) s = MAD(a[d], b[d], s);
     return s;
+}
+
+/* (a . b0, a . b1, c . d0, c . d1) */
+static float4 dot_2x2(const float *a, __global const float *b0, __global const float *b1,
+                      const float *c, __global const float *d0, __global const float *d1) {
+    float8 s0 = (float8)(0.0f), s1 = s0, s2 = s0, s3 = s0;
+    for (int v = 0; v < NV; v++) {
+        float8 av = vload8(v, a), cv = vload8(v, c);
+        s0 = MAD(av, vload8(v, b0), s0);
+        s1 = MAD(av, vload8(v, b1), s1);
+        s2 = MAD(cv, vload8(v, d0), s2);
+        s3 = MAD(cv, vload8(v, d1), s3);
+    }
+    float4 r = (float4)(hsum8(s0), hsum8(s1), hsum8(s2), hsum8(s3));
+    for (int d = NV * 8; d < HD; d++) {
+        r.x = MAD(a[d], b0[d], r.x);
+        r.y = MAD(a[d], b1[d], r.y);
+        r.z = MAD(c[d], d0[d], r.z);
+        r.w = MAD(c[d], d1[d], r.w);
+    }
+    return r;
 }
 
 /* Forward: one work-item per query row i, online softmax over keys j <= i in blocks of BLK.
@@ -57,15 +91,22 @@ __kernel void tw_attention_fwd(int batch, int heads, int seq_len, float scale,
     for (int j0 = 0; j0 <= i; j0 += BLK) {
         int count = min(BLK, i + 1 - j0);
         float block_max = -INFINITY;
-        for (int jj = 0; jj < count; jj++) {
-            s[jj] = dot_hd(qr, kb + (size_t)(j0 + jj) * st);
-            block_max = fmax(block_max, s[jj]);
+        int jj = 0;
+        for (; jj + 4 <= count; jj += 4) {
+            __global const float *kj = kb + (size_t)(j0 + jj) * st;
+            float4 r = dot_2x2(qr, kj, kj + st, qr, kj + 2 * st, kj + 3 * st);
+            s[jj] = r.x;
+            s[jj + 1] = r.y;
+            s[jj + 2] = r.z;
+            s[jj + 3] = r.w;
         }
+        for (; jj < count; jj++) s[jj] = dot_hd(qr, kb + (size_t)(j0 + jj) * st);
+        for (jj = 0; jj < count; jj++) block_max = fmax(block_max, s[jj]);
         float new_m = fmax(m, block_max);
         float correction = exp(m - new_m); /* 0 on the first block (m = -inf) */
         l *= correction;
         for (int d = 0; d < HD; d++) acc[d] *= correction;
-        for (int jj = 0; jj < count; jj++) {
+        for (jj = 0; jj < count; jj++) {
             float p = exp(s[jj] - new_m);
             l += p;
             __global const float *vj = vb + (size_t)(j0 + jj) * st;
@@ -120,7 +161,15 @@ __kernel void tw_attention_dq(int batch, int heads, int seq_len, float scale,
     }
     float row_lse = lse[lse_off + bh * seq_len + i];
     float row_delta = delta[bh * seq_len + i];
-    for (int j = 0; j <= i; j++) {
+    int j = 0;
+    for (; j + 2 <= i + 1; j += 2) { /* two keys per step: four independent dot chains */
+        __global const float *kj = kb + (size_t)j * st, *vj = vb + (size_t)j * st;
+        float4 r = dot_2x2(qr, kj, kj + st, gr, vj, vj + st);
+        float p0 = exp(r.x - row_lse), p1 = exp(r.y - row_lse);
+        float ds0 = p0 * (r.z - row_delta), ds1 = p1 * (r.w - row_delta);
+        for (int d = 0; d < HD; d++) acc[d] = MAD(ds1, kj[st + d], MAD(ds0, kj[d], acc[d]));
+    }
+    for (; j <= i; j++) {
         __global const float *kj = kb + (size_t)j * st;
         float p = exp(dot_hd(qr, kj) - row_lse);
         float ds = p * (dot_hd(gr, vb + (size_t)j * st) - row_delta);
@@ -156,7 +205,18 @@ __kernel void tw_attention_dkdv(int batch, int heads, int seq_len, float scale,
     }
     __global const float *lse_row = lse + lse_off + bh * seq_len;
     __global const float *delta_row = delta + bh * seq_len;
-    for (int i = j; i < seq_len; i++) {
+    int i = j;
+    for (; i + 2 <= seq_len; i += 2) { /* two query rows per step */
+        __global const float *qi = qb + (size_t)i * st, *gi = gb + (size_t)i * ot;
+        float4 r = dot_2x2(kr, qi, qi + st, vr, gi, gi + ot);
+        float p0 = exp(r.x - lse_row[i]), p1 = exp(r.y - lse_row[i + 1]);
+        float ds0 = p0 * (r.z - delta_row[i]), ds1 = p1 * (r.w - delta_row[i + 1]);
+        for (int d = 0; d < HD; d++) {
+            dv_acc[d] = MAD(p1, gi[ot + d], MAD(p0, gi[d], dv_acc[d]));
+            dk_acc[d] = MAD(ds1, qi[st + d], MAD(ds0, qi[d], dk_acc[d]));
+        }
+    }
+    for (; i < seq_len; i++) {
         __global const float *qi = qb + (size_t)i * st;
         __global const float *gi = gb + (size_t)i * ot;
         float p = exp(dot_hd(kr, qi) - lse_row[i]);
