@@ -306,11 +306,17 @@ void tw_cl_release_programs(tw_cl_context *cl) {
     }
 }
 
-/* Work-groups of 64 work-items (or the device maximum): a multiple of every GPU's wavefront,
- * and on CPU devices a chunk the compiler can vectorise across. */
+/* Work-groups of 64 work-items (or less where the device or the kernel allows less: kernels with
+ * large private arrays, such as attention at large D, may be limited on GPUs): a multiple of
+ * every GPU's wavefront, and on CPU devices a chunk the compiler can vectorise across. */
 tw_status tw_cl_launch_1d(tw_cl_context *cl, cl_kernel kernel, size_t items, const char *what) {
     if (items == 0) return TW_OK;
     size_t local = cl->max_group < 64 ? cl->max_group : 64;
+    size_t kernel_max = 0;
+    if (clGetKernelWorkGroupInfo(kernel, cl->device_id, CL_KERNEL_WORK_GROUP_SIZE,
+                                 sizeof kernel_max, &kernel_max, NULL) == CL_SUCCESS &&
+        kernel_max > 0 && kernel_max < local)
+        local = kernel_max;
     if (items < local) local = items;
     size_t global = (items + local - 1) / local * local;
     cl_int err = clEnqueueNDRangeKernel(cl->queue, kernel, 1, NULL, &global, &local, 0, NULL, NULL);

@@ -8,11 +8,14 @@
  * No work-item ever holds more than one row of scores at a time: the (T, T) matrix exists
  * nowhere. There are no barriers and no local memory (work-items are independent), which suits
  * CPU OpenCL compilers; rows are handed out longest first (query row T-1 first in the forward,
- * key row 0 first in dK/dV) so the causal triangle's long rows do not end up last. */
+ * key row 0 first in dK/dV) so the causal triangle's long rows do not end up last. Scores are
+ * computed a block at a time and exponentiated as one vector (exp is the costliest step per
+ * score; vector exp is nearly as cheap as a scalar one on CPU OpenCL compilers). */
 #ifndef HD
 #error "HD (the head dimension) must be defined"
 #endif
-#define BLK 16 /* keys scored per online-softmax rescale */
+#define BLK 16 /* keys scored per online-softmax rescale in the forward */
+#define RB 8    /* rows per step in the backward kernels */
 #ifdef USE_FMA /* hardware fma; otherwise fma() would be emulated in software */
 #define MAD(a, b, c) fma((a), (b), (c))
 #else
@@ -66,6 +69,15 @@ static float4 dot_2x2(const float *a, __global const float *b0, __global const f
     return r;
 }
 
+static float hmax16(float16 x) {
+    float8 a = fmax(x.lo, x.hi);
+    float4 b = fmax(a.lo, a.hi);
+    float2 c = fmax(b.lo, b.hi);
+    return fmax(c.x, c.y);
+}
+
+static float hsum16(float16 x) { return hsum8(x.lo + x.hi); }
+
 /* Forward: one work-item per query row i, online softmax over keys j <= i in blocks of BLK.
  *   out[i] = sum_j softmax_j(scale q_i . k_j) v_j;  lse[i] = log sum_j exp(scale q_i . k_j) */
 __kernel void tw_attention_fwd(int batch, int heads, int seq_len, float scale,
@@ -90,25 +102,23 @@ __kernel void tw_attention_fwd(int batch, int heads, int seq_len, float scale,
     float m = -INFINITY, l = 0.0f;
     for (int j0 = 0; j0 <= i; j0 += BLK) {
         int count = min(BLK, i + 1 - j0);
-        float block_max = -INFINITY;
         int jj = 0;
         for (; jj + 4 <= count; jj += 4) {
             __global const float *kj = kb + (size_t)(j0 + jj) * st;
-            float4 r = dot_2x2(qr, kj, kj + st, qr, kj + 2 * st, kj + 3 * st);
-            s[jj] = r.x;
-            s[jj + 1] = r.y;
-            s[jj + 2] = r.z;
-            s[jj + 3] = r.w;
+            float4 r4 = dot_2x2(qr, kj, kj + st, qr, kj + 2 * st, kj + 3 * st);
+            vstore4(r4, 0, s + jj);
         }
         for (; jj < count; jj++) s[jj] = dot_hd(qr, kb + (size_t)(j0 + jj) * st);
-        for (jj = 0; jj < count; jj++) block_max = fmax(block_max, s[jj]);
-        float new_m = fmax(m, block_max);
+        for (; jj < BLK; jj++) s[jj] = -INFINITY; /* masked: exp gives 0 */
+        float16 sv = vload16(0, s);
+        float new_m = fmax(m, hmax16(sv));
         float correction = exp(m - new_m); /* 0 on the first block (m = -inf) */
-        l *= correction;
+        float16 pv = exp(sv - new_m);
+        l = l * correction + hsum16(pv);
+        vstore16(pv, 0, s);
         for (int d = 0; d < HD; d++) acc[d] *= correction;
         for (jj = 0; jj < count; jj++) {
-            float p = exp(s[jj] - new_m);
-            l += p;
+            float p = s[jj];
             __global const float *vj = vb + (size_t)(j0 + jj) * st;
             for (int d = 0; d < HD; d++) acc[d] = MAD(p, vj[d], acc[d]);
         }
@@ -135,7 +145,29 @@ __kernel void tw_attention_delta(int batch, int heads, int seq_len, __global con
     delta[gid] = sum;
 }
 
-/* dQ: one work-item per query row i, keys j <= i in order:
+/* Scores of a private row a against RB rows b (stride sb) and of c against rows e (stride se):
+ * sa[r] = a . b_r and sc[r] = c . e_r for r < count; the rest -inf and 0. */
+static void score_rows(const float *a, __global const float *b, long sb, const float *c,
+                       __global const float *e, long se, int count, float *sa, float *sc) {
+    int r = 0;
+    for (; r + 2 <= count; r += 2) {
+        float4 x = dot_2x2(a, b + r * sb, b + (r + 1) * sb, c, e + r * se, e + (r + 1) * se);
+        sa[r] = x.x;
+        sa[r + 1] = x.y;
+        sc[r] = x.z;
+        sc[r + 1] = x.w;
+    }
+    for (; r < count; r++) {
+        sa[r] = dot_hd(a, b + r * sb);
+        sc[r] = dot_hd(c, e + r * se);
+    }
+    for (; r < RB; r++) {
+        sa[r] = -INFINITY;
+        sc[r] = 0.0f;
+    }
+}
+
+/* dQ: one work-item per query row i, keys j <= i in order, RB at a time:
  *   P_ij = exp(scale q_i . k_j - lse_i);  dS_ij = P_ij (dO_i . v_j - delta_i);
  *   dq_i += scale sum_j dS_ij k_j */
 __kernel void tw_attention_dq(int batch, int heads, int seq_len, float scale,
@@ -153,7 +185,7 @@ __kernel void tw_attention_dq(int batch, int heads, int seq_len, float scale,
     __global const float *gi = dout + dout_off + (size_t)(b_ * ob + h_ * oh) + (size_t)i * ot;
     __global const float *kb = k + k_off + base;
     __global const float *vb = v + v_off + base;
-    float qr[HD], gr[HD], acc[HD];
+    float qr[HD], gr[HD], acc[HD], s[RB], dp[RB];
     for (int d = 0; d < HD; d++) {
         qr[d] = qi[d] * scale;
         gr[d] = gi[d];
@@ -161,25 +193,23 @@ __kernel void tw_attention_dq(int batch, int heads, int seq_len, float scale,
     }
     float row_lse = lse[lse_off + bh * seq_len + i];
     float row_delta = delta[bh * seq_len + i];
-    int j = 0;
-    for (; j + 2 <= i + 1; j += 2) { /* two keys per step: four independent dot chains */
-        __global const float *kj = kb + (size_t)j * st, *vj = vb + (size_t)j * st;
-        float4 r = dot_2x2(qr, kj, kj + st, gr, vj, vj + st);
-        float p0 = exp(r.x - row_lse), p1 = exp(r.y - row_lse);
-        float ds0 = p0 * (r.z - row_delta), ds1 = p1 * (r.w - row_delta);
-        for (int d = 0; d < HD; d++) acc[d] = MAD(ds1, kj[st + d], MAD(ds0, kj[d], acc[d]));
-    }
-    for (; j <= i; j++) {
-        __global const float *kj = kb + (size_t)j * st;
-        float p = exp(dot_hd(qr, kj) - row_lse);
-        float ds = p * (dot_hd(gr, vb + (size_t)j * st) - row_delta);
-        for (int d = 0; d < HD; d++) acc[d] = MAD(ds, kj[d], acc[d]);
+    for (int j0 = 0; j0 <= i; j0 += RB) {
+        int count = min(RB, i + 1 - j0);
+        __global const float *kj = kb + (size_t)j0 * st;
+        score_rows(qr, kj, st, gr, vb + (size_t)j0 * st, st, count, s, dp);
+        float8 p = exp(vload8(0, s) - row_lse);
+        vstore8(p * (vload8(0, dp) - row_delta), 0, s); /* dS */
+        for (int jj = 0; jj < count; jj++) {
+            float ds = s[jj];
+            __global const float *kr = kj + (size_t)jj * st;
+            for (int d = 0; d < HD; d++) acc[d] = MAD(ds, kr[d], acc[d]);
+        }
     }
     __global float *dqi = dq + dq_off + base + (size_t)i * st;
     for (int d = 0; d < HD; d++) dqi[d] += scale * acc[d];
 }
 
-/* dK, dV: one work-item per key row j, query rows i >= j in order:
+/* dK, dV: one work-item per key row j, query rows i >= j in order, RB at a time:
  *   dv_j += sum_i P_ij dO_i;  dk_j += scale sum_i dS_ij q_i */
 __kernel void tw_attention_dkdv(int batch, int heads, int seq_len, float scale,
                                 __global const float *q, ulong q_off, __global const float *k,
@@ -196,7 +226,7 @@ __kernel void tw_attention_dkdv(int batch, int heads, int seq_len, float scale,
     __global const float *vj = v + v_off + base + (size_t)j * st;
     __global const float *qb = q + q_off + base;
     __global const float *gb = dout + dout_off + (size_t)(b_ * ob + h_ * oh);
-    float kr[HD], vr[HD], dk_acc[HD], dv_acc[HD];
+    float kr[HD], vr[HD], dk_acc[HD], dv_acc[HD], s[RB], dp[RB], row_lse[RB], row_delta[RB];
     for (int d = 0; d < HD; d++) {
         kr[d] = kj[d] * scale;
         vr[d] = vj[d];
@@ -205,25 +235,26 @@ __kernel void tw_attention_dkdv(int batch, int heads, int seq_len, float scale,
     }
     __global const float *lse_row = lse + lse_off + bh * seq_len;
     __global const float *delta_row = delta + bh * seq_len;
-    int i = j;
-    for (; i + 2 <= seq_len; i += 2) { /* two query rows per step */
-        __global const float *qi = qb + (size_t)i * st, *gi = gb + (size_t)i * ot;
-        float4 r = dot_2x2(kr, qi, qi + st, vr, gi, gi + ot);
-        float p0 = exp(r.x - lse_row[i]), p1 = exp(r.y - lse_row[i + 1]);
-        float ds0 = p0 * (r.z - delta_row[i]), ds1 = p1 * (r.w - delta_row[i + 1]);
-        for (int d = 0; d < HD; d++) {
-            dv_acc[d] = MAD(p1, gi[ot + d], MAD(p0, gi[d], dv_acc[d]));
-            dk_acc[d] = MAD(ds1, qi[st + d], MAD(ds0, qi[d], dk_acc[d]));
+    for (int i0 = j; i0 < seq_len; i0 += RB) {
+        int count = min(RB, seq_len - i0);
+        __global const float *qi = qb + (size_t)i0 * st;
+        __global const float *gi = gb + (size_t)i0 * ot;
+        score_rows(kr, qi, st, vr, gi, ot, count, s, dp);
+        for (int ii = 0; ii < RB; ii++) {
+            row_lse[ii] = ii < count ? lse_row[i0 + ii] : 0.0f;
+            row_delta[ii] = ii < count ? delta_row[i0 + ii] : 0.0f;
         }
-    }
-    for (; i < seq_len; i++) {
-        __global const float *qi = qb + (size_t)i * st;
-        __global const float *gi = gb + (size_t)i * ot;
-        float p = exp(dot_hd(kr, qi) - lse_row[i]);
-        float ds = p * (dot_hd(vr, gi) - delta_row[i]);
-        for (int d = 0; d < HD; d++) {
-            dv_acc[d] = MAD(p, gi[d], dv_acc[d]);
-            dk_acc[d] = MAD(ds, qi[d], dk_acc[d]);
+        float8 p = exp(vload8(0, s) - vload8(0, row_lse));
+        vstore8(p, 0, s);
+        vstore8(p * (vload8(0, dp) - vload8(0, row_delta)), 0, dp); /* dS */
+        for (int ii = 0; ii < count; ii++) {
+            float pi = s[ii], ds = dp[ii];
+            __global const float *qr = qi + (size_t)ii * st;
+            __global const float *gr = gi + (size_t)ii * ot;
+            for (int d = 0; d < HD; d++) {
+                dv_acc[d] = MAD(pi, gr[d], dv_acc[d]);
+                dk_acc[d] = MAD(ds, qr[d], dk_acc[d]);
+            }
         }
     }
     __global float *dkj = dk + dk_off + base + (size_t)j * st;
