@@ -113,7 +113,8 @@ tw_status tw_cl_launch_1d(tw_cl_context *cl, cl_kernel kernel, size_t items, con
 
 /* Argument setting: the first failure is kept in *err. */
 void tw_cl_arg(cl_kernel kernel, cl_uint *index, size_t size, const void *value, cl_int *err);
-#define TW_CL_ARG(kernel, index, value, err) tw_cl_arg((kernel), (index), sizeof(value), &(value), (err))
+#define TW_CL_ARG(kernel, index, value, err) \
+    tw_cl_arg((kernel), (index), sizeof(value), &(value), (err))
 
 /* Ops (cl_ops.c, cl_attention.c, cl_gemm.c), vtable signatures. */
 tw_status tw_cl_gemm(void *context, const tw_gemm_args *args);

@@ -303,7 +303,8 @@ tw_status tw_cl_embedding_fwd(void *context, int batch, int seq_len, int channel
 }
 
 /* dwte through position chains (kernels/embedding.cl); links and has_prev are (B*T) int32 each,
- * one after the other in scratch on the device allocated through tw_buffer_alloc so it counts in the device's bytes. */
+ * one after the other in a device scratch allocated through tw_buffer_alloc, so it counts in
+ * the device's bytes. */
 static tw_status embedding_dwte(tw_cl_context *cl, int bt, int channels, tw_mem tokens,
                                 tw_mem dout, tw_mem dwte, tw_buffer *scratch) {
     cl_mem mem = (cl_mem)scratch->handle;

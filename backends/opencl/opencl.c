@@ -137,7 +137,8 @@ static tw_device_type device_type(cl_device_id device) {
     clGetDeviceInfo(device, CL_DEVICE_TYPE, sizeof type, &type, NULL);
     clGetDeviceInfo(device, CL_DEVICE_HOST_UNIFIED_MEMORY, sizeof unified, &unified, NULL);
     if (type & CL_DEVICE_TYPE_CPU) return TW_DEVICE_TYPE_CPU;
-    if (type & CL_DEVICE_TYPE_GPU) return unified ? TW_DEVICE_TYPE_INTEGRATED_GPU : TW_DEVICE_TYPE_GPU;
+    if (type & CL_DEVICE_TYPE_GPU)
+        return unified ? TW_DEVICE_TYPE_INTEGRATED_GPU : TW_DEVICE_TYPE_GPU;
     if (type & CL_DEVICE_TYPE_ACCELERATOR) return TW_DEVICE_TYPE_ACCELERATOR;
     return TW_DEVICE_TYPE_OTHER;
 }
