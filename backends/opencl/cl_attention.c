@@ -118,11 +118,13 @@ static void put_qkv(arg_state *s, const tw_attention_args *args) {
     put_stride(s, args->qkv_stride);
 }
 
+/* rows_per_item: query rows one work-item handles (2 in the forward, 1 elsewhere). */
 static tw_status launch(tw_cl_context *cl, const arg_state *s, const tw_attention_args *args,
-                        const char *what) {
+                        int rows_per_item, const char *what) {
     if (s->err != CL_SUCCESS) return tw_cl_fail(s->err, "clSetKernelArg(attention)");
-    size_t rows = (size_t)args->batch * (size_t)args->heads * (size_t)args->seq_len;
-    return tw_cl_launch_1d(cl, s->kernel, rows, what);
+    size_t per_head = ((size_t)args->seq_len + rows_per_item - 1) / rows_per_item;
+    size_t items = (size_t)args->batch * (size_t)args->heads * per_head;
+    return tw_cl_launch_1d(cl, s->kernel, items, what);
 }
 
 tw_status tw_cl_attention_fwd(void *context, const tw_attention_args *args) {
@@ -136,7 +138,7 @@ tw_status tw_cl_attention_fwd(void *context, const tw_attention_args *args) {
     put_mem(&s, args->out);
     put_stride(&s, args->out_stride);
     put_mem(&s, args->lse);
-    return launch(cl, &s, args, "attention_fwd");
+    return launch(cl, &s, args, 2, "attention_fwd");
 }
 
 /* The three backward launches, given the delta scratch. */
@@ -148,7 +150,7 @@ static tw_status backward(tw_cl_context *cl, tw_cl_attention_program *p,
     put_mem(&s, args->dout);
     put_stride(&s, args->out_stride);
     put_cl_mem(&s, delta);
-    tw_status status = launch(cl, &s, args, "attention_delta");
+    tw_status status = launch(cl, &s, args, 1, "attention_delta");
     if (status != TW_OK) return status;
 
     s = (arg_state){p->dq, 0, CL_SUCCESS};
@@ -159,7 +161,7 @@ static tw_status backward(tw_cl_context *cl, tw_cl_attention_program *p,
     put_mem(&s, args->lse);
     put_cl_mem(&s, delta);
     put_mem(&s, args->dq);
-    status = launch(cl, &s, args, "attention_dq");
+    status = launch(cl, &s, args, 1, "attention_dq");
     if (status != TW_OK) return status;
 
     s = (arg_state){p->dkdv, 0, CL_SUCCESS};
@@ -171,7 +173,7 @@ static tw_status backward(tw_cl_context *cl, tw_cl_attention_program *p,
     put_cl_mem(&s, delta);
     put_mem(&s, args->dk);
     put_mem(&s, args->dv);
-    return launch(cl, &s, args, "attention_dkdv");
+    return launch(cl, &s, args, 1, "attention_dkdv");
 }
 
 tw_status tw_cl_attention_bwd(void *context, const tw_attention_args *args) {

@@ -78,56 +78,89 @@ static float hmax16(float16 x) {
 
 static float hsum16(float16 x) { return hsum8(x.lo + x.hi); }
 
-/* Forward: one work-item per query row i, online softmax over keys j <= i in blocks of BLK.
+/* Online-softmax update of one row with a block of scores s (BLK, -inf where masked): rescale
+ * by exp(m - new m), turn s into probabilities in place, add their sum into l. */
+static float softmax_block(float *s, float *m, float *l) {
+    float16 sv = vload16(0, s);
+    float new_m = fmax(*m, hmax16(sv));
+    float correction = exp(*m - new_m); /* 0 on the first block (m = -inf) */
+    float16 pv = exp(sv - new_m);
+    *l = *l * correction + hsum16(pv);
+    vstore16(pv, 0, s);
+    *m = new_m;
+    return correction;
+}
+
+/* Forward: one work-item per pair of query rows (ia, ib = ia - 1), so each key and value row
+ * loaded serves two rows; online softmax over keys j <= ia in blocks of BLK (key ia masked for
+ * row ib). Pairs are handed out longest first.
  *   out[i] = sum_j softmax_j(scale q_i . k_j) v_j;  lse[i] = log sum_j exp(scale q_i . k_j) */
 __kernel void tw_attention_fwd(int batch, int heads, int seq_len, float scale,
                                __global const float *q, ulong q_off, __global const float *k,
                                ulong k_off, __global const float *v, ulong v_off, long sb,
                                long sh, long st, __global float *out, ulong out_off, long ob,
                                long oh, long ot, __global float *lse, ulong lse_off) {
+    const int pairs = (seq_len + 1) / 2;
     size_t gid = get_global_id(0);
-    if (gid >= (size_t)batch * heads * seq_len) return;
-    TW_SPLIT(gid, heads, seq_len, bh, r)
-    int i = seq_len - 1 - r; /* longest rows first */
+    if (gid >= (size_t)batch * heads * pairs) return;
+    TW_SPLIT(gid, heads, pairs, bh, w)
+    const int ia = seq_len - 1 - 2 * w;
+    const bool has_b = ia >= 1; /* with odd T the last pair holds row 0 alone */
+    const int ib = has_b ? ia - 1 : ia;
     size_t base = (size_t)(b_ * sb + h_ * sh);
-    __global const float *qi = q + q_off + base + (size_t)i * st;
     __global const float *kb = k + k_off + base;
     __global const float *vb = v + v_off + base;
 
-    float qr[HD], acc[HD], s[BLK];
+    float qa[HD], qb[HD], acc_a[HD], acc_b[HD], sa[BLK], sbk[BLK];
     for (int d = 0; d < HD; d++) {
-        qr[d] = qi[d] * scale;
-        acc[d] = 0.0f;
+        qa[d] = q[q_off + base + (size_t)ia * st + d] * scale;
+        qb[d] = q[q_off + base + (size_t)ib * st + d] * scale;
+        acc_a[d] = 0.0f;
+        acc_b[d] = 0.0f;
     }
-    float m = -INFINITY, l = 0.0f;
-    for (int j0 = 0; j0 <= i; j0 += BLK) {
-        int count = min(BLK, i + 1 - j0);
+    float ma = -INFINITY, la = 0.0f, mb = -INFINITY, lb = 0.0f;
+    for (int j0 = 0; j0 <= ia; j0 += BLK) {
+        int count = min(BLK, ia + 1 - j0);
         int jj = 0;
-        for (; jj + 4 <= count; jj += 4) {
+        for (; jj + 2 <= count; jj += 2) {
             __global const float *kj = kb + (size_t)(j0 + jj) * st;
-            float4 r4 = dot_2x2(qr, kj, kj + st, qr, kj + 2 * st, kj + 3 * st);
-            vstore4(r4, 0, s + jj);
+            float4 r4 = dot_2x2(qa, kj, kj + st, qb, kj, kj + st);
+            sa[jj] = r4.x;
+            sa[jj + 1] = r4.y;
+            sbk[jj] = r4.z;
+            sbk[jj + 1] = r4.w;
         }
-        for (; jj < count; jj++) s[jj] = dot_hd(qr, kb + (size_t)(j0 + jj) * st);
-        for (; jj < BLK; jj++) s[jj] = -INFINITY; /* masked: exp gives 0 */
-        float16 sv = vload16(0, s);
-        float new_m = fmax(m, hmax16(sv));
-        float correction = exp(m - new_m); /* 0 on the first block (m = -inf) */
-        float16 pv = exp(sv - new_m);
-        l = l * correction + hsum16(pv);
-        vstore16(pv, 0, s);
-        for (int d = 0; d < HD; d++) acc[d] *= correction;
+        for (; jj < count; jj++) {
+            __global const float *kj = kb + (size_t)(j0 + jj) * st;
+            sa[jj] = dot_hd(qa, kj);
+            sbk[jj] = dot_hd(qb, kj);
+        }
+        for (; jj < BLK; jj++) sa[jj] = sbk[jj] = -INFINITY; /* masked: exp gives 0 */
+        if (ib - j0 + 1 < count) sbk[ib - j0 + 1] = -INFINITY; /* key ia is not visible to ib */
+        float ca = softmax_block(sa, &ma, &la);
+        float cb = softmax_block(sbk, &mb, &lb);
+        for (int d = 0; d < HD; d++) {
+            acc_a[d] *= ca;
+            acc_b[d] *= cb;
+        }
         for (jj = 0; jj < count; jj++) {
-            float p = s[jj];
+            float pa = sa[jj], pb = sbk[jj];
             __global const float *vj = vb + (size_t)(j0 + jj) * st;
-            for (int d = 0; d < HD; d++) acc[d] = MAD(p, vj[d], acc[d]);
+            for (int d = 0; d < HD; d++) {
+                float vd = vj[d];
+                acc_a[d] = MAD(pa, vd, acc_a[d]);
+                acc_b[d] = MAD(pb, vd, acc_b[d]);
+            }
         }
-        m = new_m;
     }
-    float inv = 1.0f / l;
-    __global float *oi = out + out_off + (size_t)(b_ * ob + h_ * oh) + (size_t)i * ot;
-    for (int d = 0; d < HD; d++) oi[d] = acc[d] * inv;
-    lse[lse_off + bh * seq_len + i] = m + log(l);
+    size_t out_base = out_off + (size_t)(b_ * ob + h_ * oh);
+    float inv_a = 1.0f / la, inv_b = 1.0f / lb;
+    for (int d = 0; d < HD; d++) out[out_base + (size_t)ia * ot + d] = acc_a[d] * inv_a;
+    lse[lse_off + bh * seq_len + ia] = ma + log(la);
+    if (has_b) {
+        for (int d = 0; d < HD; d++) out[out_base + (size_t)ib * ot + d] = acc_b[d] * inv_b;
+        lse[lse_off + bh * seq_len + ib] = mb + log(lb);
+    }
 }
 
 /* Backward, first pass: delta (B*H*T) = sum_d dO[i][d] O[i][d] per row. */
