@@ -173,7 +173,7 @@ static tw_status backward(tw_cl_context *cl, tw_cl_attention_program *p,
     put_cl_mem(&s, delta);
     put_mem(&s, args->dk);
     put_mem(&s, args->dv);
-    return launch(cl, &s, args, 1, "attention_dkdv");
+    return launch(cl, &s, args, 2, "attention_dkdv");
 }
 
 tw_status tw_cl_attention_bwd(void *context, const tw_attention_args *args) {

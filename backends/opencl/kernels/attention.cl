@@ -242,7 +242,29 @@ __kernel void tw_attention_dq(int batch, int heads, int seq_len, float scale,
     for (int d = 0; d < HD; d++) dqi[d] += scale * acc[d];
 }
 
-/* dK, dV: one work-item per key row j, query rows i >= j in order, RB at a time:
+/* (a0 . b, a1 . b, c0 . e, c1 . e): two private rows against one global row, twice. */
+static float4 dot_pairs(const float *a0, const float *a1, __global const float *b,
+                        const float *c0, const float *c1, __global const float *e) {
+    float8 s0 = (float8)(0.0f), s1 = s0, s2 = s0, s3 = s0;
+    for (int v = 0; v < NV; v++) {
+        float8 bv = vload8(v, b), ev = vload8(v, e);
+        s0 = MAD(vload8(v, a0), bv, s0);
+        s1 = MAD(vload8(v, a1), bv, s1);
+        s2 = MAD(vload8(v, c0), ev, s2);
+        s3 = MAD(vload8(v, c1), ev, s3);
+    }
+    float4 r = (float4)(hsum8(s0), hsum8(s1), hsum8(s2), hsum8(s3));
+    for (int d = NV * 8; d < HD; d++) {
+        r.x = MAD(a0[d], b[d], r.x);
+        r.y = MAD(a1[d], b[d], r.y);
+        r.z = MAD(c0[d], e[d], r.z);
+        r.w = MAD(c1[d], e[d], r.w);
+    }
+    return r;
+}
+
+/* dK, dV: one work-item per pair of key rows (ja, jb = ja + 1), so each query and dO row loaded
+ * serves both; query rows i >= ja in order, RB at a time (row ja masked for key jb):
  *   dv_j += sum_i P_ij dO_i;  dk_j += scale sum_i dS_ij q_i */
 __kernel void tw_attention_dkdv(int batch, int heads, int seq_len, float scale,
                                 __global const float *q, ulong q_off, __global const float *k,
@@ -251,49 +273,72 @@ __kernel void tw_attention_dkdv(int batch, int heads, int seq_len, float scale,
                                 long ob, long oh, long ot, __global const float *lse,
                                 ulong lse_off, __global const float *delta, __global float *dk,
                                 ulong dk_off, __global float *dv, ulong dv_off) {
+    const int pairs = (seq_len + 1) / 2;
     size_t gid = get_global_id(0);
-    if (gid >= (size_t)batch * heads * seq_len) return;
-    TW_SPLIT(gid, heads, seq_len, bh, j)
+    if (gid >= (size_t)batch * heads * pairs) return;
+    TW_SPLIT(gid, heads, pairs, bh, w)
+    const int ja = 2 * w; /* pair 0 (the longest) first */
+    const bool has_b = ja + 1 < seq_len;
+    const int jb = has_b ? ja + 1 : ja;
     size_t base = (size_t)(b_ * sb + h_ * sh);
-    __global const float *kj = k + k_off + base + (size_t)j * st;
-    __global const float *vj = v + v_off + base + (size_t)j * st;
     __global const float *qb = q + q_off + base;
     __global const float *gb = dout + dout_off + (size_t)(b_ * ob + h_ * oh);
-    float kr[HD], vr[HD], dk_acc[HD], dv_acc[HD], s[RB], dp[RB], row_lse[RB], row_delta[RB];
+    float ka[HD], kb[HD], va[HD], vb[HD], dka[HD], dkb[HD], dva[HD], dvb[HD];
+    float sa[RB], sbk[RB], dpa[RB], dpb[RB], row_lse[RB], row_delta[RB];
     for (int d = 0; d < HD; d++) {
-        kr[d] = kj[d] * scale;
-        vr[d] = vj[d];
-        dk_acc[d] = 0.0f;
-        dv_acc[d] = 0.0f;
+        ka[d] = k[k_off + base + (size_t)ja * st + d] * scale;
+        kb[d] = k[k_off + base + (size_t)jb * st + d] * scale;
+        va[d] = v[v_off + base + (size_t)ja * st + d];
+        vb[d] = v[v_off + base + (size_t)jb * st + d];
+        dka[d] = dkb[d] = dva[d] = dvb[d] = 0.0f;
     }
     __global const float *lse_row = lse + lse_off + bh * seq_len;
     __global const float *delta_row = delta + bh * seq_len;
-    for (int i0 = j; i0 < seq_len; i0 += RB) {
+    for (int i0 = ja; i0 < seq_len; i0 += RB) {
         int count = min(RB, seq_len - i0);
-        __global const float *qi = qb + (size_t)i0 * st;
-        __global const float *gi = gb + (size_t)i0 * ot;
-        score_rows(kr, qi, st, vr, gi, ot, count, s, dp);
         for (int ii = 0; ii < RB; ii++) {
-            row_lse[ii] = ii < count ? lse_row[i0 + ii] : 0.0f;
-            row_delta[ii] = ii < count ? delta_row[i0 + ii] : 0.0f;
+            if (ii < count) {
+                float4 r = dot_pairs(ka, kb, qb + (size_t)(i0 + ii) * st, va, vb,
+                                     gb + (size_t)(i0 + ii) * ot);
+                sa[ii] = r.x;
+                sbk[ii] = r.y;
+                dpa[ii] = r.z;
+                dpb[ii] = r.w;
+                row_lse[ii] = lse_row[i0 + ii];
+                row_delta[ii] = delta_row[i0 + ii];
+            } else {
+                sa[ii] = sbk[ii] = -INFINITY; /* exp gives 0 */
+                dpa[ii] = dpb[ii] = row_lse[ii] = row_delta[ii] = 0.0f;
+            }
         }
-        float8 p = exp(vload8(0, s) - vload8(0, row_lse));
-        vstore8(p, 0, s);
-        vstore8(p * (vload8(0, dp) - vload8(0, row_delta)), 0, dp); /* dS */
+        if (i0 == ja && has_b) sbk[0] = -INFINITY; /* query ja does not see key jb */
+        float8 lse8 = vload8(0, row_lse), delta8 = vload8(0, row_delta);
+        float8 pa = exp(vload8(0, sa) - lse8), pb = exp(vload8(0, sbk) - lse8);
+        vstore8(pa, 0, sa);
+        vstore8(pb, 0, sbk);
+        vstore8(pa * (vload8(0, dpa) - delta8), 0, dpa); /* dS */
+        vstore8(pb * (vload8(0, dpb) - delta8), 0, dpb);
         for (int ii = 0; ii < count; ii++) {
-            float pi = s[ii], ds = dp[ii];
-            __global const float *qr = qi + (size_t)ii * st;
-            __global const float *gr = gi + (size_t)ii * ot;
+            float p0 = sa[ii], p1 = sbk[ii], ds0 = dpa[ii], ds1 = dpb[ii];
+            __global const float *qr = qb + (size_t)(i0 + ii) * st;
+            __global const float *gr = gb + (size_t)(i0 + ii) * ot;
             for (int d = 0; d < HD; d++) {
-                dv_acc[d] = MAD(pi, gr[d], dv_acc[d]);
-                dk_acc[d] = MAD(ds, qr[d], dk_acc[d]);
+                float g = gr[d], x = qr[d];
+                dva[d] = MAD(p0, g, dva[d]);
+                dvb[d] = MAD(p1, g, dvb[d]);
+                dka[d] = MAD(ds0, x, dka[d]);
+                dkb[d] = MAD(ds1, x, dkb[d]);
             }
         }
     }
-    __global float *dkj = dk + dk_off + base + (size_t)j * st;
-    __global float *dvj = dv + dv_off + base + (size_t)j * st;
     for (int d = 0; d < HD; d++) {
-        dkj[d] += scale * dk_acc[d];
-        dvj[d] += dv_acc[d];
+        dk[dk_off + base + (size_t)ja * st + d] += scale * dka[d];
+        dv[dv_off + base + (size_t)ja * st + d] += dva[d];
+    }
+    if (has_b) {
+        for (int d = 0; d < HD; d++) {
+            dk[dk_off + base + (size_t)jb * st + d] += scale * dkb[d];
+            dv[dv_off + base + (size_t)jb * st + d] += dvb[d];
+        }
     }
 }
