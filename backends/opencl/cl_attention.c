@@ -161,7 +161,7 @@ static tw_status backward(tw_cl_context *cl, tw_cl_attention_program *p,
     put_mem(&s, args->lse);
     put_cl_mem(&s, delta);
     put_mem(&s, args->dq);
-    status = launch(cl, &s, args, 1, "attention_dq");
+    status = launch(cl, &s, args, 2, "attention_dq");
     if (status != TW_OK) return status;
 
     s = (arg_state){p->dkdv, 0, CL_SUCCESS};

@@ -178,70 +178,6 @@ __kernel void tw_attention_delta(int batch, int heads, int seq_len, __global con
     delta[gid] = sum;
 }
 
-/* Scores of a private row a against RB rows b (stride sb) and of c against rows e (stride se):
- * sa[r] = a . b_r and sc[r] = c . e_r for r < count; the rest -inf and 0. */
-static void score_rows(const float *a, __global const float *b, long sb, const float *c,
-                       __global const float *e, long se, int count, float *sa, float *sc) {
-    int r = 0;
-    for (; r + 2 <= count; r += 2) {
-        float4 x = dot_2x2(a, b + r * sb, b + (r + 1) * sb, c, e + r * se, e + (r + 1) * se);
-        sa[r] = x.x;
-        sa[r + 1] = x.y;
-        sc[r] = x.z;
-        sc[r + 1] = x.w;
-    }
-    for (; r < count; r++) {
-        sa[r] = dot_hd(a, b + r * sb);
-        sc[r] = dot_hd(c, e + r * se);
-    }
-    for (; r < RB; r++) {
-        sa[r] = -INFINITY;
-        sc[r] = 0.0f;
-    }
-}
-
-/* dQ: one work-item per query row i, keys j <= i in order, RB at a time:
- *   P_ij = exp(scale q_i . k_j - lse_i);  dS_ij = P_ij (dO_i . v_j - delta_i);
- *   dq_i += scale sum_j dS_ij k_j */
-__kernel void tw_attention_dq(int batch, int heads, int seq_len, float scale,
-                              __global const float *q, ulong q_off, __global const float *k,
-                              ulong k_off, __global const float *v, ulong v_off, long sb, long sh,
-                              long st, __global const float *dout, ulong dout_off, long ob,
-                              long oh, long ot, __global const float *lse, ulong lse_off,
-                              __global const float *delta, __global float *dq, ulong dq_off) {
-    size_t gid = get_global_id(0);
-    if (gid >= (size_t)batch * heads * seq_len) return;
-    TW_SPLIT(gid, heads, seq_len, bh, r)
-    int i = seq_len - 1 - r;
-    size_t base = (size_t)(b_ * sb + h_ * sh);
-    __global const float *qi = q + q_off + base + (size_t)i * st;
-    __global const float *gi = dout + dout_off + (size_t)(b_ * ob + h_ * oh) + (size_t)i * ot;
-    __global const float *kb = k + k_off + base;
-    __global const float *vb = v + v_off + base;
-    float qr[HD], gr[HD], acc[HD], s[RB], dp[RB];
-    for (int d = 0; d < HD; d++) {
-        qr[d] = qi[d] * scale;
-        gr[d] = gi[d];
-        acc[d] = 0.0f;
-    }
-    float row_lse = lse[lse_off + bh * seq_len + i];
-    float row_delta = delta[bh * seq_len + i];
-    for (int j0 = 0; j0 <= i; j0 += RB) {
-        int count = min(RB, i + 1 - j0);
-        __global const float *kj = kb + (size_t)j0 * st;
-        score_rows(qr, kj, st, gr, vb + (size_t)j0 * st, st, count, s, dp);
-        float8 p = exp(vload8(0, s) - row_lse);
-        vstore8(p * (vload8(0, dp) - row_delta), 0, s); /* dS */
-        for (int jj = 0; jj < count; jj++) {
-            float ds = s[jj];
-            __global const float *kr = kj + (size_t)jj * st;
-            for (int d = 0; d < HD; d++) acc[d] = MAD(ds, kr[d], acc[d]);
-        }
-    }
-    __global float *dqi = dq + dq_off + base + (size_t)i * st;
-    for (int d = 0; d < HD; d++) dqi[d] += scale * acc[d];
-}
-
 /* (a0 . b, a1 . b, c0 . e, c1 . e): two private rows against one global row, twice. */
 static float4 dot_pairs(const float *a0, const float *a1, __global const float *b,
                         const float *c0, const float *c1, __global const float *e) {
@@ -261,6 +197,72 @@ static float4 dot_pairs(const float *a0, const float *a1, __global const float *
         r.w = MAD(c1[d], e[d], r.w);
     }
     return r;
+}
+
+/* dQ: one work-item per pair of query rows (ia, ib = ia - 1), keys j <= ia in order, RB at a
+ * time (key ia masked for row ib):
+ *   P_ij = exp(scale q_i . k_j - lse_i);  dS_ij = P_ij (dO_i . v_j - delta_i);
+ *   dq_i += scale sum_j dS_ij k_j */
+__kernel void tw_attention_dq(int batch, int heads, int seq_len, float scale,
+                              __global const float *q, ulong q_off, __global const float *k,
+                              ulong k_off, __global const float *v, ulong v_off, long sb, long sh,
+                              long st, __global const float *dout, ulong dout_off, long ob,
+                              long oh, long ot, __global const float *lse, ulong lse_off,
+                              __global const float *delta, __global float *dq, ulong dq_off) {
+    const int pairs = (seq_len + 1) / 2;
+    size_t gid = get_global_id(0);
+    if (gid >= (size_t)batch * heads * pairs) return;
+    TW_SPLIT(gid, heads, pairs, bh, w)
+    const int ia = seq_len - 1 - 2 * w;
+    const bool has_b = ia >= 1;
+    const int ib = has_b ? ia - 1 : ia;
+    size_t base = (size_t)(b_ * sb + h_ * sh);
+    size_t gbase = dout_off + (size_t)(b_ * ob + h_ * oh);
+    __global const float *kb = k + k_off + base;
+    __global const float *vb = v + v_off + base;
+    float qa[HD], qb[HD], ga[HD], gbr[HD], acc_a[HD], acc_b[HD];
+    float sa[RB], sbk[RB], dpa[RB], dpb[RB];
+    for (int d = 0; d < HD; d++) {
+        qa[d] = q[q_off + base + (size_t)ia * st + d] * scale;
+        qb[d] = q[q_off + base + (size_t)ib * st + d] * scale;
+        ga[d] = dout[gbase + (size_t)ia * ot + d];
+        gbr[d] = dout[gbase + (size_t)ib * ot + d];
+        acc_a[d] = acc_b[d] = 0.0f;
+    }
+    float lse_a = lse[lse_off + bh * seq_len + ia], lse_b = lse[lse_off + bh * seq_len + ib];
+    float delta_a = delta[bh * seq_len + ia], delta_b = delta[bh * seq_len + ib];
+    for (int j0 = 0; j0 <= ia; j0 += RB) {
+        int count = min(RB, ia + 1 - j0);
+        for (int jj = 0; jj < RB; jj++) {
+            if (jj < count) {
+                float4 r = dot_pairs(qa, qb, kb + (size_t)(j0 + jj) * st, ga, gbr,
+                                     vb + (size_t)(j0 + jj) * st);
+                sa[jj] = r.x;
+                sbk[jj] = r.y;
+                dpa[jj] = r.z;
+                dpb[jj] = r.w;
+            } else {
+                sa[jj] = sbk[jj] = -INFINITY; /* exp gives 0 */
+                dpa[jj] = dpb[jj] = 0.0f;
+            }
+        }
+        if (ia - j0 < count) sbk[ia - j0] = -INFINITY; /* key ia is not visible to ib */
+        float8 pa = exp(vload8(0, sa) - lse_a), pb = exp(vload8(0, sbk) - lse_b);
+        vstore8(pa * (vload8(0, dpa) - delta_a), 0, dpa); /* dS */
+        vstore8(pb * (vload8(0, dpb) - delta_b), 0, dpb);
+        for (int jj = 0; jj < count; jj++) {
+            float ds0 = dpa[jj], ds1 = dpb[jj];
+            __global const float *kr = kb + (size_t)(j0 + jj) * st;
+            for (int d = 0; d < HD; d++) {
+                float x = kr[d];
+                acc_a[d] = MAD(ds0, x, acc_a[d]);
+                acc_b[d] = MAD(ds1, x, acc_b[d]);
+            }
+        }
+    }
+    for (int d = 0; d < HD; d++) dq[dq_off + base + (size_t)ia * st + d] += scale * acc_a[d];
+    if (has_b)
+        for (int d = 0; d < HD; d++) dq[dq_off + base + (size_t)ib * st + d] += scale * acc_b[d];
 }
 
 /* dK, dV: one work-item per pair of key rows (ja, jb = ja + 1), so each query and dO row loaded
