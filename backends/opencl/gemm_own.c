@@ -15,7 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/backend_impl.h"
+#include "cl_internal.h"
 
 /* kernels/gemm.cl, embedded at build time (cmake/embed.cmake). */
 extern const char twist_cl_gemm_cl[];
@@ -72,9 +72,8 @@ typedef struct tw_cl_gemm_launch {
     int batch;
 } tw_cl_gemm_launch;
 
-static tw_status cl_fail(cl_int err, const char *what) {
-    return tw_error(TW_ERR_BACKEND, "opencl gemm: %s failed (OpenCL error %d)", what, (int)err);
-}
+/* Driver errors in the backend's format (cl_internal.h). */
+static tw_status cl_fail(cl_int err, const char *what) { return tw_cl_fail(err, what); }
 
 /* ------------------------------------------------------------------------------------------------
  * Configuration from device properties
