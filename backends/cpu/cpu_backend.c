@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "cpu_internal.h"
+#include "twist/cpu.h"
 
 /* Host buffers are aligned to a cache line, which also suits every SIMD width. */
 enum { CPU_ALIGNMENT = 64 };
@@ -42,7 +43,8 @@ static int cpu_enumerate(tw_device_info *out, int capacity) {
     snprintf(info->vendor, sizeof info->vendor, "unknown");
     read_cpuinfo_field("model name", info->name, sizeof info->name);
     read_cpuinfo_field("vendor_id", info->vendor, sizeof info->vendor);
-    snprintf(info->driver, sizeof info->driver, "OpenBLAS + OpenMP");
+    snprintf(info->driver, sizeof info->driver, "OpenBLAS (%s kernels) + OpenMP",
+             tw_cpu_blas_core());
     info->type = TW_DEVICE_TYPE_CPU;
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     info->compute_units = cores > 0 ? (int)cores : 1;
