@@ -1,0 +1,299 @@
+/* GPT model lifetime: parameters, initialisation, activation memory, metrics. The passes
+ * themselves are in gpt_forward.c and gpt_backward.c. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "model/gpt_internal.h"
+
+/* ------------------------------------------------------------------------------------------ */
+/* Creation                                                                                   */
+/* ------------------------------------------------------------------------------------------ */
+
+static const tw_gpt_tensor *find_block_tensor(tw_gpt *m, int layer, const char *suffix) {
+    char name[TW_GPT_NAME_MAX];
+    snprintf(name, sizeof name, "transformer.h.%d.%s", layer, suffix);
+    return tw_gpt_find_tensor(m, name);
+}
+
+/* Resolves the named tensors of every block once, so the passes need no lookups. */
+static void index_tensors(tw_gpt *m) {
+    m->wte = tw_gpt_find_tensor(m, "transformer.wte.weight");
+    m->wpe = tw_gpt_find_tensor(m, "transformer.wpe.weight");
+    m->lnf_w = tw_gpt_find_tensor(m, "transformer.ln_f.weight");
+    m->lnf_b = tw_gpt_find_tensor(m, "transformer.ln_f.bias");
+    for (int l = 0; l < m->config.n_layer; l++) {
+        gpt_block_params *p = &m->blocks[l];
+        p->ln1_w = find_block_tensor(m, l, "ln_1.weight");
+        p->ln1_b = find_block_tensor(m, l, "ln_1.bias");
+        p->qkv_w = find_block_tensor(m, l, "attn.c_attn.weight");
+        p->qkv_b = find_block_tensor(m, l, "attn.c_attn.bias");
+        p->attn_proj_w = find_block_tensor(m, l, "attn.c_proj.weight");
+        p->attn_proj_b = find_block_tensor(m, l, "attn.c_proj.bias");
+        p->ln2_w = find_block_tensor(m, l, "ln_2.weight");
+        p->ln2_b = find_block_tensor(m, l, "ln_2.bias");
+        p->fc_w = find_block_tensor(m, l, "mlp.c_fc.weight");
+        p->fc_b = find_block_tensor(m, l, "mlp.c_fc.bias");
+        p->mlp_proj_w = find_block_tensor(m, l, "mlp.c_proj.weight");
+        p->mlp_proj_b = find_block_tensor(m, l, "mlp.c_proj.bias");
+    }
+}
+
+tw_status tw_gpt_create(tw_device *device, const tw_gpt_config *config, tw_gpt **out) {
+    if (!device || !config || !out)
+        return tw_error(TW_ERR_INVALID_ARGUMENT, "tw_gpt_create: NULL argument");
+    *out = NULL;
+    tw_gpt *m = calloc(1, sizeof *m);
+    if (!m) return tw_error(TW_ERR_OUT_OF_MEMORY, "model: out of host memory");
+    m->config = *config;
+    m->device = device;
+    tw_status status = tw_gpt_layout(config, &m->tensors, &m->tensor_count, &m->param_count,
+                                     &m->decay_count);
+    if (status == TW_OK) status = tw_buffer_alloc(device, m->param_count * 4, &m->params);
+    if (status == TW_OK) status = tw_buffer_alloc(device, m->param_count * 4, &m->grads);
+    if (status != TW_OK) {
+        tw_gpt_destroy(m);
+        return status;
+    }
+    index_tensors(m);
+    *out = m;
+    return TW_OK;
+}
+
+void tw_gpt_destroy(tw_gpt *m) {
+    if (!m) return;
+    tw_buffer_free(m->params);
+    tw_buffer_free(m->grads);
+    tw_buffer_free(m->acts_buffer);
+    free(m->tensors);
+    free(m->host_targets);
+    free(m);
+}
+
+const tw_gpt_config *tw_gpt_get_config(const tw_gpt *m) { return &m->config; }
+tw_device *tw_gpt_device(const tw_gpt *m) { return m->device; }
+size_t tw_gpt_param_count(const tw_gpt *m) { return m->param_count; }
+size_t tw_gpt_decay_count(const tw_gpt *m) { return m->decay_count; }
+int tw_gpt_tensor_count(const tw_gpt *m) { return m->tensor_count; }
+tw_buffer *tw_gpt_params(tw_gpt *m) { return m->params; }
+tw_buffer *tw_gpt_grads(tw_gpt *m) { return m->grads; }
+
+const tw_gpt_tensor *tw_gpt_tensor_at(const tw_gpt *m, int index) {
+    return index >= 0 && index < m->tensor_count ? &m->tensors[index] : NULL;
+}
+
+const tw_gpt_tensor *tw_gpt_find_tensor(const tw_gpt *m, const char *name) {
+    for (int i = 0; i < m->tensor_count; i++)
+        if (strcmp(m->tensors[i].name, name) == 0) return &m->tensors[i];
+    return NULL;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Initialisation                                                                             */
+/* ------------------------------------------------------------------------------------------ */
+
+static uint64_t splitmix64(uint64_t *state) {
+    uint64_t z = (*state += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+/* Standard normal by Box-Muller from two uniforms in (0, 1]. */
+static double normal(uint64_t *state) {
+    double u1 = ((double)(splitmix64(state) >> 11) + 1.0) / 9007199254740992.0;
+    double u2 = (double)(splitmix64(state) >> 11) / 9007199254740992.0;
+    return sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);
+}
+
+static bool ends_with(const char *text, const char *suffix) {
+    size_t n = strlen(text), k = strlen(suffix);
+    return n >= k && strcmp(text + n - k, suffix) == 0;
+}
+
+/* GPT-2's initial standard deviation for a tensor; 0 means constant (see fill value). */
+static double init_std(const tw_gpt *m, const tw_gpt_tensor *t, float *constant) {
+    *constant = 0.0f;
+    if (ends_with(t->name, "ln_1.weight") || ends_with(t->name, "ln_2.weight") ||
+        ends_with(t->name, "ln_f.weight")) {
+        *constant = 1.0f;
+        return 0.0;
+    }
+    if (t->ndim == 1) return 0.0; /* biases */
+    if (strcmp(t->name, "transformer.wpe.weight") == 0) return 0.01;
+    if (ends_with(t->name, "c_proj.weight")) return 0.02 / sqrt(2.0 * m->config.n_layer);
+    return 0.02;
+}
+
+tw_status tw_gpt_init_params(tw_gpt *m, uint64_t seed) {
+    float *host = malloc(m->param_count * sizeof *host);
+    if (!host) return tw_error(TW_ERR_OUT_OF_MEMORY, "model init: out of host memory");
+    for (int i = 0; i < m->tensor_count; i++) {
+        const tw_gpt_tensor *t = &m->tensors[i];
+        /* One stream per tensor, so a tensor's values do not depend on the layout before it. */
+        uint64_t state = seed ^ (0xA0761D6478BD642Full * (uint64_t)(i + 1));
+        float constant;
+        double std = init_std(m, t, &constant);
+        for (size_t j = 0; j < t->count; j++)
+            host[t->offset + j] = std > 0.0 ? (float)(std * normal(&state)) : constant;
+    }
+    tw_status status = tw_buffer_upload(m->params, 0, host, m->param_count * 4);
+    free(host);
+    return status;
+}
+
+tw_status tw_gpt_zero_grad(tw_gpt *m) {
+    return tw_buffer_fill_f32(m->grads, 0, m->param_count, 0.0f);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Activations                                                                                */
+/* ------------------------------------------------------------------------------------------ */
+
+static size_t take(size_t *cursor, size_t count) {
+    size_t offset = *cursor;
+    *cursor += count;
+    return offset;
+}
+
+/* Lays out every activation and scratch tensor for N = batch * seq_len positions. */
+static void layout_acts(const tw_gpt_config *c, size_t N, int batch, int seq_len, gpt_acts *a) {
+    const size_t C = (size_t)c->n_embd, V = (size_t)c->vocab_size;
+    size_t max_attn = 0, max_mlp = 0, cursor = 0;
+    memset(a, 0, sizeof *a);
+    a->positions = N;
+    a->tokens = take(&cursor, N);
+    a->targets = take(&cursor, N);
+    a->encoded = take(&cursor, N * C);
+    for (int l = 0; l < c->n_layer; l++) {
+        const size_t H = (size_t)c->layers[l].heads, A = H * (size_t)c->head_dim;
+        const size_t M = (size_t)c->layers[l].mlp_hidden;
+        gpt_block_acts *b = &a->blocks[l];
+        b->ln1 = take(&cursor, N * C);
+        b->ln1_mean = take(&cursor, N);
+        b->ln1_rstd = take(&cursor, N);
+        b->qkv = take(&cursor, N * 3 * A);
+        b->atty = take(&cursor, N * A);
+        b->lse = take(&cursor, (size_t)batch * H * (size_t)seq_len);
+        b->res2 = take(&cursor, N * C);
+        b->ln2 = take(&cursor, N * C);
+        b->ln2_mean = take(&cursor, N);
+        b->ln2_rstd = take(&cursor, N);
+        b->fch = take(&cursor, N * M);
+        b->fch_gelu = take(&cursor, N * M);
+        b->res3 = take(&cursor, N * C);
+        if (A > max_attn) max_attn = A;
+        if (M > max_mlp) max_mlp = M;
+    }
+    a->lnf = take(&cursor, N * C);
+    a->lnf_mean = take(&cursor, N);
+    a->lnf_rstd = take(&cursor, N);
+    a->logits = take(&cursor, N * V);
+    a->losses = take(&cursor, N);
+    a->xent_lse = take(&cursor, N);
+    a->correct = take(&cursor, N);
+    a->dres = take(&cursor, N * C);
+    a->dln = take(&cursor, N * C);
+    a->dqkv = take(&cursor, N * 3 * max_attn);
+    a->datty = take(&cursor, N * max_attn);
+    a->dfch = take(&cursor, N * max_mlp);
+    a->dfch_gelu = take(&cursor, N * max_mlp);
+    a->dlogits = take(&cursor, N * V);
+    a->total = cursor;
+}
+
+tw_status tw_gpt_prepare_acts(tw_gpt *m, int batch, int seq_len) {
+    const size_t N = (size_t)batch * (size_t)seq_len;
+    if (m->acts_buffer && m->batch == batch && m->seq_len == seq_len) return TW_OK;
+    gpt_acts acts;
+    layout_acts(&m->config, N, batch, seq_len, &acts);
+    if (!m->acts_buffer || tw_buffer_size(m->acts_buffer) < acts.total * 4) {
+        tw_buffer_free(m->acts_buffer);
+        m->acts_buffer = NULL;
+        GPT_TRY(tw_buffer_alloc(m->device, acts.total * 4, &m->acts_buffer));
+    }
+    if (N > m->host_capacity) {
+        int32_t *targets = realloc(m->host_targets, N * sizeof *targets);
+        if (!targets) return tw_error(TW_ERR_OUT_OF_MEMORY, "model: out of host memory");
+        m->host_targets = targets;
+        m->host_capacity = N;
+    }
+    m->acts = acts;
+    m->batch = batch;
+    m->seq_len = seq_len;
+    return TW_OK;
+}
+
+size_t tw_gpt_activation_bytes(const tw_gpt *m) {
+    return m->acts_buffer ? tw_buffer_size(m->acts_buffer) : 0;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Shared helpers of the passes                                                               */
+/* ------------------------------------------------------------------------------------------ */
+
+tw_status tw_gpt_gemm(tw_device *device, bool trans_a, bool trans_b, int m, int n, int k,
+                      float alpha, tw_mem a, int lda, tw_mem b, int ldb, float beta, tw_mem c,
+                      int ldc) {
+    tw_gemm_args args = {.dtype = TW_DTYPE_F32, .trans_a = trans_a, .trans_b = trans_b,
+                         .m = m, .n = n, .k = k, .batch = 1, .alpha = alpha, .beta = beta,
+                         .a = a, .lda = lda, .b = b, .ldb = ldb, .c = c, .ldc = ldc};
+    return tw_gemm(device, &args);
+}
+
+tw_attention_args tw_gpt_attention_args(tw_gpt *m, int l) {
+    const int H = m->config.layers[l].heads, D = m->config.head_dim, A = H * D, T = m->seq_len;
+    const gpt_block_acts *b = &m->acts.blocks[l];
+    tw_attention_args args = {
+        .dtype = TW_DTYPE_F32, .batch = m->batch, .heads = H, .seq_len = T, .head_dim = D,
+        .scale = 1.0f / sqrtf((float)D),
+        /* q, k, v interleaved per position in (B, T, 3A); heads D apart inside each. */
+        .qkv_stride = {(int64_t)T * 3 * A, D, 3 * A},
+        .out_stride = {(int64_t)T * A, D, A},
+        .q = gpt_act(m, b->qkv), .k = gpt_act(m, b->qkv + (size_t)A),
+        .v = gpt_act(m, b->qkv + 2 * (size_t)A), .out = gpt_act(m, b->atty),
+        .lse = gpt_act(m, b->lse)};
+    return args;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Reading results                                                                            */
+/* ------------------------------------------------------------------------------------------ */
+
+tw_status tw_gpt_metrics_read(tw_gpt *m, tw_gpt_metrics *out) {
+    if (!m || !out) return tw_error(TW_ERR_INVALID_ARGUMENT, "tw_gpt_metrics_read: NULL argument");
+    if (!m->has_targets)
+        return tw_error(TW_ERR_INVALID_ARGUMENT, "model metrics: the last forward had no targets");
+    const size_t N = (size_t)m->batch * (size_t)m->seq_len;
+    float *host = malloc(2 * N * sizeof *host);
+    if (!host) return tw_error(TW_ERR_OUT_OF_MEMORY, "model metrics: out of host memory");
+    tw_status status = tw_buffer_download(m->acts_buffer, m->acts.losses * 4, host, N * 4);
+    if (status == TW_OK)
+        status = tw_buffer_download(m->acts_buffer, m->acts.correct * 4, host + N, N * 4);
+    if (status == TW_OK) {
+        double loss = 0.0, correct = 0.0;
+        for (size_t i = 0; i < N; i++) {
+            if (m->host_targets[i] < 0) continue;
+            loss += host[i];
+            correct += host[N + i];
+        }
+        long count = m->target_count;
+        out->tokens = count;
+        out->loss = count ? loss / (double)count : 0.0;
+        out->accuracy = count ? correct / (double)count : 0.0;
+    }
+    free(host);
+    return status;
+}
+
+tw_status tw_gpt_logits_read(tw_gpt *m, int b, int t, float *out) {
+    if (!m || !out) return tw_error(TW_ERR_INVALID_ARGUMENT, "tw_gpt_logits_read: NULL argument");
+    if (!m->acts_buffer || b < 0 || b >= m->batch || t < 0 || t >= m->seq_len)
+        return tw_error(TW_ERR_INVALID_ARGUMENT,
+                        "model logits: position (%d, %d) outside the last forward pass (%d, %d)", b,
+                        t, m->batch, m->seq_len);
+    const size_t V = (size_t)m->config.vocab_size;
+    const size_t row = (size_t)b * (size_t)m->seq_len + (size_t)t;
+    return tw_buffer_download(m->acts_buffer, (m->acts.logits + row * V) * 4, out, V * 4);
+}

@@ -1,0 +1,118 @@
+/* GPT backward pass, the forward (gpt_forward.c) in reverse. One residual-gradient buffer dres
+ * (N, C) runs down the network: each block's LayerNorm backward adds into it, the residual
+ * connections pass it through unchanged. Parameter gradients are ADDED into the gradient
+ * buffer; the scratch buffers that ops add into are zeroed first. */
+#include "model/gpt_internal.h"
+
+static tw_status zero(tw_gpt *m, size_t offset, size_t count) {
+    return tw_buffer_fill_f32(m->acts_buffer, offset, count, 0.0f);
+}
+
+/* Backward of res_out = res_in + scale * (x (N, I) @ W (I, C)) + b given dres = dL/dres_out:
+ *   db (C) += colsum(dres);  dW (I, C) += scale * x^T @ dres;  dx (N, I) = scale * dres @ W^T.
+ * dres itself passes on to res_in unchanged. */
+static tw_status residual_projection_backward(tw_gpt *m, size_t N, int in_features, float scale,
+                                              size_t x, const tw_gpt_tensor *weight,
+                                              const tw_gpt_tensor *bias, size_t dx) {
+    const int C = m->config.n_embd;
+    const tw_mem dres = gpt_act(m, m->acts.dres);
+    GPT_TRY(tw_bias_bwd(m->device, (int)N, C, dres, gpt_grad(m, bias)));
+    GPT_TRY(tw_gpt_gemm(m->device, true, false, in_features, C, (int)N, scale, gpt_act(m, x),
+                        in_features, dres, C, 1.0f, gpt_grad(m, weight), C));
+    return tw_gpt_gemm(m->device, false, true, (int)N, in_features, C, scale, dres, C,
+                       gpt_param(m, weight), C, 0.0f, gpt_act(m, dx), in_features);
+}
+
+/* Backward of out (N, O) = x (N, I) @ W (I, O) + b given dout:
+ *   db += colsum(dout);  dW += x^T @ dout;  dx (N, I) = dout @ W^T  (into the dln scratch). */
+static tw_status linear_backward(tw_gpt *m, size_t N, int in_features, int out_features,
+                                 size_t x, const tw_gpt_tensor *weight,
+                                 const tw_gpt_tensor *bias, size_t dout) {
+    GPT_TRY(tw_bias_bwd(m->device, (int)N, out_features, gpt_act(m, dout), gpt_grad(m, bias)));
+    GPT_TRY(tw_gpt_gemm(m->device, true, false, in_features, out_features, (int)N, 1.0f,
+                        gpt_act(m, x), in_features, gpt_act(m, dout), out_features, 1.0f,
+                        gpt_grad(m, weight), out_features));
+    return tw_gpt_gemm(m->device, false, true, (int)N, in_features, out_features, 1.0f,
+                       gpt_act(m, dout), out_features, gpt_param(m, weight), out_features, 0.0f,
+                       gpt_act(m, m->acts.dln), in_features);
+}
+
+/* LayerNorm backward from the dln scratch: dres += dx; dweight, dbias += ... */
+static tw_status layernorm_backward(tw_gpt *m, size_t N, size_t x, const tw_gpt_tensor *weight,
+                                    const tw_gpt_tensor *bias, size_t mean, size_t rstd) {
+    const int C = m->config.n_embd;
+    return tw_layernorm_bwd(m->device, (int)N, C, gpt_act(m, m->acts.dln), gpt_act(m, x),
+                            gpt_param(m, weight), gpt_act(m, mean), gpt_act(m, rstd),
+                            gpt_act(m, m->acts.dres), gpt_grad(m, weight), gpt_grad(m, bias));
+}
+
+/* Block l backward: on entry dres = dL/d(res3), on exit dres = dL/d(res_in). */
+static tw_status block_backward(tw_gpt *m, int l, size_t res_in) {
+    const tw_gpt_config *c = &m->config;
+    const tw_gpt_layer *layer = &c->layers[l];
+    const gpt_block_params *p = &m->blocks[l];
+    const gpt_block_acts *b = &m->acts.blocks[l];
+    const gpt_acts *a = &m->acts;
+    const size_t N = a->positions;
+    const int C = c->n_embd, A = layer->heads * c->head_dim, M = layer->mlp_hidden;
+
+    /* MLP */
+    GPT_TRY(residual_projection_backward(m, N, M, layer->mlp_scale, b->fch_gelu, p->mlp_proj_w,
+                                         p->mlp_proj_b, a->dfch_gelu));
+    GPT_TRY(zero(m, a->dfch, N * (size_t)M));
+    GPT_TRY(tw_gelu_bwd(m->device, N * (size_t)M, gpt_act(m, b->fch), gpt_act(m, a->dfch_gelu),
+                        gpt_act(m, a->dfch)));
+    GPT_TRY(linear_backward(m, N, C, M, b->ln2, p->fc_w, p->fc_b, a->dfch));
+    GPT_TRY(layernorm_backward(m, N, b->res2, p->ln2_w, p->ln2_b, b->ln2_mean, b->ln2_rstd));
+
+    /* Attention */
+    GPT_TRY(residual_projection_backward(m, N, A, layer->attn_scale, b->atty, p->attn_proj_w,
+                                         p->attn_proj_b, a->datty));
+    GPT_TRY(zero(m, a->dqkv, N * 3 * (size_t)A));
+    tw_attention_args attention = tw_gpt_attention_args(m, l);
+    attention.dout = gpt_act(m, a->datty);
+    attention.dq = gpt_act(m, a->dqkv);
+    attention.dk = gpt_act(m, a->dqkv + (size_t)A);
+    attention.dv = gpt_act(m, a->dqkv + 2 * (size_t)A);
+    GPT_TRY(tw_attention_bwd(m->device, &attention));
+    GPT_TRY(linear_backward(m, N, C, 3 * A, b->ln1, p->qkv_w, p->qkv_b, a->dqkv));
+    return layernorm_backward(m, N, res_in, p->ln1_w, p->ln1_b, b->ln1_mean, b->ln1_rstd);
+}
+
+/* Loss -> logits -> ln_f: leaves dres = dL/d(last block output). */
+static tw_status head_backward(tw_gpt *m, float loss_scale, size_t res_last) {
+    const tw_gpt_config *c = &m->config;
+    const gpt_acts *a = &m->acts;
+    const size_t N = a->positions;
+    const int C = c->n_embd, V = c->vocab_size;
+    /* Mean over the counted targets, times the caller's scale (1 / micro-batches). */
+    const float grad_scale = loss_scale / (float)m->target_count;
+    GPT_TRY(zero(m, a->dlogits, N * (size_t)V));
+    GPT_TRY(tw_softmax_xent_bwd(m->device, (int)N, V, V, grad_scale, gpt_act(m, a->logits),
+                                gpt_act(m, a->targets), gpt_act(m, a->xent_lse),
+                                gpt_act(m, a->dlogits)));
+    /* logits = lnf @ wte^T:  dwte (V, C) += dlogits^T @ lnf;  dlnf (N, C) = dlogits @ wte */
+    GPT_TRY(tw_gpt_gemm(m->device, true, false, V, C, (int)N, 1.0f, gpt_act(m, a->dlogits), V,
+                        gpt_act(m, a->lnf), C, 1.0f, gpt_grad(m, m->wte), C));
+    GPT_TRY(tw_gpt_gemm(m->device, false, false, (int)N, C, V, 1.0f, gpt_act(m, a->dlogits), V,
+                        gpt_param(m, m->wte), C, 0.0f, gpt_act(m, a->dln), C));
+    GPT_TRY(zero(m, a->dres, N * (size_t)C));
+    return layernorm_backward(m, N, res_last, m->lnf_w, m->lnf_b, a->lnf_mean, a->lnf_rstd);
+}
+
+tw_status tw_gpt_backward(tw_gpt *m, float loss_scale) {
+    if (!m) return tw_error(TW_ERR_INVALID_ARGUMENT, "model backward: model is NULL");
+    if (!m->acts_buffer || !m->has_targets)
+        return tw_error(TW_ERR_INVALID_ARGUMENT,
+                        "model backward: needs a forward pass with targets first");
+    if (m->target_count == 0) return TW_OK; /* every target ignored: the loss has no gradient */
+    const tw_gpt_config *c = &m->config;
+    const gpt_acts *a = &m->acts;
+    const int L = c->n_layer;
+    GPT_TRY(head_backward(m, loss_scale, a->blocks[L - 1].res3));
+    for (int l = L - 1; l >= 0; l--)
+        GPT_TRY(block_backward(m, l, l > 0 ? a->blocks[l - 1].res3 : a->encoded));
+    return tw_embedding_bwd(m->device, m->batch, m->seq_len, c->n_embd, c->vocab_size,
+                            gpt_act(m, a->tokens), gpt_act(m, a->dres), gpt_grad(m, m->wte),
+                            gpt_grad(m, m->wpe));
+}

@@ -1,0 +1,93 @@
+/* The GPT model's private state, shared by gpt.c (lifetime, parameters, activations),
+ * gpt_forward.c and gpt_backward.c. Offsets are in 4-byte elements of one activation buffer
+ * sized for N = B * T token positions. */
+#ifndef TWIST_MODEL_GPT_INTERNAL_H
+#define TWIST_MODEL_GPT_INTERNAL_H
+
+#include "core/backend_impl.h"
+#include "twist/model.h"
+
+/* The parameter tensors of one block (pointers into tw_gpt.tensors). */
+typedef struct gpt_block_params {
+    const tw_gpt_tensor *ln1_w, *ln1_b, *qkv_w, *qkv_b, *attn_proj_w, *attn_proj_b;
+    const tw_gpt_tensor *ln2_w, *ln2_b, *fc_w, *fc_b, *mlp_proj_w, *mlp_proj_b;
+} gpt_block_params;
+
+/* Saved activations of one block, for N positions; A = heads * D, M = mlp_hidden. */
+typedef struct gpt_block_acts {
+    size_t ln1, ln1_mean, ln1_rstd; /* (N, C), (N), (N) */
+    size_t qkv;                     /* (N, 3A): q | k | v per position */
+    size_t atty;                    /* (N, A) attention output, heads side by side */
+    size_t lse;                     /* (B, H, T) attention row log-sum-exp */
+    size_t res2;                    /* (N, C) residual after the attention block */
+    size_t ln2, ln2_mean, ln2_rstd; /* (N, C), (N), (N) */
+    size_t fch, fch_gelu;           /* (N, M) MLP pre- and post-activation */
+    size_t res3;                    /* (N, C) residual after the MLP: the block's output */
+} gpt_block_acts;
+
+typedef struct gpt_acts {
+    size_t positions; /* N the buffer was laid out for */
+    size_t tokens, targets;            /* (N) int32 */
+    size_t encoded;                    /* (N, C) embeddings: the first block's input */
+    gpt_block_acts blocks[TW_GPT_MAX_LAYERS];
+    size_t lnf, lnf_mean, lnf_rstd;    /* (N, C), (N), (N) */
+    size_t logits;                     /* (N, V) */
+    size_t losses, xent_lse, correct;  /* (N) each */
+    /* Backward scratch, reused by every block. */
+    size_t dres;        /* (N, C) gradient of the residual stream */
+    size_t dln;         /* (N, C) gradient of a LayerNorm output */
+    size_t dqkv;        /* (N, 3 A_max) */
+    size_t datty;       /* (N, A_max) */
+    size_t dfch, dfch_gelu; /* (N, M_max) */
+    size_t dlogits;     /* (N, V) */
+    size_t total;       /* elements */
+} gpt_acts;
+
+struct tw_gpt {
+    tw_gpt_config config;
+    tw_device *device;
+    tw_gpt_tensor *tensors;
+    int tensor_count;
+    size_t param_count, decay_count;
+    gpt_block_params blocks[TW_GPT_MAX_LAYERS];
+    const tw_gpt_tensor *wte, *wpe, *lnf_w, *lnf_b;
+    tw_buffer *params, *grads;
+
+    tw_buffer *acts_buffer; /* NULL until the first forward */
+    gpt_acts acts;
+
+    /* The last forward pass. */
+    int batch, seq_len;
+    bool has_targets;
+    long target_count;     /* targets >= 0 */
+    int32_t *host_targets; /* (N) copy, for the metrics */
+    size_t host_capacity;
+};
+
+static inline tw_mem gpt_param(tw_gpt *m, const tw_gpt_tensor *t) {
+    return tw_at(m->params, t->offset);
+}
+static inline tw_mem gpt_grad(tw_gpt *m, const tw_gpt_tensor *t) {
+    return tw_at(m->grads, t->offset);
+}
+static inline tw_mem gpt_act(tw_gpt *m, size_t offset) { return tw_at(m->acts_buffer, offset); }
+
+/* Makes the activation buffer fit (batch, seq_len); the lse layout depends on both. */
+tw_status tw_gpt_prepare_acts(tw_gpt *m, int batch, int seq_len);
+
+/* C (m, n) = alpha op(A) op(B) + beta C, single matrix, row-major with the given leading
+ * dimensions (twist/backend.h's tw_gemm). */
+tw_status tw_gpt_gemm(tw_device *device, bool trans_a, bool trans_b, int m, int n, int k,
+                      float alpha, tw_mem a, int lda, tw_mem b, int ldb, float beta, tw_mem c,
+                      int ldc);
+
+/* Attention arguments for block l over the current (B, T), reading q/k/v from `qkv`. */
+tw_attention_args tw_gpt_attention_args(tw_gpt *m, int l);
+
+#define GPT_TRY(call)                                  \
+    do {                                               \
+        tw_status gpt_try_status_ = (call);            \
+        if (gpt_try_status_ != TW_OK) return gpt_try_status_; \
+    } while (0)
+
+#endif
