@@ -125,6 +125,21 @@ grep -q "max |fused - unfused|" "$tmp/out" || fail "bench attention printed no c
 expect_ok "${attn[@]}" --head-dim 8 --repeat 1 --layout contiguous --json
 valid_json bench attention --json
 
+# On every OpenCL device: a small GEMM against CLBlast called directly. The first run on a fresh
+# machine waits for PoCL to compile CLBlast's kernels (PoCL caches them afterwards).
+run devices
+mapfile -t opencl_specs < <(awk '$1 ~ /^opencl:/ { print $1 }' "$tmp/out")
+for spec in "${opencl_specs[@]}"; do
+    expect_ok bench gemm --device "$spec" --m 64 --n 48 --k 33 --batch 2 --trans-b --repeat 2 --peer --json
+    valid_json bench gemm --device "$spec" --json
+    if command -v python3 >/dev/null 2>&1; then
+        python3 -c 'import json, sys
+d = json.load(open(sys.argv[1]))
+sys.exit(0 if d["max_abs_diff"] <= 1e-4 * (1 + d["max_abs_c"]) else 1)' "$tmp/out" ||
+            fail "$spec: twist and CLBlast results differ: $(cat "$tmp/out")"
+    fi
+done
+
 if ((failures)); then
     echo "cli_test: $failures failure(s)"
     exit 1
