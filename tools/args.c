@@ -32,7 +32,9 @@ static bool parse_int(const args_command *command, const arg_spec *spec, const c
     char *end = NULL;
     errno = 0;
     long long value = strtoll(text, &end, 10);
-    bool numeric = *text != '\0' && *end == '\0' && end != text;
+    /* strtoll would also skip leading blanks; a value must start with a sign or a digit. */
+    bool starts_well = (*text >= '0' && *text <= '9') || *text == '-' || *text == '+';
+    bool numeric = starts_well && *end == '\0' && end != text;
     if (!numeric) {
         args_usage_error(command->name, "%s expects a whole number, got '%s'", spec->name, text);
         return false;

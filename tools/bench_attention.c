@@ -80,6 +80,8 @@ static bool sizes_of(const attention_options *o, attention_sizes *z) {
 static int check_memory(const attention_options *o, const tw_device_info *info,
                         const attention_sizes *z) {
     double need = (double)z->args_bytes + 3.0 * (double)z->scores_bytes;
+    /* Host copies: inputs, and both paths' outputs and gradients. On cpu they share memory. */
+    if (info->backend == TW_BACKEND_CPU) need += 3.0 * (double)(z->qkv + z->out) * sizeof(float);
     char need_text[32], have_text[32];
     if (info->memory_bytes && need > (double)info->memory_bytes)
         return cli_runtime_error(
