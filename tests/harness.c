@@ -2,6 +2,17 @@
 
 #include <stdarg.h>
 
+#include "twist/cpu.h"
+
+/* Every test runs with the environment `twist` uses (include/twist/cpu.h): OpenBLAS kernels for
+ * this CPU and no spinning between OpenMP and OpenBLAS threads. glibc passes main's arguments to
+ * constructors, which lets the restart happen before any test code. */
+__attribute__((constructor)) static void restart_tuned(int argc, char **argv, char **envp) {
+    (void)argc;
+    (void)envp;
+    tw_cpu_restart_tuned(argv);
+}
+
 static int failure_count;
 
 void tw_test_skip(const char *format, ...) {

@@ -4,8 +4,7 @@
  * A key block is transposed once into a (D, KEY_BLOCK) scratch tile, so a row of scores
  * s_j = scale q.k_j over the block is a sum of D vector updates along j with no horizontal
  * sums; exponentials use a polynomial exp that vectorises. The hot functions are compiled for
- * AVX-512 and AVX2 as well as the baseline (target_clones), chosen at load time, so one binary
- * is fast on every x86-64.
+ * AVX-512 and AVX2 as well as the baseline (HOT_LOOP in cpu_math.h).
  *
  * Forward: each query row walks its visible keys block by block with an online softmax
  * (running max m, running sum l, output accumulator rescaled when m grows). The only score
@@ -23,48 +22,9 @@
 #include <string.h>
 
 #include "cpu_internal.h"
+#include "cpu_math.h"
 
 enum { KEY_BLOCK = 64, QUERY_BLOCK = 32 };
-
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_ADDRESS__)
-#define HOT_LOOP __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define HOT_LOOP
-#endif
-/* Helpers of the HOT_LOOP functions must be inlined into each clone to get its instruction set:
- * an outlined copy would be compiled for the baseline only. */
-#define INLINE static inline __attribute__((always_inline))
-
-/* ------------------------------------------------------------------------------------------ */
-/* Small vector helpers                                                                       */
-/* ------------------------------------------------------------------------------------------ */
-
-/* exp(x) for finite x <= 88 (here a score minus its row's running max or lse, so at most ~0),
- * written so that loops over it vectorise: GCC if-converts these selects (with
- * -fno-trapping-math) but not a clamp of x itself inside AVX clones. Cody-Waite reduction
- * x = n ln2 + r with n rounded by truncating t +- 0.5, then Cephes' degree-6 polynomial for e^r
- * (relative error about 1 ulp) and 2^n put together in the exponent bits. Below x = -87.7,
- * n is held at -127, which makes 2^n exactly 0 (expf underflows there too), and r is held at -1
- * so the polynomial stays finite. */
-INLINE float exp_vectorizable(float x) {
-    const float t = x * 1.44269504088896341f;
-    int32_t n = (int32_t)(t + (t >= 0.0f ? 0.5f : -0.5f));
-    n = n < -127 ? -127 : n;
-    float r = x - (float)n * 0.693359375f + (float)n * 2.12194440e-4f;
-    r = r < -1.0f ? -1.0f : r;
-    float y = 1.9875691500e-4f;
-    y = y * r + 1.3981999507e-3f;
-    y = y * r + 8.3334519073e-3f;
-    y = y * r + 4.1665795894e-2f;
-    y = y * r + 1.6666665459e-1f;
-    y = y * r + 5.0000001201e-1f;
-    y = y * r * r + r + 1.0f;
-    union {
-        int32_t bits;
-        float value;
-    } two_to_n = {.bits = (n + 127) << 23};
-    return y * two_to_n.value;
-}
 
 /* Element (b, h, t, 0) of a (B, H, T, D) view with the given strides. */
 INLINE float *row_at(tw_mem mem, tw_bhtd_stride stride, int b, int h, int t) {
@@ -212,7 +172,7 @@ HOT_LOOP static void forward_query_block(head_view hv, int i0, int i1, scratch s
             float block_sum = 0.0f;
 #pragma omp simd reduction(+ : block_sum)
             for (int jj = 0; jj < visible; jj++) {
-                scores[jj] = exp_vectorizable(scores[jj] - new_max);
+                scores[jj] = tw_cpu_exp(scores[jj] - new_max);
                 block_sum += scores[jj];
             }
             s.stat_b[i - i0] = s.stat_b[i - i0] * correction + block_sum;
@@ -275,7 +235,7 @@ INLINE void probabilities_and_grads(head_view hv, int i, scratch s, int visible,
     const float lse = hv.lse[i], delta = hv.delta[i];
 #pragma omp simd
     for (int jj = 0; jj < visible; jj++) {
-        p[jj] = exp_vectorizable(p[jj] - lse);
+        p[jj] = tw_cpu_exp(p[jj] - lse);
         ds[jj] = p[jj] * (ds[jj] - delta);
     }
 }

@@ -1,4 +1,5 @@
-/* Which OpenBLAS kernel family runs, and which one this CPU deserves (see include/twist/cpu.h). */
+/* Which OpenBLAS kernel family runs, which one this CPU deserves, and the restart that applies
+ * the environment include/twist/cpu.h describes. */
 #include <cblas.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -37,10 +38,19 @@ const char *tw_cpu_blas_core_hint(void) {
     return NULL;
 }
 
-void tw_cpu_restart_with_blas_hint(char **argv) {
-    const char *hint = tw_cpu_blas_core_hint();
-    if (!hint || getenv("OPENBLAS_CORETYPE")) return;
-    if (setenv("OPENBLAS_CORETYPE", hint, 1) != 0) return;
+/* Sets name=value unless name is already set; true if it set it. */
+static bool set_default(const char *name, const char *value) {
+    if (!value || getenv(name)) return false;
+    return setenv(name, value, 0) == 0;
+}
+
+void tw_cpu_restart_tuned(char **argv) {
+    const char *off = getenv("TWIST_NO_RESTART");
+    if (off && strcmp(off, "0") != 0) return;
+    bool changed = set_default("OPENBLAS_CORETYPE", tw_cpu_blas_core_hint());
+    changed |= set_default("OMP_WAIT_POLICY", "passive");
+    changed |= set_default("OPENBLAS_THREAD_TIMEOUT", "4");
+    if (!changed) return;
     execv("/proc/self/exe", argv);
-    /* exec failed: carry on with the kernels already loaded. */
+    /* exec failed: carry on with the settings the libraries already loaded with. */
 }

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "cpu_internal.h"
+#include "cpu_math.h"
 
 /* Column chunk width for column-wise reductions: one cache line of floats per row visited. */
 enum { COLUMN_CHUNK = 64 };
@@ -56,6 +57,23 @@ tw_status tw_cpu_gemm(void *context, const tw_gemm_args *args) {
 /* Softmax                                                                                    */
 /* ------------------------------------------------------------------------------------------ */
 
+/* One row of softmax: y (cols) from x, columns at and past `visible` get probability 0. */
+HOT_LOOP static void softmax_row(const float *x, float *y, int visible, int cols) {
+    float max = -INFINITY;
+#pragma omp simd reduction(max : max)
+    for (int c = 0; c < visible; c++) max = x[c] > max ? x[c] : max;
+    float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+    for (int c = 0; c < visible; c++) {
+        y[c] = tw_cpu_exp(x[c] - max);
+        sum += y[c];
+    }
+    const float inverse = 1.0f / sum;
+#pragma omp simd
+    for (int c = 0; c < visible; c++) y[c] *= inverse;
+    for (int c = visible; c < cols; c++) y[c] = 0.0f;
+}
+
 tw_status tw_cpu_softmax_fwd(void *context, int rows, int cols, int causal_t, tw_mem in,
                              tw_mem out) {
     (void)context;
@@ -63,22 +81,10 @@ tw_status tw_cpu_softmax_fwd(void *context, int rows, int cols, int causal_t, tw
     float *y = F32(out);
 #pragma omp parallel for schedule(static) if ((size_t)rows * (size_t)cols >= PARALLEL_MIN)
     for (int r = 0; r < rows; r++) {
-        const float *x_row = x + (size_t)r * (size_t)cols;
-        float *y_row = y + (size_t)r * (size_t)cols;
         /* Causal rows see columns 0 ..= r mod T; the rest get probability 0. */
         int visible = causal_t > 0 ? r % causal_t + 1 : cols;
         if (visible > cols) visible = cols;
-        float max = -INFINITY;
-        for (int c = 0; c < visible; c++) max = fmaxf(max, x_row[c]);
-        double sum = 0.0;
-        for (int c = 0; c < visible; c++) {
-            float e = expf(x_row[c] - max);
-            y_row[c] = e;
-            sum += e;
-        }
-        float inverse = (float)(1.0 / sum);
-        for (int c = 0; c < visible; c++) y_row[c] *= inverse;
-        for (int c = visible; c < cols; c++) y_row[c] = 0.0f;
+        softmax_row(x + (size_t)r * (size_t)cols, y + (size_t)r * (size_t)cols, visible, cols);
     }
     return TW_OK;
 }
@@ -195,14 +201,41 @@ tw_status tw_cpu_layernorm_bwd(void *context, int rows, int cols, tw_mem dout, t
 #define GELU_SCALE 0.7978845608028654f /* sqrt(2 / pi) */
 #define GELU_CUBIC 0.044715f
 
+/* Elementwise loops run over chunks of this many elements, each a call of a HOT_LOOP function
+ * (OpenMP outlines a parallel body before target clones are made, so the body itself would
+ * only get the baseline instruction set). */
+enum { ELEMENT_CHUNK = 1 << 14 };
+
+HOT_LOOP static void gelu_fwd_range(const float *x, float *y, size_t n) {
+#pragma omp simd
+    for (size_t i = 0; i < n; i++) {
+        const float v = x[i];
+        y[i] = 0.5f * v * (1.0f + tw_cpu_tanh(GELU_SCALE * (v + GELU_CUBIC * v * v * v)));
+    }
+}
+
+/* dx += gelu'(x) dy; d/dv tanh(u(v)) = (1 - t^2) u'(v). */
+HOT_LOOP static void gelu_bwd_range(const float *x, const float *dy, float *dx, size_t n) {
+#pragma omp simd
+    for (size_t i = 0; i < n; i++) {
+        const float v = x[i];
+        const float t = tw_cpu_tanh(GELU_SCALE * (v + GELU_CUBIC * v * v * v));
+        const float local = 0.5f * (1.0f + t) + 0.5f * v * (1.0f - t * t) * GELU_SCALE *
+                                                    (1.0f + 3.0f * GELU_CUBIC * v * v);
+        dx[i] += local * dy[i];
+    }
+}
+
 tw_status tw_cpu_gelu_fwd(void *context, size_t n, tw_mem x, tw_mem out) {
     (void)context;
     const float *in = F32(x);
     float *y = F32(out);
+    const size_t chunks = (n + ELEMENT_CHUNK - 1) / ELEMENT_CHUNK;
 #pragma omp parallel for schedule(static) if (n >= PARALLEL_MIN)
-    for (size_t i = 0; i < n; i++) {
-        float v = in[i];
-        y[i] = 0.5f * v * (1.0f + tanhf(GELU_SCALE * (v + GELU_CUBIC * v * v * v)));
+    for (size_t chunk = 0; chunk < chunks; chunk++) {
+        const size_t begin = chunk * ELEMENT_CHUNK;
+        const size_t count = n - begin < ELEMENT_CHUNK ? n - begin : ELEMENT_CHUNK;
+        gelu_fwd_range(in + begin, y + begin, count);
     }
     return TW_OK;
 }
@@ -211,14 +244,12 @@ tw_status tw_cpu_gelu_bwd(void *context, size_t n, tw_mem x, tw_mem dout, tw_mem
     (void)context;
     const float *in = F32(x), *dy = F32(dout);
     float *d = F32(dx);
+    const size_t chunks = (n + ELEMENT_CHUNK - 1) / ELEMENT_CHUNK;
 #pragma omp parallel for schedule(static) if (n >= PARALLEL_MIN)
-    for (size_t i = 0; i < n; i++) {
-        float v = in[i];
-        float t = tanhf(GELU_SCALE * (v + GELU_CUBIC * v * v * v));
-        /* d/dv tanh(u(v)) = (1 - t^2) u'(v); 1 - t^2 avoids cosh overflow for large |v|. */
-        float local = 0.5f * (1.0f + t) +
-                      0.5f * v * (1.0f - t * t) * GELU_SCALE * (1.0f + 3.0f * GELU_CUBIC * v * v);
-        d[i] += local * dy[i];
+    for (size_t chunk = 0; chunk < chunks; chunk++) {
+        const size_t begin = chunk * ELEMENT_CHUNK;
+        const size_t count = n - begin < ELEMENT_CHUNK ? n - begin : ELEMENT_CHUNK;
+        gelu_bwd_range(in + begin, dy + begin, d + begin, count);
     }
     return TW_OK;
 }
@@ -277,6 +308,27 @@ tw_status tw_cpu_embedding_bwd(void *context, int batch, int seq_len, int channe
 /* Softmax + cross-entropy                                                                    */
 /* ------------------------------------------------------------------------------------------ */
 
+/* One row of logits (vocab): returns the log-sum-exp and the first index of the maximum. */
+HOT_LOOP static float logsumexp_row(const float *row, int vocab, int *argmax) {
+    float max = -INFINITY;
+#pragma omp simd reduction(max : max)
+    for (int c = 0; c < vocab; c++) max = row[c] > max ? row[c] : max;
+    int first = 0;
+    while (first < vocab - 1 && !(row[first] == max)) first++; /* first maximum on ties */
+    *argmax = first;
+    float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+    for (int c = 0; c < vocab; c++) sum += tw_cpu_exp(row[c] - max);
+    return max + logf(sum);
+}
+
+/* d_row (vocab) += grad_scale * softmax(row) (the one-hot part is the caller's). */
+HOT_LOOP static void softmax_grad_row(const float *row, float lse, float grad_scale, int vocab,
+                                      float *d_row) {
+#pragma omp simd
+    for (int c = 0; c < vocab; c++) d_row[c] += grad_scale * tw_cpu_exp(row[c] - lse);
+}
+
 tw_status tw_cpu_softmax_xent_fwd(void *context, int rows, int vocab, int ld, tw_mem logits,
                                   tw_mem targets, tw_mem losses, tw_mem lse, tw_mem correct) {
     (void)context;
@@ -286,15 +338,10 @@ tw_status tw_cpu_softmax_xent_fwd(void *context, int rows, int vocab, int ld, tw
 #pragma omp parallel for schedule(static) if ((size_t)rows * (size_t)vocab >= PARALLEL_MIN)
     for (int r = 0; r < rows; r++) {
         const float *row = z + (size_t)r * (size_t)ld;
-        int argmax = 0;
-        for (int c = 1; c < vocab; c++)
-            if (row[c] > row[argmax]) argmax = c; /* first maximum on ties */
-        float max = row[argmax];
-        double sum = 0.0;
-        for (int c = 0; c < vocab; c++) sum += expf(row[c] - max);
-        float row_lse = max + (float)log(sum);
+        int argmax;
+        const float row_lse = logsumexp_row(row, vocab, &argmax);
         lse_out[r] = row_lse;
-        int t = target[r];
+        const int t = target[r];
         loss[r] = t < 0 ? 0.0f : row_lse - row[t];
         hit[r] = t >= 0 && t == argmax ? 1.0f : 0.0f;
     }
@@ -309,14 +356,11 @@ tw_status tw_cpu_softmax_xent_bwd(void *context, int rows, int vocab, int ld, fl
     float *dz = F32(dlogits);
 #pragma omp parallel for schedule(static) if ((size_t)rows * (size_t)vocab >= PARALLEL_MIN)
     for (int r = 0; r < rows; r++) {
-        int t = target[r];
+        const int t = target[r];
         if (t < 0) continue; /* ignored row: no gradient */
-        const float *row = z + (size_t)r * (size_t)ld;
         float *d_row = dz + (size_t)r * (size_t)ld;
-        for (int c = 0; c < vocab; c++) {
-            float p = expf(row[c] - lse_in[r]);
-            d_row[c] += grad_scale * (p - (c == t ? 1.0f : 0.0f));
-        }
+        softmax_grad_row(z + (size_t)r * (size_t)ld, lse_in[r], grad_scale, vocab, d_row);
+        d_row[t] -= grad_scale;
     }
     return TW_OK;
 }

@@ -1,11 +1,16 @@
-/* twist: CPU backend specifics.
+/* twist: CPU backend specifics: the environment that makes OpenBLAS and OpenMP fast.
  *
- * OpenBLAS chooses its GEMM kernels once, when it is loaded, from the CPU it recognises. Older
- * builds (Debian 12 ships 0.3.21) do not know recent Xeons and fall back to SSE3 ("Prescott")
- * kernels that run about 5x slower than their AVX-512 ones (40 against 205 GFLOP/s at 1024^3 on
- * a 2-core AVX-512 Xeon). The choice can only be overridden through the environment variable
- * OPENBLAS_CORETYPE, read at load time, so a program that wants full speed sets it and restarts
- * itself: `twist` does (tools/twist.c), and library users can do the same with this hint. */
+ * Three settings are only read when the libraries load, so a program that wants them sets them
+ * and restarts itself (`twist` and the tests do, through tw_cpu_restart_tuned):
+ *   OPENBLAS_CORETYPE   OpenBLAS chooses its GEMM kernels from the CPU it recognises. Older
+ *                       builds (Debian 12 ships 0.3.21) do not know recent Xeons and fall back
+ *                       to SSE3 ("Prescott") kernels, 5x slower than their AVX-512 ones (40
+ *                       against 205 GFLOP/s at 1024^3 on a 2-core AVX-512 Xeon).
+ *   OMP_WAIT_POLICY     A training step alternates OpenMP loops with OpenBLAS calls. OpenMP's
+ *   OPENBLAS_THREAD_TIMEOUT  idle threads spin for a while after each loop, and OpenBLAS's
+ *                       after each call, so each steals the cores the other needs: passive
+ *                       OpenMP waiting and the shortest OpenBLAS spin (2^4 cycles) doubled the
+ *                       tiny model's training throughput on 2 cores. */
 #ifndef TWIST_CPU_H
 #define TWIST_CPU_H
 
@@ -20,11 +25,12 @@ const char *tw_cpu_blas_core(void);
  * NULL when OpenBLAS already uses the right family (or the CPU is not x86-64). */
 const char *tw_cpu_blas_core_hint(void);
 
-/* When tw_cpu_blas_core_hint() is not NULL and OPENBLAS_CORETYPE is unset: sets it and replaces
- * the process with a fresh run of the same program and arguments (execv of /proc/self/exe), so
- * OpenBLAS loads again with the right kernels. Returns only if nothing needed doing or the exec
- * failed (the program then simply runs with the slower kernels). For main() of programs. */
-void tw_cpu_restart_with_blas_hint(char **argv);
+/* Sets each of the variables above that is unset (OPENBLAS_CORETYPE only when
+ * tw_cpu_blas_core_hint() has a value) and, if it set any, replaces the process with a fresh run
+ * of the same program and arguments (execv of /proc/self/exe) so the libraries load with them.
+ * Returns when nothing needed doing or the exec failed (the program then runs as it is). For
+ * main() of programs, before any other work; TWIST_NO_RESTART=1 turns it off. */
+void tw_cpu_restart_tuned(char **argv);
 
 #ifdef __cplusplus
 }
