@@ -41,10 +41,10 @@ static void list_commands(char *buf, size_t size) {
 }
 
 int main(int argc, char **argv) {
-    /* Debian's OpenBLAS may pick slow fallback kernels on CPUs newer than it knows; restart once
-     * with OPENBLAS_CORETYPE set so the cpu backend and the OpenBLAS peer both run at full speed
-     * (see twist/cpu.h). Returns at once when nothing needs doing. */
-    tw_cpu_restart_with_blas_hint(argv);
+    /* OpenBLAS and OpenMP read their tuning (kernel family for this CPU, idle-wait policy) only
+     * when they load: restart once with it set, so the cpu backend and the OpenBLAS peer both run
+     * at full speed (see twist/cpu.h). Returns at once when nothing needs doing. */
+    tw_cpu_restart_tuned(argv);
     if (argc < 2) {
         print_usage(stderr);
         return CLI_EXIT_USAGE;
