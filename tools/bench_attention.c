@@ -1,0 +1,419 @@
+/* `twist bench attention`: the fused causal attention ops (tw_attention_fwd/bwd) against the
+ * unfused path built from tw_gemm + tw_softmax (tw_attention_unfused_fwd/bwd), on one device,
+ * with the same inputs and layout.
+ *
+ * Reported per path and direction: median wall time (enqueue to the end of tw_device_sync) over
+ * --repeat runs, the device's peak bytes during the op (tw_device_reset_peak before,
+ * tw_device_peak_bytes after: every argument buffer the benchmark holds plus the op's scratch)
+ * and the scratch alone (peak minus the bytes in use before the op). The fused scratch grows as
+ * B*H*T, the unfused as B*H*T^2. A correctness pass first (which also warms up) prints the
+ * largest difference between the two paths' outputs and gradients.
+ *
+ * Layouts (C = H*D):
+ *   packed      the model's: one (B, T, 3C) QKV buffer, q/k/v at offsets 0, C, 2C,
+ *               stride {T*3C, D, 3C}; out and dout (B, T, C), stride {T*C, D, C}
+ *   contiguous  q, k, v each (B, H, T, D) back to back in one buffer, stride {H*T*D, T*D, D};
+ *               out and dout (B, H, T, D) */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "args.h"
+#include "cli.h"
+#include "json.h"
+#include "twist/attention_unfused.h"
+
+static const char *const PROG = "twist bench attention";
+static const char *const LAYOUTS[] = {"packed", "contiguous", NULL};
+enum { LAYOUT_PACKED = 0, LAYOUT_CONTIGUOUS = 1 };
+
+typedef struct attention_options {
+    const char *device;
+    int batch, heads, seq, head_dim, layout, repeat;
+    bool json;
+} attention_options;
+
+/* Element counts of each buffer, overflow-checked at parse time. */
+typedef struct attention_sizes {
+    size_t qkv, out, lse; /* floats: q+k+v, out (= dout), lse */
+    size_t args_bytes;    /* qkv + dqkv + out + dout + lse */
+    size_t scores_bytes;  /* one (B, H, T, T) float matrix */
+} attention_sizes;
+
+typedef struct path_stats {
+    double fwd_ms, bwd_ms;
+    size_t fwd_peak, bwd_peak, fwd_scratch, bwd_scratch;
+} path_stats;
+
+typedef struct attention_run {
+    tw_device *device;
+    tw_buffer *qkv, *dqkv, *out, *dout, *lse;
+    tw_attention_args args;
+    float *host_qkv, *host_dout, *out_fused, *out_unfused, *grad_fused, *grad_unfused;
+    double *times[4]; /* fused fwd, fused bwd, unfused fwd, unfused bwd */
+    path_stats fused, unfused;
+    double diff_out, diff_dq, diff_dk, diff_dv, max_out, max_grad;
+} attention_run;
+
+static bool sizes_of(const attention_options *o, attention_sizes *z) {
+    size_t bht, bhtd, bhtt, bytes, sum;
+    if (__builtin_mul_overflow((size_t)o->batch, (size_t)o->heads, &bht) ||
+        __builtin_mul_overflow(bht, (size_t)o->seq, &bht) ||
+        __builtin_mul_overflow(bht, (size_t)o->head_dim, &bhtd) ||
+        __builtin_mul_overflow(bht, (size_t)o->seq, &bhtt) ||
+        __builtin_mul_overflow(bhtd, (size_t)3, &z->qkv) ||
+        __builtin_mul_overflow(bhtt, sizeof(float), &z->scores_bytes))
+        return false;
+    z->out = bhtd;
+    z->lse = bht;
+    /* qkv and dqkv, out and dout, lse */
+    if (__builtin_mul_overflow(z->qkv + z->out, (size_t)2, &sum) ||
+        __builtin_add_overflow(sum, z->lse, &sum) ||
+        __builtin_mul_overflow(sum, sizeof(float), &bytes))
+        return false;
+    z->args_bytes = bytes;
+    return true;
+}
+
+/* The unfused backward holds three (B, H, T, T) matrices besides the arguments. */
+static int check_memory(const attention_options *o, const tw_device_info *info,
+                        const attention_sizes *z) {
+    double need = (double)z->args_bytes + 3.0 * (double)z->scores_bytes;
+    /* Host copies: inputs, and both paths' outputs and gradients. On cpu they share memory. */
+    if (info->backend == TW_BACKEND_CPU) need += 3.0 * (double)(z->qkv + z->out) * sizeof(float);
+    char need_text[32], have_text[32];
+    if (info->memory_bytes && need > (double)info->memory_bytes)
+        return cli_runtime_error(
+            PROG,
+            "--batch %d --heads %d --seq %d --head-dim %d needs %s on %s (the unfused path "
+            "holds three (B, H, T, T) matrices), which has %s; lower --seq or --batch",
+            o->batch, o->heads, o->seq, o->head_dim, cli_format_bytes(need, need_text, 32),
+            info->spec, cli_format_bytes((double)info->memory_bytes, have_text, 32));
+    return CLI_EXIT_OK;
+}
+
+/* Strides and offsets for the chosen layout (see the file comment). */
+static void layout_args(const attention_options *o, attention_run *r) {
+    const int64_t B = o->batch, H = o->heads, T = o->seq, D = o->head_dim, C = H * D;
+    tw_attention_args *a = &r->args;
+    memset(a, 0, sizeof *a);
+    a->dtype = TW_DTYPE_F32;
+    a->batch = o->batch;
+    a->heads = o->heads;
+    a->seq_len = o->seq;
+    a->head_dim = o->head_dim;
+    a->scale = 1.0f / sqrtf((float)o->head_dim);
+    size_t k_off, v_off;
+    if (o->layout == LAYOUT_PACKED) {
+        a->qkv_stride = (tw_bhtd_stride){T * 3 * C, D, 3 * C};
+        a->out_stride = (tw_bhtd_stride){T * C, D, C};
+        k_off = (size_t)C;
+        v_off = 2 * (size_t)C;
+    } else {
+        a->qkv_stride = (tw_bhtd_stride){H * T * D, T * D, D};
+        a->out_stride = a->qkv_stride;
+        k_off = (size_t)(B * H * T * D);
+        v_off = 2 * k_off;
+    }
+    a->q = tw_at(r->qkv, 0);
+    a->k = tw_at(r->qkv, k_off);
+    a->v = tw_at(r->qkv, v_off);
+    a->dq = tw_at(r->dqkv, 0);
+    a->dk = tw_at(r->dqkv, k_off);
+    a->dv = tw_at(r->dqkv, v_off);
+    a->out = tw_at(r->out, 0);
+    a->dout = tw_at(r->dout, 0);
+    a->lse = tw_at(r->lse, 0);
+}
+
+static void fill_inputs(float *x, size_t n, uint64_t seed) {
+    uint64_t state = seed * 0x9E3779B97F4A7C15ull + 1;
+    for (size_t i = 0; i < n; i++) {
+        state ^= state >> 12;
+        state ^= state << 25;
+        state ^= state >> 27;
+        uint64_t bits = state * 0x2545F4914F6CDD1Dull;
+        x[i] = (float)((double)(bits >> 40) / (double)(1ull << 24)) * 2.0f - 1.0f;
+    }
+}
+
+static int prepare(const attention_options *o, const attention_sizes *z, attention_run *r) {
+    tw_status status = tw_device_open(o->device, &r->device);
+    if (status != TW_OK) return cli_library_error(PROG, status);
+    int rc = check_memory(o, tw_device_get_info(r->device), z);
+    if (rc != CLI_EXIT_OK) return rc;
+    size_t qkv = z->qkv * sizeof(float), out = z->out * sizeof(float);
+    r->host_qkv = malloc(qkv);
+    r->host_dout = malloc(out);
+    r->out_fused = malloc(out);
+    r->out_unfused = malloc(out);
+    r->grad_fused = malloc(qkv);
+    r->grad_unfused = malloc(qkv);
+    for (int i = 0; i < 4; i++) r->times[i] = calloc((size_t)o->repeat, sizeof(double));
+    if (!r->host_qkv || !r->host_dout || !r->out_fused || !r->out_unfused || !r->grad_fused ||
+        !r->grad_unfused || !r->times[0] || !r->times[1] || !r->times[2] || !r->times[3])
+        return cli_runtime_error(PROG, "out of host memory");
+    fill_inputs(r->host_qkv, z->qkv, 11);
+    fill_inputs(r->host_dout, z->out, 12);
+    if ((status = tw_buffer_alloc(r->device, qkv, &r->qkv)) != TW_OK ||
+        (status = tw_buffer_alloc(r->device, qkv, &r->dqkv)) != TW_OK ||
+        (status = tw_buffer_alloc(r->device, out, &r->out)) != TW_OK ||
+        (status = tw_buffer_alloc(r->device, out, &r->dout)) != TW_OK ||
+        (status = tw_buffer_alloc(r->device, z->lse * sizeof(float), &r->lse)) != TW_OK ||
+        (status = tw_buffer_upload(r->qkv, 0, r->host_qkv, qkv)) != TW_OK ||
+        (status = tw_buffer_upload(r->dout, 0, r->host_dout, out)) != TW_OK)
+        return cli_library_error(PROG, status);
+    layout_args(o, r);
+    return CLI_EXIT_OK;
+}
+
+static void cleanup(attention_run *r) {
+    tw_buffer_free(r->qkv);
+    tw_buffer_free(r->dqkv);
+    tw_buffer_free(r->out);
+    tw_buffer_free(r->dout);
+    tw_buffer_free(r->lse);
+    tw_device_close(r->device);
+    free(r->host_qkv);
+    free(r->host_dout);
+    free(r->out_fused);
+    free(r->out_unfused);
+    free(r->grad_fused);
+    free(r->grad_unfused);
+    for (int i = 0; i < 4; i++) free(r->times[i]);
+}
+
+typedef tw_status (*attention_op)(tw_device *device, const tw_attention_args *args);
+
+/* Runs one op, timed and with its peak bytes; a backward op starts from zero gradients. */
+static int timed_op(attention_run *r, attention_op op, bool backward, double *ms, size_t *peak,
+                    size_t *scratch) {
+    tw_status status = TW_OK;
+    if (backward) status = tw_buffer_fill_f32(r->dqkv, 0, tw_buffer_size(r->dqkv) / 4, 0.0f);
+    if (status == TW_OK) status = tw_device_sync(r->device);
+    if (status != TW_OK) return cli_library_error(PROG, status);
+    tw_device_reset_peak(r->device);
+    size_t before = tw_device_bytes_in_use(r->device);
+    double start = cli_now_ms();
+    status = op(r->device, &r->args);
+    if (status == TW_OK) status = tw_device_sync(r->device);
+    *ms = cli_now_ms() - start;
+    if (status != TW_OK) return cli_library_error(PROG, status);
+    size_t high = tw_device_peak_bytes(r->device);
+    if (high > *peak) *peak = high;
+    if (high - before > *scratch) *scratch = high - before;
+    return CLI_EXIT_OK;
+}
+
+/* Largest |x - y| over one (B, H, T, D) tensor at `offset` with `stride`, and largest |y|. */
+static double max_diff(const attention_options *o, const float *x, const float *y, size_t offset,
+                       tw_bhtd_stride s, double *max_abs) {
+    double worst = 0.0;
+    for (int b = 0; b < o->batch; b++)
+        for (int h = 0; h < o->heads; h++)
+            for (int t = 0; t < o->seq; t++) {
+                size_t base = offset + (size_t)b * (size_t)s.b + (size_t)h * (size_t)s.h +
+                              (size_t)t * (size_t)s.t;
+                for (int d = 0; d < o->head_dim; d++) {
+                    double diff = fabs((double)x[base + d] - (double)y[base + d]);
+                    if (!(diff <= worst)) worst = diff; /* NaN sticks */
+                    if (fabs((double)y[base + d]) > *max_abs) *max_abs = fabs((double)y[base + d]);
+                }
+            }
+    return worst;
+}
+
+/* Fused then unfused, once, on the same inputs: outputs and gradients compared on the host. */
+static int correctness(const attention_options *o, const attention_sizes *z, attention_run *r) {
+    const attention_op ops[4] = {tw_attention_fwd, tw_attention_bwd, tw_attention_unfused_fwd,
+                                 tw_attention_unfused_bwd};
+    float *outs[2] = {r->out_fused, r->out_unfused}, *grads[2] = {r->grad_fused, r->grad_unfused};
+    for (int path = 0; path < 2; path++) {
+        double ms;
+        size_t peak = 0, scratch = 0;
+        int rc = timed_op(r, ops[2 * path], false, &ms, &peak, &scratch);
+        tw_status status = rc == CLI_EXIT_OK ? tw_buffer_download(r->out, 0, outs[path],
+                                                                  z->out * sizeof(float))
+                                             : TW_OK;
+        if (rc == CLI_EXIT_OK && status == TW_OK)
+            rc = timed_op(r, ops[2 * path + 1], true, &ms, &peak, &scratch);
+        if (rc == CLI_EXIT_OK && status == TW_OK)
+            status = tw_buffer_download(r->dqkv, 0, grads[path], z->qkv * sizeof(float));
+        if (status != TW_OK) return cli_library_error(PROG, status);
+        if (rc != CLI_EXIT_OK) return rc;
+    }
+    const tw_attention_args *a = &r->args;
+    r->diff_out = max_diff(o, r->out_fused, r->out_unfused, 0, a->out_stride, &r->max_out);
+    r->diff_dq = max_diff(o, r->grad_fused, r->grad_unfused, a->dq.offset, a->qkv_stride, &r->max_grad);
+    r->diff_dk = max_diff(o, r->grad_fused, r->grad_unfused, a->dk.offset, a->qkv_stride, &r->max_grad);
+    r->diff_dv = max_diff(o, r->grad_fused, r->grad_unfused, a->dv.offset, a->qkv_stride, &r->max_grad);
+    return CLI_EXIT_OK;
+}
+
+/* R rounds of fused fwd, fused bwd, unfused fwd, unfused bwd, interleaved so machine noise
+ * falls on both paths alike. The fused backward reads the fused forward's out and lse. */
+static int measure(const attention_options *o, attention_run *r) {
+    path_stats *f = &r->fused, *u = &r->unfused;
+    for (int i = 0; i < o->repeat; i++) {
+        int rc = timed_op(r, tw_attention_fwd, false, &r->times[0][i], &f->fwd_peak, &f->fwd_scratch);
+        if (rc == CLI_EXIT_OK)
+            rc = timed_op(r, tw_attention_bwd, true, &r->times[1][i], &f->bwd_peak, &f->bwd_scratch);
+        if (rc == CLI_EXIT_OK)
+            rc = timed_op(r, tw_attention_unfused_fwd, false, &r->times[2][i], &u->fwd_peak,
+                          &u->fwd_scratch);
+        if (rc == CLI_EXIT_OK)
+            rc = timed_op(r, tw_attention_unfused_bwd, true, &r->times[3][i], &u->bwd_peak,
+                          &u->bwd_scratch);
+        if (rc != CLI_EXIT_OK) return rc;
+    }
+    f->fwd_ms = cli_median(r->times[0], o->repeat);
+    f->bwd_ms = cli_median(r->times[1], o->repeat);
+    u->fwd_ms = cli_median(r->times[2], o->repeat);
+    u->bwd_ms = cli_median(r->times[3], o->repeat);
+    return CLI_EXIT_OK;
+}
+
+static void print_path_text(const char *name, const path_stats *p) {
+    char fp[32], bp[32], fs[32], bs[32];
+    printf("  %-8s %10.3f %12.3f   %12s %12s   %12s %12s\n", name, p->fwd_ms, p->bwd_ms,
+           cli_format_bytes((double)p->fwd_peak, fp, 32), cli_format_bytes((double)p->bwd_peak, bp, 32),
+           cli_format_bytes((double)p->fwd_scratch, fs, 32),
+           cli_format_bytes((double)p->bwd_scratch, bs, 32));
+}
+
+static void print_text(const attention_options *o, const attention_sizes *z,
+                       const attention_run *r) {
+    const tw_device_info *info = tw_device_get_info(r->device);
+    char args_text[32];
+    printf("attention on %s (%s): B=%d H=%d T=%d D=%d layout=%s, median of %d run(s)\n",
+           info->spec, info->name, o->batch, o->heads, o->seq, o->head_dim, LAYOUTS[o->layout],
+           o->repeat);
+    printf("  %-8s %10s %12s   %12s %12s   %12s %12s\n", "path", "fwd ms", "bwd ms", "fwd peak",
+           "bwd peak", "fwd scratch", "bwd scratch");
+    print_path_text("fused", &r->fused);
+    print_path_text("unfused", &r->unfused);
+    printf("  fused speedup: fwd %.2fx, bwd %.2fx\n", r->unfused.fwd_ms / r->fused.fwd_ms,
+           r->unfused.bwd_ms / r->fused.bwd_ms);
+    printf("  peak = all benchmark buffers on the device (%s: q, k, v, out, lse, dout, dq, dk, dv)"
+           " + the op's scratch\n",
+           cli_format_bytes((double)z->args_bytes, args_text, 32));
+    printf("  max |fused - unfused|: out %.3g (max |out| %.3g), dq %.3g, dk %.3g, dv %.3g "
+           "(max |grad| %.3g)\n",
+           r->diff_out, r->max_out, r->diff_dq, r->diff_dk, r->diff_dv, r->max_grad);
+}
+
+static void json_path(json_writer *j, const char *name, const path_stats *p) {
+    json_key(j, name);
+    json_begin_object(j);
+    json_kv_number(j, "fwd_ms", p->fwd_ms);
+    json_kv_number(j, "bwd_ms", p->bwd_ms);
+    json_kv_uint(j, "fwd_peak_bytes", p->fwd_peak);
+    json_kv_uint(j, "bwd_peak_bytes", p->bwd_peak);
+    json_kv_uint(j, "fwd_scratch_bytes", p->fwd_scratch);
+    json_kv_uint(j, "bwd_scratch_bytes", p->bwd_scratch);
+    json_end_object(j);
+}
+
+static void print_json(const attention_options *o, const attention_sizes *z,
+                       const attention_run *r) {
+    const tw_device_info *info = tw_device_get_info(r->device);
+    json_writer j;
+    json_init(&j, stdout);
+    json_begin_object(&j);
+    json_kv_string(&j, "bench", "attention");
+    json_kv_string(&j, "device", info->spec);
+    json_kv_string(&j, "device_name", info->name);
+    json_kv_int(&j, "batch", o->batch);
+    json_kv_int(&j, "heads", o->heads);
+    json_kv_int(&j, "seq", o->seq);
+    json_kv_int(&j, "head_dim", o->head_dim);
+    json_kv_string(&j, "layout", LAYOUTS[o->layout]);
+    json_kv_int(&j, "repeat", o->repeat);
+    json_kv_uint(&j, "argument_bytes", z->args_bytes);
+    json_path(&j, "fused", &r->fused);
+    json_path(&j, "unfused", &r->unfused);
+    json_key(&j, "max_abs_diff");
+    json_begin_object(&j);
+    json_kv_number(&j, "out", r->diff_out);
+    json_kv_number(&j, "dq", r->diff_dq);
+    json_kv_number(&j, "dk", r->diff_dk);
+    json_kv_number(&j, "dv", r->diff_dv);
+    json_end_object(&j);
+    json_end_object(&j);
+    json_finish(&j);
+}
+
+/* fp32 paths that sum in different orders agree to a few ulps of the largest magnitude. */
+static int check_agreement(const attention_run *r) {
+    double out_tol = 1e-3 * (1.0 + r->max_out), grad_tol = 1e-3 * (1.0 + r->max_grad);
+    if (r->diff_out <= out_tol && r->diff_dq <= grad_tol && r->diff_dk <= grad_tol &&
+        r->diff_dv <= grad_tol)
+        return CLI_EXIT_OK;
+    return cli_runtime_error(PROG, "fused and unfused attention disagree beyond %.2g (out) / "
+                                   "%.2g (gradients): see the max |fused - unfused| line",
+                             out_tol, grad_tol);
+}
+
+static int run_attention(const attention_options *o) {
+    attention_sizes z;
+    if (!sizes_of(o, &z))
+        return args_usage_error(PROG, "--batch %d --heads %d --seq %d --head-dim %d: sizes overflow",
+                                o->batch, o->heads, o->seq, o->head_dim);
+    /* Softmax rows (B*H*T) and the model's C = H*D are ints in the backend interface. */
+    if ((double)o->batch * o->heads * o->seq > 2147483647.0 ||
+        3.0 * o->heads * (double)o->head_dim > 2147483647.0)
+        return args_usage_error(PROG, "--batch * --heads * --seq and 3 * --heads * --head-dim "
+                                      "must stay below 2^31");
+    attention_run r;
+    memset(&r, 0, sizeof r);
+    int rc = prepare(o, &z, &r);
+    if (rc == CLI_EXIT_OK) rc = correctness(o, &z, &r);
+    if (rc == CLI_EXIT_OK) rc = measure(o, &r);
+    if (rc == CLI_EXIT_OK) {
+        if (o->json)
+            print_json(o, &z, &r);
+        else
+            print_text(o, &z, &r);
+        rc = check_agreement(&r);
+    }
+    cleanup(&r);
+    return rc;
+}
+
+int cmd_bench_attention(int argc, char **argv) {
+    attention_options o = {.layout = LAYOUT_PACKED, .repeat = 5};
+    const long long INT_LIMIT = 2147483647;
+    arg_spec specs[] = {
+        {.name = "--device", .kind = ARG_STRING, .dest = &o.device, .metavar = "SPEC",
+         .help = "device to run on: cpu, opencl:N, ... (see 'twist devices')", .required = true},
+        {.name = "--batch", .kind = ARG_INT, .dest = &o.batch, .metavar = "B",
+         .help = "batch size", .required = true, .min = 1, .max = INT_LIMIT},
+        {.name = "--heads", .kind = ARG_INT, .dest = &o.heads, .metavar = "H",
+         .help = "attention heads", .required = true, .min = 1, .max = INT_LIMIT},
+        {.name = "--seq", .kind = ARG_INT, .dest = &o.seq, .metavar = "T",
+         .help = "sequence length", .required = true, .min = 1, .max = INT_LIMIT},
+        {.name = "--head-dim", .kind = ARG_INT, .dest = &o.head_dim, .metavar = "D",
+         .help = "channels per head", .required = true, .min = 1, .max = INT_LIMIT},
+        {.name = "--layout", .kind = ARG_CHOICE, .dest = &o.layout, .metavar = "packed|contiguous",
+         .help = "packed (B, T, 3C) QKV as the model keeps it (default), or (B, H, T, D) each",
+         .choices = LAYOUTS},
+        {.name = "--repeat", .kind = ARG_INT, .dest = &o.repeat, .metavar = "R",
+         .help = "timed rounds after the checking pass; medians reported (default 5)", .min = 1,
+         .max = 10000},
+        {.name = "--json", .kind = ARG_FLAG, .dest = &o.json, .help = "print JSON"},
+    };
+    args_command command = {
+        .name = PROG,
+        .synopsis = "twist bench attention --device SPEC --batch B --heads H --seq T --head-dim D\n"
+                    "                             [--layout packed|contiguous] [--repeat R] [--json]",
+        .summary = "Times fused causal attention (forward and backward) against the unfused path\n"
+                   "(GEMM + softmax, materialising the (B, H, T, T) scores) on one device, with\n"
+                   "their peak device memory, and prints the largest difference between the two.",
+        .specs = specs,
+        .count = (int)(sizeof specs / sizeof specs[0]),
+    };
+    args_result parsed = args_parse(&command, argc, argv);
+    if (parsed != ARGS_OK) return parsed == ARGS_HELP ? CLI_EXIT_OK : CLI_EXIT_USAGE;
+    return run_attention(&o);
+}

@@ -1,0 +1,25 @@
+/* The table of natural peers, by backend (see bench_peer.h). A backend without an entry has no
+ * peer yet and `--peer` says so. */
+#include "bench_peer.h"
+
+#include "cli.h"
+
+static bench_peer_factory peer_factory(tw_backend_kind backend) {
+    switch (backend) {
+    case TW_BACKEND_CPU: return bench_peer_openblas_create;
+#ifdef TWIST_HAVE_OPENCL
+    case TW_BACKEND_OPENCL: return bench_peer_clblast_create;
+#endif
+    default: return NULL;
+    }
+}
+
+int bench_peer_create(const char *prog, const tw_device_info *device,
+                      const bench_gemm_shape *shape, const float *a, const float *b,
+                      bench_peer *out) {
+    bench_peer_factory factory = peer_factory(device->backend);
+    if (!factory)
+        return cli_runtime_error(prog, "--peer: no peer GEMM for the %s backend in this build",
+                                 tw_backend_name(device->backend));
+    return factory(prog, device, shape, a, b, out);
+}

@@ -1,0 +1,349 @@
+/* `twist bench <gemm|attention>`: dispatch of the benchmark subcommands, and `bench gemm`.
+ *
+ * bench gemm times C = A B (fp32, strided-batched, optional transposes) on one device: the median
+ * of --repeat timed runs after one warm-up, each run timed by the wall clock from enqueue to the
+ * end of tw_device_sync. With --peer the same shape runs through the device's natural peer
+ * (bench_peer.h) on the same inputs, twist and peer alternating run by run (ABAB...) so that a
+ * noisy shared machine slows both alike; the ratio twist/peer and the largest difference between
+ * their results are printed. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "args.h"
+#include "bench_peer.h"
+#include "cli.h"
+#include "json.h"
+
+/* ---- bench dispatch -------------------------------------------------------------------- */
+
+static void print_bench_usage(FILE *out) {
+    fprintf(out,
+            "usage: twist bench <benchmark> [options]\n\n"
+            "benchmarks:\n"
+            "  gemm       fp32 GEMM GFLOP/s on a device, optionally against its vendor peer\n"
+            "  attention  fused against unfused causal attention: time and peak device memory\n\n"
+            "Run 'twist bench <benchmark> --help' for its options.\n");
+}
+
+int cmd_bench(int argc, char **argv) {
+    if (argc < 1) {
+        print_bench_usage(stderr);
+        return CLI_EXIT_USAGE;
+    }
+    if (strcmp(argv[0], "--help") == 0 || strcmp(argv[0], "-h") == 0) {
+        print_bench_usage(stdout);
+        return CLI_EXIT_OK;
+    }
+    if (strcmp(argv[0], "gemm") == 0) return cmd_bench_gemm(argc - 1, argv + 1);
+    if (strcmp(argv[0], "attention") == 0) return cmd_bench_attention(argc - 1, argv + 1);
+    fprintf(stderr,
+            "twist bench: unknown benchmark '%s'; available: gemm, attention\n"
+            "(run 'twist bench --help')\n",
+            argv[0]);
+    return CLI_EXIT_USAGE;
+}
+
+/* ---- bench gemm ------------------------------------------------------------------------ */
+
+static const char *const PROG = "twist bench gemm";
+static const char *const IMPL_CHOICES[] = {"auto", "vendor", "own", NULL};
+enum { MAX_REPEAT = 10000 };
+
+typedef struct gemm_options {
+    const char *device;
+    bench_gemm_shape shape;
+    int impl; /* index into IMPL_CHOICES == tw_gemm_impl */
+    int repeat;
+    bool peer, json;
+} gemm_options;
+
+/* Byte counts of A, B and C for the whole batch, overflow-checked. */
+typedef struct gemm_sizes {
+    size_t a, b, c, total;
+} gemm_sizes;
+
+static bool gemm_bytes(const bench_gemm_shape *s, gemm_sizes *out) {
+    size_t batch4 = (size_t)s->batch * sizeof(float), ab, total;
+    if (__builtin_mul_overflow(bench_gemm_a_elements(s), batch4, &out->a) ||
+        __builtin_mul_overflow(bench_gemm_b_elements(s), batch4, &out->b) ||
+        __builtin_mul_overflow(bench_gemm_c_elements(s), batch4, &out->c) ||
+        __builtin_add_overflow(out->a, out->b, &ab) || __builtin_add_overflow(ab, out->c, &total))
+        return false;
+    out->total = total;
+    return true;
+}
+
+/* Host memory: the cpu device's memory (the registry always lists cpu first). */
+static uint64_t host_memory_bytes(void) {
+    tw_device_info info;
+    if (tw_device_count() > 0 && tw_device_info_at(0, &info) == TW_OK &&
+        info.backend == TW_BACKEND_CPU)
+        return info.memory_bytes;
+    return 0;
+}
+
+/* Refuses shapes whose buffers do not fit, before anything is allocated: twist's A, B, C on the
+ * device (twice with --peer on a non-cpu device: the peer has its own copies), and the host's
+ * inputs, twist's downloaded C and the peer's C (on cpu, device and host are one memory). */
+static int check_memory(const gemm_options *o, const tw_device_info *info, const gemm_sizes *z) {
+    double device_need = (double)z->total * (o->peer && info->backend != TW_BACKEND_CPU ? 2 : 1);
+    double host_need = (double)(z->a + z->b + z->c) + (o->peer ? (double)z->c : 0.0);
+    if (info->backend == TW_BACKEND_CPU) host_need += device_need;
+    char need[32], have[32];
+    if (info->memory_bytes && device_need > (double)info->memory_bytes)
+        return cli_runtime_error(PROG,
+                                 "--m %d --n %d --k %d --batch %d needs %s of buffers on %s, "
+                                 "which has %s",
+                                 o->shape.m, o->shape.n, o->shape.k, o->shape.batch,
+                                 cli_format_bytes(device_need, need, sizeof need), info->spec,
+                                 cli_format_bytes((double)info->memory_bytes, have, sizeof have));
+    uint64_t host = host_memory_bytes();
+    if (host && host_need > (double)host)
+        return cli_runtime_error(PROG,
+                                 "--m %d --n %d --k %d --batch %d needs %s of host memory, "
+                                 "the machine has %s",
+                                 o->shape.m, o->shape.n, o->shape.k, o->shape.batch,
+                                 cli_format_bytes(host_need, need, sizeof need),
+                                 cli_format_bytes((double)host, have, sizeof have));
+    return CLI_EXIT_OK;
+}
+
+/* Deterministic inputs in [-1, 1): the same numbers for twist and the peer. */
+static void fill_inputs(float *x, size_t n, uint64_t seed) {
+    uint64_t state = seed * 0x9E3779B97F4A7C15ull + 1;
+    for (size_t i = 0; i < n; i++) {
+        state ^= state >> 12;
+        state ^= state << 25;
+        state ^= state >> 27;
+        uint64_t bits = state * 0x2545F4914F6CDD1Dull;
+        x[i] = (float)((double)(bits >> 40) / (double)(1ull << 24)) * 2.0f - 1.0f;
+    }
+}
+
+/* Everything a run owns, released by gemm_cleanup whatever happened. */
+typedef struct gemm_run {
+    tw_device *device;
+    tw_buffer *a, *b, *c;
+    float *host_a, *host_b, *host_c, *peer_c;
+    bench_peer peer;
+    double *twist_ms, *peer_ms;
+} gemm_run;
+
+static void gemm_cleanup(gemm_run *r) {
+    if (r->peer.destroy) r->peer.destroy(&r->peer);
+    tw_buffer_free(r->a);
+    tw_buffer_free(r->b);
+    tw_buffer_free(r->c);
+    tw_device_close(r->device);
+    free(r->host_a);
+    free(r->host_b);
+    free(r->host_c);
+    free(r->peer_c);
+    free(r->twist_ms);
+    free(r->peer_ms);
+}
+
+static int twist_gemm_once(gemm_run *r, const bench_gemm_shape *s, double *ms) {
+    tw_gemm_args args = {
+        .dtype = TW_DTYPE_F32, .trans_a = s->trans_a, .trans_b = s->trans_b,
+        .m = s->m, .n = s->n, .k = s->k, .batch = s->batch, .alpha = 1.0f, .beta = 0.0f,
+        .a = tw_at(r->a, 0), .lda = bench_gemm_lda(s), .stride_a = (int64_t)bench_gemm_a_elements(s),
+        .b = tw_at(r->b, 0), .ldb = bench_gemm_ldb(s), .stride_b = (int64_t)bench_gemm_b_elements(s),
+        .c = tw_at(r->c, 0), .ldc = s->n, .stride_c = (int64_t)bench_gemm_c_elements(s),
+    };
+    tw_status status = tw_device_sync(r->device);
+    double start = cli_now_ms();
+    if (status == TW_OK) status = tw_gemm(r->device, &args);
+    if (status == TW_OK) status = tw_device_sync(r->device);
+    *ms = cli_now_ms() - start;
+    return status == TW_OK ? CLI_EXIT_OK : cli_library_error(PROG, status);
+}
+
+static int peer_once(gemm_run *r, double *ms) {
+    return r->peer.run(&r->peer, ms) ? CLI_EXIT_OK : CLI_EXIT_RUNTIME;
+}
+
+/* Opens the device, sets the implementation, allocates and uploads the inputs. */
+static int gemm_prepare(const gemm_options *o, const gemm_sizes *z, gemm_run *r) {
+    tw_status status = tw_device_open(o->device, &r->device);
+    if (status != TW_OK) return cli_library_error(PROG, status);
+    status = tw_device_set_gemm_impl(r->device, (tw_gemm_impl)o->impl);
+    if (status != TW_OK) return cli_library_error(PROG, status);
+    int rc = check_memory(o, tw_device_get_info(r->device), z);
+    if (rc != CLI_EXIT_OK) return rc;
+    r->host_a = malloc(z->a);
+    r->host_b = malloc(z->b);
+    r->host_c = malloc(z->c);
+    r->twist_ms = calloc((size_t)o->repeat, sizeof(double));
+    r->peer_ms = calloc((size_t)o->repeat, sizeof(double));
+    if (!r->host_a || !r->host_b || !r->host_c || !r->twist_ms || !r->peer_ms)
+        return cli_runtime_error(PROG, "out of host memory for the inputs");
+    fill_inputs(r->host_a, z->a / sizeof(float), 1);
+    fill_inputs(r->host_b, z->b / sizeof(float), 2);
+    if ((status = tw_buffer_alloc(r->device, z->a, &r->a)) != TW_OK ||
+        (status = tw_buffer_alloc(r->device, z->b, &r->b)) != TW_OK ||
+        (status = tw_buffer_alloc(r->device, z->c, &r->c)) != TW_OK ||
+        (status = tw_buffer_upload(r->a, 0, r->host_a, z->a)) != TW_OK ||
+        (status = tw_buffer_upload(r->b, 0, r->host_b, z->b)) != TW_OK)
+        return cli_library_error(PROG, status);
+    if (!o->peer) return CLI_EXIT_OK;
+    r->peer_c = malloc(z->c);
+    if (!r->peer_c) return cli_runtime_error(PROG, "out of host memory for the peer's result");
+    return bench_peer_create(PROG, tw_device_get_info(r->device), &o->shape, r->host_a, r->host_b,
+                             &r->peer);
+}
+
+/* Warm-up (kernel compilation, autotuning, page faults) then ABAB... timed runs. */
+static int gemm_measure(const gemm_options *o, gemm_run *r) {
+    double ignored;
+    int rc = twist_gemm_once(r, &o->shape, &ignored);
+    if (rc == CLI_EXIT_OK && o->peer) rc = peer_once(r, &ignored);
+    for (int i = 0; i < o->repeat && rc == CLI_EXIT_OK; i++) {
+        rc = twist_gemm_once(r, &o->shape, &r->twist_ms[i]);
+        if (rc == CLI_EXIT_OK && o->peer) rc = peer_once(r, &r->peer_ms[i]);
+    }
+    return rc;
+}
+
+/* Largest |twist - peer| over C, and largest |C|, for the sanity line. */
+static int gemm_compare(const gemm_sizes *z, gemm_run *r, double *max_diff, double *max_value) {
+    tw_status status = tw_buffer_download(r->c, 0, r->host_c, z->c);
+    if (status != TW_OK) return cli_library_error(PROG, status);
+    if (!r->peer.result(&r->peer, r->peer_c)) return CLI_EXIT_RUNTIME;
+    *max_diff = 0.0;
+    *max_value = 0.0;
+    for (size_t i = 0; i < z->c / sizeof(float); i++) {
+        double diff = (double)r->host_c[i] - (double)r->peer_c[i];
+        double value = r->peer_c[i] < 0 ? -(double)r->peer_c[i] : (double)r->peer_c[i];
+        if (diff < 0) diff = -diff;
+        if (!(diff <= *max_diff)) *max_diff = diff; /* NaN propagates into the report */
+        if (value > *max_value) *max_value = value;
+    }
+    return CLI_EXIT_OK;
+}
+
+typedef struct gemm_report {
+    double flops, twist_ms, peer_ms, max_diff, max_value;
+} gemm_report;
+
+static void print_gemm_text(const gemm_options *o, const gemm_run *r, const gemm_report *g) {
+    const tw_device_info *info = tw_device_get_info(r->device);
+    const bench_gemm_shape *s = &o->shape;
+    printf("gemm on %s (%s): m=%d n=%d k=%d batch=%d%s%s impl=%s, median of %d run(s)\n",
+           info->spec, info->name, s->m, s->n, s->k, s->batch, s->trans_a ? " trans-a" : "",
+           s->trans_b ? " trans-b" : "", IMPL_CHOICES[o->impl], o->repeat);
+    printf("  twist  %10.3f ms  %9.1f GFLOP/s\n", g->twist_ms, g->flops / g->twist_ms * 1e-6);
+    if (!o->peer) return;
+    printf("  peer   %10.3f ms  %9.1f GFLOP/s  (%s)\n", g->peer_ms, g->flops / g->peer_ms * 1e-6,
+           r->peer.name);
+    printf("  ratio twist/peer  %.3f\n", g->peer_ms / g->twist_ms);
+    printf("  max |twist - peer| = %.3g  (max |C| = %.3g)\n", g->max_diff, g->max_value);
+}
+
+static void print_gemm_json(const gemm_options *o, const gemm_run *r, const gemm_report *g) {
+    const tw_device_info *info = tw_device_get_info(r->device);
+    const bench_gemm_shape *s = &o->shape;
+    json_writer j;
+    json_init(&j, stdout);
+    json_begin_object(&j);
+    json_kv_string(&j, "bench", "gemm");
+    json_kv_string(&j, "device", info->spec);
+    json_kv_string(&j, "device_name", info->name);
+    json_kv_int(&j, "m", s->m);
+    json_kv_int(&j, "n", s->n);
+    json_kv_int(&j, "k", s->k);
+    json_kv_int(&j, "batch", s->batch);
+    json_kv_bool(&j, "trans_a", s->trans_a);
+    json_kv_bool(&j, "trans_b", s->trans_b);
+    json_kv_string(&j, "impl", IMPL_CHOICES[o->impl]);
+    json_kv_int(&j, "repeat", o->repeat);
+    json_kv_number(&j, "flops", g->flops);
+    json_key(&j, "twist");
+    json_begin_object(&j);
+    json_kv_number(&j, "median_ms", g->twist_ms);
+    json_kv_number(&j, "gflops", g->flops / g->twist_ms * 1e-6);
+    json_end_object(&j);
+    if (o->peer) {
+        json_key(&j, "peer");
+        json_begin_object(&j);
+        json_kv_string(&j, "name", r->peer.name);
+        json_kv_number(&j, "median_ms", g->peer_ms);
+        json_kv_number(&j, "gflops", g->flops / g->peer_ms * 1e-6);
+        json_end_object(&j);
+        json_kv_number(&j, "ratio", g->peer_ms / g->twist_ms);
+        json_kv_number(&j, "max_abs_diff", g->max_diff);
+        json_kv_number(&j, "max_abs_c", g->max_value);
+    }
+    json_end_object(&j);
+    json_finish(&j);
+}
+
+static int run_gemm(const gemm_options *o) {
+    gemm_sizes z;
+    if (!gemm_bytes(&o->shape, &z))
+        return args_usage_error(PROG, "--m %d --n %d --k %d --batch %d: buffer sizes overflow",
+                                o->shape.m, o->shape.n, o->shape.k, o->shape.batch);
+    gemm_run r;
+    memset(&r, 0, sizeof r);
+    int rc = gemm_prepare(o, &z, &r);
+    if (rc == CLI_EXIT_OK) rc = gemm_measure(o, &r);
+    gemm_report g = {0};
+    if (rc == CLI_EXIT_OK && o->peer) rc = gemm_compare(&z, &r, &g.max_diff, &g.max_value);
+    if (rc == CLI_EXIT_OK) {
+        const bench_gemm_shape *s = &o->shape;
+        g.flops = 2.0 * s->m * (double)s->n * (double)s->k * (double)s->batch;
+        g.twist_ms = cli_median(r.twist_ms, o->repeat);
+        g.peer_ms = o->peer ? cli_median(r.peer_ms, o->repeat) : 0.0;
+        if (o->json)
+            print_gemm_json(o, &r, &g);
+        else
+            print_gemm_text(o, &r, &g);
+    }
+    gemm_cleanup(&r);
+    return rc;
+}
+
+int cmd_bench_gemm(int argc, char **argv) {
+    gemm_options o = {.shape = {.batch = 1}, .impl = TW_GEMM_AUTO, .repeat = 10};
+    const long long INT_LIMIT = 2147483647;
+    arg_spec specs[] = {
+        {.name = "--device", .kind = ARG_STRING, .dest = &o.device, .metavar = "SPEC",
+         .help = "device to run on: cpu, opencl:N, ... (see 'twist devices')", .required = true},
+        {.name = "--m", .kind = ARG_INT, .dest = &o.shape.m, .metavar = "M",
+         .help = "rows of C and op(A)", .required = true, .min = 1, .max = INT_LIMIT},
+        {.name = "--n", .kind = ARG_INT, .dest = &o.shape.n, .metavar = "N",
+         .help = "columns of C and op(B)", .required = true, .min = 1, .max = INT_LIMIT},
+        {.name = "--k", .kind = ARG_INT, .dest = &o.shape.k, .metavar = "K",
+         .help = "inner dimension", .required = true, .min = 1, .max = INT_LIMIT},
+        {.name = "--trans-a", .kind = ARG_FLAG, .dest = &o.shape.trans_a,
+         .help = "A is stored (K, M) and used transposed"},
+        {.name = "--trans-b", .kind = ARG_FLAG, .dest = &o.shape.trans_b,
+         .help = "B is stored (N, K) and used transposed"},
+        {.name = "--batch", .kind = ARG_INT, .dest = &o.shape.batch, .metavar = "B",
+         .help = "number of matrices (strided batch), default 1", .min = 1, .max = INT_LIMIT},
+        {.name = "--impl", .kind = ARG_CHOICE, .dest = &o.impl, .metavar = "auto|vendor|own",
+         .help = "GEMM implementation on the device, default auto", .choices = IMPL_CHOICES},
+        {.name = "--repeat", .kind = ARG_INT, .dest = &o.repeat, .metavar = "R",
+         .help = "timed runs after one warm-up; the median is reported (default 10)", .min = 1,
+         .max = MAX_REPEAT},
+        {.name = "--peer", .kind = ARG_FLAG, .dest = &o.peer,
+         .help = "also run the natural peer (OpenBLAS for cpu, CLBlast for opencl:N)"},
+        {.name = "--json", .kind = ARG_FLAG, .dest = &o.json, .help = "print JSON"},
+    };
+    args_command command = {
+        .name = PROG,
+        .synopsis = "twist bench gemm --device SPEC --m M --n N --k K [--trans-a] [--trans-b]\n"
+                    "                        [--batch B] [--impl auto|vendor|own] [--repeat R]\n"
+                    "                        [--peer] [--json]",
+        .summary = "Times fp32 C = op(A) op(B) on one device and reports GFLOP/s (median of R\n"
+                   "runs after a warm-up). With --peer, the same shape and inputs also run through\n"
+                   "the device's natural peer library, alternating with twist run by run, and the\n"
+                   "ratio twist/peer and the largest difference of the results are printed.",
+        .specs = specs,
+        .count = (int)(sizeof specs / sizeof specs[0]),
+    };
+    args_result parsed = args_parse(&command, argc, argv);
+    if (parsed != ARGS_OK) return parsed == ARGS_HELP ? CLI_EXIT_OK : CLI_EXIT_USAGE;
+    return run_gemm(&o);
+}

@@ -1,0 +1,161 @@
+/* `twist devices [--json]`: every device of every compiled-in backend, then the backends that
+ * are built but found no device (no driver or runtime here) and those not built at all. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "args.h"
+#include "cli.h"
+#include "json.h"
+
+static const char *const PROG = "twist devices";
+
+typedef struct device_list {
+    tw_device_info *infos;
+    int count;
+    int per_backend[TW_BACKEND_COUNT];
+} device_list;
+
+static int load_devices(device_list *list) {
+    memset(list, 0, sizeof *list);
+    list->count = tw_device_count();
+    list->infos = calloc((size_t)(list->count > 0 ? list->count : 1), sizeof *list->infos);
+    if (!list->infos) return cli_runtime_error(PROG, "out of host memory");
+    for (int i = 0; i < list->count; i++) {
+        tw_status status = tw_device_info_at(i, &list->infos[i]);
+        if (status != TW_OK) {
+            free(list->infos);
+            return cli_library_error(PROG, status);
+        }
+        list->per_backend[list->infos[i].backend]++;
+    }
+    return CLI_EXIT_OK;
+}
+
+/* ---- table ----------------------------------------------------------------------------- */
+
+enum { COLUMNS = 8 };
+
+static void device_cells(const tw_device_info *info, char cells[COLUMNS][288]) {
+    char memory[32];
+    snprintf(cells[0], 288, "%s", info->spec);
+    snprintf(cells[1], 288, "%s", tw_device_type_name(info->type));
+    snprintf(cells[2], 288, "%s", info->name);
+    snprintf(cells[3], 288, "%s", info->vendor);
+    snprintf(cells[4], 288, "%s", info->driver[0] ? info->driver : "-");
+    if (info->compute_units > 0)
+        snprintf(cells[5], 288, "%d", info->compute_units);
+    else
+        snprintf(cells[5], 288, "?");
+    snprintf(cells[6], 288, "%s",
+             info->memory_bytes ? cli_format_bytes((double)info->memory_bytes, memory, sizeof memory)
+                                : "?");
+    if (info->peak_gflops_f32 > 0)
+        snprintf(cells[7], 288, "%.0f", info->peak_gflops_f32);
+    else
+        snprintf(cells[7], 288, "?");
+}
+
+static void print_row(char cells[COLUMNS][288], const int *widths) {
+    for (int c = 0; c < COLUMNS; c++)
+        printf("%-*s%s", c == COLUMNS - 1 ? 0 : widths[c], cells[c], c == COLUMNS - 1 ? "\n" : "  ");
+}
+
+static void print_table(const device_list *list) {
+    static const char *const headers[COLUMNS] = {"SPEC",    "TYPE", "NAME",   "VENDOR",
+                                                 "DRIVER",  "CUS",  "MEMORY", "PEAK GFLOP/S"};
+    char cells[COLUMNS][288];
+    int widths[COLUMNS];
+    for (int c = 0; c < COLUMNS; c++) widths[c] = (int)strlen(headers[c]);
+    for (int i = 0; i < list->count; i++) {
+        device_cells(&list->infos[i], cells);
+        for (int c = 0; c < COLUMNS; c++)
+            if ((int)strlen(cells[c]) > widths[c]) widths[c] = (int)strlen(cells[c]);
+    }
+    for (int c = 0; c < COLUMNS; c++) snprintf(cells[c], 288, "%s", headers[c]);
+    print_row(cells, widths);
+    for (int i = 0; i < list->count; i++) {
+        device_cells(&list->infos[i], cells);
+        print_row(cells, widths);
+    }
+    if (list->count == 0) printf("(no devices)\n");
+    printf("\n");
+    for (int kind = 0; kind < TW_BACKEND_COUNT; kind++) {
+        const char *name = tw_backend_name((tw_backend_kind)kind);
+        if (!tw_backend_compiled((tw_backend_kind)kind))
+            printf("backend %-7s not built (disabled, or its SDK was not found at configure time)\n", name);
+        else if (list->per_backend[kind] == 0)
+            printf("backend %-7s built, but found no devices (no driver or runtime)\n", name);
+        else
+            printf("backend %-7s built, %d device(s)\n", name, list->per_backend[kind]);
+    }
+}
+
+/* ---- JSON ------------------------------------------------------------------------------ */
+
+static void print_json(const device_list *list) {
+    json_writer json;
+    json_init(&json, stdout);
+    json_begin_object(&json);
+    json_key(&json, "devices");
+    json_begin_array(&json);
+    for (int i = 0; i < list->count; i++) {
+        const tw_device_info *info = &list->infos[i];
+        json_begin_object(&json);
+        json_kv_string(&json, "spec", info->spec);
+        json_kv_string(&json, "backend", tw_backend_name(info->backend));
+        json_kv_string(&json, "type", tw_device_type_name(info->type));
+        json_kv_string(&json, "name", info->name);
+        json_kv_string(&json, "vendor", info->vendor);
+        json_kv_string(&json, "driver", info->driver);
+        json_kv_int(&json, "compute_units", info->compute_units);
+        json_kv_uint(&json, "memory_bytes", info->memory_bytes);
+        json_key(&json, "peak_gflops_f32");
+        if (info->peak_gflops_f32 > 0)
+            json_number(&json, info->peak_gflops_f32);
+        else
+            json_null(&json);
+        json_end_object(&json);
+    }
+    json_end_array(&json);
+    json_key(&json, "backends");
+    json_begin_array(&json);
+    for (int kind = 0; kind < TW_BACKEND_COUNT; kind++) {
+        json_begin_object(&json);
+        json_kv_string(&json, "name", tw_backend_name((tw_backend_kind)kind));
+        json_kv_bool(&json, "built", tw_backend_compiled((tw_backend_kind)kind));
+        json_kv_int(&json, "devices", list->per_backend[kind]);
+        json_end_object(&json);
+    }
+    json_end_array(&json);
+    json_end_object(&json);
+    json_finish(&json);
+}
+
+int cmd_devices(int argc, char **argv) {
+    bool as_json = false;
+    arg_spec specs[] = {
+        {.name = "--json", .kind = ARG_FLAG, .dest = &as_json, .help = "print JSON instead of a table"},
+    };
+    args_command command = {
+        .name = PROG,
+        .synopsis = "twist devices [--json]",
+        .summary = "Lists every device of every backend built into this twist (spec, type, name,\n"
+                   "vendor, driver, compute units, memory, peak FP32 GFLOP/s where known), and the\n"
+                   "backends that are built but found no device or are not built at all.",
+        .specs = specs,
+        .count = (int)(sizeof specs / sizeof specs[0]),
+    };
+    args_result parsed = args_parse(&command, argc, argv);
+    if (parsed != ARGS_OK) return parsed == ARGS_HELP ? CLI_EXIT_OK : CLI_EXIT_USAGE;
+
+    device_list list;
+    int rc = load_devices(&list);
+    if (rc != CLI_EXIT_OK) return rc;
+    if (as_json)
+        print_json(&list);
+    else
+        print_table(&list);
+    free(list.infos);
+    return CLI_EXIT_OK;
+}

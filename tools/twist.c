@@ -1,0 +1,64 @@
+/* twist: the command-line tool. This file holds only the command table, the top-level usage and
+ * the dispatch; each command lives in its own cmd_*.c file.
+ *
+ * Commands arrive with their issues: train, eval, sample, ist, dp, grow, data and profile join
+ * the table below when the library can do them. Until then naming one is an error like any other
+ * unknown command, never a stub that pretends to work. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+#include "twist/cpu.h"
+
+typedef struct cli_command {
+    const char *name;
+    const char *summary;
+    int (*run)(int argc, char **argv);
+} cli_command;
+
+static const cli_command commands[] = {
+    {"devices", "list every device of every backend built into this twist", cmd_devices},
+    {"bench", "measure GEMM and attention throughput on a device (gemm, attention)", cmd_bench},
+};
+enum { COMMAND_COUNT = sizeof commands / sizeof commands[0] };
+
+static void print_usage(FILE *out) {
+    fprintf(out,
+            "usage: twist <command> [options]\n\n"
+            "twist trains transformers on CPU, OpenCL, Vulkan and CUDA devices.\n\n"
+            "commands:\n");
+    for (int i = 0; i < COMMAND_COUNT; i++)
+        fprintf(out, "  %-10s %s\n", commands[i].name, commands[i].summary);
+    fprintf(out, "\nRun 'twist <command> --help' for the options of a command.\n");
+}
+
+static void list_commands(char *buf, size_t size) {
+    buf[0] = '\0';
+    for (int i = 0; i < COMMAND_COUNT; i++) {
+        if (i) strncat(buf, ", ", size - strlen(buf) - 1);
+        strncat(buf, commands[i].name, size - strlen(buf) - 1);
+    }
+}
+
+int main(int argc, char **argv) {
+    /* OpenBLAS and OpenMP read their tuning (kernel family for this CPU, idle-wait policy) only
+     * when they load: restart once with it set, so the cpu backend and the OpenBLAS peer both run
+     * at full speed (see twist/cpu.h). Returns at once when nothing needs doing. */
+    tw_cpu_restart_tuned(argv);
+    if (argc < 2) {
+        print_usage(stderr);
+        return CLI_EXIT_USAGE;
+    }
+    const char *name = argv[1];
+    if (strcmp(name, "--help") == 0 || strcmp(name, "-h") == 0 || strcmp(name, "help") == 0) {
+        print_usage(stdout);
+        return CLI_EXIT_OK;
+    }
+    for (int i = 0; i < COMMAND_COUNT; i++)
+        if (strcmp(name, commands[i].name) == 0) return commands[i].run(argc - 2, argv + 2);
+    char available[256];
+    list_commands(available, sizeof available);
+    fprintf(stderr, "twist: unknown command '%s'; available commands: %s\n(run 'twist --help')\n",
+            name, available);
+    return CLI_EXIT_USAGE;
+}
