@@ -451,8 +451,8 @@ uint64_t tw_tokenizer_hash(const tw_tokenizer *tok) { return tok ? tok->hash : 0
 /* Pieces up to this many bytes are cached (almost all of them in text); longer ones (long runs of
  * spaces, binary data) are encoded afresh. The cache is emptied when it grows past the limits. */
 #define CACHE_MAX_PIECE 256
-#define CACHE_MAX_ENTRIES (1u << 20)
-#define CACHE_MAX_IDS (16u << 20)
+#define CACHE_MAX_ENTRIES (1u << 18) /* hash slots: at most 2^19 x 24 bytes */
+#define CACHE_MAX_IDS (4u << 20)
 
 typedef struct candidate {
     int32_t rank; /* merge rank: lower merges first */
@@ -621,6 +621,12 @@ tw_status tw_tokenizer_encode(const tw_tokenizer *ctok, const char *text, size_t
                 produced += k;
                 continue;
             }
+        }
+        if (n > INT32_MAX) { /* positions in bpe_piece are int32 */
+            pthread_mutex_unlock(&tok->lock);
+            free(out);
+            return tw_error(TW_ERR_INVALID_ARGUMENT, "tw_tokenizer_encode: a single piece of %zu "
+                            "bytes (a run of letters or spaces) is too long", n);
         }
         if (!ensure_scratch(tok, n)) {
             pthread_mutex_unlock(&tok->lock);
