@@ -3,6 +3,7 @@
  * block scales, as IST subnets and grown models have). */
 #include <cjson/cJSON.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -87,7 +88,6 @@ static tw_status read_float(const cJSON *object, const char *field, const char *
 }
 
 static tw_status read_twist_layers(const cJSON *twist, const char *source, tw_gpt_config *c) {
-    GPT_TRY_JSON:;
     tw_status status = read_int(twist, "head_dim", source, &c->head_dim);
     if (status != TW_OK) return status;
     const cJSON *layers = cJSON_GetObjectItemCaseSensitive(twist, "layers");

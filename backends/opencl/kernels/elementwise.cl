@@ -30,15 +30,25 @@ __kernel void tw_gelu_fwd(ulong n, __global const float *x, ulong x_off, __globa
     out[out_off + i] = 0.5f * v * (1.0f + tanh(GELU_K * (v + GELU_C * v * v * v)));
 }
 
-/* dx += gelu'(x) dout, with sech^2 = 1 - tanh^2 (no cosh overflow for large |x|). */
+/* tanh(u) and sech^2(u) = 1 - tanh^2(u) from e = exp(-2|u|), both accurate for every u: some
+ * OpenCL tanh implementations (PoCL's) saturate at 0.99999994, and 1 - t*t then leaves 1.2e-7
+ * where the gradient multiplies it by a term that grows like x^3. */
+void tanh_and_sech2(float u, float *t, float *sech2) {
+    const float e = exp(-2.0f * fabs(u));
+    const float magnitude = (1.0f - e) / (1.0f + e);
+    *t = u < 0.0f ? -magnitude : magnitude;
+    *sech2 = 4.0f * e / ((1.0f + e) * (1.0f + e));
+}
+
+/* dx += gelu'(x) dout */
 __kernel void tw_gelu_bwd(ulong n, __global const float *x, ulong x_off,
                           __global const float *dout, ulong dout_off, __global float *dx,
                           ulong dx_off) {
     size_t i = get_global_id(0);
     if (i >= n) return;
     float v = x[x_off + i];
-    float t = tanh(GELU_K * (v + GELU_C * v * v * v));
-    float sech2 = 1.0f - t * t;
+    float t, sech2;
+    tanh_and_sech2(GELU_K * (v + GELU_C * v * v * v), &t, &sech2);
     float grad = 0.5f * (1.0f + t) + 0.5f * v * sech2 * GELU_K * (1.0f + 3.0f * GELU_C * v * v);
     dx[dx_off + i] += grad * dout[dout_off + i];
 }
