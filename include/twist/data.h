@@ -125,7 +125,7 @@ typedef struct tw_data_options {
     uint64_t split_seed;   /* TW_DEFAULT_SPLIT_SEED */
     bool use_cache;        /* false: always tokenise, never read or write a cache */
     const char *cache_dir; /* NULL: beside the corpus, then $TWIST_CACHE_DIR, $XDG_CACHE_HOME/twist,
-                              ~/.cache/twist */
+                              ~/.cache/twist; else only this directory */
 } tw_data_options;
 
 /* The defaults above, use_cache true. */
@@ -157,8 +157,15 @@ typedef struct tw_dataset {
 
 /* Loads `corpus_path`, splits it and returns both token streams, from the cache when one is valid
  * for this corpus content, tokenizer hash, EOT id and split settings; otherwise tokenises and
- * (best effort) writes the cache atomically. A cache that is stale, truncated or fails its
- * checksum is never trusted: it is rebuilt. options may be NULL (defaults). */
+ * (best effort) writes the cache atomically (temporary file + rename). A cache that is stale,
+ * truncated or fails its checksum is never trusted: it is rebuilt. options may be NULL (defaults).
+ *
+ * Where the cache goes (options->cache_dir NULL): beside the corpus when its directory is
+ * writable, else in $TWIST_CACHE_DIR, $XDG_CACHE_HOME/twist or ~/.cache/twist (the first that is
+ * set; created if needed) as "<corpus name>.<path hash>.<tokenizer hash>.twtok"; else nowhere
+ * (TW_CACHE_UNWRITABLE, still TW_OK). Reading tries the same places in the same order. A directory
+ * whose mode grants write permission to nobody is treated as read-only even for root (so
+ * ../shared/data is never written to). The file format is documented in src/data/dataset.c. */
 tw_status tw_dataset_load(const char *corpus_path, const tw_encoder *encoder,
                           const tw_data_options *options, tw_dataset **dataset);
 void tw_dataset_free(tw_dataset *dataset);

@@ -58,8 +58,10 @@ static tw_status find_documents(tw_corpus *c) {
     size_t n = c->text_bytes, pos = 0;
     bool in_doc = false;
     size_t doc_start = 0, doc_end = 0;
-    while (pos < n) {
-        const char *nl = memchr(t + pos, '\n', n - pos);
+    while (pos <= n) {
+        /* One line [pos, end); past the last line, an empty "line" at n closes the last
+         * document. */
+        const char *nl = pos < n ? memchr(t + pos, '\n', n - pos) : NULL;
         size_t end = nl ? (size_t)(nl - t) : n;
         bool blank = line_is_blank(t + pos, end - pos);
         if (!blank) {
