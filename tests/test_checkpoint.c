@@ -112,7 +112,7 @@ static void sha_hex(const void *data, size_t size, char hex[65]) {
     tw_sha256_final_hex(&ctx, hex);
 }
 
-static void test_sha256(void) {
+static void test_sha256_vectors(void) {
     char hex[65];
     sha_hex("", 0, hex);
     TW_CHECK(!strcmp(hex, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"),
@@ -140,6 +140,29 @@ static void test_sha256(void) {
     TW_CHECK(!strcmp(hex, "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0"),
              "sha256(1e6 x 'a') = %s", hex);
     free(a);
+}
+
+/* The FIPS vectors with the SHA instructions (where the CPU has them) and without; then both
+ * paths on the same random buffer of awkward length. */
+static void test_sha256(void) {
+    bool accelerated = tw_sha256_accelerated();
+    printf("sha256: %s\n", accelerated ? "x86 SHA instructions" : "portable C");
+    test_sha256_vectors();
+    tw_sha256_force_portable(true);
+    TW_CHECK(!tw_sha256_accelerated(), "force_portable");
+    test_sha256_vectors();
+    size_t n = 100003;
+    uint8_t *buf = malloc(n);
+    tw_test_rng rng;
+    tw_test_rng_seed(&rng, 3);
+    for (size_t i = 0; i < n; i++) buf[i] = (uint8_t)tw_test_rng_next(&rng);
+    char portable[65], fast[65];
+    sha_hex(buf, n, portable);
+    tw_sha256_force_portable(false);
+    TW_CHECK(tw_sha256_accelerated() == accelerated, "force_portable(false)");
+    sha_hex(buf, n, fast);
+    TW_CHECK(!strcmp(portable, fast), "portable %s != accelerated %s", portable, fast);
+    free(buf);
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -783,7 +806,7 @@ static void test_crash_safety(void) {
     path_in(dir, sizeof dir, "gone");
     snprintf(path, sizeof path, "%s.tmp-%ld", dir, dead);
     mkdir(path, 0755);
-    CHECK_ERROR(tw_checkpoint_open(dir, &c), TW_ERR_NOT_FOUND, "(incomplete)", NULL, NULL);
+    CHECK_ERROR(tw_checkpoint_open(dir, &c), TW_ERR_NOT_FOUND, "(incomplete or damaged)", NULL, NULL);
     CHECK_ERROR(tw_checkpoint_recover(dir), TW_ERR_NOT_FOUND, "no complete checkpoint", NULL,
                 NULL);
 }
