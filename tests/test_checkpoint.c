@@ -247,7 +247,8 @@ static void test_round_trip(void) {
                 TW_ERR_INVALID_ARGUMENT, "__metadata__", NULL, NULL);
     CHECK_ERROR(tw_safetensors_writer_add(w, "neg", 1, (int64_t[]){-1}, wte),
                 TW_ERR_INVALID_ARGUMENT, "'neg'", NULL, NULL);
-    CHECK_ERROR(tw_safetensors_writer_add(w, "deep", 9, (int64_t[]){1, 1, 1, 1, 1, 1, 1, 1, 1}, wte),
+    CHECK_ERROR(tw_safetensors_writer_add(w, "deep", 9, (int64_t[]){1, 1, 1, 1, 1, 1, 1, 1, 1},
+                                          wte),
                 TW_ERR_INVALID_ARGUMENT, "'deep'", NULL, NULL);
     TW_CHECK_OK(tw_safetensors_write(w, path));
     tw_safetensors_writer_destroy(w);
@@ -420,6 +421,58 @@ static void test_bad_files(void) {
         TW_CHECK_OK(tw_safetensors_find(f, "w", &v));
         tw_safetensors_free(f);
     }
+}
+
+/* Random corruptions of a valid file (flipped bytes in the header, changed length prefix,
+ * truncation): each parse returns OK or a FORMAT/UNSUPPORTED error naming the file, never crashes
+ * (run under -DTWIST_SANITIZE=address,undefined to check memory safety as well). */
+static void test_mutations(void) {
+    char path[512];
+    path_in(path, sizeof path, "round.safetensors");
+    size_t size;
+    uint8_t *good = read_bytes(path, &size);
+    TW_CHECK(good != NULL, "round.safetensors missing");
+    if (!good) return;
+    uint64_t header_len = 0;
+    for (int i = 0; i < 8; i++) header_len |= (uint64_t)good[i] << (8 * i);
+    tw_test_rng rng;
+    tw_test_rng_seed(&rng, 11);
+    int ok = 0, refused = 0;
+    for (int iter = 0; iter < 3000; iter++) {
+        size_t n = size;
+        uint8_t *bytes = malloc(size + 1);
+        memcpy(bytes, good, size);
+        int kind = tw_test_rng_int(&rng, 4);
+        if (kind == 0) { /* a few bytes of the header set to JSON-ish characters */
+            static const char chars[] = "{}[]\":,0123456789-. eEaF";
+            for (int k = 1 + tw_test_rng_int(&rng, 3); k > 0; k--)
+                bytes[8 + (size_t)tw_test_rng_int(&rng, (int)header_len)] =
+                    (uint8_t)chars[tw_test_rng_int(&rng, (int)sizeof chars - 1)];
+        } else if (kind == 1) { /* a random byte anywhere in the header */
+            bytes[8 + (size_t)tw_test_rng_int(&rng, (int)header_len)] ^=
+                (uint8_t)(1 + tw_test_rng_int(&rng, 255));
+        } else if (kind == 2) { /* the length prefix */
+            bytes[tw_test_rng_int(&rng, 8)] ^= (uint8_t)(1 + tw_test_rng_int(&rng, 255));
+        } else { /* truncation */
+            n = (size_t)tw_test_rng_int(&rng, (int)size);
+        }
+        tw_safetensors *f = NULL;
+        tw_status s = tw_safetensors_parse(path, bytes, n, &f);
+        if (s == TW_OK) {
+            ok++;
+            tw_safetensors_free(f);
+        } else {
+            refused++;
+            TW_CHECK(s == TW_ERR_FORMAT || s == TW_ERR_UNSUPPORTED, "mutation %d (kind %d): %s",
+                     iter, kind, tw_status_name(s));
+            TW_CHECK(strstr(tw_last_error(), path) != NULL, "mutation %d: message \"%s\"", iter,
+                     tw_last_error());
+        }
+    }
+    printf("mutations: %d parsed (a changed name or metadata character), %d refused\n",
+           ok, refused);
+    TW_CHECK(refused > 2500, "only %d of 3000 mutations refused", refused);
+    free(good);
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -806,7 +859,8 @@ static void test_crash_safety(void) {
     path_in(dir, sizeof dir, "gone");
     snprintf(path, sizeof path, "%s.tmp-%ld", dir, dead);
     mkdir(path, 0755);
-    CHECK_ERROR(tw_checkpoint_open(dir, &c), TW_ERR_NOT_FOUND, "(incomplete or damaged)", NULL, NULL);
+    CHECK_ERROR(tw_checkpoint_open(dir, &c), TW_ERR_NOT_FOUND, "(incomplete or damaged)", NULL,
+                NULL);
     CHECK_ERROR(tw_checkpoint_recover(dir), TW_ERR_NOT_FOUND, "no complete checkpoint", NULL,
                 NULL);
 }
@@ -866,7 +920,9 @@ static void append_values(char **buf, size_t *used, size_t *cap, const float *v,
         }
         if (i == 0) *used += (size_t)sprintf(*buf + *used, "[");
         else if (i == n + 1) *used += (size_t)sprintf(*buf + *used, "]");
-        else *used += (size_t)sprintf(*buf + *used, "%s\"%a\"", i > 1 ? ", " : "", (double)v[i - 1]);
+        else
+            *used += (size_t)sprintf(*buf + *used, "%s\"%a\"", i > 1 ? ", " : "",
+                                     (double)v[i - 1]);
     }
 }
 
@@ -933,6 +989,7 @@ int main(int argc, char **argv) {
         test_exact_bytes();
         test_round_trip();
         test_bad_files();
+        test_mutations();
         test_checkpoint_round_trip();
         test_corrupt_checkpoints();
         test_crash_safety();

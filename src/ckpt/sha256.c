@@ -4,7 +4,8 @@
  * user (and the interop test) can check a checkpoint by hand, and no hash library is needed.
  * x86-64 CPUs with the SHA extensions (Intel since Ice Lake / Goldmont, AMD since Zen) use them:
  * about 600-700 MB/s on this project's 2-core Xeon VM against 150-200 MB/s for the portable code,
- * so verifying a 300 MB checkpoint (the 25M-parameter preset with AdamW state) takes about 0.5 s. */
+ * so verifying a 300 MB checkpoint (the 25M-parameter preset with AdamW state) takes about
+ * 0.5 s. */
 #include <stdatomic.h>
 #include <string.h>
 
