@@ -112,7 +112,7 @@ static void sha_hex(const void *data, size_t size, char hex[65]) {
     tw_sha256_final_hex(&ctx, hex);
 }
 
-static void test_sha256(void) {
+static void test_sha256_vectors(void) {
     char hex[65];
     sha_hex("", 0, hex);
     TW_CHECK(!strcmp(hex, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"),
@@ -140,6 +140,29 @@ static void test_sha256(void) {
     TW_CHECK(!strcmp(hex, "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0"),
              "sha256(1e6 x 'a') = %s", hex);
     free(a);
+}
+
+/* The FIPS vectors with the SHA instructions (where the CPU has them) and without; then both
+ * paths on the same random buffer of awkward length. */
+static void test_sha256(void) {
+    bool accelerated = tw_sha256_accelerated();
+    printf("sha256: %s\n", accelerated ? "x86 SHA instructions" : "portable C");
+    test_sha256_vectors();
+    tw_sha256_force_portable(true);
+    TW_CHECK(!tw_sha256_accelerated(), "force_portable");
+    test_sha256_vectors();
+    size_t n = 100003;
+    uint8_t *buf = malloc(n);
+    tw_test_rng rng;
+    tw_test_rng_seed(&rng, 3);
+    for (size_t i = 0; i < n; i++) buf[i] = (uint8_t)tw_test_rng_next(&rng);
+    char portable[65], fast[65];
+    sha_hex(buf, n, portable);
+    tw_sha256_force_portable(false);
+    TW_CHECK(tw_sha256_accelerated() == accelerated, "force_portable(false)");
+    sha_hex(buf, n, fast);
+    TW_CHECK(!strcmp(portable, fast), "portable %s != accelerated %s", portable, fast);
+    free(buf);
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -224,7 +247,8 @@ static void test_round_trip(void) {
                 TW_ERR_INVALID_ARGUMENT, "__metadata__", NULL, NULL);
     CHECK_ERROR(tw_safetensors_writer_add(w, "neg", 1, (int64_t[]){-1}, wte),
                 TW_ERR_INVALID_ARGUMENT, "'neg'", NULL, NULL);
-    CHECK_ERROR(tw_safetensors_writer_add(w, "deep", 9, (int64_t[]){1, 1, 1, 1, 1, 1, 1, 1, 1}, wte),
+    CHECK_ERROR(tw_safetensors_writer_add(w, "deep", 9, (int64_t[]){1, 1, 1, 1, 1, 1, 1, 1, 1},
+                                          wte),
                 TW_ERR_INVALID_ARGUMENT, "'deep'", NULL, NULL);
     TW_CHECK_OK(tw_safetensors_write(w, path));
     tw_safetensors_writer_destroy(w);
@@ -397,6 +421,58 @@ static void test_bad_files(void) {
         TW_CHECK_OK(tw_safetensors_find(f, "w", &v));
         tw_safetensors_free(f);
     }
+}
+
+/* Random corruptions of a valid file (flipped bytes in the header, changed length prefix,
+ * truncation): each parse returns OK or a FORMAT/UNSUPPORTED error naming the file, never crashes
+ * (run under -DTWIST_SANITIZE=address,undefined to check memory safety as well). */
+static void test_mutations(void) {
+    char path[512];
+    path_in(path, sizeof path, "round.safetensors");
+    size_t size;
+    uint8_t *good = read_bytes(path, &size);
+    TW_CHECK(good != NULL, "round.safetensors missing");
+    if (!good) return;
+    uint64_t header_len = 0;
+    for (int i = 0; i < 8; i++) header_len |= (uint64_t)good[i] << (8 * i);
+    tw_test_rng rng;
+    tw_test_rng_seed(&rng, 11);
+    int ok = 0, refused = 0;
+    for (int iter = 0; iter < 3000; iter++) {
+        size_t n = size;
+        uint8_t *bytes = malloc(size + 1);
+        memcpy(bytes, good, size);
+        int kind = tw_test_rng_int(&rng, 4);
+        if (kind == 0) { /* a few bytes of the header set to JSON-ish characters */
+            static const char chars[] = "{}[]\":,0123456789-. eEaF";
+            for (int k = 1 + tw_test_rng_int(&rng, 3); k > 0; k--)
+                bytes[8 + (size_t)tw_test_rng_int(&rng, (int)header_len)] =
+                    (uint8_t)chars[tw_test_rng_int(&rng, (int)sizeof chars - 1)];
+        } else if (kind == 1) { /* a random byte anywhere in the header */
+            bytes[8 + (size_t)tw_test_rng_int(&rng, (int)header_len)] ^=
+                (uint8_t)(1 + tw_test_rng_int(&rng, 255));
+        } else if (kind == 2) { /* the length prefix */
+            bytes[tw_test_rng_int(&rng, 8)] ^= (uint8_t)(1 + tw_test_rng_int(&rng, 255));
+        } else { /* truncation */
+            n = (size_t)tw_test_rng_int(&rng, (int)size);
+        }
+        tw_safetensors *f = NULL;
+        tw_status s = tw_safetensors_parse(path, bytes, n, &f);
+        if (s == TW_OK) {
+            ok++;
+            tw_safetensors_free(f);
+        } else {
+            refused++;
+            TW_CHECK(s == TW_ERR_FORMAT || s == TW_ERR_UNSUPPORTED, "mutation %d (kind %d): %s",
+                     iter, kind, tw_status_name(s));
+            TW_CHECK(strstr(tw_last_error(), path) != NULL, "mutation %d: message \"%s\"", iter,
+                     tw_last_error());
+        }
+    }
+    printf("mutations: %d parsed (a changed name or metadata character), %d refused\n",
+           ok, refused);
+    TW_CHECK(refused > 2500, "only %d of 3000 mutations refused", refused);
+    free(good);
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -783,7 +859,8 @@ static void test_crash_safety(void) {
     path_in(dir, sizeof dir, "gone");
     snprintf(path, sizeof path, "%s.tmp-%ld", dir, dead);
     mkdir(path, 0755);
-    CHECK_ERROR(tw_checkpoint_open(dir, &c), TW_ERR_NOT_FOUND, "(incomplete)", NULL, NULL);
+    CHECK_ERROR(tw_checkpoint_open(dir, &c), TW_ERR_NOT_FOUND, "(incomplete or damaged)", NULL,
+                NULL);
     CHECK_ERROR(tw_checkpoint_recover(dir), TW_ERR_NOT_FOUND, "no complete checkpoint", NULL,
                 NULL);
 }
@@ -843,7 +920,9 @@ static void append_values(char **buf, size_t *used, size_t *cap, const float *v,
         }
         if (i == 0) *used += (size_t)sprintf(*buf + *used, "[");
         else if (i == n + 1) *used += (size_t)sprintf(*buf + *used, "]");
-        else *used += (size_t)sprintf(*buf + *used, "%s\"%a\"", i > 1 ? ", " : "", (double)v[i - 1]);
+        else
+            *used += (size_t)sprintf(*buf + *used, "%s\"%a\"", i > 1 ? ", " : "",
+                                     (double)v[i - 1]);
     }
 }
 
@@ -910,6 +989,7 @@ int main(int argc, char **argv) {
         test_exact_bytes();
         test_round_trip();
         test_bad_files();
+        test_mutations();
         test_checkpoint_round_trip();
         test_corrupt_checkpoints();
         test_crash_safety();

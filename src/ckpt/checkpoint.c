@@ -831,7 +831,7 @@ tw_status tw_checkpoint_open(const char *dir, tw_checkpoint **out) {
         for (int i = 0; i < count && used < sizeof message; i++)
             used += (size_t)snprintf(message + used, sizeof message - used, "%s %s (%s%s)",
                                      i ? "," : "", list[i].path,
-                                     list[i].complete ? "complete" : "incomplete",
+                                     list[i].complete ? "complete" : "incomplete or damaged",
                                      !list[i].complete ? ""
                                      : list[i].kind == 't' ? ", the newer checkpoint"
                                                            : ", the previous checkpoint");

@@ -20,6 +20,10 @@ void tw_sha256_init(tw_sha256 *ctx);
 void tw_sha256_update(tw_sha256 *ctx, const void *data, size_t size);
 /* Writes the digest as 64 lowercase hex digits plus a NUL. */
 void tw_sha256_final_hex(tw_sha256 *ctx, char hex[65]);
+/* Whether the x86 SHA instructions are used; tw_sha256_force_portable(true) turns them off (the
+ * test checks both paths against the same vectors), false restores the CPU's choice. */
+bool tw_sha256_accelerated(void);
+void tw_sha256_force_portable(bool portable);
 
 /* Writes all `size` bytes to fd (retrying short writes and EINTR), feeding them to `hash` if not
  * NULL. `path` names the file in the message on failure (TW_ERR_IO). */

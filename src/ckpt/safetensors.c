@@ -242,7 +242,8 @@ tw_status tw_safetensors_writer_add_copy(tw_safetensors_writer *writer, const ch
 tw_status tw_safetensors_writer_set_metadata(tw_safetensors_writer *writer, const char *key,
                                              const char *value) {
     if (!writer || !key || !value)
-        return tw_error(TW_ERR_INVALID_ARGUMENT, "safetensors writer: metadata key or value is NULL");
+        return tw_error(TW_ERR_INVALID_ARGUMENT,
+                        "safetensors writer: metadata key or value is NULL");
     char *value_copy = strdup(value);
     if (!value_copy) return tw_error(TW_ERR_OUT_OF_MEMORY, "safetensors writer: no memory");
     for (int i = 0; i < writer->meta_count; i++)
@@ -472,8 +473,10 @@ static tw_status parse_tensor(const char *path, const cJSON *item, st_tensor *t)
     const cJSON *dtype = cJSON_GetObjectItemCaseSensitive(item, "dtype");
     const cJSON *shape = cJSON_GetObjectItemCaseSensitive(item, "shape");
     const cJSON *offsets = cJSON_GetObjectItemCaseSensitive(item, "data_offsets");
-    if (!dtype) return tw_error(TW_ERR_FORMAT, "%s: tensor '%s': missing field 'dtype'", path, name);
-    if (!shape) return tw_error(TW_ERR_FORMAT, "%s: tensor '%s': missing field 'shape'", path, name);
+    if (!dtype)
+        return tw_error(TW_ERR_FORMAT, "%s: tensor '%s': missing field 'dtype'", path, name);
+    if (!shape)
+        return tw_error(TW_ERR_FORMAT, "%s: tensor '%s': missing field 'shape'", path, name);
     if (!offsets)
         return tw_error(TW_ERR_FORMAT, "%s: tensor '%s': missing field 'data_offsets'", path, name);
     if (!cJSON_IsString(dtype))
@@ -613,8 +616,9 @@ static tw_status parse_header(tw_safetensors *file, const char *header, size_t l
     cJSON *root = cJSON_ParseWithLengthOpts(header, length, &end, 0);
     if (!root) {
         size_t at = end && end >= header ? (size_t)(end - header) : 0;
-        return tw_error(TW_ERR_FORMAT, "%s: the JSON header is not valid JSON (near byte %zu of %zu)",
-                        path, at, length);
+        return tw_error(TW_ERR_FORMAT,
+                        "%s: the JSON header is not valid JSON (near byte %zu of %zu)", path, at,
+                        length);
     }
     for (const char *p = end; p < header + length; p++)
         if (*p != ' ' && *p != '\t' && *p != '\n' && *p != '\r') {
@@ -648,8 +652,8 @@ static tw_status parse_header(tw_safetensors *file, const char *header, size_t l
             int n = cJSON_GetArraySize(item);
             char **keys = realloc(file->meta_keys, (size_t)(n + entries) * sizeof(char *));
             if (keys) file->meta_keys = keys;
-            char **values = keys ? realloc(file->meta_values, (size_t)(n + entries) * sizeof(char *))
-                                 : NULL;
+            char **values =
+                keys ? realloc(file->meta_values, (size_t)(n + entries) * sizeof(char *)) : NULL;
             if (values) file->meta_values = values;
             if (!keys || !values) {
                 status = tw_error(TW_ERR_OUT_OF_MEMORY, "%s: no memory", path);
@@ -658,8 +662,9 @@ static tw_status parse_header(tw_safetensors *file, const char *header, size_t l
             const cJSON *m;
             cJSON_ArrayForEach(m, item) {
                 if (!cJSON_IsString(m)) {
-                    status = tw_error(TW_ERR_FORMAT, "%s: '__metadata__' entry '%s' is not a string",
-                                      path, m->string);
+                    status = tw_error(TW_ERR_FORMAT,
+                                      "%s: '__metadata__' entry '%s' is not a string", path,
+                                      m->string);
                     goto done;
                 }
                 for (int i = 0; i < file->meta_count; i++)
@@ -807,8 +812,8 @@ int tw_safetensors_metadata_count(const tw_safetensors *file) {
 tw_status tw_safetensors_metadata_at(const tw_safetensors *file, int index, const char **key,
                                      const char **value) {
     if (!file || index < 0 || index >= file->meta_count)
-        return tw_error(TW_ERR_INVALID_ARGUMENT, "tw_safetensors_metadata_at: index %d out of range",
-                        index);
+        return tw_error(TW_ERR_INVALID_ARGUMENT,
+                        "tw_safetensors_metadata_at: index %d out of range", index);
     if (key) *key = file->meta_keys[index];
     if (value) *value = file->meta_values[index];
     return TW_OK;

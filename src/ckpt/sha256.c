@@ -1,12 +1,21 @@
 /* SHA-256 (FIPS 180-4) for checkpoint checksums.
  *
  * Why SHA-256 rather than a fast 64-bit hash: `sha256sum` and Python's hashlib reproduce it, so a
- * user (and the interop test) can check a checkpoint by hand, and no hash library is needed. The
- * cost is about 2-3 s per GB of checkpoint in this portable C version, small next to the training
- * time between checkpoints (and the read itself). */
+ * user (and the interop test) can check a checkpoint by hand, and no hash library is needed.
+ * x86-64 CPUs with the SHA extensions (Intel since Ice Lake / Goldmont, AMD since Zen) use them:
+ * about 600-700 MB/s on this project's 2-core Xeon VM against 150-200 MB/s for the portable code,
+ * so verifying a 300 MB checkpoint (the 25M-parameter preset with AdamW state) takes about
+ * 0.5 s. */
+#include <stdatomic.h>
 #include <string.h>
 
 #include "ckpt/ckpt_internal.h"
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#define TW_SHA256_X86 1
+#include <cpuid.h>
+#include <immintrin.h>
+#endif
 
 static const uint32_t k_rounds[64] = {
     0x428a2f98u, 0x71374491u, 0xb5c0fbcfu, 0xe9b5dba5u, 0x3956c25bu, 0x59f111f1u, 0x923f82a4u,
@@ -22,7 +31,7 @@ static const uint32_t k_rounds[64] = {
 
 static inline uint32_t rotr(uint32_t x, int n) { return (x >> n) | (x << (32 - n)); }
 
-/* One 64-byte block into the state. */
+/* One 64-byte block into the state (portable). */
 static void compress(uint32_t state[8], const uint8_t *block) {
     uint32_t w[64];
     for (int i = 0; i < 16; i++)
@@ -61,6 +70,94 @@ static void compress(uint32_t state[8], const uint8_t *block) {
     state[7] += h;
 }
 
+#ifdef TW_SHA256_X86
+/* `blocks` 64-byte blocks with the SHA-NI instructions. The state is kept as the two registers
+ * the instructions expect: ABEF and CDGH. Each group of 4 rounds takes 4 message words
+ * x[g] = msg2(msg1(x[g-4], x[g-3]) + (x[g-2] x[g-1] shifted by one word), x[g-1]). */
+__attribute__((target("sha,sse4.1,ssse3"))) static void compress_shani(uint32_t state[8],
+                                                                        const uint8_t *data,
+                                                                        size_t blocks) {
+    const __m128i byteswap = _mm_set_epi64x(0x0c0d0e0f08090a0bULL, 0x0405060700010203ULL);
+    __m128i tmp = _mm_loadu_si128((const __m128i *)(const void *)&state[0]);  /* DCBA */
+    __m128i state1 = _mm_loadu_si128((const __m128i *)(const void *)&state[4]); /* HGFE */
+    tmp = _mm_shuffle_epi32(tmp, 0xB1);                                         /* CDAB */
+    state1 = _mm_shuffle_epi32(state1, 0x1B);                                   /* EFGH */
+    __m128i state0 = _mm_alignr_epi8(tmp, state1, 8);                           /* ABEF */
+    state1 = _mm_blend_epi16(state1, tmp, 0xF0);                                /* CDGH */
+    for (; blocks > 0; blocks--, data += 64) {
+        /* x[g % 4] holds group g; fully unrolled, so the window lives in registers. */
+        __m128i abef = state0, cdgh = state1, x[4];
+#pragma GCC unroll 16
+        for (int g = 0; g < 16; g++) {
+            if (g < 4)
+                x[g] = _mm_shuffle_epi8(
+                    _mm_loadu_si128((const __m128i *)(const void *)(data + 16 * g)), byteswap);
+            else
+                x[g % 4] = _mm_sha256msg2_epu32(
+                    _mm_add_epi32(_mm_sha256msg1_epu32(x[g % 4], x[(g + 1) % 4]),
+                                  _mm_alignr_epi8(x[(g + 3) % 4], x[(g + 2) % 4], 4)),
+                    x[(g + 3) % 4]);
+            __m128i msg = _mm_add_epi32(
+                x[g % 4], _mm_loadu_si128((const __m128i *)(const void *)&k_rounds[4 * g]));
+            state1 = _mm_sha256rnds2_epu32(state1, state0, msg);
+            msg = _mm_shuffle_epi32(msg, 0x0E);
+            state0 = _mm_sha256rnds2_epu32(state0, state1, msg);
+        }
+        state0 = _mm_add_epi32(state0, abef);
+        state1 = _mm_add_epi32(state1, cdgh);
+    }
+    tmp = _mm_shuffle_epi32(state0, 0x1B);       /* FEBA */
+    state1 = _mm_shuffle_epi32(state1, 0xB1);    /* DCHG */
+    state0 = _mm_blend_epi16(tmp, state1, 0xF0); /* DCBA */
+    state1 = _mm_alignr_epi8(state1, tmp, 8);    /* HGFE */
+    _mm_storeu_si128((__m128i *)(void *)&state[0], state0);
+    _mm_storeu_si128((__m128i *)(void *)&state[4], state1);
+}
+
+/* SHA, SSSE3 and SSE4.1 present (CPUID leaf 7 EBX bit 29; leaf 1 ECX bits 9 and 19). */
+static bool cpu_has_shani(void) {
+    unsigned a, b, c, d;
+    if (!__get_cpuid(1, &a, &b, &c, &d) || !(c & (1u << 9)) || !(c & (1u << 19))) return false;
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return false;
+    return (b & (1u << 29)) != 0;
+}
+#endif
+
+/* -1: not probed yet; 0 / 1: portable / SHA-NI. */
+static atomic_int use_shani = -1;
+
+void tw_sha256_force_portable(bool portable) {
+#ifdef TW_SHA256_X86
+    atomic_store(&use_shani, portable ? 0 : (int)cpu_has_shani());
+#else
+    (void)portable;
+    atomic_store(&use_shani, 0);
+#endif
+}
+
+bool tw_sha256_accelerated(void) {
+    int mode = atomic_load_explicit(&use_shani, memory_order_relaxed);
+    if (mode < 0) {
+#ifdef TW_SHA256_X86
+        mode = cpu_has_shani();
+#else
+        mode = 0;
+#endif
+        atomic_store(&use_shani, mode);
+    }
+    return mode == 1;
+}
+
+static void compress_blocks(uint32_t state[8], const uint8_t *data, size_t blocks) {
+#ifdef TW_SHA256_X86
+    if (tw_sha256_accelerated()) {
+        compress_shani(state, data, blocks);
+        return;
+    }
+#endif
+    for (; blocks > 0; blocks--, data += 64) compress(state, data);
+}
+
 void tw_sha256_init(tw_sha256 *ctx) {
     static const uint32_t initial[8] = {0x6a09e667u, 0xbb67ae85u, 0x3c6ef372u, 0xa54ff53au,
                                         0x510e527fu, 0x9b05688cu, 0x1f83d9abu, 0x5be0cd19u};
@@ -79,10 +176,12 @@ void tw_sha256_update(tw_sha256 *ctx, const void *data, size_t size) {
         p += take;
         size -= take;
         if (ctx->filled < 64) return;
-        compress(ctx->state, ctx->block);
+        compress_blocks(ctx->state, ctx->block, 1);
         ctx->filled = 0;
     }
-    for (; size >= 64; p += 64, size -= 64) compress(ctx->state, p);
+    compress_blocks(ctx->state, p, size / 64);
+    p += size / 64 * 64;
+    size %= 64;
     memcpy(ctx->block, p, size);
     ctx->filled = size;
 }
