@@ -9,10 +9,14 @@
 #                                      and its tests run on machines without a GPU
 #   libclblast-dev                     CLBlast: OpenCL vendor GEMM and the `opencl:N` peer
 #   clinfo                             to inspect OpenCL platforms when something is off
+#   libcjson-dev                       cJSON: safetensors headers, config.json, tokenizer.json
+#   python3 python3-torch              the tests that open twist checkpoints in PyTorch
 TWIST_PACKAGES=(
     build-essential cmake pkg-config
     libopenblas-dev
     ocl-icd-opencl-dev opencl-headers pocl-opencl-icd libclblast-dev clinfo
+    libcjson-dev
+    python3 python3-torch
 )
 
 # Prints the packages of TWIST_PACKAGES that dpkg does not report as installed.
