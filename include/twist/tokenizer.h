@@ -82,6 +82,14 @@ tw_status tw_tokenizer_load(const char *path, tw_tokenizer **out);
  * file or the complete new one, never a torn one. Errors: TW_ERR_IO naming the file. */
 tw_status tw_tokenizer_save(const tw_tokenizer *tok, const char *path);
 
+/* The same JSON text in memory: *json is malloc'd and NUL-terminated, *length its size. */
+tw_status tw_tokenizer_to_json(const tw_tokenizer *tok, char **json, size_t *length);
+
+/* Loads tokenizer.json text from memory (`length` bytes, need not be NUL-terminated) with the
+ * checks of tw_tokenizer_load; `path` names the source in messages. */
+tw_status tw_tokenizer_from_json(const char *json, size_t length, const char *path,
+                                 tw_tokenizer **out);
+
 /* Frees a tokenizer (NULL is fine). */
 void tw_tokenizer_free(tw_tokenizer *tok);
 

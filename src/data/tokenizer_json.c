@@ -199,14 +199,24 @@ static void sync_parent_directory(const char *path) {
     free(dir);
 }
 
+tw_status tw_tokenizer_to_json(const tw_tokenizer *tok, char **json, size_t *length) {
+    if (!tok || !json)
+        return tw_error(TW_ERR_INVALID_ARGUMENT, "tw_tokenizer_to_json: NULL argument");
+    cJSON *root = to_json(tok);
+    *json = root ? cJSON_Print(root) : NULL;
+    cJSON_Delete(root);
+    if (!*json) return tw_error(TW_ERR_OUT_OF_MEMORY, "tokenizer: out of memory writing JSON");
+    if (length) *length = strlen(*json);
+    return TW_OK;
+}
+
 tw_status tw_tokenizer_save(const tw_tokenizer *tok, const char *path) {
     if (!tok || !path || !*path)
         return tw_error(TW_ERR_INVALID_ARGUMENT, "tw_tokenizer_save: NULL tokenizer or empty path");
-    cJSON *root = to_json(tok);
-    char *json = root ? cJSON_Print(root) : NULL;
-    cJSON_Delete(root);
-    if (!json) return tw_error(TW_ERR_OUT_OF_MEMORY, "%s: out of memory writing JSON", path);
-    size_t json_len = strlen(json);
+    char *json = NULL;
+    size_t json_len = 0;
+    if (tw_tokenizer_to_json(tok, &json, &json_len) != TW_OK)
+        return tw_error(TW_ERR_OUT_OF_MEMORY, "%s: out of memory writing JSON", path);
 
     /* The temporary file lives beside `path`, so the rename stays within one file system. */
     static const char suffix[] = ".tmp-XXXXXX";
@@ -599,8 +609,22 @@ tw_status tw_tokenizer_load(const char *path, tw_tokenizer **out) {
         free(text);
         return tw_error(TW_ERR_IO, "%s: read failed: %s", path, strerror(read_error));
     }
-    /* Parsed with its terminating 0 so trailing garbage after the document is an error too. */
-    text[used] = '\0';
+    tw_status status = tw_tokenizer_from_json(text, used, path, out);
+    free(text);
+    return status;
+}
+
+tw_status tw_tokenizer_from_json(const char *json, size_t length, const char *path,
+                                 tw_tokenizer **out) {
+    if (out) *out = NULL;
+    if (!json || !path || !out)
+        return tw_error(TW_ERR_INVALID_ARGUMENT, "tw_tokenizer_from_json: NULL argument");
+    /* Parsed as a terminated copy so trailing garbage after the document is an error too. */
+    char *text = malloc(length + 1);
+    if (!text) return tw_error(TW_ERR_OUT_OF_MEMORY, "%s: out of memory reading it", path);
+    memcpy(text, json, length);
+    text[length] = '\0';
+    const size_t used = length;
     const char *end = NULL;
     cJSON *root = cJSON_ParseWithLengthOpts(text, used + 1, &end, true);
     if (!root) {
