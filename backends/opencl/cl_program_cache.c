@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "cl_internal.h"
+#include "core/paths.h"
 
 static const char cache_magic[8] = {'T', 'W', 'C', 'L', 'B', 'I', 'N', '1'};
 
@@ -35,19 +36,6 @@ uint64_t tw_cl_hash(uint64_t hash, const void *data, size_t length) {
  * ---------------------------------------------------------------------------------------------- */
 
 /* mkdir -p; true if the directory exists afterwards. */
-static bool make_dirs(const char *path) {
-    char buffer[4096];
-    if (snprintf(buffer, sizeof buffer, "%s", path) >= (int)sizeof buffer) return false;
-    for (char *p = buffer + 1; *p; p++) {
-        if (*p != '/') continue;
-        *p = '\0';
-        if (mkdir(buffer, 0755) != 0 && errno != EEXIST) return false;
-        *p = '/';
-    }
-    if (mkdir(buffer, 0755) != 0 && errno != EEXIST) return false;
-    struct stat info;
-    return stat(buffer, &info) == 0 && S_ISDIR(info.st_mode);
-}
 
 static void platform_string(cl_platform_id platform, cl_platform_info what, char *out,
                             size_t size) {
@@ -64,18 +52,8 @@ void tw_cl_cache_init(tw_cl_context *cl) {
     snprintf(cl->identity, sizeof cl->identity, "%s|%s|%s|%s", platform_name, platform_version,
              info->name, info->driver);
 
-    const char *dir = getenv("TWIST_CACHE_DIR");
-    const char *xdg = getenv("XDG_CACHE_HOME");
-    const char *home = getenv("HOME");
-    int written = -1;
-    if (dir && *dir)
-        written = snprintf(cl->cache_dir, sizeof cl->cache_dir, "%s", dir);
-    else if (xdg && *xdg)
-        written = snprintf(cl->cache_dir, sizeof cl->cache_dir, "%s/twist", xdg);
-    else if (home && *home)
-        written = snprintf(cl->cache_dir, sizeof cl->cache_dir, "%s/.cache/twist", home);
-    cl->cache_usable = written > 0 && written < (int)sizeof cl->cache_dir &&
-                       make_dirs(cl->cache_dir) && access(cl->cache_dir, W_OK | X_OK) == 0;
+    cl->cache_usable = tw_user_cache_dir(cl->cache_dir, sizeof cl->cache_dir) &&
+                       tw_make_dirs(cl->cache_dir) && access(cl->cache_dir, W_OK | X_OK) == 0;
 }
 
 /* ------------------------------------------------------------------------------------------------

@@ -33,6 +33,7 @@
 #include <unistd.h>
 
 #include "core/backend_impl.h"
+#include "core/paths.h"
 #include "data/data_impl.h"
 #include "twist/data.h"
 
@@ -271,21 +272,6 @@ static tw_status tokenise(const tw_corpus *c, const uint8_t *is_val, const tw_en
  * Cache locations
  * ---------------------------------------------------------------------------------------------- */
 
-/* mkdir -p; true when the directory exists afterwards. */
-static bool make_dirs(const char *dir) {
-    char buf[PATH_MAX];
-    if (snprintf(buf, sizeof buf, "%s", dir) >= (int)sizeof buf) return false;
-    for (char *p = buf + 1; *p; p++) {
-        if (*p != '/') continue;
-        *p = '\0';
-        if (mkdir(buf, 0755) != 0 && errno != EEXIST) return false;
-        *p = '/';
-    }
-    if (mkdir(buf, 0755) != 0 && errno != EEXIST) return false;
-    struct stat sb;
-    return stat(buf, &sb) == 0 && S_ISDIR(sb.st_mode);
-}
-
 /* Name of a corpus's cache inside a cache directory: the corpus's base name, a hash of its
  * absolute path (two corpora of the same name elsewhere do not evict each other) and the
  * tokenizer hash. */
@@ -319,13 +305,7 @@ static int cache_candidates(const char *corpus_path, const tw_encoder *e,
         n++;
     }
     char dir[PATH_MAX];
-    const char *env = getenv("TWIST_CACHE_DIR"), *xdg = getenv("XDG_CACHE_HOME"),
-               *home = getenv("HOME");
-    int len = -1;
-    if (env && *env) len = snprintf(dir, sizeof dir, "%s", env);
-    else if (xdg && *xdg) len = snprintf(dir, sizeof dir, "%s/twist", xdg);
-    else if (home && *home) len = snprintf(dir, sizeof dir, "%s/.cache/twist", home);
-    if (len > 0 && len < (int)sizeof dir &&
+    if (tw_user_cache_dir(dir, sizeof dir) &&
         dir_cache_name(dir, corpus_path, e->hash, paths[n], PATH_MAX)) {
         snprintf(dirs[n], PATH_MAX, "%s", dir);
         n++;
@@ -349,7 +329,7 @@ static bool parent_writable(const char *path) {
 
 static bool write_cache(const char *path, const char *dir, const cache_key *k,
                         const tw_dataset *d) {
-    if (dir[0] && !make_dirs(dir)) return false;
+    if (dir[0] && !tw_make_dirs(dir)) return false;
     if (!parent_writable(path)) return false;
     unsigned char h[TWTOK_HEADER], sum_bytes[8];
     write_header(h, k, d);
