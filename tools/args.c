@@ -48,6 +48,25 @@ static bool parse_int(const args_command *command, const arg_spec *spec, const c
     return true;
 }
 
+static bool parse_float(const args_command *command, const arg_spec *spec, const char *text) {
+    char *end = NULL;
+    errno = 0;
+    double value = strtod(text, &end);
+    bool starts_well = (*text >= '0' && *text <= '9') || *text == '-' || *text == '+' ||
+                       *text == '.';
+    if (!starts_well || *end != '\0' || end == text || errno == ERANGE || value != value) {
+        args_usage_error(command->name, "%s expects a number, got '%s'", spec->name, text);
+        return false;
+    }
+    if (value < spec->min_real || value > spec->max_real) {
+        args_usage_error(command->name, "%s must be between %g and %g, got %s", spec->name,
+                         spec->min_real, spec->max_real, text);
+        return false;
+    }
+    *(double *)spec->dest = value;
+    return true;
+}
+
 static bool parse_choice(const args_command *command, const arg_spec *spec, const char *text) {
     for (int i = 0; spec->choices[i]; i++) {
         if (strcmp(spec->choices[i], text) == 0) {
@@ -67,6 +86,7 @@ static bool parse_choice(const args_command *command, const arg_spec *spec, cons
 static bool store_value(const args_command *command, const arg_spec *spec, const char *text) {
     switch (spec->kind) {
     case ARG_INT: return parse_int(command, spec, text);
+    case ARG_FLOAT: return parse_float(command, spec, text);
     case ARG_CHOICE: return parse_choice(command, spec, text);
     case ARG_STRING:
         if (*text == '\0') {
@@ -156,4 +176,10 @@ void args_print_usage(const args_command *command, FILE *out) {
         fprintf(out, "  %-22s %s%s\n", left, spec->help, spec->required ? " (required)" : "");
     }
     fprintf(out, "  %-22s %s\n", "--help", "show this help");
+}
+
+bool args_given(const args_command *command, const char *name) {
+    for (int i = 0; i < command->count; i++)
+        if (strcmp(command->specs[i].name, name) == 0) return command->specs[i].seen;
+    return false;
 }

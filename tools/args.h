@@ -14,6 +14,7 @@
 typedef enum arg_kind {
     ARG_FLAG,   /* no value; dest is bool* */
     ARG_INT,    /* integer in [min, max]; dest is int* */
+    ARG_FLOAT,  /* number in [min_real, max_real]; dest is double* */
     ARG_STRING, /* any non-empty string; dest is const char** */
     ARG_CHOICE  /* one of `choices`; dest is int* (the index of the choice) */
 } arg_kind;
@@ -26,6 +27,7 @@ typedef struct arg_spec {
     const char *help;
     bool required;
     long long min, max;          /* ARG_INT */
+    double min_real, max_real;   /* ARG_FLOAT */
     const char *const *choices;  /* ARG_CHOICE: NULL-terminated */
     bool seen;                   /* set by args_parse */
 } arg_spec;
@@ -46,6 +48,9 @@ typedef struct args_command {
 
 /* Parses argv[0..argc) (the command's own arguments, command words removed). */
 args_result args_parse(const args_command *command, int argc, char **argv);
+
+/* Whether the option `name` ("--steps") was given in the last args_parse of the command. */
+bool args_given(const args_command *command, const char *name);
 
 /* Full help: synopsis, summary, one line per option. */
 void args_print_usage(const args_command *command, FILE *out);

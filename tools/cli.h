@@ -14,6 +14,10 @@ int cmd_devices(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_bench_gemm(int argc, char **argv);
 int cmd_bench_attention(int argc, char **argv);
+int cmd_train(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
+int cmd_sample(int argc, char **argv);
+int cmd_data(int argc, char **argv);
 
 /* Prints "<prog>: <library message>" for a failed library call and returns CLI_EXIT_RUNTIME. */
 int cli_library_error(const char *prog, tw_status status);

@@ -1,8 +1,8 @@
 /* twist: the command-line tool. This file holds only the command table, the top-level usage and
  * the dispatch; each command lives in its own cmd_*.c file.
  *
- * Commands arrive with their issues: train, eval, sample, ist, dp, grow, data and profile join
- * the table below when the library can do them. Until then naming one is an error like any other
+ * Commands arrive with their issues: ist, dp, grow and profile join the table below when the
+ * library can do them. Until then naming one is an error like any other
  * unknown command, never a stub that pretends to work. */
 #include <stdio.h>
 #include <string.h>
@@ -18,7 +18,12 @@ typedef struct cli_command {
 
 static const cli_command commands[] = {
     {"devices", "list every device of every backend built into this twist", cmd_devices},
-    {"bench", "measure GEMM and attention throughput on a device (gemm, attention)", cmd_bench},
+    {"bench", "measure GEMM, attention and training-step throughput (gemm, attention, step)",
+     cmd_bench},
+    {"train", "train a GPT model and save a checkpoint", cmd_train},
+    {"eval", "validation loss, perplexity and accuracy of a checkpoint on a corpus", cmd_eval},
+    {"sample", "generate text from a checkpoint", cmd_sample},
+    {"data", "prepare data: train a tokenizer, write graded synthetic text", cmd_data},
 };
 enum { COMMAND_COUNT = sizeof commands / sizeof commands[0] };
 

@@ -49,12 +49,6 @@ static tw_status call_launch(tw_cl_call *call, size_t items) {
     return tw_cl_launch_1d(call->cl, call->kernel, items, call->name);
 }
 
-#define TW_TRY(expr)                          \
-    do {                                      \
-        tw_status try_ = (expr);              \
-        if (try_ != TW_OK) return try_;       \
-    } while (0)
-
 /* ------------------------------------------------------------------------------------------------
  * Elementwise and bias
  * ---------------------------------------------------------------------------------------------- */

@@ -67,12 +67,6 @@ static tw_status check_matrix(const op_context *op, const char *name, tw_mem mem
     return status != TW_OK ? status : check_tensor(op, name, mem, extent);
 }
 
-#define TRY(call)                                   \
-    do {                                            \
-        tw_status try_status_ = (call);             \
-        if (try_status_ != TW_OK) return try_status_; \
-    } while (0)
-
 #define DISPATCH(op_name, ...) op.device->vtable->op_name(op.device->context, __VA_ARGS__)
 
 /* ------------------------------------------------------------------------------------------ */
@@ -98,20 +92,20 @@ static tw_status check_strided(const op_context *op, const char *name, tw_mem me
 
 tw_status tw_gemm(tw_device *device, const tw_gemm_args *args) {
     op_context op = {device, "gemm"};
-    TRY(check_device(&op));
+    TW_TRY(check_device(&op));
     if (!args) return tw_error(TW_ERR_INVALID_ARGUMENT, "gemm: args is NULL");
-    TRY(check_f32(&op, args->dtype));
-    TRY(check_positive(&op, "m", args->m));
-    TRY(check_positive(&op, "n", args->n));
-    TRY(check_positive(&op, "batch", args->batch));
+    TW_TRY(check_f32(&op, args->dtype));
+    TW_TRY(check_positive(&op, "m", args->m));
+    TW_TRY(check_positive(&op, "n", args->n));
+    TW_TRY(check_positive(&op, "batch", args->batch));
     if (args->k < 0) return tw_error(TW_ERR_INVALID_ARGUMENT, "gemm: k must be >= 0, got %d", args->k);
     if (args->k > 0) {
         int a_rows = args->trans_a ? args->k : args->m, a_cols = args->trans_a ? args->m : args->k;
         int b_rows = args->trans_b ? args->n : args->k, b_cols = args->trans_b ? args->k : args->n;
-        TRY(check_strided(&op, "A", args->a, args->batch, a_rows, a_cols, args->lda, args->stride_a));
-        TRY(check_strided(&op, "B", args->b, args->batch, b_rows, b_cols, args->ldb, args->stride_b));
+        TW_TRY(check_strided(&op, "A", args->a, args->batch, a_rows, a_cols, args->lda, args->stride_a));
+        TW_TRY(check_strided(&op, "B", args->b, args->batch, b_rows, b_cols, args->ldb, args->stride_b));
     }
-    TRY(check_strided(&op, "C", args->c, args->batch, args->m, args->n, args->ldc, args->stride_c));
+    TW_TRY(check_strided(&op, "C", args->c, args->batch, args->m, args->n, args->ldc, args->stride_c));
     /* Batches of C must not overlap, or the result would depend on execution order. */
     if (args->batch > 1 && args->stride_c < (int64_t)(args->m - 1) * args->ldc + args->n)
         return tw_error(TW_ERR_INVALID_ARGUMENT,
@@ -141,39 +135,39 @@ static tw_status check_bhtd(const op_context *op, const char *name, tw_mem mem,
 
 static tw_status check_attention(const op_context *op, const tw_attention_args *args,
                                  bool backward) {
-    TRY(check_device(op));
+    TW_TRY(check_device(op));
     if (!args) return tw_error(TW_ERR_INVALID_ARGUMENT, "%s: args is NULL", op->op);
-    TRY(check_f32(op, args->dtype));
-    TRY(check_positive(op, "batch", args->batch));
-    TRY(check_positive(op, "heads", args->heads));
-    TRY(check_positive(op, "seq_len", args->seq_len));
-    TRY(check_positive(op, "head_dim", args->head_dim));
+    TW_TRY(check_f32(op, args->dtype));
+    TW_TRY(check_positive(op, "batch", args->batch));
+    TW_TRY(check_positive(op, "heads", args->heads));
+    TW_TRY(check_positive(op, "seq_len", args->seq_len));
+    TW_TRY(check_positive(op, "head_dim", args->head_dim));
     if (!isfinite(args->scale))
         return tw_error(TW_ERR_INVALID_ARGUMENT, "%s: scale is not finite", op->op);
-    TRY(check_bhtd(op, "q", args->q, args, args->qkv_stride));
-    TRY(check_bhtd(op, "k", args->k, args, args->qkv_stride));
-    TRY(check_bhtd(op, "v", args->v, args, args->qkv_stride));
-    TRY(check_bhtd(op, "out", args->out, args, args->out_stride));
+    TW_TRY(check_bhtd(op, "q", args->q, args, args->qkv_stride));
+    TW_TRY(check_bhtd(op, "k", args->k, args, args->qkv_stride));
+    TW_TRY(check_bhtd(op, "v", args->v, args, args->qkv_stride));
+    TW_TRY(check_bhtd(op, "out", args->out, args, args->out_stride));
     size_t rows = (size_t)args->batch * (size_t)args->heads;
-    TRY(check_matrix(op, "lse", args->lse, rows, (size_t)args->seq_len));
+    TW_TRY(check_matrix(op, "lse", args->lse, rows, (size_t)args->seq_len));
     if (backward) {
-        TRY(check_bhtd(op, "dout", args->dout, args, args->out_stride));
-        TRY(check_bhtd(op, "dq", args->dq, args, args->qkv_stride));
-        TRY(check_bhtd(op, "dk", args->dk, args, args->qkv_stride));
-        TRY(check_bhtd(op, "dv", args->dv, args, args->qkv_stride));
+        TW_TRY(check_bhtd(op, "dout", args->dout, args, args->out_stride));
+        TW_TRY(check_bhtd(op, "dq", args->dq, args, args->qkv_stride));
+        TW_TRY(check_bhtd(op, "dk", args->dk, args, args->qkv_stride));
+        TW_TRY(check_bhtd(op, "dv", args->dv, args, args->qkv_stride));
     }
     return TW_OK;
 }
 
 tw_status tw_attention_fwd(tw_device *device, const tw_attention_args *args) {
     op_context op = {device, "attention_fwd"};
-    TRY(check_attention(&op, args, false));
+    TW_TRY(check_attention(&op, args, false));
     return DISPATCH(attention_fwd, args);
 }
 
 tw_status tw_attention_bwd(tw_device *device, const tw_attention_args *args) {
     op_context op = {device, "attention_bwd"};
-    TRY(check_attention(&op, args, true));
+    TW_TRY(check_attention(&op, args, true));
     return DISPATCH(attention_bwd, args);
 }
 
@@ -182,43 +176,43 @@ tw_status tw_attention_bwd(tw_device *device, const tw_attention_args *args) {
 /* ------------------------------------------------------------------------------------------ */
 
 static tw_status check_rows_cols(const op_context *op, int rows, int cols) {
-    TRY(check_device(op));
-    TRY(check_positive(op, "rows", rows));
+    TW_TRY(check_device(op));
+    TW_TRY(check_positive(op, "rows", rows));
     return check_positive(op, "cols", cols);
 }
 
 tw_status tw_softmax_fwd(tw_device *device, int rows, int cols, int causal_t, tw_mem in,
                          tw_mem out) {
     op_context op = {device, "softmax_fwd"};
-    TRY(check_rows_cols(&op, rows, cols));
+    TW_TRY(check_rows_cols(&op, rows, cols));
     if (causal_t < 0)
         return tw_error(TW_ERR_INVALID_ARGUMENT, "softmax_fwd: causal_t must be >= 0");
-    TRY(check_matrix(&op, "in", in, (size_t)rows, (size_t)cols));
-    TRY(check_matrix(&op, "out", out, (size_t)rows, (size_t)cols));
+    TW_TRY(check_matrix(&op, "in", in, (size_t)rows, (size_t)cols));
+    TW_TRY(check_matrix(&op, "out", out, (size_t)rows, (size_t)cols));
     return DISPATCH(softmax_fwd, rows, cols, causal_t, in, out);
 }
 
 tw_status tw_softmax_bwd(tw_device *device, int rows, int cols, tw_mem y, tw_mem dy, tw_mem dx) {
     op_context op = {device, "softmax_bwd"};
-    TRY(check_rows_cols(&op, rows, cols));
-    TRY(check_matrix(&op, "y", y, (size_t)rows, (size_t)cols));
-    TRY(check_matrix(&op, "dy", dy, (size_t)rows, (size_t)cols));
-    TRY(check_matrix(&op, "dx", dx, (size_t)rows, (size_t)cols));
+    TW_TRY(check_rows_cols(&op, rows, cols));
+    TW_TRY(check_matrix(&op, "y", y, (size_t)rows, (size_t)cols));
+    TW_TRY(check_matrix(&op, "dy", dy, (size_t)rows, (size_t)cols));
+    TW_TRY(check_matrix(&op, "dx", dx, (size_t)rows, (size_t)cols));
     return DISPATCH(softmax_bwd, rows, cols, y, dy, dx);
 }
 
 tw_status tw_layernorm_fwd(tw_device *device, int rows, int cols, float eps, tw_mem x,
                            tw_mem weight, tw_mem bias, tw_mem out, tw_mem mean, tw_mem rstd) {
     op_context op = {device, "layernorm_fwd"};
-    TRY(check_rows_cols(&op, rows, cols));
+    TW_TRY(check_rows_cols(&op, rows, cols));
     if (!(eps >= 0.0f) || !isfinite(eps))
         return tw_error(TW_ERR_INVALID_ARGUMENT, "layernorm_fwd: eps must be finite and >= 0");
-    TRY(check_matrix(&op, "x", x, (size_t)rows, (size_t)cols));
-    TRY(check_tensor(&op, "weight", weight, (size_t)cols));
-    TRY(check_tensor(&op, "bias", bias, (size_t)cols));
-    TRY(check_matrix(&op, "out", out, (size_t)rows, (size_t)cols));
-    TRY(check_tensor(&op, "mean", mean, (size_t)rows));
-    TRY(check_tensor(&op, "rstd", rstd, (size_t)rows));
+    TW_TRY(check_matrix(&op, "x", x, (size_t)rows, (size_t)cols));
+    TW_TRY(check_tensor(&op, "weight", weight, (size_t)cols));
+    TW_TRY(check_tensor(&op, "bias", bias, (size_t)cols));
+    TW_TRY(check_matrix(&op, "out", out, (size_t)rows, (size_t)cols));
+    TW_TRY(check_tensor(&op, "mean", mean, (size_t)rows));
+    TW_TRY(check_tensor(&op, "rstd", rstd, (size_t)rows));
     return DISPATCH(layernorm_fwd, rows, cols, eps, x, weight, bias, out, mean, rstd);
 }
 
@@ -226,15 +220,15 @@ tw_status tw_layernorm_bwd(tw_device *device, int rows, int cols, tw_mem dout, t
                            tw_mem weight, tw_mem mean, tw_mem rstd, tw_mem dx, tw_mem dweight,
                            tw_mem dbias) {
     op_context op = {device, "layernorm_bwd"};
-    TRY(check_rows_cols(&op, rows, cols));
-    TRY(check_matrix(&op, "dout", dout, (size_t)rows, (size_t)cols));
-    TRY(check_matrix(&op, "x", x, (size_t)rows, (size_t)cols));
-    TRY(check_tensor(&op, "weight", weight, (size_t)cols));
-    TRY(check_tensor(&op, "mean", mean, (size_t)rows));
-    TRY(check_tensor(&op, "rstd", rstd, (size_t)rows));
-    TRY(check_matrix(&op, "dx", dx, (size_t)rows, (size_t)cols));
-    TRY(check_tensor(&op, "dweight", dweight, (size_t)cols));
-    TRY(check_tensor(&op, "dbias", dbias, (size_t)cols));
+    TW_TRY(check_rows_cols(&op, rows, cols));
+    TW_TRY(check_matrix(&op, "dout", dout, (size_t)rows, (size_t)cols));
+    TW_TRY(check_matrix(&op, "x", x, (size_t)rows, (size_t)cols));
+    TW_TRY(check_tensor(&op, "weight", weight, (size_t)cols));
+    TW_TRY(check_tensor(&op, "mean", mean, (size_t)rows));
+    TW_TRY(check_tensor(&op, "rstd", rstd, (size_t)rows));
+    TW_TRY(check_matrix(&op, "dx", dx, (size_t)rows, (size_t)cols));
+    TW_TRY(check_tensor(&op, "dweight", dweight, (size_t)cols));
+    TW_TRY(check_tensor(&op, "dbias", dbias, (size_t)cols));
     return DISPATCH(layernorm_bwd, rows, cols, dout, x, weight, mean, rstd, dx, dweight, dbias);
 }
 
@@ -244,50 +238,50 @@ tw_status tw_layernorm_bwd(tw_device *device, int rows, int cols, tw_mem dout, t
 
 tw_status tw_gelu_fwd(tw_device *device, size_t n, tw_mem x, tw_mem out) {
     op_context op = {device, "gelu_fwd"};
-    TRY(check_device(&op));
-    TRY(check_tensor(&op, "x", x, n));
-    TRY(check_tensor(&op, "out", out, n));
+    TW_TRY(check_device(&op));
+    TW_TRY(check_tensor(&op, "x", x, n));
+    TW_TRY(check_tensor(&op, "out", out, n));
     return n == 0 ? TW_OK : DISPATCH(gelu_fwd, n, x, out);
 }
 
 tw_status tw_gelu_bwd(tw_device *device, size_t n, tw_mem x, tw_mem dout, tw_mem dx) {
     op_context op = {device, "gelu_bwd"};
-    TRY(check_device(&op));
-    TRY(check_tensor(&op, "x", x, n));
-    TRY(check_tensor(&op, "dout", dout, n));
-    TRY(check_tensor(&op, "dx", dx, n));
+    TW_TRY(check_device(&op));
+    TW_TRY(check_tensor(&op, "x", x, n));
+    TW_TRY(check_tensor(&op, "dout", dout, n));
+    TW_TRY(check_tensor(&op, "dx", dx, n));
     return n == 0 ? TW_OK : DISPATCH(gelu_bwd, n, x, dout, dx);
 }
 
 tw_status tw_add(tw_device *device, size_t n, tw_mem a, tw_mem b, tw_mem out) {
     op_context op = {device, "add"};
-    TRY(check_device(&op));
-    TRY(check_tensor(&op, "a", a, n));
-    TRY(check_tensor(&op, "b", b, n));
-    TRY(check_tensor(&op, "out", out, n));
+    TW_TRY(check_device(&op));
+    TW_TRY(check_tensor(&op, "a", a, n));
+    TW_TRY(check_tensor(&op, "b", b, n));
+    TW_TRY(check_tensor(&op, "out", out, n));
     return n == 0 ? TW_OK : DISPATCH(add, n, a, b, out);
 }
 
 tw_status tw_scale(tw_device *device, size_t n, float alpha, tw_mem x, tw_mem out) {
     op_context op = {device, "scale"};
-    TRY(check_device(&op));
-    TRY(check_tensor(&op, "x", x, n));
-    TRY(check_tensor(&op, "out", out, n));
+    TW_TRY(check_device(&op));
+    TW_TRY(check_tensor(&op, "x", x, n));
+    TW_TRY(check_tensor(&op, "out", out, n));
     return n == 0 ? TW_OK : DISPATCH(scale, n, alpha, x, out);
 }
 
 tw_status tw_sum_sq(tw_device *device, size_t n, tw_mem x, tw_mem out) {
     op_context op = {device, "sum_sq"};
-    TRY(check_device(&op));
-    TRY(check_tensor(&op, "x", x, n));
-    TRY(check_tensor(&op, "out", out, 1));
+    TW_TRY(check_device(&op));
+    TW_TRY(check_tensor(&op, "x", x, n));
+    TW_TRY(check_tensor(&op, "out", out, 1));
     return DISPATCH(sum_sq, n, x, out);
 }
 
 tw_status tw_adamw_step(tw_device *device, size_t n, const tw_adamw_args *args, tw_mem param,
                         tw_mem grad, tw_mem m, tw_mem v) {
     op_context op = {device, "adamw_step"};
-    TRY(check_device(&op));
+    TW_TRY(check_device(&op));
     if (!args) return tw_error(TW_ERR_INVALID_ARGUMENT, "adamw_step: args is NULL");
     if (args->step < 1)
         return tw_error(TW_ERR_INVALID_ARGUMENT, "adamw_step: step counts from 1, got %d",
@@ -297,10 +291,10 @@ tw_status tw_adamw_step(tw_device *device, size_t n, const tw_adamw_args *args, 
     if (!isfinite(args->lr) || !isfinite(args->eps) || !isfinite(args->weight_decay) ||
         !isfinite(args->grad_scale))
         return tw_error(TW_ERR_INVALID_ARGUMENT, "adamw_step: a hyperparameter is not finite");
-    TRY(check_tensor(&op, "param", param, n));
-    TRY(check_tensor(&op, "grad", grad, n));
-    TRY(check_tensor(&op, "m", m, n));
-    TRY(check_tensor(&op, "v", v, n));
+    TW_TRY(check_tensor(&op, "param", param, n));
+    TW_TRY(check_tensor(&op, "grad", grad, n));
+    TW_TRY(check_tensor(&op, "m", m, n));
+    TW_TRY(check_tensor(&op, "v", v, n));
     return n == 0 ? TW_OK : DISPATCH(adamw_step, n, args, param, grad, m, v);
 }
 
@@ -310,81 +304,81 @@ tw_status tw_adamw_step(tw_device *device, size_t n, const tw_adamw_args *args, 
 
 static tw_status check_embedding(const op_context *op, int batch, int seq_len, int channels,
                                  int vocab, tw_mem tokens) {
-    TRY(check_device(op));
-    TRY(check_positive(op, "batch", batch));
-    TRY(check_positive(op, "seq_len", seq_len));
-    TRY(check_positive(op, "channels", channels));
-    TRY(check_positive(op, "vocab", vocab));
+    TW_TRY(check_device(op));
+    TW_TRY(check_positive(op, "batch", batch));
+    TW_TRY(check_positive(op, "seq_len", seq_len));
+    TW_TRY(check_positive(op, "channels", channels));
+    TW_TRY(check_positive(op, "vocab", vocab));
     return check_matrix(op, "tokens", tokens, (size_t)batch, (size_t)seq_len);
 }
 
 tw_status tw_embedding_fwd(tw_device *device, int batch, int seq_len, int channels, int vocab,
                            tw_mem tokens, tw_mem wte, tw_mem wpe, tw_mem out) {
     op_context op = {device, "embedding_fwd"};
-    TRY(check_embedding(&op, batch, seq_len, channels, vocab, tokens));
-    TRY(check_matrix(&op, "wte", wte, (size_t)vocab, (size_t)channels));
-    TRY(check_matrix(&op, "wpe", wpe, (size_t)seq_len, (size_t)channels));
-    TRY(check_matrix(&op, "out", out, (size_t)batch * (size_t)seq_len, (size_t)channels));
+    TW_TRY(check_embedding(&op, batch, seq_len, channels, vocab, tokens));
+    TW_TRY(check_matrix(&op, "wte", wte, (size_t)vocab, (size_t)channels));
+    TW_TRY(check_matrix(&op, "wpe", wpe, (size_t)seq_len, (size_t)channels));
+    TW_TRY(check_matrix(&op, "out", out, (size_t)batch * (size_t)seq_len, (size_t)channels));
     return DISPATCH(embedding_fwd, batch, seq_len, channels, vocab, tokens, wte, wpe, out);
 }
 
 tw_status tw_embedding_bwd(tw_device *device, int batch, int seq_len, int channels, int vocab,
                            tw_mem tokens, tw_mem dout, tw_mem dwte, tw_mem dwpe) {
     op_context op = {device, "embedding_bwd"};
-    TRY(check_embedding(&op, batch, seq_len, channels, vocab, tokens));
-    TRY(check_matrix(&op, "dout", dout, (size_t)batch * (size_t)seq_len, (size_t)channels));
-    TRY(check_matrix(&op, "dwte", dwte, (size_t)vocab, (size_t)channels));
-    TRY(check_matrix(&op, "dwpe", dwpe, (size_t)seq_len, (size_t)channels));
+    TW_TRY(check_embedding(&op, batch, seq_len, channels, vocab, tokens));
+    TW_TRY(check_matrix(&op, "dout", dout, (size_t)batch * (size_t)seq_len, (size_t)channels));
+    TW_TRY(check_matrix(&op, "dwte", dwte, (size_t)vocab, (size_t)channels));
+    TW_TRY(check_matrix(&op, "dwpe", dwpe, (size_t)seq_len, (size_t)channels));
     return DISPATCH(embedding_bwd, batch, seq_len, channels, vocab, tokens, dout, dwte, dwpe);
 }
 
 static tw_status check_xent(const op_context *op, int rows, int vocab, int ld, tw_mem logits,
                             tw_mem targets, tw_mem lse) {
-    TRY(check_device(op));
-    TRY(check_positive(op, "rows", rows));
-    TRY(check_positive(op, "vocab", vocab));
+    TW_TRY(check_device(op));
+    TW_TRY(check_positive(op, "rows", rows));
+    TW_TRY(check_positive(op, "vocab", vocab));
     if (ld < vocab)
         return tw_error(TW_ERR_INVALID_ARGUMENT, "%s: ld %d is below vocab %d", op->op, ld, vocab);
     /* The last row needs only `vocab` columns, not a full `ld`. */
     size_t extent = (size_t)(rows - 1) * (size_t)ld + (size_t)vocab;
-    TRY(check_tensor(op, "logits", logits, extent));
-    TRY(check_tensor(op, "targets", targets, (size_t)rows));
+    TW_TRY(check_tensor(op, "logits", logits, extent));
+    TW_TRY(check_tensor(op, "targets", targets, (size_t)rows));
     return check_tensor(op, "lse", lse, (size_t)rows);
 }
 
 tw_status tw_softmax_xent_fwd(tw_device *device, int rows, int vocab, int ld, tw_mem logits,
                               tw_mem targets, tw_mem losses, tw_mem lse, tw_mem correct) {
     op_context op = {device, "softmax_xent_fwd"};
-    TRY(check_xent(&op, rows, vocab, ld, logits, targets, lse));
-    TRY(check_tensor(&op, "losses", losses, (size_t)rows));
-    TRY(check_tensor(&op, "correct", correct, (size_t)rows));
+    TW_TRY(check_xent(&op, rows, vocab, ld, logits, targets, lse));
+    TW_TRY(check_tensor(&op, "losses", losses, (size_t)rows));
+    TW_TRY(check_tensor(&op, "correct", correct, (size_t)rows));
     return DISPATCH(softmax_xent_fwd, rows, vocab, ld, logits, targets, losses, lse, correct);
 }
 
 tw_status tw_softmax_xent_bwd(tw_device *device, int rows, int vocab, int ld, float grad_scale,
                               tw_mem logits, tw_mem targets, tw_mem lse, tw_mem dlogits) {
     op_context op = {device, "softmax_xent_bwd"};
-    TRY(check_xent(&op, rows, vocab, ld, logits, targets, lse));
+    TW_TRY(check_xent(&op, rows, vocab, ld, logits, targets, lse));
     if (!isfinite(grad_scale))
         return tw_error(TW_ERR_INVALID_ARGUMENT, "softmax_xent_bwd: grad_scale is not finite");
     size_t extent = (size_t)(rows - 1) * (size_t)ld + (size_t)vocab;
-    TRY(check_tensor(&op, "dlogits", dlogits, extent));
+    TW_TRY(check_tensor(&op, "dlogits", dlogits, extent));
     return DISPATCH(softmax_xent_bwd, rows, vocab, ld, grad_scale, logits, targets, lse, dlogits);
 }
 
 tw_status tw_bias_add(tw_device *device, int rows, int cols, tw_mem bias, tw_mem out) {
     op_context op = {device, "bias_add"};
-    TRY(check_rows_cols(&op, rows, cols));
-    TRY(check_tensor(&op, "bias", bias, (size_t)cols));
-    TRY(check_matrix(&op, "out", out, (size_t)rows, (size_t)cols));
+    TW_TRY(check_rows_cols(&op, rows, cols));
+    TW_TRY(check_tensor(&op, "bias", bias, (size_t)cols));
+    TW_TRY(check_matrix(&op, "out", out, (size_t)rows, (size_t)cols));
     return DISPATCH(bias_add, rows, cols, bias, out);
 }
 
 tw_status tw_bias_bwd(tw_device *device, int rows, int cols, tw_mem dout, tw_mem dbias) {
     op_context op = {device, "bias_bwd"};
-    TRY(check_rows_cols(&op, rows, cols));
-    TRY(check_matrix(&op, "dout", dout, (size_t)rows, (size_t)cols));
-    TRY(check_tensor(&op, "dbias", dbias, (size_t)cols));
+    TW_TRY(check_rows_cols(&op, rows, cols));
+    TW_TRY(check_matrix(&op, "dout", dout, (size_t)rows, (size_t)cols));
+    TW_TRY(check_tensor(&op, "dbias", dbias, (size_t)cols));
     return DISPATCH(bias_bwd, rows, cols, dout, dbias);
 }
 
@@ -396,22 +390,22 @@ tw_status tw_bias_bwd(tw_device *device, int rows, int cols, tw_mem dout, tw_mem
 static tw_status check_gather(const op_context *op, int count, tw_mem idx, tw_mem src,
                               size_t src_rows, size_t src_cols, tw_mem dst, size_t dst_rows,
                               size_t dst_cols) {
-    TRY(check_device(op));
+    TW_TRY(check_device(op));
     if (count < 0)
         return tw_error(TW_ERR_INVALID_ARGUMENT, "%s: count must be >= 0, got %d", op->op, count);
     if (src_rows < 1 || src_cols < 1 || dst_rows < 1 || dst_cols < 1)
         if (count > 0)
             return tw_error(TW_ERR_INVALID_ARGUMENT, "%s: matrix dimensions must be >= 1", op->op);
-    TRY(check_tensor(op, "idx", idx, (size_t)count));
+    TW_TRY(check_tensor(op, "idx", idx, (size_t)count));
     if (count == 0) return TW_OK;
-    TRY(check_matrix(op, "src", src, src_rows, src_cols));
+    TW_TRY(check_matrix(op, "src", src, src_rows, src_cols));
     return check_matrix(op, "dst", dst, dst_rows, dst_cols);
 }
 
 tw_status tw_gather_rows(tw_device *device, int src_rows, int cols, int count, tw_mem idx,
                          tw_mem src, tw_mem dst) {
     op_context op = {device, "gather_rows"};
-    TRY(check_gather(&op, count, idx, src, (size_t)src_rows, (size_t)cols, dst, (size_t)count,
+    TW_TRY(check_gather(&op, count, idx, src, (size_t)src_rows, (size_t)cols, dst, (size_t)count,
                      (size_t)cols));
     return count == 0 ? TW_OK : DISPATCH(gather_rows, src_rows, cols, count, idx, src, dst);
 }
@@ -419,7 +413,7 @@ tw_status tw_gather_rows(tw_device *device, int src_rows, int cols, int count, t
 tw_status tw_scatter_rows(tw_device *device, int dst_rows, int cols, int count, tw_mem idx,
                           tw_mem src, tw_mem dst, bool accumulate) {
     op_context op = {device, "scatter_rows"};
-    TRY(check_gather(&op, count, idx, src, (size_t)count, (size_t)cols, dst, (size_t)dst_rows,
+    TW_TRY(check_gather(&op, count, idx, src, (size_t)count, (size_t)cols, dst, (size_t)dst_rows,
                      (size_t)cols));
     return count == 0 ? TW_OK
                       : DISPATCH(scatter_rows, dst_rows, cols, count, idx, src, dst, accumulate);
@@ -428,7 +422,7 @@ tw_status tw_scatter_rows(tw_device *device, int dst_rows, int cols, int count, 
 tw_status tw_gather_cols(tw_device *device, int rows, int src_cols, int count, tw_mem idx,
                          tw_mem src, tw_mem dst) {
     op_context op = {device, "gather_cols"};
-    TRY(check_gather(&op, count, idx, src, (size_t)rows, (size_t)src_cols, dst, (size_t)rows,
+    TW_TRY(check_gather(&op, count, idx, src, (size_t)rows, (size_t)src_cols, dst, (size_t)rows,
                      (size_t)count));
     return count == 0 ? TW_OK : DISPATCH(gather_cols, rows, src_cols, count, idx, src, dst);
 }
@@ -436,7 +430,7 @@ tw_status tw_gather_cols(tw_device *device, int rows, int src_cols, int count, t
 tw_status tw_scatter_cols(tw_device *device, int rows, int dst_cols, int count, tw_mem idx,
                           tw_mem src, tw_mem dst, bool accumulate) {
     op_context op = {device, "scatter_cols"};
-    TRY(check_gather(&op, count, idx, src, (size_t)rows, (size_t)count, dst, (size_t)rows,
+    TW_TRY(check_gather(&op, count, idx, src, (size_t)rows, (size_t)count, dst, (size_t)rows,
                      (size_t)dst_cols));
     return count == 0 ? TW_OK
                       : DISPATCH(scatter_cols, rows, dst_cols, count, idx, src, dst, accumulate);

@@ -211,7 +211,7 @@ tw_status tw_gpt_prepare_acts(tw_gpt *m, int batch, int seq_len) {
     if (!m->acts_buffer || tw_buffer_size(m->acts_buffer) < acts.total * 4) {
         tw_buffer_free(m->acts_buffer);
         m->acts_buffer = NULL;
-        GPT_TRY(tw_buffer_alloc(m->device, acts.total * 4, &m->acts_buffer));
+        TW_TRY(tw_buffer_alloc(m->device, acts.total * 4, &m->acts_buffer));
     }
     if (N > m->host_capacity) {
         int32_t *targets = realloc(m->host_targets, N * sizeof *targets);

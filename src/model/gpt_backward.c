@@ -16,8 +16,8 @@ static tw_status residual_projection_backward(tw_gpt *m, size_t N, int in_featur
                                               const tw_gpt_tensor *bias, size_t dx) {
     const int C = m->config.n_embd;
     const tw_mem dres = gpt_act(m, m->acts.dres);
-    GPT_TRY(tw_bias_bwd(m->device, (int)N, C, dres, gpt_grad(m, bias)));
-    GPT_TRY(tw_gpt_gemm(m->device, true, false, in_features, C, (int)N, scale, gpt_act(m, x),
+    TW_TRY(tw_bias_bwd(m->device, (int)N, C, dres, gpt_grad(m, bias)));
+    TW_TRY(tw_gpt_gemm(m->device, true, false, in_features, C, (int)N, scale, gpt_act(m, x),
                         in_features, dres, C, 1.0f, gpt_grad(m, weight), C));
     return tw_gpt_gemm(m->device, false, true, (int)N, in_features, C, scale, dres, C,
                        gpt_param(m, weight), C, 0.0f, gpt_act(m, dx), in_features);
@@ -28,8 +28,8 @@ static tw_status residual_projection_backward(tw_gpt *m, size_t N, int in_featur
 static tw_status linear_backward(tw_gpt *m, size_t N, int in_features, int out_features,
                                  size_t x, const tw_gpt_tensor *weight,
                                  const tw_gpt_tensor *bias, size_t dout) {
-    GPT_TRY(tw_bias_bwd(m->device, (int)N, out_features, gpt_act(m, dout), gpt_grad(m, bias)));
-    GPT_TRY(tw_gpt_gemm(m->device, true, false, in_features, out_features, (int)N, 1.0f,
+    TW_TRY(tw_bias_bwd(m->device, (int)N, out_features, gpt_act(m, dout), gpt_grad(m, bias)));
+    TW_TRY(tw_gpt_gemm(m->device, true, false, in_features, out_features, (int)N, 1.0f,
                         gpt_act(m, x), in_features, gpt_act(m, dout), out_features, 1.0f,
                         gpt_grad(m, weight), out_features));
     return tw_gpt_gemm(m->device, false, true, (int)N, in_features, out_features, 1.0f,
@@ -57,25 +57,25 @@ static tw_status block_backward(tw_gpt *m, int l, size_t res_in) {
     const int C = c->n_embd, A = layer->heads * c->head_dim, M = layer->mlp_hidden;
 
     /* MLP */
-    GPT_TRY(residual_projection_backward(m, N, M, layer->mlp_scale, b->fch_gelu, p->mlp_proj_w,
+    TW_TRY(residual_projection_backward(m, N, M, layer->mlp_scale, b->fch_gelu, p->mlp_proj_w,
                                          p->mlp_proj_b, a->dfch_gelu));
-    GPT_TRY(zero(m, a->dfch, N * (size_t)M));
-    GPT_TRY(tw_gelu_bwd(m->device, N * (size_t)M, gpt_act(m, b->fch), gpt_act(m, a->dfch_gelu),
+    TW_TRY(zero(m, a->dfch, N * (size_t)M));
+    TW_TRY(tw_gelu_bwd(m->device, N * (size_t)M, gpt_act(m, b->fch), gpt_act(m, a->dfch_gelu),
                         gpt_act(m, a->dfch)));
-    GPT_TRY(linear_backward(m, N, C, M, b->ln2, p->fc_w, p->fc_b, a->dfch));
-    GPT_TRY(layernorm_backward(m, N, b->res2, p->ln2_w, p->ln2_b, b->ln2_mean, b->ln2_rstd));
+    TW_TRY(linear_backward(m, N, C, M, b->ln2, p->fc_w, p->fc_b, a->dfch));
+    TW_TRY(layernorm_backward(m, N, b->res2, p->ln2_w, p->ln2_b, b->ln2_mean, b->ln2_rstd));
 
     /* Attention */
-    GPT_TRY(residual_projection_backward(m, N, A, layer->attn_scale, b->atty, p->attn_proj_w,
+    TW_TRY(residual_projection_backward(m, N, A, layer->attn_scale, b->atty, p->attn_proj_w,
                                          p->attn_proj_b, a->datty));
-    GPT_TRY(zero(m, a->dqkv, N * 3 * (size_t)A));
+    TW_TRY(zero(m, a->dqkv, N * 3 * (size_t)A));
     tw_attention_args attention = tw_gpt_attention_args(m, l);
     attention.dout = gpt_act(m, a->datty);
     attention.dq = gpt_act(m, a->dqkv);
     attention.dk = gpt_act(m, a->dqkv + (size_t)A);
     attention.dv = gpt_act(m, a->dqkv + 2 * (size_t)A);
-    GPT_TRY(tw_attention_bwd(m->device, &attention));
-    GPT_TRY(linear_backward(m, N, C, 3 * A, b->ln1, p->qkv_w, p->qkv_b, a->dqkv));
+    TW_TRY(tw_attention_bwd(m->device, &attention));
+    TW_TRY(linear_backward(m, N, C, 3 * A, b->ln1, p->qkv_w, p->qkv_b, a->dqkv));
     return layernorm_backward(m, N, res_in, p->ln1_w, p->ln1_b, b->ln1_mean, b->ln1_rstd);
 }
 
@@ -87,16 +87,16 @@ static tw_status head_backward(tw_gpt *m, float loss_scale, size_t res_last) {
     const int C = c->n_embd, V = c->vocab_size;
     /* Mean over the counted targets, times the caller's scale (1 / micro-batches). */
     const float grad_scale = loss_scale / (float)m->target_count;
-    GPT_TRY(zero(m, a->dlogits, N * (size_t)V));
-    GPT_TRY(tw_softmax_xent_bwd(m->device, (int)N, V, V, grad_scale, gpt_act(m, a->logits),
+    TW_TRY(zero(m, a->dlogits, N * (size_t)V));
+    TW_TRY(tw_softmax_xent_bwd(m->device, (int)N, V, V, grad_scale, gpt_act(m, a->logits),
                                 gpt_act(m, a->targets), gpt_act(m, a->xent_lse),
                                 gpt_act(m, a->dlogits)));
     /* logits = lnf @ wte^T:  dwte (V, C) += dlogits^T @ lnf;  dlnf (N, C) = dlogits @ wte */
-    GPT_TRY(tw_gpt_gemm(m->device, true, false, V, C, (int)N, 1.0f, gpt_act(m, a->dlogits), V,
+    TW_TRY(tw_gpt_gemm(m->device, true, false, V, C, (int)N, 1.0f, gpt_act(m, a->dlogits), V,
                         gpt_act(m, a->lnf), C, 1.0f, gpt_grad(m, m->wte), C));
-    GPT_TRY(tw_gpt_gemm(m->device, false, false, (int)N, C, V, 1.0f, gpt_act(m, a->dlogits), V,
+    TW_TRY(tw_gpt_gemm(m->device, false, false, (int)N, C, V, 1.0f, gpt_act(m, a->dlogits), V,
                         gpt_param(m, m->wte), C, 0.0f, gpt_act(m, a->dln), C));
-    GPT_TRY(zero(m, a->dres, N * (size_t)C));
+    TW_TRY(zero(m, a->dres, N * (size_t)C));
     return layernorm_backward(m, N, res_last, m->lnf_w, m->lnf_b, a->lnf_mean, a->lnf_rstd);
 }
 
@@ -109,9 +109,9 @@ tw_status tw_gpt_backward(tw_gpt *m, float loss_scale) {
     const tw_gpt_config *c = &m->config;
     const gpt_acts *a = &m->acts;
     const int L = c->n_layer;
-    GPT_TRY(head_backward(m, loss_scale, a->blocks[L - 1].res3));
+    TW_TRY(head_backward(m, loss_scale, a->blocks[L - 1].res3));
     for (int l = L - 1; l >= 0; l--)
-        GPT_TRY(block_backward(m, l, l > 0 ? a->blocks[l - 1].res3 : a->encoded));
+        TW_TRY(block_backward(m, l, l > 0 ? a->blocks[l - 1].res3 : a->encoded));
     return tw_embedding_bwd(m->device, m->batch, m->seq_len, c->n_embd, c->vocab_size,
                             gpt_act(m, a->tokens), gpt_act(m, a->dres), gpt_grad(m, m->wte),
                             gpt_grad(m, m->wpe));

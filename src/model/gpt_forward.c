@@ -36,8 +36,8 @@ static tw_status residual_projection(tw_gpt *m, size_t N, int in_features, float
                                      size_t x, const tw_gpt_tensor *weight,
                                      const tw_gpt_tensor *bias, size_t res_in, size_t res_out) {
     const int C = m->config.n_embd;
-    GPT_TRY(tw_buffer_copy(m->acts_buffer, res_out * 4, m->acts_buffer, res_in * 4, N * C * 4));
-    GPT_TRY(tw_gpt_gemm(m->device, false, false, (int)N, C, in_features, scale, gpt_act(m, x),
+    TW_TRY(tw_buffer_copy(m->acts_buffer, res_out * 4, m->acts_buffer, res_in * 4, N * C * 4));
+    TW_TRY(tw_gpt_gemm(m->device, false, false, (int)N, C, in_features, scale, gpt_act(m, x),
                         in_features, gpt_param(m, weight), C, 1.0f, gpt_act(m, res_out), C));
     return tw_bias_add(m->device, (int)N, C, gpt_param(m, bias), gpt_act(m, res_out));
 }
@@ -45,7 +45,7 @@ static tw_status residual_projection(tw_gpt *m, size_t N, int in_features, float
 /* out (N, O) = x (N, I) @ W (I, O) + b (O) */
 static tw_status linear(tw_gpt *m, size_t N, int in_features, int out_features, size_t x,
                         const tw_gpt_tensor *weight, const tw_gpt_tensor *bias, size_t out) {
-    GPT_TRY(tw_gpt_gemm(m->device, false, false, (int)N, out_features, in_features, 1.0f,
+    TW_TRY(tw_gpt_gemm(m->device, false, false, (int)N, out_features, in_features, 1.0f,
                         gpt_act(m, x), in_features, gpt_param(m, weight), out_features, 0.0f,
                         gpt_act(m, out), out_features));
     return tw_bias_add(m->device, (int)N, out_features, gpt_param(m, bias), gpt_act(m, out));
@@ -61,21 +61,21 @@ static tw_status block_forward(tw_gpt *m, int l, size_t res_in) {
     const int C = c->n_embd, A = layer->heads * c->head_dim, M = layer->mlp_hidden;
 
     /* Attention: x += attn_scale * (attention(ln_1(x)) @ W_proj) + b_proj */
-    GPT_TRY(tw_layernorm_fwd(m->device, (int)N, C, c->layernorm_eps, gpt_act(m, res_in),
+    TW_TRY(tw_layernorm_fwd(m->device, (int)N, C, c->layernorm_eps, gpt_act(m, res_in),
                              gpt_param(m, p->ln1_w), gpt_param(m, p->ln1_b), gpt_act(m, b->ln1),
                              gpt_act(m, b->ln1_mean), gpt_act(m, b->ln1_rstd)));
-    GPT_TRY(linear(m, N, C, 3 * A, b->ln1, p->qkv_w, p->qkv_b, b->qkv));
+    TW_TRY(linear(m, N, C, 3 * A, b->ln1, p->qkv_w, p->qkv_b, b->qkv));
     tw_attention_args attention = tw_gpt_attention_args(m, l);
-    GPT_TRY(tw_attention_fwd(m->device, &attention));
-    GPT_TRY(residual_projection(m, N, A, layer->attn_scale, b->atty, p->attn_proj_w,
+    TW_TRY(tw_attention_fwd(m->device, &attention));
+    TW_TRY(residual_projection(m, N, A, layer->attn_scale, b->atty, p->attn_proj_w,
                                 p->attn_proj_b, res_in, b->res2));
 
     /* MLP: x += mlp_scale * (gelu(ln_2(x) @ W_fc + b_fc) @ W_proj) + b_proj */
-    GPT_TRY(tw_layernorm_fwd(m->device, (int)N, C, c->layernorm_eps, gpt_act(m, b->res2),
+    TW_TRY(tw_layernorm_fwd(m->device, (int)N, C, c->layernorm_eps, gpt_act(m, b->res2),
                              gpt_param(m, p->ln2_w), gpt_param(m, p->ln2_b), gpt_act(m, b->ln2),
                              gpt_act(m, b->ln2_mean), gpt_act(m, b->ln2_rstd)));
-    GPT_TRY(linear(m, N, C, M, b->ln2, p->fc_w, p->fc_b, b->fch));
-    GPT_TRY(tw_gelu_fwd(m->device, N * (size_t)M, gpt_act(m, b->fch), gpt_act(m, b->fch_gelu)));
+    TW_TRY(linear(m, N, C, M, b->ln2, p->fc_w, p->fc_b, b->fch));
+    TW_TRY(tw_gelu_fwd(m->device, N * (size_t)M, gpt_act(m, b->fch), gpt_act(m, b->fch_gelu)));
     return residual_projection(m, N, M, layer->mlp_scale, b->fch_gelu, p->mlp_proj_w,
                                p->mlp_proj_b, b->res2, b->res3);
 }
@@ -86,10 +86,10 @@ static tw_status head_forward(tw_gpt *m, size_t res_last) {
     const gpt_acts *a = &m->acts;
     const size_t N = a->positions;
     const int C = c->n_embd, V = c->vocab_size;
-    GPT_TRY(tw_layernorm_fwd(m->device, (int)N, C, c->layernorm_eps, gpt_act(m, res_last),
+    TW_TRY(tw_layernorm_fwd(m->device, (int)N, C, c->layernorm_eps, gpt_act(m, res_last),
                              gpt_param(m, m->lnf_w), gpt_param(m, m->lnf_b), gpt_act(m, a->lnf),
                              gpt_act(m, a->lnf_mean), gpt_act(m, a->lnf_rstd)));
-    GPT_TRY(tw_gpt_gemm(m->device, false, true, (int)N, V, C, 1.0f, gpt_act(m, a->lnf), C,
+    TW_TRY(tw_gpt_gemm(m->device, false, true, (int)N, V, C, 1.0f, gpt_act(m, a->lnf), C,
                         gpt_param(m, m->wte), C, 0.0f, gpt_act(m, a->logits), V));
     if (!m->has_targets) return TW_OK;
     return tw_softmax_xent_fwd(m->device, (int)N, V, V, gpt_act(m, a->logits),
@@ -100,7 +100,7 @@ static tw_status head_forward(tw_gpt *m, size_t res_last) {
 /* Copies the tokens (and targets) to the device and to the host-side record of this pass. */
 static tw_status load_inputs(tw_gpt *m, const int32_t *tokens, const int32_t *targets) {
     const size_t N = m->acts.positions;
-    GPT_TRY(tw_buffer_upload(m->acts_buffer, m->acts.tokens * 4, tokens, N * 4));
+    TW_TRY(tw_buffer_upload(m->acts_buffer, m->acts.tokens * 4, tokens, N * 4));
     m->has_targets = targets != NULL;
     m->target_count = 0;
     if (!targets) return TW_OK;
@@ -114,17 +114,17 @@ static tw_status load_inputs(tw_gpt *m, const int32_t *tokens, const int32_t *ta
 tw_status tw_gpt_forward(tw_gpt *m, const int32_t *tokens, const int32_t *targets, int batch,
                          int seq_len) {
     if (!m) return tw_error(TW_ERR_INVALID_ARGUMENT, "model forward: model is NULL");
-    GPT_TRY(check_inputs(m, tokens, targets, batch, seq_len));
-    GPT_TRY(tw_gpt_prepare_acts(m, batch, seq_len));
-    GPT_TRY(load_inputs(m, tokens, targets));
+    TW_TRY(check_inputs(m, tokens, targets, batch, seq_len));
+    TW_TRY(tw_gpt_prepare_acts(m, batch, seq_len));
+    TW_TRY(load_inputs(m, tokens, targets));
     const tw_gpt_config *c = &m->config;
     const gpt_acts *a = &m->acts;
-    GPT_TRY(tw_embedding_fwd(m->device, batch, seq_len, c->n_embd, c->vocab_size,
+    TW_TRY(tw_embedding_fwd(m->device, batch, seq_len, c->n_embd, c->vocab_size,
                              gpt_act(m, a->tokens), gpt_param(m, m->wte), gpt_param(m, m->wpe),
                              gpt_act(m, a->encoded)));
     size_t residual = a->encoded;
     for (int l = 0; l < c->n_layer; l++) {
-        GPT_TRY(block_forward(m, l, residual));
+        TW_TRY(block_forward(m, l, residual));
         residual = a->blocks[l].res3;
     }
     return head_forward(m, residual);

@@ -84,10 +84,5 @@ tw_status tw_gpt_gemm(tw_device *device, bool trans_a, bool trans_b, int m, int 
 /* Attention arguments for block l over the current (B, T), reading q/k/v from `qkv`. */
 tw_attention_args tw_gpt_attention_args(tw_gpt *m, int l);
 
-#define GPT_TRY(call)                                  \
-    do {                                               \
-        tw_status gpt_try_status_ = (call);            \
-        if (gpt_try_status_ != TW_OK) return gpt_try_status_; \
-    } while (0)
 
 #endif

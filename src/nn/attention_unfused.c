@@ -10,12 +10,6 @@
 #include "core/backend_impl.h"
 #include "twist/attention_unfused.h"
 
-#define TRY(call)                                     \
-    do {                                              \
-        tw_status try_status_ = (call);               \
-        if (try_status_ != TW_OK) return try_status_; \
-    } while (0)
-
 /* One strided-batch gemm operand: H matrices starting at mem, `stride` apart, row stride ld. */
 typedef struct operand {
     tw_mem mem;
@@ -55,7 +49,7 @@ static tw_status gemm_heads(tw_device *device, int heads, bool trans_a, bool tra
         args.a.offset = a.mem.offset + (size_t)h * (size_t)a.stride;
         args.b.offset = b.mem.offset + (size_t)h * (size_t)b.stride;
         args.c.offset = c.mem.offset + (size_t)h * (size_t)c.stride;
-        TRY(tw_gemm(device, &args));
+        TW_TRY(tw_gemm(device, &args));
     }
     return TW_OK;
 }
@@ -94,13 +88,13 @@ static tw_status check_args(const char *op, tw_device *device, const tw_attentio
                         op, args->batch, args->heads, args->seq_len, args->head_dim);
     if (!isfinite(args->scale))
         return tw_error(TW_ERR_INVALID_ARGUMENT, "%s: scale is not finite", op);
-    TRY(check_tensor(op, "q", device, args->q, args, args->qkv_stride));
-    TRY(check_tensor(op, "k", device, args->k, args, args->qkv_stride));
-    TRY(check_tensor(op, "v", device, args->v, args, args->qkv_stride));
+    TW_TRY(check_tensor(op, "q", device, args->q, args, args->qkv_stride));
+    TW_TRY(check_tensor(op, "k", device, args->k, args, args->qkv_stride));
+    TW_TRY(check_tensor(op, "v", device, args->v, args, args->qkv_stride));
     if (!backward) return check_tensor(op, "out", device, args->out, args, args->out_stride);
-    TRY(check_tensor(op, "dout", device, args->dout, args, args->out_stride));
-    TRY(check_tensor(op, "dq", device, args->dq, args, args->qkv_stride));
-    TRY(check_tensor(op, "dk", device, args->dk, args, args->qkv_stride));
+    TW_TRY(check_tensor(op, "dout", device, args->dout, args, args->out_stride));
+    TW_TRY(check_tensor(op, "dq", device, args->dq, args, args->qkv_stride));
+    TW_TRY(check_tensor(op, "dk", device, args->dk, args, args->qkv_stride));
     return check_tensor(op, "dv", device, args->dv, args, args->qkv_stride);
 }
 
@@ -141,7 +135,7 @@ static tw_status sync_keep_first_error(tw_device *device, tw_status status) {
 static tw_status probabilities(tw_device *device, const tw_attention_args *args, tw_buffer *p) {
     const int H = args->heads, T = args->seq_len, D = args->head_dim;
     for (int b = 0; b < args->batch; b++)
-        TRY(gemm_heads(device, H, false, true, T, T, D, args->scale,
+        TW_TRY(gemm_heads(device, H, false, true, T, T, D, args->scale,
                        bhtd_operand(args->q, args->qkv_stride, b),
                        bhtd_operand(args->k, args->qkv_stride, b), 0.0f,
                        scores_operand(p, H, T, b)));
@@ -151,9 +145,9 @@ static tw_status probabilities(tw_device *device, const tw_attention_args *args,
 
 static tw_status forward(tw_device *device, const tw_attention_args *args, tw_buffer *p) {
     const int H = args->heads, T = args->seq_len, D = args->head_dim;
-    TRY(probabilities(device, args, p));
+    TW_TRY(probabilities(device, args, p));
     for (int b = 0; b < args->batch; b++) /* out (T, D) = P (T, T) V (T, D), per head */
-        TRY(gemm_heads(device, H, false, false, T, D, T, 1.0f, scores_operand(p, H, T, b),
+        TW_TRY(gemm_heads(device, H, false, false, T, D, T, 1.0f, scores_operand(p, H, T, b),
                        bhtd_operand(args->v, args->qkv_stride, b), 0.0f,
                        bhtd_operand(args->out, args->out_stride, b)));
     return TW_OK;
@@ -161,9 +155,9 @@ static tw_status forward(tw_device *device, const tw_attention_args *args, tw_bu
 
 tw_status tw_attention_unfused_fwd(tw_device *device, const tw_attention_args *args) {
     const char *op = "attention_unfused_fwd";
-    TRY(check_args(op, device, args, false));
+    TW_TRY(check_args(op, device, args, false));
     tw_buffer *p = NULL;
-    TRY(alloc_scores(op, device, args, "probabilities", &p));
+    TW_TRY(alloc_scores(op, device, args, "probabilities", &p));
     tw_status status = forward(device, args, p);
     status = sync_keep_first_error(device, status);
     tw_buffer_free(p);
@@ -180,25 +174,25 @@ static tw_status backward(tw_device *device, const tw_attention_args *args,
                           const backward_scratch *s) {
     const int H = args->heads, T = args->seq_len, D = args->head_dim;
     const tw_bhtd_stride qs = args->qkv_stride, os = args->out_stride;
-    TRY(probabilities(device, args, s->p));
+    TW_TRY(probabilities(device, args, s->p));
     for (int b = 0; b < args->batch; b++) {
         /* dP (T, T) = dO (T, D) V^T;  dV (T, D) += P^T dO */
-        TRY(gemm_heads(device, H, false, true, T, T, D, 1.0f, bhtd_operand(args->dout, os, b),
+        TW_TRY(gemm_heads(device, H, false, true, T, T, D, 1.0f, bhtd_operand(args->dout, os, b),
                        bhtd_operand(args->v, qs, b), 0.0f, scores_operand(s->dp, H, T, b)));
-        TRY(gemm_heads(device, H, true, false, T, D, T, 1.0f, scores_operand(s->p, H, T, b),
+        TW_TRY(gemm_heads(device, H, true, false, T, D, T, 1.0f, scores_operand(s->p, H, T, b),
                        bhtd_operand(args->dout, os, b), 1.0f, bhtd_operand(args->dv, qs, b)));
     }
     /* dS = softmax_bwd(P, dP), which adds: start from zero. */
     size_t count = (size_t)args->batch * (size_t)H * (size_t)T * (size_t)T;
-    TRY(tw_buffer_fill_f32(s->ds, 0, count, 0.0f));
-    TRY(tw_softmax_bwd(device, args->batch * H * T, T, tw_at(s->p, 0), tw_at(s->dp, 0),
+    TW_TRY(tw_buffer_fill_f32(s->ds, 0, count, 0.0f));
+    TW_TRY(tw_softmax_bwd(device, args->batch * H * T, T, tw_at(s->p, 0), tw_at(s->dp, 0),
                        tw_at(s->ds, 0)));
     for (int b = 0; b < args->batch; b++) {
         /* dQ (T, D) += scale dS (T, T) K;  dK (T, D) += scale dS^T Q */
-        TRY(gemm_heads(device, H, false, false, T, D, T, args->scale,
+        TW_TRY(gemm_heads(device, H, false, false, T, D, T, args->scale,
                        scores_operand(s->ds, H, T, b), bhtd_operand(args->k, qs, b), 1.0f,
                        bhtd_operand(args->dq, qs, b)));
-        TRY(gemm_heads(device, H, true, false, T, D, T, args->scale,
+        TW_TRY(gemm_heads(device, H, true, false, T, D, T, args->scale,
                        scores_operand(s->ds, H, T, b), bhtd_operand(args->q, qs, b), 1.0f,
                        bhtd_operand(args->dk, qs, b)));
     }
@@ -207,7 +201,7 @@ static tw_status backward(tw_device *device, const tw_attention_args *args,
 
 tw_status tw_attention_unfused_bwd(tw_device *device, const tw_attention_args *args) {
     const char *op = "attention_unfused_bwd";
-    TRY(check_args(op, device, args, true));
+    TW_TRY(check_args(op, device, args, true));
     backward_scratch s = {NULL, NULL, NULL};
     tw_status status = alloc_scores(op, device, args, "probabilities", &s.p);
     if (status == TW_OK) status = alloc_scores(op, device, args, "probability gradients", &s.dp);

@@ -1,0 +1,192 @@
+/* Model checkpoints: parameters, AdamW moments, config.json, state.json and tokenizer.json in
+ * one checkpoint directory (twist/checkpoint.h does the files, checksums and atomic replace). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/backend_impl.h"
+#include "twist/train.h"
+
+enum { NAME_CAPACITY = TW_GPT_NAME_MAX + 16 };
+
+static void tensor_dims(const tw_gpt_tensor *t, int64_t dims[2]) {
+    dims[0] = t->shape[0];
+    dims[1] = t->shape[1];
+}
+
+/* Downloads a (P) device buffer into a new host array. */
+static tw_status download_all(tw_buffer *buffer, size_t count, float **out) {
+    *out = malloc(count * sizeof **out);
+    if (!*out) return tw_error(TW_ERR_OUT_OF_MEMORY, "checkpoint: out of host memory");
+    tw_status status = tw_buffer_download(buffer, 0, *out, count * 4);
+    if (status != TW_OK) {
+        free(*out);
+        *out = NULL;
+    }
+    return status;
+}
+
+/* Adds every tensor of the layout, from host (P), to `part` under name + suffix. */
+static tw_status add_tensors(tw_checkpoint_writer *writer, tw_ckpt_part part, tw_gpt *model,
+                             const float *host, const char *suffix) {
+    for (int i = 0; i < tw_gpt_tensor_count(model); i++) {
+        const tw_gpt_tensor *t = tw_gpt_tensor_at(model, i);
+        char name[NAME_CAPACITY];
+        int64_t dims[2];
+        snprintf(name, sizeof name, "%s%s", t->name, suffix);
+        tensor_dims(t, dims);
+        /* The writer copies the name and borrows the data until the save returns. */
+        tw_status status = tw_checkpoint_writer_add(writer, part, name, t->ndim, dims,
+                                                    host + t->offset);
+        if (status != TW_OK) return status;
+    }
+    return TW_OK;
+}
+
+static tw_status add_optimizer(tw_checkpoint_writer *writer, tw_gpt *model, tw_adamw *opt,
+                               float **first, float **second) {
+    const size_t P = tw_gpt_param_count(model);
+    tw_status status = download_all(tw_adamw_first_moment(opt), P, first);
+    if (status == TW_OK) status = download_all(tw_adamw_second_moment(opt), P, second);
+    if (status == TW_OK) status = add_tensors(writer, TW_CKPT_OPTIMIZER, model, *first, ".exp_avg");
+    if (status == TW_OK)
+        status = add_tensors(writer, TW_CKPT_OPTIMIZER, model, *second, ".exp_avg_sq");
+    char steps[32];
+    snprintf(steps, sizeof steps, "%d", tw_adamw_steps(opt));
+    if (status == TW_OK)
+        status = tw_checkpoint_writer_set_metadata(writer, TW_CKPT_OPTIMIZER, "step", steps);
+    return status;
+}
+
+static tw_status add_texts(tw_checkpoint_writer *writer, tw_gpt *model, const char *state_json,
+                           const tw_tokenizer *tokenizer) {
+    char *config = NULL, *tokens = NULL;
+    size_t tokens_length = 0;
+    tw_status status = tw_gpt_config_to_json(tw_gpt_get_config(model),
+                                             tw_tokenizer_eot_id(tokenizer), &config);
+    if (status == TW_OK) status = tw_checkpoint_writer_set_config(writer, config);
+    if (status == TW_OK) status = tw_checkpoint_writer_set_state(writer, state_json ? state_json : "{}");
+    if (status == TW_OK) status = tw_tokenizer_to_json(tokenizer, &tokens, &tokens_length);
+    if (status == TW_OK)
+        status = tw_checkpoint_writer_add_file(writer, "tokenizer.json", tokens, tokens_length);
+    free(config);
+    free(tokens);
+    return status;
+}
+
+tw_status tw_train_save(const char *dir, tw_gpt *model, tw_adamw *opt, const char *state_json,
+                        const tw_tokenizer *tokenizer) {
+    if (!dir || !model || !tokenizer)
+        return tw_error(TW_ERR_INVALID_ARGUMENT, "tw_train_save: NULL argument");
+    tw_checkpoint_writer *writer = NULL;
+    float *params = NULL, *first = NULL, *second = NULL;
+    tw_status status = tw_checkpoint_writer_create(&writer);
+    if (status == TW_OK)
+        status = download_all(tw_gpt_params(model), tw_gpt_param_count(model), &params);
+    if (status == TW_OK) status = add_tensors(writer, TW_CKPT_MODEL, model, params, "");
+    if (status == TW_OK) status = tw_checkpoint_writer_set_metadata(writer, TW_CKPT_MODEL, "format", "pt");
+    if (status == TW_OK && opt) status = add_optimizer(writer, model, opt, &first, &second);
+    if (status == TW_OK) status = add_texts(writer, model, state_json, tokenizer);
+    if (status == TW_OK) status = tw_checkpoint_save(writer, dir);
+    tw_checkpoint_writer_destroy(writer);
+    free(params);
+    free(first);
+    free(second);
+    return status;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Loading                                                                                    */
+/* ------------------------------------------------------------------------------------------ */
+
+/* Fills host (P) from `part`'s tensors name + suffix, each checked against the layout's shape,
+ * then uploads it into buffer. */
+static tw_status read_tensors(const tw_checkpoint *ckpt, tw_ckpt_part part, tw_gpt *model,
+                              const char *suffix, tw_buffer *buffer) {
+    const size_t P = tw_gpt_param_count(model);
+    float *host = malloc(P * sizeof *host);
+    if (!host) return tw_error(TW_ERR_OUT_OF_MEMORY, "checkpoint: out of host memory");
+    tw_status status = TW_OK;
+    for (int i = 0; status == TW_OK && i < tw_gpt_tensor_count(model); i++) {
+        const tw_gpt_tensor *t = tw_gpt_tensor_at(model, i);
+        char name[NAME_CAPACITY];
+        int64_t dims[2];
+        const float *data = NULL;
+        snprintf(name, sizeof name, "%s%s", t->name, suffix);
+        tensor_dims(t, dims);
+        status = tw_checkpoint_expect(ckpt, part, name, t->ndim, dims, &data);
+        if (status == TW_OK) memcpy(host + t->offset, data, t->count * sizeof *host);
+    }
+    if (status == TW_OK) status = tw_buffer_upload(buffer, 0, host, P * 4);
+    free(host);
+    return status;
+}
+
+static tw_status load_optimizer(const tw_checkpoint *ckpt, tw_gpt *model,
+                                const tw_adamw_config *adam, tw_adamw **out) {
+    const tw_safetensors *file = tw_checkpoint_safetensors(ckpt, TW_CKPT_OPTIMIZER);
+    const char *steps = tw_safetensors_metadata(file, "step");
+    char *end = NULL;
+    long value = steps ? strtol(steps, &end, 10) : -1;
+    if (!steps || *end || value < 0 || value > 1000000000)
+        return tw_error(TW_ERR_FORMAT, "%s/optimizer.safetensors: metadata 'step' is missing or "
+                        "not a step count (the checkpoint holds no optimizer state to resume)",
+                        tw_checkpoint_dir(ckpt));
+    tw_status status = tw_adamw_create(model, adam, out);
+    if (status == TW_OK)
+        status = read_tensors(ckpt, TW_CKPT_OPTIMIZER, model, ".exp_avg",
+                              tw_adamw_first_moment(*out));
+    if (status == TW_OK)
+        status = read_tensors(ckpt, TW_CKPT_OPTIMIZER, model, ".exp_avg_sq",
+                              tw_adamw_second_moment(*out));
+    if (status == TW_OK) tw_adamw_set_steps(*out, (int)value);
+    return status;
+}
+
+static tw_status load_tokenizer(const tw_checkpoint *ckpt, const tw_gpt_config *config,
+                                tw_tokenizer **out) {
+    const void *bytes = NULL;
+    size_t size = 0;
+    char source[4200];
+    snprintf(source, sizeof source, "%s/tokenizer.json", tw_checkpoint_dir(ckpt));
+    tw_status status = tw_checkpoint_file(ckpt, "tokenizer.json", &bytes, &size);
+    if (status != TW_OK)
+        return tw_error(TW_ERR_FORMAT, "%s: missing (a twist checkpoint carries its tokenizer)",
+                        source);
+    status = tw_tokenizer_from_json(bytes, size, source, out);
+    if (status == TW_OK && tw_tokenizer_vocab_size(*out) != config->vocab_size)
+        return tw_error(TW_ERR_FORMAT, "%s: %d tokens, but config.json says vocab_size %d", source,
+                        tw_tokenizer_vocab_size(*out), config->vocab_size);
+    return status;
+}
+
+tw_status tw_train_load(const char *dir, tw_device *device, const tw_adamw_config *adam,
+                        tw_loaded_model *out) {
+    if (!dir || !device || !out)
+        return tw_error(TW_ERR_INVALID_ARGUMENT, "tw_train_load: NULL argument");
+    memset(out, 0, sizeof *out);
+    tw_gpt_config config;
+    char source[4200];
+    snprintf(source, sizeof source, "%s/config.json", dir);
+    tw_status status = tw_checkpoint_open(dir, &out->checkpoint);
+    if (status == TW_OK)
+        status = tw_gpt_config_from_json(tw_checkpoint_config_json(out->checkpoint), source,
+                                         &config);
+    if (status == TW_OK) status = load_tokenizer(out->checkpoint, &config, &out->tokenizer);
+    if (status == TW_OK) status = tw_gpt_create(device, &config, &out->model);
+    if (status == TW_OK)
+        status = read_tensors(out->checkpoint, TW_CKPT_MODEL, out->model, "",
+                              tw_gpt_params(out->model));
+    if (status == TW_OK && adam) status = load_optimizer(out->checkpoint, out->model, adam, &out->opt);
+    if (status != TW_OK) tw_loaded_model_free(out);
+    return status;
+}
+
+void tw_loaded_model_free(tw_loaded_model *loaded) {
+    if (!loaded) return;
+    tw_adamw_destroy(loaded->opt);
+    tw_gpt_destroy(loaded->model);
+    tw_tokenizer_free(loaded->tokenizer);
+    tw_checkpoint_close(loaded->checkpoint);
+    memset(loaded, 0, sizeof *loaded);
+}

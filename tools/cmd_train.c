@@ -1,0 +1,347 @@
+/* `twist train`, `twist eval` and `twist sample`: the GPT training commands. The work is in the
+ * library (twist/train.h); this file parses options and shows progress: a progress bar on a
+ * terminal, plain lines otherwise, or one JSON record per log step with --json. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "args.h"
+#include "cli.h"
+#include "twist/train.h"
+
+/* ---- progress output ------------------------------------------------------------------- */
+
+typedef struct progress {
+    bool json, terminal;
+    bool bar_open; /* a progress bar line is on screen without its newline */
+} progress;
+
+static void format_duration(double seconds, char *buf, size_t size) {
+    if (!(seconds >= 0.0) || seconds > 1e7) {
+        snprintf(buf, size, "?");
+        return;
+    }
+    long s = (long)(seconds + 0.5);
+    if (s >= 3600) snprintf(buf, size, "%ldh%02ldm", s / 3600, s / 60 % 60);
+    else if (s >= 60) snprintf(buf, size, "%ldm%02lds", s / 60, s % 60);
+    else snprintf(buf, size, "%lds", s);
+}
+
+static void end_bar(progress *p) {
+    if (p->bar_open) fputc('\n', stdout);
+    p->bar_open = false;
+}
+
+static void show_step(progress *p, const tw_train_report *r) {
+    double remaining = r->tokens_per_s > 0 && r->step > 0
+                           ? r->elapsed_s / r->step * (r->total_steps - r->step) : -1.0;
+    char eta[32], elapsed[32];
+    format_duration(remaining, eta, sizeof eta);
+    format_duration(r->elapsed_s, elapsed, sizeof elapsed);
+    if (p->json) {
+        printf("{\"event\": \"step\", \"step\": %d, \"steps\": %d, \"loss\": %.6f, "
+               "\"accuracy\": %.6f, \"lr\": %.6g, \"grad_norm\": %.6g, \"tokens_per_s\": %.1f, "
+               "\"elapsed_s\": %.3f}\n",
+               r->step, r->total_steps, r->loss, r->accuracy, r->lr, r->grad_norm,
+               r->tokens_per_s, r->elapsed_s);
+    } else if (p->terminal) {
+        enum { WIDTH = 24 };
+        int filled = r->total_steps ? (int)((double)WIDTH * r->step / r->total_steps) : WIDTH;
+        char bar[WIDTH + 1];
+        for (int i = 0; i < WIDTH; i++) bar[i] = i < filled ? '#' : '.';
+        bar[WIDTH] = '\0';
+        printf("\r[%s] step %d/%d  loss %.4f  %.0f tok/s  ETA %s   ", bar, r->step,
+               r->total_steps, r->loss, r->tokens_per_s, eta);
+        p->bar_open = true;
+    } else {
+        printf("step %d/%d  loss %.4f  acc %.3f  lr %.2e  grad norm %.3f  %.0f tok/s  "
+               "elapsed %s  ETA %s\n",
+               r->step, r->total_steps, r->loss, r->accuracy, r->lr, r->grad_norm,
+               r->tokens_per_s, elapsed, eta);
+    }
+}
+
+static void show_report(void *context, const tw_train_report *r) {
+    progress *p = context;
+    switch (r->kind) {
+    case TW_REPORT_STEP: show_step(p, r); break;
+    case TW_REPORT_EVAL:
+        if (p->json) {
+            printf("{\"event\": \"eval\", \"step\": %d, \"val_loss\": %.6f, \"val_perplexity\": "
+                   "%.4f, \"val_accuracy\": %.6f, \"val_tokens\": %ld}\n",
+                   r->step, r->eval.loss, r->eval.perplexity, r->eval.accuracy, r->eval.tokens);
+        } else {
+            end_bar(p);
+            printf("step %d: validation loss %.4f, perplexity %.2f, accuracy %.3f (%ld tokens)\n",
+                   r->step, r->eval.loss, r->eval.perplexity, r->eval.accuracy, r->eval.tokens);
+        }
+        break;
+    case TW_REPORT_SAVE:
+    case TW_REPORT_INFO:
+        if (p->json) break; /* JSON output carries metrics records only */
+        end_bar(p);
+        if (r->kind == TW_REPORT_SAVE)
+            printf("step %d: checkpoint saved to %s\n", r->step, r->message);
+        else
+            printf("%s\n", r->message);
+        break;
+    }
+    fflush(stdout);
+}
+
+/* ---- twist train ----------------------------------------------------------------------- */
+
+static const char *const PRESETS[] = {"nano", "tiny", "small", NULL};
+
+typedef struct train_cli {
+    const char *device, *data, *tokenizer, *out;
+    int preset, vocab, layers, embd, heads, seq_len;
+    int batch, accum, steps, warmup, seed, log_every, eval_every, eval_batches, save_every;
+    int stop_after;
+    double lr, min_lr, weight_decay, clip;
+    bool resume, json;
+} train_cli;
+
+/* The model config: the preset, then any explicit dimension flag. */
+static int build_model_config(const train_cli *c, const args_command *command,
+                              tw_gpt_config *out) {
+    tw_gpt_config preset;
+    tw_gpt_config_preset(PRESETS[c->preset], 2, &preset); /* vocab set from the tokenizer */
+    int layers = args_given(command, "--layers") ? c->layers : preset.n_layer;
+    int embd = args_given(command, "--embd") ? c->embd : preset.n_embd;
+    int heads = args_given(command, "--heads") ? c->heads : preset.layers[0].heads;
+    int seq_len = args_given(command, "--seq-len") ? c->seq_len : preset.max_seq_len;
+    if (embd % heads != 0)
+        return args_usage_error("twist train", "--embd %d must be a multiple of --heads %d", embd,
+                                heads);
+    if (tw_gpt_config_uniform(2, seq_len, layers, embd, heads, out) != TW_OK)
+        return args_usage_error("twist train", "%s", tw_last_error());
+    return CLI_EXIT_OK;
+}
+
+int cmd_train(int argc, char **argv) {
+    train_cli c = {.device = "cpu", .preset = 1, .vocab = 4096, .batch = 16, .accum = 1,
+                   .steps = 1000, .warmup = -1, .seed = 1337, .log_every = 10, .eval_every = 250,
+                   .eval_batches = 20, .lr = 1e-3, .min_lr = -1, .weight_decay = 0.1,
+                   .clip = 1.0};
+    arg_spec specs[] = {
+        {.name = "--layers", .kind = ARG_INT, .dest = &c.layers, .metavar = "N",
+         .help = "transformer blocks (overrides the preset)", .min = 1, .max = TW_GPT_MAX_LAYERS},
+        {.name = "--embd", .kind = ARG_INT, .dest = &c.embd, .metavar = "C",
+         .help = "model width (overrides the preset)", .min = 1, .max = 65536},
+        {.name = "--heads", .kind = ARG_INT, .dest = &c.heads, .metavar = "H",
+         .help = "attention heads per block (overrides the preset)", .min = 1, .max = 4096},
+        {.name = "--seq-len", .kind = ARG_INT, .dest = &c.seq_len, .metavar = "T",
+         .help = "sequence length (overrides the preset)", .min = 1, .max = 1 << 20},
+        {.name = "--device", .kind = ARG_STRING, .dest = &c.device, .metavar = "SPEC",
+         .help = "device: cpu, opencl:N, vulkan:N, cuda:N (default cpu)"},
+        {.name = "--data", .kind = ARG_STRING, .dest = &c.data, .metavar = "FILE",
+         .help = "training corpus (default: built-in graded synthetic English)"},
+        {.name = "--tokenizer", .kind = ARG_STRING, .dest = &c.tokenizer, .metavar = "FILE",
+         .help = "tokenizer.json to use (default: train one on the data)"},
+        {.name = "--vocab", .kind = ARG_INT, .dest = &c.vocab, .metavar = "N",
+         .help = "vocabulary of a trained tokenizer (default 4096)", .min = 257, .max = 1 << 20},
+        {.name = "--preset", .kind = ARG_CHOICE, .dest = &c.preset, .metavar = "NAME",
+         .help = "model preset: nano, tiny, small (default tiny)", .choices = PRESETS},
+        {.name = "--batch", .kind = ARG_INT, .dest = &c.batch, .metavar = "B",
+         .help = "sequences per micro-batch (default 16)", .min = 1, .max = 1 << 20},
+        {.name = "--accum", .kind = ARG_INT, .dest = &c.accum, .metavar = "K",
+         .help = "micro-batches per step (default 1)", .min = 1, .max = 1 << 16},
+        {.name = "--steps", .kind = ARG_INT, .dest = &c.steps, .metavar = "N",
+         .help = "optimizer steps in all (default 1000)", .min = 1, .max = 1 << 30},
+        {.name = "--lr", .kind = ARG_FLOAT, .dest = &c.lr, .metavar = "LR",
+         .help = "peak learning rate (default 1e-3)", .min_real = 1e-12, .max_real = 10},
+        {.name = "--min-lr", .kind = ARG_FLOAT, .dest = &c.min_lr, .metavar = "LR",
+         .help = "final learning rate (default lr / 10)", .min_real = 0, .max_real = 10},
+        {.name = "--warmup", .kind = ARG_INT, .dest = &c.warmup, .metavar = "N",
+         .help = "linear warmup steps (default min(100, steps / 10))", .min = 0, .max = 1 << 30},
+        {.name = "--weight-decay", .kind = ARG_FLOAT, .dest = &c.weight_decay, .metavar = "W",
+         .help = "AdamW weight decay (default 0.1)", .min_real = 0, .max_real = 10},
+        {.name = "--clip", .kind = ARG_FLOAT, .dest = &c.clip, .metavar = "NORM",
+         .help = "gradient norm clip, 0 for none (default 1)", .min_real = 0, .max_real = 1e6},
+        {.name = "--seed", .kind = ARG_INT, .dest = &c.seed, .metavar = "S",
+         .help = "seed of initialisation and batches (default 1337)", .min = 0, .max = 2147483647},
+        {.name = "--log-every", .kind = ARG_INT, .dest = &c.log_every, .metavar = "N",
+         .help = "steps between log lines (default 10)", .min = 1, .max = 1 << 30},
+        {.name = "--eval-every", .kind = ARG_INT, .dest = &c.eval_every, .metavar = "N",
+         .help = "steps between validation passes, 0 for the end only (default 250)", .min = 0,
+         .max = 1 << 30},
+        {.name = "--eval-batches", .kind = ARG_INT, .dest = &c.eval_batches, .metavar = "N",
+         .help = "validation batches per pass, 0 for all (default 20)", .min = 0, .max = 1 << 30},
+        {.name = "--save-every", .kind = ARG_INT, .dest = &c.save_every, .metavar = "N",
+         .help = "steps between checkpoints, 0 for the end only (default 0)", .min = 0,
+         .max = 1 << 30},
+        {.name = "--stop-after", .kind = ARG_INT, .dest = &c.stop_after, .metavar = "N",
+         .help = "stop (and save) after N steps of this invocation", .min = 1, .max = 1 << 30},
+        {.name = "--out", .kind = ARG_STRING, .dest = &c.out, .metavar = "DIR",
+         .help = "checkpoint directory", .required = true},
+        {.name = "--resume", .kind = ARG_FLAG, .dest = &c.resume,
+         .help = "continue the checkpoint in --out (same data, options and position)"},
+        {.name = "--json", .kind = ARG_FLAG, .dest = &c.json,
+         .help = "one JSON metrics record per log step and validation pass"},
+    };
+    args_command command = {"twist train",
+                            "twist train [--device SPEC] [--data FILE] [--preset NAME] "
+                            "[--steps N] --out DIR [--resume] [options]",
+                            "Trains a GPT model and saves a checkpoint (safetensors with Hugging "
+                            "Face GPT-2 names, config, optimizer state, tokenizer) to --out.",
+                            specs, (int)(sizeof specs / sizeof specs[0])};
+    args_result parsed = args_parse(&command, argc, argv);
+    if (parsed != ARGS_OK) return parsed == ARGS_HELP ? CLI_EXIT_OK : CLI_EXIT_USAGE;
+
+    tw_train_options o = tw_train_defaults();
+    int code = build_model_config(&c, &command, &o.model);
+    if (code != CLI_EXIT_OK) return code;
+    o.device = c.device;
+    o.data_path = c.data;
+    o.tokenizer_path = c.tokenizer;
+    o.vocab_size = c.vocab;
+    o.batch = c.batch;
+    o.grad_accum = c.accum;
+    o.steps = c.resume && !args_given(&command, "--steps") ? 0 : c.steps; /* resume: the checkpoint's total */
+    o.lr = (float)c.lr;
+    o.min_lr = c.min_lr >= 0 ? (float)c.min_lr : (float)c.lr / 10.0f;
+    o.warmup = c.warmup >= 0 ? c.warmup : (c.steps / 10 < 100 ? c.steps / 10 : 100);
+    o.adamw.weight_decay = (float)c.weight_decay;
+    o.adamw.grad_clip = (float)c.clip;
+    o.seed = (uint64_t)c.seed;
+    o.log_every = c.log_every;
+    o.eval_every = c.eval_every;
+    o.eval_batches = c.eval_batches;
+    o.save_every = c.save_every;
+    o.stop_after = c.stop_after;
+    o.out_dir = c.out;
+    o.resume = c.resume;
+    if (o.min_lr > o.lr)
+        return args_usage_error(command.name, "--min-lr %g exceeds --lr %g", c.min_lr, c.lr);
+
+    progress p = {.json = c.json, .terminal = isatty(STDOUT_FILENO) != 0};
+    tw_status status = tw_train_run(&o, show_report, &p);
+    end_bar(&p);
+    return status == TW_OK ? CLI_EXIT_OK : cli_library_error(command.name, status);
+}
+
+/* ---- twist eval ------------------------------------------------------------------------ */
+
+static const char *const SPLITS[] = {"val", "train", NULL};
+
+static tw_status encode_text(void *context, const char *text, size_t length, int32_t **ids,
+                             size_t *count) {
+    return tw_tokenizer_encode(context, text, length, ids, count);
+}
+
+int cmd_eval(int argc, char **argv) {
+    const char *model_dir = NULL, *data = NULL, *device_spec = "cpu";
+    int batch = 16, batches = 0, split = 0;
+    bool json = false;
+    arg_spec specs[] = {
+        {.name = "--model", .kind = ARG_STRING, .dest = &model_dir, .metavar = "DIR",
+         .help = "checkpoint directory", .required = true},
+        {.name = "--data", .kind = ARG_STRING, .dest = &data, .metavar = "FILE",
+         .help = "corpus to evaluate on", .required = true},
+        {.name = "--device", .kind = ARG_STRING, .dest = &device_spec, .metavar = "SPEC",
+         .help = "device (default cpu)"},
+        {.name = "--split", .kind = ARG_CHOICE, .dest = &split, .metavar = "SPLIT",
+         .help = "val or train part of the corpus (default val)", .choices = SPLITS},
+        {.name = "--batch", .kind = ARG_INT, .dest = &batch, .metavar = "B",
+         .help = "sequences per batch (default 16)", .min = 1, .max = 1 << 20},
+        {.name = "--batches", .kind = ARG_INT, .dest = &batches, .metavar = "N",
+         .help = "at most N batches, 0 for the whole split (default 0)", .min = 0, .max = 1 << 30},
+        {.name = "--json", .kind = ARG_FLAG, .dest = &json, .help = "print the result as JSON"},
+    };
+    args_command command = {"twist eval", "twist eval --model DIR --data FILE [options]",
+                            "Validation loss, perplexity and next-token accuracy of a checkpoint "
+                            "on a corpus (split as in training: the same documents are held out).",
+                            specs, (int)(sizeof specs / sizeof specs[0])};
+    args_result parsed = args_parse(&command, argc, argv);
+    if (parsed != ARGS_OK) return parsed == ARGS_HELP ? CLI_EXIT_OK : CLI_EXIT_USAGE;
+
+    tw_device *device = NULL;
+    tw_loaded_model loaded = {0};
+    tw_dataset *dataset = NULL;
+    tw_eval_result result = {0};
+    tw_status status = tw_device_open(device_spec, &device);
+    if (status == TW_OK) status = tw_train_load(model_dir, device, NULL, &loaded);
+    if (status == TW_OK) {
+        tw_encoder encoder = {encode_text, loaded.tokenizer, tw_tokenizer_hash(loaded.tokenizer),
+                              tw_tokenizer_eot_id(loaded.tokenizer)};
+        status = tw_dataset_load(data, &encoder, NULL, &dataset);
+    }
+    if (status == TW_OK) {
+        const int T = tw_gpt_get_config(loaded.model)->max_seq_len;
+        const int32_t *stream = split == 0 ? dataset->val : dataset->train;
+        size_t count = split == 0 ? dataset->val_tokens : dataset->train_tokens;
+        status = tw_evaluate(loaded.model, stream, count, batch, T, batches, &result);
+    }
+    int code = status == TW_OK ? CLI_EXIT_OK : cli_library_error(command.name, status);
+    if (status == TW_OK && json)
+        printf("{\"loss\": %.6f, \"perplexity\": %.4f, \"accuracy\": %.6f, \"tokens\": %ld}\n",
+               result.loss, result.perplexity, result.accuracy, result.tokens);
+    else if (status == TW_OK)
+        printf("%s (%s split): loss %.4f, perplexity %.2f, accuracy %.3f over %ld tokens\n", data,
+               SPLITS[split], result.loss, result.perplexity, result.accuracy, result.tokens);
+    tw_dataset_free(dataset);
+    tw_loaded_model_free(&loaded);
+    tw_device_close(device);
+    return code;
+}
+
+/* ---- twist sample ---------------------------------------------------------------------- */
+
+static void print_token(void *context, int32_t id) {
+    size_t length = 0;
+    const unsigned char *bytes = tw_tokenizer_token_bytes(context, id, &length);
+    if (bytes) fwrite(bytes, 1, length, stdout);
+    fflush(stdout);
+}
+
+int cmd_sample(int argc, char **argv) {
+    const char *model_dir = NULL, *prompt = "", *device_spec = "cpu";
+    int tokens = 200, top_k = 40, seed = 1;
+    double temperature = 0.8;
+    arg_spec specs[] = {
+        {.name = "--model", .kind = ARG_STRING, .dest = &model_dir, .metavar = "DIR",
+         .help = "checkpoint directory", .required = true},
+        {.name = "--prompt", .kind = ARG_STRING, .dest = &prompt, .metavar = "TEXT",
+         .help = "text to continue (default: a new document)"},
+        {.name = "--tokens", .kind = ARG_INT, .dest = &tokens, .metavar = "N",
+         .help = "tokens to generate (default 200)", .min = 0, .max = 1 << 20},
+        {.name = "--temperature", .kind = ARG_FLOAT, .dest = &temperature, .metavar = "T",
+         .help = "sampling temperature, 0 for greedy (default 0.8)", .min_real = 0,
+         .max_real = 100},
+        {.name = "--top-k", .kind = ARG_INT, .dest = &top_k, .metavar = "K",
+         .help = "sample among the K likeliest tokens, 0 for all (default 40)", .min = 0,
+         .max = 1 << 20},
+        {.name = "--seed", .kind = ARG_INT, .dest = &seed, .metavar = "S",
+         .help = "sampling seed (default 1)", .min = 0, .max = 2147483647},
+        {.name = "--device", .kind = ARG_STRING, .dest = &device_spec, .metavar = "SPEC",
+         .help = "device (default cpu)"},
+    };
+    args_command command = {"twist sample", "twist sample --model DIR [--prompt TEXT] [options]",
+                            "Continues a prompt with a trained model, printing tokens as they come.",
+                            specs, (int)(sizeof specs / sizeof specs[0])};
+    args_result parsed = args_parse(&command, argc, argv);
+    if (parsed != ARGS_OK) return parsed == ARGS_HELP ? CLI_EXIT_OK : CLI_EXIT_USAGE;
+
+    tw_device *device = NULL;
+    tw_loaded_model loaded = {0};
+    int32_t *ids = NULL;
+    size_t count = 0;
+    tw_status status = tw_device_open(device_spec, &device);
+    if (status == TW_OK) status = tw_train_load(model_dir, device, NULL, &loaded);
+    if (status == TW_OK) status = tw_tokenizer_encode(loaded.tokenizer, prompt, strlen(prompt), &ids, &count);
+    if (status == TW_OK) {
+        tw_sample_options o = {tokens, (float)temperature, top_k, (uint64_t)seed};
+        fputs(prompt, stdout);
+        status = tw_sample(loaded.model, ids, count, tw_tokenizer_eot_id(loaded.tokenizer), &o,
+                           print_token, loaded.tokenizer);
+        fputc('\n', stdout);
+    }
+    free(ids);
+    int code = status == TW_OK ? CLI_EXIT_OK : cli_library_error(command.name, status);
+    tw_loaded_model_free(&loaded);
+    tw_device_close(device);
+    return code;
+}
