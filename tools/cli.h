@@ -14,10 +14,18 @@ int cmd_devices(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_bench_gemm(int argc, char **argv);
 int cmd_bench_attention(int argc, char **argv);
+int cmd_bench_step(int argc, char **argv);
 int cmd_train(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_sample(int argc, char **argv);
 int cmd_data(int argc, char **argv);
+
+/* Returns the status of a library call from the enclosing function unless it is TW_OK. */
+#define CLI_TRY(call)                                   \
+    do {                                                \
+        tw_status cli_try_status_ = (call);             \
+        if (cli_try_status_ != TW_OK) return cli_try_status_; \
+    } while (0)
 
 /* Prints "<prog>: <library message>" for a failed library call and returns CLI_EXIT_RUNTIME. */
 int cli_library_error(const char *prog, tw_status status);

@@ -22,7 +22,8 @@ static void print_bench_usage(FILE *out) {
             "usage: twist bench <benchmark> [options]\n\n"
             "benchmarks:\n"
             "  gemm       fp32 GEMM GFLOP/s on a device, optionally against its vendor peer\n"
-            "  attention  fused against unfused causal attention: time and peak device memory\n\n"
+            "  attention  fused against unfused causal attention: time and peak device memory\n"
+            "  step       training-step tokens/s of a GPT preset, optionally against PyTorch\n\n"
             "Run 'twist bench <benchmark> --help' for its options.\n");
 }
 
@@ -37,8 +38,9 @@ int cmd_bench(int argc, char **argv) {
     }
     if (strcmp(argv[0], "gemm") == 0) return cmd_bench_gemm(argc - 1, argv + 1);
     if (strcmp(argv[0], "attention") == 0) return cmd_bench_attention(argc - 1, argv + 1);
+    if (strcmp(argv[0], "step") == 0) return cmd_bench_step(argc - 1, argv + 1);
     fprintf(stderr,
-            "twist bench: unknown benchmark '%s'; available: gemm, attention\n"
+            "twist bench: unknown benchmark '%s'; available: gemm, attention, step\n"
             "(run 'twist bench --help')\n",
             argv[0]);
     return CLI_EXIT_USAGE;

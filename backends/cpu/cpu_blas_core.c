@@ -2,6 +2,7 @@
  * the environment include/twist/cpu.h describes. */
 #include <cblas.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -47,10 +48,18 @@ static bool set_default(const char *name, const char *value) {
 void tw_cpu_restart_tuned(char **argv) {
     const char *off = getenv("TWIST_NO_RESTART");
     if (off && strcmp(off, "0") != 0) return;
-    bool changed = set_default("OPENBLAS_CORETYPE", tw_cpu_blas_core_hint());
-    changed |= set_default("OMP_WAIT_POLICY", "passive");
-    changed |= set_default("OPENBLAS_THREAD_TIMEOUT", "4");
-    if (!changed) return;
+    /* The names set here are listed in TWIST_RESTART_SET, so that a child process can be run
+     * in the environment it would have had (twist bench step's PyTorch peer does). */
+    static const char *const names[] = {"OPENBLAS_CORETYPE", "OMP_WAIT_POLICY",
+                                        "OPENBLAS_THREAD_TIMEOUT"};
+    const char *values[] = {tw_cpu_blas_core_hint(), "passive", "4"};
+    char set[128] = "";
+    for (int i = 0; i < 3; i++)
+        if (set_default(names[i], values[i]))
+            snprintf(set + strlen(set), sizeof set - strlen(set), "%s%s", set[0] ? "," : "",
+                     names[i]);
+    if (!set[0]) return;
+    setenv("TWIST_RESTART_SET", set, 1);
     execv("/proc/self/exe", argv);
     /* exec failed: carry on with the settings the libraries already loaded with. */
 }

@@ -29,7 +29,8 @@ const char *tw_cpu_blas_core_hint(void);
  * tw_cpu_blas_core_hint() has a value) and, if it set any, replaces the process with a fresh run
  * of the same program and arguments (execv of /proc/self/exe) so the libraries load with them.
  * Returns when nothing needed doing or the exec failed (the program then runs as it is). For
- * main() of programs, before any other work; TWIST_NO_RESTART=1 turns it off. */
+ * main() of programs, before any other work; TWIST_NO_RESTART=1 turns it off. The names it set
+ * are listed, comma-separated, in TWIST_RESTART_SET. */
 void tw_cpu_restart_tuned(char **argv);
 
 #ifdef __cplusplus
