@@ -17,6 +17,10 @@ enum { COLUMN_CHUNK = 64 };
 enum { SUM_CHUNK = 1 << 14 };
 /* Below this many elements an elementwise loop is not worth waking the thread team. */
 enum { PARALLEL_MIN = 1 << 15 };
+/* Elementwise loops run over chunks of this many elements, each a call of a HOT_LOOP function
+ * (OpenMP outlines a parallel body before target clones are made, so the body itself would
+ * only get the baseline instruction set). */
+enum { ELEMENT_CHUNK = 1 << 14 };
 
 #define F32(mem) tw_cpu_f32(mem)
 #define I32(mem) tw_cpu_i32(mem)
@@ -109,6 +113,26 @@ tw_status tw_cpu_softmax_bwd(void *context, int rows, int cols, tw_mem y, tw_mem
 /* LayerNorm                                                                                  */
 /* ------------------------------------------------------------------------------------------ */
 
+/* One row of LayerNorm: y (cols) = (x - mean) * rstd * w + b; sums in double. */
+HOT_LOOP static void layernorm_row(const float *x, const float *w, const float *b, int cols,
+                                   float eps, float *y, float *mean, float *rstd) {
+    double sum = 0.0;
+#pragma omp simd reduction(+ : sum)
+    for (int c = 0; c < cols; c++) sum += x[c];
+    const float mu = (float)(sum / cols);
+    double sum_sq = 0.0;
+#pragma omp simd reduction(+ : sum_sq)
+    for (int c = 0; c < cols; c++) {
+        const double d = (double)x[c] - mu;
+        sum_sq += d * d;
+    }
+    const float s = (float)(1.0 / sqrt(sum_sq / cols + eps));
+#pragma omp simd
+    for (int c = 0; c < cols; c++) y[c] = (x[c] - mu) * s * w[c] + b[c];
+    *mean = mu;
+    *rstd = s;
+}
+
 tw_status tw_cpu_layernorm_fwd(void *context, int rows, int cols, float eps, tw_mem x,
                                tw_mem weight, tw_mem bias, tw_mem out, tw_mem mean, tw_mem rstd) {
     (void)context;
@@ -116,71 +140,52 @@ tw_status tw_cpu_layernorm_fwd(void *context, int rows, int cols, float eps, tw_
     float *y_all = F32(out), *mean_all = F32(mean), *rstd_all = F32(rstd);
 #pragma omp parallel for schedule(static) if ((size_t)rows * (size_t)cols >= PARALLEL_MIN)
     for (int r = 0; r < rows; r++) {
-        const float *x_row = x_all + (size_t)r * (size_t)cols;
-        float *y_row = y_all + (size_t)r * (size_t)cols;
-        double sum = 0.0;
-        for (int c = 0; c < cols; c++) sum += x_row[c];
-        float mu = (float)(sum / cols);
-        double sum_sq = 0.0;
-        for (int c = 0; c < cols; c++) {
-            double d = (double)x_row[c] - mu;
-            sum_sq += d * d;
-        }
-        float s = (float)(1.0 / sqrt(sum_sq / cols + eps));
-        for (int c = 0; c < cols; c++) y_row[c] = (x_row[c] - mu) * s * w[c] + b[c];
-        mean_all[r] = mu;
-        rstd_all[r] = s;
+        const size_t base = (size_t)r * (size_t)cols;
+        layernorm_row(x_all + base, w, b, cols, eps, y_all + base, mean_all + r, rstd_all + r);
     }
     return TW_OK;
 }
 
-/* dx (rows, cols) += rstd * (dnorm - mean(dnorm) - xhat * mean(dnorm * xhat)), per row, with
+/* dx (cols) += rstd * (dnorm - mean(dnorm) - xhat * mean(dnorm * xhat)) for one row, with
  * xhat = (x - mean) * rstd and dnorm = dout * weight. */
-static void layernorm_bwd_rows(int rows, int cols, const float *dout, const float *x,
-                               const float *w, const float *mean, const float *rstd, float *dx) {
-#pragma omp parallel for schedule(static) if ((size_t)rows * (size_t)cols >= PARALLEL_MIN)
-    for (int r = 0; r < rows; r++) {
-        size_t base = (size_t)r * (size_t)cols;
-        double dnorm_sum = 0.0, dnorm_xhat_sum = 0.0;
-        for (int c = 0; c < cols; c++) {
-            float xhat = (x[base + c] - mean[r]) * rstd[r];
-            float dnorm = dout[base + c] * w[c];
-            dnorm_sum += dnorm;
-            dnorm_xhat_sum += (double)dnorm * xhat;
-        }
-        float dnorm_mean = (float)(dnorm_sum / cols);
-        float dnorm_xhat_mean = (float)(dnorm_xhat_sum / cols);
-        for (int c = 0; c < cols; c++) {
-            float xhat = (x[base + c] - mean[r]) * rstd[r];
-            float dnorm = dout[base + c] * w[c];
-            dx[base + c] += (dnorm - dnorm_mean - xhat * dnorm_xhat_mean) * rstd[r];
-        }
+HOT_LOOP static void layernorm_bwd_row(const float *dout, const float *x, const float *w,
+                                       float mean, float rstd, int cols, float *dx) {
+    double dnorm_sum = 0.0, dnorm_xhat_sum = 0.0;
+#pragma omp simd reduction(+ : dnorm_sum, dnorm_xhat_sum)
+    for (int c = 0; c < cols; c++) {
+        const float xhat = (x[c] - mean) * rstd, dnorm = dout[c] * w[c];
+        dnorm_sum += dnorm;
+        dnorm_xhat_sum += (double)dnorm * xhat;
+    }
+    const float dnorm_mean = (float)(dnorm_sum / cols);
+    const float dnorm_xhat_mean = (float)(dnorm_xhat_sum / cols);
+#pragma omp simd
+    for (int c = 0; c < cols; c++) {
+        const float xhat = (x[c] - mean) * rstd, dnorm = dout[c] * w[c];
+        dx[c] += (dnorm - dnorm_mean - xhat * dnorm_xhat_mean) * rstd;
     }
 }
 
-/* dweight (cols) += sum_r dout * xhat, dbias (cols) += sum_r dout: each thread owns a chunk of
- * columns and walks the rows in order. */
-static void layernorm_bwd_params(int rows, int cols, const float *dout, const float *x,
-                                 const float *mean, const float *rstd, float *dweight,
-                                 float *dbias) {
-    int chunks = (cols + COLUMN_CHUNK - 1) / COLUMN_CHUNK;
-#pragma omp parallel for schedule(static) if ((size_t)rows * (size_t)cols >= PARALLEL_MIN)
-    for (int chunk = 0; chunk < chunks; chunk++) {
-        int c0 = chunk * COLUMN_CHUNK;
-        int c1 = c0 + COLUMN_CHUNK < cols ? c0 + COLUMN_CHUNK : cols;
-        double dw[COLUMN_CHUNK] = {0}, db[COLUMN_CHUNK] = {0};
-        for (int r = 0; r < rows; r++) {
-            size_t base = (size_t)r * (size_t)cols;
-            for (int c = c0; c < c1; c++) {
-                float xhat = (x[base + c] - mean[r]) * rstd[r];
-                dw[c - c0] += (double)dout[base + c] * xhat;
-                db[c - c0] += dout[base + c];
-            }
+/* dweight[c0, c1) += sum_r dout * xhat and dbias[c0, c1) += sum_r dout, rows in order: a chunk
+ * of columns is one thread's, so the sums have a fixed order. */
+HOT_LOOP static void layernorm_bwd_columns(int rows, int cols, int c0, int c1, const float *dout,
+                                           const float *x, const float *mean, const float *rstd,
+                                           float *dweight, float *dbias) {
+    double dw[COLUMN_CHUNK] = {0}, db[COLUMN_CHUNK] = {0};
+    const int width = c1 - c0;
+    for (int r = 0; r < rows; r++) {
+        const float *dout_row = dout + (size_t)r * (size_t)cols + c0;
+        const float *x_row = x + (size_t)r * (size_t)cols + c0;
+        const float mu = mean[r], s = rstd[r];
+#pragma omp simd
+        for (int c = 0; c < width; c++) {
+            dw[c] += (double)dout_row[c] * ((x_row[c] - mu) * s);
+            db[c] += dout_row[c];
         }
-        for (int c = c0; c < c1; c++) {
-            dweight[c] += (float)dw[c - c0];
-            dbias[c] += (float)db[c - c0];
-        }
+    }
+    for (int c = 0; c < width; c++) {
+        dweight[c0 + c] += (float)dw[c];
+        dbias[c0 + c] += (float)db[c];
     }
 }
 
@@ -188,9 +193,26 @@ tw_status tw_cpu_layernorm_bwd(void *context, int rows, int cols, tw_mem dout, t
                                tw_mem weight, tw_mem mean, tw_mem rstd, tw_mem dx, tw_mem dweight,
                                tw_mem dbias) {
     (void)context;
-    layernorm_bwd_rows(rows, cols, F32(dout), F32(x), F32(weight), F32(mean), F32(rstd), F32(dx));
-    layernorm_bwd_params(rows, cols, F32(dout), F32(x), F32(mean), F32(rstd), F32(dweight),
-                         F32(dbias));
+    const float *dy = F32(dout), *x_all = F32(x), *w = F32(weight);
+    const float *mean_all = F32(mean), *rstd_all = F32(rstd);
+    float *dx_all = F32(dx), *dw = F32(dweight), *db = F32(dbias);
+    const bool parallel = (size_t)rows * (size_t)cols >= PARALLEL_MIN;
+    const int chunks = (cols + COLUMN_CHUNK - 1) / COLUMN_CHUNK;
+#pragma omp parallel if (parallel)
+    {
+#pragma omp for schedule(static) nowait
+        for (int r = 0; r < rows; r++) {
+            const size_t base = (size_t)r * (size_t)cols;
+            layernorm_bwd_row(dy + base, x_all + base, w, mean_all[r], rstd_all[r], cols,
+                              dx_all + base);
+        }
+#pragma omp for schedule(static)
+        for (int chunk = 0; chunk < chunks; chunk++) {
+            const int c0 = chunk * COLUMN_CHUNK;
+            const int c1 = c0 + COLUMN_CHUNK < cols ? c0 + COLUMN_CHUNK : cols;
+            layernorm_bwd_columns(rows, cols, c0, c1, dy, x_all, mean_all, rstd_all, dw, db);
+        }
+    }
     return TW_OK;
 }
 
@@ -201,10 +223,6 @@ tw_status tw_cpu_layernorm_bwd(void *context, int rows, int cols, tw_mem dout, t
 #define GELU_SCALE 0.7978845608028654f /* sqrt(2 / pi) */
 #define GELU_CUBIC 0.044715f
 
-/* Elementwise loops run over chunks of this many elements, each a call of a HOT_LOOP function
- * (OpenMP outlines a parallel body before target clones are made, so the body itself would
- * only get the baseline instruction set). */
-enum { ELEMENT_CHUNK = 1 << 14 };
 
 HOT_LOOP static void gelu_fwd_range(const float *x, float *y, size_t n) {
 #pragma omp simd
@@ -369,33 +387,43 @@ tw_status tw_cpu_softmax_xent_bwd(void *context, int rows, int vocab, int ld, fl
 /* Bias, elementwise, reductions, AdamW                                                       */
 /* ------------------------------------------------------------------------------------------ */
 
+HOT_LOOP static void bias_add_row(const float *bias, int cols, float *row) {
+#pragma omp simd
+    for (int c = 0; c < cols; c++) row[c] += bias[c];
+}
+
 tw_status tw_cpu_bias_add(void *context, int rows, int cols, tw_mem bias, tw_mem out) {
     (void)context;
     const float *b = F32(bias);
     float *y = F32(out);
 #pragma omp parallel for schedule(static) if ((size_t)rows * (size_t)cols >= PARALLEL_MIN)
-    for (int r = 0; r < rows; r++) {
-        float *row = y + (size_t)r * (size_t)cols;
-        for (int c = 0; c < cols; c++) row[c] += b[c];
-    }
+    for (int r = 0; r < rows; r++) bias_add_row(b, cols, y + (size_t)r * (size_t)cols);
     return TW_OK;
+}
+
+/* dbias[c0, c1) += column sums of dout, rows in order (fixed summation order). */
+HOT_LOOP static void bias_bwd_columns(int rows, int cols, int c0, int c1, const float *dout,
+                                      float *dbias) {
+    double sum[COLUMN_CHUNK] = {0};
+    const int width = c1 - c0;
+    for (int r = 0; r < rows; r++) {
+        const float *row = dout + (size_t)r * (size_t)cols + c0;
+#pragma omp simd
+        for (int c = 0; c < width; c++) sum[c] += row[c];
+    }
+    for (int c = 0; c < width; c++) dbias[c0 + c] += (float)sum[c];
 }
 
 tw_status tw_cpu_bias_bwd(void *context, int rows, int cols, tw_mem dout, tw_mem dbias) {
     (void)context;
     const float *dy = F32(dout);
     float *db = F32(dbias);
-    int chunks = (cols + COLUMN_CHUNK - 1) / COLUMN_CHUNK;
+    const int chunks = (cols + COLUMN_CHUNK - 1) / COLUMN_CHUNK;
 #pragma omp parallel for schedule(static) if ((size_t)rows * (size_t)cols >= PARALLEL_MIN)
     for (int chunk = 0; chunk < chunks; chunk++) {
-        int c0 = chunk * COLUMN_CHUNK;
-        int c1 = c0 + COLUMN_CHUNK < cols ? c0 + COLUMN_CHUNK : cols;
-        double sum[COLUMN_CHUNK] = {0};
-        for (int r = 0; r < rows; r++) {
-            const float *row = dy + (size_t)r * (size_t)cols;
-            for (int c = c0; c < c1; c++) sum[c - c0] += row[c];
-        }
-        for (int c = c0; c < c1; c++) db[c] += (float)sum[c - c0];
+        const int c0 = chunk * COLUMN_CHUNK;
+        bias_bwd_columns(rows, cols, c0, c0 + COLUMN_CHUNK < cols ? c0 + COLUMN_CHUNK : cols, dy,
+                         db);
     }
     return TW_OK;
 }
@@ -418,6 +446,13 @@ tw_status tw_cpu_scale(void *context, size_t n, float alpha, tw_mem x, tw_mem ou
     return TW_OK;
 }
 
+HOT_LOOP static double sum_sq_range(const float *x, size_t n) {
+    double sum = 0.0;
+#pragma omp simd reduction(+ : sum)
+    for (size_t i = 0; i < n; i++) sum += (double)x[i] * x[i];
+    return sum;
+}
+
 /* Partial sums of SUM_CHUNK elements in double, added in chunk order. */
 tw_status tw_cpu_sum_sq(void *context, size_t n, tw_mem x, tw_mem out) {
     (void)context;
@@ -428,9 +463,7 @@ tw_status tw_cpu_sum_sq(void *context, size_t n, tw_mem x, tw_mem out) {
 #pragma omp parallel for schedule(static) if (n >= PARALLEL_MIN)
     for (size_t chunk = 0; chunk < chunks; chunk++) {
         size_t begin = chunk * SUM_CHUNK, end = begin + SUM_CHUNK < n ? begin + SUM_CHUNK : n;
-        double sum = 0.0;
-        for (size_t i = begin; i < end; i++) sum += (double)in[i] * in[i];
-        partial[chunk] = sum;
+        partial[chunk] = sum_sq_range(in + begin, end - begin);
     }
     double total = 0.0;
     for (size_t chunk = 0; chunk < chunks; chunk++) total += partial[chunk];
@@ -439,21 +472,35 @@ tw_status tw_cpu_sum_sq(void *context, size_t n, tw_mem x, tw_mem out) {
     return TW_OK;
 }
 
+/* AdamW over n parameters (twist/backend.h has the update). */
+HOT_LOOP static void adamw_range(const tw_adamw_args *args, float correction1, float correction2,
+                                 size_t n, float *p, const float *grad, float *m, float *v) {
+    const float beta1 = args->beta1, beta2 = args->beta2, lr = args->lr, eps = args->eps;
+    const float decay = args->weight_decay, scale = args->grad_scale;
+#pragma omp simd
+    for (size_t i = 0; i < n; i++) {
+        const float g = scale * grad[i];
+        m[i] = beta1 * m[i] + (1.0f - beta1) * g;
+        v[i] = beta2 * v[i] + (1.0f - beta2) * g * g;
+        const float m_hat = m[i] / correction1, v_hat = v[i] / correction2;
+        p[i] -= lr * (m_hat / (sqrtf(v_hat) + eps) + decay * p[i]);
+    }
+}
+
 tw_status tw_cpu_adamw_step(void *context, size_t n, const tw_adamw_args *args, tw_mem param,
                             tw_mem grad, tw_mem m, tw_mem v) {
     (void)context;
     float *p = F32(param), *first = F32(m), *second = F32(v);
-    const float *g_all = F32(grad);
-    const float beta1 = args->beta1, beta2 = args->beta2;
-    const float correction1 = 1.0f - powf(beta1, (float)args->step);
-    const float correction2 = 1.0f - powf(beta2, (float)args->step);
+    const float *g = F32(grad);
+    const float correction1 = 1.0f - powf(args->beta1, (float)args->step);
+    const float correction2 = 1.0f - powf(args->beta2, (float)args->step);
+    const size_t chunks = (n + ELEMENT_CHUNK - 1) / ELEMENT_CHUNK;
 #pragma omp parallel for schedule(static) if (n >= PARALLEL_MIN)
-    for (size_t i = 0; i < n; i++) {
-        float g = args->grad_scale * g_all[i];
-        first[i] = beta1 * first[i] + (1.0f - beta1) * g;
-        second[i] = beta2 * second[i] + (1.0f - beta2) * g * g;
-        float m_hat = first[i] / correction1, v_hat = second[i] / correction2;
-        p[i] -= args->lr * (m_hat / (sqrtf(v_hat) + args->eps) + args->weight_decay * p[i]);
+    for (size_t chunk = 0; chunk < chunks; chunk++) {
+        const size_t begin = chunk * ELEMENT_CHUNK;
+        const size_t count = n - begin < ELEMENT_CHUNK ? n - begin : ELEMENT_CHUNK;
+        adamw_range(args, correction1, correction2, count, p + begin, g + begin, first + begin,
+                    second + begin);
     }
     return TW_OK;
 }
