@@ -313,6 +313,11 @@ static tw_status resume(run *r) {
     tw_status status = state_from_json(tw_checkpoint_state_json(ckpt), source, &r->state, o);
     tw_checkpoint_close(ckpt);
     if (status != TW_OK) return status;
+    if (r->state.step >= o->steps)
+        return tw_error(TW_ERR_INVALID_ARGUMENT,
+                        "--resume: the checkpoint in %s has done %d of %d steps; pass a larger "
+                        "--steps to train further",
+                        o->out_dir, r->state.step, o->steps);
     TW_TRY(tw_train_load(o->out_dir, r->device, &o->adamw, &loaded));
     r->model = loaded.model;
     r->opt = loaded.opt;
