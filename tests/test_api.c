@@ -34,6 +34,21 @@ static void test_registry(void) {
     }
 }
 
+/* "auto" opens the device tw_best_device names, which is never a CPU-type OpenCL/Vulkan device. */
+static void test_auto(void) {
+    tw_device_info best;
+    TW_CHECK_OK(tw_best_device(&best));
+    TW_CHECK(best.backend == TW_BACKEND_CPU || best.type != TW_DEVICE_TYPE_CPU,
+             "auto chose %s, a CPU-type device of another backend", best.spec);
+    tw_device *device = NULL;
+    TW_CHECK_OK(tw_device_open("auto", &device));
+    if (device)
+        TW_CHECK(strcmp(tw_device_get_info(device)->spec, best.spec) == 0,
+                 "auto opened %s, tw_best_device says %s", tw_device_get_info(device)->spec,
+                 best.spec);
+    tw_device_close(device);
+}
+
 static void test_bad_specs(void) {
     tw_device *device = NULL;
     EXPECT_ERROR(tw_device_open("gpu:0", &device), TW_ERR_NOT_FOUND, "gpu:0");
@@ -198,6 +213,7 @@ static void test_op_checks(tw_device *cpu) {
 
 int main(void) {
     test_registry();
+    test_auto();
     test_bad_specs();
     tw_device *cpu = NULL, *other_cpu = NULL;
     TW_CHECK_OK(tw_device_open("cpu", &cpu));

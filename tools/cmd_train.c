@@ -122,7 +122,7 @@ static int build_model_config(const train_cli *c, const args_command *command,
 }
 
 int cmd_train(int argc, char **argv) {
-    train_cli c = {.device = "cpu", .preset = 1, .vocab = 4096, .batch = 16, .accum = 1,
+    train_cli c = {.device = "auto", .preset = 1, .vocab = 4096, .batch = 16, .accum = 1,
                    .steps = 1000, .warmup = -1, .seed = 1337, .log_every = 10, .eval_every = 250,
                    .eval_batches = 20, .lr = 1e-3, .min_lr = -1, .weight_decay = 0.1,
                    .clip = 1.0};
@@ -136,7 +136,7 @@ int cmd_train(int argc, char **argv) {
         {.name = "--seq-len", .kind = ARG_INT, .dest = &c.seq_len, .metavar = "T",
          .help = "sequence length (overrides the preset)", .min = 1, .max = 1 << 20},
         {.name = "--device", .kind = ARG_STRING, .dest = &c.device, .metavar = "SPEC",
-         .help = "device: cpu, opencl:N, vulkan:N, cuda:N (default cpu)"},
+         .help = "device: auto, cpu, opencl:N, vulkan:N, cuda:N (default auto: the best GPU, else cpu)"},
         {.name = "--data", .kind = ARG_STRING, .dest = &c.data, .metavar = "FILE",
          .help = "training corpus (default: built-in graded synthetic English)"},
         {.name = "--tokenizer", .kind = ARG_STRING, .dest = &c.tokenizer, .metavar = "FILE",
@@ -233,7 +233,7 @@ static tw_status encode_text(void *context, const char *text, size_t length, int
 }
 
 int cmd_eval(int argc, char **argv) {
-    const char *model_dir = NULL, *data = NULL, *device_spec = "cpu";
+    const char *model_dir = NULL, *data = NULL, *device_spec = "auto";
     int batch = 16, batches = 0, split = 0;
     bool json = false;
     arg_spec specs[] = {
@@ -242,7 +242,7 @@ int cmd_eval(int argc, char **argv) {
         {.name = "--data", .kind = ARG_STRING, .dest = &data, .metavar = "FILE",
          .help = "corpus to evaluate on", .required = true},
         {.name = "--device", .kind = ARG_STRING, .dest = &device_spec, .metavar = "SPEC",
-         .help = "device (default cpu)"},
+         .help = "device (default auto: the best GPU, else cpu)"},
         {.name = "--split", .kind = ARG_CHOICE, .dest = &split, .metavar = "SPLIT",
          .help = "val or train part of the corpus (default val)", .choices = SPLITS},
         {.name = "--batch", .kind = ARG_INT, .dest = &batch, .metavar = "B",
@@ -298,7 +298,7 @@ static void print_token(void *context, int32_t id) {
 }
 
 int cmd_sample(int argc, char **argv) {
-    const char *model_dir = NULL, *prompt = "", *device_spec = "cpu";
+    const char *model_dir = NULL, *prompt = "", *device_spec = "auto";
     int tokens = 200, top_k = 40, seed = 1;
     double temperature = 0.8;
     arg_spec specs[] = {
@@ -317,7 +317,7 @@ int cmd_sample(int argc, char **argv) {
         {.name = "--seed", .kind = ARG_INT, .dest = &seed, .metavar = "S",
          .help = "sampling seed (default 1)", .min = 0, .max = 2147483647},
         {.name = "--device", .kind = ARG_STRING, .dest = &device_spec, .metavar = "SPEC",
-         .help = "device (default cpu)"},
+         .help = "device (default auto: the best GPU, else cpu)"},
     };
     args_command command = {"twist sample", "twist sample --model DIR [--prompt TEXT] [options]",
                             "Continues a prompt with a trained model, printing tokens as they come.",

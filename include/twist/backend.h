@@ -82,7 +82,12 @@ tw_status tw_device_info_at(int index, tw_device_info *out);
 
 typedef struct tw_device tw_device;
 
-/* Opens a device by spec ("cpu", "opencl:0", ...). Unknown backends, backends not built, and
+/* The device "auto" stands for: the first GPU of CUDA, then Vulkan, then OpenCL; else any other
+ * non-CPU accelerator in that backend order; else the cpu (an OpenCL or Vulkan device of CPU
+ * type, such as PoCL or lavapipe, runs on the same cores as the cpu backend, more slowly). */
+tw_status tw_best_device(tw_device_info *out);
+
+/* Opens a device by spec ("cpu", "opencl:0", ..., or "auto": tw_best_device). Unknown backends, backends not built, and
  * indices past the last device fail with TW_ERR_NOT_FOUND / TW_ERR_UNSUPPORTED and a message.
  * Opening the same spec twice gives two independent contexts on the same hardware. */
 tw_status tw_device_open(const char *spec, tw_device **out);

@@ -117,7 +117,7 @@ static tw_status parse_spec(const char *spec, tw_backend_kind *kind, int *index)
             found = k;
     if (found < 0)
         return tw_error(TW_ERR_NOT_FOUND,
-                        "unknown device spec '%s': expected cpu, opencl:N, vulkan:N or cuda:N",
+                        "unknown device spec '%s': expected auto, cpu, opencl:N, vulkan:N or cuda:N",
                         spec);
     *kind = (tw_backend_kind)found;
     *index = 0;
@@ -133,10 +133,37 @@ static tw_status parse_spec(const char *spec, tw_backend_kind *kind, int *index)
     return TW_OK;
 }
 
+/* GPUs first, by backend (CUDA, Vulkan, OpenCL: the order of their expected speed for the same
+ * GPU), then every other device in the same backend order, then the cpu. */
+static int auto_rank(const tw_device_info *info) {
+    static const int backend_rank[TW_BACKEND_COUNT] = {
+        [TW_BACKEND_CUDA] = 0, [TW_BACKEND_VULKAN] = 1, [TW_BACKEND_OPENCL] = 2,
+        [TW_BACKEND_CPU] = 3};
+    const bool gpu = info->type == TW_DEVICE_TYPE_GPU ||
+                     info->type == TW_DEVICE_TYPE_INTEGRATED_GPU;
+    if (info->backend == TW_BACKEND_CPU) return 100;
+    return (gpu ? 0 : 10) + backend_rank[info->backend];
+}
+
+tw_status tw_best_device(tw_device_info *out) {
+    int count = tw_device_count(), best = 0;
+    if (!out) return tw_error(TW_ERR_INVALID_ARGUMENT, "tw_best_device: out is NULL");
+    /* A CPU-type OpenCL or Vulkan device (PoCL, lavapipe) runs on the same cores as the cpu
+     * backend, more slowly: only accelerators beat the cpu. */
+    for (int i = 1; i < count; i++)
+        if (entries[i].info.type != TW_DEVICE_TYPE_CPU &&
+            auto_rank(&entries[i].info) < auto_rank(&entries[best].info))
+            best = i;
+    *out = entries[best].info;
+    return TW_OK;
+}
+
 tw_status tw_registry_find(const char *spec, const tw_backend_vtable **vtable, int *local_index,
                            tw_device_info *info) {
     tw_backend_kind kind = TW_BACKEND_CPU;
     int index = 0;
+    tw_device_info best;
+    if (spec && strcmp(spec, "auto") == 0 && tw_best_device(&best) == TW_OK) spec = best.spec;
     tw_status status = parse_spec(spec, &kind, &index);
     if (status != TW_OK) return status;
     if (!tw_backend_compiled(kind))

@@ -440,8 +440,9 @@ tw_status tw_train_run(const tw_train_options *options, tw_train_report_fn repor
     if (status == TW_OK) status = options->resume ? resume(&r) : fresh_start(&r);
     if (status == TW_OK) status = check_options(&r.options);
     if (status == TW_OK) {
-        say(&r, TW_REPORT_INFO, "model: %zu parameters on %s; %d steps of %d x %d tokens",
-            tw_gpt_param_count(r.model), options->device, r.options.steps,
+        const tw_device_info *info = tw_device_get_info(r.device);
+        say(&r, TW_REPORT_INFO, "model: %zu parameters on %s (%s); %d steps of %d x %d tokens",
+            tw_gpt_param_count(r.model), info->spec, info->name, r.options.steps,
             r.options.batch * r.options.grad_accum, r.options.model.max_seq_len);
         status = train_loop(&r);
     }
