@@ -140,6 +140,45 @@ sys.exit(0 if d["max_abs_diff"] <= 1e-4 * (1 + d["max_abs_c"]) else 1)' "$tmp/ou
     fi
 done
 
+# Training commands: bad input first, then a tiny train / resume / eval / sample cycle.
+corpus=$tmp/corpus.txt
+expect_fail 2 "missing required option --out" train --steps 1
+expect_fail 2 "--preset must be one of nano, tiny, small" train --preset huge --out "$tmp/m"
+expect_fail 2 "--lr expects a number, got 'abc'" train --lr abc --out "$tmp/m"
+expect_fail 2 "--steps must be between 1 and" train --steps 0 --out "$tmp/m"
+expect_fail 2 "--embd 30 must be a multiple of --heads 4" train --embd 30 --heads 4 --out "$tmp/m"
+expect_fail 2 "--min-lr 0.1 exceeds --lr 0.01" train --lr 0.01 --min-lr 0.1 --out "$tmp/m"
+expect_fail 1 "/nonexistent/corpus.txt" train --data /nonexistent/corpus.txt --out "$tmp/m"
+expect_fail 1 "gpu:7" train --device gpu:7 --out "$tmp/m"
+mkdir -p "$tmp/not_a_checkpoint" && touch "$tmp/not_a_checkpoint/notes.txt"
+expect_fail 1 "holds files but no twist checkpoint" train --out "$tmp/not_a_checkpoint"
+expect_fail 2 "--level must be between 0 and 1" data synth --level 2 --out "$corpus"
+expect_ok data synth --level 0 --words 30000 --out "$corpus"
+printf 'x\0y\n' >"$tmp/nul.txt"
+expect_fail 1 "nul.txt" train --data "$tmp/nul.txt" --out "$tmp/m"
+expect_fail 1 "no such checkpoint directory" eval --model "$tmp/none" --data "$corpus"
+expect_fail 1 "no such checkpoint directory" sample --model "$tmp/none"
+small=(--device cpu --data "$corpus" --vocab 300 --preset nano --layers 1 --embd 32 --heads 2
+       --seq-len 16 --batch 4 --eval-batches 2 --log-every 2)
+expect_ok train "${small[@]}" --steps 6 --stop-after 3 --out "$tmp/m"
+expect_ok train --out "$tmp/m" --resume --json --log-every 1
+valid_json_lines() {
+    python3 -c 'import json, sys
+[json.loads(line) for line in open(sys.argv[1]) if line.strip()]' "$tmp/out" ||
+        fail "twist $*: an output line is not JSON"
+}
+if command -v python3 >/dev/null 2>&1; then valid_json_lines train --resume --json; fi
+grep -q '"step": 6' "$tmp/out" || fail "resumed run did not reach step 6: $(cat "$tmp/out")"
+expect_fail 1 "has done 6 of 6 steps" train --out "$tmp/m" --resume
+expect_ok eval --model "$tmp/m" --data "$corpus" --device cpu --json
+valid_json eval --json
+expect_ok sample --model "$tmp/m" --prompt "the dog" --tokens 5 --device cpu
+grep -q "^the dog" "$tmp/out" || fail "sample did not echo its prompt: $(cat "$tmp/out")"
+expect_ok data tokenizer --data "$corpus" --vocab 300 --out "$tmp/tok.json"
+expect_fail 1 "tok.json" train --tokenizer "$tmp/tok.json.missing" --data "$corpus" --out "$tmp/m2"
+head -c 100 "$tmp/tok.json" >"$tmp/bad_tok.json"
+expect_fail 1 "bad_tok.json" train --tokenizer "$tmp/bad_tok.json" --data "$corpus" --out "$tmp/m2"
+
 if ((failures)); then
     echo "cli_test: $failures failure(s)"
     exit 1

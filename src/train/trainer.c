@@ -1,6 +1,7 @@
 /* Training runs: data and tokenizer set-up, the step loop (micro-batches, AdamW, schedule),
  * periodic evaluation and checkpoints, and --resume from a checkpoint's state.json. */
 #include <cjson/cJSON.h>
+#include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
@@ -285,6 +286,10 @@ static tw_status load_data(run *r) {
 static tw_status fresh_start(run *r) {
     tw_train_options *o = &r->options;
     TW_TRY(choose_corpus(r));
+    /* The corpus is checked (readable, text, no NUL bytes) before a tokenizer is trained on it. */
+    tw_corpus *corpus = NULL;
+    TW_TRY(tw_corpus_load(r->corpus, &corpus));
+    tw_corpus_free(corpus);
     if (o->tokenizer_path) {
         TW_TRY(tw_tokenizer_load(o->tokenizer_path, &r->tokenizer));
     } else {
@@ -415,6 +420,24 @@ static tw_status train_loop(run *r) {
     return status;
 }
 
+/* A fresh run may write to an absent or empty directory or over a twist checkpoint; the save at
+ * the end would refuse anything else, so it is refused before any training. */
+static tw_status check_output_dir(const char *dir) {
+    DIR *handle = opendir(dir);
+    if (!handle) return TW_OK; /* absent: created by the first save */
+    bool empty = true;
+    for (struct dirent *entry; (entry = readdir(handle)) != NULL;)
+        if (strcmp(entry->d_name, ".") != 0 && strcmp(entry->d_name, "..") != 0) empty = false;
+    closedir(handle);
+    char checksums[PATH_MAX + 32];
+    snprintf(checksums, sizeof checksums, "%s/checksums.json", dir);
+    if (empty || access(checksums, F_OK) == 0) return TW_OK;
+    return tw_error(TW_ERR_INVALID_ARGUMENT,
+                    "--out %s: the directory holds files but no twist checkpoint; choose another "
+                    "directory (twist replaces only its own checkpoints)",
+                    dir);
+}
+
 static tw_status check_options(const tw_train_options *o) {
     if (!o->device || !o->out_dir)
         return tw_error(TW_ERR_INVALID_ARGUMENT, "train: a device and an output directory are needed");
@@ -436,6 +459,7 @@ tw_status tw_train_run(const tw_train_options *options, tw_train_report_fn repor
     r.report_context = context;
     if (options->resume) r.options.steps = options->steps; /* 0: the checkpoint's */
     tw_status status = options->resume ? TW_OK : check_options(&r.options);
+    if (status == TW_OK && !options->resume) status = check_output_dir(options->out_dir);
     if (status == TW_OK) status = tw_device_open(options->device, &r.device);
     if (status == TW_OK) status = options->resume ? resume(&r) : fresh_start(&r);
     if (status == TW_OK) status = check_options(&r.options);
