@@ -1,6 +1,8 @@
 #include "harness.h"
 
 #include <stdarg.h>
+#include <stdlib.h>
+#include <unistd.h>
 
 #include "twist/cpu.h"
 
@@ -71,4 +73,19 @@ int tw_test_rng_int(tw_test_rng *rng, int n) { return (int)(tw_test_rng_next(rng
 
 void tw_test_fill_uniform(tw_test_rng *rng, float *x, size_t n, float lo, float hi) {
     for (size_t i = 0; i < n; i++) x[i] = tw_test_rng_uniform(rng, lo, hi);
+}
+
+void tw_test_temp_dir(const char *name, char *out, size_t size) {
+    snprintf(out, size, "/tmp/twist-%s-XXXXXX", name);
+    if (!mkdtemp(out)) tw_test_skip("cannot create a temporary directory %s", out);
+}
+
+void tw_test_remove_temp_dir(const char *dir) {
+    if (failure_count > 0) {
+        printf("files of the failed test kept in %s\n", dir);
+        return;
+    }
+    char command[600];
+    snprintf(command, sizeof command, "rm -rf '%s'", dir);
+    if (system(command) != 0) fprintf(stderr, "could not remove %s\n", dir);
 }

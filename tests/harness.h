@@ -5,6 +5,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "twist/backend.h"
 
@@ -32,6 +33,23 @@ int tw_test_failures(void);
             tw_test_fail(__FILE__, __LINE__, "%s -> %s: %s", #call,                           \
                          tw_status_name(check_status_), tw_last_error());                     \
     } while (0)
+
+/* The call must fail with status `expected` and a message that mentions `needle`. */
+#define TW_CHECK_ERROR(call, expected, needle)                                                 \
+    do {                                                                                       \
+        tw_clear_error();                                                                      \
+        tw_status check_got_ = (call);                                                         \
+        TW_CHECK(check_got_ == (expected), "%s returned '%s', expected '%s' (%s)", #call,      \
+                 tw_status_name(check_got_), tw_status_name(expected), tw_last_error());       \
+        TW_CHECK(strstr(tw_last_error(), (needle)) != NULL,                                    \
+                 "%s: message '%s' does not mention '%s'", #call, tw_last_error(), (needle));  \
+    } while (0)
+
+/* Creates a fresh directory /tmp/twist-<name>-XXXXXX into out (skips the test if it cannot). */
+void tw_test_temp_dir(const char *name, char *out, size_t size);
+/* Removes a directory tree made by tw_test_temp_dir (when the test passed: a failing test keeps
+ * its files for inspection, and says where). */
+void tw_test_remove_temp_dir(const char *dir);
 
 /* Prints a summary and returns the process exit code: 0 if no failure, 1 otherwise. */
 int tw_test_finish(const char *test_name);

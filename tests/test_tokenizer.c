@@ -15,18 +15,7 @@
 #include "harness.h"
 #include "twist/tokenizer.h"
 
-/* The call must fail with `expected`, and its message must mention `needle`. */
-#define EXPECT_ERROR(call, expected, needle)                                                   \
-    do {                                                                                       \
-        tw_clear_error();                                                                      \
-        tw_status got_ = (call);                                                               \
-        TW_CHECK(got_ == (expected), "%s returned '%s', expected '%s' (%s)", #call,            \
-                 tw_status_name(got_), tw_status_name(expected), tw_last_error());             \
-        TW_CHECK(strstr(tw_last_error(), (needle)) != NULL,                                    \
-                 "%s: message '%s' does not mention '%s'", #call, tw_last_error(), (needle));  \
-    } while (0)
-
-static char temp_dir[] = "/tmp/twist-tokenizer-test-XXXXXX";
+static char temp_dir[256];
 
 static double now_seconds(void) {
     struct timespec ts;
@@ -61,20 +50,6 @@ static char *read_file(const char *path, size_t *length) {
     data[got] = '\0';
     *length = got;
     return data;
-}
-
-static void remove_temp_dir(void) {
-    DIR *dir = opendir(temp_dir);
-    if (!dir) return;
-    struct dirent *entry;
-    while ((entry = readdir(dir)) != NULL) {
-        if (entry->d_name[0] == '.') continue;
-        char path[1024];
-        snprintf(path, sizeof path, "%s/%s", temp_dir, entry->d_name);
-        unlink(path);
-    }
-    closedir(dir);
-    rmdir(temp_dir);
 }
 
 /* Number of entries in temp_dir (to see that a save leaves no temporary file behind). */
@@ -227,7 +202,7 @@ static void test_round_trip(void) {
              text ? text : "");
     free(text);
     int32_t bad[] = {5, tw_tokenizer_vocab_size(tok)};
-    EXPECT_ERROR(tw_tokenizer_decode(tok, bad, 2, &text, &text_length), TW_ERR_INVALID_ARGUMENT,
+    TW_CHECK_ERROR(tw_tokenizer_decode(tok, bad, 2, &text, &text_length), TW_ERR_INVALID_ARGUMENT,
                  "ids[1]");
 
     /* Cached and uncached encodes agree: the same text twice gives the same ids. */
@@ -386,9 +361,9 @@ static void test_training(void) {
     tw_tokenizer_free(t3);
 
     /* Bad arguments and files. */
-    EXPECT_ERROR(tw_tokenizer_train(paths, 1, 256, &tok), TW_ERR_INVALID_ARGUMENT, "256");
+    TW_CHECK_ERROR(tw_tokenizer_train(paths, 1, 256, &tok), TW_ERR_INVALID_ARGUMENT, "256");
     const char *missing[] = {temp_path("no-such-corpus.txt")};
-    EXPECT_ERROR(tw_tokenizer_train(missing, 1, 300, &tok), TW_ERR_NOT_FOUND, "no-such-corpus");
+    TW_CHECK_ERROR(tw_tokenizer_train(missing, 1, 300, &tok), TW_ERR_NOT_FOUND, "no-such-corpus");
     TW_CHECK(tok == NULL, "failed training left a tokenizer");
 }
 
@@ -500,7 +475,7 @@ static void test_save_load(void) {
     }
     /* Overwriting an existing file works (rename over it). */
     TW_CHECK_OK(tw_tokenizer_save(tok, path));
-    EXPECT_ERROR(tw_tokenizer_save(tok, temp_path("no-such-dir/tokenizer.json")), TW_ERR_IO,
+    TW_CHECK_ERROR(tw_tokenizer_save(tok, temp_path("no-such-dir/tokenizer.json")), TW_ERR_IO,
                  "no-such-dir/tokenizer.json");
 
     /* Bad files: each is refused with a message naming the file and the field. */
@@ -512,20 +487,20 @@ static void test_save_load(void) {
     }
     const char *bad = temp_path("bad.json");
     write_file(bad, good, length / 2);
-    EXPECT_ERROR(tw_tokenizer_load(bad, &loaded), TW_ERR_FORMAT, "not valid JSON");
-    EXPECT_ERROR(tw_tokenizer_load(bad, &loaded), TW_ERR_FORMAT, "bad.json");
+    TW_CHECK_ERROR(tw_tokenizer_load(bad, &loaded), TW_ERR_FORMAT, "not valid JSON");
+    TW_CHECK_ERROR(tw_tokenizer_load(bad, &loaded), TW_ERR_FORMAT, "bad.json");
     TW_CHECK(loaded == NULL, "a bad file gave a tokenizer");
     write_file(bad, "", 0);
-    EXPECT_ERROR(tw_tokenizer_load(bad, &loaded), TW_ERR_FORMAT, "not valid JSON");
+    TW_CHECK_ERROR(tw_tokenizer_load(bad, &loaded), TW_ERR_FORMAT, "not valid JSON");
     write_file(bad, "[1, 2]", 6);
-    EXPECT_ERROR(tw_tokenizer_load(bad, &loaded), TW_ERR_FORMAT, "not a JSON object");
+    TW_CHECK_ERROR(tw_tokenizer_load(bad, &loaded), TW_ERR_FORMAT, "not a JSON object");
     char *trailing = malloc(length + 8);
     memcpy(trailing, good, length);
     memcpy(trailing + length, " garbage", 8);
     write_file(bad, trailing, length + 8);
     free(trailing);
-    EXPECT_ERROR(tw_tokenizer_load(bad, &loaded), TW_ERR_FORMAT, "not valid JSON");
-    EXPECT_ERROR(tw_tokenizer_load(temp_path("missing.json"), &loaded), TW_ERR_NOT_FOUND,
+    TW_CHECK_ERROR(tw_tokenizer_load(bad, &loaded), TW_ERR_FORMAT, "not valid JSON");
+    TW_CHECK_ERROR(tw_tokenizer_load(temp_path("missing.json"), &loaded), TW_ERR_NOT_FOUND,
                  "missing.json");
 
     /* Structural damage, made by editing the parsed document. */
@@ -707,7 +682,7 @@ static void test_tinystories(const char *data_dir) {
 }
 
 int main(int argc, char **argv) {
-    if (!mkdtemp(temp_dir)) tw_test_skip("cannot create a temporary directory");
+    tw_test_temp_dir("tokenizer", temp_dir, sizeof temp_dir);
     test_split();
     test_round_trip();
     test_concurrent_encode();
@@ -717,6 +692,6 @@ int main(int argc, char **argv) {
         test_tinystories(argv[1]);
     else
         printf("SKIP part: no shared data directory given\n");
-    remove_temp_dir();
+    tw_test_remove_temp_dir(temp_dir);
     return tw_test_finish("tokenizer");
 }

@@ -86,8 +86,7 @@ int main(int argc, char **argv) {
     if (system("/usr/bin/python3 -c 'import torch' > /dev/null 2>&1") != 0)
         tw_test_skip("/usr/bin/python3 cannot import torch (Debian's python3-torch is not "
                      "installed)");
-    snprintf(temp_root, sizeof temp_root, "/tmp/twist-test-torch-XXXXXX");
-    if (!mkdtemp(temp_root)) tw_test_skip("cannot create a temporary directory");
+    tw_test_temp_dir("torch", temp_root, sizeof temp_root);
     char corpus[300];
     snprintf(corpus, sizeof corpus, "%s/corpus.txt", temp_root);
     TW_CHECK_OK(tw_synth_write(1, 3, 20000, corpus));
@@ -114,11 +113,6 @@ int main(int argc, char **argv) {
 
     tw_tokenizer_free(tok);
     tw_device_close(cpu);
-    int code = tw_test_finish("torch_logits");
-    if (code == 0) {
-        char command[300];
-        snprintf(command, sizeof command, "rm -rf '%s'", temp_root);
-        if (system(command) != 0) fprintf(stderr, "could not remove %s\n", temp_root);
-    }
-    return code;
+    tw_test_remove_temp_dir(temp_root);
+    return tw_test_finish("torch_logits");
 }

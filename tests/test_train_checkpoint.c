@@ -14,16 +14,6 @@
 #include "harness.h"
 #include "twist/train.h"
 
-#define EXPECT_REFUSED(call, expected, needle)                                                 \
-    do {                                                                                       \
-        tw_clear_error();                                                                      \
-        tw_status got_ = (call);                                                               \
-        TW_CHECK(got_ == (expected), "%s returned '%s', expected '%s' (%s)", #call,            \
-                 tw_status_name(got_), tw_status_name(expected), tw_last_error());             \
-        TW_CHECK(strstr(tw_last_error(), (needle)) != NULL,                                    \
-                 "%s: message '%s' does not mention '%s'", #call, tw_last_error(), (needle));  \
-    } while (0)
-
 static char temp_root[256];
 
 static void path_in(char *out, size_t size, const char *name) {
@@ -255,7 +245,7 @@ static void check_bad_checkpoints(tw_device *cpu, const char *corpus) {
         snprintf(dir, sizeof dir, "%s/damaged%zu", temp_root, i);
         TW_CHECK_OK(tw_train_save(dir, model, NULL, NULL, tok));
         damage(dir, damages[i].file, damages[i].offset, damages[i].bytes);
-        EXPECT_REFUSED(tw_train_load(dir, cpu, NULL, &loaded), TW_ERR_FORMAT, damages[i].file);
+        TW_CHECK_ERROR(tw_train_load(dir, cpu, NULL, &loaded), TW_ERR_FORMAT, damages[i].file);
     }
 
     /* Consistent checksums, inconsistent content. */
@@ -266,7 +256,7 @@ static void check_bad_checkpoints(tw_device *cpu, const char *corpus) {
     TW_CHECK_OK(tw_gpt_config_to_json(&wider, 0, &json));
     path_in(dir, sizeof dir, "wrong_shape");
     write_inconsistent(dir, cpu, &config, json, tok);
-    EXPECT_REFUSED(tw_train_load(dir, cpu, NULL, &loaded), TW_ERR_FORMAT, "has shape");
+    TW_CHECK_ERROR(tw_train_load(dir, cpu, NULL, &loaded), TW_ERR_FORMAT, "has shape");
     free(json);
 
     tw_gpt_config deeper = config;
@@ -275,26 +265,26 @@ static void check_bad_checkpoints(tw_device *cpu, const char *corpus) {
     TW_CHECK_OK(tw_gpt_config_to_json(&deeper, 0, &json));
     path_in(dir, sizeof dir, "missing_tensor");
     write_inconsistent(dir, cpu, &config, json, tok);
-    EXPECT_REFUSED(tw_train_load(dir, cpu, NULL, &loaded), TW_ERR_FORMAT,
+    TW_CHECK_ERROR(tw_train_load(dir, cpu, NULL, &loaded), TW_ERR_FORMAT,
                    "missing tensor 'transformer.h.2.");
     free(json);
 
     path_in(dir, sizeof dir, "no_field");
     write_inconsistent(dir, cpu, &config, "{\"vocab_size\": 300, \"n_embd\": 16}", tok);
-    EXPECT_REFUSED(tw_train_load(dir, cpu, NULL, &loaded), TW_ERR_FORMAT, "n_positions");
+    TW_CHECK_ERROR(tw_train_load(dir, cpu, NULL, &loaded), TW_ERR_FORMAT, "n_positions");
 
     tw_gpt_config other_vocab = config;
     other_vocab.vocab_size = V + 1;
     TW_CHECK_OK(tw_gpt_config_to_json(&other_vocab, 0, &json));
     path_in(dir, sizeof dir, "vocab");
     write_inconsistent(dir, cpu, &other_vocab, json, tok);
-    EXPECT_REFUSED(tw_train_load(dir, cpu, NULL, &loaded), TW_ERR_FORMAT, "tokenizer.json");
+    TW_CHECK_ERROR(tw_train_load(dir, cpu, NULL, &loaded), TW_ERR_FORMAT, "tokenizer.json");
     free(json);
 
     path_in(dir, sizeof dir, "absent");
-    EXPECT_REFUSED(tw_train_load(dir, cpu, NULL, &loaded), TW_ERR_NOT_FOUND, "absent");
+    TW_CHECK_ERROR(tw_train_load(dir, cpu, NULL, &loaded), TW_ERR_NOT_FOUND, "absent");
     /* Loading for --resume needs optimizer state: a weights-only checkpoint has none. */
-    EXPECT_REFUSED(tw_train_load(good, cpu, &(tw_adamw_config){0.9f, 0.95f, 1e-8f, 0.1f, 1.0f},
+    TW_CHECK_ERROR(tw_train_load(good, cpu, &(tw_adamw_config){0.9f, 0.95f, 1e-8f, 0.1f, 1.0f},
                                  &loaded),
                    TW_ERR_FORMAT, "optimizer");
     printf("bad checkpoints: truncated, flipped bytes, wrong shape, missing tensor, missing "
@@ -304,8 +294,7 @@ static void check_bad_checkpoints(tw_device *cpu, const char *corpus) {
 }
 
 int main(void) {
-    snprintf(temp_root, sizeof temp_root, "/tmp/twist-test-ckpt-XXXXXX");
-    if (!mkdtemp(temp_root)) tw_test_skip("cannot create a temporary directory");
+    tw_test_temp_dir("ckpt", temp_root, sizeof temp_root);
     char corpus[300];
     path_in(corpus, sizeof corpus, "corpus.txt");
     write_corpus(corpus);
@@ -315,11 +304,6 @@ int main(void) {
     check_resume(corpus);
     check_bad_checkpoints(cpu, corpus);
     tw_device_close(cpu);
-    int code = tw_test_finish("train_checkpoint");
-    if (code == 0) {
-        char command[400];
-        snprintf(command, sizeof command, "rm -rf '%s'", temp_root);
-        if (system(command) != 0) fprintf(stderr, "could not remove %s\n", temp_root);
-    }
-    return code;
+    tw_test_remove_temp_dir(temp_root);
+    return tw_test_finish("train_checkpoint");
 }
