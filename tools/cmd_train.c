@@ -97,7 +97,7 @@ static const char *const PRESETS[] = {"nano", "tiny", "small", NULL};
 
 typedef struct train_cli {
     const char *device, *data, *tokenizer, *out;
-    int preset, vocab, layers, embd, heads, seq_len;
+    int preset, vocab, layers, embd, heads, seq_len, mlp;
     int batch, accum, steps, warmup, seed, log_every, eval_every, eval_batches, save_every;
     int stop_after;
     double lr, min_lr, weight_decay, clip;
@@ -118,6 +118,8 @@ static int build_model_config(const train_cli *c, const args_command *command,
                                 heads);
     if (tw_gpt_config_uniform(2, seq_len, layers, embd, heads, out) != TW_OK)
         return args_usage_error("twist train", "%s", tw_last_error());
+    if (args_given(command, "--mlp"))
+        for (int l = 0; l < out->n_layer; l++) out->layers[l].mlp_hidden = c->mlp;
     return CLI_EXIT_OK;
 }
 
@@ -133,6 +135,8 @@ int cmd_train(int argc, char **argv) {
          .help = "model width (overrides the preset)", .min = 1, .max = 65536},
         {.name = "--heads", .kind = ARG_INT, .dest = &c.heads, .metavar = "H",
          .help = "attention heads per block (overrides the preset)", .min = 1, .max = 4096},
+        {.name = "--mlp", .kind = ARG_INT, .dest = &c.mlp, .metavar = "M",
+         .help = "MLP hidden units per block (default 4 x embd)", .min = 1, .max = 1 << 18},
         {.name = "--seq-len", .kind = ARG_INT, .dest = &c.seq_len, .metavar = "T",
          .help = "sequence length (overrides the preset)", .min = 1, .max = 1 << 20},
         {.name = "--device", .kind = ARG_STRING, .dest = &c.device, .metavar = "SPEC",
