@@ -17,6 +17,7 @@
  * with dS_ij = P_ij (dO_i.v_j - delta_i) and delta_i = dO_i.O_i computed once into a (B, H, T)
  * scratch buffer counted in the device's bytes. */
 #include <math.h>
+#include <omp.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -295,6 +296,45 @@ HOT_LOOP static void backward_dkv_block(head_view hv, int j0, int j1, scratch s)
     }
 }
 
+/* The whole backward of one (batch, head) in a single pass over its (query block, key block)
+ * tiles: P and dS of each tile are computed once and feed dQ, dK and dV alike (the two-pass
+ * scheme above recomputes them, but splits one head over several threads). Sums run over key
+ * blocks (dQ) and query blocks (dK, dV) in ascending order, as in the two-pass scheme. grads
+ * holds 3 (T, D) accumulators for dQ, dK and dV. */
+HOT_LOOP static void backward_head(head_view hv, scratch s, float *grads) {
+    const tw_attention_args *args = hv.args;
+    const int D = args->head_dim, T = args->seq_len;
+    float *dq = grads, *dk = grads + (size_t)T * D, *dv = grads + 2 * (size_t)T * D;
+    memset(grads, 0, 3 * (size_t)T * D * sizeof(float));
+    for (int j0 = 0; j0 < T; j0 += KEY_BLOCK) {
+        const int j1 = j0 + KEY_BLOCK < T ? j0 + KEY_BLOCK : T, keys = j1 - j0;
+        transpose_rows(args->k, args->qkv_stride, hv.b, hv.h, j0, keys, D, s.tile_a);
+        transpose_rows(args->v, args->qkv_stride, hv.b, hv.h, j0, keys, D, s.tile_b);
+        for (int i0 = j0; i0 < T; i0 += QUERY_BLOCK) {
+            const int queries = i0 + QUERY_BLOCK < T ? QUERY_BLOCK : T - i0;
+            for (int q = 0; q < queries; q++) {
+                const int i = i0 + q, visible = (i + 1 < j1 ? i + 1 : j1) - j0;
+                float *p = s.p_tile + q * KEY_BLOCK, *ds = s.ds_tile + q * KEY_BLOCK;
+                probabilities_and_grads(hv, i, s, visible, p, ds);
+                for (int jj = visible; jj < keys; jj++) p[jj] = ds[jj] = 0.0f; /* j > i */
+                weighted_rows_sum(ds, 1, args->k, args->qkv_stride, hv.b, hv.h, j0, visible, D,
+                                  dq + (size_t)i * D);
+            }
+            for (int jj = 0; jj < keys; jj++) {
+                weighted_rows_sum(s.ds_tile + jj, KEY_BLOCK, args->q, args->qkv_stride, hv.b,
+                                  hv.h, i0, queries, D, dk + (size_t)(j0 + jj) * D);
+                weighted_rows_sum(s.p_tile + jj, KEY_BLOCK, args->dout, args->out_stride, hv.b,
+                                  hv.h, i0, queries, D, dv + (size_t)(j0 + jj) * D);
+            }
+        }
+    }
+    for (int t = 0; t < T; t++) {
+        axpy(args->scale, dq + (size_t)t * D, row_at(args->dq, args->qkv_stride, hv.b, hv.h, t), D);
+        axpy(args->scale, dk + (size_t)t * D, row_at(args->dk, args->qkv_stride, hv.b, hv.h, t), D);
+        axpy(1.0f, dv + (size_t)t * D, row_at(args->dv, args->qkv_stride, hv.b, hv.h, t), D);
+    }
+}
+
 /* delta (B, H, T) = rowwise dO . O */
 static void attention_delta(const tw_attention_args *args, float *delta) {
     const int64_t rows = (int64_t)args->batch * args->heads * args->seq_len;
@@ -308,17 +348,31 @@ static void attention_delta(const tw_attention_args *args, float *delta) {
     }
 }
 
-tw_status tw_cpu_attention_bwd(void *context, const tw_attention_args *args) {
-    tw_cpu_context *cpu = context;
+/* Both drivers return true when a thread could not get its scratch. */
+static bool backward_by_heads(const tw_attention_args *args, const float *delta) {
     const int T = args->seq_len, D = args->head_dim;
     const int64_t heads = (int64_t)args->batch * args->heads;
-    tw_buffer *delta_buffer = NULL;
-    tw_status status =
-        tw_buffer_alloc(cpu->device, (size_t)(heads * T) * sizeof(float), &delta_buffer);
-    if (status != TW_OK) return status;
-    float *delta = tw_cpu_f32(tw_at(delta_buffer, 0));
-    attention_delta(args, delta);
+    bool out_of_memory = false;
+#pragma omp parallel
+    {
+        float *base = scratch_alloc(D);
+        float *grads = malloc(3 * (size_t)T * D * sizeof *grads);
+        if (!base || !grads) {
+#pragma omp atomic write
+            out_of_memory = true;
+        }
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t bh = 0; bh < heads; bh++)
+            if (base && grads) backward_head(view_of(args, bh, delta), scratch_split(base, D), grads);
+        free(base);
+        free(grads);
+    }
+    return out_of_memory;
+}
 
+static bool backward_by_blocks(const tw_attention_args *args, const float *delta) {
+    const int T = args->seq_len, D = args->head_dim;
+    const int64_t heads = (int64_t)args->batch * args->heads;
     const int query_blocks = (T + QUERY_BLOCK - 1) / QUERY_BLOCK;
     const int key_blocks = (T + KEY_BLOCK - 1) / KEY_BLOCK;
     bool out_of_memory = false;
@@ -348,6 +402,27 @@ tw_status tw_cpu_attention_bwd(void *context, const tw_attention_args *args) {
         }
         free(base);
     }
+    return out_of_memory;
+}
+
+tw_status tw_cpu_attention_bwd(void *context, const tw_attention_args *args) {
+    tw_cpu_context *cpu = context;
+    const int T = args->seq_len;
+    const int64_t heads = (int64_t)args->batch * args->heads;
+    tw_buffer *delta_buffer = NULL;
+    tw_status status =
+        tw_buffer_alloc(cpu->device, (size_t)(heads * T) * sizeof(float), &delta_buffer);
+    if (status != TW_OK) return status;
+    float *delta = tw_cpu_f32(tw_at(delta_buffer, 0));
+    attention_delta(args, delta);
+
+    bool out_of_memory = false;
+    /* Enough heads to keep every thread busy: one thread per head, one pass. Otherwise the
+     * blocks of a head are shared out, at the price of computing P and dS twice. */
+    if (heads >= 2 * (int64_t)omp_get_max_threads())
+        out_of_memory = backward_by_heads(args, delta);
+    else
+        out_of_memory = backward_by_blocks(args, delta);
     tw_buffer_free(delta_buffer);
     if (out_of_memory) return tw_error(TW_ERR_OUT_OF_MEMORY, "attention_bwd: out of host memory");
     return TW_OK;
