@@ -1,0 +1,67 @@
+/* twist Vulkan backend: what the op files (vk_ops*.c, vk_gemm.c, vk_attention.c) need from the
+ * host code (vulkan.c and friends).
+ *
+ * Conventions every shader follows (shaders/*.comp, compiled to SPIR-V by glslc and embedded):
+ *   - set 0, bindings 0..n-1: the op's tensors as std430 storage buffers, in the order the op
+ *     passes them to tw_vk_dispatch. Each binding covers one whole tw_buffer; the shader adds the
+ *     tensor's element offset, which the op passes in its push constants. Two bindings may be the
+ *     same buffer (an op whose output aliases its input), so shaders do not declare `restrict`.
+ *   - push constants: one block per shader (at most 128 bytes, the minimum every device offers),
+ *     holding sizes and element offsets as uint (32-bit: ops refuse tensors of 2^32 elements or
+ *     more with TW_ERR_UNSUPPORTED) and float scalars.
+ *   - specialization constant 0 is the workgroup size along x (local_size_x_id = 0) where the
+ *     shader lets the host choose it; other constants are per shader (tile sizes, head_dim...).
+ *   - float accumulation; deterministic: no float atomics, fixed reduction orders.
+ *
+ * Ops enqueue dispatches; the host batches them into a command buffer with a compute-to-compute
+ * memory barrier between consecutive dispatches, and submits at sync, download, event record
+ * or when the batch is full. */
+#ifndef TW_VK_INTERNAL_H
+#define TW_VK_INTERNAL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <vulkan/vulkan.h>
+
+#include "core/backend_impl.h"
+
+typedef struct tw_vk_context tw_vk_context; /* the per-device context (vulkan.c) */
+typedef struct tw_vk_kernel tw_vk_kernel;   /* a compute pipeline and its layout (cached) */
+
+/* The pipeline of embedded shader `shader` (the .comp file's base name: "gelu" for
+ * shaders/gelu.comp) with `buffer_count` storage-buffer bindings, `push_bytes` of push constants
+ * and the given specialization constants (constant_id 0 .. spec_count-1; may be NULL/0). Built on
+ * first use, cached in memory for the device's lifetime and in the on-disk pipeline cache. */
+tw_status tw_vk_kernel_get(tw_vk_context *vk, const char *shader, int buffer_count,
+                           uint32_t push_bytes, const uint32_t *spec, int spec_count,
+                           tw_vk_kernel **out);
+
+/* Records one dispatch of groups (x, y, z) of `kernel` with buffers[i] bound at binding i and the
+ * push constants. Group counts above the device's maxComputeWorkGroupCount are an error
+ * (TW_ERR_UNSUPPORTED naming the op): ops keep within them, e.g. by looping in the shader. */
+tw_status tw_vk_dispatch(tw_vk_context *vk, tw_vk_kernel *kernel, tw_buffer *const *buffers,
+                         int buffer_count, const void *push, uint32_t push_bytes,
+                         uint32_t groups_x, uint32_t groups_y, uint32_t groups_z);
+
+/* The front-end device, for scratch buffers (tw_buffer_alloc counts them in the device's bytes). */
+tw_device *tw_vk_device(tw_vk_context *vk);
+
+/* Device facts for choosing tiles and workgroup sizes. */
+typedef struct tw_vk_limits {
+    uint32_t max_workgroup_size;        /* maxComputeWorkGroupInvocations */
+    uint32_t max_workgroup_count[3];    /* maxComputeWorkGroupCount */
+    uint32_t shared_memory_bytes;       /* maxComputeSharedMemorySize */
+    uint32_t subgroup_size;             /* 0 if unknown */
+    uint64_t max_storage_buffer_range;  /* bytes one binding may cover */
+    bool is_cpu;                        /* VK_PHYSICAL_DEVICE_TYPE_CPU (lavapipe) */
+    bool cooperative_matrix;            /* VK_KHR_cooperative_matrix with an f16 x f16 -> f32
+                                           shape the GEMM can use */
+    uint32_t coopmat_m, coopmat_n, coopmat_k; /* that shape */
+} tw_vk_limits;
+
+const tw_vk_limits *tw_vk_get_limits(const tw_vk_context *vk);
+
+/* Largest element count a uint32 push-constant offset or size can name. */
+#define TW_VK_MAX_ELEMENTS 0xFFFFFFFFull
+
+#endif
