@@ -29,18 +29,13 @@
 #define TW_BUFFER_WO(b, type, name) \
     layout(std430, set = 0, binding = b) writeonly buffer name##_block { type name[]; };
 
-// Index of this invocation in a 1-D grid of workgroups along x, and the grid's total invocation
-// count. Ops launch min(ceil(n / local), maxComputeWorkGroupCount[0]) groups and loop with
-// TW_FOR_EACH, so any n below 2^32 is covered with the group-count limit of every device.
-// Both need TW_LOCAL_SIZE_X_SPEC first.
-#define tw_global_index() (gl_WorkGroupID.x * TW_LOCAL_X + gl_LocalInvocationID.x)
-#define tw_global_count() (gl_NumWorkGroups.x * TW_LOCAL_X)
-
-// Grid-stride loop over [0, n): for every index i this invocation owns. Stops instead of wrapping
-// when i + stride overflows 32 bits (n close to 2^32).
-#define TW_FOR_EACH(i, n)                                                   \
-    for (uint i = tw_global_index(), tw_stride_ = tw_global_count(); i < (n); \
-         i = (i + tw_stride_ < i) ? (n) : i + tw_stride_)
+// Index of this invocation in a grid of workgroups that the host lays out in x, then y (the
+// y count only exceeds 1 when x reaches maxComputeWorkGroupCount[0], 65535 on most devices):
+// linear group id * workgroup size + local id. One item per invocation, guarded with
+// `if (i >= n) return;`. (A grid-stride loop instead of the y dimension ran 2-3x slower on
+// lavapipe.) Needs TW_LOCAL_SIZE_X_SPEC first.
+#define tw_global_index() \
+    ((gl_WorkGroupID.y * gl_NumWorkGroups.x + gl_WorkGroupID.x) * TW_LOCAL_X + gl_LocalInvocationID.x)
 
 // tanh(u) and sech^2(u) = 1 - tanh^2(u), both computed from e = exp(-2|u|) so they stay accurate
 // for every u: some tanh implementations saturate at 0.99999994, and 1 - t*t then leaves 1.2e-7

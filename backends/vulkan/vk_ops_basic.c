@@ -1,9 +1,7 @@
 /* twist Vulkan backend: elementwise ops and the linear-layer bias (shaders/add.comp, scale.comp,
  * gelu_fwd.comp, gelu_bwd.comp, bias_add.comp, bias_bwd.comp).
  *
- * Each shader loops over its elements with a grid-stride loop (TW_FOR_EACH, common.glsl), so the
- * launch is min(ceil(n / WORKGROUP), maxComputeWorkGroupCount[0]) groups of WORKGROUP
- * invocations along x and any n below 2^32 fits every device's group-count limit. */
+ * One invocation per element (per column for bias_bwd), laid out by tw_vk_dispatch_1d. */
 #include "vk_internal.h"
 #include "vk_ops.h"
 
@@ -32,11 +30,7 @@ static tw_status launch(tw_vk_context *vk, const char *shader, size_t n, tw_buff
     const uint32_t local = workgroup_size(vk);
     tw_vk_kernel *kernel = NULL;
     TW_TRY(tw_vk_kernel_get(vk, shader, buffer_count, push_bytes, &local, 1, &kernel));
-    size_t groups = (n + local - 1) / local;
-    const uint32_t max_groups = tw_vk_get_limits(vk)->max_workgroup_count[0];
-    if (groups > max_groups) groups = max_groups;
-    return tw_vk_dispatch(vk, kernel, buffers, buffer_count, push, push_bytes, (uint32_t)groups,
-                          1, 1);
+    return tw_vk_dispatch_1d(vk, kernel, buffers, buffer_count, push, push_bytes, n, local);
 }
 
 tw_status tw_vk_add(void *context, size_t n, tw_mem a, tw_mem b, tw_mem out) {

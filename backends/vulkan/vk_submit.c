@@ -258,6 +258,24 @@ tw_status tw_vk_dispatch(tw_vk_context *vk, tw_vk_kernel *kernel, tw_buffer *con
     return TW_OK;
 }
 
+tw_status tw_vk_dispatch_1d(tw_vk_context *vk, tw_vk_kernel *kernel, tw_buffer *const *buffers,
+                            int buffer_count, const void *push, uint32_t push_bytes,
+                            uint64_t items, uint32_t local) {
+    if (items == 0) return TW_OK;
+    const uint64_t groups = (items + local - 1) / local;
+    const uint64_t max_x = vk->limits.max_workgroup_count[0];
+    const uint64_t x = groups < max_x ? groups : max_x;
+    const uint64_t y = (groups + x - 1) / x;
+    if (y > vk->limits.max_workgroup_count[1])
+        return tw_error(TW_ERR_UNSUPPORTED,
+                        "vulkan:%d: shader %s over %llu items needs %llu x %llu workgroups; the "
+                        "device allows %u x %u", vk->index, kernel->name,
+                        (unsigned long long)items, (unsigned long long)x, (unsigned long long)y,
+                        vk->limits.max_workgroup_count[0], vk->limits.max_workgroup_count[1]);
+    return tw_vk_dispatch(vk, kernel, buffers, buffer_count, push, push_bytes, (uint32_t)x,
+                          (uint32_t)y, 1);
+}
+
 /* ------------------------------------------------------------------------------------------------
  * Events: a timestamp written after a barrier, so it is taken once every earlier command has
  * finished. Where the queue family reports no timestamp bits, record waits for the queue and
