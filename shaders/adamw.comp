@@ -2,7 +2,8 @@
 // twist: AdamW with decoupled weight decay, in place on param, m, v (n) (host side:
 // backends/vulkan/vk_ops.c). The bias corrections 1 - beta^step come from the host, computed as
 // the CPU reference does. One invocation per parameter.
-layout(local_size_x_id = 0) in;
+#include "common.glsl"
+TW_LOCAL_SIZE_X_SPEC
 
 layout(std430, set = 0, binding = 0) buffer Param { float param[]; };
 layout(std430, set = 0, binding = 1) readonly buffer Grad { float grad[]; };
@@ -16,8 +17,7 @@ layout(push_constant) uniform Push {
 } p;
 
 void main() {
-    uint stride = gl_NumWorkGroups.x * gl_WorkGroupSize.x;
-    for (uint i = gl_GlobalInvocationID.x; i < p.n; i += stride) {
+    TW_FOR_EACH(i, p.n) {
         float g = p.grad_scale * grad[p.grad_off + i];
         float mi = p.beta1 * m[p.m_off + i] + (1.0 - p.beta1) * g;
         float vi = p.beta2 * v[p.v_off + i] + (1.0 - p.beta2) * g * g;
@@ -26,6 +26,5 @@ void main() {
         float m_hat = mi / p.correction1, v_hat = vi / p.correction2;
         float w = param[p.param_off + i];
         param[p.param_off + i] = w - p.lr * (m_hat / (sqrt(v_hat) + p.eps) + p.weight_decay * w);
-        if (p.n - i <= stride) break; // i + stride would pass n (or wrap around 2^32)
     }
 }

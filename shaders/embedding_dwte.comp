@@ -9,7 +9,8 @@
 // A workgroup scans the tokens in chunks of its size: each invocation compares one token and
 // flags a match in shared memory; a chunk without any match (the common case) costs one compare
 // per invocation and two barriers. No scratch memory.
-layout(local_size_x_id = 0) in;
+#include "common.glsl"
+TW_LOCAL_SIZE_X_SPEC
 
 layout(std430, set = 0, binding = 0) readonly buffer Tokens { int tokens[]; };
 layout(std430, set = 0, binding = 1) readonly buffer DOut { float dout[]; };

@@ -2,7 +2,8 @@
 // twist: token + position embedding forward (host side: backends/vulkan/vk_ops.c).
 // tokens (B*T) int32, wte (vocab, C), wpe (>= T, C), out (B*T, C):
 // out[i][c] = wte[tokens[i]][c] + wpe[i mod T][c]; one invocation per output element.
-layout(local_size_x_id = 0) in;
+#include "common.glsl"
+TW_LOCAL_SIZE_X_SPEC
 
 layout(std430, set = 0, binding = 0) readonly buffer Tokens { int tokens[]; };
 layout(std430, set = 0, binding = 1) readonly buffer Wte { float wte[]; };
@@ -15,12 +16,10 @@ layout(push_constant) uniform Push {
 } p;
 
 void main() {
-    uint stride = gl_NumWorkGroups.x * gl_WorkGroupSize.x;
-    for (uint e = gl_GlobalInvocationID.x; e < p.n; e += stride) {
+    TW_FOR_EACH(e, p.n) {
         uint i = e / p.channels, c = e % p.channels;
         uint token = uint(tokens[p.tokens_off + i]);
         y[p.out_off + e] = wte[p.wte_off + token * p.channels + c] +
                            wpe[p.wpe_off + (i % p.seq_len) * p.channels + c];
-        if (p.n - e <= stride) break; // e + stride would pass n (or wrap around 2^32)
     }
 }

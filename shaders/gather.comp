@@ -6,7 +6,8 @@
 //   MODE_SCATTER_ROWS: dst (rows, cols)[idx[i]][c] (+)= src (count, cols)[i][c]
 //   MODE_GATHER_COLS:  dst (rows, count)[r][i] = src (rows, cols)[r][idx[i]]
 //   MODE_SCATTER_COLS: dst (rows, cols)[r][idx[i]] (+)= src (rows, count)[r][i]
-layout(local_size_x_id = 0) in;
+#include "common.glsl"
+TW_LOCAL_SIZE_X_SPEC
 
 #define MODE_GATHER_ROWS 0u
 #define MODE_SCATTER_ROWS 1u
@@ -36,9 +37,8 @@ uint big_index(uint e) {
 }
 
 void main() {
-    uint stride = gl_NumWorkGroups.x * gl_WorkGroupSize.x;
     bool gather = p.mode == MODE_GATHER_ROWS || p.mode == MODE_GATHER_COLS;
-    for (uint e = gl_GlobalInvocationID.x; e < p.n; e += stride) {
+    TW_FOR_EACH(e, p.n) {
         uint big = big_index(e);
         if (gather) {
             dst[p.dst_off + e] = src[p.src_off + big];
@@ -47,6 +47,5 @@ void main() {
             uint d = p.dst_off + big;
             dst[d] = p.accumulate != 0 ? dst[d] + value : value;
         }
-        if (p.n - e <= stride) break; // e + stride would pass n (or wrap around 2^32)
     }
 }

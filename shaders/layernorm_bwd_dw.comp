@@ -4,6 +4,7 @@
 // A workgroup owns COLS adjacent columns (x) and splits the rows among LANES row lanes (y): lane
 // l sums rows l, l + LANES, ... in order, then the lanes combine in a fixed tree. Reads of a row
 // segment are contiguous across x.
+#include "common.glsl"
 layout(local_size_x = 32, local_size_y = 8) in;
 #define COLS 32
 #define LANES 8

@@ -2,6 +2,7 @@
 // twist: LayerNorm backward, input gradient (host side: backends/vulkan/vk_ops.c).
 // dx (rows, cols) += (dnorm - mean_c(dnorm) - xhat mean_c(dnorm xhat)) rstd per row, with
 // xhat = (x - mean) rstd and dnorm = dout weight. One workgroup per row, both row sums in one tree.
+#include "common.glsl"
 #include "reduce_wg.glsl"
 
 layout(std430, set = 0, binding = 0) readonly buffer DOut { float dout[]; };

@@ -3,6 +3,7 @@
 // x (rows, cols) -> out (rows, cols) = (x - mean) rstd weight + bias, mean (rows), rstd (rows)
 // with rstd = 1 / sqrt(var + eps), var biased. One workgroup per row; the mean and then the
 // variance about it are two workgroup sums (two passes over the row, which stays in cache).
+#include "common.glsl"
 #include "reduce_wg.glsl"
 
 layout(std430, set = 0, binding = 0) readonly buffer X { float x[]; };

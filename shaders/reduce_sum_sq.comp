@@ -5,6 +5,7 @@
 // order; then the workgroup tree) into partials[q]. The second level, reduce_sum_sq_final.comp,
 // adds the partials. Float accumulation: each invocation's run is short, so the error stays near
 // that of a pairwise sum.
+#include "common.glsl"
 #include "reduce_wg.glsl"
 
 layout(std430, set = 0, binding = 0) readonly buffer X { float x[]; };

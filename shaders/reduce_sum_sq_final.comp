@@ -2,6 +2,7 @@
 // twist: sum of squares, second level (host side: backends/vulkan/vk_ops.c).
 // out[0] = the sum of partials (parts), by one workgroup in a fixed order: invocation l adds
 // partials l, l + WG, ... then the workgroup tree.
+#include "common.glsl"
 #include "reduce_wg.glsl"
 
 layout(std430, set = 0, binding = 0) readonly buffer Partials { float partials[]; };

@@ -7,7 +7,12 @@
 // must be called in uniform control flow (it contains barriers) and ends with a barrier, so the
 // shared arrays may be reused by the next call at once.
 
-layout(local_size_x_id = 0) in;
+#ifndef TW_REDUCE_WG_GLSL
+#define TW_REDUCE_WG_GLSL
+
+#include "common.glsl"
+
+TW_LOCAL_SIZE_X_SPEC
 
 #define TW_WG gl_WorkGroupSize.x
 
@@ -97,3 +102,5 @@ void tw_wg_lse(inout float m, inout float s, inout uint i) {
     i = tw_red_i[0];
     barrier();
 }
+
+#endif

@@ -1,6 +1,7 @@
 #version 450
 // twist: row softmax backward (host side: backends/vulkan/vk_ops.c).
 // dx (rows, cols) += y (dy - sum_c dy y) per row, y the forward output. One workgroup per row.
+#include "common.glsl"
 #include "reduce_wg.glsl"
 
 layout(std430, set = 0, binding = 0) readonly buffer Y { float y[]; };

@@ -4,6 +4,7 @@
 // get probability 0. One workgroup per row (rows beyond the dispatch loop), invocations stride
 // over the columns. out may alias in: every element is read before the barrier that precedes
 // the writes, and each is then rewritten by the invocation that reads it.
+#include "common.glsl"
 #include "reduce_wg.glsl"
 
 layout(std430, set = 0, binding = 0) readonly buffer In { float x[]; };

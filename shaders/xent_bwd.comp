@@ -2,7 +2,8 @@
 // twist: fused softmax + cross-entropy backward (host side: backends/vulkan/vk_ops.c).
 // dlogits (rows, ld) += grad_scale (softmax(logits) - onehot(target)) on the vocab class columns
 // of rows whose target is >= 0, softmax recomputed as exp(logit - lse). One workgroup per row.
-layout(local_size_x_id = 0) in;
+#include "common.glsl"
+TW_LOCAL_SIZE_X_SPEC
 
 layout(std430, set = 0, binding = 0) readonly buffer Logits { float z[]; };
 layout(std430, set = 0, binding = 1) readonly buffer Targets { int targets[]; };

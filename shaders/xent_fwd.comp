@@ -4,6 +4,7 @@
 // lse (rows) = log sum exp, losses (rows) = lse - logit[target] (0 if ignored), correct (rows) =
 // 1 where the target is the argmax (first maximum on ties). One workgroup per row: a single pass
 // over the row keeps an online (max, sum exp, first argmax) per invocation, then one tree.
+#include "common.glsl"
 #include "reduce_wg.glsl"
 
 layout(std430, set = 0, binding = 0) readonly buffer Logits { float z[]; };

@@ -296,9 +296,9 @@ static tw_status sum_sq_record(tw_vk_context *vk, size_t n, tw_mem x, tw_mem out
     return launch(vk, "reduce_sum_sq_final", buffers2, 2, &push2, sizeof push2, row_wg(vk), 1);
 }
 
-/* The partial sums (4 KiB) are scratch allocated through tw_buffer_alloc so they count in the
- * device's bytes. The dispatches that use them are only recorded here, so the buffer is freed
- * after waiting for them. */
+/* The partial sums (4 KiB) are scratch of this call, allocated through tw_buffer_alloc so they
+ * count in the device's bytes. Freeing right after recording is safe: the host returns a range
+ * to its pool only once the submissions that may use it have completed (vk_memory.c). */
 tw_status tw_vk_sum_sq(void *context, size_t n, tw_mem x, tw_mem out) {
     tw_vk_context *vk = context;
     const extent_check checks[] = {{x, n}, {out, 1}};
@@ -306,7 +306,6 @@ tw_status tw_vk_sum_sq(void *context, size_t n, tw_mem x, tw_mem out) {
     tw_buffer *partials = NULL;
     TW_TRY(tw_buffer_alloc(tw_vk_device(vk), SUM_SQ_PARTS * sizeof(float), &partials));
     tw_status status = sum_sq_record(vk, n, x, out, partials);
-    if (status == TW_OK) status = tw_device_sync(tw_vk_device(vk));
     tw_buffer_free(partials);
     return status;
 }
