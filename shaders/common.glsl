@@ -11,8 +11,13 @@
 #define TW_UNROLL [[unroll]]
 #define TW_DONT_UNROLL [[dont_unroll]]
 
-// The workgroup size along x is specialization constant 0, chosen by the host.
-#define TW_LOCAL_SIZE_X_SPEC layout(local_size_x_id = 0, local_size_y = 1, local_size_z = 1) in;
+// The workgroup size along x is specialization constant 0, chosen by the host; TW_LOCAL_X is the
+// same constant as a value. Shaders use TW_LOCAL_X, not gl_WorkGroupSize.x: Mesa 22's lavapipe
+// leaves gl_WorkGroupSize at the SPIR-V's default (1) when the size is specialized, so a loop
+// striding by it visits elements many times.
+#define TW_LOCAL_SIZE_X_SPEC                                                   \
+    layout(local_size_x_id = 0, local_size_y = 1, local_size_z = 1) in;        \
+    layout(constant_id = 0) const uint TW_LOCAL_X = 1;
 
 // A storage buffer of `type` elements at `binding`: TW_BUFFER(0, float, x) declares `x[]`.
 // readonly/writeonly variants let drivers skip hazards; no `restrict`, since two bindings may be
@@ -27,8 +32,9 @@
 // Index of this invocation in a 1-D grid of workgroups along x, and the grid's total invocation
 // count. Ops launch min(ceil(n / local), maxComputeWorkGroupCount[0]) groups and loop with
 // TW_FOR_EACH, so any n below 2^32 is covered with the group-count limit of every device.
-uint tw_global_index() { return gl_WorkGroupID.x * gl_WorkGroupSize.x + gl_LocalInvocationID.x; }
-uint tw_global_count() { return gl_NumWorkGroups.x * gl_WorkGroupSize.x; }
+// Both need TW_LOCAL_SIZE_X_SPEC first.
+#define tw_global_index() (gl_WorkGroupID.x * TW_LOCAL_X + gl_LocalInvocationID.x)
+#define tw_global_count() (gl_NumWorkGroups.x * TW_LOCAL_X)
 
 // Grid-stride loop over [0, n): for every index i this invocation owns. Stops instead of wrapping
 // when i + stride overflows 32 bits (n close to 2^32).
