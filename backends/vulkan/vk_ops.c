@@ -17,7 +17,7 @@
  * (the shared-memory trees need one). GPUs like many invocations per row; lavapipe runs a
  * workgroup on one core as SIMD lanes and pays for every barrier per group of lanes, so it gets
  * smaller groups. */
-enum { ROW_WG_GPU = 256, ROW_WG_CPU = 64, ELEMENT_WG = 256 };
+enum { ROW_WG_GPU = 256, ROW_WG_CPU = 32, ELEMENT_WG = 256 };
 /* Partial sums of sum_sq's first level (its second level adds them in one workgroup). */
 enum { SUM_SQ_PARTS = 1024 };
 /* Columns per workgroup of layernorm_bwd_dw.comp (its local_size_x). */
@@ -75,14 +75,21 @@ static tw_status check_extents(const char *op, const extent_check *checks, int c
 
 /* One dispatch of `shader` over groups_x workgroups of wg invocations (wg = 0: the shader fixes
  * its own size and takes no specialization constant). */
-static tw_status launch(tw_vk_context *vk, const char *shader, tw_buffer *const *buffers,
-                        int buffer_count, const void *push, uint32_t push_bytes, uint32_t wg,
-                        uint32_t groups_x) {
-    if (groups_x == 0) return TW_OK;
+static tw_status launch_2d(tw_vk_context *vk, const char *shader, tw_buffer *const *buffers,
+                           int buffer_count, const void *push, uint32_t push_bytes, uint32_t wg,
+                           uint32_t groups_x, uint32_t groups_y) {
+    if (groups_x == 0 || groups_y == 0) return TW_OK;
     tw_vk_kernel *kernel = NULL;
     TW_TRY(tw_vk_kernel_get(vk, shader, buffer_count, push_bytes, wg ? &wg : NULL, wg ? 1 : 0,
                             &kernel));
-    return tw_vk_dispatch(vk, kernel, buffers, buffer_count, push, push_bytes, groups_x, 1, 1);
+    return tw_vk_dispatch(vk, kernel, buffers, buffer_count, push, push_bytes, groups_x, groups_y,
+                          1);
+}
+
+static tw_status launch(tw_vk_context *vk, const char *shader, tw_buffer *const *buffers,
+                        int buffer_count, const void *push, uint32_t push_bytes, uint32_t wg,
+                        uint32_t groups_x) {
+    return launch_2d(vk, shader, buffers, buffer_count, push, push_bytes, wg, groups_x, 1);
 }
 
 /* One workgroup per row (rows > 0). */
@@ -246,9 +253,23 @@ tw_status tw_vk_embedding_fwd(void *context, int batch, int seq_len, int channel
     return launch_elements(context, "embedding_fwd", buffers, 4, &push, sizeof push, n);
 }
 
+/* Token buckets of embedding_dwte.comp: each (column, bucket) invocation scans all B*T tokens,
+ * so more buckets mean more parallel invocations and more redundant scanning. A CPU device has
+ * parallelism enough in the columns; a GPU wants about EMBEDDING_INVOCATIONS invocations. */
+enum { EMBEDDING_INVOCATIONS = 1 << 16, EMBEDDING_MAX_BUCKETS = 64 };
+
+static uint32_t embedding_buckets(const tw_vk_context *vk, int channels) {
+    if (tw_vk_get_limits(vk)->is_cpu) return 1;
+    uint32_t buckets = EMBEDDING_INVOCATIONS / (uint32_t)channels;
+    if (buckets > EMBEDDING_MAX_BUCKETS) buckets = EMBEDDING_MAX_BUCKETS;
+    uint32_t limit = tw_vk_get_limits(vk)->max_workgroup_count[1];
+    if (buckets > limit) buckets = limit;
+    return buckets ? buckets : 1;
+}
+
 /* dwpe (T, C) by one invocation per element summing over the batch (embedding_dwpe.comp), then
- * dwte (vocab, C) by one workgroup per position, the first position of each token owning its
- * row (embedding_dwte.comp). Both fixed-order, no atomics, no scratch. */
+ * dwte (vocab, C) by (column, token bucket) invocations that add positions in order
+ * (embedding_dwte.comp). Both fixed-order, no atomics, no scratch. */
 tw_status tw_vk_embedding_bwd(void *context, int batch, int seq_len, int channels, int vocab,
                               tw_mem tokens, tw_mem dout, tw_mem dwte, tw_mem dwpe) {
     tw_vk_context *vk = context;
@@ -265,11 +286,15 @@ tw_status tw_vk_embedding_bwd(void *context, int batch, int seq_len, int channel
     tw_buffer *pe_buffers[] = {dout.buffer, dwpe.buffer};
     TW_TRY(launch_elements(vk, "embedding_dwpe", pe_buffers, 2, &push_pe, sizeof push_pe, tc));
 
+    uint32_t buckets = embedding_buckets(vk, channels);
     struct {
-        uint32_t bt, channels, tokens_off, dout_off, dwte_off;
-    } push_te = {U32(bt), U32(channels), U32(tokens.offset), U32(dout.offset), U32(dwte.offset)};
+        uint32_t bt, channels, buckets, tokens_off, dout_off, dwte_off;
+    } push_te = {U32(bt),           U32(channels),  buckets,
+                 U32(tokens.offset), U32(dout.offset), U32(dwte.offset)};
     tw_buffer *te_buffers[] = {tokens.buffer, dout.buffer, dwte.buffer};
-    return launch_rows(vk, "embedding_dwte", te_buffers, 3, &push_te, sizeof push_te, bt);
+    uint32_t wg = pow2_wg(vk, ELEMENT_WG);
+    return launch_2d(vk, "embedding_dwte", te_buffers, 3, &push_te, sizeof push_te, wg,
+                     group_count(vk, (size_t)channels, wg), buckets);
 }
 
 /* ------------------------------------------------------------------------------------------------
