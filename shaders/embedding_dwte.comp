@@ -1,0 +1,32 @@
+#version 450
+// twist: token-embedding gradient without atomics (host side: backends/vulkan/vk_ops.c).
+// tokens (B*T) int32 in [0, vocab), dout (B*T, C), dwte (vocab, C): dwte[tokens[i]] += dout[i]
+// for every position i. Tokens repeat, so a row of dwte may receive several rows of dout; they
+// are added in position order, as the CPU reference does, so the sums match it bit for bit.
+//
+// Invocation (c, k) owns column c of the dwte rows whose token t has t mod buckets == k: it walks
+// all positions in order and adds the ones with its tokens. Every element of dwte has exactly one
+// owner, and no scratch is needed. buckets (the y groups) trades redundant token scans for
+// parallelism: 1 on CPU devices, more on GPUs where C columns alone are too few invocations.
+#include "common.glsl"
+TW_LOCAL_SIZE_X_SPEC
+
+layout(std430, set = 0, binding = 0) readonly buffer Tokens { int tokens[]; };
+layout(std430, set = 0, binding = 1) readonly buffer DOut { float dout[]; };
+layout(std430, set = 0, binding = 2) buffer DWte { float dwte[]; };
+
+layout(push_constant) uniform Push {
+    uint bt, channels, buckets;
+    uint tokens_off, dout_off, dwte_off;
+} p;
+
+void main() {
+    uint k = gl_WorkGroupID.y;
+    for (uint c = tw_global_index(); c < p.channels; c += tw_global_count()) {
+        for (uint i = 0; i < p.bt; i++) {
+            uint token = uint(tokens[p.tokens_off + i]);
+            if (token % p.buckets != k) continue;
+            dwte[p.dwte_off + token * p.channels + c] += dout[p.dout_off + i * p.channels + c];
+        }
+    }
+}
