@@ -1,7 +1,7 @@
 /* twist Vulkan backend: what the op files (vk_ops*.c, vk_gemm.c, vk_attention.c) need from the
  * host code (vulkan.c and friends).
  *
- * Conventions every shader follows (shaders/*.comp, compiled to SPIR-V by glslc and embedded):
+ * Conventions every shader follows (shaders/<name>.comp, compiled to SPIR-V by glslc and embedded):
  *   - set 0, bindings 0..n-1: the op's tensors as std430 storage buffers, in the order the op
  *     passes them to tw_vk_dispatch. Each binding covers one whole tw_buffer; the shader adds the
  *     tensor's element offset, which the op passes in its push constants. Two bindings may be the
