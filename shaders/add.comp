@@ -14,5 +14,7 @@ layout(push_constant) uniform Push {
 } p;
 
 void main() {
-    TW_FOR_EACH(i, p.n) { result[p.out_off + i] = a[p.a_off + i] + b[p.b_off + i]; }
+    uint i = tw_global_index();
+    if (i >= p.n) return;
+    result[p.out_off + i] = a[p.a_off + i] + b[p.b_off + i];
 }

@@ -13,5 +13,7 @@ layout(push_constant) uniform Push {
 } p;
 
 void main() {
-    TW_FOR_EACH(i, p.n) { result[p.out_off + i] += bias[p.bias_off + i % p.cols]; }
+    uint i = tw_global_index();
+    if (i >= p.n) return;
+    result[p.out_off + i] += bias[p.bias_off + i % p.cols];
 }

@@ -14,10 +14,10 @@ layout(push_constant) uniform Push {
 } p;
 
 void main() {
-    TW_FOR_EACH(c, p.cols) {
-        uint at = p.dout_off + c;
-        float sum = 0.0;
-        for (uint r = 0; r < p.rows; r++, at += p.cols) sum += dout[at];
-        dbias[p.dbias_off + c] += sum;
-    }
+    uint c = tw_global_index();
+    if (c >= p.cols) return;
+    uint at = p.dout_off + c;
+    float sum = 0.0;
+    for (uint r = 0; r < p.rows; r++, at += p.cols) sum += dout[at];
+    dbias[p.dbias_off + c] += sum;
 }

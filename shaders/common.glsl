@@ -11,8 +11,13 @@
 #define TW_UNROLL [[unroll]]
 #define TW_DONT_UNROLL [[dont_unroll]]
 
-// The workgroup size along x is specialization constant 0, chosen by the host.
-#define TW_LOCAL_SIZE_X_SPEC layout(local_size_x_id = 0, local_size_y = 1, local_size_z = 1) in;
+// The workgroup size along x is specialization constant 0, chosen by the host; TW_LOCAL_X is the
+// same constant as a value. Shaders use TW_LOCAL_X, not gl_WorkGroupSize.x: Mesa 22's lavapipe
+// leaves gl_WorkGroupSize at the SPIR-V's default (1) when the size is specialized, so a loop
+// striding by it visits elements many times.
+#define TW_LOCAL_SIZE_X_SPEC                                                   \
+    layout(local_size_x_id = 0, local_size_y = 1, local_size_z = 1) in;        \
+    layout(constant_id = 0) const uint TW_LOCAL_X = 1;
 
 // A storage buffer of `type` elements at `binding`: TW_BUFFER(0, float, x) declares `x[]`.
 // readonly/writeonly variants let drivers skip hazards; no `restrict`, since two bindings may be
@@ -24,17 +29,13 @@
 #define TW_BUFFER_WO(b, type, name) \
     layout(std430, set = 0, binding = b) writeonly buffer name##_block { type name[]; };
 
-// Index of this invocation in a 1-D grid of workgroups along x, and the grid's total invocation
-// count. Ops launch min(ceil(n / local), maxComputeWorkGroupCount[0]) groups and loop with
-// TW_FOR_EACH, so any n below 2^32 is covered with the group-count limit of every device.
-uint tw_global_index() { return gl_WorkGroupID.x * gl_WorkGroupSize.x + gl_LocalInvocationID.x; }
-uint tw_global_count() { return gl_NumWorkGroups.x * gl_WorkGroupSize.x; }
-
-// Grid-stride loop over [0, n): for every index i this invocation owns. Stops instead of wrapping
-// when i + stride overflows 32 bits (n close to 2^32).
-#define TW_FOR_EACH(i, n)                                                   \
-    for (uint i = tw_global_index(), tw_stride_ = tw_global_count(); i < (n); \
-         i = (i + tw_stride_ < i) ? (n) : i + tw_stride_)
+// Index of this invocation in a grid of workgroups that the host lays out in x, then y (the
+// y count only exceeds 1 when x reaches maxComputeWorkGroupCount[0], 65535 on most devices):
+// linear group id * workgroup size + local id. One item per invocation, guarded with
+// `if (i >= n) return;`. (A grid-stride loop instead of the y dimension ran 2-3x slower on
+// lavapipe.) Needs TW_LOCAL_SIZE_X_SPEC first.
+#define tw_global_index() \
+    ((gl_WorkGroupID.y * gl_NumWorkGroups.x + gl_WorkGroupID.x) * TW_LOCAL_X + gl_LocalInvocationID.x)
 
 // tanh(u) and sech^2(u) = 1 - tanh^2(u), both computed from e = exp(-2|u|) so they stay accurate
 // for every u: some tanh implementations saturate at 0.99999994, and 1 - t*t then leaves 1.2e-7

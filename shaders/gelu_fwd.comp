@@ -16,10 +16,10 @@ const float GELU_K = 0.7978845608028654; // sqrt(2 / pi)
 const float GELU_C = 0.044715;
 
 void main() {
-    TW_FOR_EACH(i, p.n) {
-        float v = x[p.x_off + i];
-        float t, sech2;
-        tw_tanh_sech2(GELU_K * (v + GELU_C * v * v * v), t, sech2);
-        result[p.out_off + i] = 0.5 * v * (1.0 + t);
-    }
+    uint i = tw_global_index();
+    if (i >= p.n) return;
+    float v = x[p.x_off + i];
+    float t, sech2;
+    tw_tanh_sech2(GELU_K * (v + GELU_C * v * v * v), t, sech2);
+    result[p.out_off + i] = 0.5 * v * (1.0 + t);
 }

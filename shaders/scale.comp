@@ -13,5 +13,7 @@ layout(push_constant) uniform Push {
 } p;
 
 void main() {
-    TW_FOR_EACH(i, p.n) { result[p.out_off + i] = p.alpha * x[p.x_off + i]; }
+    uint i = tw_global_index();
+    if (i >= p.n) return;
+    result[p.out_off + i] = p.alpha * x[p.x_off + i];
 }

@@ -11,6 +11,9 @@
  *     more with TW_ERR_UNSUPPORTED) and float scalars.
  *   - specialization constant 0 is the workgroup size along x (local_size_x_id = 0) where the
  *     shader lets the host choose it; other constants are per shader (tile sizes, head_dim...).
+ *     Such shaders read it as TW_LOCAL_X (TW_LOCAL_SIZE_X_SPEC in common.glsl), never as
+ *     gl_WorkGroupSize.x: lavapipe (Mesa 22.3) leaves gl_WorkGroupSize at the SPIR-V default 1
+ *     when the size is specialized.
  *   - float accumulation; deterministic: no float atomics, fixed reduction orders.
  *
  * Ops enqueue dispatches; the host batches them into a command buffer with a compute-to-compute
@@ -42,6 +45,14 @@ tw_status tw_vk_kernel_get(tw_vk_context *vk, const char *shader, int buffer_cou
 tw_status tw_vk_dispatch(tw_vk_context *vk, tw_vk_kernel *kernel, tw_buffer *const *buffers,
                          int buffer_count, const void *push, uint32_t push_bytes,
                          uint32_t groups_x, uint32_t groups_y, uint32_t groups_z);
+
+/* tw_vk_dispatch over `items` invocations in workgroups of `local` (the shader's workgroup size),
+ * laid out the way tw_global_index() in shaders/common.glsl reads them: ceil(items / local)
+ * groups along x up to maxComputeWorkGroupCount[0], continued in rows along y. The shader guards
+ * with `if (tw_global_index() >= items) return;`. Nothing is recorded for items == 0. */
+tw_status tw_vk_dispatch_1d(tw_vk_context *vk, tw_vk_kernel *kernel, tw_buffer *const *buffers,
+                            int buffer_count, const void *push, uint32_t push_bytes,
+                            uint64_t items, uint32_t local);
 
 /* The front-end device, for scratch buffers (tw_buffer_alloc counts them in the device's bytes). */
 tw_device *tw_vk_device(tw_vk_context *vk);

@@ -9,12 +9,18 @@
 #                                      and its tests run on machines without a GPU
 #   libclblast-dev                     CLBlast: OpenCL vendor GEMM and the `opencl:N` peer
 #   clinfo                             to inspect OpenCL platforms when something is off
+#   libvulkan-dev                      Vulkan loader and headers (Vulkan backend)
+#   glslc                              shaderc's GLSL compiler: shaders/*.comp to SPIR-V at build
+#   mesa-vulkan-drivers                lavapipe: a Vulkan device on the CPU, so the Vulkan backend
+#                                      and its tests run on machines without a GPU
+#   vulkan-validationlayers            VK_LAYER_KHRONOS_validation for the validation test run
 #   libcjson-dev                       cJSON: safetensors headers, config.json, tokenizer.json
 #   python3 python3-torch              the tests that open twist checkpoints in PyTorch
 TWIST_PACKAGES=(
     build-essential cmake pkg-config
     libopenblas-dev
     ocl-icd-opencl-dev opencl-headers pocl-opencl-icd libclblast-dev clinfo
+    libvulkan-dev glslc mesa-vulkan-drivers vulkan-validationlayers
     libcjson-dev
     python3 python3-torch
 )
