@@ -11,11 +11,10 @@ TW_BUFFER_WO(2, float, delta_data)
 
 void main() {
     const uint T = pc.seq_len;
-    TW_FOR_EACH(gid, pc.batch * pc.heads * T) {
-        uint row = tw_out_base(gid / T) + (gid % T) * pc.ot;
-        uint o = pc.o_off + row, g = pc.dout_off + row;
-        float sum = 0.0;
-        for (uint d = 0; d < HD; d++) sum = fma(out_data[o + d], dout_data[g + d], sum);
-        delta_data[gid] = sum;
-    }
+    TW_ATTENTION_ITEM(gid, pc.batch * pc.heads * T)
+    uint row = tw_out_base(gid / T) + (gid % T) * pc.ot;
+    uint o = pc.o_off + row, g = pc.dout_off + row;
+    float sum = 0.0;
+    for (uint d = 0; d < HD; d++) sum = fma(out_data[o + d], dout_data[g + d], sum);
+    delta_data[gid] = sum;
 }

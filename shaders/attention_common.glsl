@@ -27,6 +27,12 @@ layout(push_constant) uniform Push {
     uint dq_off, dk_off, dv_off;
 } pc;
 
+// This invocation's item in the host's x-then-y grid of workgroups (tw_vk_dispatch_1d);
+// tw_global_index() of common.glsl, which needs the workgroup-size declaration above.
+#define TW_ATTENTION_ITEM(i, n)      \
+    const uint i = tw_global_index(); \
+    if (i >= (n)) return;
+
 // A finite stand-in for -infinity: exp() of it minus any score is 0, and no infinity ever meets
 // exp() (whose behaviour at +-inf some drivers do not honour).
 const float TW_NEG_BIG = -3.0e38;

@@ -125,5 +125,6 @@ void row_pair(uint bh, uint w) {
 
 void main() {
     const uint pairs = (pc.seq_len + 1) / 2;
-    TW_FOR_EACH(gid, pc.batch * pc.heads * pairs) row_pair(gid / pairs, gid % pairs);
+    TW_ATTENTION_ITEM(gid, pc.batch * pc.heads * pairs)
+    row_pair(gid / pairs, gid % pairs);
 }

@@ -20,6 +20,8 @@
 #extension GL_EXT_control_flow_attributes : enable
 
 layout(local_size_x_id = 0) in;
+layout(constant_id = 0) const uint THREADS = 128; /* 4 subgroups (not gl_WorkGroupSize: see
+                                                     common.glsl on lavapipe) */
 layout(constant_id = 1) const uint CM_M = 16;
 layout(constant_id = 2) const uint CM_N = 16;
 layout(constant_id = 3) const uint CM_K = 16;
@@ -51,7 +53,7 @@ shared float16_t Bs[BK * B_LD];                 /* op(B) slice, (BK, BN) row-maj
 shared float Cs[WARPS_M * WARPS_N * CM_M * CM_N]; /* one fragment per subgroup, epilogue */
 
 void load_tiles(uint a_base, uint b_base, uint row0, uint col0, uint k0) {
-    const uint threads = gl_WorkGroupSize.x;
+    const uint threads = THREADS;
     for (uint idx = gl_LocalInvocationID.x; idx < BM * BK; idx += threads) {
         uint r, kk;
         if (TRANS_A) { kk = idx / BM; r = idx % BM; } else { r = idx / BK; kk = idx % BK; }
