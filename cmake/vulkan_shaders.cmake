@@ -15,6 +15,24 @@ function(twist_vulkan_shaders out_var)
     set(entries "")
     foreach(source IN LISTS ARGN)
         get_filename_component(name "${source}" NAME_WE)
+        # A shader using GL_KHR_cooperative_matrix needs glslang 13 or newer (Debian 12's glslc
+        # has 11): try it once at configure time and leave it out when glslc refuses it. The
+        # backend finds it missing from the table and reports the feature as not built.
+        file(STRINGS "${source}" needs_coopmat REGEX "^#extension GL_KHR_cooperative_matrix")
+        if(needs_coopmat)
+            set_property(DIRECTORY "${PROJECT_SOURCE_DIR}" APPEND PROPERTY
+                         CMAKE_CONFIGURE_DEPENDS "${source}")
+            execute_process(
+                COMMAND ${TWIST_GLSLC} --target-env=vulkan1.2 -O -Werror
+                        -I "${PROJECT_SOURCE_DIR}/shaders" -o "${spirv_dir}/${name}.probe.spv"
+                        "${source}"
+                RESULT_VARIABLE probe_result OUTPUT_QUIET ERROR_QUIET)
+            if(NOT probe_result EQUAL 0)
+                message(STATUS "Vulkan: ${name}.comp left out (this glslc lacks "
+                               "GL_KHR_cooperative_matrix; glslang 13+ has it)")
+                continue()
+            endif()
+        endif()
         set(spv "${spirv_dir}/${name}.spv")
         add_custom_command(
             OUTPUT "${spv}"

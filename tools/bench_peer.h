@@ -1,8 +1,8 @@
 /* Peers for `twist bench gemm --peer`: the same GEMM shape through the library a user would call
- * directly instead of twist (OpenBLAS for `cpu`, CLBlast for `opencl:N`), in the same process,
- * on the same hardware, with the same input data.
+ * directly instead of twist (OpenBLAS for `cpu` and `vulkan:N`, CLBlast for `opencl:N`), in the
+ * same process, on the same hardware, with the same input data.
  *
- * Adding a peer (cuBLAS for cuda:N, OpenBLAS for vulkan:N): write a factory with the signature
+ * Adding a peer (cuBLAS for cuda:N): write a factory with the signature
  * of bench_peer_factory in its own file, compiled only when its backend is, and name it in the
  * table in bench_peer.c. Nothing else changes. */
 #ifndef TWIST_TOOLS_BENCH_PEER_H

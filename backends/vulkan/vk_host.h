@@ -140,6 +140,8 @@ struct tw_vk_context {
     char pipeline_cache_path[1024];
     size_t pipeline_cache_loaded_bytes; /* saved at close only when it grew */
     tw_vk_kernel *kernels;
+
+    tw_vk_op_settings op_settings; /* the op files' own (vk_internal.h); zero at open */
 };
 
 /* vulkan.c */

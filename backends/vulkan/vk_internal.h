@@ -72,6 +72,14 @@ typedef struct tw_vk_limits {
 
 const tw_vk_limits *tw_vk_get_limits(const tw_vk_context *vk);
 
+/* Per-device settings that op files keep in the context: the host zeroes them at open and never
+ * reads them. gemm_impl: the tw_gemm_impl set by tw_vk_set_gemm_impl (vk_gemm.c). */
+typedef struct tw_vk_op_settings {
+    int gemm_impl;
+} tw_vk_op_settings;
+
+tw_vk_op_settings *tw_vk_op_settings_of(tw_vk_context *vk);
+
 /* Largest element count a uint32 push-constant offset or size can name. */
 #define TW_VK_MAX_ELEMENTS 0xFFFFFFFFull
 

@@ -445,6 +445,8 @@ tw_device *tw_vk_device(tw_vk_context *vk) { return vk->device; }
 
 const tw_vk_limits *tw_vk_get_limits(const tw_vk_context *vk) { return &vk->limits; }
 
+tw_vk_op_settings *tw_vk_op_settings_of(tw_vk_context *vk) { return &vk->op_settings; }
+
 /* ------------------------------------------------------------------------------------------------
  * Vtable
  * ---------------------------------------------------------------------------------------------- */

@@ -1,0 +1,171 @@
+/* twist Vulkan backend: GEMM (shaders/gemm.comp, shaders/gemm_coopmat.comp).
+ *
+ * Two implementations, named through tw_device_set_gemm_impl:
+ *   TW_GEMM_OWN     shaders/gemm.comp: fp32, shared-memory tiles whose sizes are specialization
+ *                   constants chosen per device (gemm_tiles below).
+ *   TW_GEMM_VENDOR  shaders/gemm_coopmat.comp: cooperative matrices (VK_KHR_cooperative_matrix),
+ *                   A and B rounded to fp16 on their way into shared memory, fp32 accumulation.
+ *                   Where the device (or this build's glslc) lacks it: TW_ERR_UNSUPPORTED.
+ *   TW_GEMM_AUTO    the fp32 tiled shader, always: tw_gemm's contract is fp32, and fp16 inputs
+ *                   give relative errors ~1e-3 (1e-5 * sqrt(k) is the conformance tolerance), so
+ *                   the cooperative-matrix shader is opt-in, for benchmarks and tests.
+ * Both shaders share one push-constant block and the bindings A = 0, B = 1, C = 2. */
+#include <string.h>
+
+#include "vk_internal.h"
+#include "vk_ops.h"
+#include "vk_shaders.h"
+
+/* Push constants of gemm.comp and gemm_coopmat.comp (element counts and offsets). */
+typedef struct gemm_push {
+    uint32_t m, n, k, batch;
+    uint32_t lda, ldb, ldc;
+    uint32_t a_off, b_off, c_off;
+    uint32_t stride_a, stride_b, stride_c;
+    float alpha, beta;
+} gemm_push;
+
+/* Tile shape of gemm.comp: a (tm, tn) tile of C per workgroup, tk of k per shared-memory step,
+ * (wm, wn) of C per invocation, so (tm / wm) * (tn / wn) invocations per workgroup. */
+typedef struct gemm_tiles {
+    uint32_t tm, tn, tk, wm, wn;
+} gemm_tiles;
+
+static uint32_t tiles_threads(gemm_tiles t) { return (t.tm / t.wm) * (t.tn / t.wn); }
+
+/* Shared memory gemm.comp declares for these tiles (both slices, rows padded by one float). */
+static uint32_t tiles_shared_bytes(gemm_tiles t) {
+    return t.tk * (t.tm + 1 + t.tn + 1) * (uint32_t)sizeof(float);
+}
+
+static bool tiles_fit(gemm_tiles t, const tw_vk_limits *limits) {
+    return tiles_threads(t) <= limits->max_workgroup_size &&
+           tiles_shared_bytes(t) <= limits->shared_memory_bytes;
+}
+
+/* The tiles for this device. CPU devices (lavapipe: one workgroup per thread, invocations as
+ * SIMD lanes of 8) and GPUs prefer different shapes; the table below lists, best first, the
+ * shapes measured fastest on each (see backends/vulkan/README.md for the figures), and the first
+ * that fits the device's workgroup and shared-memory limits is taken. The last entry fits every
+ * Vulkan device (64 invocations, 4 KiB). */
+static gemm_tiles gemm_choose_tiles(const tw_vk_limits *limits) {
+    static const gemm_tiles cpu[] = {
+        {64, 64, 16, 8, 8}, {64, 64, 16, 4, 4}, {32, 32, 16, 4, 4}, {16, 16, 16, 2, 2}};
+    static const gemm_tiles gpu[] = {
+        {128, 128, 16, 8, 8}, {64, 64, 16, 4, 4}, {32, 32, 16, 4, 4}, {16, 16, 16, 2, 2}};
+    const gemm_tiles *table = limits->is_cpu ? cpu : gpu;
+    size_t count = limits->is_cpu ? sizeof cpu / sizeof cpu[0] : sizeof gpu / sizeof gpu[0];
+    for (size_t i = 0; i < count; i++)
+        if (tiles_fit(table[i], limits)) return table[i];
+    return table[count - 1];
+}
+
+/* Every offset, leading dimension and batch stride must fit the shaders' 32-bit indices; buffers
+ * of 2^32 floats or more cannot be indexed at all. */
+static tw_status gemm_push_make(const tw_gemm_args *args, gemm_push *push) {
+    const int64_t values[] = {args->lda, args->ldb, args->ldc, args->stride_a, args->stride_b,
+                              args->stride_c};
+    for (size_t i = 0; i < sizeof values / sizeof values[0]; i++)
+        if (values[i] < 0 || (uint64_t)values[i] > TW_VK_MAX_ELEMENTS)
+            return tw_error(TW_ERR_UNSUPPORTED,
+                            "vulkan: gemm: leading dimension or batch stride %lld exceeds the "
+                            "32-bit indices of the shader",
+                            (long long)values[i]);
+    const tw_buffer *buffers[] = {args->a.buffer, args->b.buffer, args->c.buffer};
+    for (int i = 0; i < 3; i++)
+        if (buffers[i]->bytes / sizeof(float) > TW_VK_MAX_ELEMENTS)
+            return tw_error(TW_ERR_UNSUPPORTED,
+                            "vulkan: gemm: a buffer of %zu bytes exceeds the 32-bit indices of "
+                            "the shader (2^32 floats)",
+                            buffers[i]->bytes);
+    *push = (gemm_push){(uint32_t)args->m,        (uint32_t)args->n,        (uint32_t)args->k,
+                        (uint32_t)args->batch,    (uint32_t)args->lda,      (uint32_t)args->ldb,
+                        (uint32_t)args->ldc,      (uint32_t)args->a.offset, (uint32_t)args->b.offset,
+                        (uint32_t)args->c.offset, (uint32_t)args->stride_a, (uint32_t)args->stride_b,
+                        (uint32_t)args->stride_c, args->alpha,              args->beta};
+    return TW_OK;
+}
+
+static uint32_t groups_for(uint64_t tiles, uint32_t limit) {
+    return tiles < limit ? (uint32_t)tiles : limit; /* the shaders loop over the rest */
+}
+
+/* One dispatch: groups over (column tiles, row tiles, batch). */
+static tw_status gemm_dispatch(tw_vk_context *vk, tw_vk_kernel *kernel, const tw_gemm_args *args,
+                               const gemm_push *push, uint32_t tile_m, uint32_t tile_n) {
+    const tw_vk_limits *limits = tw_vk_get_limits(vk);
+    tw_buffer *buffers[3] = {args->a.buffer, args->b.buffer, args->c.buffer};
+    uint64_t tiles_m = ((uint64_t)args->m + tile_m - 1) / tile_m;
+    uint64_t tiles_n = ((uint64_t)args->n + tile_n - 1) / tile_n;
+    return tw_vk_dispatch(vk, kernel, buffers, 3, push, sizeof *push,
+                          groups_for(tiles_n, limits->max_workgroup_count[0]),
+                          groups_for(tiles_m, limits->max_workgroup_count[1]),
+                          groups_for((uint64_t)args->batch, limits->max_workgroup_count[2]));
+}
+
+static tw_status gemm_tiled(tw_vk_context *vk, const tw_gemm_args *args, const gemm_push *push) {
+    gemm_tiles t = gemm_choose_tiles(tw_vk_get_limits(vk));
+    /* Constants: 0 workgroup size, 1..5 tiles, 6..7 transposes (gemm.comp). */
+    const uint32_t spec[8] = {tiles_threads(t), t.tm, t.tn, t.tk, t.wm, t.wn,
+                              args->trans_a ? 1u : 0u, args->trans_b ? 1u : 0u};
+    tw_vk_kernel *kernel = NULL;
+    TW_TRY(tw_vk_kernel_get(vk, "gemm", 3, sizeof *push, spec, 8, &kernel));
+    return gemm_dispatch(vk, kernel, args, push, t.tm, t.tn);
+}
+
+/* Whether this build embedded gemm_coopmat.comp (glslc older than glslang 13 cannot compile
+ * GL_KHR_cooperative_matrix, and the build leaves it out; cmake/vulkan_shaders.cmake). */
+static bool coopmat_shader_built(void) {
+    for (const tw_vk_shader_blob *s = tw_vk_shaders; s->name; s++)
+        if (strcmp(s->name, "gemm_coopmat") == 0) return true;
+    return false;
+}
+
+static tw_status coopmat_available(tw_vk_context *vk) {
+    const tw_vk_limits *limits = tw_vk_get_limits(vk);
+    if (!limits->cooperative_matrix)
+        return tw_error(TW_ERR_UNSUPPORTED,
+                        "vulkan: this device has no VK_KHR_cooperative_matrix with an "
+                        "f16 x f16 -> f32 shape (TW_GEMM_VENDOR is the cooperative-matrix GEMM; "
+                        "TW_GEMM_OWN and TW_GEMM_AUTO use the fp32 tiled shader)");
+    if (!coopmat_shader_built())
+        return tw_error(TW_ERR_UNSUPPORTED,
+                        "vulkan: the cooperative-matrix GEMM shader was not built (this build's "
+                        "glslc lacks GL_KHR_cooperative_matrix: glslang 13 or newer has it)");
+    if (limits->subgroup_size == 0 || 4 * limits->subgroup_size > limits->max_workgroup_size)
+        return tw_error(TW_ERR_UNSUPPORTED,
+                        "vulkan: cooperative-matrix GEMM needs workgroups of 4 subgroups "
+                        "(subgroup size %u, workgroup limit %u)",
+                        limits->subgroup_size, limits->max_workgroup_size);
+    return TW_OK;
+}
+
+static tw_status gemm_coopmat(tw_vk_context *vk, const tw_gemm_args *args,
+                              const gemm_push *push) {
+    const tw_vk_limits *limits = tw_vk_get_limits(vk);
+    /* Constants: 0 workgroup size (4 subgroups), 1..3 fragment shape, 4..5 transposes. Each
+     * workgroup covers (2 * 2 * coopmat_m, 2 * 2 * coopmat_n) of C (gemm_coopmat.comp). */
+    const uint32_t spec[6] = {4 * limits->subgroup_size, limits->coopmat_m, limits->coopmat_n,
+                              limits->coopmat_k, args->trans_a ? 1u : 0u,
+                              args->trans_b ? 1u : 0u};
+    tw_vk_kernel *kernel = NULL;
+    TW_TRY(tw_vk_kernel_get(vk, "gemm_coopmat", 3, sizeof *push, spec, 6, &kernel));
+    return gemm_dispatch(vk, kernel, args, push, 4 * limits->coopmat_m, 4 * limits->coopmat_n);
+}
+
+tw_status tw_vk_gemm(void *context, const tw_gemm_args *args) {
+    tw_vk_context *vk = context;
+    if (args->m == 0 || args->n == 0 || args->batch == 0) return TW_OK;
+    gemm_push push;
+    TW_TRY(gemm_push_make(args, &push));
+    if (tw_vk_op_settings_of(vk)->gemm_impl == TW_GEMM_VENDOR)
+        return gemm_coopmat(vk, args, &push);
+    return gemm_tiled(vk, args, &push);
+}
+
+tw_status tw_vk_set_gemm_impl(void *context, tw_gemm_impl impl) {
+    tw_vk_context *vk = context;
+    if (impl == TW_GEMM_VENDOR) TW_TRY(coopmat_available(vk));
+    tw_vk_op_settings_of(vk)->gemm_impl = (int)impl;
+    return TW_OK;
+}

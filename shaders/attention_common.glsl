@@ -1,0 +1,44 @@
+// twist shaders: what the fused attention shaders share (attention_fwd.comp,
+// attention_bwd_delta.comp, attention_bwd_dq.comp, attention_bwd_dkdv.comp; host side:
+// backends/vulkan/vk_attention.c). #include after common.glsl.
+//
+// Element (b, h, t, d) of q, k, v, dq, dk, dv is at <x>_off + b*sb + h*sh + t*st + d; of out and
+// dout at <x>_off + b*ob + h*oh + t*ot + d. lse (B, H, T) is contiguous from lse_off, delta
+// (B, H, T) from 0 of its own scratch buffer.
+//
+// Every invocation owns whole rows and keeps them in private arrays of HD floats (the head
+// dimension, specialization constant 1, so each pipeline is built for one D): no shared memory,
+// no barriers, and no invocation ever holds more than one block of scores of a row. The (T, T)
+// matrix exists nowhere.
+#ifndef TW_ATTENTION_COMMON_GLSL
+#define TW_ATTENTION_COMMON_GLSL
+
+TW_LOCAL_SIZE_X_SPEC
+layout(constant_id = 1) const uint HD = 64;
+
+layout(push_constant) uniform Push {
+    uint batch, heads, seq_len;
+    float scale;
+    uint q_off, k_off, v_off;
+    uint sb, sh, st;    // q, k, v, dq, dk, dv strides (b, h, t)
+    uint o_off, dout_off;
+    uint ob, oh, ot;    // out, dout strides
+    uint lse_off;
+    uint dq_off, dk_off, dv_off;
+} pc;
+
+// This invocation's item in the host's x-then-y grid of workgroups (tw_vk_dispatch_1d);
+// tw_global_index() of common.glsl, which needs the workgroup-size declaration above.
+#define TW_ATTENTION_ITEM(i, n)      \
+    const uint i = tw_global_index(); \
+    if (i >= (n)) return;
+
+// A finite stand-in for -infinity: exp() of it minus any score is 0, and no infinity ever meets
+// exp() (whose behaviour at +-inf some drivers do not honour).
+const float TW_NEG_BIG = -3.0e38;
+
+// The (b, h) base offset of a flat (B*H) index in the q/k/v layout and in the out layout.
+uint tw_qkv_base(uint bh) { return (bh / pc.heads) * pc.sb + (bh % pc.heads) * pc.sh; }
+uint tw_out_base(uint bh) { return (bh / pc.heads) * pc.ob + (bh % pc.heads) * pc.oh; }
+
+#endif
