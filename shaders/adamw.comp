@@ -17,7 +17,8 @@ layout(push_constant) uniform Push {
 } p;
 
 void main() {
-    TW_FOR_EACH(i, p.n) {
+    const uint i = tw_global_index();
+    if (i < p.n) {
         float g = p.grad_scale * grad[p.grad_off + i];
         float mi = p.beta1 * m[p.m_off + i] + (1.0 - p.beta1) * g;
         float vi = p.beta2 * v[p.v_off + i] + (1.0 - p.beta2) * g * g;

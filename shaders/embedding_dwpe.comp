@@ -13,7 +13,8 @@ layout(push_constant) uniform Push {
 } p;
 
 void main() {
-    TW_FOR_EACH(e, p.n) {
+    const uint e = tw_global_index();
+    if (e < p.n) {
         float acc = dwpe[p.dwpe_off + e];
         for (uint b = 0; b < p.batch; b++) acc += dout[p.dout_off + b * p.n + e];
         dwpe[p.dwpe_off + e] = acc;

@@ -21,8 +21,12 @@ layout(push_constant) uniform Push {
 } p;
 
 void main() {
+    // x covers columns (a grid-stride loop when they outnumber the groups), y is the bucket, so
+    // the column index uses x alone rather than tw_global_index().
     uint k = gl_WorkGroupID.y;
-    for (uint c = tw_global_index(); c < p.channels; c += tw_global_count()) {
+    uint stride = gl_NumWorkGroups.x * TW_LOCAL_X;
+    for (uint c = gl_WorkGroupID.x * TW_LOCAL_X + gl_LocalInvocationID.x; c < p.channels;
+         c += stride) {
         for (uint i = 0; i < p.bt; i++) {
             uint token = uint(tokens[p.tokens_off + i]);
             if (token % p.buckets != k) continue;

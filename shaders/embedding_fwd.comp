@@ -16,7 +16,8 @@ layout(push_constant) uniform Push {
 } p;
 
 void main() {
-    TW_FOR_EACH(e, p.n) {
+    const uint e = tw_global_index();
+    if (e < p.n) {
         uint i = e / p.channels, c = e % p.channels;
         uint token = uint(tokens[p.tokens_off + i]);
         y[p.out_off + e] = wte[p.wte_off + token * p.channels + c] +

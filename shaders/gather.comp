@@ -38,7 +38,8 @@ uint big_index(uint e) {
 
 void main() {
     bool gather = p.mode == MODE_GATHER_ROWS || p.mode == MODE_GATHER_COLS;
-    TW_FOR_EACH(e, p.n) {
+    const uint e = tw_global_index();
+    if (e < p.n) {
         uint big = big_index(e);
         if (gather) {
             dst[p.dst_off + e] = src[p.src_off + big];

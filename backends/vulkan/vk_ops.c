@@ -99,13 +99,15 @@ static tw_status launch_rows(tw_vk_context *vk, const char *shader, tw_buffer *c
                   group_count(vk, rows, 1));
 }
 
-/* One invocation per element. */
+/* One invocation per element (the shader guards i < n). */
 static tw_status launch_elements(tw_vk_context *vk, const char *shader,
                                  tw_buffer *const *buffers, int buffer_count, const void *push,
                                  uint32_t push_bytes, size_t n) {
+    if (n == 0) return TW_OK;
     uint32_t wg = pow2_wg(vk, ELEMENT_WG);
-    return launch(vk, shader, buffers, buffer_count, push, push_bytes, wg,
-                  group_count(vk, n, wg));
+    tw_vk_kernel *kernel = NULL;
+    TW_TRY(tw_vk_kernel_get(vk, shader, buffer_count, push_bytes, &wg, 1, &kernel));
+    return tw_vk_dispatch_1d(vk, kernel, buffers, buffer_count, push, push_bytes, n, wg);
 }
 
 #define U32(x) ((uint32_t)(x))
