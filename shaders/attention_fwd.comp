@@ -25,20 +25,20 @@ float sa[BLK], sbk[BLK];
 /* Scores of both rows against keys j0 .. j0 + count - 1 (4 partial sums each, so the dot
  * products are independent chains), TW_NEG_BIG past count and for key ia in row ib. */
 void score_block(uint kbase, uint j0, uint count, uint ia) {
-    for (uint jj = 0; jj < BLK; jj++) {
+    TW_UNROLL for (uint jj = 0; jj < BLK; jj++) {
         sa[jj] = TW_NEG_BIG;
         sbk[jj] = TW_NEG_BIG;
         if (jj >= count) continue;
         uint kr = kbase + (j0 + jj) * pc.st;
         vec4 xa = vec4(0.0), xb = vec4(0.0);
         uint d = 0;
-        for (; d + 4 <= HD; d += 4) {
+        TW_UNROLL for (; d + 4 <= HD; d += 4) {
             vec4 kv = vec4(k_data[kr + d], k_data[kr + d + 1], k_data[kr + d + 2],
                            k_data[kr + d + 3]);
             xa = fma(vec4(qa[d], qa[d + 1], qa[d + 2], qa[d + 3]), kv, xa);
             xb = fma(vec4(qb[d], qb[d + 1], qb[d + 2], qb[d + 3]), kv, xb);
         }
-        for (; d < HD; d++) {
+        TW_UNROLL for (; d < HD; d++) {
             float kd = k_data[kr + d];
             xa.x = fma(qa[d], kd, xa.x);
             xb.x = fma(qb[d], kd, xb.x);
@@ -52,11 +52,11 @@ void score_block(uint kbase, uint j0, uint count, uint ia) {
  * running accumulator, turns s into unnormalised probabilities, adds their sum into l. */
 float softmax_a(inout float m, inout float l) {
     float block_max = TW_NEG_BIG;
-    for (uint jj = 0; jj < BLK; jj++) block_max = max(block_max, sa[jj]);
+    TW_UNROLL for (uint jj = 0; jj < BLK; jj++) block_max = max(block_max, sa[jj]);
     float new_m = max(m, block_max);
     float correction = exp(m - new_m); /* 0 on the first block: m = TW_NEG_BIG */
     float sum = 0.0;
-    for (uint jj = 0; jj < BLK; jj++) {
+    TW_UNROLL for (uint jj = 0; jj < BLK; jj++) {
         sa[jj] = exp(sa[jj] - new_m);
         sum += sa[jj];
     }
@@ -67,11 +67,11 @@ float softmax_a(inout float m, inout float l) {
 
 float softmax_b(inout float m, inout float l) {
     float block_max = TW_NEG_BIG;
-    for (uint jj = 0; jj < BLK; jj++) block_max = max(block_max, sbk[jj]);
+    TW_UNROLL for (uint jj = 0; jj < BLK; jj++) block_max = max(block_max, sbk[jj]);
     float new_m = max(m, block_max);
     float correction = exp(m - new_m);
     float sum = 0.0;
-    for (uint jj = 0; jj < BLK; jj++) {
+    TW_UNROLL for (uint jj = 0; jj < BLK; jj++) {
         sbk[jj] = exp(sbk[jj] - new_m);
         sum += sbk[jj];
     }
@@ -87,7 +87,7 @@ void row_pair(uint bh, uint w) {
     const uint ib = has_b ? ia - 1 : ia;
     const uint base = tw_qkv_base(bh);
     const uint kbase = pc.k_off + base, vbase = pc.v_off + base;
-    for (uint d = 0; d < HD; d++) {
+    TW_UNROLL for (uint d = 0; d < HD; d++) {
         qa[d] = q_data[pc.q_off + base + ia * pc.st + d] * pc.scale;
         qb[d] = q_data[pc.q_off + base + ib * pc.st + d] * pc.scale;
         acc_a[d] = 0.0;
@@ -99,14 +99,15 @@ void row_pair(uint bh, uint w) {
         score_block(kbase, j0, count, ia);
         float ca = softmax_a(ma, la);
         float cb = softmax_b(mb, lb);
-        for (uint d = 0; d < HD; d++) {
+        TW_UNROLL for (uint d = 0; d < HD; d++) {
             acc_a[d] *= ca;
             acc_b[d] *= cb;
         }
-        for (uint jj = 0; jj < count; jj++) {
+        TW_UNROLL for (uint jj = 0; jj < BLK; jj++) {
+            if (jj >= count) break;
             float pa = sa[jj], pb = sbk[jj];
             uint vr = vbase + (j0 + jj) * pc.st;
-            for (uint d = 0; d < HD; d++) {
+            TW_UNROLL for (uint d = 0; d < HD; d++) {
                 float vd = v_data[vr + d];
                 acc_a[d] = fma(pa, vd, acc_a[d]);
                 acc_b[d] = fma(pb, vd, acc_b[d]);
@@ -115,10 +116,10 @@ void row_pair(uint bh, uint w) {
     }
     const uint obase = pc.o_off + tw_out_base(bh);
     float inv_a = 1.0 / la, inv_b = 1.0 / lb;
-    for (uint d = 0; d < HD; d++) out_data[obase + ia * pc.ot + d] = acc_a[d] * inv_a;
+    TW_UNROLL for (uint d = 0; d < HD; d++) out_data[obase + ia * pc.ot + d] = acc_a[d] * inv_a;
     lse_data[pc.lse_off + bh * T + ia] = ma + log(la);
     if (has_b) {
-        for (uint d = 0; d < HD; d++) out_data[obase + ib * pc.ot + d] = acc_b[d] * inv_b;
+        TW_UNROLL for (uint d = 0; d < HD; d++) out_data[obase + ib * pc.ot + d] = acc_b[d] * inv_b;
         lse_data[pc.lse_off + bh * T + ib] = mb + log(lb);
     }
 }
