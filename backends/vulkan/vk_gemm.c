@@ -1,15 +1,17 @@
-/* twist Vulkan backend: GEMM (shaders/gemm.comp, shaders/gemm_coopmat.comp).
+/* twist Vulkan backend: GEMM (shaders/gemm.comp, gemm_direct.comp, gemm_coopmat.comp).
  *
  * Two implementations, named through tw_device_set_gemm_impl:
- *   TW_GEMM_OWN     shaders/gemm.comp: fp32, shared-memory tiles whose sizes are specialization
- *                   constants chosen per device (gemm_tiles below).
+ *   TW_GEMM_OWN     fp32. GPUs: shaders/gemm.comp, shared-memory tiles whose sizes are
+ *                   specialization constants chosen per device (gemm_tiles below). CPU devices
+ *                   (lavapipe): shaders/gemm_direct.comp, register tiles with no shared memory
+ *                   and no barriers, 2-4x faster there (gemm_direct below).
  *   TW_GEMM_VENDOR  shaders/gemm_coopmat.comp: cooperative matrices (VK_KHR_cooperative_matrix),
  *                   A and B rounded to fp16 on their way into shared memory, fp32 accumulation.
  *                   Where the device (or this build's glslc) lacks it: TW_ERR_UNSUPPORTED.
- *   TW_GEMM_AUTO    the fp32 tiled shader, always: tw_gemm's contract is fp32, and fp16 inputs
- *                   give relative errors ~1e-3 (1e-5 * sqrt(k) is the conformance tolerance), so
- *                   the cooperative-matrix shader is opt-in, for benchmarks and tests.
- * Both shaders share one push-constant block and the bindings A = 0, B = 1, C = 2. */
+ *   TW_GEMM_AUTO    the fp32 shader of TW_GEMM_OWN, always: tw_gemm's contract is fp32, and fp16
+ *                   inputs give relative errors ~1e-3 (1e-5 * sqrt(k) is the conformance
+ *                   tolerance), so the cooperative-matrix shader is opt-in (benchmarks, tests).
+ * All three shaders share one push-constant block and the bindings A = 0, B = 1, C = 2. */
 #include <string.h>
 
 #include "vk_internal.h"
@@ -115,6 +117,50 @@ static tw_status gemm_tiled(tw_vk_context *vk, const tw_gemm_args *args, const g
     return gemm_dispatch(vk, kernel, args, push, t.tm, t.tn);
 }
 
+/* gemm_direct.comp (CPU devices): workgroups of `local` invocations, each owning wm rows and wn
+ * columns (scalar path) or wn column quads (vec4 path) of C. The vec4 path needs untransposed
+ * operands and A, B offsets, leading dimensions, batch strides, k and n all multiples of 4.
+ *
+ * Why not gemm.comp on CPUs: lavapipe (Mesa 22.3.6, llvmpipe 256-bit, 2 cores here) compiles every
+ * storage-buffer and shared-memory load to a loop over the 8 SIMD lanes with a bounds-check branch
+ * per component (gallivm emit_load_mem; only one loop per lane for all components of a vector),
+ * and splits the workgroup at each barrier. Loads, not fma, bound the speed, so the register tile
+ * must maximise fma per load, and vec4 loads amortise the lane loop. At 1024^3, same session,
+ * OpenBLAS ~90-100 GFLOP/s:
+ *   gemm.comp {64,64,16,8,8} (best tile)            1.3 GFLOP/s (2.4 on a quieter machine)
+ *   scalar path {local,wm,wn}: {64,8,1} 0.7, {64,4,2} 1.1, {64,8,2} 1.1, {8,8,8} 2.3-3.4,
+ *                              {16,8,8} 2.9-3.8, {16,16,4} 3.3, {8,16,4} 3.0, {16,4,16} 2.7
+ *   vec4 path: {8,4,2} 4.3, {16,4,2} 4.2, {8,8,1} 2.9-4.9, {8,4,4} 3.9-5.1, {16,8,1} 3.6-5.2,
+ *              {8,8,2} 4.5, {8,16,1} 5.0-5.2, {32,8,1} 4.3, {16,6,2} 4.2, {8,4,3} 3.6
+ *   tried and dropped: WM/WN as compile-time constants instead of specialization constants
+ *   (3.6, no change), 8 floats per load through u64vec4 (5.4: within noise of vec4, and it
+ *   needs shaderInt64). (Timings vary by ~30% between runs on this shared machine.)
+ * Remaining gap to OpenBLAS: the per-lane load loops; texel-buffer fetches (vectorised gathers
+ * in llvmpipe) would avoid them but need buffer views in tw_vk_dispatch. */
+typedef struct gemm_direct_shape {
+    uint32_t local, wm, wn;
+} gemm_direct_shape;
+
+static bool gemm_direct_vec4(const tw_gemm_args *args, const gemm_push *push) {
+    return !args->trans_a && !args->trans_b && push->k % 4 == 0 && push->n % 4 == 0 &&
+           push->lda % 4 == 0 && push->ldb % 4 == 0 && push->a_off % 4 == 0 &&
+           push->b_off % 4 == 0 &&
+           (push->batch == 1 || (push->stride_a % 4 == 0 && push->stride_b % 4 == 0));
+}
+
+static tw_status gemm_direct(tw_vk_context *vk, const tw_gemm_args *args, const gemm_push *push) {
+    const tw_vk_limits *limits = tw_vk_get_limits(vk);
+    bool vec4 = gemm_direct_vec4(args, push);
+    gemm_direct_shape s = vec4 ? (gemm_direct_shape){8, 16, 1} : (gemm_direct_shape){16, 8, 8};
+    if (s.local > limits->max_workgroup_size) s.local = limits->max_workgroup_size;
+    /* Constants: 0 workgroup size, 1..2 register tile, 3..4 transposes, 5 vec4 path. */
+    const uint32_t spec[6] = {s.local, s.wm, s.wn, args->trans_a ? 1u : 0u,
+                              args->trans_b ? 1u : 0u, vec4 ? 1u : 0u};
+    tw_vk_kernel *kernel = NULL;
+    TW_TRY(tw_vk_kernel_get(vk, "gemm_direct", 3, sizeof *push, spec, 6, &kernel));
+    return gemm_dispatch(vk, kernel, args, push, s.wm, s.local * s.wn * (vec4 ? 4 : 1));
+}
+
 /* Whether this build embedded gemm_coopmat.comp (glslc older than glslang 13 cannot compile
  * GL_KHR_cooperative_matrix, and the build leaves it out; cmake/vulkan_shaders.cmake). */
 static bool coopmat_shader_built(void) {
@@ -129,7 +175,7 @@ static tw_status coopmat_available(tw_vk_context *vk) {
         return tw_error(TW_ERR_UNSUPPORTED,
                         "vulkan: this device has no VK_KHR_cooperative_matrix with an "
                         "f16 x f16 -> f32 shape (TW_GEMM_VENDOR is the cooperative-matrix GEMM; "
-                        "TW_GEMM_OWN and TW_GEMM_AUTO use the fp32 tiled shader)");
+                        "TW_GEMM_OWN and TW_GEMM_AUTO use the fp32 shaders)");
     if (!coopmat_shader_built())
         return tw_error(TW_ERR_UNSUPPORTED,
                         "vulkan: the cooperative-matrix GEMM shader was not built (this build's "
@@ -162,6 +208,7 @@ tw_status tw_vk_gemm(void *context, const tw_gemm_args *args) {
     TW_TRY(gemm_push_make(args, &push));
     if (tw_vk_op_settings_of(vk)->gemm_impl == TW_GEMM_VENDOR)
         return gemm_coopmat(vk, args, &push);
+    if (tw_vk_get_limits(vk)->is_cpu) return gemm_direct(vk, args, &push);
     return gemm_tiled(vk, args, &push);
 }
 
