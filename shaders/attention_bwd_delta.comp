@@ -15,6 +15,6 @@ void main() {
     uint row = tw_out_base(gid / T) + (gid % T) * pc.ot;
     uint o = pc.o_off + row, g = pc.dout_off + row;
     float sum = 0.0;
-    TW_UNROLL for (uint d = 0; d < HD; d++) sum = fma(out_data[o + d], dout_data[g + d], sum);
+    for (uint d = 0; d < HD; d++) sum = fma(out_data[o + d], dout_data[g + d], sum);
     delta_data[gid] = sum;
 }

@@ -28,7 +28,7 @@ float pa[RB], pb[RB], dsa[RB], dsb[RB];
 vec4 dots(uint qr, uint gr) {
     vec4 x0 = vec4(0.0), x1 = vec4(0.0), x2 = vec4(0.0), x3 = vec4(0.0);
     uint d = 0;
-    TW_UNROLL for (; d + 4 <= HD; d += 4) {
+    for (; d + 4 <= HD; d += 4) {
         vec4 qv = vec4(q_data[qr + d], q_data[qr + d + 1], q_data[qr + d + 2], q_data[qr + d + 3]);
         vec4 gv = vec4(dout_data[gr + d], dout_data[gr + d + 1], dout_data[gr + d + 2],
                        dout_data[gr + d + 3]);
@@ -37,7 +37,7 @@ vec4 dots(uint qr, uint gr) {
         x2 = fma(vec4(va[d], va[d + 1], va[d + 2], va[d + 3]), gv, x2);
         x3 = fma(vec4(vb[d], vb[d + 1], vb[d + 2], vb[d + 3]), gv, x3);
     }
-    TW_UNROLL for (; d < HD; d++) {
+    for (; d < HD; d++) {
         float qd = q_data[qr + d], gd = dout_data[gr + d];
         x0.x = fma(ka[d], qd, x0.x);
         x1.x = fma(kb[d], qd, x1.x);
@@ -55,7 +55,7 @@ void key_pair(uint bh, uint w) {
     const uint jb = has_b ? ja + 1 : ja;
     const uint base = tw_qkv_base(bh), gbase = pc.dout_off + tw_out_base(bh);
     const uint qbase = pc.q_off + base;
-    TW_UNROLL for (uint d = 0; d < HD; d++) {
+    for (uint d = 0; d < HD; d++) {
         ka[d] = k_data[pc.k_off + base + ja * pc.st + d] * pc.scale;
         kb[d] = k_data[pc.k_off + base + jb * pc.st + d] * pc.scale;
         va[d] = v_data[pc.v_off + base + ja * pc.st + d];
@@ -68,7 +68,7 @@ void key_pair(uint bh, uint w) {
     const uint lse_row = pc.lse_off + bh * T, delta_row = bh * T;
     for (uint i0 = ja; i0 < T; i0 += RB) {
         uint count = min(RB, T - i0);
-        TW_UNROLL for (uint ii = 0; ii < RB; ii++) {
+        for (uint ii = 0; ii < RB; ii++) {
             pa[ii] = 0.0; /* P and dS: 0 for rows past the end */
             pb[ii] = 0.0;
             dsa[ii] = 0.0;
@@ -84,11 +84,10 @@ void key_pair(uint bh, uint w) {
                 dsb[ii] = pb[ii] * (r.w - row_delta);
             }
         }
-        TW_UNROLL for (uint ii = 0; ii < RB; ii++) {
-            if (ii >= count) break;
+        for (uint ii = 0; ii < count; ii++) {
             float p0 = pa[ii], p1 = pb[ii], ds0 = dsa[ii], ds1 = dsb[ii];
             uint qr = qbase + (i0 + ii) * pc.st, gr = gbase + (i0 + ii) * pc.ot;
-            TW_UNROLL for (uint d = 0; d < HD; d++) {
+            for (uint d = 0; d < HD; d++) {
                 float g = dout_data[gr + d], x = q_data[qr + d];
                 dva[d] = fma(p0, g, dva[d]);
                 dvb[d] = fma(p1, g, dvb[d]);
@@ -98,12 +97,12 @@ void key_pair(uint bh, uint w) {
         }
     }
     const uint dk = pc.dk_off + base, dv = pc.dv_off + base;
-    TW_UNROLL for (uint d = 0; d < HD; d++) {
+    for (uint d = 0; d < HD; d++) {
         dk_data[dk + ja * pc.st + d] += pc.scale * dka[d];
         dv_data[dv + ja * pc.st + d] += dva[d];
     }
     if (has_b) {
-        TW_UNROLL for (uint d = 0; d < HD; d++) {
+        for (uint d = 0; d < HD; d++) {
             dk_data[dk + jb * pc.st + d] += pc.scale * dkb[d];
             dv_data[dv + jb * pc.st + d] += dvb[d];
         }

@@ -27,7 +27,7 @@ float sa[RB], sbk[RB], dpa[RB], dpb[RB];
 vec4 dots(uint kr, uint vr) {
     vec4 x0 = vec4(0.0), x1 = vec4(0.0), x2 = vec4(0.0), x3 = vec4(0.0);
     uint d = 0;
-    TW_UNROLL for (; d + 4 <= HD; d += 4) {
+    for (; d + 4 <= HD; d += 4) {
         vec4 kv = vec4(k_data[kr + d], k_data[kr + d + 1], k_data[kr + d + 2], k_data[kr + d + 3]);
         vec4 vv = vec4(v_data[vr + d], v_data[vr + d + 1], v_data[vr + d + 2], v_data[vr + d + 3]);
         x0 = fma(vec4(qa[d], qa[d + 1], qa[d + 2], qa[d + 3]), kv, x0);
@@ -35,7 +35,7 @@ vec4 dots(uint kr, uint vr) {
         x2 = fma(vec4(ga[d], ga[d + 1], ga[d + 2], ga[d + 3]), vv, x2);
         x3 = fma(vec4(gb[d], gb[d + 1], gb[d + 2], gb[d + 3]), vv, x3);
     }
-    TW_UNROLL for (; d < HD; d++) {
+    for (; d < HD; d++) {
         float kd = k_data[kr + d], vd = v_data[vr + d];
         x0.x = fma(qa[d], kd, x0.x);
         x1.x = fma(qb[d], kd, x1.x);
@@ -53,7 +53,7 @@ void row_pair(uint bh, uint w) {
     const uint ib = has_b ? ia - 1 : ia;
     const uint base = tw_qkv_base(bh), gbase = pc.dout_off + tw_out_base(bh);
     const uint kbase = pc.k_off + base, vbase = pc.v_off + base;
-    TW_UNROLL for (uint d = 0; d < HD; d++) {
+    for (uint d = 0; d < HD; d++) {
         qa[d] = q_data[pc.q_off + base + ia * pc.st + d] * pc.scale;
         qb[d] = q_data[pc.q_off + base + ib * pc.st + d] * pc.scale;
         ga[d] = dout_data[gbase + ia * pc.ot + d];
@@ -66,7 +66,7 @@ void row_pair(uint bh, uint w) {
     const float delta_a = delta_data[bh * T + ia], delta_b = delta_data[bh * T + ib];
     for (uint j0 = 0; j0 <= ia; j0 += RB) {
         uint count = min(RB, ia + 1 - j0);
-        TW_UNROLL for (uint jj = 0; jj < RB; jj++) {
+        for (uint jj = 0; jj < RB; jj++) {
             dpa[jj] = 0.0; /* dS: 0 for keys past the row's end */
             dpb[jj] = 0.0;
             if (jj >= count) continue;
@@ -75,11 +75,10 @@ void row_pair(uint bh, uint w) {
             dpa[jj] = exp(r.x - lse_a) * (r.z - delta_a);
             if (j != ia) dpb[jj] = exp(r.y - lse_b) * (r.w - delta_b);
         }
-        TW_UNROLL for (uint jj = 0; jj < RB; jj++) {
-            if (jj >= count) break;
+        for (uint jj = 0; jj < count; jj++) {
             float ds0 = dpa[jj], ds1 = dpb[jj];
             uint kr = kbase + (j0 + jj) * pc.st;
-            TW_UNROLL for (uint d = 0; d < HD; d++) {
+            for (uint d = 0; d < HD; d++) {
                 float x = k_data[kr + d];
                 acc_a[d] = fma(ds0, x, acc_a[d]);
                 acc_b[d] = fma(ds1, x, acc_b[d]);
@@ -87,9 +86,9 @@ void row_pair(uint bh, uint w) {
         }
     }
     const uint dq = pc.dq_off + base;
-    TW_UNROLL for (uint d = 0; d < HD; d++) dq_data[dq + ia * pc.st + d] += pc.scale * acc_a[d];
+    for (uint d = 0; d < HD; d++) dq_data[dq + ia * pc.st + d] += pc.scale * acc_a[d];
     if (has_b)
-        TW_UNROLL for (uint d = 0; d < HD; d++) dq_data[dq + ib * pc.st + d] += pc.scale * acc_b[d];
+        for (uint d = 0; d < HD; d++) dq_data[dq + ib * pc.st + d] += pc.scale * acc_b[d];
 }
 
 void main() {

@@ -25,7 +25,7 @@ float sa[BLK], sbk[BLK];
 /* Scores of both rows against keys j0 .. j0 + count - 1 (4 partial sums each, so the dot
  * products are independent chains), TW_NEG_BIG past count and for key ia in row ib. */
 void score_block(uint kbase, uint j0, uint count, uint ia) {
-    TW_UNROLL for (uint jj = 0; jj < BLK; jj++) {
+    for (uint jj = 0; jj < BLK; jj++) {
         sa[jj] = TW_NEG_BIG;
         sbk[jj] = TW_NEG_BIG;
         if (jj >= count) continue;
@@ -52,11 +52,11 @@ void score_block(uint kbase, uint j0, uint count, uint ia) {
  * running accumulator, turns s into unnormalised probabilities, adds their sum into l. */
 float softmax_a(inout float m, inout float l) {
     float block_max = TW_NEG_BIG;
-    TW_UNROLL for (uint jj = 0; jj < BLK; jj++) block_max = max(block_max, sa[jj]);
+    for (uint jj = 0; jj < BLK; jj++) block_max = max(block_max, sa[jj]);
     float new_m = max(m, block_max);
     float correction = exp(m - new_m); /* 0 on the first block: m = TW_NEG_BIG */
     float sum = 0.0;
-    TW_UNROLL for (uint jj = 0; jj < BLK; jj++) {
+    for (uint jj = 0; jj < BLK; jj++) {
         sa[jj] = exp(sa[jj] - new_m);
         sum += sa[jj];
     }
@@ -67,11 +67,11 @@ float softmax_a(inout float m, inout float l) {
 
 float softmax_b(inout float m, inout float l) {
     float block_max = TW_NEG_BIG;
-    TW_UNROLL for (uint jj = 0; jj < BLK; jj++) block_max = max(block_max, sbk[jj]);
+    for (uint jj = 0; jj < BLK; jj++) block_max = max(block_max, sbk[jj]);
     float new_m = max(m, block_max);
     float correction = exp(m - new_m);
     float sum = 0.0;
-    TW_UNROLL for (uint jj = 0; jj < BLK; jj++) {
+    for (uint jj = 0; jj < BLK; jj++) {
         sbk[jj] = exp(sbk[jj] - new_m);
         sum += sbk[jj];
     }
@@ -103,8 +103,7 @@ void row_pair(uint bh, uint w) {
             acc_a[d] *= ca;
             acc_b[d] *= cb;
         }
-        TW_UNROLL for (uint jj = 0; jj < BLK; jj++) {
-            if (jj >= count) break;
+        for (uint jj = 0; jj < count; jj++) {
             float pa = sa[jj], pb = sbk[jj];
             uint vr = vbase + (j0 + jj) * pc.st;
             TW_UNROLL for (uint d = 0; d < HD; d++) {

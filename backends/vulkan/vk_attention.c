@@ -9,6 +9,8 @@
  * fixed order (deterministic, no atomics). Memory beyond the arguments: B*H*T floats in the
  * backward (allocated with tw_buffer_alloc so it counts in the device's bytes), nothing in the
  * forward; nothing of size T x T anywhere. */
+#include <string.h>
+
 #include "vk_internal.h"
 #include "vk_ops.h"
 
@@ -91,8 +93,37 @@ static uint64_t pair_items(const tw_attention_args *args) {
     return (uint64_t)args->batch * (uint64_t)args->heads * (((uint64_t)args->seq_len + 1) / 2);
 }
 
+/* Mesa's llvmpipe (lavapipe) ends every shader invocation's loops after 65535 iterations in
+ * total (LP_MAX_TGSI_LOOP_ITERATIONS: one counter per invocation, decremented on every loop
+ * back-edge), and the results of a longer invocation are silently wrong. An attention row costs
+ * loop iterations in proportion to its keys: the forward shader unrolls its loops over head_dim
+ * and stays correct to T = 4096 at D = 64 (measured); the backward shaders do not (unrolled,
+ * they took minutes to compile on llvmpipe, which keeps no pipeline cache) and were correct on
+ * lavapipe for T x D up to ~45K (700 x 64, 400 x 96, 1500 x 32) and wrong from ~51K (400 x 128,
+ * 850 x 64). Such shapes are refused on llvmpipe rather than computed wrong; other drivers have
+ * no such limit. */
+static bool is_llvmpipe(tw_vk_context *vk) {
+    return tw_vk_get_limits(vk)->is_cpu &&
+           strstr(tw_device_get_info(tw_vk_device(vk))->name, "llvmpipe") != NULL;
+}
+
+static tw_status check_llvmpipe_loops(tw_vk_context *vk, const tw_attention_args *args,
+                                      bool backward) {
+    if (!is_llvmpipe(vk)) return TW_OK;
+    const int64_t T = args->seq_len, D = args->head_dim;
+    const bool too_long = backward ? T * (D > 16 ? D : 16) > 45000 : T > 8192;
+    if (!too_long) return TW_OK;
+    return tw_error(TW_ERR_UNSUPPORTED,
+                    "vulkan: attention %s with T=%lld, head_dim %lld is beyond what llvmpipe "
+                    "(lavapipe) computes correctly: it stops a shader's loops after 65535 "
+                    "iterations in all (supported here: %s); use another device for this shape",
+                    backward ? "backward" : "forward", (long long)T, (long long)D,
+                    backward ? "T x max(head_dim, 16) <= 45000" : "T <= 8192");
+}
+
 tw_status tw_vk_attention_fwd(void *context, const tw_attention_args *args) {
     tw_vk_context *vk = context;
+    TW_TRY(check_llvmpipe_loops(vk, args, false));
     attention_push push;
     TW_TRY(push_make(args, false, &push));
     tw_buffer *buffers[5] = {args->q.buffer, args->k.buffer, args->v.buffer, args->out.buffer,
@@ -120,6 +151,7 @@ static tw_status backward(tw_vk_context *vk, const tw_attention_args *args,
 
 tw_status tw_vk_attention_bwd(void *context, const tw_attention_args *args) {
     tw_vk_context *vk = context;
+    TW_TRY(check_llvmpipe_loops(vk, args, true));
     attention_push push;
     TW_TRY(push_make(args, true, &push));
     size_t rows = (size_t)args->batch * (size_t)args->heads * (size_t)args->seq_len;

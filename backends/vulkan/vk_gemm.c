@@ -201,6 +201,28 @@ static tw_status gemm_coopmat(tw_vk_context *vk, const tw_gemm_args *args,
     return gemm_dispatch(vk, kernel, args, push, 4 * limits->coopmat_m, 4 * limits->coopmat_n);
 }
 
+/* Mesa's llvmpipe stops a shader invocation's loops after 65535 iterations in all
+ * (LP_MAX_TGSI_LOOP_ITERATIONS), and gemm_direct's scalar path spends about one per k: correct
+ * at k = 32768 on lavapipe, wrong at 70000 (measured). On CPU devices a long k is therefore split
+ * into chunks that accumulate into C (beta 1 after the first). */
+enum { CPU_GEMM_K_CHUNK = 16384 };
+
+static tw_status gemm_direct_chunked(tw_vk_context *vk, const tw_gemm_args *args) {
+    tw_gemm_args chunk = *args;
+    gemm_push push;
+    for (int k0 = 0; k0 < args->k || k0 == 0; k0 += CPU_GEMM_K_CHUNK) {
+        chunk.k = args->k - k0 < CPU_GEMM_K_CHUNK ? args->k - k0 : CPU_GEMM_K_CHUNK;
+        /* Column k0 of op(A) and row k0 of op(B). */
+        chunk.a.offset = args->a.offset + (size_t)k0 * (args->trans_a ? (size_t)args->lda : 1);
+        chunk.b.offset = args->b.offset + (size_t)k0 * (args->trans_b ? 1 : (size_t)args->ldb);
+        chunk.beta = k0 == 0 ? args->beta : 1.0f;
+        TW_TRY(gemm_push_make(&chunk, &push));
+        TW_TRY(gemm_direct(vk, &chunk, &push));
+        if (args->k == 0) break;
+    }
+    return TW_OK;
+}
+
 tw_status tw_vk_gemm(void *context, const tw_gemm_args *args) {
     tw_vk_context *vk = context;
     if (args->m == 0 || args->n == 0 || args->batch == 0) return TW_OK;
@@ -208,7 +230,7 @@ tw_status tw_vk_gemm(void *context, const tw_gemm_args *args) {
     TW_TRY(gemm_push_make(args, &push));
     if (tw_vk_op_settings_of(vk)->gemm_impl == TW_GEMM_VENDOR)
         return gemm_coopmat(vk, args, &push);
-    if (tw_vk_get_limits(vk)->is_cpu) return gemm_direct(vk, args, &push);
+    if (tw_vk_get_limits(vk)->is_cpu) return gemm_direct_chunked(vk, args);
     return gemm_tiled(vk, args, &push);
 }
 
