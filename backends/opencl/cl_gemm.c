@@ -24,6 +24,7 @@
 #include <time.h>
 
 #include "cl_internal.h"
+#include "core/paths.h"
 
 /* ------------------------------------------------------------------------------------------------
  * The two implementations
@@ -81,7 +82,7 @@ static void class_key(const tw_gemm_args *args, char *key, size_t size) {
 }
 
 static void choices_file(const tw_cl_context *cl, char *name, size_t size) {
-    uint64_t hash = tw_cl_hash(TW_CL_HASH_SEED, cl->identity, strlen(cl->identity));
+    uint64_t hash = tw_fnv1a64(TW_FNV1A_INIT, cl->identity, strlen(cl->identity));
     snprintf(name, size, "gemm-%016llx.txt", (unsigned long long)hash);
 }
 

@@ -98,9 +98,6 @@ bool tw_cl_cache_read(const tw_cl_context *cl, const char *name, char *data, siz
                       size_t *length);
 void tw_cl_cache_write(const tw_cl_context *cl, const char *name, const void *data,
                        size_t length);
-/* 64-bit FNV-1a, continued from `hash`. */
-uint64_t tw_cl_hash(uint64_t hash, const void *data, size_t length);
-#define TW_CL_HASH_SEED 1469598103934665603ull
 
 /* Kernel of a family, built and created on first use. */
 tw_status tw_cl_kernel(tw_cl_context *cl, tw_cl_family family, const char *name,

@@ -22,15 +22,6 @@
 
 static const char cache_magic[8] = {'T', 'W', 'C', 'L', 'B', 'I', 'N', '1'};
 
-uint64_t tw_cl_hash(uint64_t hash, const void *data, size_t length) {
-    const unsigned char *bytes = data;
-    for (size_t i = 0; i < length; i++) {
-        hash ^= bytes[i];
-        hash *= 1099511628211ull;
-    }
-    return hash;
-}
-
 /* ------------------------------------------------------------------------------------------------
  * Directory
  * ---------------------------------------------------------------------------------------------- */
@@ -116,7 +107,7 @@ static bool load_binary(const char *path, unsigned char **binary, size_t *length
     }
     unsigned char *data = ok ? malloc((size_t)size) : NULL;
     ok = data && fread(data, 1, (size_t)size, file) == size && fgetc(file) == EOF &&
-         tw_cl_hash(TW_CL_HASH_SEED, data, (size_t)size) == checksum;
+         tw_fnv1a64(TW_FNV1A_INIT, data, (size_t)size) == checksum;
     fclose(file);
     if (!ok) {
         free(data);
@@ -137,7 +128,7 @@ static void store_binary(const tw_cl_context *cl, const char *name, cl_program p
     if (clGetProgramInfo(program, CL_PROGRAM_BINARIES, sizeof binary, &binary, NULL) ==
         CL_SUCCESS) {
         unsigned char head[24];
-        uint64_t size64 = size, checksum = tw_cl_hash(TW_CL_HASH_SEED, binary, size);
+        uint64_t size64 = size, checksum = tw_fnv1a64(TW_FNV1A_INIT, binary, size);
         memcpy(head, cache_magic, 8);
         memcpy(head + 8, &size64, 8);
         memcpy(head + 16, &checksum, 8);
@@ -191,11 +182,11 @@ tw_status tw_cl_build_program(void *build_context, const char *source, size_t le
                               const char *options, cl_program *out) {
     tw_cl_context *cl = build_context;
     *out = NULL;
-    uint64_t key = tw_cl_hash(TW_CL_HASH_SEED, cl->identity, strlen(cl->identity));
-    key = tw_cl_hash(key, "\0", 1);
-    key = tw_cl_hash(key, source, length);
-    key = tw_cl_hash(key, "\0", 1);
-    key = tw_cl_hash(key, options, strlen(options));
+    uint64_t key = tw_fnv1a64(TW_FNV1A_INIT, cl->identity, strlen(cl->identity));
+    key = tw_fnv1a64(key, "\0", 1);
+    key = tw_fnv1a64(key, source, length);
+    key = tw_fnv1a64(key, "\0", 1);
+    key = tw_fnv1a64(key, options, strlen(options));
     char name[64];
     snprintf(name, sizeof name, "cl-%016llx.bin", (unsigned long long)key);
 

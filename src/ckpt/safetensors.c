@@ -15,6 +15,7 @@
 #include <cjson/cJSON.h>
 
 #include "ckpt/ckpt_internal.h"
+#include "core/paths.h"
 #include "core/backend_impl.h"
 
 /* Larger headers are refused (as the reference implementation does) before parsing. */
@@ -68,47 +69,10 @@ tw_status tw_ckpt_write_all(int fd, const char *path, const void *data, size_t s
 }
 
 tw_status tw_ckpt_read_file(const char *path, uint8_t **bytes, size_t *size) {
-    *bytes = NULL;
-    *size = 0;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        int err = errno;
-        return tw_error(err == ENOENT ? TW_ERR_NOT_FOUND : TW_ERR_IO, "%s: cannot open: %s",
-                        path, strerror(err));
-    }
-    struct stat st;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        close(fd);
-        return tw_error(TW_ERR_IO, "%s: not a regular file", path);
-    }
-    size_t total = (size_t)st.st_size;
-    uint8_t *buf = malloc(total + 1);
-    if (!buf) {
-        close(fd);
-        return tw_error(TW_ERR_OUT_OF_MEMORY, "%s: cannot allocate %zu bytes to read it", path,
-                        total + 1);
-    }
-    size_t got = 0;
-    while (got < total) {
-        size_t chunk = total - got < (1u << 30) ? total - got : (1u << 30);
-        ssize_t n = read(fd, buf + got, chunk);
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) {
-            int err = n < 0 ? errno : 0;
-            close(fd);
-            free(buf);
-            if (n == 0)
-                return tw_error(TW_ERR_IO, "%s: file shrank while being read (%zu of %zu bytes)",
-                                path, got, total);
-            return tw_error(TW_ERR_IO, "%s: read failed: %s", path, strerror(err));
-        }
-        got += (size_t)n;
-    }
-    close(fd);
-    buf[total] = '\0';
-    *bytes = buf;
-    *size = total;
-    return TW_OK;
+    char *data = NULL;
+    tw_status status = tw_read_file(path, &data, size);
+    *bytes = (uint8_t *)data;
+    return status;
 }
 
 tw_status tw_ckpt_fsync_dir(const char *path) {

@@ -2,10 +2,15 @@
 #include "core/paths.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/backend_impl.h"
 
 bool tw_make_dirs(const char *dir) {
     char buffer[PATH_MAX];
@@ -29,4 +34,57 @@ bool tw_user_cache_dir(char *out, size_t capacity) {
     else if (xdg && *xdg) written = snprintf(out, capacity, "%s/twist", xdg);
     else if (home && *home) written = snprintf(out, capacity, "%s/.cache/twist", home);
     return written > 0 && (size_t)written < capacity;
+}
+
+tw_status tw_read_file(const char *path, char **bytes, size_t *size) {
+    *bytes = NULL;
+    *size = 0;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        int err = errno;
+        return tw_error(err == ENOENT ? TW_ERR_NOT_FOUND : TW_ERR_IO, "%s: cannot open: %s",
+                        path, strerror(err));
+    }
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return tw_error(TW_ERR_IO, "%s: not a regular file", path);
+    }
+    size_t total = (size_t)st.st_size;
+    char *buf = malloc(total + 1);
+    if (!buf) {
+        close(fd);
+        return tw_error(TW_ERR_OUT_OF_MEMORY, "%s: cannot allocate %zu bytes to read it", path,
+                        total + 1);
+    }
+    size_t got = 0;
+    while (got < total) {
+        size_t chunk = total - got < (1u << 30) ? total - got : (1u << 30);
+        ssize_t n = read(fd, buf + got, chunk);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) {
+            int err = n < 0 ? errno : 0;
+            close(fd);
+            free(buf);
+            if (n == 0)
+                return tw_error(TW_ERR_IO, "%s: file shrank while being read (%zu of %zu bytes)",
+                                path, got, total);
+            return tw_error(TW_ERR_IO, "%s: read failed: %s", path, strerror(err));
+        }
+        got += (size_t)n;
+    }
+    close(fd);
+    buf[total] = '\0';
+    *bytes = buf;
+    *size = total;
+    return TW_OK;
+}
+
+uint64_t tw_fnv1a64(uint64_t hash, const void *data, size_t bytes) {
+    const unsigned char *p = data;
+    for (size_t i = 0; i < bytes; i++) {
+        hash ^= p[i];
+        hash *= 0x100000001b3ull;
+    }
+    return hash;
 }

@@ -9,17 +9,9 @@
 #include <unistd.h>
 
 #include "core/backend_impl.h"
+#include "core/paths.h"
 #include "data/data_impl.h"
 #include "twist/data.h"
-
-uint64_t tw_fnv1a64(uint64_t hash, const void *data, size_t bytes) {
-    const unsigned char *p = data;
-    for (size_t i = 0; i < bytes; i++) {
-        hash ^= p[i];
-        hash *= 0x100000001b3ull;
-    }
-    return hash;
-}
 
 uint64_t tw_splitmix64(uint64_t x) {
     x += 0x9E3779B97F4A7C15ull;
@@ -132,37 +124,6 @@ tw_status tw_corpus_from_memory(const char *name, const char *text, size_t lengt
         return st;
     }
     *corpus = c;
-    return TW_OK;
-}
-
-tw_status tw_read_file(const char *path, char **data, size_t *length) {
-    *data = NULL;
-    *length = 0;
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return tw_error(errno == ENOENT ? TW_ERR_NOT_FOUND : TW_ERR_IO, "%s: cannot open: %s",
-                        path, strerror(errno));
-    struct stat sb;
-    if (fstat(fileno(f), &sb) != 0 || !S_ISREG(sb.st_mode)) {
-        fclose(f);
-        return tw_error(TW_ERR_IO, "%s: not a regular file", path);
-    }
-    size_t size = (size_t)sb.st_size;
-    char *buf = malloc(size + 1);
-    if (!buf) {
-        fclose(f);
-        return tw_error(TW_ERR_OUT_OF_MEMORY, "%s: out of memory reading %zu bytes", path, size);
-    }
-    size_t got = fread(buf, 1, size, f);
-    int err = ferror(f);
-    fclose(f);
-    if (err || got != size) {
-        free(buf);
-        return tw_error(TW_ERR_IO, "%s: read failed after %zu of %zu bytes", path, got, size);
-    }
-    buf[size] = '\0';
-    *data = buf;
-    *length = size;
     return TW_OK;
 }
 

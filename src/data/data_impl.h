@@ -10,8 +10,6 @@
 /* The splitmix64 finaliser of x (Steele et al.): a well-mixed 64-bit hash of an integer. */
 uint64_t tw_splitmix64(uint64_t x);
 
-/* Reads a whole regular file into a new NUL-terminated buffer (free() it). Errors name the path. */
-tw_status tw_read_file(const char *path, char **data, size_t *length);
 
 /* Writes `count` pieces to `path` atomically: "<path>.tmp.<pid>" is written, flushed and renamed
  * over path; on any failure the temporary file is removed and `path` is untouched. */

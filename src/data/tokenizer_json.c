@@ -16,6 +16,7 @@
 #include <cjson/cJSON.h>
 
 #include "core/backend_impl.h"
+#include "core/paths.h"
 #include "data/tokenizer_impl.h"
 
 /* ------------------------------------------------------------------------------------------------
@@ -581,35 +582,10 @@ static tw_status load_json(loader *l, const cJSON *root, tw_tokenizer **out) {
 tw_status tw_tokenizer_load(const char *path, tw_tokenizer **out) {
     if (out) *out = NULL;
     if (!path || !out) return tw_error(TW_ERR_INVALID_ARGUMENT, "tw_tokenizer_load: NULL argument");
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return tw_error(errno == ENOENT ? TW_ERR_NOT_FOUND : TW_ERR_IO, "%s: cannot open: %s",
-                        path, strerror(errno));
-    size_t capacity = 1 << 16, used = 0;
-    char *text = malloc(capacity);
-    while (text) {
-        if (used + 1 >= capacity) { /* room for a terminating 0 */
-            char *p = realloc(text, capacity * 2);
-            if (!p) {
-                free(text);
-                text = NULL;
-                break;
-            }
-            text = p;
-            capacity *= 2;
-        }
-        size_t got = fread(text + used, 1, capacity - used - 1, f);
-        used += got;
-        if (got == 0) break;
-    }
-    int read_error = ferror(f) ? errno : 0;
-    fclose(f);
-    if (!text) return tw_error(TW_ERR_OUT_OF_MEMORY, "%s: out of memory reading it", path);
-    if (read_error) {
-        free(text);
-        return tw_error(TW_ERR_IO, "%s: read failed: %s", path, strerror(read_error));
-    }
-    tw_status status = tw_tokenizer_from_json(text, used, path, out);
+    char *text = NULL;
+    size_t size = 0;
+    tw_status status = tw_read_file(path, &text, &size);
+    if (status == TW_OK) status = tw_tokenizer_from_json(text, size, path, out);
     free(text);
     return status;
 }

@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "core/backend_impl.h"
+#include "core/paths.h"
 #include "data/tokenizer_impl.h"
 
 typedef struct pair_info {
@@ -429,47 +430,6 @@ tw_status tw_tokenizer_train_texts(const char *const *texts, const size_t *lengt
     return status;
 }
 
-/* Reads a whole file; *data is malloc'd (with a spare 0 byte). */
-static tw_status read_file(const char *path, char **data, size_t *length) {
-    *data = NULL;
-    *length = 0;
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return tw_error(errno == ENOENT ? TW_ERR_NOT_FOUND : TW_ERR_IO, "%s: cannot open: %s",
-                        path, strerror(errno));
-    size_t capacity = 1 << 16, used = 0;
-    char *buffer = malloc(capacity);
-    for (;;) {
-        if (buffer && used + 1 >= capacity) {
-            char *p = realloc(buffer, capacity * 2);
-            if (!p) {
-                free(buffer);
-                buffer = NULL;
-            }
-            buffer = p;
-            capacity *= 2;
-        }
-        if (!buffer) {
-            fclose(f);
-            return tw_error(TW_ERR_OUT_OF_MEMORY, "%s: out of memory reading it", path);
-        }
-        size_t got = fread(buffer + used, 1, capacity - used - 1, f);
-        used += got;
-        if (got == 0) break;
-    }
-    if (ferror(f)) {
-        int error = errno;
-        free(buffer);
-        fclose(f);
-        return tw_error(TW_ERR_IO, "%s: read failed: %s", path, strerror(error));
-    }
-    fclose(f);
-    buffer[used] = '\0';
-    *data = buffer;
-    *length = used;
-    return TW_OK;
-}
-
 tw_status tw_tokenizer_train(const char *const *paths, int path_count, int vocab_size,
                              tw_tokenizer **out) {
     if (out) *out = NULL;
@@ -488,7 +448,7 @@ tw_status tw_tokenizer_train(const char *const *paths, int path_count, int vocab
         if (!paths[k])
             status = tw_error(TW_ERR_INVALID_ARGUMENT, "tokenizer training: path %d is NULL", k);
         else
-            status = read_file(paths[k], &texts[k], &lengths[k]);
+            status = tw_read_file(paths[k], &texts[k], &lengths[k]);
     }
     if (status == TW_OK)
         status = tw_tokenizer_train_texts((const char *const *)texts, lengths, path_count,
