@@ -244,6 +244,131 @@ static void subnet_scales(void) {
 }
 
 /* ------------------------------------------------------------------------------------------ */
+/* Numerical meaning                                                                          */
+/* ------------------------------------------------------------------------------------------ */
+
+enum { LOGIT_BATCH = 2, LOGIT_T = 8 };
+
+/* Runs a model of config with params on the CPU over tokens; logits (B, T, V) into out. */
+static void cpu_logits(tw_device *cpu, const tw_gpt_config *c, const float *params,
+                       const int32_t *tokens, float *out) {
+    tw_gpt *model = NULL;
+    TW_CHECK_OK(tw_gpt_create(cpu, c, &model));
+    if (!model) return;
+    TW_CHECK_OK(tw_buffer_upload(tw_gpt_params(model), 0, params,
+                                 tw_gpt_param_count(model) * sizeof(float)));
+    TW_CHECK_OK(tw_gpt_forward(model, tokens, NULL, LOGIT_BATCH, LOGIT_T));
+    for (int b = 0; b < LOGIT_BATCH; b++)
+        for (int t = 0; t < LOGIT_T; t++)
+            TW_CHECK_OK(tw_gpt_logits_read(model, b, t,
+                                           out + ((size_t)b * LOGIT_T + t) * c->vocab_size));
+    tw_gpt_destroy(model);
+}
+
+/* Zeroes the attn.c_proj rows of heads worker w lacks and the mlp.c_proj rows of its missing
+ * units: the master then computes exactly what the subnet computes, up to the 1/p scales. */
+static void mask_dropped(const tw_ist_master *master, const tw_ist_partition *p, int w,
+                         float *params) {
+    const int D = master->config.head_dim, C = master->config.n_embd;
+    for (int t = 0; t < master->tensor_count; t++) {
+        const tw_gpt_tensor *tensor = &master->tensors[t];
+        int layer = 0;
+        sscanf(tensor->name, "transformer.h.%d.", &layer);
+        const tw_ist_layer_share *s = tw_ist_share(p, w, layer);
+        const bool heads = ends_with(tensor->name, "attn.c_proj.weight");
+        if (!heads && !ends_with(tensor->name, "mlp.c_proj.weight")) continue;
+        const int count = heads ? master->config.layers[layer].heads
+                                : master->config.layers[layer].mlp_hidden;
+        const int *kept = heads ? s->heads : s->units, kept_count = heads ? s->head_count
+                                                                          : s->unit_count;
+        const int rows_each = heads ? D : 1;
+        for (int i = 0, k = 0; i < count; i++) {
+            if (k < kept_count && kept[k] == i) {
+                k++;
+                continue;
+            }
+            memset(params + tensor->offset + (size_t)i * rows_each * C, 0,
+                   sizeof(float) * (size_t)rows_each * C);
+        }
+    }
+}
+
+/* A subnet built as a GPT from its extracted parameters gives the masked master's logits. */
+static void subnet_logits(void) {
+    tw_device *cpu = NULL;
+    TW_CHECK_OK(tw_device_open("cpu", &cpu));
+    if (!cpu) return;
+    tw_gpt_config c;
+    TW_CHECK_OK(tw_gpt_config_uniform(32, LOGIT_T, 2, 16, 4, &c));
+    c.layers[0] = (tw_gpt_layer){4, 24, 1.0f, 1.0f};
+    c.layers[1] = (tw_gpt_layer){6, 40, 0.8f, 1.2f};
+
+    /* GPT-2 initialisation, then every element moved a little so biases and LayerNorms matter. */
+    tw_ist_master *master = NULL;
+    tw_gpt *init = NULL;
+    TW_CHECK_OK(tw_ist_master_create(&c, &master));
+    TW_CHECK_OK(tw_gpt_create(cpu, &c, &init));
+    if (!master || !init) goto done;
+    TW_CHECK_OK(tw_gpt_init_params(init, 8));
+    TW_CHECK_OK(tw_buffer_download(tw_gpt_params(init), 0, master->params,
+                                   master->param_count * sizeof(float)));
+    tw_gpt_destroy(init);
+    tw_test_rng rng;
+    tw_test_rng_seed(&rng, 9);
+    for (size_t i = 0; i < master->param_count; i++)
+        master->params[i] += tw_test_rng_uniform(&rng, -0.1f, 0.1f);
+    int32_t tokens[LOGIT_BATCH * LOGIT_T];
+    for (int i = 0; i < LOGIT_BATCH * LOGIT_T; i++) tokens[i] = tw_test_rng_int(&rng, 32);
+
+    const size_t logits = (size_t)LOGIT_BATCH * LOGIT_T * c.vocab_size;
+    float *sub_logits = malloc(logits * sizeof(float)), *ref_logits = malloc(logits * sizeof(float));
+    float *full_logits = malloc(logits * sizeof(float));
+    float *masked = malloc(master->param_count * sizeof(float));
+    cpu_logits(cpu, &c, master->params, tokens, full_logits);
+    tw_ist_partition *p = make_partition(&c, 3, 2, NULL, 4);
+    for (int w = 0; p && w < 3; w++) {
+        tw_gpt_config sub, scaled = c;
+        TW_CHECK_OK(tw_ist_subnet_config(&c, p, w, &sub));
+        float *packed = extract(master, p, w, NULL);
+        cpu_logits(cpu, &sub, packed, tokens, sub_logits);
+        free(packed);
+
+        memcpy(masked, master->params, master->param_count * sizeof(float));
+        mask_dropped(master, p, w, masked);
+        for (int l = 0; l < c.n_layer; l++) {
+            const tw_ist_layer_share *s = tw_ist_share(p, w, l);
+            scaled.layers[l].attn_scale = c.layers[l].attn_scale * (float)c.layers[l].heads /
+                                          (float)s->head_count;
+            scaled.layers[l].mlp_scale = c.layers[l].mlp_scale * (float)c.layers[l].mlp_hidden /
+                                         (float)s->unit_count;
+        }
+        cpu_logits(cpu, &scaled, masked, tokens, ref_logits);
+        double worst = 0.0, moved = 0.0;
+        for (size_t i = 0; i < logits; i++) {
+            double err = fabs((double)sub_logits[i] - ref_logits[i]) /
+                         fmax(1.0, fabs((double)ref_logits[i]));
+            worst = fmax(worst, err);
+            moved = fmax(moved, fabs((double)sub_logits[i] - full_logits[i]));
+        }
+        printf("subnet logits, worker %d: max relative error %.2e against the masked master "
+               "(%.3f from the full model's)\n",
+               w, worst, moved);
+        TW_CHECK(worst <= 1e-5, "worker %d: subnet logits differ from the masked master by %.2e",
+                 w, worst);
+        TW_CHECK(moved > 1e-2, "worker %d: the subnet's logits hardly differ from the full "
+                 "model's (%.2e): the test proves nothing", w, moved);
+    }
+    tw_ist_partition_free(p);
+    free(sub_logits);
+    free(ref_logits);
+    free(full_logits);
+    free(masked);
+done:
+    tw_ist_master_free(master);
+    tw_device_close(cpu);
+}
+
+/* ------------------------------------------------------------------------------------------ */
 /* Partial merges                                                                             */
 /* ------------------------------------------------------------------------------------------ */
 
@@ -370,6 +495,7 @@ int main(void) {
     merge_identity();
     whole_worker();
     subnet_scales();
+    subnet_logits();
     partial_merge();
     bad_arguments();
     return tw_test_finish("ist_subnet");
