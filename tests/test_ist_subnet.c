@@ -95,13 +95,15 @@ static size_t *element_map(const tw_ist_master *master, const tw_ist_partition *
         for (size_t r = 0; r < rows; r++)
             for (size_t c = 0; c < cols; c++) {
                 size_t mr = r, mc = c;
-                if (ends_with(s->name, "attn.c_attn.weight") || ends_with(s->name, "attn.c_attn.bias")) {
+                if (ends_with(s->name, "attn.c_attn.weight") ||
+                    ends_with(s->name, "attn.c_attn.bias")) {
                     size_t block = c / (size_t)A_sub, within = c % (size_t)A_sub;
                     mc = block * (size_t)A_master +
                          (size_t)share->heads[within / (size_t)D] * (size_t)D + within % (size_t)D;
                 } else if (ends_with(s->name, "attn.c_proj.weight")) {
                     mr = (size_t)share->heads[r / (size_t)D] * (size_t)D + r % (size_t)D;
-                } else if (ends_with(s->name, "mlp.c_fc.weight") || ends_with(s->name, "mlp.c_fc.bias")) {
+                } else if (ends_with(s->name, "mlp.c_fc.weight") ||
+                           ends_with(s->name, "mlp.c_fc.bias")) {
                     mc = (size_t)share->units[c];
                 } else if (ends_with(s->name, "mlp.c_proj.weight")) {
                     mr = (size_t)share->units[r];
@@ -321,7 +323,8 @@ static void subnet_logits(void) {
     for (int i = 0; i < LOGIT_BATCH * LOGIT_T; i++) tokens[i] = tw_test_rng_int(&rng, 32);
 
     const size_t logits = (size_t)LOGIT_BATCH * LOGIT_T * c.vocab_size;
-    float *sub_logits = malloc(logits * sizeof(float)), *ref_logits = malloc(logits * sizeof(float));
+    float *sub_logits = malloc(logits * sizeof(float));
+    float *ref_logits = malloc(logits * sizeof(float));
     float *full_logits = malloc(logits * sizeof(float));
     float *masked = malloc(master->param_count * sizeof(float));
     cpu_logits(cpu, &c, master->params, tokens, full_logits);

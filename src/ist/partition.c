@@ -97,7 +97,8 @@ static void apportion(int total, const double *weights, int workers, int lo, int
 /* Head quotas (sum workers * min(m, H)) and unit counts (sum M) of one layer. */
 static void layer_quotas(const tw_ist_partition_options *o, int heads, int units, int *head_quota,
                          int *unit_quota) {
-    const int n = o->workers, per_worker = o->heads_per_worker < heads ? o->heads_per_worker : heads;
+    const int n = o->workers;
+    const int per_worker = o->heads_per_worker < heads ? o->heads_per_worker : heads;
     if (o->weights) {
         apportion(n * per_worker, o->weights, n, 1, heads, head_quota);
         apportion(units, o->weights, n, 1, units, unit_quota);
