@@ -10,6 +10,9 @@ static bench_peer_factory peer_factory(tw_backend_kind backend) {
 #ifdef TWIST_HAVE_OPENCL
     case TW_BACKEND_OPENCL: return bench_peer_clblast_create;
 #endif
+#ifdef TWIST_HAVE_CUDA
+    case TW_BACKEND_CUDA: return bench_peer_cublas_create;
+#endif
     /* Vulkan has no vendor BLAS: its peer is OpenBLAS on the host CPU, the same cores that
      * lavapipe runs on (on a GPU the ratio is then GPU against host CPU). */
     case TW_BACKEND_VULKAN: return bench_peer_openblas_create;

@@ -1,10 +1,10 @@
 /* Peers for `twist bench gemm --peer`: the same GEMM shape through the library a user would call
- * directly instead of twist (OpenBLAS for `cpu` and `vulkan:N`, CLBlast for `opencl:N`), in the
- * same process, on the same hardware, with the same input data.
+ * directly instead of twist (OpenBLAS for `cpu` and `vulkan:N`, CLBlast for `opencl:N`, cuBLAS
+ * for `cuda:N`), in the same process, on the same hardware, with the same input data.
  *
- * Adding a peer (cuBLAS for cuda:N): write a factory with the signature
- * of bench_peer_factory in its own file, compiled only when its backend is, and name it in the
- * table in bench_peer.c. Nothing else changes. */
+ * Adding a peer: write a factory with the signature of bench_peer_factory in its own file,
+ * compiled only when its backend is, and name it in the table in bench_peer.c. Nothing else
+ * changes. */
 #ifndef TWIST_TOOLS_BENCH_PEER_H
 #define TWIST_TOOLS_BENCH_PEER_H
 
@@ -48,6 +48,11 @@ int bench_peer_create(const char *prog, const tw_device_info *device,
 int bench_peer_openblas_create(const char *prog, const tw_device_info *device,
                                const bench_gemm_shape *shape, const float *a, const float *b,
                                bench_peer *out);
+#ifdef TWIST_HAVE_CUDA
+int bench_peer_cublas_create(const char *prog, const tw_device_info *device,
+                             const bench_gemm_shape *shape, const float *a, const float *b,
+                             bench_peer *out);
+#endif
 #ifdef TWIST_HAVE_OPENCL
 int bench_peer_clblast_create(const char *prog, const tw_device_info *device,
                               const bench_gemm_shape *shape, const float *a, const float *b,

@@ -330,7 +330,7 @@ int cmd_bench_gemm(int argc, char **argv) {
          .help = "timed runs after one warm-up; the median is reported (default 10)", .min = 1,
          .max = MAX_REPEAT},
         {.name = "--peer", .kind = ARG_FLAG, .dest = &o.peer,
-         .help = "also run the natural peer (OpenBLAS for cpu, CLBlast for opencl:N)"},
+         .help = "also run the natural peer (OpenBLAS for cpu, CLBlast for opencl:N, cuBLAS for cuda:N)"},
         {.name = "--json", .kind = ARG_FLAG, .dest = &o.json, .help = "print JSON"},
     };
     args_command command = {

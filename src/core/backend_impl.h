@@ -95,6 +95,11 @@ typedef struct tw_backend_vtable {
 
     /* OPTIONAL: choose the GEMM implementation (NULL: only TW_GEMM_AUTO is accepted). */
     tw_status (*set_gemm_impl)(void *context, tw_gemm_impl impl);
+
+    /* OPTIONAL: after enumerate found no devices, why (e.g. "cudaGetDeviceCount: no
+     * CUDA-capable device is detected"), for the message of a spec that names one; "" or NULL
+     * when unknown. */
+    const char *(*no_device_reason)(void);
 } tw_backend_vtable;
 
 struct tw_device {

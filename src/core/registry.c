@@ -173,6 +173,11 @@ tw_status tw_registry_find(const char *spec, const tw_backend_vtable **vtable, i
                         spec, backend_names[kind]);
     int count = tw_backend_device_count(kind);
     if (index >= count) {
+        const tw_backend_vtable *backend = backend_vtable(kind);
+        const char *why = backend->no_device_reason ? backend->no_device_reason() : NULL;
+        if (count == 0 && why && *why)
+            return tw_error(TW_ERR_NOT_FOUND, "device spec '%s': no %s device: %s", spec,
+                            backend_names[kind], why);
         if (count == 0)
             return tw_error(TW_ERR_NOT_FOUND,
                             "device spec '%s': the %s backend found no devices "

@@ -1,0 +1,261 @@
+/* Op launches of the CUDA backend: tensor arguments to device pointers, an NVTX range named
+ * after the op ("twist:<op>") around each launch, scratch through tw_buffer_alloc (so it counts
+ * in the device's bytes), and launch errors turned into tw_status. The kernels are in the .cu
+ * files (cuda_kernels.h). */
+#include <math.h>
+
+#include "cuda_internal.h"
+#include "cuda_kernels.h"
+
+#define F32(mem) tw_cuda_f32(mem)
+#define I32(mem) tw_cuda_i32(mem)
+
+/* Runs `launch` (an expression giving a cudaError_t) for op `name` on context `cu`. */
+#define CUDA_OP(cu, name, launch)                                                  \
+    do {                                                                           \
+        TW_TRY(tw_cuda_activate(cu));                                              \
+        tw_cuda_range_push("twist:" name);                                         \
+        cudaError_t op_err_ = (launch);                                            \
+        tw_cuda_range_pop();                                                       \
+        return op_err_ == cudaSuccess ? TW_OK : tw_cuda_fail(op_err_, name);       \
+    } while (0)
+
+/* Device scratch of `count` elements of `size` bytes, counted in the device's bytes; the caller
+ * frees it after enqueueing (the block is reused only by work enqueued later on the stream). */
+static tw_status scratch_alloc(tw_cuda_context *cu, size_t count, size_t size, tw_buffer **out) {
+    return tw_buffer_alloc(cu->device, (count ? count : 1) * size, out);
+}
+
+static void *scratch_ptr(tw_buffer *buffer) { return ((tw_cuda_block *)buffer->handle)->ptr; }
+
+/* ------------------------------------------------------------------------------------------ */
+
+tw_status tw_cuda_softmax_fwd_op(void *context, int rows, int cols, int causal_t, tw_mem in,
+                                 tw_mem out) {
+    tw_cuda_context *cu = context;
+    CUDA_OP(cu, "softmax_fwd",
+            tw_cuda_softmax_fwd(cu->stream, rows, cols, causal_t, F32(in), F32(out)));
+}
+
+tw_status tw_cuda_softmax_bwd_op(void *context, int rows, int cols, tw_mem y, tw_mem dy,
+                                 tw_mem dx) {
+    tw_cuda_context *cu = context;
+    CUDA_OP(cu, "softmax_bwd", tw_cuda_softmax_bwd(cu->stream, rows, cols, F32(y), F32(dy), F32(dx)));
+}
+
+tw_status tw_cuda_layernorm_fwd_op(void *context, int rows, int cols, float eps, tw_mem x,
+                                   tw_mem weight, tw_mem bias, tw_mem out, tw_mem mean,
+                                   tw_mem rstd) {
+    tw_cuda_context *cu = context;
+    CUDA_OP(cu, "layernorm_fwd",
+            tw_cuda_layernorm_fwd(cu->stream, rows, cols, eps, F32(x), F32(weight), F32(bias),
+                                  F32(out), F32(mean), F32(rstd)));
+}
+
+tw_status tw_cuda_layernorm_bwd_op(void *context, int rows, int cols, tw_mem dout, tw_mem x,
+                                   tw_mem weight, tw_mem mean, tw_mem rstd, tw_mem dx,
+                                   tw_mem dweight, tw_mem dbias) {
+    tw_cuda_context *cu = context;
+    tw_buffer *scratch = NULL;
+    TW_TRY(scratch_alloc(cu, tw_cuda_layernorm_bwd_scratch(rows, cols), sizeof(double), &scratch));
+    tw_status status = tw_cuda_activate(cu);
+    if (status == TW_OK) {
+        tw_cuda_range_push("twist:layernorm_bwd");
+        cudaError_t err = tw_cuda_layernorm_bwd(cu->stream, rows, cols, F32(dout), F32(x),
+                                                F32(weight), F32(mean), F32(rstd), F32(dx),
+                                                F32(dweight), F32(dbias), scratch_ptr(scratch));
+        tw_cuda_range_pop();
+        if (err != cudaSuccess) status = tw_cuda_fail(err, "layernorm_bwd");
+    }
+    tw_buffer_free(scratch);
+    return status;
+}
+
+tw_status tw_cuda_gelu_fwd_op(void *context, size_t n, tw_mem x, tw_mem out) {
+    tw_cuda_context *cu = context;
+    CUDA_OP(cu, "gelu_fwd", tw_cuda_gelu_fwd(cu->stream, n, F32(x), F32(out)));
+}
+
+tw_status tw_cuda_gelu_bwd_op(void *context, size_t n, tw_mem x, tw_mem dout, tw_mem dx) {
+    tw_cuda_context *cu = context;
+    CUDA_OP(cu, "gelu_bwd", tw_cuda_gelu_bwd(cu->stream, n, F32(x), F32(dout), F32(dx)));
+}
+
+tw_status tw_cuda_embedding_fwd_op(void *context, int batch, int seq_len, int channels,
+                                   int vocab, tw_mem tokens, tw_mem wte, tw_mem wpe, tw_mem out) {
+    tw_cuda_context *cu = context;
+    (void)vocab;
+    CUDA_OP(cu, "embedding_fwd",
+            tw_cuda_embedding_fwd(cu->stream, batch, seq_len, channels, I32(tokens), F32(wte),
+                                  F32(wpe), F32(out)));
+}
+
+tw_status tw_cuda_embedding_bwd_op(void *context, int batch, int seq_len, int channels,
+                                   int vocab, tw_mem tokens, tw_mem dout, tw_mem dwte,
+                                   tw_mem dwpe) {
+    tw_cuda_context *cu = context;
+    (void)vocab;
+    CUDA_OP(cu, "embedding_bwd",
+            tw_cuda_embedding_bwd(cu->stream, batch, seq_len, channels, I32(tokens), F32(dout),
+                                  F32(dwte), F32(dwpe)));
+}
+
+tw_status tw_cuda_xent_fwd_op(void *context, int rows, int vocab, int ld, tw_mem logits,
+                              tw_mem targets, tw_mem losses, tw_mem lse, tw_mem correct) {
+    tw_cuda_context *cu = context;
+    CUDA_OP(cu, "softmax_xent_fwd",
+            tw_cuda_xent_fwd(cu->stream, rows, vocab, ld, F32(logits), I32(targets), F32(losses),
+                             F32(lse), F32(correct)));
+}
+
+tw_status tw_cuda_xent_bwd_op(void *context, int rows, int vocab, int ld, float grad_scale,
+                              tw_mem logits, tw_mem targets, tw_mem lse, tw_mem dlogits) {
+    tw_cuda_context *cu = context;
+    CUDA_OP(cu, "softmax_xent_bwd",
+            tw_cuda_xent_bwd(cu->stream, rows, vocab, ld, grad_scale, F32(logits), I32(targets),
+                             F32(lse), F32(dlogits)));
+}
+
+tw_status tw_cuda_bias_add_op(void *context, int rows, int cols, tw_mem bias, tw_mem out) {
+    tw_cuda_context *cu = context;
+    CUDA_OP(cu, "bias_add", tw_cuda_bias_add(cu->stream, rows, cols, F32(bias), F32(out)));
+}
+
+tw_status tw_cuda_bias_bwd_op(void *context, int rows, int cols, tw_mem dout, tw_mem dbias) {
+    tw_cuda_context *cu = context;
+    tw_buffer *scratch = NULL;
+    TW_TRY(scratch_alloc(cu, tw_cuda_bias_bwd_scratch(rows, cols), sizeof(double), &scratch));
+    tw_status status = tw_cuda_activate(cu);
+    if (status == TW_OK) {
+        tw_cuda_range_push("twist:bias_bwd");
+        cudaError_t err = tw_cuda_bias_bwd(cu->stream, rows, cols, F32(dout), F32(dbias),
+                                           scratch_ptr(scratch));
+        tw_cuda_range_pop();
+        if (err != cudaSuccess) status = tw_cuda_fail(err, "bias_bwd");
+    }
+    tw_buffer_free(scratch);
+    return status;
+}
+
+tw_status tw_cuda_add_op(void *context, size_t n, tw_mem a, tw_mem b, tw_mem out) {
+    tw_cuda_context *cu = context;
+    CUDA_OP(cu, "add", tw_cuda_add(cu->stream, n, F32(a), F32(b), F32(out)));
+}
+
+tw_status tw_cuda_scale_op(void *context, size_t n, float alpha, tw_mem x, tw_mem out) {
+    tw_cuda_context *cu = context;
+    CUDA_OP(cu, "scale", tw_cuda_scale(cu->stream, n, alpha, F32(x), F32(out)));
+}
+
+tw_status tw_cuda_sum_sq_op(void *context, size_t n, tw_mem x, tw_mem out) {
+    tw_cuda_context *cu = context;
+    tw_buffer *scratch = NULL;
+    TW_TRY(scratch_alloc(cu, tw_cuda_sum_sq_scratch(n), sizeof(double), &scratch));
+    tw_status status = tw_cuda_activate(cu);
+    if (status == TW_OK) {
+        tw_cuda_range_push("twist:sum_sq");
+        cudaError_t err = tw_cuda_sum_sq(cu->stream, n, F32(x), F32(out), scratch_ptr(scratch));
+        tw_cuda_range_pop();
+        if (err != cudaSuccess) status = tw_cuda_fail(err, "sum_sq");
+    }
+    tw_buffer_free(scratch);
+    return status;
+}
+
+tw_status tw_cuda_adamw_op(void *context, size_t n, const tw_adamw_args *args, tw_mem param,
+                           tw_mem grad, tw_mem m, tw_mem v) {
+    tw_cuda_context *cu = context;
+    /* As the CPU reference computes them: in float, on the host. */
+    const float correction1 = 1.0f - powf(args->beta1, (float)args->step);
+    const float correction2 = 1.0f - powf(args->beta2, (float)args->step);
+    CUDA_OP(cu, "adamw_step",
+            tw_cuda_adamw(cu->stream, n, args->lr, args->beta1, args->beta2, args->eps,
+                          args->weight_decay, args->grad_scale, correction1, correction2,
+                          F32(param), F32(grad), F32(m), F32(v)));
+}
+
+tw_status tw_cuda_gather_rows_op(void *context, int src_rows, int cols, int count, tw_mem idx,
+                                 tw_mem src, tw_mem dst) {
+    tw_cuda_context *cu = context;
+    (void)src_rows;
+    CUDA_OP(cu, "gather_rows",
+            tw_cuda_gather_rows(cu->stream, cols, count, I32(idx), F32(src), F32(dst)));
+}
+
+tw_status tw_cuda_scatter_rows_op(void *context, int dst_rows, int cols, int count, tw_mem idx,
+                                  tw_mem src, tw_mem dst, bool accumulate) {
+    tw_cuda_context *cu = context;
+    (void)dst_rows;
+    CUDA_OP(cu, "scatter_rows",
+            tw_cuda_scatter_rows(cu->stream, cols, count, I32(idx), F32(src), F32(dst),
+                                 accumulate ? 1 : 0));
+}
+
+tw_status tw_cuda_gather_cols_op(void *context, int rows, int src_cols, int count, tw_mem idx,
+                                 tw_mem src, tw_mem dst) {
+    tw_cuda_context *cu = context;
+    CUDA_OP(cu, "gather_cols",
+            tw_cuda_gather_cols(cu->stream, rows, src_cols, count, I32(idx), F32(src), F32(dst)));
+}
+
+tw_status tw_cuda_scatter_cols_op(void *context, int rows, int dst_cols, int count, tw_mem idx,
+                                  tw_mem src, tw_mem dst, bool accumulate) {
+    tw_cuda_context *cu = context;
+    CUDA_OP(cu, "scatter_cols",
+            tw_cuda_scatter_cols(cu->stream, rows, dst_cols, count, I32(idx), F32(src), F32(dst),
+                                 accumulate ? 1 : 0));
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Attention                                                                                  */
+/* ------------------------------------------------------------------------------------------ */
+
+static tw_status attention_view(const tw_attention_args *args, bool backward,
+                                tw_cuda_attention *a) {
+    if (args->head_dim > TW_CUDA_ATTENTION_MAX_D)
+        return tw_error(TW_ERR_UNSUPPORTED,
+                        "cuda: fused attention supports head_dim up to %d, got %d",
+                        TW_CUDA_ATTENTION_MAX_D, args->head_dim);
+    tw_cuda_attention view = {
+        .batch = args->batch, .heads = args->heads, .seq_len = args->seq_len,
+        .head_dim = args->head_dim, .scale = args->scale,
+        .qkv_b = args->qkv_stride.b, .qkv_h = args->qkv_stride.h, .qkv_t = args->qkv_stride.t,
+        .out_b = args->out_stride.b, .out_h = args->out_stride.h, .out_t = args->out_stride.t,
+        .q = F32(args->q), .k = F32(args->k), .v = F32(args->v), .out = F32(args->out),
+        .lse = F32(args->lse)};
+    if (backward) {
+        view.dout = F32(args->dout);
+        view.dq = F32(args->dq);
+        view.dk = F32(args->dk);
+        view.dv = F32(args->dv);
+    }
+    *a = view;
+    return TW_OK;
+}
+
+tw_status tw_cuda_attention_fwd_op(void *context, const tw_attention_args *args) {
+    tw_cuda_context *cu = context;
+    tw_cuda_attention a;
+    TW_TRY(attention_view(args, false, &a));
+    CUDA_OP(cu, "attention_fwd", tw_cuda_attention_fwd(cu->stream, &a));
+}
+
+tw_status tw_cuda_attention_bwd_op(void *context, const tw_attention_args *args) {
+    tw_cuda_context *cu = context;
+    tw_cuda_attention a;
+    TW_TRY(attention_view(args, true, &a));
+    /* delta (B, H, T): rowwise dO . O, the only scratch. */
+    const size_t rows = (size_t)args->batch * (size_t)args->heads * (size_t)args->seq_len;
+    tw_buffer *delta = NULL;
+    TW_TRY(scratch_alloc(cu, rows, sizeof(float), &delta));
+    a.delta = scratch_ptr(delta);
+    tw_status status = tw_cuda_activate(cu);
+    if (status == TW_OK) {
+        tw_cuda_range_push("twist:attention_bwd");
+        cudaError_t err = tw_cuda_attention_bwd(cu->stream, &a);
+        tw_cuda_range_pop();
+        if (err != cudaSuccess) status = tw_cuda_fail(err, "attention_bwd");
+    }
+    tw_buffer_free(delta);
+    return status;
+}
