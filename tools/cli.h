@@ -19,6 +19,8 @@ int cmd_train(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_sample(int argc, char **argv);
 int cmd_data(int argc, char **argv);
+int cmd_ist(int argc, char **argv);
+int cmd_dp(int argc, char **argv);
 
 /* Returns the status of a library call from the enclosing function unless it is TW_OK. */
 #define CLI_TRY(call)                                   \

@@ -1,7 +1,7 @@
 /* twist: the command-line tool. This file holds only the command table, the top-level usage and
  * the dispatch; each command lives in its own cmd_*.c file.
  *
- * Commands arrive with their issues: ist, dp, grow and profile join the table below when the
+ * Commands arrive with their issues: grow and profile join the table below when the
  * library can do them. Until then naming one is an error like any other
  * unknown command, never a stub that pretends to work. */
 #include <stdio.h>
@@ -23,6 +23,8 @@ static const cli_command commands[] = {
     {"train", "train a GPT model and save a checkpoint", cmd_train},
     {"eval", "validation loss, perplexity and accuracy of a checkpoint on a corpus", cmd_eval},
     {"sample", "generate text from a checkpoint", cmd_sample},
+    {"ist", "independent subnetwork training over several devices (threads or MPI)", cmd_ist},
+    {"dp", "data parallel and local SGD baselines of ist, in the same engine", cmd_dp},
     {"data", "prepare data: train a tokenizer, write graded synthetic text", cmd_data},
 };
 enum { COMMAND_COUNT = sizeof commands / sizeof commands[0] };

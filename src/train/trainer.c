@@ -15,6 +15,7 @@
 
 #include "core/backend_impl.h"
 #include "core/paths.h"
+#include "train/train_internal.h"
 #include "twist/train.h"
 
 tw_train_options tw_train_defaults(void) {
@@ -252,31 +253,72 @@ static tw_status encode_callback(void *context, const char *text, size_t length,
     return tw_tokenizer_encode(context, text, length, ids, count);
 }
 
+/* Shared set-up pieces (train_internal.h) report through this. */
+static void say_line(void *context, const char *message) {
+    say(context, TW_REPORT_INFO, "%s", message);
+}
+
+tw_status tw_train_choose_corpus(const char *data_path, char *corpus, size_t capacity,
+                                 bool *synthetic, tw_train_say_fn say_fn, void *context) {
+    char line[PATH_MAX + 64];
+    if (data_path) {
+        snprintf(corpus, capacity, "%s", data_path);
+        *synthetic = false;
+        return TW_OK;
+    }
+    TW_TRY(tw_default_corpus(2000000, corpus, capacity));
+    *synthetic = true;
+    snprintf(line, sizeof line, "data: built-in graded synthetic English (%s)", corpus);
+    if (say_fn) say_fn(context, line);
+    return TW_OK;
+}
+
+tw_status tw_train_prepare_tokenizer(const char *corpus_path, const char *tokenizer_path,
+                                     int vocab_size, tw_tokenizer **out, tw_train_say_fn say_fn,
+                                     void *context) {
+    /* The corpus is checked (readable, text, no NUL bytes) before a tokenizer is trained on it. */
+    tw_corpus *corpus = NULL;
+    TW_TRY(tw_corpus_load(corpus_path, &corpus));
+    tw_corpus_free(corpus);
+    if (tokenizer_path) return tw_tokenizer_load(tokenizer_path, out);
+    const char *paths[1] = {corpus_path};
+    TW_TRY(tw_tokenizer_train(paths, 1, vocab_size, out));
+    char line[128];
+    snprintf(line, sizeof line, "tokenizer: byte-level BPE with %d tokens trained on the data",
+             tw_tokenizer_vocab_size(*out));
+    if (say_fn) say_fn(context, line);
+    return TW_OK;
+}
+
+tw_status tw_train_load_dataset(const char *corpus, const tw_tokenizer *tokenizer,
+                                tw_dataset **out, tw_train_say_fn say_fn, void *context) {
+    tw_encoder encoder = {encode_callback, (void *)tokenizer, tw_tokenizer_hash(tokenizer),
+                          tw_tokenizer_eot_id(tokenizer)};
+    TW_TRY(tw_dataset_load(corpus, &encoder, NULL, out));
+    const tw_dataset *d = *out;
+    char line[PATH_MAX + 256];
+    snprintf(line, sizeof line, "data: %s: %zu training tokens (%zu documents), %zu validation "
+             "tokens (%zu documents)%s", corpus, d->train_tokens, d->train_docs, d->val_tokens,
+             d->val_docs, d->cache == TW_CACHE_HIT ? ", from cache" : "");
+    if (say_fn) say_fn(context, line);
+    return TW_OK;
+}
+
 /* The corpus path: --data, the checkpoint's, or the built-in synthetic corpus. */
 static tw_status choose_corpus(run *r) {
     const tw_train_options *o = &r->options;
-    if (o->data_path) {
-        snprintf(r->corpus, sizeof r->corpus, "%s", o->data_path);
-        r->state.synthetic_data = false;
-    } else if (r->state.data_path[0] && !r->state.synthetic_data) {
+    if (!o->data_path && r->state.data_path[0] && !r->state.synthetic_data)
         snprintf(r->corpus, sizeof r->corpus, "%s", r->state.data_path);
-    } else {
-        TW_TRY(tw_default_corpus(2000000, r->corpus, sizeof r->corpus));
-        r->state.synthetic_data = true;
-        say(r, TW_REPORT_INFO, "data: built-in graded synthetic English (%s)", r->corpus);
-    }
+    else
+        TW_TRY(tw_train_choose_corpus(o->data_path, r->corpus, sizeof r->corpus,
+                                      &r->state.synthetic_data, say_line, r));
     snprintf(r->state.data_path, sizeof r->state.data_path, "%s", r->corpus);
     return TW_OK;
 }
 
 static tw_status load_data(run *r) {
-    tw_encoder encoder = {encode_callback, r->tokenizer, tw_tokenizer_hash(r->tokenizer),
-                          tw_tokenizer_eot_id(r->tokenizer)};
-    TW_TRY(tw_dataset_load(r->corpus, &encoder, NULL, &r->dataset));
+    TW_TRY(tw_train_load_dataset(r->corpus, r->tokenizer, &r->dataset, say_line, r));
     const tw_dataset *d = r->dataset;
-    say(r, TW_REPORT_INFO, "data: %s: %zu training tokens (%zu documents), %zu validation tokens "
-        "(%zu documents)%s", r->corpus, d->train_tokens, d->train_docs, d->val_tokens,
-        d->val_docs, d->cache == TW_CACHE_HIT ? ", from cache" : "");
     char name[PATH_MAX + 16];
     snprintf(name, sizeof name, "%s (training)", r->corpus);
     return tw_loader_init(&r->train_loader, d->train, d->train_tokens, r->options.batch,
@@ -286,18 +328,8 @@ static tw_status load_data(run *r) {
 static tw_status fresh_start(run *r) {
     tw_train_options *o = &r->options;
     TW_TRY(choose_corpus(r));
-    /* The corpus is checked (readable, text, no NUL bytes) before a tokenizer is trained on it. */
-    tw_corpus *corpus = NULL;
-    TW_TRY(tw_corpus_load(r->corpus, &corpus));
-    tw_corpus_free(corpus);
-    if (o->tokenizer_path) {
-        TW_TRY(tw_tokenizer_load(o->tokenizer_path, &r->tokenizer));
-    } else {
-        const char *paths[1] = {r->corpus};
-        TW_TRY(tw_tokenizer_train(paths, 1, o->vocab_size, &r->tokenizer));
-        say(r, TW_REPORT_INFO, "tokenizer: byte-level BPE with %d tokens trained on the data",
-            tw_tokenizer_vocab_size(r->tokenizer));
-    }
+    TW_TRY(tw_train_prepare_tokenizer(r->corpus, o->tokenizer_path, o->vocab_size, &r->tokenizer,
+                                      say_line, r));
     o->model.vocab_size = tw_tokenizer_vocab_size(r->tokenizer);
     TW_TRY(tw_gpt_create(r->device, &o->model, &r->model));
     TW_TRY(tw_gpt_init_params(r->model, o->seed));
@@ -361,21 +393,32 @@ static tw_status evaluate(run *r) {
     return TW_OK;
 }
 
+tw_status tw_train_compute_grads(tw_gpt *model, tw_loader *loader, int batch, int seq_len,
+                                 int grad_accum, int32_t *inputs, int32_t *targets,
+                                 double *loss, double *accuracy) {
+    double loss_sum = 0.0, accuracy_sum = 0.0;
+    TW_TRY(tw_gpt_zero_grad(model));
+    for (int micro = 0; micro < grad_accum; micro++) {
+        tw_gpt_metrics metrics;
+        TW_TRY(tw_loader_next(loader, inputs, targets));
+        TW_TRY(tw_gpt_forward(model, inputs, targets, batch, seq_len));
+        TW_TRY(tw_gpt_backward(model, 1.0f / (float)grad_accum));
+        TW_TRY(tw_gpt_metrics_read(model, &metrics));
+        loss_sum += metrics.loss / grad_accum;
+        accuracy_sum += metrics.accuracy / grad_accum;
+    }
+    if (loss) *loss = loss_sum;
+    if (accuracy) *accuracy = accuracy_sum;
+    return TW_OK;
+}
+
 /* One optimizer step over grad_accum micro-batches. */
 static tw_status train_step(run *r, int32_t *inputs, int32_t *targets) {
     const tw_train_options *o = &r->options;
     const int T = o->model.max_seq_len;
     tw_train_report report = {.kind = TW_REPORT_STEP, .total_steps = o->steps};
-    TW_TRY(tw_gpt_zero_grad(r->model));
-    for (int micro = 0; micro < o->grad_accum; micro++) {
-        tw_gpt_metrics metrics;
-        TW_TRY(tw_loader_next(&r->train_loader, inputs, targets));
-        TW_TRY(tw_gpt_forward(r->model, inputs, targets, o->batch, T));
-        TW_TRY(tw_gpt_backward(r->model, 1.0f / (float)o->grad_accum));
-        TW_TRY(tw_gpt_metrics_read(r->model, &metrics));
-        report.loss += metrics.loss / o->grad_accum;
-        report.accuracy += metrics.accuracy / o->grad_accum;
-    }
+    TW_TRY(tw_train_compute_grads(r->model, &r->train_loader, o->batch, T, o->grad_accum, inputs,
+                                  targets, &report.loss, &report.accuracy));
     tw_lr_schedule schedule = {o->lr, o->min_lr, o->warmup, o->steps};
     float norm = 0.0f;
     report.lr = tw_lr_at(&schedule, r->state.step);

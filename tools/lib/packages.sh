@@ -15,6 +15,7 @@
 #                                      and its tests run on machines without a GPU
 #   vulkan-validationlayers            VK_LAYER_KHRONOS_validation for the validation test run
 #   libcjson-dev                       cJSON: safetensors headers, config.json, tokenizer.json
+#   libopenmpi-dev openmpi-bin         Open MPI: the MPI transport of `twist ist` and its test
 #   python3 python3-torch              the tests that open twist checkpoints in PyTorch
 TWIST_PACKAGES=(
     build-essential cmake pkg-config
@@ -22,6 +23,7 @@ TWIST_PACKAGES=(
     ocl-icd-opencl-dev opencl-headers pocl-opencl-icd libclblast-dev clinfo
     libvulkan-dev glslc mesa-vulkan-drivers vulkan-validationlayers
     libcjson-dev
+    libopenmpi-dev openmpi-bin
     python3 python3-torch
 )
 

@@ -1,0 +1,115 @@
+/* twist: distributed training runs over several workers, each bound to one device of any
+ * backend: Independent Subnetwork Training (IST) and, in the same engine, the data parallel and
+ * local SGD baselines.
+ *
+ * A run is a sequence of rounds. In each round (see ../shared/DESIGN.md, "IST"):
+ *
+ *   partition  IST: heads and MLP units dealt to the workers (twist/ist.h), fresh each round;
+ *              data parallel and local SGD: every worker holds the whole model
+ *   extract    each worker's share of the master's parameters and AdamW moments, packed
+ *   send       packed buffers to the workers (threads: host memory; MPI: MPI_Scatterv)
+ *   train      each worker runs K local steps of plain training on its own data shard, with
+ *              AdamW's step and the learning rate at the GLOBAL step (data parallel averages
+ *              the gradients of every worker at each step and applies the same update)
+ *   receive    packed buffers back (threads: host memory; MPI: MPI_Gatherv)
+ *   merge      averaged into the master where several workers held an element
+ *   evaluate   the merged full model's validation loss
+ *
+ * The master's step advances by K per round. A worker that fails (a device error or an injected
+ * fault) is left out of the round's merge (its slices keep their pre-round values) and of every
+ * later round; the run continues with the others. */
+#ifndef TWIST_IST_RUN_H
+#define TWIST_IST_RUN_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "twist/ist.h"
+#include "twist/optim.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum tw_dist_mode {
+    TW_DIST_IST = 0,       /* independent subnetworks */
+    TW_DIST_ALLREDUCE = 1, /* data parallel: gradients averaged every step */
+    TW_DIST_LOCALSGD = 2   /* full replicas, parameters and moments averaged every K steps */
+} tw_dist_mode;
+
+typedef enum tw_dist_balance {
+    TW_BALANCE_EQUAL = 0, /* equal head quotas and unit shares */
+    TW_BALANCE_SPEED = 1  /* shares in proportion to each worker's tokens/s of the last round */
+} tw_dist_balance;
+
+typedef enum tw_dist_transport {
+    TW_TRANSPORT_THREADS = 0, /* one thread per worker in this process */
+    TW_TRANSPORT_MPI = 1      /* one MPI rank per worker; rank 0 holds the master */
+} tw_dist_transport;
+
+enum { TW_DIST_MAX_WORKERS = 256 };
+
+typedef struct tw_dist_options {
+    tw_dist_mode mode;
+    /* Worker w runs on devices[w / workers_per_device] (threads). Under MPI, rank w is worker w
+     * and the world size must equal device_count * workers_per_device. */
+    const char *const *devices;
+    int device_count;
+    int workers_per_device;
+    int heads_per_worker;   /* IST: the head quota m of each worker (equal balance) */
+    int local_steps;        /* K: steps per round */
+    int rounds;
+    tw_dist_balance balance;
+    tw_dist_transport transport;
+
+    const char *data_path;      /* NULL: the built-in synthetic corpus */
+    const char *tokenizer_path; /* NULL: train one of vocab_size tokens on the data */
+    int vocab_size;
+    tw_gpt_config model;        /* vocab_size is replaced by the tokenizer's */
+    int batch, grad_accum;      /* per worker and step */
+    float lr, min_lr;
+    int warmup;                 /* the schedule runs over rounds * local_steps global steps */
+    tw_adamw_config adamw;
+    uint64_t seed;              /* initialisation, partitions and every worker's batches */
+
+    const char *eval_device;    /* NULL: "cpu" */
+    int eval_every;             /* rounds between validation passes (the last round always) */
+    int eval_batches;           /* batches per pass, 0: the whole validation stream */
+
+    const char *json_path;      /* NULL: no JSON; else one object per round, one per line */
+    const char *out_dir;        /* NULL: nothing saved; else the merged master as a checkpoint */
+
+    /* Fault injection for tests: worker fault_worker fails in round fault_round (after its
+     * first local step); -1: none. */
+    int fault_worker, fault_round;
+} tw_dist_options;
+
+/* Defaults for everything but devices, data and model: one worker per device, K 10, 10 rounds,
+ * batch 16, lr 1e-3 to 1e-4, seed 1337, evaluation every round over 20 batches. */
+tw_dist_options tw_dist_defaults(void);
+
+/* One line of progress: set-up information, a finished round, or a worker failure. */
+typedef struct tw_dist_report {
+    const char *message;
+    int round;        /* -1 for set-up lines */
+    int workers;      /* active workers after this round */
+    double val_loss;  /* the merged model's, NaN when not evaluated this round */
+    double train_loss;/* mean over the round's successful workers */
+    double elapsed_s;
+} tw_dist_report;
+
+typedef void (*tw_dist_report_fn)(void *context, const tw_dist_report *report);
+
+/* Runs the rounds. With the MPI transport every rank calls this (after MPI_Init, or it calls
+ * MPI_Init itself); rank 0 holds the master, writes the JSON and the checkpoint, and reports.
+ * Returns TW_ERR_UNSUPPORTED naming the transport when twist was built without MPI. */
+tw_status tw_dist_run(const tw_dist_options *options, tw_dist_report_fn report, void *context);
+
+/* Whether this build has the MPI transport. */
+bool tw_dist_have_mpi(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,124 @@
+/* Internals of distributed runs (twist/ist_run.h): the worker, the per-round job it receives,
+ * the result it returns, and the transports that carry them. The round code (rounds.c) is
+ * written once against dist_transport; threads and MPI fill it in. */
+#ifndef TWIST_DIST_INTERNAL_H
+#define TWIST_DIST_INTERNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "twist/data.h"
+#include "twist/ist_run.h"
+#include "twist/tokenizer.h"
+
+/* What a worker does in one round. Plain data: MPI sends it as bytes to every rank. */
+typedef struct dist_job {
+    int command;        /* DIST_TRAIN or DIST_QUIT */
+    int active;         /* takes part in this round */
+    int fail_after;     /* injected fault: fail after this many local steps; -1: none */
+    int start_step;     /* the master's step: AdamW's counter and the LR schedule's position */
+    int local_steps;    /* K */
+    int active_workers; /* taking part in this round (data parallel averages over them) */
+    uint64_t packed_floats; /* tw_ist_packed_floats(&config) */
+    tw_gpt_config config;   /* the worker's subnet (the whole model outside IST) */
+} dist_job;
+
+enum { DIST_TRAIN = 1, DIST_QUIT = 2 };
+
+/* What a worker reports back. Plain data, like dist_job. */
+typedef struct dist_result {
+    int ok;                 /* 0: the worker failed; its packed buffer is not merged */
+    double loss;            /* mean training loss of its local steps */
+    double tokens_per_s;    /* training tokens / train_s */
+    double train_s;         /* wall time of its local phase (upload, K steps, download) */
+    uint64_t comm_bytes;    /* bytes it sent during training (data parallel gradients) */
+    char error[256];        /* why it failed */
+} dist_result;
+
+/* Averaging across the round's workers during local training (data parallel). Every active
+ * worker calls average() the same number of times; `ok` false contributes nothing (a failed
+ * worker keeps calling so the others never wait for it). data (count floats) becomes the mean,
+ * in double, over the ok contributors in worker order; *contributors gets their number. */
+typedef struct dist_comm {
+    tw_status (*average)(void *context, int worker, float *data, size_t count, bool ok,
+                         int *contributors);
+    void *context;
+} dist_comm;
+
+/* A worker: one device, its shard of the training data, its model for the current config. */
+typedef struct dist_worker {
+    int index;
+    const tw_dist_options *options;
+    int total_steps;          /* of the LR schedule: rounds * local_steps */
+    tw_device *device;
+    tw_loader loader;
+    tw_gpt *model;            /* kept across rounds while the config does not change */
+    tw_adamw *opt;
+    tw_gpt_config model_config;
+    int32_t *inputs, *targets;/* (batch * seq_len) */
+    float *grads;             /* (param count) host copy of the gradients (data parallel) */
+    size_t grads_capacity;
+    float *packed;            /* the worker's packed subnet [params | exp_avg | exp_avg_sq] */
+    size_t packed_capacity;   /* floats */
+} dist_worker;
+
+/* Opens the device and the data shard `index` of `shard_count` of the training stream. */
+tw_status dist_worker_init(dist_worker *worker, int index, int shard_count, const char *device,
+                           const tw_dataset *dataset, const tw_dist_options *options,
+                           int total_steps);
+void dist_worker_free(dist_worker *worker);
+/* Makes worker->packed hold at least floats floats. */
+tw_status dist_worker_reserve(dist_worker *worker, size_t floats);
+/* The round's local training on worker->packed, in place. Never fails as a call: a failure is
+ * reported in result (ok 0 and the message). comm is used in data parallel mode only. */
+void dist_worker_train(dist_worker *worker, const dist_job *job, const dist_comm *comm,
+                       dist_result *result);
+
+/* A transport: moves jobs, packed buffers and results between the master and the workers. */
+typedef struct dist_transport dist_transport;
+typedef struct dist_transport_ops {
+    /* jobs (workers) and packed[w] (jobs[w].packed_floats floats, NULL when inactive) */
+    tw_status (*send)(dist_transport *t, const dist_job *jobs, float *const *packed);
+    /* runs every active worker's local training and waits for all: results (workers) */
+    tw_status (*train)(dist_transport *t, const dist_job *jobs, dist_result *results);
+    /* the trained packed buffers of the workers whose result is ok back into packed[w] */
+    tw_status (*receive)(dist_transport *t, const dist_job *jobs, const dist_result *results,
+                         float *const *packed);
+    /* tells the workers to stop and frees everything */
+    void (*destroy)(dist_transport *t);
+} dist_transport_ops;
+
+struct dist_transport {
+    const dist_transport_ops *ops;
+    int workers;
+    const char *const *worker_devices; /* (workers) device spec of each worker */
+};
+
+/* In-process: one thread per worker, each with its own device. */
+tw_status dist_threads_create(const tw_dist_options *options, const tw_dataset *dataset,
+                              int total_steps, dist_transport **out);
+
+/* The round loop on the master side (rounds.c); also used by rank 0 under MPI. */
+typedef struct dist_setup {
+    char corpus[4096];
+    bool synthetic;
+    tw_tokenizer *tokenizer;
+    tw_dataset *dataset;
+    tw_gpt_config model; /* with the tokenizer's vocabulary */
+} dist_setup;
+
+tw_status dist_setup_load(const tw_dist_options *options, dist_setup *setup, bool quiet,
+                          tw_dist_report_fn report, void *context);
+void dist_setup_free(dist_setup *setup);
+
+tw_status dist_master_rounds(const tw_dist_options *options, const dist_setup *setup,
+                             dist_transport *transport, tw_dist_report_fn report, void *context);
+
+#ifdef TWIST_HAVE_MPI
+/* MPI: every rank opens its worker; rank 0 gets a transport for the round loop, the other
+ * ranks serve jobs until the master's QUIT (then *out is NULL). */
+tw_status dist_mpi_run(const tw_dist_options *options, tw_dist_report_fn report, void *context);
+#endif
+
+#endif

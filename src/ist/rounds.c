@@ -1,0 +1,535 @@
+/* The rounds of a distributed run, on the master's side, written once for every transport:
+ * partition, extract, send, local training, receive, merge, evaluate, one JSON record. */
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/backend_impl.h"
+#include "ist/dist_internal.h"
+#include "train/train_internal.h"
+#include "twist/train.h"
+
+static double seconds_now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static const char *const MODE_NAMES[] = {"ist", "allreduce", "localsgd"};
+
+static void report_line(tw_dist_report_fn report, void *context, int round, const char *format,
+                        ...) __attribute__((format(printf, 4, 5)));
+
+static void report_line(tw_dist_report_fn report, void *context, int round, const char *format,
+                        ...) {
+    if (!report) return;
+    char message[2048];
+    va_list args;
+    va_start(args, format);
+    vsnprintf(message, sizeof message, format, args);
+    va_end(args);
+    tw_dist_report r = {.message = message, .round = round, .val_loss = NAN, .train_loss = NAN};
+    report(context, &r);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Set-up: corpus, tokenizer, data, model config                                             */
+/* ------------------------------------------------------------------------------------------ */
+
+typedef struct say_target {
+    tw_dist_report_fn report;
+    void *context;
+} say_target;
+
+static void say_setup(void *context, const char *message) {
+    say_target *target = context;
+    report_line(target->report, target->context, -1, "%s", message);
+}
+
+tw_status dist_setup_load(const tw_dist_options *options, dist_setup *setup, bool quiet,
+                          tw_dist_report_fn report, void *context) {
+    memset(setup, 0, sizeof *setup);
+    say_target target = {quiet ? NULL : report, context};
+    TW_TRY(tw_train_choose_corpus(options->data_path, setup->corpus, sizeof setup->corpus,
+                                  &setup->synthetic, say_setup, &target));
+    TW_TRY(tw_train_prepare_tokenizer(setup->corpus, options->tokenizer_path,
+                                      options->vocab_size, &setup->tokenizer, say_setup,
+                                      &target));
+    TW_TRY(tw_train_load_dataset(setup->corpus, setup->tokenizer, &setup->dataset, say_setup,
+                                 &target));
+    setup->model = options->model;
+    setup->model.vocab_size = tw_tokenizer_vocab_size(setup->tokenizer);
+    return tw_gpt_config_validate(&setup->model);
+}
+
+void dist_setup_free(dist_setup *setup) {
+    tw_dataset_free(setup->dataset);
+    tw_tokenizer_free(setup->tokenizer);
+    memset(setup, 0, sizeof *setup);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Partitions                                                                                 */
+/* ------------------------------------------------------------------------------------------ */
+
+/* Data parallel and local SGD: every worker holds every head and unit, so extract gives the
+ * whole model and merge averages the replicas. Freed by free_replicas (not
+ * tw_ist_partition_free: this file allocated it). */
+static void free_replicas(tw_ist_partition *partition) {
+    if (!partition) return;
+    const int count = partition->workers * partition->n_layer;
+    for (int i = 0; partition->shares && i < count; i++) {
+        free(partition->shares[i].heads);
+        free(partition->shares[i].units);
+    }
+    free(partition->shares);
+    free(partition);
+}
+
+static tw_status make_replicas(const tw_gpt_config *config, int workers,
+                               tw_ist_partition **out) {
+    tw_ist_partition *p = calloc(1, sizeof *p);
+    if (p) p->shares = calloc((size_t)workers * (size_t)config->n_layer, sizeof *p->shares);
+    if (!p || !p->shares) {
+        free(p);
+        return tw_error(TW_ERR_OUT_OF_MEMORY, "partition: out of host memory");
+    }
+    p->workers = workers;
+    p->n_layer = config->n_layer;
+    for (int w = 0; w < workers; w++)
+        for (int l = 0; l < config->n_layer; l++) {
+            tw_ist_layer_share *share = &p->shares[(size_t)w * (size_t)config->n_layer + l];
+            const tw_gpt_layer *layer = &config->layers[l];
+            share->heads = malloc((size_t)layer->heads * sizeof *share->heads);
+            share->units = malloc((size_t)layer->mlp_hidden * sizeof *share->units);
+            if (!share->heads || !share->units) {
+                free_replicas(p);
+                return tw_error(TW_ERR_OUT_OF_MEMORY, "partition: out of host memory");
+            }
+            share->head_count = layer->heads;
+            share->unit_count = layer->mlp_hidden;
+            for (int h = 0; h < layer->heads; h++) share->heads[h] = h;
+            for (int u = 0; u < layer->mlp_hidden; u++) share->units[u] = u;
+        }
+    *out = p;
+    return TW_OK;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* The master                                                                                 */
+/* ------------------------------------------------------------------------------------------ */
+
+typedef struct round_phases {
+    double partition, extract, send, train, receive, merge, eval;
+} round_phases;
+
+typedef struct master_run {
+    const tw_dist_options *options;
+    const dist_setup *setup;
+    dist_transport *transport;
+    tw_dist_report_fn report;
+    void *context;
+    int workers;
+    tw_ist_master *master;
+    tw_device *eval_device;
+    tw_gpt *eval_model;
+    bool *alive;          /* (workers) */
+    double *speed;        /* (workers) tokens/s of the last round, 0 unknown */
+    dist_job *jobs;       /* (workers) */
+    dist_result *results; /* (workers) */
+    float **packed;       /* (workers) */
+    size_t *packed_capacity;
+    FILE *json;
+    double started;
+    uint64_t total_bytes;
+} master_run;
+
+/* The GPT-2 initialisation of tw_gpt_init_params, through a CPU model, into the master. */
+static tw_status init_master(master_run *m) {
+    TW_TRY(tw_ist_master_create(&m->setup->model, &m->master));
+    tw_device *cpu = NULL;
+    tw_gpt *model = NULL;
+    tw_status status = tw_device_open("cpu", &cpu);
+    if (status == TW_OK) status = tw_gpt_create(cpu, &m->setup->model, &model);
+    if (status == TW_OK) status = tw_gpt_init_params(model, m->options->seed);
+    if (status == TW_OK && tw_gpt_param_count(model) != m->master->param_count)
+        status = tw_error(TW_ERR_INVALID_ARGUMENT, "master: layout differs from the model's");
+    if (status == TW_OK)
+        status = tw_buffer_download(tw_gpt_params(model), 0, m->master->params,
+                                    m->master->param_count * sizeof(float));
+    tw_gpt_destroy(model);
+    tw_device_close(cpu);
+    return status;
+}
+
+static tw_status evaluate_master(master_run *m, double *loss) {
+    const tw_dist_options *o = m->options;
+    if (!m->eval_model) {
+        TW_TRY(tw_device_open(o->eval_device ? o->eval_device : "cpu", &m->eval_device));
+        TW_TRY(tw_gpt_create(m->eval_device, &m->setup->model, &m->eval_model));
+    }
+    TW_TRY(tw_buffer_upload(tw_gpt_params(m->eval_model), 0, m->master->params,
+                            m->master->param_count * sizeof(float)));
+    tw_eval_result result;
+    TW_TRY(tw_evaluate(m->eval_model, m->setup->dataset->val, m->setup->dataset->val_tokens,
+                       o->batch, m->setup->model.max_seq_len, o->eval_batches, &result));
+    *loss = result.loss;
+    return TW_OK;
+}
+
+static int alive_count(const master_run *m) {
+    int n = 0;
+    for (int w = 0; w < m->workers; w++) n += m->alive[w];
+    return n;
+}
+
+/* The round's partition over the live workers; slot_of[w] is worker w's slot, or -1. */
+static tw_status partition_round(master_run *m, int round, int *slot_of,
+                                 tw_ist_partition **out) {
+    const tw_dist_options *o = m->options;
+    int live = 0;
+    double weights[TW_DIST_MAX_WORKERS];
+    bool speeds_known = o->balance == TW_BALANCE_SPEED;
+    for (int w = 0; w < m->workers; w++) {
+        slot_of[w] = m->alive[w] ? live : -1;
+        if (!m->alive[w]) continue;
+        weights[live] = m->speed[w];
+        if (!(m->speed[w] > 0.0)) speeds_known = false;
+        live++;
+    }
+    if (o->mode != TW_DIST_IST) return make_replicas(&m->setup->model, live, out);
+    tw_ist_partition_options po = {.workers = live, .heads_per_worker = o->heads_per_worker,
+                                   .weights = speeds_known ? weights : NULL, .seed = o->seed,
+                                   .round = round};
+    return tw_ist_partition_make(&m->setup->model, &po, out);
+}
+
+static void free_partition(const master_run *m, tw_ist_partition *partition) {
+    if (m->options->mode == TW_DIST_IST) tw_ist_partition_free(partition);
+    else free_replicas(partition);
+}
+
+/* Jobs and packed subnets of the live workers. */
+static tw_status extract_round(master_run *m, int round, const tw_ist_partition *partition,
+                               const int *slot_of) {
+    const tw_dist_options *o = m->options;
+    for (int w = 0; w < m->workers; w++) {
+        dist_job *job = &m->jobs[w];
+        memset(job, 0, sizeof *job);
+        job->command = DIST_TRAIN;
+        job->active = slot_of[w] >= 0;
+        job->fail_after = -1;
+        if (!job->active) continue;
+        TW_TRY(tw_ist_subnet_config(&m->setup->model, partition, slot_of[w], &job->config));
+        job->start_step = m->master->step;
+        job->local_steps = o->local_steps;
+        job->active_workers = partition->workers;
+        job->packed_floats = tw_ist_packed_floats(&job->config);
+        if (w == o->fault_worker && round == o->fault_round)
+            job->fail_after = o->local_steps > 1 ? 1 : 0;
+        if (m->packed_capacity[w] < job->packed_floats) {
+            float *bigger = realloc(m->packed[w], job->packed_floats * sizeof(float));
+            if (!bigger) return tw_error(TW_ERR_OUT_OF_MEMORY, "extract: out of host memory");
+            m->packed[w] = bigger;
+            m->packed_capacity[w] = job->packed_floats;
+        }
+        TW_TRY(tw_ist_extract(m->master, partition, slot_of[w], m->packed[w]));
+    }
+    return TW_OK;
+}
+
+static tw_status merge_round(master_run *m, const tw_ist_partition *partition,
+                             const int *slot_of) {
+    tw_ist_merge *merge = NULL;
+    TW_TRY(tw_ist_merge_begin(m->master, &merge));
+    for (int w = 0; w < m->workers; w++) {
+        if (slot_of[w] < 0 || !m->results[w].ok) continue;
+        tw_status status = tw_ist_merge_add(merge, partition, slot_of[w], m->packed[w]);
+        if (status != TW_OK) {
+            tw_ist_merge_abort(merge);
+            return status;
+        }
+    }
+    return tw_ist_merge_finish(merge, m->master);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Reporting                                                                                  */
+/* ------------------------------------------------------------------------------------------ */
+
+static uint64_t bytes_to_worker(const master_run *m, int w) {
+    const dist_job *job = &m->jobs[w];
+    if (!job->active) return 0;
+    return job->packed_floats * sizeof(float) + m->results[w].comm_bytes;
+}
+
+static uint64_t bytes_from_worker(const master_run *m, int w) {
+    const dist_job *job = &m->jobs[w];
+    if (!job->active) return 0;
+    return (m->results[w].ok ? job->packed_floats * sizeof(float) : 0) + m->results[w].comm_bytes;
+}
+
+static void add_phases(cJSON *record, const round_phases *p) {
+    cJSON *phases = cJSON_AddObjectToObject(record, "phases_s");
+    cJSON_AddNumberToObject(phases, "partition", p->partition);
+    cJSON_AddNumberToObject(phases, "extract", p->extract);
+    cJSON_AddNumberToObject(phases, "send", p->send);
+    cJSON_AddNumberToObject(phases, "local_training", p->train);
+    cJSON_AddNumberToObject(phases, "receive", p->receive);
+    cJSON_AddNumberToObject(phases, "merge", p->merge);
+    cJSON_AddNumberToObject(phases, "eval", p->eval);
+}
+
+static void add_workers(cJSON *record, const master_run *m, double slowest) {
+    cJSON *list = cJSON_AddArrayToObject(record, "per_worker");
+    for (int w = 0; w < m->workers; w++) {
+        const dist_job *job = &m->jobs[w];
+        const dist_result *r = &m->results[w];
+        cJSON *item = cJSON_CreateObject();
+        cJSON_AddNumberToObject(item, "worker", w);
+        cJSON_AddStringToObject(item, "device", m->transport->worker_devices[w]);
+        cJSON_AddBoolToObject(item, "active", job->active);
+        if (job->active) {
+            cJSON_AddBoolToObject(item, "ok", r->ok);
+            cJSON_AddNumberToObject(item, "bytes_sent", (double)bytes_to_worker(m, w));
+            cJSON_AddNumberToObject(item, "bytes_received", (double)bytes_from_worker(m, w));
+            if (isfinite(r->loss)) cJSON_AddNumberToObject(item, "train_loss", r->loss);
+            else cJSON_AddNullToObject(item, "train_loss");
+            cJSON_AddNumberToObject(item, "tokens_per_s", r->tokens_per_s);
+            cJSON_AddNumberToObject(item, "train_s", r->train_s);
+            cJSON_AddNumberToObject(item, "idle_s", slowest - r->train_s);
+            int heads = 0, units = 0;
+            for (int l = 0; l < job->config.n_layer; l++) {
+                heads += job->config.layers[l].heads;
+                units += job->config.layers[l].mlp_hidden;
+            }
+            cJSON_AddNumberToObject(item, "heads", heads);
+            cJSON_AddNumberToObject(item, "units", units);
+            if (!r->ok) cJSON_AddStringToObject(item, "error", r->error);
+        }
+        cJSON_AddItemToArray(list, item);
+    }
+}
+
+static void write_record(master_run *m, int round, const round_phases *p,
+                         double val_loss, double train_loss, uint64_t round_bytes,
+                         const int *failed, int failed_count) {
+    if (!m->json) return;
+    double slowest = 0.0;
+    for (int w = 0; w < m->workers; w++)
+        if (m->jobs[w].active && m->results[w].train_s > slowest) slowest = m->results[w].train_s;
+    cJSON *record = cJSON_CreateObject();
+    cJSON_AddStringToObject(record, "mode", MODE_NAMES[m->options->mode]);
+    cJSON_AddNumberToObject(record, "round", round);
+    cJSON_AddNumberToObject(record, "step", m->master->step);
+    int in_round = 0;
+    for (int w = 0; w < m->workers; w++) in_round += m->jobs[w].active;
+    cJSON_AddNumberToObject(record, "workers_in_round", in_round);
+    cJSON_AddNumberToObject(record, "workers", alive_count(m));
+    cJSON *failures = cJSON_AddArrayToObject(record, "failed_workers");
+    for (int i = 0; i < failed_count; i++) cJSON_AddItemToArray(failures, cJSON_CreateNumber(failed[i]));
+    add_phases(record, p);
+    add_workers(record, m, slowest);
+    cJSON_AddNumberToObject(record, "bytes_round", (double)round_bytes);
+    cJSON_AddNumberToObject(record, "bytes_total", (double)m->total_bytes);
+    if (isfinite(train_loss)) cJSON_AddNumberToObject(record, "train_loss", train_loss);
+    else cJSON_AddNullToObject(record, "train_loss");
+    if (isfinite(val_loss)) cJSON_AddNumberToObject(record, "val_loss", val_loss);
+    else cJSON_AddNullToObject(record, "val_loss");
+    cJSON_AddNumberToObject(record, "elapsed_s", seconds_now() - m->started);
+    char *text = cJSON_PrintUnformatted(record);
+    if (text) {
+        fprintf(m->json, "%s\n", text);
+        fflush(m->json);
+    }
+    free(text);
+    cJSON_Delete(record);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* A round                                                                                    */
+/* ------------------------------------------------------------------------------------------ */
+
+/* Marks the workers that failed as gone, says so, and returns their number. */
+static int retire_failures(master_run *m, int round, int *failed) {
+    int count = 0;
+    for (int w = 0; w < m->workers; w++) {
+        if (!m->jobs[w].active) continue;
+        if (m->results[w].ok) {
+            m->speed[w] = m->results[w].tokens_per_s;
+            continue;
+        }
+        m->alive[w] = false;
+        failed[count++] = w;
+        report_line(m->report, m->context, round,
+                    "round %d: worker %d (%s) failed: %s; its slices keep their pre-round values "
+                    "and the run continues with %d workers",
+                    round, w, m->transport->worker_devices[w], m->results[w].error,
+                    alive_count(m));
+    }
+    return count;
+}
+
+static double mean_train_loss(const master_run *m) {
+    double sum = 0.0;
+    int n = 0;
+    for (int w = 0; w < m->workers; w++)
+        if (m->jobs[w].active && m->results[w].ok && isfinite(m->results[w].loss)) {
+            sum += m->results[w].loss;
+            n++;
+        }
+    return n ? sum / n : NAN;
+}
+
+static tw_status run_round(master_run *m, int round) {
+    const tw_dist_options *o = m->options;
+    round_phases p = {0};
+    int slot_of[TW_DIST_MAX_WORKERS], failed[TW_DIST_MAX_WORKERS];
+    tw_ist_partition *partition = NULL;
+    double t = seconds_now();
+    TW_TRY(partition_round(m, round, slot_of, &partition));
+    p.partition = seconds_now() - t;
+    t = seconds_now();
+    tw_status status = extract_round(m, round, partition, slot_of);
+    p.extract = seconds_now() - t;
+    t = seconds_now();
+    if (status == TW_OK) status = m->transport->ops->send(m->transport, m->jobs, m->packed);
+    p.send = seconds_now() - t;
+    t = seconds_now();
+    if (status == TW_OK) status = m->transport->ops->train(m->transport, m->jobs, m->results);
+    p.train = seconds_now() - t;
+    t = seconds_now();
+    if (status == TW_OK)
+        status = m->transport->ops->receive(m->transport, m->jobs, m->results, m->packed);
+    p.receive = seconds_now() - t;
+    t = seconds_now();
+    if (status == TW_OK) status = merge_round(m, partition, slot_of);
+    p.merge = seconds_now() - t;
+    free_partition(m, partition);
+    if (status != TW_OK) return status;
+
+    const int failed_count = retire_failures(m, round, failed);
+    if (alive_count(m) == 0)
+        return tw_error(TW_ERR_BACKEND, "round %d: every worker has failed (worker %d: %s)",
+                        round, failed[0], m->results[failed[0]].error);
+    m->master->step += o->local_steps;
+    double val_loss = NAN;
+    const bool last = round == o->rounds - 1;
+    if (last || (o->eval_every > 0 && (round + 1) % o->eval_every == 0)) {
+        t = seconds_now();
+        TW_TRY(evaluate_master(m, &val_loss));
+        p.eval = seconds_now() - t;
+    }
+    uint64_t round_bytes = 0;
+    for (int w = 0; w < m->workers; w++)
+        round_bytes += bytes_to_worker(m, w) + bytes_from_worker(m, w);
+    m->total_bytes += round_bytes;
+    const double train_loss = mean_train_loss(m);
+    write_record(m, round, &p, val_loss, train_loss, round_bytes, failed, failed_count);
+    if (m->report) {
+        char message[512], val[32] = "";
+        if (isfinite(val_loss)) snprintf(val, sizeof val, ", val loss %.4f", val_loss);
+        snprintf(message, sizeof message,
+                 "round %d/%d: step %d, %d workers, train loss %.4f%s, %.1f MiB moved, "
+                 "training %.2f s, elapsed %.1f s",
+                 round + 1, o->rounds, m->master->step, alive_count(m), train_loss, val,
+                 (double)round_bytes / 1048576.0, p.train, seconds_now() - m->started);
+        tw_dist_report r = {.message = message, .round = round, .workers = alive_count(m),
+                            .val_loss = val_loss, .train_loss = train_loss,
+                            .elapsed_s = seconds_now() - m->started};
+        m->report(m->context, &r);
+    }
+    return TW_OK;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* The run                                                                                    */
+/* ------------------------------------------------------------------------------------------ */
+
+static tw_status save_master(master_run *m) {
+    const tw_dist_options *o = m->options;
+    tw_adamw *opt = NULL;
+    tw_status status = TW_OK;
+    if (!m->eval_model) {
+        status = tw_device_open(o->eval_device ? o->eval_device : "cpu", &m->eval_device);
+        if (status == TW_OK) status = tw_gpt_create(m->eval_device, &m->setup->model, &m->eval_model);
+    }
+    const size_t bytes = m->master->param_count * sizeof(float);
+    if (status == TW_OK) status = tw_adamw_create(m->eval_model, &o->adamw, &opt);
+    if (status == TW_OK)
+        status = tw_buffer_upload(tw_gpt_params(m->eval_model), 0, m->master->params, bytes);
+    if (status == TW_OK)
+        status = tw_buffer_upload(tw_adamw_first_moment(opt), 0, m->master->exp_avg, bytes);
+    if (status == TW_OK)
+        status = tw_buffer_upload(tw_adamw_second_moment(opt), 0, m->master->exp_avg_sq, bytes);
+    if (status == TW_OK) {
+        tw_adamw_set_steps(opt, m->master->step);
+        char state[512];
+        snprintf(state, sizeof state,
+                 "{\"step\": %d, \"distributed\": {\"mode\": \"%s\", \"rounds\": %d, "
+                 "\"local_steps\": %d, \"workers\": %d, \"seed\": %llu}}",
+                 m->master->step, MODE_NAMES[o->mode], o->rounds, o->local_steps, m->workers,
+                 (unsigned long long)o->seed);
+        status = tw_train_save(o->out_dir, m->eval_model, opt, state, m->setup->tokenizer);
+    }
+    tw_adamw_destroy(opt);
+    if (status == TW_OK) report_line(m->report, m->context, -1, "saved the merged model to %s",
+                                     o->out_dir);
+    return status;
+}
+
+static tw_status allocate(master_run *m) {
+    const size_t n = (size_t)m->workers;
+    m->alive = calloc(n, sizeof *m->alive);
+    m->speed = calloc(n, sizeof *m->speed);
+    m->jobs = calloc(n, sizeof *m->jobs);
+    m->results = calloc(n, sizeof *m->results);
+    m->packed = calloc(n, sizeof *m->packed);
+    m->packed_capacity = calloc(n, sizeof *m->packed_capacity);
+    if (!m->alive || !m->speed || !m->jobs || !m->results || !m->packed || !m->packed_capacity)
+        return tw_error(TW_ERR_OUT_OF_MEMORY, "distributed run: out of host memory");
+    for (int w = 0; w < m->workers; w++) m->alive[w] = true;
+    return TW_OK;
+}
+
+static void release(master_run *m) {
+    for (int w = 0; m->packed && w < m->workers; w++) free(m->packed[w]);
+    free(m->packed);
+    free(m->packed_capacity);
+    free(m->alive);
+    free(m->speed);
+    free(m->jobs);
+    free(m->results);
+    tw_gpt_destroy(m->eval_model);
+    tw_device_close(m->eval_device);
+    tw_ist_master_free(m->master);
+    if (m->json) fclose(m->json);
+}
+
+tw_status dist_master_rounds(const tw_dist_options *options, const dist_setup *setup,
+                             dist_transport *transport, tw_dist_report_fn report, void *context) {
+    master_run m = {.options = options, .setup = setup, .transport = transport,
+                    .report = report, .context = context, .workers = transport->workers,
+                    .started = seconds_now()};
+    tw_status status = allocate(&m);
+    if (status == TW_OK) status = init_master(&m);
+    if (status == TW_OK && options->json_path) {
+        m.json = fopen(options->json_path, "w");
+        if (!m.json)
+            status = tw_error(TW_ERR_IO, "--json %s: cannot write the file", options->json_path);
+    }
+    if (status == TW_OK)
+        report_line(report, context, -1,
+                    "%s: %d workers, %d rounds of %d local steps, model of %zu parameters",
+                    MODE_NAMES[options->mode], m.workers, options->rounds, options->local_steps,
+                    m.master->param_count);
+    for (int round = 0; status == TW_OK && round < options->rounds; round++)
+        status = run_round(&m, round);
+    if (status == TW_OK && options->out_dir) status = save_master(&m);
+    release(&m);
+    return status;
+}

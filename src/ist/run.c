@@ -1,0 +1,101 @@
+/* tw_dist_run: checks the options, prepares data and model, and runs the rounds over the chosen
+ * transport (twist/ist_run.h). */
+#include <stdio.h>
+#include <string.h>
+
+#include "core/backend_impl.h"
+#include "ist/dist_internal.h"
+
+tw_dist_options tw_dist_defaults(void) {
+    tw_dist_options o;
+    memset(&o, 0, sizeof o);
+    o.mode = TW_DIST_IST;
+    o.workers_per_device = 1;
+    o.heads_per_worker = 1;
+    o.local_steps = 10;
+    o.rounds = 10;
+    o.vocab_size = 4096;
+    o.batch = 16;
+    o.grad_accum = 1;
+    o.lr = 1e-3f;
+    o.min_lr = 1e-4f;
+    o.warmup = 10;
+    o.adamw = tw_adamw_defaults();
+    o.seed = 1337;
+    o.eval_every = 1;
+    o.eval_batches = 20;
+    o.fault_worker = -1;
+    o.fault_round = -1;
+    return o;
+}
+
+bool tw_dist_have_mpi(void) {
+#ifdef TWIST_HAVE_MPI
+    return true;
+#else
+    return false;
+#endif
+}
+
+static tw_status check_options(const tw_dist_options *o) {
+    if (o->mode != TW_DIST_IST && o->mode != TW_DIST_ALLREDUCE && o->mode != TW_DIST_LOCALSGD)
+        return tw_error(TW_ERR_INVALID_ARGUMENT, "distributed run: unknown mode %d", (int)o->mode);
+    if (!o->devices || o->device_count < 1)
+        return tw_error(TW_ERR_INVALID_ARGUMENT, "--devices: at least one device is needed");
+    if (o->workers_per_device < 1)
+        return tw_error(TW_ERR_INVALID_ARGUMENT, "--workers-per-device must be at least 1");
+    if ((long)o->device_count * o->workers_per_device > TW_DIST_MAX_WORKERS)
+        return tw_error(TW_ERR_INVALID_ARGUMENT, "at most %d workers in all", TW_DIST_MAX_WORKERS);
+    if (o->local_steps < 1 || o->rounds < 1)
+        return tw_error(TW_ERR_INVALID_ARGUMENT, "--local-steps and --rounds must be at least 1");
+    if (o->batch < 1 || o->grad_accum < 1 || o->warmup < 0)
+        return tw_error(TW_ERR_INVALID_ARGUMENT, "--batch and --accum must be >= 1, --warmup >= 0");
+    if (!(o->lr > 0.0f) || o->min_lr < 0.0f || o->min_lr > o->lr)
+        return tw_error(TW_ERR_INVALID_ARGUMENT, "need --lr > 0 and 0 <= --min-lr <= --lr");
+    if (o->balance != TW_BALANCE_EQUAL && o->balance != TW_BALANCE_SPEED)
+        return tw_error(TW_ERR_INVALID_ARGUMENT, "--balance: unknown balance %d", (int)o->balance);
+    if (o->transport != TW_TRANSPORT_THREADS && o->transport != TW_TRANSPORT_MPI)
+        return tw_error(TW_ERR_INVALID_ARGUMENT, "--transport: unknown transport %d",
+                        (int)o->transport);
+    if (o->mode == TW_DIST_IST)
+        for (int l = 0; l < o->model.n_layer; l++) {
+            const int H = o->model.layers[l].heads;
+            const int m = o->heads_per_worker < H ? o->heads_per_worker : H;
+            const long workers = (long)o->device_count * o->workers_per_device;
+            if (o->heads_per_worker < 1 || workers * m < H)
+                return tw_error(TW_ERR_INVALID_ARGUMENT,
+                                "--heads-per-worker %d: %ld workers with %d heads each cannot "
+                                "cover the %d heads of layer %d (need workers x heads >= %d)",
+                                o->heads_per_worker, workers, m, H, l, H);
+        }
+    return TW_OK;
+}
+
+static tw_status run_threads(const tw_dist_options *options, tw_dist_report_fn report,
+                             void *context) {
+    dist_setup setup;
+    tw_status status = dist_setup_load(options, &setup, false, report, context);
+    /* The workers see the model with the tokenizer's vocabulary. */
+    tw_dist_options o = *options;
+    o.model = setup.model;
+    dist_transport *transport = NULL;
+    if (status == TW_OK)
+        status = dist_threads_create(&o, setup.dataset, o.rounds * o.local_steps, &transport);
+    if (status == TW_OK) status = dist_master_rounds(&o, &setup, transport, report, context);
+    if (transport) transport->ops->destroy(transport);
+    dist_setup_free(&setup);
+    return status;
+}
+
+tw_status tw_dist_run(const tw_dist_options *options, tw_dist_report_fn report, void *context) {
+    if (!options) return tw_error(TW_ERR_INVALID_ARGUMENT, "tw_dist_run: options is NULL");
+    TW_TRY(check_options(options));
+    if (options->transport == TW_TRANSPORT_THREADS) return run_threads(options, report, context);
+#ifdef TWIST_HAVE_MPI
+    return dist_mpi_run(options, report, context);
+#else
+    return tw_error(TW_ERR_UNSUPPORTED,
+                    "--transport mpi: this twist was built without MPI (install libopenmpi-dev "
+                    "and openmpi-bin, then rebuild)");
+#endif
+}

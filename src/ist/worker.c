@@ -1,0 +1,196 @@
+/* A worker of a distributed run: one device, its shard of the training data, and the local
+ * training of one round on a packed subnet. The steps are those of `twist train`
+ * (tw_train_compute_grads, then tw_adamw_update at the global step's learning rate), so a
+ * worker that holds the whole model for K steps does exactly what plain training does. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/backend_impl.h"
+#include "ist/dist_internal.h"
+#include "train/train_internal.h"
+
+static double seconds_now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+tw_status dist_worker_init(dist_worker *worker, int index, int shard_count, const char *device,
+                           const tw_dataset *dataset, const tw_dist_options *options,
+                           int total_steps) {
+    memset(worker, 0, sizeof *worker);
+    worker->index = index;
+    worker->options = options;
+    worker->total_steps = total_steps;
+    const size_t N = (size_t)options->batch * (size_t)options->model.max_seq_len;
+    worker->inputs = malloc(N * sizeof *worker->inputs);
+    worker->targets = malloc(N * sizeof *worker->targets);
+    if (!worker->inputs || !worker->targets)
+        return tw_error(TW_ERR_OUT_OF_MEMORY, "worker %d: out of host memory", index);
+    char name[256];
+    snprintf(name, sizeof name, "training shard %d of %d", index, shard_count);
+    TW_TRY(tw_loader_init(&worker->loader, dataset->train, dataset->train_tokens, options->batch,
+                          options->model.max_seq_len, options->seed, index, shard_count, name));
+    return tw_device_open(device, &worker->device);
+}
+
+static void drop_model(dist_worker *worker) {
+    tw_adamw_destroy(worker->opt);
+    tw_gpt_destroy(worker->model);
+    worker->opt = NULL;
+    worker->model = NULL;
+}
+
+void dist_worker_free(dist_worker *worker) {
+    if (!worker) return;
+    drop_model(worker);
+    tw_device_close(worker->device);
+    free(worker->inputs);
+    free(worker->targets);
+    free(worker->grads);
+    free(worker->packed);
+    memset(worker, 0, sizeof *worker);
+}
+
+static tw_status grow(float **buffer, size_t *capacity, size_t floats) {
+    if (*capacity >= floats) return TW_OK;
+    float *bigger = realloc(*buffer, floats * sizeof *bigger);
+    if (!bigger) return tw_error(TW_ERR_OUT_OF_MEMORY, "out of host memory (%zu floats)", floats);
+    *buffer = bigger;
+    *capacity = floats;
+    return TW_OK;
+}
+
+tw_status dist_worker_reserve(dist_worker *worker, size_t floats) {
+    return grow(&worker->packed, &worker->packed_capacity, floats);
+}
+
+/* A model and optimizer for the job's config: the previous round's when the config is the same
+ * (data parallel and local SGD keep one shape), a new one otherwise (IST subnets change). */
+static tw_status ensure_model(dist_worker *worker, const tw_gpt_config *config) {
+    if (worker->model && memcmp(&worker->model_config, config, sizeof *config) == 0)
+        return TW_OK;
+    drop_model(worker);
+    TW_TRY(tw_gpt_create(worker->device, config, &worker->model));
+    TW_TRY(tw_adamw_create(worker->model, &worker->options->adamw, &worker->opt));
+    worker->model_config = *config;
+    return TW_OK;
+}
+
+/* packed [params | exp_avg | exp_avg_sq] <-> the device buffers, each (P) floats. */
+static tw_status upload_packed(dist_worker *worker, size_t P) {
+    const size_t bytes = P * sizeof(float);
+    TW_TRY(tw_buffer_upload(tw_gpt_params(worker->model), 0, worker->packed, bytes));
+    TW_TRY(tw_buffer_upload(tw_adamw_first_moment(worker->opt), 0, worker->packed + P, bytes));
+    return tw_buffer_upload(tw_adamw_second_moment(worker->opt), 0, worker->packed + 2 * P,
+                            bytes);
+}
+
+static tw_status download_packed(dist_worker *worker, size_t P) {
+    const size_t bytes = P * sizeof(float);
+    TW_TRY(tw_buffer_download(tw_gpt_params(worker->model), 0, worker->packed, bytes));
+    TW_TRY(tw_buffer_download(tw_adamw_first_moment(worker->opt), 0, worker->packed + P, bytes));
+    return tw_buffer_download(tw_adamw_second_moment(worker->opt), 0, worker->packed + 2 * P,
+                              bytes);
+}
+
+/* Data parallel: replace the gradients by their mean over the round's workers. */
+static tw_status average_grads(dist_worker *worker, const dist_comm *comm, bool ok,
+                               uint64_t *bytes) {
+    const size_t P = tw_gpt_param_count(worker->model);
+    TW_TRY(grow(&worker->grads, &worker->grads_capacity, P));
+    tw_buffer *grads = tw_gpt_grads(worker->model);
+    if (ok) TW_TRY(tw_buffer_download(grads, 0, worker->grads, P * sizeof(float)));
+    int contributors = 0;
+    TW_TRY(comm->average(comm->context, worker->index, worker->grads, P, ok, &contributors));
+    if (!ok) return TW_OK;
+    *bytes += (uint64_t)P * sizeof(float);
+    if (contributors < 1)
+        return tw_error(TW_ERR_BACKEND, "worker %d: no worker contributed gradients",
+                        worker->index);
+    return tw_buffer_upload(grads, 0, worker->grads, P * sizeof(float));
+}
+
+/* K local steps; *failed_at gets the step a failure happened at. In data parallel mode a failed
+ * worker goes on calling the averaging (contributing nothing) so the others never wait on it. */
+static tw_status local_steps(dist_worker *worker, const dist_job *job, const dist_comm *comm,
+                             dist_result *result) {
+    const tw_dist_options *o = worker->options;
+    const bool allreduce = o->mode == TW_DIST_ALLREDUCE;
+    const int T = o->model.max_seq_len;
+    tw_lr_schedule schedule = {o->lr, o->min_lr, o->warmup, worker->total_steps};
+    tw_status failure = TW_OK;
+    double loss_sum = 0.0;
+    int done = 0;
+    for (int s = 0; s < job->local_steps; s++) {
+        if (failure == TW_OK && job->fail_after >= 0 && s >= job->fail_after)
+            failure = tw_error(TW_ERR_BACKEND, "worker %d: fault injected at local step %d",
+                               worker->index, s);
+        double loss = 0.0;
+        if (failure == TW_OK)
+            failure = tw_train_compute_grads(worker->model, &worker->loader, o->batch, T,
+                                             o->grad_accum, worker->inputs, worker->targets,
+                                             &loss, NULL);
+        if (allreduce) {
+            tw_status status = average_grads(worker, comm, failure == TW_OK,
+                                             &result->comm_bytes);
+            if (failure == TW_OK) failure = status;
+        }
+        if (failure == TW_OK)
+            failure = tw_adamw_update(worker->opt, tw_lr_at(&schedule, job->start_step + s), NULL);
+        if (failure == TW_OK) {
+            loss_sum += loss;
+            done++;
+        }
+        if (failure != TW_OK && !allreduce) break;
+    }
+    result->loss = done ? loss_sum / done : NAN;
+    return failure;
+}
+
+/* Data parallel, a worker that could not even start its round: the others still average with
+ * it at every step, so it joins each averaging without contributing. */
+static void idle_averages(dist_worker *worker, const dist_job *job, const dist_comm *comm,
+                          size_t P) {
+    if (grow(&worker->grads, &worker->grads_capacity, P) != TW_OK) P = 0;
+    for (int s = 0; s < job->local_steps; s++) {
+        int contributors = 0;
+        if (comm->average(comm->context, worker->index, worker->grads, P, false,
+                          &contributors) != TW_OK)
+            break;
+    }
+}
+
+void dist_worker_train(dist_worker *worker, const dist_job *job, const dist_comm *comm,
+                       dist_result *result) {
+    const tw_dist_options *o = worker->options;
+    memset(result, 0, sizeof *result);
+    result->loss = NAN;
+    const double started = seconds_now();
+    const size_t P = (size_t)(job->packed_floats / 3);
+    tw_status status = ensure_model(worker, &job->config);
+    if (status == TW_OK && tw_gpt_param_count(worker->model) != P)
+        status = tw_error(TW_ERR_INVALID_ARGUMENT,
+                          "worker %d: packed subnet of %zu parameters for a model of %zu",
+                          worker->index, P, tw_gpt_param_count(worker->model));
+    if (status == TW_OK) status = upload_packed(worker, P);
+    if (status == TW_OK) {
+        tw_adamw_set_steps(worker->opt, job->start_step);
+        status = local_steps(worker, job, comm, result);
+    } else if (o->mode == TW_DIST_ALLREDUCE) {
+        idle_averages(worker, job, comm, P);
+    }
+    if (status == TW_OK) status = download_packed(worker, P);
+    result->train_s = seconds_now() - started;
+    const double tokens = (double)job->local_steps * o->grad_accum * o->batch *
+                          o->model.max_seq_len;
+    result->tokens_per_s = result->train_s > 0 ? tokens / result->train_s : 0.0;
+    result->ok = status == TW_OK;
+    if (!result->ok) {
+        snprintf(result->error, sizeof result->error, "%s", tw_last_error());
+        drop_model(worker); /* a device that failed may hold a broken model */
+    }
+}

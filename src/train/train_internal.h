@@ -1,0 +1,38 @@
+/* Pieces of a training run shared between `twist train` (trainer.c) and the distributed runs of
+ * src/ist (IST, data parallel, local SGD), so that every mode prepares its data and computes its
+ * steps with the same code: a worker's local step is the plain training step, bit for bit. */
+#ifndef TWIST_TRAIN_INTERNAL_H
+#define TWIST_TRAIN_INTERNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "twist/train.h"
+
+/* Called with one line of set-up information ("data: ...", "tokenizer: ..."). */
+typedef void (*tw_train_say_fn)(void *context, const char *message);
+
+/* The corpus path for a run: data_path, or (NULL) the built-in synthetic corpus, written once
+ * into the cache directory. *synthetic tells which. */
+tw_status tw_train_choose_corpus(const char *data_path, char *corpus, size_t capacity,
+                                 bool *synthetic, tw_train_say_fn say, void *context);
+
+/* Checks the corpus, then loads the tokenizer at tokenizer_path or (NULL) trains one of
+ * vocab_size tokens on the corpus. */
+tw_status tw_train_prepare_tokenizer(const char *corpus, const char *tokenizer_path,
+                                     int vocab_size, tw_tokenizer **out, tw_train_say_fn say,
+                                     void *context);
+
+/* Tokenises the corpus (or reads its cache) into the train and validation streams. */
+tw_status tw_train_load_dataset(const char *corpus, const tw_tokenizer *tokenizer,
+                                tw_dataset **out, tw_train_say_fn say, void *context);
+
+/* The gradient half of a training step: zeroes the gradients, then grad_accum micro-batches of
+ * (batch, seq_len) from the loader, forward and backward, each scaled 1 / grad_accum. loss and
+ * accuracy (may be NULL) get the mean over the micro-batches. inputs and targets are scratch of
+ * batch * seq_len ids each. The update half is tw_adamw_update. */
+tw_status tw_train_compute_grads(tw_gpt *model, tw_loader *loader, int batch, int seq_len,
+                                 int grad_accum, int32_t *inputs, int32_t *targets,
+                                 double *loss, double *accuracy);
+
+#endif

@@ -1,0 +1,247 @@
+/* `twist ist` and `twist dp`: distributed training over several workers on any mix of devices
+ * (twist/ist_run.h). `ist` trains independent subnetworks; `dp` runs the data parallel
+ * (--mode allreduce) and local SGD (--mode localsgd) baselines with the same data, model and
+ * round options, so the three compare at equal tokens processed. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "args.h"
+#include "cli.h"
+#include "twist/ist_run.h"
+
+static const char *const PRESETS[] = {"nano", "tiny", "small", NULL};
+static const char *const BALANCES[] = {"equal", "speed", NULL};
+static const char *const TRANSPORTS[] = {"threads", "mpi", NULL};
+static const char *const DP_MODES[] = {"allreduce", "localsgd", NULL};
+
+enum { MAX_DEVICE_SPECS = 64 };
+
+typedef struct dist_cli {
+    const char *devices, *data, *tokenizer, *out, *json, *eval_device, *fault;
+    int preset, vocab, layers, embd, heads, seq_len, mlp;
+    int workers_per_device, heads_per_worker, local_steps, rounds, balance, transport, mode;
+    int batch, accum, warmup, seed, eval_every, eval_batches;
+    double lr, min_lr, weight_decay, clip;
+    char device_text[1024];
+    const char *device_list[MAX_DEVICE_SPECS];
+    int device_count;
+} dist_cli;
+
+/* "cpu,opencl:0,vulkan:0" -> device_list. */
+static int split_devices(dist_cli *c, const char *prog) {
+    if (strlen(c->devices) >= sizeof c->device_text)
+        return args_usage_error(prog, "--devices: the list is too long");
+    strcpy(c->device_text, c->devices);
+    c->device_count = 0;
+    char *cursor = c->device_text;
+    for (;;) {
+        char *comma = strchr(cursor, ',');
+        if (comma) *comma = '\0';
+        if (!*cursor)
+            return args_usage_error(prog, "--devices '%s': an empty device spec", c->devices);
+        if (c->device_count == MAX_DEVICE_SPECS)
+            return args_usage_error(prog, "--devices: at most %d devices", MAX_DEVICE_SPECS);
+        c->device_list[c->device_count++] = cursor;
+        if (!comma) break;
+        cursor = comma + 1;
+    }
+    return CLI_EXIT_OK;
+}
+
+/* The model: the preset, then any explicit dimension flag. */
+static int model_config(const dist_cli *c, const args_command *command, tw_gpt_config *out) {
+    tw_gpt_config preset;
+    tw_gpt_config_preset(PRESETS[c->preset], 2, &preset); /* vocab set from the tokenizer */
+    int layers = args_given(command, "--layers") ? c->layers : preset.n_layer;
+    int embd = args_given(command, "--embd") ? c->embd : preset.n_embd;
+    int heads = args_given(command, "--heads") ? c->heads : preset.layers[0].heads;
+    int seq_len = args_given(command, "--seq-len") ? c->seq_len : preset.max_seq_len;
+    if (embd % heads != 0)
+        return args_usage_error(command->name, "--embd %d must be a multiple of --heads %d",
+                                embd, heads);
+    if (tw_gpt_config_uniform(2, seq_len, layers, embd, heads, out) != TW_OK)
+        return args_usage_error(command->name, "%s", tw_last_error());
+    if (args_given(command, "--mlp"))
+        for (int l = 0; l < out->n_layer; l++) out->layers[l].mlp_hidden = c->mlp;
+    return CLI_EXIT_OK;
+}
+
+/* --inject-fault WORKER:ROUND */
+static int parse_fault(const dist_cli *c, const char *prog, int workers, tw_dist_options *o) {
+    if (!c->fault) return CLI_EXIT_OK;
+    int worker = -1, round = -1, used = 0;
+    if (sscanf(c->fault, "%d:%d%n", &worker, &round, &used) != 2 || c->fault[used] != '\0' ||
+        worker < 0 || round < 0)
+        return args_usage_error(prog, "--inject-fault '%s': expected WORKER:ROUND, e.g. 1:2",
+                                c->fault);
+    if (worker >= workers || round >= c->rounds)
+        return args_usage_error(prog, "--inject-fault %s: worker must be < %d and round < %d",
+                                c->fault, workers, c->rounds);
+    o->fault_worker = worker;
+    o->fault_round = round;
+    return CLI_EXIT_OK;
+}
+
+static void show(void *context, const tw_dist_report *report) {
+    (void)context;
+    printf("%s\n", report->message);
+    fflush(stdout);
+}
+
+/* Options common to both commands, then the command's own; parses and runs. */
+static int run_command(int argc, char **argv, bool ist) {
+    dist_cli c = {.devices = "cpu", .preset = 1, .vocab = 4096, .workers_per_device = 1,
+                  .heads_per_worker = 0, .local_steps = 10, .rounds = 10, .batch = 16,
+                  .accum = 1, .warmup = -1, .seed = 1337, .eval_every = 1, .eval_batches = 20,
+                  .lr = 1e-3, .min_lr = -1, .weight_decay = 0.1, .clip = 1.0, .mode = -1};
+    arg_spec specs[] = {
+        {.name = "--devices", .kind = ARG_STRING, .dest = &c.devices, .metavar = "SPEC[,SPEC...]",
+         .help = "devices of the workers: cpu, opencl:N, vulkan:N, cuda:N (default cpu)"},
+        {.name = "--workers-per-device", .kind = ARG_INT, .dest = &c.workers_per_device,
+         .metavar = "N", .help = "workers on each device (default 1)", .min = 1, .max = 256},
+        {.name = "--local-steps", .kind = ARG_INT, .dest = &c.local_steps, .metavar = "K",
+         .help = "steps per round (default 10)", .min = 1, .max = 1 << 24},
+        {.name = "--rounds", .kind = ARG_INT, .dest = &c.rounds, .metavar = "R",
+         .help = "rounds (default 10)", .min = 1, .max = 1 << 24},
+        {.name = "--transport", .kind = ARG_CHOICE, .dest = &c.transport, .metavar = "NAME",
+         .help = "threads (one process) or mpi (one rank per worker, under mpirun)",
+         .choices = TRANSPORTS},
+        {.name = "--data", .kind = ARG_STRING, .dest = &c.data, .metavar = "FILE",
+         .help = "training corpus (default: built-in graded synthetic English)"},
+        {.name = "--tokenizer", .kind = ARG_STRING, .dest = &c.tokenizer, .metavar = "FILE",
+         .help = "tokenizer.json to use (default: train one on the data)"},
+        {.name = "--vocab", .kind = ARG_INT, .dest = &c.vocab, .metavar = "N",
+         .help = "vocabulary of a trained tokenizer (default 4096)", .min = 257, .max = 1 << 20},
+        {.name = "--preset", .kind = ARG_CHOICE, .dest = &c.preset, .metavar = "NAME",
+         .help = "model preset: nano, tiny, small (default tiny)", .choices = PRESETS},
+        {.name = "--layers", .kind = ARG_INT, .dest = &c.layers, .metavar = "N",
+         .help = "transformer blocks (overrides the preset)", .min = 1, .max = TW_GPT_MAX_LAYERS},
+        {.name = "--embd", .kind = ARG_INT, .dest = &c.embd, .metavar = "C",
+         .help = "model width (overrides the preset)", .min = 1, .max = 65536},
+        {.name = "--heads", .kind = ARG_INT, .dest = &c.heads, .metavar = "H",
+         .help = "attention heads per block (overrides the preset)", .min = 1, .max = 4096},
+        {.name = "--mlp", .kind = ARG_INT, .dest = &c.mlp, .metavar = "M",
+         .help = "MLP hidden units per block (default 4 x embd)", .min = 1, .max = 1 << 18},
+        {.name = "--seq-len", .kind = ARG_INT, .dest = &c.seq_len, .metavar = "T",
+         .help = "sequence length (overrides the preset)", .min = 1, .max = 1 << 20},
+        {.name = "--batch", .kind = ARG_INT, .dest = &c.batch, .metavar = "B",
+         .help = "sequences per micro-batch and worker (default 16)", .min = 1, .max = 1 << 20},
+        {.name = "--accum", .kind = ARG_INT, .dest = &c.accum, .metavar = "N",
+         .help = "micro-batches per step (default 1)", .min = 1, .max = 1 << 16},
+        {.name = "--lr", .kind = ARG_FLOAT, .dest = &c.lr, .metavar = "LR",
+         .help = "peak learning rate (default 1e-3)", .min_real = 1e-12, .max_real = 10},
+        {.name = "--min-lr", .kind = ARG_FLOAT, .dest = &c.min_lr, .metavar = "LR",
+         .help = "final learning rate (default lr / 10)", .min_real = 0, .max_real = 10},
+        {.name = "--warmup", .kind = ARG_INT, .dest = &c.warmup, .metavar = "N",
+         .help = "warmup steps (default min(100, rounds x K / 10))", .min = 0, .max = 1 << 30},
+        {.name = "--weight-decay", .kind = ARG_FLOAT, .dest = &c.weight_decay, .metavar = "W",
+         .help = "AdamW weight decay (default 0.1)", .min_real = 0, .max_real = 10},
+        {.name = "--clip", .kind = ARG_FLOAT, .dest = &c.clip, .metavar = "NORM",
+         .help = "gradient norm clip, 0 for none (default 1)", .min_real = 0, .max_real = 1e6},
+        {.name = "--seed", .kind = ARG_INT, .dest = &c.seed, .metavar = "S",
+         .help = "seed of initialisation, partitions and batches (default 1337)", .min = 0,
+         .max = 2147483647},
+        {.name = "--eval-every", .kind = ARG_INT, .dest = &c.eval_every, .metavar = "N",
+         .help = "rounds between validation passes, 0 for the last only (default 1)", .min = 0,
+         .max = 1 << 24},
+        {.name = "--eval-batches", .kind = ARG_INT, .dest = &c.eval_batches, .metavar = "N",
+         .help = "validation batches per pass, 0 for all (default 20)", .min = 0, .max = 1 << 30},
+        {.name = "--eval-device", .kind = ARG_STRING, .dest = &c.eval_device, .metavar = "SPEC",
+         .help = "device of the validation passes and the save (default cpu)"},
+        {.name = "--json", .kind = ARG_STRING, .dest = &c.json, .metavar = "FILE",
+         .help = "one JSON record per round: bytes, phase times, losses, idle time"},
+        {.name = "--out", .kind = ARG_STRING, .dest = &c.out, .metavar = "DIR",
+         .help = "save the merged model there as a twist checkpoint"},
+        {.name = "--inject-fault", .kind = ARG_STRING, .dest = &c.fault, .metavar = "W:R",
+         .help = "for tests: worker W fails in round R (0-based)"},
+        /* The command's own options follow. */
+        {.name = "--heads-per-worker", .kind = ARG_INT, .dest = &c.heads_per_worker,
+         .metavar = "M", .help = "heads of each layer per worker (workers x M >= heads)",
+         .required = true, .min = 1, .max = 4096},
+        {.name = "--balance", .kind = ARG_CHOICE, .dest = &c.balance, .metavar = "NAME",
+         .help = "equal shares, or shares by each worker's measured speed (default equal)",
+         .choices = BALANCES},
+        {.name = "--mode", .kind = ARG_CHOICE, .dest = &c.mode, .metavar = "MODE",
+         .help = "allreduce (gradients averaged every step) or localsgd (replicas averaged "
+                 "every K steps)", .required = true, .choices = DP_MODES},
+    };
+    const int common = (int)(sizeof specs / sizeof specs[0]) - 3;
+    /* ist: common + --heads-per-worker + --balance; dp: common + --mode (moved into place). */
+    if (!ist) specs[common] = specs[common + 2];
+    args_command command = {
+        ist ? "twist ist" : "twist dp",
+        ist ? "twist ist --devices SPEC[,SPEC...] --workers-per-device N --heads-per-worker M "
+              "--local-steps K --rounds R [--data FILE] [--preset NAME] [--balance speed] "
+              "[--transport threads|mpi] [--json FILE] [--out DIR]"
+            : "twist dp --mode allreduce|localsgd --devices SPEC[,SPEC...] "
+              "--workers-per-device N --local-steps K --rounds R [options]",
+        ist ? "Independent subnetwork training: each worker trains a subnetwork (some heads, "
+              "some MLP units of every layer) for K steps on its own data shard; the host "
+              "merges them and deals new ones every round."
+            : "Baselines of `twist ist` in the same engine: data parallel (every step's "
+              "gradients averaged over the workers) or local SGD (full replicas averaged every "
+              "K steps).",
+        specs, ist ? common + 2 : common + 1};
+    args_result parsed = args_parse(&command, argc, argv);
+    if (parsed != ARGS_OK) return parsed == ARGS_HELP ? CLI_EXIT_OK : CLI_EXIT_USAGE;
+    int code = split_devices(&c, command.name);
+    if (code != CLI_EXIT_OK) return code;
+
+    tw_dist_options o = tw_dist_defaults();
+    code = model_config(&c, &command, &o.model);
+    if (code != CLI_EXIT_OK) return code;
+    const int workers = c.device_count * c.workers_per_device;
+    if (workers > TW_DIST_MAX_WORKERS)
+        return args_usage_error(command.name, "--workers-per-device %d: %d workers in all, at "
+                                "most %d", c.workers_per_device, workers, TW_DIST_MAX_WORKERS);
+    o.mode = ist ? TW_DIST_IST : (c.mode == 0 ? TW_DIST_ALLREDUCE : TW_DIST_LOCALSGD);
+    if (ist) {
+        const int H = o.model.layers[0].heads;
+        if (c.heads_per_worker > H)
+            return args_usage_error(command.name, "--heads-per-worker %d exceeds the %d heads "
+                                    "of a layer", c.heads_per_worker, H);
+        if ((long)workers * c.heads_per_worker < H)
+            return args_usage_error(command.name, "--heads-per-worker %d is too small: %d "
+                                    "workers x %d heads cannot cover the %d heads of a layer",
+                                    c.heads_per_worker, workers, c.heads_per_worker, H);
+    }
+    o.devices = c.device_list;
+    o.device_count = c.device_count;
+    o.workers_per_device = c.workers_per_device;
+    o.heads_per_worker = c.heads_per_worker;
+    o.local_steps = c.local_steps;
+    o.rounds = c.rounds;
+    o.balance = c.balance == 1 ? TW_BALANCE_SPEED : TW_BALANCE_EQUAL;
+    o.transport = c.transport == 1 ? TW_TRANSPORT_MPI : TW_TRANSPORT_THREADS;
+    o.data_path = c.data;
+    o.tokenizer_path = c.tokenizer;
+    o.vocab_size = c.vocab;
+    o.batch = c.batch;
+    o.grad_accum = c.accum;
+    o.lr = (float)c.lr;
+    o.min_lr = c.min_lr >= 0 ? (float)c.min_lr : (float)c.lr / 10.0f;
+    const int total = c.rounds * c.local_steps;
+    o.warmup = c.warmup >= 0 ? c.warmup : (total / 10 < 100 ? total / 10 : 100);
+    o.adamw.weight_decay = (float)c.weight_decay;
+    o.adamw.grad_clip = (float)c.clip;
+    o.seed = (uint64_t)c.seed;
+    o.eval_every = c.eval_every;
+    o.eval_batches = c.eval_batches;
+    o.eval_device = c.eval_device;
+    o.json_path = c.json;
+    o.out_dir = c.out;
+    if (o.min_lr > o.lr)
+        return args_usage_error(command.name, "--min-lr %g exceeds --lr %g", c.min_lr, c.lr);
+    code = parse_fault(&c, command.name, workers, &o);
+    if (code != CLI_EXIT_OK) return code;
+    if (o.transport == TW_TRANSPORT_MPI && !tw_dist_have_mpi())
+        return args_usage_error(command.name, "--transport mpi: this twist was built without "
+                                "MPI (install libopenmpi-dev and openmpi-bin, then rebuild)");
+    tw_status status = tw_dist_run(&o, show, NULL);
+    return status == TW_OK ? CLI_EXIT_OK : cli_library_error(command.name, status);
+}
+
+int cmd_ist(int argc, char **argv) { return run_command(argc, argv, true); }
+int cmd_dp(int argc, char **argv) { return run_command(argc, argv, false); }
