@@ -19,7 +19,7 @@ static const char *const DP_MODES[] = {"allreduce", "localsgd", NULL};
 enum { MAX_DEVICE_SPECS = 64 };
 
 typedef struct dist_cli {
-    const char *devices, *data, *tokenizer, *out, *json, *eval_device, *fault;
+    const char *devices, *data, *tokenizer, *out, *json, *eval_device, *fault, *slow;
     int preset, vocab, layers, embd, heads, seq_len, mlp;
     int workers_per_device, heads_per_worker, local_steps, rounds, balance, transport, mode;
     int batch, accum, warmup, seed, eval_every, eval_batches;
@@ -81,6 +81,22 @@ static int parse_fault(const dist_cli *c, const char *prog, int workers, tw_dist
                                 c->fault, workers, c->rounds);
     o->fault_worker = worker;
     o->fault_round = round;
+    return CLI_EXIT_OK;
+}
+
+/* --slow-worker WORKER:FACTOR */
+static int parse_slow(const dist_cli *c, const char *prog, int workers, tw_dist_options *o) {
+    if (!c->slow) return CLI_EXIT_OK;
+    int worker = -1, used = 0;
+    double factor = 0.0;
+    if (sscanf(c->slow, "%d:%lf%n", &worker, &factor, &used) != 2 || c->slow[used] != '\0' ||
+        worker < 0 || !(factor >= 1.0 && factor <= 100.0))
+        return args_usage_error(prog, "--slow-worker '%s': expected WORKER:FACTOR with FACTOR "
+                                "in [1, 100], e.g. 1:3", c->slow);
+    if (worker >= workers)
+        return args_usage_error(prog, "--slow-worker %s: worker must be < %d", c->slow, workers);
+    o->slow_worker = worker;
+    o->slow_factor = factor;
     return CLI_EXIT_OK;
 }
 
@@ -156,6 +172,9 @@ static int run_command(int argc, char **argv, bool ist) {
          .help = "save the merged model there as a twist checkpoint"},
         {.name = "--inject-fault", .kind = ARG_STRING, .dest = &c.fault, .metavar = "W:R",
          .help = "for tests: worker W fails in round R (0-based)"},
+        {.name = "--slow-worker", .kind = ARG_STRING, .dest = &c.slow, .metavar = "W:F",
+         .help = "for balance experiments: worker W runs F times slower (waits after each "
+                 "step)"},
         /* The command's own options follow. */
         {.name = "--heads-per-worker", .kind = ARG_INT, .dest = &c.heads_per_worker,
          .metavar = "M", .help = "heads of each layer per worker (workers x M >= heads)",
@@ -235,6 +254,7 @@ static int run_command(int argc, char **argv, bool ist) {
     if (o.min_lr > o.lr)
         return args_usage_error(command.name, "--min-lr %g exceeds --lr %g", c.min_lr, c.lr);
     code = parse_fault(&c, command.name, workers, &o);
+    if (code == CLI_EXIT_OK) code = parse_slow(&c, command.name, workers, &o);
     if (code != CLI_EXIT_OK) return code;
     if (o.transport == TW_TRANSPORT_MPI && !tw_dist_have_mpi())
         return args_usage_error(command.name, "--transport mpi: this twist was built without "

@@ -82,6 +82,11 @@ typedef struct tw_dist_options {
     /* Fault injection for tests: worker fault_worker fails in round fault_round (after its
      * first local step); -1: none. */
     int fault_worker, fault_round;
+    /* A slower device, for --balance experiments: worker slow_worker waits (slow_factor - 1)
+     * times each local step's duration after it, so its device appears slow_factor times
+     * slower; -1: none. */
+    int slow_worker;
+    double slow_factor;
 } tw_dist_options;
 
 /* Defaults for everything but devices, data and model: one worker per device, K 10, 10 rounds,

@@ -75,6 +75,21 @@ tw_status dist_worker_reserve(dist_worker *worker, size_t floats);
 void dist_worker_train(dist_worker *worker, const dist_job *job, const dist_comm *comm,
                        dist_result *result);
 
+/* Training FLOPs per token of a config (balance.c): the part every worker pays whatever its
+ * share (embedding and logits), and the parts that scale with its heads and its MLP units. */
+typedef struct dist_cost {
+    double fixed, attention, mlp;
+} dist_cost;
+
+dist_cost dist_cost_of(const tw_gpt_config *config);
+double dist_cost_total(const dist_cost *cost);
+/* Folds a round's tokens/s of a worker that trained `subnet` into its smoothed FLOP/s *rate. */
+void dist_update_rate(double *rate, const tw_gpt_config *subnet, double tokens_per_s);
+/* Partition weights (workers) that give every worker the same local training time at the given
+ * FLOP/s rates; head_slots = sum of head quotas / heads (1 when each head is dealt once). */
+void dist_balance_weights(const tw_gpt_config *master, double head_slots, const double *rates,
+                          int workers, double *weights);
+
 /* A transport: moves jobs, packed buffers and results between the master and the workers. */
 typedef struct dist_transport dist_transport;
 typedef struct dist_transport_ops {

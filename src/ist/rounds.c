@@ -138,7 +138,7 @@ typedef struct master_run {
     tw_device *eval_device;
     tw_gpt *eval_model;
     bool *alive;          /* (workers) */
-    double *speed;        /* (workers) tokens/s of the last round, 0 unknown */
+    double *rate;         /* (workers) smoothed training FLOP/s of each worker, 0 unknown */
     dist_job *jobs;       /* (workers) */
     dist_result *results; /* (workers) */
     float **packed;       /* (workers) */
@@ -187,23 +187,37 @@ static int alive_count(const master_run *m) {
     return n;
 }
 
+/* Head slots over heads, averaged over the layers: how many times each head is dealt. */
+static double head_slots(const tw_gpt_config *model, int workers, int heads_per_worker) {
+    double sum = 0.0;
+    for (int l = 0; l < model->n_layer; l++) {
+        const int heads = model->layers[l].heads;
+        const int quota = heads_per_worker < heads ? heads_per_worker : heads;
+        sum += (double)workers * quota / heads;
+    }
+    return sum / model->n_layer;
+}
+
 /* The round's partition over the live workers; slot_of[w] is worker w's slot, or -1. */
 static tw_status partition_round(master_run *m, int round, int *slot_of,
                                  tw_ist_partition **out) {
     const tw_dist_options *o = m->options;
     int live = 0;
-    double weights[TW_DIST_MAX_WORKERS];
-    bool speeds_known = o->balance == TW_BALANCE_SPEED;
+    double rates[TW_DIST_MAX_WORKERS], weights[TW_DIST_MAX_WORKERS];
+    bool rates_known = o->balance == TW_BALANCE_SPEED;
     for (int w = 0; w < m->workers; w++) {
         slot_of[w] = m->alive[w] ? live : -1;
         if (!m->alive[w]) continue;
-        weights[live] = m->speed[w];
-        if (!(m->speed[w] > 0.0)) speeds_known = false;
+        rates[live] = m->rate[w];
+        if (!(m->rate[w] > 0.0)) rates_known = false;
         live++;
     }
     if (o->mode != TW_DIST_IST) return make_replicas(&m->setup->model, live, out);
+    if (rates_known)
+        dist_balance_weights(&m->setup->model, head_slots(&m->setup->model, live, o->heads_per_worker),
+                             rates, live, weights);
     tw_ist_partition_options po = {.workers = live, .heads_per_worker = o->heads_per_worker,
-                                   .weights = speeds_known ? weights : NULL, .seed = o->seed,
+                                   .weights = rates_known ? weights : NULL, .seed = o->seed,
                                    .round = round};
     return tw_ist_partition_make(&m->setup->model, &po, out);
 }
@@ -360,7 +374,7 @@ static int retire_failures(master_run *m, int round, int *failed) {
     for (int w = 0; w < m->workers; w++) {
         if (!m->jobs[w].active) continue;
         if (m->results[w].ok) {
-            m->speed[w] = m->results[w].tokens_per_s;
+            dist_update_rate(&m->rate[w], &m->jobs[w].config, m->results[w].tokens_per_s);
             continue;
         }
         m->alive[w] = false;
@@ -485,12 +499,12 @@ static tw_status save_master(master_run *m) {
 static tw_status allocate(master_run *m) {
     const size_t n = (size_t)m->workers;
     m->alive = calloc(n, sizeof *m->alive);
-    m->speed = calloc(n, sizeof *m->speed);
+    m->rate = calloc(n, sizeof *m->rate);
     m->jobs = calloc(n, sizeof *m->jobs);
     m->results = calloc(n, sizeof *m->results);
     m->packed = calloc(n, sizeof *m->packed);
     m->packed_capacity = calloc(n, sizeof *m->packed_capacity);
-    if (!m->alive || !m->speed || !m->jobs || !m->results || !m->packed || !m->packed_capacity)
+    if (!m->alive || !m->rate || !m->jobs || !m->results || !m->packed || !m->packed_capacity)
         return tw_error(TW_ERR_OUT_OF_MEMORY, "distributed run: out of host memory");
     for (int w = 0; w < m->workers; w++) m->alive[w] = true;
     return TW_OK;
@@ -501,7 +515,7 @@ static void release(master_run *m) {
     free(m->packed);
     free(m->packed_capacity);
     free(m->alive);
-    free(m->speed);
+    free(m->rate);
     free(m->jobs);
     free(m->results);
     tw_gpt_destroy(m->eval_model);

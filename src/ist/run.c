@@ -26,6 +26,8 @@ tw_dist_options tw_dist_defaults(void) {
     o.eval_batches = 20;
     o.fault_worker = -1;
     o.fault_round = -1;
+    o.slow_worker = -1;
+    o.slow_factor = 1.0;
     return o;
 }
 

@@ -2,6 +2,7 @@
  * training of one round on a packed subnet. The steps are those of `twist train`
  * (tw_train_compute_grads, then tw_adamw_update at the global step's learning rate), so a
  * worker that holds the whole model for K steps does exactly what plain training does. */
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -114,6 +115,16 @@ static tw_status average_grads(dist_worker *worker, const dist_comm *comm, bool 
     return tw_buffer_upload(grads, 0, worker->grads, P * sizeof(float));
 }
 
+/* --slow-worker: sleeps (factor - 1) times the time since step_started (the step just done,
+ * whose AdamW update has read the gradient norm back, so the device has finished it). */
+static void pretend_slower(double factor, double step_started) {
+    const double wait = (factor - 1.0) * (seconds_now() - step_started);
+    if (!(wait > 0.0)) return;
+    struct timespec duration = {(time_t)wait, (long)((wait - floor(wait)) * 1e9)};
+    while (nanosleep(&duration, &duration) != 0 && errno == EINTR) {
+    }
+}
+
 /* K local steps; *failed_at gets the step a failure happened at. In data parallel mode a failed
  * worker goes on calling the averaging (contributing nothing) so the others never wait on it. */
 static tw_status local_steps(dist_worker *worker, const dist_job *job, const dist_comm *comm,
@@ -130,6 +141,7 @@ static tw_status local_steps(dist_worker *worker, const dist_job *job, const dis
             failure = tw_error(TW_ERR_BACKEND, "worker %d: fault injected at local step %d",
                                worker->index, s);
         double loss = 0.0;
+        const double step_started = seconds_now();
         if (failure == TW_OK)
             failure = tw_train_compute_grads(worker->model, &worker->loader, o->batch, T,
                                              o->grad_accum, worker->inputs, worker->targets,
@@ -144,6 +156,7 @@ static tw_status local_steps(dist_worker *worker, const dist_job *job, const dis
         if (failure == TW_OK) {
             loss_sum += loss;
             done++;
+            if (worker->index == o->slow_worker) pretend_slower(o->slow_factor, step_started);
         }
         if (failure != TW_OK && !allreduce) break;
     }
