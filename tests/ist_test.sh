@@ -144,6 +144,8 @@ case_flags() {
     expect_usage "--mode" dp "${base[@]}"
     expect_usage "--heads-per-worker" dp "${base[@]}" --mode allreduce --heads-per-worker 2
     expect_usage "--inject-fault" ist "${base[@]}" --heads-per-worker 4 --inject-fault x
+    expect_usage "--slow-worker" ist "${base[@]}" --heads-per-worker 4 --slow-worker 0:0.5
+    expect_usage "--slow-worker" ist "${base[@]}" --heads-per-worker 4 --slow-worker 3:2
     expect_usage "--devices" ist --devices cpu,,cpu --heads-per-worker 4 --data "$corpus"
 }
 
