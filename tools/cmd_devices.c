@@ -1,11 +1,13 @@
 /* `twist devices [--json]`: every device of every compiled-in backend, then the backends that
- * are built but found no device (no driver or runtime here) and those not built at all. */
+ * are built but found no device (no driver or runtime here, with the backend's own reason where
+ * it gives one) and those not built at all. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "args.h"
 #include "cli.h"
+#include "core/registry.h"
 #include "json.h"
 
 static const char *const PROG = "twist devices";
@@ -82,8 +84,11 @@ static void print_table(const device_list *list) {
     printf("\n");
     for (int kind = 0; kind < TW_BACKEND_COUNT; kind++) {
         const char *name = tw_backend_name((tw_backend_kind)kind);
+        const char *why = tw_backend_no_device_reason((tw_backend_kind)kind);
         if (!tw_backend_compiled((tw_backend_kind)kind))
             printf("backend %-7s not built (disabled, or its SDK was not found at configure time)\n", name);
+        else if (list->per_backend[kind] == 0 && *why)
+            printf("backend %-7s built, but found no devices: %s\n", name, why);
         else if (list->per_backend[kind] == 0)
             printf("backend %-7s built, but found no devices (no driver or runtime)\n", name);
         else
@@ -125,6 +130,9 @@ static void print_json(const device_list *list) {
         json_kv_string(&json, "name", tw_backend_name((tw_backend_kind)kind));
         json_kv_bool(&json, "built", tw_backend_compiled((tw_backend_kind)kind));
         json_kv_int(&json, "devices", list->per_backend[kind]);
+        /* Why a built backend found nothing, where the backend can say. */
+        const char *why = tw_backend_no_device_reason((tw_backend_kind)kind);
+        if (list->per_backend[kind] == 0 && *why) json_kv_string(&json, "no_device_reason", why);
         json_end_object(&json);
     }
     json_end_array(&json);

@@ -15,6 +15,10 @@
  * ---------------------------------------------------------------------------------------------- */
 
 tw_status tw_cuda_fail(cudaError_t err, const char *what) {
+    /* A failed call also sets the runtime's per-thread "last error", which every kernel launcher
+     * returns (cudaGetLastError): left there, it would fail the next, good op a second time.
+     * Sticky errors (a kernel fault) stay with the context whatever is done here. */
+    cudaGetLastError();
     const bool memory = err == cudaErrorMemoryAllocation;
     return tw_error(memory ? TW_ERR_OUT_OF_MEMORY : TW_ERR_BACKEND, "cuda: %s failed: %s (%s)",
                     what, cudaGetErrorString(err), cudaGetErrorName(err));
@@ -95,6 +99,8 @@ static int cuda_enumerate(tw_device_info *out, int capacity) {
     if (count == 0) snprintf(absence, sizeof absence, "cudaGetDeviceCount reports 0 devices");
     if (count > capacity) count = capacity;
     for (int i = 0; i < count; i++) fill_info(i, &out[i]);
+    /* fill_info tolerates failed queries; their errors must not reach this thread's first op. */
+    cudaGetLastError();
     return count;
 }
 
@@ -147,6 +153,7 @@ static tw_status cuda_buffer_alloc(void *context, size_t bytes, void **handle) {
         cudaGetLastError();
         cudaStreamSynchronize(cu->stream); /* cudaFree waits anyway; make it explicit */
         release_cache(cu);
+        cudaGetLastError(); /* what the sync or a cudaFree left must not fail a later launch */
         err = cudaMalloc(&block->ptr, rounded);
     }
     if (err != cudaSuccess) {
@@ -291,8 +298,12 @@ static tw_status cuda_event_create(void *context, void **handle) {
 }
 
 static void cuda_event_destroy(void *context, void *handle) {
-    (void)context;
-    if (handle) cudaEventDestroy((cudaEvent_t)handle);
+    tw_cuda_context *cu = context;
+    if (!handle) return;
+    /* Without a current device a thread's first runtime call would set up device 0's context. */
+    cudaSetDevice(cu->index);
+    cudaEventDestroy((cudaEvent_t)handle);
+    cudaGetLastError();
 }
 
 static tw_status cuda_event_record(void *context, void *handle) {

@@ -96,6 +96,13 @@ int tw_backend_device_count(tw_backend_kind kind) {
     return (kind >= 0 && kind < TW_BACKEND_COUNT) ? backend_device_counts[kind] : 0;
 }
 
+const char *tw_backend_no_device_reason(tw_backend_kind kind) {
+    if (tw_backend_device_count(kind) > 0) return "";
+    const tw_backend_vtable *vtable = backend_vtable(kind);
+    const char *why = vtable && vtable->no_device_reason ? vtable->no_device_reason() : NULL;
+    return why ? why : "";
+}
+
 tw_status tw_device_info_at(int index, tw_device_info *out) {
     int count = tw_device_count();
     if (!out) return tw_error(TW_ERR_INVALID_ARGUMENT, "tw_device_info_at: out is NULL");
@@ -173,9 +180,8 @@ tw_status tw_registry_find(const char *spec, const tw_backend_vtable **vtable, i
                         spec, backend_names[kind]);
     int count = tw_backend_device_count(kind);
     if (index >= count) {
-        const tw_backend_vtable *backend = backend_vtable(kind);
-        const char *why = backend->no_device_reason ? backend->no_device_reason() : NULL;
-        if (count == 0 && why && *why)
+        const char *why = tw_backend_no_device_reason(kind);
+        if (count == 0 && *why)
             return tw_error(TW_ERR_NOT_FOUND, "device spec '%s': no %s device: %s", spec,
                             backend_names[kind], why);
         if (count == 0)
