@@ -1,10 +1,11 @@
 /* twist Vulkan: fused causal attention, backward pass 3 of 3 (host side: vk_attention.c).
  *
  * dK, dV, one invocation per pair of key rows (ja, jb = ja + 1), longest first (pair 0), so each
- * query and dO row read serves both; query rows i >= ja in order, RB at a time (query ja masked
- * for key jb), P recomputed from q, k and lse:
+ * query and dO row read serves both; query rows i >= ja of this dispatch's range [range_begin,
+ * range_end) in order, RB at a time (query ja masked for key jb), P recomputed from q, k and lse:
  *   dv_j += sum_i P_ij dO_i;  dk_j += scale sum_i dS_ij q_i
- * Each dk/dv row is written by one invocation, summing in a fixed order (no atomics).
+ * Each dk/dv row is written by one invocation per dispatch, summing in a fixed order, and the
+ * host's dispatches over consecutive query ranges add into it one after another (no atomics).
  * Bindings: 0 q, 1 k, 2 v, 3 dout, 4 lse, 5 delta, 6 dk, 7 dv. */
 #version 450
 #include "common.glsl"
@@ -66,8 +67,9 @@ void key_pair(uint bh, uint w) {
         dvb[d] = 0.0;
     }
     const uint lse_row = pc.lse_off + bh * T, delta_row = bh * T;
-    for (uint i0 = ja; i0 < T; i0 += RB) {
-        uint count = min(RB, T - i0);
+    const uint i_end = min(pc.range_end, T);
+    for (uint i0 = max(ja, pc.range_begin); i0 < i_end; i0 += RB) {
+        uint count = min(RB, i_end - i0);
         for (uint ii = 0; ii < RB; ii++) {
             pa[ii] = 0.0; /* P and dS: 0 for rows past the end */
             pb[ii] = 0.0;
@@ -110,7 +112,7 @@ void key_pair(uint bh, uint w) {
 }
 
 void main() {
-    const uint pairs = (pc.seq_len + 1) / 2;
+    const uint pairs = pc.pair_count; /* the pairs with ja < range_end */
     TW_ATTENTION_ITEM(gid, pc.batch * pc.heads * pairs)
     key_pair(gid / pairs, gid % pairs);
 }

@@ -1,10 +1,12 @@
 /* twist Vulkan: fused causal attention, backward pass 2 of 3 (host side: vk_attention.c).
  *
- * dQ, one invocation per pair of query rows (ia, ib = ia - 1), longest first, keys j <= ia in
- * order, RB at a time (key ia masked for row ib), P recomputed from q, k and lse:
+ * dQ, one invocation per pair of query rows (ia, ib = ia - 1), longest first, keys j <= ia of
+ * this dispatch's range [range_begin, range_end) in order, RB at a time (key ia masked for row
+ * ib), P recomputed from q, k and lse:
  *   P_ij = exp(scale q_i . k_j - lse_i);  dS_ij = P_ij (dO_i . v_j - delta_i);
  *   dq_i += scale sum_j dS_ij k_j
- * Each dq row is written by one invocation, summing in a fixed order (no atomics).
+ * Each dq row is written by one invocation per dispatch, summing in a fixed order, and the
+ * host's dispatches over consecutive key ranges add into it one after another (no atomics).
  * Bindings: 0 q, 1 k, 2 v, 3 dout, 4 lse, 5 delta, 6 dq. */
 #version 450
 #include "common.glsl"
@@ -64,8 +66,9 @@ void row_pair(uint bh, uint w) {
     const float lse_a = lse_data[pc.lse_off + bh * T + ia];
     const float lse_b = lse_data[pc.lse_off + bh * T + ib];
     const float delta_a = delta_data[bh * T + ia], delta_b = delta_data[bh * T + ib];
-    for (uint j0 = 0; j0 <= ia; j0 += RB) {
-        uint count = min(RB, ia + 1 - j0);
+    const uint j_end = min(pc.range_end, ia + 1);
+    for (uint j0 = pc.range_begin; j0 < j_end; j0 += RB) {
+        uint count = min(RB, j_end - j0);
         for (uint jj = 0; jj < RB; jj++) {
             dpa[jj] = 0.0; /* dS: 0 for keys past the row's end */
             dpb[jj] = 0.0;
@@ -92,7 +95,7 @@ void row_pair(uint bh, uint w) {
 }
 
 void main() {
-    const uint pairs = (pc.seq_len + 1) / 2;
+    const uint pairs = pc.pair_count; /* the pairs with ia >= range_begin */
     TW_ATTENTION_ITEM(gid, pc.batch * pc.heads * pairs)
     row_pair(gid / pairs, gid % pairs);
 }

@@ -25,6 +25,11 @@ layout(push_constant) uniform Push {
     uint ob, oh, ot;    // out, dout strides
     uint lse_off;
     uint dq_off, dk_off, dv_off;
+    // Backward only: this dispatch's share of the work. dQ sums keys [range_begin, range_end),
+    // dK/dV sum query rows [range_begin, range_end), over pair_count row pairs per (b, h) (the
+    // pairs with no work in the range are not launched). The host splits the sums this way on
+    // CPU devices, whose loop limiter would otherwise cut long rows short (vk_attention.c).
+    uint range_begin, range_end, pair_count;
 } pc;
 
 // This invocation's item in the host's x-then-y grid of workgroups (tw_vk_dispatch_1d);
