@@ -1,10 +1,12 @@
-/* twist Vulkan backend: GEMM (shaders/gemm.comp, gemm_direct.comp, gemm_coopmat.comp).
+/* twist Vulkan backend: GEMM (shaders/gemm.comp, gemm_texel.comp, gemm_direct.comp,
+ * gemm_coopmat.comp).
  *
  * Two implementations, named through tw_device_set_gemm_impl:
  *   TW_GEMM_OWN     fp32. GPUs: shaders/gemm.comp, shared-memory tiles whose sizes are
  *                   specialization constants chosen per device (gemm_tiles below). CPU devices
- *                   (lavapipe): shaders/gemm_direct.comp, register tiles with no shared memory
- *                   and no barriers, 2-4x faster there (gemm_direct below).
+ *                   (lavapipe): register tiles with no shared memory and no barriers, reading A
+ *                   and B as texel buffers (gemm_texel.comp, ~3x faster than gemm_direct there)
+ *                   where rows are 4-float aligned, else as storage buffers (gemm_direct.comp).
  *   TW_GEMM_VENDOR  shaders/gemm_coopmat.comp: cooperative matrices (VK_KHR_cooperative_matrix),
  *                   A and B rounded to fp16 on their way into shared memory, fp32 accumulation.
  *                   Where the device (or this build's glslc) lacks it: TW_ERR_UNSUPPORTED.
@@ -135,8 +137,8 @@ static tw_status gemm_tiled(tw_vk_context *vk, const tw_gemm_args *args, const g
  *   tried and dropped: WM/WN as compile-time constants instead of specialization constants
  *   (3.6, no change), 8 floats per load through u64vec4 (5.4: within noise of vec4, and it
  *   needs shaderInt64). (Timings vary by ~30% between runs on this shared machine.)
- * Remaining gap to OpenBLAS: the per-lane load loops; texel-buffer fetches (vectorised gathers
- * in llvmpipe) would avoid them but need buffer views in tw_vk_dispatch. */
+ * Remaining gap to OpenBLAS: the per-lane load loops, which texel-buffer fetches (vectorised
+ * gathers in llvmpipe) avoid: gemm_texel below, used wherever its alignment rules allow. */
 typedef struct gemm_direct_shape {
     uint32_t local, wm, wn;
 } gemm_direct_shape;
