@@ -32,6 +32,25 @@ layout(push_constant) uniform Push {
     uint range_begin, range_end, pair_count;
 } pc;
 
+// q, k, v and dout: storage buffers, or with TW_ATTN_TEXEL 1 (the *_texel.comp variants, which
+// the host picks on CPU devices where every row starts on a 4-float texel) RGBA32F uniform texel
+// buffers, which llvmpipe fetches for all SIMD lanes at once instead of lane by lane.
+// TW_QKV_INPUT(b, k) declares binding b as `k`; TW_LOAD4(k, i) reads elements i .. i+3 (i a
+// multiple of 4 with texels), TW_LOAD1(k, i) element i.
+#ifndef TW_ATTN_TEXEL
+#define TW_ATTN_TEXEL 0
+#endif
+#if TW_ATTN_TEXEL
+#define TW_QKV_INPUT(b, name) layout(set = 0, binding = b) uniform samplerBuffer name##_tex;
+#define TW_LOAD4(name, i) texelFetch(name##_tex, int((i) >> 2))
+#define TW_LOAD1(name, i) texelFetch(name##_tex, int((i) >> 2))[(i) & 3u]
+#else
+#define TW_QKV_INPUT(b, name) TW_BUFFER_RO(b, float, name##_data)
+#define TW_LOAD4(name, i) \
+    vec4(name##_data[i], name##_data[(i) + 1], name##_data[(i) + 2], name##_data[(i) + 3])
+#define TW_LOAD1(name, i) name##_data[i]
+#endif
+
 // This invocation's item in the host's x-then-y grid of workgroups (tw_vk_dispatch_1d);
 // tw_global_index() of common.glsl, which needs the workgroup-size declaration above.
 #define TW_ATTENTION_ITEM(i, n)      \

@@ -12,6 +12,7 @@
  * beyond the arguments: B*H*T floats in the
  * backward (allocated with tw_buffer_alloc so it counts in the device's bytes), nothing in the
  * forward; nothing of size T x T anywhere. */
+#include <stdio.h>
 #include <string.h>
 
 #include "vk_internal.h"
@@ -83,14 +84,44 @@ static tw_status push_make(const tw_attention_args *args, bool backward, attenti
     return TW_OK;
 }
 
+/* Whether the forward (q, k, v: bindings 0..2) or the backward's dQ and dK/dV shaders (q, k, v,
+ * dout: bindings 0..3) can read those as RGBA32F texels (their *_texel variants, TW_ATTN_TEXEL in
+ * attention_common.glsl): on CPU devices with texel buffers, when every row starts on a texel.
+ * On llvmpipe that replaces lane-by-lane storage-buffer loads with gathers (see vk_gemm.c); at
+ * B=4 H=8 T=256 D=64 the backward went from 1010 to 502 ms. */
+static bool texel_inputs(tw_vk_context *vk, const tw_attention_args *args, bool backward) {
+    const tw_vk_limits *limits = tw_vk_get_limits(vk);
+    if (!limits->is_cpu || !limits->texel_buffers || args->head_dim % 4 != 0) return false;
+    const int64_t values[] = {(int64_t)args->q.offset, (int64_t)args->k.offset,
+                              (int64_t)args->v.offset, args->qkv_stride.b,
+                              args->qkv_stride.h,      args->qkv_stride.t,
+                              args->out_stride.b,      args->out_stride.h,
+                              args->out_stride.t,      backward ? (int64_t)args->dout.offset : 0};
+    for (size_t i = 0; i < sizeof values / sizeof values[0]; i++)
+        if (values[i] % 4 != 0) return false;
+    const tw_buffer *buffers[] = {args->q.buffer, args->k.buffer, args->v.buffer,
+                                  args->dout.buffer};
+    const uint64_t most = limits->max_texel_elements < 0x7FFFFFFFull ? limits->max_texel_elements
+                                                                     : 0x7FFFFFFFull;
+    for (int i = 0; i < (backward ? 4 : 3); i++)
+        if (buffers[i]->bytes / 16 > most) return false;
+    return true;
+}
+
 /* One dispatch of `shader` (specialised for the head dimension) over `items` invocations,
- * one item each (tw_vk_dispatch_1d). */
-static tw_status attention_dispatch(tw_vk_context *vk, const char *shader,
+ * one item each (tw_vk_dispatch_1d); with `texel`, its *_texel variant with bindings 0..3 as
+ * texel buffers. */
+static tw_status attention_dispatch(tw_vk_context *vk, const char *shader, bool texel,
                                     const tw_attention_args *args, const attention_push *push,
                                     tw_buffer *const *buffers, int buffer_count, uint64_t items) {
     const uint32_t spec[2] = {ATTENTION_WORKGROUP, (uint32_t)args->head_dim};
+    char name[48];
+    snprintf(name, sizeof name, "%s%s", shader, texel ? "_texel" : "");
+    /* q, k, v and (backward) dout are the first bindings; the forward binds out at 3. */
+    const uint32_t texels = !texel ? 0u : buffer_count == 5 ? 0x7u : 0xFu;
     tw_vk_kernel *kernel = NULL;
-    TW_TRY(tw_vk_kernel_get(vk, shader, buffer_count, sizeof *push, spec, 2, &kernel));
+    TW_TRY(tw_vk_kernel_get_texel(vk, name, buffer_count, texels, sizeof *push, spec, 2,
+                                  &kernel));
     return tw_vk_dispatch_1d(vk, kernel, buffers, buffer_count, push, sizeof *push, items,
                              ATTENTION_WORKGROUP);
 }
@@ -108,7 +139,8 @@ static uint64_t pair_items(const tw_attention_args *args, uint32_t pairs) {
  * backward shaders do not unroll them (unrolled, they took minutes to compile on llvmpipe, which
  * keeps no pipeline cache): one invocation was correct for T x D up to ~45K (700 x 64, 400 x 96,
  * 1500 x 32) and wrong from ~51K (400 x 128, 850 x 64), which fits a cost of about
- * D + D/4 + 3 iterations per key (or query) row plus 3 D for loading and storing its rows. So on
+ * D + D/4 + 3 iterations per key (or query) row plus 3 D for loading and storing its rows (the
+ * shaders have since summed their rows 4 floats per iteration, which only lowers it). So on
  * CPU devices the backward sums over ranges of at most backward_range() rows per dispatch, sized
  * for half the limit; other drivers have no such limit and get the whole row in one dispatch. */
 enum { LOOP_BUDGET = 32768, BACKWARD_BLOCK = 8 /* RB of the backward shaders */ };
@@ -155,7 +187,8 @@ tw_status tw_vk_attention_fwd(void *context, const tw_attention_args *args) {
     TW_TRY(push_make(args, false, &push));
     tw_buffer *buffers[5] = {args->q.buffer, args->k.buffer, args->v.buffer, args->out.buffer,
                              args->lse.buffer};
-    return attention_dispatch(vk, "attention_fwd", args, &push, buffers, 5,
+    return attention_dispatch(vk, "attention_fwd", texel_inputs(vk, args, false), args, &push,
+                              buffers, 5,
                               pair_items(args, push.pair_count));
 }
 
@@ -171,7 +204,8 @@ static tw_status dq_range(tw_vk_context *vk, const tw_attention_args *args, atte
     tw_buffer *buffers[7] = {args->q.buffer,    args->k.buffer,   args->v.buffer,
                              args->dout.buffer, args->lse.buffer, delta,
                              args->dq.buffer};
-    return attention_dispatch(vk, "attention_bwd_dq", args, &push, buffers, 7,
+    return attention_dispatch(vk, "attention_bwd_dq", texel_inputs(vk, args, true), args, &push,
+                              buffers, 7,
                               pair_items(args, push.pair_count));
 }
 
@@ -186,7 +220,8 @@ static tw_status dkdv_range(tw_vk_context *vk, const tw_attention_args *args,
     tw_buffer *buffers[8] = {args->q.buffer,    args->k.buffer,   args->v.buffer,
                              args->dout.buffer, args->lse.buffer, delta,
                              args->dk.buffer,   args->dv.buffer};
-    return attention_dispatch(vk, "attention_bwd_dkdv", args, &push, buffers, 8,
+    return attention_dispatch(vk, "attention_bwd_dkdv", texel_inputs(vk, args, true), args, &push,
+                              buffers, 8,
                               pair_items(args, push.pair_count));
 }
 
@@ -198,7 +233,8 @@ static tw_status backward(tw_vk_context *vk, const tw_attention_args *args,
     const uint32_t T = (uint32_t)args->seq_len, range = backward_range(vk, args);
     uint64_t rows = (uint64_t)args->batch * (uint64_t)args->heads * T;
     tw_buffer *delta_buffers[3] = {args->out.buffer, args->dout.buffer, delta};
-    TW_TRY(attention_dispatch(vk, "attention_bwd_delta", args, push, delta_buffers, 3, rows));
+    TW_TRY(attention_dispatch(vk, "attention_bwd_delta", false, args, push, delta_buffers, 3,
+                              rows));
     for (uint32_t begin = 0; begin < T; begin += range) {
         uint32_t end = T - begin > range ? begin + range : T;
         TW_TRY(dq_range(vk, args, *push, delta, begin, end));
