@@ -1,5 +1,5 @@
-// twist shaders: the body of attention_bwd_dkdv.comp and attention_bwd_dkdv_texel.comp (TW_ATTN_TEXEL in
-// attention_common.glsl).
+// twist shaders: the body of attention_bwd_dkdv.comp and of attention_bwd_dkdv_texel.comp
+// (TW_ATTN_TEXEL in attention_common.glsl).
 
 TW_QKV_INPUT(0, q)
 TW_QKV_INPUT(1, k)
@@ -19,7 +19,7 @@ float pa[RB], pb[RB], dsa[RB], dsb[RB];
 vec4 dots(uint qr, uint gr) {
     vec4 x0 = vec4(0.0), x1 = vec4(0.0), x2 = vec4(0.0), x3 = vec4(0.0);
     uint d = 0;
-    for (; d + 4 <= HD; d += 4) {
+    TW_D_UNROLL for (; d + 4 <= HD; d += 4) {
         vec4 qv = TW_LOAD4(q, qr + d);
         vec4 gv = TW_LOAD4(dout, gr + d);
         x0 = fma(vec4(ka[d], ka[d + 1], ka[d + 2], ka[d + 3]), qv, x0);
@@ -27,7 +27,7 @@ vec4 dots(uint qr, uint gr) {
         x2 = fma(vec4(va[d], va[d + 1], va[d + 2], va[d + 3]), gv, x2);
         x3 = fma(vec4(vb[d], vb[d + 1], vb[d + 2], vb[d + 3]), gv, x3);
     }
-    for (; d < HD; d++) {
+    TW_D_UNROLL for (; d < HD; d++) {
         float qd = TW_LOAD1(q, qr + d), gd = TW_LOAD1(dout, gr + d);
         x0.x = fma(ka[d], qd, x0.x);
         x1.x = fma(kb[d], qd, x1.x);
@@ -45,7 +45,7 @@ void key_pair(uint bh, uint w) {
     const uint jb = has_b ? ja + 1 : ja;
     const uint base = tw_qkv_base(bh), gbase = pc.dout_off + tw_out_base(bh);
     const uint qbase = pc.q_off + base;
-    for (uint d = 0; d < HD; d++) {
+    TW_D_UNROLL for (uint d = 0; d < HD; d++) {
         ka[d] = TW_LOAD1(k, pc.k_off + base + ja * pc.st + d) * pc.scale;
         kb[d] = TW_LOAD1(k, pc.k_off + base + jb * pc.st + d) * pc.scale;
         va[d] = TW_LOAD1(v, pc.v_off + base + ja * pc.st + d);
@@ -79,7 +79,7 @@ void key_pair(uint bh, uint w) {
             float p0 = pa[ii], p1 = pb[ii], ds0 = dsa[ii], ds1 = dsb[ii];
             uint qr = qbase + (i0 + ii) * pc.st, gr = gbase + (i0 + ii) * pc.ot;
             uint d = 0;
-            for (; d + 4 <= HD; d += 4) {
+            TW_D_UNROLL for (; d + 4 <= HD; d += 4) {
                 vec4 g = TW_LOAD4(dout, gr + d), x = TW_LOAD4(q, qr + d);
                 TW_UNROLL for (uint e = 0; e < 4; e++) {
                     dva[d + e] = fma(p0, g[e], dva[d + e]);
@@ -88,7 +88,7 @@ void key_pair(uint bh, uint w) {
                     dkb[d + e] = fma(ds1, x[e], dkb[d + e]);
                 }
             }
-            for (; d < HD; d++) {
+            TW_D_UNROLL for (; d < HD; d++) {
                 float g = TW_LOAD1(dout, gr + d), x = TW_LOAD1(q, qr + d);
                 dva[d] = fma(p0, g, dva[d]);
                 dvb[d] = fma(p1, g, dvb[d]);
@@ -98,12 +98,12 @@ void key_pair(uint bh, uint w) {
         }
     }
     const uint dk = pc.dk_off + base, dv = pc.dv_off + base;
-    for (uint d = 0; d < HD; d++) {
+    TW_D_UNROLL for (uint d = 0; d < HD; d++) {
         dk_data[dk + ja * pc.st + d] += pc.scale * dka[d];
         dv_data[dv + ja * pc.st + d] += dva[d];
     }
     if (has_b) {
-        for (uint d = 0; d < HD; d++) {
+        TW_D_UNROLL for (uint d = 0; d < HD; d++) {
             dk_data[dk + jb * pc.st + d] += pc.scale * dkb[d];
             dv_data[dv + jb * pc.st + d] += dvb[d];
         }

@@ -1,5 +1,5 @@
-// twist shaders: the body of attention_bwd_dq.comp and attention_bwd_dq_texel.comp (TW_ATTN_TEXEL in
-// attention_common.glsl).
+// twist shaders: the body of attention_bwd_dq.comp and of attention_bwd_dq_texel.comp
+// (TW_ATTN_TEXEL in attention_common.glsl).
 
 TW_QKV_INPUT(0, q)
 TW_QKV_INPUT(1, k)
@@ -18,7 +18,7 @@ float sa[RB], sbk[RB], dpa[RB], dpb[RB];
 vec4 dots(uint kr, uint vr) {
     vec4 x0 = vec4(0.0), x1 = vec4(0.0), x2 = vec4(0.0), x3 = vec4(0.0);
     uint d = 0;
-    for (; d + 4 <= HD; d += 4) {
+    TW_D_UNROLL for (; d + 4 <= HD; d += 4) {
         vec4 kv = TW_LOAD4(k, kr + d);
         vec4 vv = TW_LOAD4(v, vr + d);
         x0 = fma(vec4(qa[d], qa[d + 1], qa[d + 2], qa[d + 3]), kv, x0);
@@ -26,7 +26,7 @@ vec4 dots(uint kr, uint vr) {
         x2 = fma(vec4(ga[d], ga[d + 1], ga[d + 2], ga[d + 3]), vv, x2);
         x3 = fma(vec4(gb[d], gb[d + 1], gb[d + 2], gb[d + 3]), vv, x3);
     }
-    for (; d < HD; d++) {
+    TW_D_UNROLL for (; d < HD; d++) {
         float kd = TW_LOAD1(k, kr + d), vd = TW_LOAD1(v, vr + d);
         x0.x = fma(qa[d], kd, x0.x);
         x1.x = fma(qb[d], kd, x1.x);
@@ -44,7 +44,7 @@ void row_pair(uint bh, uint w) {
     const uint ib = has_b ? ia - 1 : ia;
     const uint base = tw_qkv_base(bh), gbase = pc.dout_off + tw_out_base(bh);
     const uint kbase = pc.k_off + base, vbase = pc.v_off + base;
-    for (uint d = 0; d < HD; d++) {
+    TW_D_UNROLL for (uint d = 0; d < HD; d++) {
         qa[d] = TW_LOAD1(q, pc.q_off + base + ia * pc.st + d) * pc.scale;
         qb[d] = TW_LOAD1(q, pc.q_off + base + ib * pc.st + d) * pc.scale;
         ga[d] = TW_LOAD1(dout, gbase + ia * pc.ot + d);
@@ -71,14 +71,14 @@ void row_pair(uint bh, uint w) {
             float ds0 = dpa[jj], ds1 = dpb[jj];
             uint kr = kbase + (j0 + jj) * pc.st;
             uint d = 0;
-            for (; d + 4 <= HD; d += 4) {
+            TW_D_UNROLL for (; d + 4 <= HD; d += 4) {
                 vec4 x = TW_LOAD4(k, kr + d);
                 TW_UNROLL for (uint e = 0; e < 4; e++) {
                     acc_a[d + e] = fma(ds0, x[e], acc_a[d + e]);
                     acc_b[d + e] = fma(ds1, x[e], acc_b[d + e]);
                 }
             }
-            for (; d < HD; d++) {
+            TW_D_UNROLL for (; d < HD; d++) {
                 float x = TW_LOAD1(k, kr + d);
                 acc_a[d] = fma(ds0, x, acc_a[d]);
                 acc_b[d] = fma(ds1, x, acc_b[d]);
@@ -86,9 +86,11 @@ void row_pair(uint bh, uint w) {
         }
     }
     const uint dq = pc.dq_off + base;
-    for (uint d = 0; d < HD; d++) dq_data[dq + ia * pc.st + d] += pc.scale * acc_a[d];
+    TW_D_UNROLL for (uint d = 0; d < HD; d++)
+        dq_data[dq + ia * pc.st + d] += pc.scale * acc_a[d];
     if (has_b)
-        for (uint d = 0; d < HD; d++) dq_data[dq + ib * pc.st + d] += pc.scale * acc_b[d];
+        TW_D_UNROLL for (uint d = 0; d < HD; d++)
+            dq_data[dq + ib * pc.st + d] += pc.scale * acc_b[d];
 }
 
 void main() {

@@ -40,6 +40,14 @@ layout(push_constant) uniform Push {
 #ifndef TW_ATTN_TEXEL
 #define TW_ATTN_TEXEL 0
 #endif
+// TW_D_UNROLL: unrolls the backward's loops over head_dim in the texel variants, so the rows
+// kept in private arrays are indexed by constants (llvmpipe keeps dynamically indexed private
+// arrays in memory, gathered and scattered lane by lane).
+#if TW_ATTN_TEXEL
+#define TW_D_UNROLL TW_UNROLL
+#else
+#define TW_D_UNROLL
+#endif
 #if TW_ATTN_TEXEL
 #define TW_QKV_INPUT(b, name) layout(set = 0, binding = b) uniform samplerBuffer name##_tex;
 #define TW_LOAD4(name, i) texelFetch(name##_tex, int((i) >> 2))

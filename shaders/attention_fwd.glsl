@@ -1,5 +1,5 @@
-// twist shaders: the body of attention_fwd.comp and attention_fwd_texel.comp (TW_ATTN_TEXEL in
-// attention_common.glsl).
+// twist shaders: the body of attention_fwd.comp and of attention_fwd_texel.comp
+// (TW_ATTN_TEXEL in attention_common.glsl).
 
 TW_QKV_INPUT(0, q)
 TW_QKV_INPUT(1, k)

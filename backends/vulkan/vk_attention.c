@@ -87,8 +87,9 @@ static tw_status push_make(const tw_attention_args *args, bool backward, attenti
 /* Whether the forward (q, k, v: bindings 0..2) or the backward's dQ and dK/dV shaders (q, k, v,
  * dout: bindings 0..3) can read those as RGBA32F texels (their *_texel variants, TW_ATTN_TEXEL in
  * attention_common.glsl): on CPU devices with texel buffers, when every row starts on a texel.
- * On llvmpipe that replaces lane-by-lane storage-buffer loads with gathers (see vk_gemm.c); at
- * B=4 H=8 T=256 D=64 the backward went from 1010 to 502 ms. */
+ * On llvmpipe that replaces lane-by-lane storage-buffer loads with gathers (see vk_gemm.c), and
+ * the backward's texel variants also unroll their loops over head_dim (TW_D_UNROLL). lavapipe,
+ * B=4 H=8 T=256 D=64: forward 317 -> 50 ms, backward 1010 -> 502 (texels) -> 186 ms (unrolled). */
 static bool texel_inputs(tw_vk_context *vk, const tw_attention_args *args, bool backward) {
     const tw_vk_limits *limits = tw_vk_get_limits(vk);
     if (!limits->is_cpu || !limits->texel_buffers || args->head_dim % 4 != 0) return false;
@@ -136,9 +137,9 @@ static uint64_t pair_items(const tw_attention_args *args, uint32_t pairs) {
  * back-edge), and the results of a longer invocation are silently wrong. An attention row costs
  * loop iterations in proportion to its keys. The forward shader unrolls its loops over head_dim
  * and stays correct to T = 4096 at D = 64 (measured); T past 8192 is refused on llvmpipe. The
- * backward shaders do not unroll them (unrolled, they took minutes to compile on llvmpipe, which
- * keeps no pipeline cache): one invocation was correct for T x D up to ~45K (700 x 64, 400 x 96,
- * 1500 x 32) and wrong from ~51K (400 x 128, 850 x 64), which fits a cost of about
+ * backward shaders' storage-buffer variants do not unroll them (the texel variants, used where
+ * rows are 4-float aligned, do): one invocation was correct for T x D up to ~45K (700 x 64,
+ * 400 x 96, 1500 x 32) and wrong from ~51K (400 x 128, 850 x 64), which fits a cost of about
  * D + D/4 + 3 iterations per key (or query) row plus 3 D for loading and storing its rows (the
  * shaders have since summed their rows 4 floats per iteration, which only lowers it). So on
  * CPU devices the backward sums over ranges of at most backward_range() rows per dispatch, sized
