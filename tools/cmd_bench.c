@@ -181,15 +181,20 @@ static int peer_once(gemm_run *r, double *ms) {
     return r->peer.run(&r->peer, ms) ? CLI_EXIT_OK : CLI_EXIT_RUNTIME;
 }
 
-/* Opens one twist device, sets the implementation, allocates and uploads the inputs. */
-static int side_prepare(const gemm_options *o, const gemm_sizes *z, const char *spec,
-                        const gemm_run *r, gemm_side *side) {
+/* Opens one twist device, sets the implementation and checks that the shape fits it. */
+static int side_open(const gemm_options *o, const gemm_sizes *z, const char *spec,
+                     gemm_side *side) {
     tw_status status = tw_device_open(spec, &side->device);
     if (status != TW_OK) return cli_library_error(PROG, status);
     status = tw_device_set_gemm_impl(side->device, (tw_gemm_impl)o->impl);
     if (status != TW_OK) return cli_library_error(PROG, status);
-    int rc = check_memory(o, tw_device_get_info(side->device), z);
-    if (rc != CLI_EXIT_OK) return rc;
+    return check_memory(o, tw_device_get_info(side->device), z);
+}
+
+/* Allocates a device's buffers and uploads the inputs. */
+static int side_upload(const gemm_options *o, const gemm_sizes *z, const gemm_run *r,
+                       gemm_side *side) {
+    tw_status status;
     side->ms = calloc((size_t)o->repeat, sizeof(double));
     if (!side->ms) return cli_runtime_error(PROG, "out of host memory");
     if ((status = tw_buffer_alloc(side->device, z->a, &side->a)) != TW_OK ||
@@ -201,8 +206,11 @@ static int side_prepare(const gemm_options *o, const gemm_sizes *z, const char *
     return CLI_EXIT_OK;
 }
 
-/* The inputs, the device (and --also's), and the peer. */
+/* The device (and --also's), checked before anything is allocated; the inputs; the peer. */
 static int gemm_prepare(const gemm_options *o, const gemm_sizes *z, gemm_run *r) {
+    int rc = side_open(o, z, o->device, &r->main);
+    if (rc == CLI_EXIT_OK && o->also) rc = side_open(o, z, o->also, &r->also);
+    if (rc != CLI_EXIT_OK) return rc;
     r->host_a = malloc(z->a);
     r->host_b = malloc(z->b);
     r->host_c = malloc(z->c);
@@ -211,9 +219,9 @@ static int gemm_prepare(const gemm_options *o, const gemm_sizes *z, gemm_run *r)
         return cli_runtime_error(PROG, "out of host memory for the inputs");
     fill_inputs(r->host_a, z->a / sizeof(float), 1);
     fill_inputs(r->host_b, z->b / sizeof(float), 2);
-    int rc = side_prepare(o, z, o->device, r, &r->main);
+    rc = side_upload(o, z, r, &r->main);
     if (rc == CLI_EXIT_OK && o->also) {
-        rc = side_prepare(o, z, o->also, r, &r->also);
+        rc = side_upload(o, z, r, &r->also);
         r->also_c = malloc(z->c);
         if (rc == CLI_EXIT_OK && !r->also_c)
             return cli_runtime_error(PROG, "out of host memory for --also's result");
