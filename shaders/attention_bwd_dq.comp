@@ -1,98 +1,14 @@
 /* twist Vulkan: fused causal attention, backward pass 2 of 3 (host side: vk_attention.c).
  *
- * dQ, one invocation per pair of query rows (ia, ib = ia - 1), longest first, keys j <= ia in
- * order, RB at a time (key ia masked for row ib), P recomputed from q, k and lse:
+ * dQ, one invocation per pair of query rows (ia, ib = ia - 1), longest first, keys j <= ia of
+ * this dispatch's range [range_begin, range_end) in order, RB at a time (key ia masked for row
+ * ib), P recomputed from q, k and lse:
  *   P_ij = exp(scale q_i . k_j - lse_i);  dS_ij = P_ij (dO_i . v_j - delta_i);
  *   dq_i += scale sum_j dS_ij k_j
- * Each dq row is written by one invocation, summing in a fixed order (no atomics).
+ * Each dq row is written by one invocation per dispatch, summing in a fixed order, and the
+ * host's dispatches over consecutive key ranges add into it one after another (no atomics).
  * Bindings: 0 q, 1 k, 2 v, 3 dout, 4 lse, 5 delta, 6 dq. */
 #version 450
 #include "common.glsl"
 #include "attention_common.glsl"
-
-TW_BUFFER_RO(0, float, q_data)
-TW_BUFFER_RO(1, float, k_data)
-TW_BUFFER_RO(2, float, v_data)
-TW_BUFFER_RO(3, float, dout_data)
-TW_BUFFER_RO(4, float, lse_data)
-TW_BUFFER_RO(5, float, delta_data)
-TW_BUFFER(6, float, dq_data)
-
-const uint RB = 8; /* keys per step */
-
-float qa[HD], qb[HD], ga[HD], gb[HD], acc_a[HD], acc_b[HD];
-float sa[RB], sbk[RB], dpa[RB], dpb[RB];
-
-/* (qa . k, qb . k, ga . v, gb . v) for key row kr and value row vr, in 4 partial sums each. */
-vec4 dots(uint kr, uint vr) {
-    vec4 x0 = vec4(0.0), x1 = vec4(0.0), x2 = vec4(0.0), x3 = vec4(0.0);
-    uint d = 0;
-    for (; d + 4 <= HD; d += 4) {
-        vec4 kv = vec4(k_data[kr + d], k_data[kr + d + 1], k_data[kr + d + 2], k_data[kr + d + 3]);
-        vec4 vv = vec4(v_data[vr + d], v_data[vr + d + 1], v_data[vr + d + 2], v_data[vr + d + 3]);
-        x0 = fma(vec4(qa[d], qa[d + 1], qa[d + 2], qa[d + 3]), kv, x0);
-        x1 = fma(vec4(qb[d], qb[d + 1], qb[d + 2], qb[d + 3]), kv, x1);
-        x2 = fma(vec4(ga[d], ga[d + 1], ga[d + 2], ga[d + 3]), vv, x2);
-        x3 = fma(vec4(gb[d], gb[d + 1], gb[d + 2], gb[d + 3]), vv, x3);
-    }
-    for (; d < HD; d++) {
-        float kd = k_data[kr + d], vd = v_data[vr + d];
-        x0.x = fma(qa[d], kd, x0.x);
-        x1.x = fma(qb[d], kd, x1.x);
-        x2.x = fma(ga[d], vd, x2.x);
-        x3.x = fma(gb[d], vd, x3.x);
-    }
-    return vec4((x0.x + x0.y) + (x0.z + x0.w), (x1.x + x1.y) + (x1.z + x1.w),
-                (x2.x + x2.y) + (x2.z + x2.w), (x3.x + x3.y) + (x3.z + x3.w));
-}
-
-void row_pair(uint bh, uint w) {
-    const uint T = pc.seq_len;
-    const uint ia = T - 1 - 2 * w;
-    const bool has_b = ia >= 1;
-    const uint ib = has_b ? ia - 1 : ia;
-    const uint base = tw_qkv_base(bh), gbase = pc.dout_off + tw_out_base(bh);
-    const uint kbase = pc.k_off + base, vbase = pc.v_off + base;
-    for (uint d = 0; d < HD; d++) {
-        qa[d] = q_data[pc.q_off + base + ia * pc.st + d] * pc.scale;
-        qb[d] = q_data[pc.q_off + base + ib * pc.st + d] * pc.scale;
-        ga[d] = dout_data[gbase + ia * pc.ot + d];
-        gb[d] = dout_data[gbase + ib * pc.ot + d];
-        acc_a[d] = 0.0;
-        acc_b[d] = 0.0;
-    }
-    const float lse_a = lse_data[pc.lse_off + bh * T + ia];
-    const float lse_b = lse_data[pc.lse_off + bh * T + ib];
-    const float delta_a = delta_data[bh * T + ia], delta_b = delta_data[bh * T + ib];
-    for (uint j0 = 0; j0 <= ia; j0 += RB) {
-        uint count = min(RB, ia + 1 - j0);
-        for (uint jj = 0; jj < RB; jj++) {
-            dpa[jj] = 0.0; /* dS: 0 for keys past the row's end */
-            dpb[jj] = 0.0;
-            if (jj >= count) continue;
-            uint j = j0 + jj;
-            vec4 r = dots(kbase + j * pc.st, vbase + j * pc.st);
-            dpa[jj] = exp(r.x - lse_a) * (r.z - delta_a);
-            if (j != ia) dpb[jj] = exp(r.y - lse_b) * (r.w - delta_b);
-        }
-        for (uint jj = 0; jj < count; jj++) {
-            float ds0 = dpa[jj], ds1 = dpb[jj];
-            uint kr = kbase + (j0 + jj) * pc.st;
-            for (uint d = 0; d < HD; d++) {
-                float x = k_data[kr + d];
-                acc_a[d] = fma(ds0, x, acc_a[d]);
-                acc_b[d] = fma(ds1, x, acc_b[d]);
-            }
-        }
-    }
-    const uint dq = pc.dq_off + base;
-    for (uint d = 0; d < HD; d++) dq_data[dq + ia * pc.st + d] += pc.scale * acc_a[d];
-    if (has_b)
-        for (uint d = 0; d < HD; d++) dq_data[dq + ib * pc.st + d] += pc.scale * acc_b[d];
-}
-
-void main() {
-    const uint pairs = (pc.seq_len + 1) / 2;
-    TW_ATTENTION_ITEM(gid, pc.batch * pc.heads * pairs)
-    row_pair(gid / pairs, gid % pairs);
-}
+#include "attention_bwd_dq.glsl"

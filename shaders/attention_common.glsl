@@ -25,7 +25,39 @@ layout(push_constant) uniform Push {
     uint ob, oh, ot;    // out, dout strides
     uint lse_off;
     uint dq_off, dk_off, dv_off;
+    // Backward only: this dispatch's share of the work. dQ sums keys [range_begin, range_end),
+    // dK/dV sum query rows [range_begin, range_end), over pair_count row pairs per (b, h) (the
+    // pairs with no work in the range are not launched). The host splits the sums this way on
+    // CPU devices, whose loop limiter would otherwise cut long rows short (vk_attention.c).
+    uint range_begin, range_end, pair_count;
 } pc;
+
+// q, k, v and dout: storage buffers, or with TW_ATTN_TEXEL 1 (the *_texel.comp variants, which
+// the host picks on CPU devices where every row starts on a 4-float texel) RGBA32F uniform texel
+// buffers, which llvmpipe fetches for all SIMD lanes at once instead of lane by lane.
+// TW_QKV_INPUT(b, k) declares binding b as `k`; TW_LOAD4(k, i) reads elements i .. i+3 (i a
+// multiple of 4 with texels), TW_LOAD1(k, i) element i.
+#ifndef TW_ATTN_TEXEL
+#define TW_ATTN_TEXEL 0
+#endif
+// TW_D_UNROLL: unrolls the backward's loops over head_dim in the texel variants, so the rows
+// kept in private arrays are indexed by constants (llvmpipe keeps dynamically indexed private
+// arrays in memory, gathered and scattered lane by lane).
+#if TW_ATTN_TEXEL
+#define TW_D_UNROLL TW_UNROLL
+#else
+#define TW_D_UNROLL
+#endif
+#if TW_ATTN_TEXEL
+#define TW_QKV_INPUT(b, name) layout(set = 0, binding = b) uniform samplerBuffer name##_tex;
+#define TW_LOAD4(name, i) texelFetch(name##_tex, int((i) >> 2))
+#define TW_LOAD1(name, i) texelFetch(name##_tex, int((i) >> 2))[(i) & 3u]
+#else
+#define TW_QKV_INPUT(b, name) TW_BUFFER_RO(b, float, name##_data)
+#define TW_LOAD4(name, i) \
+    vec4(name##_data[i], name##_data[(i) + 1], name##_data[(i) + 2], name##_data[(i) + 3])
+#define TW_LOAD1(name, i) name##_data[i]
+#endif
 
 // This invocation's item in the host's x-then-y grid of workgroups (tw_vk_dispatch_1d);
 // tw_global_index() of common.glsl, which needs the workgroup-size declaration above.

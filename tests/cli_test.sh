@@ -88,6 +88,8 @@ expect_fail 1 "needs" bench attention --device cpu --batch 64 --heads 64 --seq 6
 
 # ---- devices ------------------------------------------------------------------------------
 expect_fail 1 "unknown device spec 'gpu:7'" bench gemm --device gpu:7 --m 4 --n 4 --k 4
+expect_fail 1 "unknown device spec 'gpu:7'" bench gemm --device cpu --also gpu:7 --m 4 --n 4 --k 4
+expect_fail 1 "unknown device spec 'gpu:7'" bench attention --device cpu --against gpu:7 --batch 1 --heads 1 --seq 4 --head-dim 4 --repeat 1
 expect_fail 1 "opencl:99" bench gemm --device opencl:99 --m 4 --n 4 --k 4
 expect_fail 1 "cpu:1" bench attention --device cpu:1 --batch 1 --heads 1 --seq 4 --head-dim 4
 expect_fail 1 "single GEMM implementation" "${gemm[@]}" --m 4 --n 4 --k 4 --impl own

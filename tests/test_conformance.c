@@ -646,6 +646,9 @@ static void attention_family(bool backward) {
         {1, 2, 127, 33}, {1, 1, 64, 64},  {2, 2, 65, 16},   {1, 4, 128, 32}, {1, 1, 129, 8},
         {1, 2, 256, 64}, {3, 1, 31, 4},   {1, 3, 100, 12},  {2, 1, 257, 16}, {1, 2, 33, 1},
         {4, 2, 8, 8},    {1, 1, 255, 5},  {2, 4, 48, 24},   {1, 1, 200, 80}, {1, 1, 96, 128},
+        /* Past one loop-limited dispatch on CPU Vulkan devices (vk_attention.c splits the
+         * backward into key and query ranges there): rows of 999 keys at D = 64. */
+        {1, 2, 999, 64},
         {1, 4, 512, 16}};
     family_begin(backward ? "attention_bwd" : "attention_fwd");
     int n = (int)(sizeof shapes / sizeof shapes[0]);

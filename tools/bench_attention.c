@@ -7,7 +7,9 @@
  * tw_device_peak_bytes after: every argument buffer the benchmark holds plus the op's scratch)
  * and the scratch alone (peak minus the bytes in use before the op). The fused scratch grows as
  * B*H*T, the unfused as B*H*T^2. A correctness pass first (which also warms up) prints the
- * largest difference between the two paths' outputs and gradients.
+ * largest difference between the two paths' outputs and gradients. With --against SPEC the
+ * fused ops also run once on a second device (e.g. cpu) with the same inputs, and the largest
+ * difference between the two devices' outputs and gradients is printed (and checked).
  *
  * Layouts (C = H*D):
  *   packed      the model's: one (B, T, 3C) QKV buffer, q/k/v at offsets 0, C, 2C,
@@ -30,6 +32,7 @@ enum { LAYOUT_PACKED = 0, LAYOUT_CONTIGUOUS = 1 };
 
 typedef struct attention_options {
     const char *device;
+    const char *against; /* a second device for the fused ops, or NULL */
     int batch, heads, seq, head_dim, layout, repeat;
     bool json;
 } attention_options;
@@ -54,6 +57,9 @@ typedef struct attention_run {
     double *times[4]; /* fused fwd, fused bwd, unfused fwd, unfused bwd */
     path_stats fused, unfused;
     double diff_out, diff_dq, diff_dk, diff_dv, max_out, max_grad;
+    /* --against: the fused ops on the other device against this one's. */
+    char against_spec[32];
+    double against_out, against_dq, against_dk, against_dv;
 } attention_run;
 
 static bool sizes_of(const attention_options *o, attention_sizes *z) {
@@ -251,6 +257,57 @@ static int correctness(const attention_options *o, const attention_sizes *z, att
     return CLI_EXIT_OK;
 }
 
+/* The fused ops once on --against's device, same inputs and layout; its out and gradients are
+ * compared with this device's fused ones (r->out_fused, r->grad_fused). */
+static int against(const attention_options *o, const attention_sizes *z, attention_run *r) {
+    attention_run other;
+    memset(&other, 0, sizeof other);
+    size_t qkv = z->qkv * sizeof(float), out = z->out * sizeof(float);
+    float *host_out = malloc(out), *host_grad = malloc(qkv);
+    if (!host_out || !host_grad) {
+        free(host_out);
+        free(host_grad);
+        return cli_runtime_error(PROG, "out of host memory for --against's results");
+    }
+    tw_status status = tw_device_open(o->against, &other.device);
+    if (status == TW_OK) {
+        snprintf(r->against_spec, sizeof r->against_spec, "%s",
+                 tw_device_get_info(other.device)->spec);
+        if ((status = tw_buffer_alloc(other.device, qkv, &other.qkv)) == TW_OK &&
+            (status = tw_buffer_alloc(other.device, qkv, &other.dqkv)) == TW_OK &&
+            (status = tw_buffer_alloc(other.device, out, &other.out)) == TW_OK &&
+            (status = tw_buffer_alloc(other.device, out, &other.dout)) == TW_OK &&
+            (status = tw_buffer_alloc(other.device, z->lse * sizeof(float), &other.lse)) == TW_OK &&
+            (status = tw_buffer_upload(other.qkv, 0, r->host_qkv, qkv)) == TW_OK &&
+            (status = tw_buffer_upload(other.dout, 0, r->host_dout, out)) == TW_OK) {
+            layout_args(o, &other);
+            status = tw_attention_fwd(other.device, &other.args);
+        }
+    }
+    if (status == TW_OK) status = tw_buffer_download(other.out, 0, host_out, out);
+    if (status == TW_OK) status = tw_buffer_fill_f32(other.dqkv, 0, z->qkv, 0.0f);
+    if (status == TW_OK) status = tw_attention_bwd(other.device, &other.args);
+    if (status == TW_OK) status = tw_buffer_download(other.dqkv, 0, host_grad, qkv);
+    int rc = status == TW_OK ? CLI_EXIT_OK : cli_library_error(PROG, status);
+    if (rc == CLI_EXIT_OK) {
+        const tw_attention_args *a = &r->args;
+        double ignored = 0.0;
+        r->against_out = max_diff(o, r->out_fused, host_out, 0, a->out_stride, &ignored);
+        r->against_dq = max_diff(o, r->grad_fused, host_grad, a->dq.offset, a->qkv_stride, &ignored);
+        r->against_dk = max_diff(o, r->grad_fused, host_grad, a->dk.offset, a->qkv_stride, &ignored);
+        r->against_dv = max_diff(o, r->grad_fused, host_grad, a->dv.offset, a->qkv_stride, &ignored);
+    }
+    free(host_out);
+    free(host_grad);
+    tw_buffer_free(other.qkv);
+    tw_buffer_free(other.dqkv);
+    tw_buffer_free(other.out);
+    tw_buffer_free(other.dout);
+    tw_buffer_free(other.lse);
+    tw_device_close(other.device);
+    return rc;
+}
+
 /* R rounds of fused fwd, fused bwd, unfused fwd, unfused bwd, interleaved so machine noise
  * falls on both paths alike. The fused backward reads the fused forward's out and lse. */
 static int measure(const attention_options *o, attention_run *r) {
@@ -301,6 +358,10 @@ static void print_text(const attention_options *o, const attention_sizes *z,
     printf("  max |fused - unfused|: out %.3g (max |out| %.3g), dq %.3g, dk %.3g, dv %.3g "
            "(max |grad| %.3g)\n",
            r->diff_out, r->max_out, r->diff_dq, r->diff_dk, r->diff_dv, r->max_grad);
+    if (o->against)
+        printf("  max |fused on %s - fused on %s|: out %.3g, dq %.3g, dk %.3g, dv %.3g\n",
+               info->spec, r->against_spec, r->against_out, r->against_dq, r->against_dk,
+               r->against_dv);
 }
 
 static void json_path(json_writer *j, const char *name, const path_stats *p) {
@@ -340,13 +401,28 @@ static void print_json(const attention_options *o, const attention_sizes *z,
     json_kv_number(&j, "dk", r->diff_dk);
     json_kv_number(&j, "dv", r->diff_dv);
     json_end_object(&j);
+    if (o->against) {
+        json_key(&j, "against");
+        json_begin_object(&j);
+        json_kv_string(&j, "device", r->against_spec);
+        json_kv_number(&j, "out", r->against_out);
+        json_kv_number(&j, "dq", r->against_dq);
+        json_kv_number(&j, "dk", r->against_dk);
+        json_kv_number(&j, "dv", r->against_dv);
+        json_end_object(&j);
+    }
     json_end_object(&j);
     json_finish(&j);
 }
 
 /* fp32 paths that sum in different orders agree to a few ulps of the largest magnitude. */
-static int check_agreement(const attention_run *r) {
+static int check_agreement(const attention_options *o, const attention_run *r) {
     double out_tol = 1e-3 * (1.0 + r->max_out), grad_tol = 1e-3 * (1.0 + r->max_grad);
+    if (o->against && !(r->against_out <= out_tol && r->against_dq <= grad_tol &&
+                        r->against_dk <= grad_tol && r->against_dv <= grad_tol))
+        return cli_runtime_error(PROG, "fused attention on %s and on %s disagree beyond %.2g "
+                                       "(out) / %.2g (gradients): see the max |fused on ...| line",
+                                 o->device, r->against_spec, out_tol, grad_tol);
     if (r->diff_out <= out_tol && r->diff_dq <= grad_tol && r->diff_dk <= grad_tol &&
         r->diff_dv <= grad_tol)
         return CLI_EXIT_OK;
@@ -369,13 +445,14 @@ static int run_attention(const attention_options *o) {
     memset(&r, 0, sizeof r);
     int rc = prepare(o, &z, &r);
     if (rc == CLI_EXIT_OK) rc = correctness(o, &z, &r);
+    if (rc == CLI_EXIT_OK && o->against) rc = against(o, &z, &r);
     if (rc == CLI_EXIT_OK) rc = measure(o, &r);
     if (rc == CLI_EXIT_OK) {
         if (o->json)
             print_json(o, &z, &r);
         else
             print_text(o, &z, &r);
-        rc = check_agreement(&r);
+        rc = check_agreement(o, &r);
     }
     cleanup(&r);
     return rc;
@@ -401,12 +478,16 @@ int cmd_bench_attention(int argc, char **argv) {
         {.name = "--repeat", .kind = ARG_INT, .dest = &o.repeat, .metavar = "R",
          .help = "timed rounds after the checking pass; medians reported (default 5)", .min = 1,
          .max = 10000},
+        {.name = "--against", .kind = ARG_STRING, .dest = &o.against, .metavar = "SPEC",
+         .help = "also run the fused ops once on SPEC (e.g. cpu) with the same inputs and "
+                 "check that both devices agree"},
         {.name = "--json", .kind = ARG_FLAG, .dest = &o.json, .help = "print JSON"},
     };
     args_command command = {
         .name = PROG,
         .synopsis = "twist bench attention --device SPEC --batch B --heads H --seq T --head-dim D\n"
-                    "                             [--layout packed|contiguous] [--repeat R] [--json]",
+                    "                             [--layout packed|contiguous] [--repeat R] "
+                    "[--against SPEC] [--json]",
         .summary = "Times fused causal attention (forward and backward) against the unfused path\n"
                    "(GEMM + softmax, materialising the (B, H, T, T) scores) on one device, with\n"
                    "their peak device memory, and prints the largest difference between the two.",

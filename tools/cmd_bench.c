@@ -5,7 +5,9 @@
  * end of tw_device_sync. With --peer the same shape runs through the device's natural peer
  * (bench_peer.h) on the same inputs, twist and peer alternating run by run (ABAB...) so that a
  * noisy shared machine slows both alike; the ratio twist/peer and the largest difference between
- * their results are printed. */
+ * their results are printed. With --also SPEC a second twist device runs the same shape and inputs
+ * in the same rotation (device, also, peer, device, ...), and the ratio device/also is printed:
+ * e.g. vulkan:0 against opencl:0 in one command, so both figures share the machine's noise. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -57,6 +59,7 @@ typedef struct gemm_options {
     bench_gemm_shape shape;
     int impl; /* index into IMPL_CHOICES == tw_gemm_impl */
     int repeat;
+    const char *also; /* a second twist device, or NULL */
     bool peer, json;
 } gemm_options;
 
@@ -123,30 +126,42 @@ static void fill_inputs(float *x, size_t n, uint64_t seed) {
     }
 }
 
-/* Everything a run owns, released by gemm_cleanup whatever happened. */
-typedef struct gemm_run {
+/* One twist device of a run: --device, or --also. */
+typedef struct gemm_side {
     tw_device *device;
     tw_buffer *a, *b, *c;
-    float *host_a, *host_b, *host_c, *peer_c;
+    double *ms; /* --repeat timings */
+} gemm_side;
+
+/* Everything a run owns, released by gemm_cleanup whatever happened. */
+typedef struct gemm_run {
+    gemm_side main, also;
+    float *host_a, *host_b, *host_c, *also_c, *peer_c;
     bench_peer peer;
-    double *twist_ms, *peer_ms;
+    double *peer_ms;
 } gemm_run;
+
+static void side_cleanup(gemm_side *side) {
+    tw_buffer_free(side->a);
+    tw_buffer_free(side->b);
+    tw_buffer_free(side->c);
+    tw_device_close(side->device);
+    free(side->ms);
+}
 
 static void gemm_cleanup(gemm_run *r) {
     if (r->peer.destroy) r->peer.destroy(&r->peer);
-    tw_buffer_free(r->a);
-    tw_buffer_free(r->b);
-    tw_buffer_free(r->c);
-    tw_device_close(r->device);
+    side_cleanup(&r->main);
+    side_cleanup(&r->also);
     free(r->host_a);
     free(r->host_b);
     free(r->host_c);
+    free(r->also_c);
     free(r->peer_c);
-    free(r->twist_ms);
     free(r->peer_ms);
 }
 
-static int twist_gemm_once(gemm_run *r, const bench_gemm_shape *s, double *ms) {
+static int twist_gemm_once(gemm_side *r, const bench_gemm_shape *s, double *ms) {
     tw_gemm_args args = {
         .dtype = TW_DTYPE_F32, .trans_a = s->trans_a, .trans_b = s->trans_b,
         .m = s->m, .n = s->n, .k = s->k, .batch = s->batch, .alpha = 1.0f, .beta = 0.0f,
@@ -166,76 +181,122 @@ static int peer_once(gemm_run *r, double *ms) {
     return r->peer.run(&r->peer, ms) ? CLI_EXIT_OK : CLI_EXIT_RUNTIME;
 }
 
-/* Opens the device, sets the implementation, allocates and uploads the inputs. */
+/* Opens one twist device, sets the implementation and checks that the shape fits it. */
+static int side_open(const gemm_options *o, const gemm_sizes *z, const char *spec,
+                     gemm_side *side) {
+    tw_status status = tw_device_open(spec, &side->device);
+    if (status != TW_OK) return cli_library_error(PROG, status);
+    status = tw_device_set_gemm_impl(side->device, (tw_gemm_impl)o->impl);
+    if (status != TW_OK) return cli_library_error(PROG, status);
+    return check_memory(o, tw_device_get_info(side->device), z);
+}
+
+/* Allocates a device's buffers and uploads the inputs. */
+static int side_upload(const gemm_options *o, const gemm_sizes *z, const gemm_run *r,
+                       gemm_side *side) {
+    tw_status status;
+    side->ms = calloc((size_t)o->repeat, sizeof(double));
+    if (!side->ms) return cli_runtime_error(PROG, "out of host memory");
+    if ((status = tw_buffer_alloc(side->device, z->a, &side->a)) != TW_OK ||
+        (status = tw_buffer_alloc(side->device, z->b, &side->b)) != TW_OK ||
+        (status = tw_buffer_alloc(side->device, z->c, &side->c)) != TW_OK ||
+        (status = tw_buffer_upload(side->a, 0, r->host_a, z->a)) != TW_OK ||
+        (status = tw_buffer_upload(side->b, 0, r->host_b, z->b)) != TW_OK)
+        return cli_library_error(PROG, status);
+    return CLI_EXIT_OK;
+}
+
+/* The device (and --also's), checked before anything is allocated; the inputs; the peer. */
 static int gemm_prepare(const gemm_options *o, const gemm_sizes *z, gemm_run *r) {
-    tw_status status = tw_device_open(o->device, &r->device);
-    if (status != TW_OK) return cli_library_error(PROG, status);
-    status = tw_device_set_gemm_impl(r->device, (tw_gemm_impl)o->impl);
-    if (status != TW_OK) return cli_library_error(PROG, status);
-    int rc = check_memory(o, tw_device_get_info(r->device), z);
+    int rc = side_open(o, z, o->device, &r->main);
+    if (rc == CLI_EXIT_OK && o->also) rc = side_open(o, z, o->also, &r->also);
     if (rc != CLI_EXIT_OK) return rc;
     r->host_a = malloc(z->a);
     r->host_b = malloc(z->b);
     r->host_c = malloc(z->c);
-    r->twist_ms = calloc((size_t)o->repeat, sizeof(double));
     r->peer_ms = calloc((size_t)o->repeat, sizeof(double));
-    if (!r->host_a || !r->host_b || !r->host_c || !r->twist_ms || !r->peer_ms)
+    if (!r->host_a || !r->host_b || !r->host_c || !r->peer_ms)
         return cli_runtime_error(PROG, "out of host memory for the inputs");
     fill_inputs(r->host_a, z->a / sizeof(float), 1);
     fill_inputs(r->host_b, z->b / sizeof(float), 2);
-    if ((status = tw_buffer_alloc(r->device, z->a, &r->a)) != TW_OK ||
-        (status = tw_buffer_alloc(r->device, z->b, &r->b)) != TW_OK ||
-        (status = tw_buffer_alloc(r->device, z->c, &r->c)) != TW_OK ||
-        (status = tw_buffer_upload(r->a, 0, r->host_a, z->a)) != TW_OK ||
-        (status = tw_buffer_upload(r->b, 0, r->host_b, z->b)) != TW_OK)
-        return cli_library_error(PROG, status);
-    if (!o->peer) return CLI_EXIT_OK;
+    rc = side_upload(o, z, r, &r->main);
+    if (rc == CLI_EXIT_OK && o->also) {
+        rc = side_upload(o, z, r, &r->also);
+        r->also_c = malloc(z->c);
+        if (rc == CLI_EXIT_OK && !r->also_c)
+            return cli_runtime_error(PROG, "out of host memory for --also's result");
+    }
+    if (rc != CLI_EXIT_OK || !o->peer) return rc;
     r->peer_c = malloc(z->c);
     if (!r->peer_c) return cli_runtime_error(PROG, "out of host memory for the peer's result");
-    return bench_peer_create(PROG, tw_device_get_info(r->device), &o->shape, r->host_a, r->host_b,
-                             &r->peer);
+    return bench_peer_create(PROG, tw_device_get_info(r->main.device), &o->shape, r->host_a,
+                             r->host_b, &r->peer);
 }
 
-/* Warm-up (kernel compilation, autotuning, page faults) then ABAB... timed runs. */
+/* Warm-up (kernel compilation, autotuning, page faults) then timed runs in rotation: device,
+ * --also, peer, device, ... */
 static int gemm_measure(const gemm_options *o, gemm_run *r) {
     double ignored;
-    int rc = twist_gemm_once(r, &o->shape, &ignored);
+    int rc = twist_gemm_once(&r->main, &o->shape, &ignored);
+    if (rc == CLI_EXIT_OK && o->also) rc = twist_gemm_once(&r->also, &o->shape, &ignored);
     if (rc == CLI_EXIT_OK && o->peer) rc = peer_once(r, &ignored);
     for (int i = 0; i < o->repeat && rc == CLI_EXIT_OK; i++) {
-        rc = twist_gemm_once(r, &o->shape, &r->twist_ms[i]);
+        rc = twist_gemm_once(&r->main, &o->shape, &r->main.ms[i]);
+        if (rc == CLI_EXIT_OK && o->also)
+            rc = twist_gemm_once(&r->also, &o->shape, &r->also.ms[i]);
         if (rc == CLI_EXIT_OK && o->peer) rc = peer_once(r, &r->peer_ms[i]);
     }
     return rc;
 }
 
-/* Largest |twist - peer| over C, and largest |C|, for the sanity line. */
-static int gemm_compare(const gemm_sizes *z, gemm_run *r, double *max_diff, double *max_value) {
-    tw_status status = tw_buffer_download(r->c, 0, r->host_c, z->c);
-    if (status != TW_OK) return cli_library_error(PROG, status);
-    if (!r->peer.result(&r->peer, r->peer_c)) return CLI_EXIT_RUNTIME;
+/* Largest |x - y| over C, and largest |y|, for the sanity lines. */
+static void max_difference(const float *x, const float *y, size_t count, double *max_diff,
+                           double *max_value) {
     *max_diff = 0.0;
     *max_value = 0.0;
-    for (size_t i = 0; i < z->c / sizeof(float); i++) {
-        double diff = (double)r->host_c[i] - (double)r->peer_c[i];
-        double value = r->peer_c[i] < 0 ? -(double)r->peer_c[i] : (double)r->peer_c[i];
+    for (size_t i = 0; i < count; i++) {
+        double diff = (double)x[i] - (double)y[i];
+        double value = y[i] < 0 ? -(double)y[i] : (double)y[i];
         if (diff < 0) diff = -diff;
         if (!(diff <= *max_diff)) *max_diff = diff; /* NaN propagates into the report */
         if (value > *max_value) *max_value = value;
     }
-    return CLI_EXIT_OK;
 }
 
 typedef struct gemm_report {
-    double flops, twist_ms, peer_ms, max_diff, max_value;
+    double flops, twist_ms, also_ms, peer_ms;
+    double max_diff, max_value;           /* device against the peer */
+    double also_max_diff, also_max_value; /* device against --also */
 } gemm_report;
 
+/* Downloads the results and compares the device's with --also's and the peer's. */
+static int gemm_compare(const gemm_options *o, const gemm_sizes *z, gemm_run *r, gemm_report *g) {
+    tw_status status = tw_buffer_download(r->main.c, 0, r->host_c, z->c);
+    if (status == TW_OK && o->also) status = tw_buffer_download(r->also.c, 0, r->also_c, z->c);
+    if (status != TW_OK) return cli_library_error(PROG, status);
+    const size_t count = z->c / sizeof(float);
+    if (o->also) max_difference(r->host_c, r->also_c, count, &g->also_max_diff, &g->also_max_value);
+    if (!o->peer) return CLI_EXIT_OK;
+    if (!r->peer.result(&r->peer, r->peer_c)) return CLI_EXIT_RUNTIME;
+    max_difference(r->host_c, r->peer_c, count, &g->max_diff, &g->max_value);
+    return CLI_EXIT_OK;
+}
+
 static void print_gemm_text(const gemm_options *o, const gemm_run *r, const gemm_report *g) {
-    const tw_device_info *info = tw_device_get_info(r->device);
+    const tw_device_info *info = tw_device_get_info(r->main.device);
     const bench_gemm_shape *s = &o->shape;
     printf("gemm on %s (%s): m=%d n=%d k=%d batch=%d%s%s impl=%s, median of %d run(s)\n",
            info->spec, info->name, s->m, s->n, s->k, s->batch, s->trans_a ? " trans-a" : "",
            s->trans_b ? " trans-b" : "", IMPL_CHOICES[o->impl], o->repeat);
     printf("  twist  %10.3f ms  %9.1f GFLOP/s\n", g->twist_ms, g->flops / g->twist_ms * 1e-6);
+    if (o->also) {
+        const tw_device_info *also = tw_device_get_info(r->also.device);
+        printf("  also   %10.3f ms  %9.1f GFLOP/s  (twist on %s: %s)\n", g->also_ms,
+               g->flops / g->also_ms * 1e-6, also->spec, also->name);
+        printf("  ratio %s/%s  %.3f\n", info->spec, also->spec, g->also_ms / g->twist_ms);
+        printf("  max |%s - %s| = %.3g  (max |C| = %.3g)\n", info->spec, also->spec,
+               g->also_max_diff, g->also_max_value);
+    }
     if (!o->peer) return;
     printf("  peer   %10.3f ms  %9.1f GFLOP/s  (%s)\n", g->peer_ms, g->flops / g->peer_ms * 1e-6,
            r->peer.name);
@@ -244,7 +305,7 @@ static void print_gemm_text(const gemm_options *o, const gemm_run *r, const gemm
 }
 
 static void print_gemm_json(const gemm_options *o, const gemm_run *r, const gemm_report *g) {
-    const tw_device_info *info = tw_device_get_info(r->device);
+    const tw_device_info *info = tw_device_get_info(r->main.device);
     const bench_gemm_shape *s = &o->shape;
     json_writer j;
     json_init(&j, stdout);
@@ -266,6 +327,18 @@ static void print_gemm_json(const gemm_options *o, const gemm_run *r, const gemm
     json_kv_number(&j, "median_ms", g->twist_ms);
     json_kv_number(&j, "gflops", g->flops / g->twist_ms * 1e-6);
     json_end_object(&j);
+    if (o->also) {
+        const tw_device_info *also = tw_device_get_info(r->also.device);
+        json_key(&j, "also");
+        json_begin_object(&j);
+        json_kv_string(&j, "device", also->spec);
+        json_kv_string(&j, "device_name", also->name);
+        json_kv_number(&j, "median_ms", g->also_ms);
+        json_kv_number(&j, "gflops", g->flops / g->also_ms * 1e-6);
+        json_kv_number(&j, "ratio", g->also_ms / g->twist_ms); /* device / also */
+        json_kv_number(&j, "max_abs_diff", g->also_max_diff);
+        json_end_object(&j);
+    }
     if (o->peer) {
         json_key(&j, "peer");
         json_begin_object(&j);
@@ -291,11 +364,12 @@ static int run_gemm(const gemm_options *o) {
     int rc = gemm_prepare(o, &z, &r);
     if (rc == CLI_EXIT_OK) rc = gemm_measure(o, &r);
     gemm_report g = {0};
-    if (rc == CLI_EXIT_OK && o->peer) rc = gemm_compare(&z, &r, &g.max_diff, &g.max_value);
+    if (rc == CLI_EXIT_OK) rc = gemm_compare(o, &z, &r, &g);
     if (rc == CLI_EXIT_OK) {
         const bench_gemm_shape *s = &o->shape;
         g.flops = 2.0 * s->m * (double)s->n * (double)s->k * (double)s->batch;
-        g.twist_ms = cli_median(r.twist_ms, o->repeat);
+        g.twist_ms = cli_median(r.main.ms, o->repeat);
+        g.also_ms = o->also ? cli_median(r.also.ms, o->repeat) : 0.0;
         g.peer_ms = o->peer ? cli_median(r.peer_ms, o->repeat) : 0.0;
         if (o->json)
             print_gemm_json(o, &r, &g);
@@ -330,18 +404,24 @@ int cmd_bench_gemm(int argc, char **argv) {
          .help = "timed runs after one warm-up; the median is reported (default 10)", .min = 1,
          .max = MAX_REPEAT},
         {.name = "--peer", .kind = ARG_FLAG, .dest = &o.peer,
-         .help = "also run the natural peer (OpenBLAS for cpu, CLBlast for opencl:N, cuBLAS for cuda:N)"},
+         .help = "also run the natural peer (OpenBLAS for cpu and vulkan:N, CLBlast for "
+                 "opencl:N, cuBLAS for cuda:N)"},
+        {.name = "--also", .kind = ARG_STRING, .dest = &o.also, .metavar = "SPEC",
+         .help = "also run twist on a second device in the same rotation and print the ratio "
+                 "--device/--also (e.g. --device vulkan:0 --also opencl:0)"},
         {.name = "--json", .kind = ARG_FLAG, .dest = &o.json, .help = "print JSON"},
     };
     args_command command = {
         .name = PROG,
         .synopsis = "twist bench gemm --device SPEC --m M --n N --k K [--trans-a] [--trans-b]\n"
                     "                        [--batch B] [--impl auto|vendor|own] [--repeat R]\n"
-                    "                        [--peer] [--json]",
+                    "                        [--peer] [--also SPEC] [--json]",
         .summary = "Times fp32 C = op(A) op(B) on one device and reports GFLOP/s (median of R\n"
                    "runs after a warm-up). With --peer, the same shape and inputs also run through\n"
                    "the device's natural peer library, alternating with twist run by run, and the\n"
-                   "ratio twist/peer and the largest difference of the results are printed.",
+                   "ratio twist/peer and the largest difference of the results are printed.\n"
+                   "With --also SPEC, twist on a second device joins the rotation and the ratio\n"
+                   "of the two devices (from the same run) is printed as well.",
         .specs = specs,
         .count = (int)(sizeof specs / sizeof specs[0]),
     };

@@ -1,10 +1,12 @@
-/* twist Vulkan backend: GEMM (shaders/gemm.comp, gemm_direct.comp, gemm_coopmat.comp).
+/* twist Vulkan backend: GEMM (shaders/gemm.comp, gemm_texel.comp, gemm_direct.comp,
+ * gemm_coopmat.comp).
  *
  * Two implementations, named through tw_device_set_gemm_impl:
  *   TW_GEMM_OWN     fp32. GPUs: shaders/gemm.comp, shared-memory tiles whose sizes are
  *                   specialization constants chosen per device (gemm_tiles below). CPU devices
- *                   (lavapipe): shaders/gemm_direct.comp, register tiles with no shared memory
- *                   and no barriers, 2-4x faster there (gemm_direct below).
+ *                   (lavapipe): register tiles with no shared memory and no barriers, reading A
+ *                   and B as texel buffers (gemm_texel.comp, ~3x faster than gemm_direct there)
+ *                   where rows are 4-float aligned, else as storage buffers (gemm_direct.comp).
  *   TW_GEMM_VENDOR  shaders/gemm_coopmat.comp: cooperative matrices (VK_KHR_cooperative_matrix),
  *                   A and B rounded to fp16 on their way into shared memory, fp32 accumulation.
  *                   Where the device (or this build's glslc) lacks it: TW_ERR_UNSUPPORTED.
@@ -135,8 +137,8 @@ static tw_status gemm_tiled(tw_vk_context *vk, const tw_gemm_args *args, const g
  *   tried and dropped: WM/WN as compile-time constants instead of specialization constants
  *   (3.6, no change), 8 floats per load through u64vec4 (5.4: within noise of vec4, and it
  *   needs shaderInt64). (Timings vary by ~30% between runs on this shared machine.)
- * Remaining gap to OpenBLAS: the per-lane load loops; texel-buffer fetches (vectorised gathers
- * in llvmpipe) would avoid them but need buffer views in tw_vk_dispatch. */
+ * Remaining gap to OpenBLAS: the per-lane load loops, which texel-buffer fetches (vectorised
+ * gathers in llvmpipe) avoid: gemm_texel below, used wherever its alignment rules allow. */
 typedef struct gemm_direct_shape {
     uint32_t local, wm, wn;
 } gemm_direct_shape;
@@ -159,6 +161,41 @@ static tw_status gemm_direct(tw_vk_context *vk, const tw_gemm_args *args, const 
     tw_vk_kernel *kernel = NULL;
     TW_TRY(tw_vk_kernel_get(vk, "gemm_direct", 3, sizeof *push, spec, 6, &kernel));
     return gemm_dispatch(vk, kernel, args, push, s.wm, s.local * s.wn * (vec4 ? 4 : 1));
+}
+
+/* gemm_texel.comp (CPU devices with RGBA32F texel buffers): A and B read as texels of 4 floats,
+ * so every row of the stored A and B must start on a texel (offsets, leading dimensions, batch
+ * strides multiples of 4), k and n multiples of 4, with TRANS_A m too; texel indices must fit
+ * the view (maxTexelBufferElements) and an int. lavapipe at 1024^3, (local, WM, WN), same
+ * session, as a fraction of OpenBLAS: {8,4,1} 0.08, {8,8,1} 0.09, {8,12,1} 0.09, {8,16,1}
+ * 0.09-0.12, {8,24,1} 0.12, {8,32,1} 0.10, {8,8,2} 0.11, {8,16,2} 0.12, {16,16,1} 0.12,
+ * {16,4,1} 0.05, {4,8,1} 0.04; gemm_direct's best vec4 tile 0.036 in the same session. Tried and
+ * dropped: A fetched once per lane and shared with subgroupBroadcast (3-4 GFLOP/s: llvmpipe's
+ * broadcast is far slower than the redundant fetch). */
+static const gemm_direct_shape TEXEL_TILE = {8, 16, 1};
+
+static bool gemm_texel_fits(tw_vk_context *vk, const tw_gemm_args *args, const gemm_push *push) {
+    const tw_vk_limits *limits = tw_vk_get_limits(vk);
+    const uint64_t texels = (uint64_t)limits->max_texel_elements < 0x7FFFFFFFull
+                                ? limits->max_texel_elements : 0x7FFFFFFFull;
+    return limits->texel_buffers && push->k % 4 == 0 && push->n % 4 == 0 &&
+           (!args->trans_a || push->m % 4 == 0) && push->lda % 4 == 0 && push->ldb % 4 == 0 &&
+           push->a_off % 4 == 0 && push->b_off % 4 == 0 &&
+           (push->batch == 1 || (push->stride_a % 4 == 0 && push->stride_b % 4 == 0)) &&
+           args->a.buffer->bytes / 16 <= texels && args->b.buffer->bytes / 16 <= texels;
+}
+
+static tw_status gemm_texel(tw_vk_context *vk, const tw_gemm_args *args, const gemm_push *push) {
+    gemm_direct_shape s = TEXEL_TILE;
+    const uint32_t max_local = tw_vk_get_limits(vk)->max_workgroup_size;
+    if (s.local > max_local) s.local = max_local;
+    /* Constants: 0 workgroup size, 1..2 register tile, 3..4 transposes. */
+    const uint32_t spec[5] = {s.local, s.wm, s.wn, args->trans_a ? 1u : 0u,
+                              args->trans_b ? 1u : 0u};
+    tw_vk_kernel *kernel = NULL;
+    TW_TRY(tw_vk_kernel_get_texel(vk, "gemm_texel", 3, 0x3u /* A, B */, sizeof *push, spec, 5,
+                                  &kernel));
+    return gemm_dispatch(vk, kernel, args, push, s.wm, s.local * s.wn * 4);
 }
 
 /* Whether this build embedded gemm_coopmat.comp (glslc older than glslang 13 cannot compile
@@ -217,7 +254,10 @@ static tw_status gemm_direct_chunked(tw_vk_context *vk, const tw_gemm_args *args
         chunk.b.offset = args->b.offset + (size_t)k0 * (args->trans_b ? 1 : (size_t)args->ldb);
         chunk.beta = k0 == 0 ? args->beta : 1.0f;
         TW_TRY(gemm_push_make(&chunk, &push));
-        TW_TRY(gemm_direct(vk, &chunk, &push));
+        if (gemm_texel_fits(vk, &chunk, &push))
+            TW_TRY(gemm_texel(vk, &chunk, &push));
+        else
+            TW_TRY(gemm_direct(vk, &chunk, &push));
         if (args->k == 0) break;
     }
     return TW_OK;

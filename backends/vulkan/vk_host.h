@@ -74,6 +74,7 @@ struct tw_vk_kernel {
     char name[TW_VK_NAME_CHARS];
     uint32_t spec[TW_VK_MAX_SPEC];
     int spec_count, buffer_count;
+    uint32_t texel_mask; /* bindings that are uniform texel buffers */
     uint32_t push_bytes;
     VkDescriptorSetLayout set_layout;
     VkPipelineLayout layout;
@@ -90,6 +91,8 @@ typedef struct tw_vk_frame {
     uint64_t serial;              /* of its submission; 0 while recording or idle */
     bool recording;
     int commands;
+    VkBufferView *views; /* texel-buffer views its commands use, destroyed once it completes */
+    int view_count, view_capacity;
 } tw_vk_frame;
 
 /* An event: a one-query timestamp pool, or host time where the queue has no timestamps. */

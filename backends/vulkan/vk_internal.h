@@ -39,6 +39,17 @@ tw_status tw_vk_kernel_get(tw_vk_context *vk, const char *shader, int buffer_cou
                            uint32_t push_bytes, const uint32_t *spec, int spec_count,
                            tw_vk_kernel **out);
 
+/* The same, with the bindings whose bit is set in `texel_mask` declared as uniform texel buffers
+ * (`uniform samplerBuffer` in GLSL) instead of storage buffers: tw_vk_dispatch binds a view of the
+ * whole tw_buffer as VK_FORMAT_R32G32B32A32_SFLOAT texels (element e of the buffer is component
+ * e % 4 of texel e / 4; a trailing partial texel is not covered). Only where
+ * tw_vk_get_limits()->texel_buffers, and for buffers of at most max_texel_elements texels.
+ * Why: llvmpipe fetches texels for all SIMD lanes at once, while it loads storage buffers lane by
+ * lane inside loops (vk_gemm.c). */
+tw_status tw_vk_kernel_get_texel(tw_vk_context *vk, const char *shader, int buffer_count,
+                                 uint32_t texel_mask, uint32_t push_bytes, const uint32_t *spec,
+                                 int spec_count, tw_vk_kernel **out);
+
 /* Records one dispatch of groups (x, y, z) of `kernel` with buffers[i] bound at binding i and the
  * push constants. Group counts above the device's maxComputeWorkGroupCount are an error
  * (TW_ERR_UNSUPPORTED naming the op): ops keep within them, e.g. by looping in the shader. */
@@ -64,6 +75,8 @@ typedef struct tw_vk_limits {
     uint32_t shared_memory_bytes;       /* maxComputeSharedMemorySize */
     uint32_t subgroup_size;             /* 0 if unknown */
     uint64_t max_storage_buffer_range;  /* bytes one binding may cover */
+    bool texel_buffers;                 /* tw_vk_kernel_get_texel works on this device */
+    uint64_t max_texel_elements;        /* maxTexelBufferElements (texels of 16 bytes) */
     bool is_cpu;                        /* VK_PHYSICAL_DEVICE_TYPE_CPU (lavapipe) */
     bool cooperative_matrix;            /* VK_KHR_cooperative_matrix with an f16 x f16 -> f32
                                            shape the GEMM can use */

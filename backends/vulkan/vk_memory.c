@@ -84,9 +84,10 @@ static void pool_init(tw_vk_context *vk, tw_vk_pool *pool, uint32_t type,
 }
 
 tw_status tw_vk_memory_init(tw_vk_context *vk) {
-    const VkBufferUsageFlags device_usage = VK_BUFFER_USAGE_STORAGE_BUFFER_BIT |
-                                            VK_BUFFER_USAGE_TRANSFER_SRC_BIT |
-                                            VK_BUFFER_USAGE_TRANSFER_DST_BIT;
+    const VkBufferUsageFlags device_usage =
+        VK_BUFFER_USAGE_STORAGE_BUFFER_BIT | VK_BUFFER_USAGE_TRANSFER_SRC_BIT |
+        VK_BUFFER_USAGE_TRANSFER_DST_BIT |
+        (vk->limits.texel_buffers ? VK_BUFFER_USAGE_UNIFORM_TEXEL_BUFFER_BIT : 0);
     const VkBufferUsageFlags staging_usage =
         VK_BUFFER_USAGE_TRANSFER_SRC_BIT | VK_BUFFER_USAGE_TRANSFER_DST_BIT;
     uint32_t device_type = 0, staging_type = 0;

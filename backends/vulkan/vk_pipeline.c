@@ -121,9 +121,11 @@ static const tw_vk_shader_blob *find_shader(const char *name) {
 }
 
 static tw_vk_kernel *find_kernel(tw_vk_context *vk, const char *name, int buffer_count,
-                                 uint32_t push_bytes, const uint32_t *spec, int spec_count) {
+                                 uint32_t texel_mask, uint32_t push_bytes, const uint32_t *spec,
+                                 int spec_count) {
     for (tw_vk_kernel *k = vk->kernels; k; k = k->next)
-        if (k->buffer_count == buffer_count && k->push_bytes == push_bytes &&
+        if (k->buffer_count == buffer_count && k->texel_mask == texel_mask &&
+            k->push_bytes == push_bytes &&
             k->spec_count == spec_count && strcmp(k->name, name) == 0 &&
             (spec_count == 0 || memcmp(k->spec, spec, (size_t)spec_count * sizeof *spec) == 0))
             return k;
@@ -142,7 +144,8 @@ static tw_status create_layouts(tw_vk_context *vk, tw_vk_kernel *k) {
     for (int i = 0; i < k->buffer_count; i++)
         bindings[i] = (VkDescriptorSetLayoutBinding){
             .binding = (uint32_t)i,
-            .descriptorType = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,
+            .descriptorType = (k->texel_mask >> i) & 1u ? VK_DESCRIPTOR_TYPE_UNIFORM_TEXEL_BUFFER
+                                                        : VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,
             .descriptorCount = 1,
             .stageFlags = VK_SHADER_STAGE_COMPUTE_BIT};
     VkDescriptorSetLayoutCreateInfo set = {
@@ -227,9 +230,19 @@ static tw_status check_request(const tw_vk_context *vk, const char *shader, int 
 tw_status tw_vk_kernel_get(tw_vk_context *vk, const char *shader, int buffer_count,
                            uint32_t push_bytes, const uint32_t *spec, int spec_count,
                            tw_vk_kernel **out) {
-    *out = find_kernel(vk, shader, buffer_count, push_bytes, spec, spec_count);
+    return tw_vk_kernel_get_texel(vk, shader, buffer_count, 0, push_bytes, spec, spec_count, out);
+}
+
+tw_status tw_vk_kernel_get_texel(tw_vk_context *vk, const char *shader, int buffer_count,
+                                 uint32_t texel_mask, uint32_t push_bytes, const uint32_t *spec,
+                                 int spec_count, tw_vk_kernel **out) {
+    *out = find_kernel(vk, shader, buffer_count, texel_mask, push_bytes, spec, spec_count);
     if (*out) return TW_OK;
     TW_TRY(check_request(vk, shader, buffer_count, push_bytes, spec_count));
+    if (texel_mask && !vk->limits.texel_buffers)
+        return tw_error(TW_ERR_UNSUPPORTED,
+                        "vulkan:%d: shader '%s' needs uniform texel buffers of RGBA32F, which "
+                        "this device lacks", vk->index, shader);
     const tw_vk_shader_blob *blob = find_shader(shader);
     if (!blob)
         return tw_error(TW_ERR_NOT_FOUND, "vulkan: no embedded shader '%s' (shaders/%s.comp)",
@@ -240,6 +253,7 @@ tw_status tw_vk_kernel_get(tw_vk_context *vk, const char *shader, int buffer_cou
     if (spec_count) memcpy(k->spec, spec, (size_t)spec_count * sizeof *spec);
     k->spec_count = spec_count;
     k->buffer_count = buffer_count;
+    k->texel_mask = texel_mask;
     k->push_bytes = push_bytes;
     tw_status status = create_layouts(vk, k);
     if (status == TW_OK) status = create_pipeline(vk, blob, k);

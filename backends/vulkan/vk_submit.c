@@ -17,14 +17,23 @@
  * ---------------------------------------------------------------------------------------------- */
 
 static tw_status create_descriptor_pool(tw_vk_context *vk, VkDescriptorPool *out) {
-    VkDescriptorPoolSize size = {.type = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,
-                                 .descriptorCount = TW_VK_POOL_SETS * TW_VK_MAX_BINDINGS};
+    VkDescriptorPoolSize sizes[2] = {
+        {.type = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,
+         .descriptorCount = TW_VK_POOL_SETS * TW_VK_MAX_BINDINGS},
+        {.type = VK_DESCRIPTOR_TYPE_UNIFORM_TEXEL_BUFFER,
+         .descriptorCount = TW_VK_POOL_SETS * TW_VK_MAX_BINDINGS}};
     VkDescriptorPoolCreateInfo info = {.sType = VK_STRUCTURE_TYPE_DESCRIPTOR_POOL_CREATE_INFO,
                                        .maxSets = TW_VK_POOL_SETS,
-                                       .poolSizeCount = 1,
-                                       .pPoolSizes = &size};
+                                       .poolSizeCount = vk->limits.texel_buffers ? 2 : 1,
+                                       .pPoolSizes = sizes};
     VkResult result = vkCreateDescriptorPool(vk->dev, &info, NULL, out);
     return result == VK_SUCCESS ? TW_OK : tw_vk_fail(result, "vkCreateDescriptorPool");
+}
+
+/* Destroys the texel-buffer views of a frame whose commands are done (or were never submitted). */
+static void release_views(tw_vk_context *vk, tw_vk_frame *frame) {
+    for (int i = 0; i < frame->view_count; i++) vkDestroyBufferView(vk->dev, frame->views[i], NULL);
+    frame->view_count = 0;
 }
 
 tw_status tw_vk_submit_init(tw_vk_context *vk) {
@@ -58,6 +67,10 @@ void tw_vk_submit_release(tw_vk_context *vk) {
         tw_vk_frame *frame = &vk->frames[i];
         if (frame->fence) vkDestroyFence(vk->dev, frame->fence, NULL);
         if (frame->descriptors) vkDestroyDescriptorPool(vk->dev, frame->descriptors, NULL);
+        release_views(vk, frame);
+        free(frame->views);
+        frame->views = NULL;
+        frame->view_capacity = 0;
     }
     if (vk->command_pool) vkDestroyCommandPool(vk->dev, vk->command_pool, NULL);
 }
@@ -77,6 +90,7 @@ static tw_status acquire_frame(tw_vk_context *vk) {
         if (reset != VK_SUCCESS) return tw_vk_fail(reset, "vkResetFences");
         frame->serial = 0;
     }
+    release_views(vk, frame);
     if (frame->descriptors) {
         VkResult reset = vkResetDescriptorPool(vk->dev, frame->descriptors, 0);
         if (reset != VK_SUCCESS) return tw_vk_fail(reset, "vkResetDescriptorPool");
@@ -191,11 +205,54 @@ tw_status tw_vk_sync(void *context) {
  * Dispatch (vk_internal.h)
  * ---------------------------------------------------------------------------------------------- */
 
-static void bind_buffers(tw_vk_context *vk, VkCommandBuffer cmd, tw_vk_kernel *kernel,
-                         VkDescriptorSet set, tw_buffer *const *buffers, int count) {
+/* A view of the whole buffer as RGBA32F texels, kept with the current frame until its commands
+ * complete (the descriptor refers to it until then). */
+static tw_status texel_view(tw_vk_context *vk, const tw_vk_kernel *kernel, const tw_buffer *buffer,
+                            VkBufferView *out) {
+    const tw_vk_alloc *alloc = buffer->handle;
+    VkDeviceSize texels = alloc->size / 16;
+    if (texels == 0 || texels > vk->limits.max_texel_elements)
+        return tw_error(TW_ERR_UNSUPPORTED,
+                        "vulkan:%d: shader %s reads a buffer of %llu bytes as texels; the "
+                        "device's maxTexelBufferElements allows 1 to %llu texels of 16 bytes",
+                        vk->index, kernel->name, (unsigned long long)alloc->size,
+                        (unsigned long long)vk->limits.max_texel_elements);
+    tw_vk_frame *frame = &vk->frames[vk->current];
+    if (frame->view_count == frame->view_capacity) {
+        int capacity = frame->view_capacity ? 2 * frame->view_capacity : 64;
+        VkBufferView *views = realloc(frame->views, (size_t)capacity * sizeof *views);
+        if (!views) return tw_error(TW_ERR_OUT_OF_MEMORY, "vulkan: out of host memory");
+        frame->views = views;
+        frame->view_capacity = capacity;
+    }
+    VkBufferViewCreateInfo info = {.sType = VK_STRUCTURE_TYPE_BUFFER_VIEW_CREATE_INFO,
+                                   .buffer = alloc->block->buffer,
+                                   .format = VK_FORMAT_R32G32B32A32_SFLOAT,
+                                   .offset = alloc->offset,
+                                   .range = texels * 16};
+    VkResult result = vkCreateBufferView(vk->dev, &info, NULL, out);
+    if (result != VK_SUCCESS) return tw_vk_fail(result, "vkCreateBufferView");
+    frame->views[frame->view_count++] = *out;
+    return TW_OK;
+}
+
+static tw_status bind_buffers(tw_vk_context *vk, VkCommandBuffer cmd, tw_vk_kernel *kernel,
+                              VkDescriptorSet set, tw_buffer *const *buffers, int count) {
     VkDescriptorBufferInfo infos[TW_VK_MAX_BINDINGS];
+    VkBufferView views[TW_VK_MAX_BINDINGS];
     VkWriteDescriptorSet writes[TW_VK_MAX_BINDINGS];
     for (int i = 0; i < count; i++) {
+        if ((kernel->texel_mask >> i) & 1u) {
+            TW_TRY(texel_view(vk, kernel, buffers[i], &views[i]));
+            writes[i] = (VkWriteDescriptorSet){
+                .sType = VK_STRUCTURE_TYPE_WRITE_DESCRIPTOR_SET,
+                .dstSet = set,
+                .dstBinding = (uint32_t)i,
+                .descriptorCount = 1,
+                .descriptorType = VK_DESCRIPTOR_TYPE_UNIFORM_TEXEL_BUFFER,
+                .pTexelBufferView = &views[i]};
+            continue;
+        }
         const tw_vk_alloc *alloc = buffers[i]->handle;
         VkDeviceSize range = alloc->size;
         if (range > vk->limits.max_storage_buffer_range)
@@ -211,11 +268,12 @@ static void bind_buffers(tw_vk_context *vk, VkCommandBuffer cmd, tw_vk_kernel *k
     if (vk->push_descriptors) {
         vk->push_descriptor_set(cmd, VK_PIPELINE_BIND_POINT_COMPUTE, kernel->layout, 0,
                                 (uint32_t)count, writes);
-        return;
+        return TW_OK;
     }
     vkUpdateDescriptorSets(vk->dev, (uint32_t)count, writes, 0, NULL);
     vkCmdBindDescriptorSets(cmd, VK_PIPELINE_BIND_POINT_COMPUTE, kernel->layout, 0, 1, &set, 0,
                             NULL);
+    return TW_OK;
 }
 
 static tw_status allocate_set(tw_vk_context *vk, tw_vk_kernel *kernel, VkDescriptorSet *set) {
@@ -251,7 +309,7 @@ tw_status tw_vk_dispatch(tw_vk_context *vk, tw_vk_kernel *kernel, tw_buffer *con
     VkDescriptorSet set;
     TW_TRY(allocate_set(vk, kernel, &set));
     vkCmdBindPipeline(cmd, VK_PIPELINE_BIND_POINT_COMPUTE, kernel->pipeline);
-    bind_buffers(vk, cmd, kernel, set, buffers, buffer_count);
+    TW_TRY(bind_buffers(vk, cmd, kernel, set, buffers, buffer_count));
     if (push_bytes)
         vkCmdPushConstants(cmd, kernel->layout, VK_SHADER_STAGE_COMPUTE_BIT, 0, push_bytes, push);
     vkCmdDispatch(cmd, groups_x, groups_y, groups_z);

@@ -299,6 +299,16 @@ static void read_limits(tw_vk_context *vk) {
     vk->max_allocation = maintenance3.maxMemoryAllocationSize;
     vk->buffer_alignment = l->minStorageBufferOffsetAlignment < 16
                                ? 16 : l->minStorageBufferOffsetAlignment;
+    /* Uniform texel buffers of RGBA32F (tw_vk_kernel_get_texel): every buffer is then created
+     * for that use, and sub-allocated at offsets a view may start at. */
+    VkFormatProperties rgba32f;
+    vkGetPhysicalDeviceFormatProperties(vk->physical, VK_FORMAT_R32G32B32A32_SFLOAT, &rgba32f);
+    out->texel_buffers =
+        (rgba32f.bufferFeatures & VK_FORMAT_FEATURE_UNIFORM_TEXEL_BUFFER_BIT) != 0 &&
+        l->minTexelBufferOffsetAlignment <= 256 && l->maxTexelBufferElements > 0;
+    out->max_texel_elements = out->texel_buffers ? l->maxTexelBufferElements : 0;
+    if (out->texel_buffers && vk->buffer_alignment < l->minTexelBufferOffsetAlignment)
+        vk->buffer_alignment = l->minTexelBufferOffsetAlignment;
     vk->timestamp_ns = l->timestampPeriod;
 }
 

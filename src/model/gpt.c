@@ -40,6 +40,8 @@ static void index_tensors(tw_gpt *m) {
     }
 }
 
+static void free_regions(gpt_act_region *regions, int count);
+
 tw_status tw_gpt_create(tw_device *device, const tw_gpt_config *config, tw_gpt **out) {
     if (!device || !config || !out)
         return tw_error(TW_ERR_INVALID_ARGUMENT, "tw_gpt_create: NULL argument");
@@ -65,7 +67,7 @@ void tw_gpt_destroy(tw_gpt *m) {
     if (!m) return;
     tw_buffer_free(m->params);
     tw_buffer_free(m->grads);
-    tw_buffer_free(m->acts_buffer);
+    free_regions(m->regions, m->region_count);
     free(m->tensors);
     free(m->host_targets);
     free(m);
@@ -151,82 +153,155 @@ tw_status tw_gpt_zero_grad(tw_gpt *m) {
 /* Activations                                                                                */
 /* ------------------------------------------------------------------------------------------ */
 
-static size_t take(size_t *cursor, size_t count) {
-    size_t offset = *cursor;
-    *cursor += count;
+/* Regions of a layout: 3 inputs, 13 per block, 14 for the head and the backward scratch. */
+static int region_capacity(const tw_gpt_config *c) { return 3 + 13 * c->n_layer + 14; }
+
+typedef struct act_layout {
+    size_t cursor;           /* next virtual element */
+    gpt_act_region *regions; /* region_capacity() entries */
+    int count;
+} act_layout;
+
+/* The next `count` virtual elements, as a region of their own. */
+static size_t take(act_layout *lay, size_t count, const char *name, int layer) {
+    size_t offset = lay->cursor;
+    lay->regions[lay->count++] = (gpt_act_region){.begin = offset, .count = count, .name = name,
+                                                  .layer = layer};
+    lay->cursor += count;
     return offset;
 }
 
 /* Lays out every activation and scratch tensor for N = batch * seq_len positions. */
-static void layout_acts(const tw_gpt_config *c, size_t N, int batch, int seq_len, gpt_acts *a) {
+static void layout_acts(const tw_gpt_config *c, size_t N, int batch, int seq_len, gpt_acts *a,
+                        act_layout *lay) {
     const size_t C = (size_t)c->n_embd, V = (size_t)c->vocab_size;
-    size_t max_attn = 0, max_mlp = 0, cursor = 0;
+    size_t max_attn = 0, max_mlp = 0;
     memset(a, 0, sizeof *a);
     a->positions = N;
-    a->tokens = take(&cursor, N);
-    a->targets = take(&cursor, N);
-    a->encoded = take(&cursor, N * C);
+    a->tokens = take(lay, N, "tokens", -1);
+    a->targets = take(lay, N, "targets", -1);
+    a->encoded = take(lay, N * C, "embeddings", -1);
     for (int l = 0; l < c->n_layer; l++) {
         const size_t H = (size_t)c->layers[l].heads, A = H * (size_t)c->head_dim;
         const size_t M = (size_t)c->layers[l].mlp_hidden;
         gpt_block_acts *b = &a->blocks[l];
-        b->ln1 = take(&cursor, N * C);
-        b->ln1_mean = take(&cursor, N);
-        b->ln1_rstd = take(&cursor, N);
-        b->qkv = take(&cursor, N * 3 * A);
-        b->atty = take(&cursor, N * A);
-        b->lse = take(&cursor, (size_t)batch * H * (size_t)seq_len);
-        b->res2 = take(&cursor, N * C);
-        b->ln2 = take(&cursor, N * C);
-        b->ln2_mean = take(&cursor, N);
-        b->ln2_rstd = take(&cursor, N);
-        b->fch = take(&cursor, N * M);
-        b->fch_gelu = take(&cursor, N * M);
-        b->res3 = take(&cursor, N * C);
+        b->ln1 = take(lay, N * C, "ln_1", l);
+        b->ln1_mean = take(lay, N, "ln_1 mean", l);
+        b->ln1_rstd = take(lay, N, "ln_1 rstd", l);
+        b->qkv = take(lay, N * 3 * A, "qkv", l);
+        b->atty = take(lay, N * A, "attention output", l);
+        b->lse = take(lay, (size_t)batch * H * (size_t)seq_len, "attention lse", l);
+        b->res2 = take(lay, N * C, "attention residual", l);
+        b->ln2 = take(lay, N * C, "ln_2", l);
+        b->ln2_mean = take(lay, N, "ln_2 mean", l);
+        b->ln2_rstd = take(lay, N, "ln_2 rstd", l);
+        b->fch = take(lay, N * M, "mlp hidden", l);
+        b->fch_gelu = take(lay, N * M, "mlp gelu", l);
+        b->res3 = take(lay, N * C, "block output", l);
         if (A > max_attn) max_attn = A;
         if (M > max_mlp) max_mlp = M;
     }
-    a->lnf = take(&cursor, N * C);
-    a->lnf_mean = take(&cursor, N);
-    a->lnf_rstd = take(&cursor, N);
-    a->logits = take(&cursor, N * V);
-    a->losses = take(&cursor, N);
-    a->xent_lse = take(&cursor, N);
-    a->correct = take(&cursor, N);
-    a->dres = take(&cursor, N * C);
-    a->dln = take(&cursor, N * C);
-    a->dqkv = take(&cursor, N * 3 * max_attn);
-    a->datty = take(&cursor, N * max_attn);
-    a->dfch = take(&cursor, N * max_mlp);
-    a->dfch_gelu = take(&cursor, N * max_mlp);
-    a->dlogits = take(&cursor, N * V);
-    a->total = cursor;
+    a->lnf = take(lay, N * C, "ln_f", -1);
+    a->lnf_mean = take(lay, N, "ln_f mean", -1);
+    a->lnf_rstd = take(lay, N, "ln_f rstd", -1);
+    a->logits = take(lay, N * V, "logits", -1);
+    a->losses = take(lay, N, "losses", -1);
+    a->xent_lse = take(lay, N, "cross-entropy lse", -1);
+    a->correct = take(lay, N, "correct", -1);
+    a->dres = take(lay, N * C, "residual gradient", -1);
+    a->dln = take(lay, N * C, "layernorm gradient", -1);
+    a->dqkv = take(lay, N * 3 * max_attn, "qkv gradient", -1);
+    a->datty = take(lay, N * max_attn, "attention output gradient", -1);
+    a->dfch = take(lay, N * max_mlp, "mlp hidden gradient", -1);
+    a->dfch_gelu = take(lay, N * max_mlp, "mlp gelu gradient", -1);
+    a->dlogits = take(lay, N * V, "logits gradient", -1);
+    a->total = lay->cursor;
+}
+
+static void free_regions(gpt_act_region *regions, int count) {
+    for (int i = 0; i < count; i++) tw_buffer_free(regions[i].buffer);
+    free(regions);
+}
+
+/* The region's buffer: the old one where it is large enough, else a new one. A failure names
+ * the tensor, its size and the device's own reason (e.g. a per-binding limit). */
+static tw_status region_buffer(tw_gpt *m, gpt_act_region *r, gpt_act_region *old, int batch,
+                               int seq_len) {
+    size_t bytes = (r->count > 0 ? r->count : 1) * 4;
+    if (old->buffer && tw_buffer_size(old->buffer) >= bytes) {
+        r->buffer = old->buffer;
+        old->buffer = NULL;
+        return TW_OK;
+    }
+    tw_status status = tw_buffer_alloc(m->device, bytes, &r->buffer);
+    if (status == TW_OK) return TW_OK;
+    char reason[512];
+    snprintf(reason, sizeof reason, "%s", tw_last_error());
+    char where[32] = "";
+    if (r->layer >= 0) snprintf(where, sizeof where, " of block %d", r->layer);
+    return tw_error(status,
+                    "model activations for batch %d x sequence %d on %s: the %s tensor%s needs "
+                    "%zu bytes in one buffer, which the device refused: %s",
+                    batch, seq_len, tw_device_get_info(m->device)->spec, r->name, where, bytes,
+                    reason);
 }
 
 tw_status tw_gpt_prepare_acts(tw_gpt *m, int batch, int seq_len) {
     const size_t N = (size_t)batch * (size_t)seq_len;
-    if (m->acts_buffer && m->batch == batch && m->seq_len == seq_len) return TW_OK;
+    if (m->regions && m->batch == batch && m->seq_len == seq_len) return TW_OK;
+    const int capacity = region_capacity(&m->config);
+    act_layout lay = {.regions = calloc((size_t)capacity, sizeof *lay.regions)};
+    if (!lay.regions) return tw_error(TW_ERR_OUT_OF_MEMORY, "model: out of host memory");
     gpt_acts acts;
-    layout_acts(&m->config, N, batch, seq_len, &acts);
-    if (!m->acts_buffer || tw_buffer_size(m->acts_buffer) < acts.total * 4) {
-        tw_buffer_free(m->acts_buffer);
-        m->acts_buffer = NULL;
-        TW_TRY(tw_buffer_alloc(m->device, acts.total * 4, &m->acts_buffer));
+    layout_acts(&m->config, N, batch, seq_len, &acts, &lay);
+    /* The region list depends on the config alone, so region i keeps its buffer when it is
+     * large enough. The old regions go in any case: a failure leaves no activations. */
+    tw_status status = TW_OK;
+    for (int i = 0; i < lay.count && status == TW_OK; i++) {
+        gpt_act_region none = {0};
+        gpt_act_region *old = m->regions && i < m->region_count ? &m->regions[i] : &none;
+        status = region_buffer(m, &lay.regions[i], old, batch, seq_len);
+    }
+    free_regions(m->regions, m->regions ? m->region_count : 0);
+    m->regions = NULL;
+    m->region_count = 0;
+    if (status != TW_OK) {
+        free_regions(lay.regions, lay.count);
+        return status;
     }
     if (N > m->host_capacity) {
         int32_t *targets = realloc(m->host_targets, N * sizeof *targets);
-        if (!targets) return tw_error(TW_ERR_OUT_OF_MEMORY, "model: out of host memory");
+        if (!targets) {
+            free_regions(lay.regions, lay.count);
+            return tw_error(TW_ERR_OUT_OF_MEMORY, "model: out of host memory");
+        }
         m->host_targets = targets;
         m->host_capacity = N;
     }
+    m->regions = lay.regions;
+    m->region_count = lay.count;
     m->acts = acts;
     m->batch = batch;
     m->seq_len = seq_len;
     return TW_OK;
 }
 
+tw_mem tw_gpt_act(const tw_gpt *m, size_t offset) {
+    /* The last region that begins at or before offset (regions are sorted by begin). */
+    int lo = 0, hi = m->region_count - 1;
+    while (lo < hi) {
+        int mid = (lo + hi + 1) / 2;
+        if (m->regions[mid].begin <= offset) lo = mid;
+        else hi = mid - 1;
+    }
+    const gpt_act_region *r = &m->regions[lo];
+    return tw_at(r->buffer, offset - r->begin);
+}
+
 size_t tw_gpt_activation_bytes(const tw_gpt *m) {
-    return m->acts_buffer ? tw_buffer_size(m->acts_buffer) : 0;
+    size_t bytes = 0;
+    for (int i = 0; i < m->region_count; i++) bytes += tw_buffer_size(m->regions[i].buffer);
+    return bytes;
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -268,9 +343,10 @@ tw_status tw_gpt_metrics_read(tw_gpt *m, tw_gpt_metrics *out) {
     const size_t N = (size_t)m->batch * (size_t)m->seq_len;
     float *host = malloc(2 * N * sizeof *host);
     if (!host) return tw_error(TW_ERR_OUT_OF_MEMORY, "model metrics: out of host memory");
-    tw_status status = tw_buffer_download(m->acts_buffer, m->acts.losses * 4, host, N * 4);
+    tw_mem losses = gpt_act(m, m->acts.losses), hits = gpt_act(m, m->acts.correct);
+    tw_status status = tw_buffer_download(losses.buffer, losses.offset * 4, host, N * 4);
     if (status == TW_OK)
-        status = tw_buffer_download(m->acts_buffer, m->acts.correct * 4, host + N, N * 4);
+        status = tw_buffer_download(hits.buffer, hits.offset * 4, host + N, N * 4);
     if (status == TW_OK) {
         double loss = 0.0, correct = 0.0;
         for (size_t i = 0; i < N; i++) {
@@ -289,11 +365,12 @@ tw_status tw_gpt_metrics_read(tw_gpt *m, tw_gpt_metrics *out) {
 
 tw_status tw_gpt_logits_read(tw_gpt *m, int b, int t, float *out) {
     if (!m || !out) return tw_error(TW_ERR_INVALID_ARGUMENT, "tw_gpt_logits_read: NULL argument");
-    if (!m->acts_buffer || b < 0 || b >= m->batch || t < 0 || t >= m->seq_len)
+    if (!m->regions || b < 0 || b >= m->batch || t < 0 || t >= m->seq_len)
         return tw_error(TW_ERR_INVALID_ARGUMENT,
                         "model logits: position (%d, %d) outside the last forward pass (%d, %d)", b,
                         t, m->batch, m->seq_len);
     const size_t V = (size_t)m->config.vocab_size;
     const size_t row = (size_t)b * (size_t)m->seq_len + (size_t)t;
-    return tw_buffer_download(m->acts_buffer, (m->acts.logits + row * V) * 4, out, V * 4);
+    tw_mem logits = gpt_act(m, m->acts.logits + row * V);
+    return tw_buffer_download(logits.buffer, logits.offset * 4, out, V * 4);
 }

@@ -5,7 +5,8 @@
 #include "model/gpt_internal.h"
 
 static tw_status zero(tw_gpt *m, size_t offset, size_t count) {
-    return tw_buffer_fill_f32(m->acts_buffer, offset, count, 0.0f);
+    const tw_mem at = gpt_act(m, offset);
+    return tw_buffer_fill_f32(at.buffer, at.offset, count, 0.0f);
 }
 
 /* Backward of res_out = res_in + scale * (x (N, I) @ W (I, C)) + b given dres = dL/dres_out:
@@ -102,7 +103,7 @@ static tw_status head_backward(tw_gpt *m, float loss_scale, size_t res_last) {
 
 tw_status tw_gpt_backward(tw_gpt *m, float loss_scale) {
     if (!m) return tw_error(TW_ERR_INVALID_ARGUMENT, "model backward: model is NULL");
-    if (!m->acts_buffer || !m->has_targets)
+    if (!m->regions || !m->has_targets)
         return tw_error(TW_ERR_INVALID_ARGUMENT,
                         "model backward: needs a forward pass with targets first");
     if (m->target_count == 0) return TW_OK; /* every target ignored: the loss has no gradient */

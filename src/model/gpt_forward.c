@@ -36,7 +36,8 @@ static tw_status residual_projection(tw_gpt *m, size_t N, int in_features, float
                                      size_t x, const tw_gpt_tensor *weight,
                                      const tw_gpt_tensor *bias, size_t res_in, size_t res_out) {
     const int C = m->config.n_embd;
-    TW_TRY(tw_buffer_copy(m->acts_buffer, res_out * 4, m->acts_buffer, res_in * 4, N * C * 4));
+    const tw_mem to = gpt_act(m, res_out), from = gpt_act(m, res_in);
+    TW_TRY(tw_buffer_copy(to.buffer, to.offset * 4, from.buffer, from.offset * 4, N * C * 4));
     TW_TRY(tw_gpt_gemm(m->device, false, false, (int)N, C, in_features, scale, gpt_act(m, x),
                         in_features, gpt_param(m, weight), C, 1.0f, gpt_act(m, res_out), C));
     return tw_bias_add(m->device, (int)N, C, gpt_param(m, bias), gpt_act(m, res_out));
@@ -100,7 +101,8 @@ static tw_status head_forward(tw_gpt *m, size_t res_last) {
 /* Copies the tokens (and targets) to the device and to the host-side record of this pass. */
 static tw_status load_inputs(tw_gpt *m, const int32_t *tokens, const int32_t *targets) {
     const size_t N = m->acts.positions;
-    TW_TRY(tw_buffer_upload(m->acts_buffer, m->acts.tokens * 4, tokens, N * 4));
+    const tw_mem device_tokens = gpt_act(m, m->acts.tokens);
+    TW_TRY(tw_buffer_upload(device_tokens.buffer, device_tokens.offset * 4, tokens, N * 4));
     m->has_targets = targets != NULL;
     m->target_count = 0;
     if (!targets) return TW_OK;
@@ -108,7 +110,8 @@ static tw_status load_inputs(tw_gpt *m, const int32_t *tokens, const int32_t *ta
         m->host_targets[i] = targets[i];
         if (targets[i] >= 0) m->target_count++;
     }
-    return tw_buffer_upload(m->acts_buffer, m->acts.targets * 4, targets, N * 4);
+    const tw_mem device_targets = gpt_act(m, m->acts.targets);
+    return tw_buffer_upload(device_targets.buffer, device_targets.offset * 4, targets, N * 4);
 }
 
 tw_status tw_gpt_forward(tw_gpt *m, const int32_t *tokens, const int32_t *targets, int batch,

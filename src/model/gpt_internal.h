@@ -1,6 +1,11 @@
 /* The GPT model's private state, shared by gpt.c (lifetime, parameters, activations),
- * gpt_forward.c and gpt_backward.c. Offsets are in 4-byte elements of one activation buffer
- * sized for N = B * T token positions. */
+ * gpt_forward.c and gpt_backward.c.
+ *
+ * Activations for N = B * T token positions are laid out in one virtual space of 4-byte
+ * elements (the size_t offsets below), but every tensor of that layout lives in its own device
+ * buffer (a region): gpt_act() maps a virtual offset to (buffer, offset). One buffer for all of
+ * them would be ~235 MB at the tiny preset with B = 16, beyond what some devices let one shader
+ * binding cover (lavapipe: 128 MiB); per tensor, the largest is the logits (N, V). */
 #ifndef TWIST_MODEL_GPT_INTERNAL_H
 #define TWIST_MODEL_GPT_INTERNAL_H
 
@@ -25,8 +30,16 @@ typedef struct gpt_block_acts {
     size_t res3;                    /* (N, C) residual after the MLP: the block's output */
 } gpt_block_acts;
 
+/* One activation tensor's device buffer and its place in the virtual layout. */
+typedef struct gpt_act_region {
+    size_t begin, count; /* virtual elements [begin, begin + count) */
+    const char *name;    /* for messages: "qkv", "logits", ... */
+    int layer;           /* its block, or -1 */
+    tw_buffer *buffer;   /* >= count elements; may be larger, kept from an earlier (B, T) */
+} gpt_act_region;
+
 typedef struct gpt_acts {
-    size_t positions; /* N the buffer was laid out for */
+    size_t positions; /* N the regions were laid out for */
     size_t tokens, targets;            /* (N) int32 */
     size_t encoded;                    /* (N, C) embeddings: the first block's input */
     gpt_block_acts blocks[TW_GPT_MAX_LAYERS];
@@ -40,7 +53,7 @@ typedef struct gpt_acts {
     size_t datty;       /* (N, A_max) */
     size_t dfch, dfch_gelu; /* (N, M_max) */
     size_t dlogits;     /* (N, V) */
-    size_t total;       /* elements */
+    size_t total;       /* virtual elements */
 } gpt_acts;
 
 struct tw_gpt {
@@ -53,8 +66,9 @@ struct tw_gpt {
     const tw_gpt_tensor *wte, *wpe, *lnf_w, *lnf_b;
     tw_buffer *params, *grads;
 
-    tw_buffer *acts_buffer; /* NULL until the first forward */
     gpt_acts acts;
+    gpt_act_region *regions; /* region_count, by increasing begin; NULL until the first forward */
+    int region_count;
 
     /* The last forward pass. */
     int batch, seq_len;
@@ -70,9 +84,11 @@ static inline tw_mem gpt_param(tw_gpt *m, const tw_gpt_tensor *t) {
 static inline tw_mem gpt_grad(tw_gpt *m, const tw_gpt_tensor *t) {
     return tw_at(m->grads, t->offset);
 }
-static inline tw_mem gpt_act(tw_gpt *m, size_t offset) { return tw_at(m->acts_buffer, offset); }
+/* The activation element at virtual offset `offset` (inside one tensor's region). */
+tw_mem tw_gpt_act(const tw_gpt *m, size_t offset);
+static inline tw_mem gpt_act(tw_gpt *m, size_t offset) { return tw_gpt_act(m, offset); }
 
-/* Makes the activation buffer fit (batch, seq_len); the lse layout depends on both. */
+/* Makes the activation buffers fit (batch, seq_len); the lse layout depends on both. */
 tw_status tw_gpt_prepare_acts(tw_gpt *m, int batch, int seq_len);
 
 /* C (m, n) = alpha op(A) op(B) + beta C, single matrix, row-major with the given leading
