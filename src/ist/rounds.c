@@ -379,10 +379,14 @@ static int retire_failures(master_run *m, int round, int *failed) {
         }
         m->alive[w] = false;
         failed[count++] = w;
+        /* IST: the master keeps what the worker held; replicas: the others' average stands */
+        const char *kept = m->options->mode == TW_DIST_IST
+                               ? "its slices keep their pre-round values"
+                               : "its replica is left out of the average";
         report_line(m->report, m->context, round,
-                    "round %d: worker %d (%s) failed: %s; its slices keep their pre-round values "
-                    "and the run continues with %d workers",
-                    round, w, m->transport->worker_devices[w], m->results[w].error,
+                    "round %d: worker %d (%s) failed: %s; %s and the run continues with %d "
+                    "workers",
+                    round, w, m->transport->worker_devices[w], m->results[w].error, kept,
                     alive_count(m));
     }
     return count;
