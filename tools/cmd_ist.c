@@ -9,9 +9,9 @@
 
 #include "args.h"
 #include "cli.h"
+#include "model_flags.h"
 #include "twist/ist_run.h"
 
-static const char *const PRESETS[] = {"nano", "tiny", "small", NULL};
 static const char *const BALANCES[] = {"equal", "speed", NULL};
 static const char *const TRANSPORTS[] = {"threads", "mpi", NULL};
 static const char *const DP_MODES[] = {"allreduce", "localsgd", NULL};
@@ -19,11 +19,10 @@ static const char *const DP_MODES[] = {"allreduce", "localsgd", NULL};
 enum { MAX_DEVICE_SPECS = 64 };
 
 typedef struct dist_cli {
-    const char *devices, *data, *tokenizer, *out, *json, *eval_device, *fault, *slow;
-    int preset, vocab, layers, embd, heads, seq_len, mlp;
+    const char *devices, *out, *json, *eval_device, *fault, *slow;
+    model_flags model;
     int workers_per_device, heads_per_worker, local_steps, rounds, balance, transport, mode;
     int batch, accum, warmup, seed, eval_every, eval_batches;
-    double lr, min_lr, weight_decay, clip;
     char device_text[1024];
     const char *device_list[MAX_DEVICE_SPECS];
     int device_count;
@@ -47,24 +46,6 @@ static int split_devices(dist_cli *c, const char *prog) {
         if (!comma) break;
         cursor = comma + 1;
     }
-    return CLI_EXIT_OK;
-}
-
-/* The model: the preset, then any explicit dimension flag. */
-static int model_config(const dist_cli *c, const args_command *command, tw_gpt_config *out) {
-    tw_gpt_config preset;
-    tw_gpt_config_preset(PRESETS[c->preset], 2, &preset); /* vocab set from the tokenizer */
-    int layers = args_given(command, "--layers") ? c->layers : preset.n_layer;
-    int embd = args_given(command, "--embd") ? c->embd : preset.n_embd;
-    int heads = args_given(command, "--heads") ? c->heads : preset.layers[0].heads;
-    int seq_len = args_given(command, "--seq-len") ? c->seq_len : preset.max_seq_len;
-    if (embd % heads != 0)
-        return args_usage_error(command->name, "--embd %d must be a multiple of --heads %d",
-                                embd, heads);
-    if (tw_gpt_config_uniform(2, seq_len, layers, embd, heads, out) != TW_OK)
-        return args_usage_error(command->name, "%s", tw_last_error());
-    if (args_given(command, "--mlp"))
-        for (int l = 0; l < out->n_layer; l++) out->layers[l].mlp_hidden = c->mlp;
     return CLI_EXIT_OK;
 }
 
@@ -108,11 +89,11 @@ static void show(void *context, const tw_dist_report *report) {
 
 /* Options common to both commands, then the command's own; parses and runs. */
 static int run_command(int argc, char **argv, bool ist) {
-    dist_cli c = {.devices = "cpu", .preset = 1, .vocab = 4096, .workers_per_device = 1,
+    dist_cli c = {.devices = "cpu", .model = model_flags_defaults(), .workers_per_device = 1,
                   .heads_per_worker = 0, .local_steps = 10, .rounds = 10, .batch = 16,
                   .accum = 1, .warmup = -1, .seed = 1337, .eval_every = 1, .eval_batches = 20,
-                  .lr = 1e-3, .min_lr = -1, .weight_decay = 0.1, .clip = 1.0, .mode = -1};
-    arg_spec specs[] = {
+                  .mode = -1};
+    arg_spec own[] = {
         {.name = "--devices", .kind = ARG_STRING, .dest = &c.devices, .metavar = "SPEC[,SPEC...]",
          .help = "devices of the workers: cpu, opencl:N, vulkan:N, cuda:N (default cpu)"},
         {.name = "--workers-per-device", .kind = ARG_INT, .dest = &c.workers_per_device,
@@ -124,38 +105,12 @@ static int run_command(int argc, char **argv, bool ist) {
         {.name = "--transport", .kind = ARG_CHOICE, .dest = &c.transport, .metavar = "NAME",
          .help = "threads (one process) or mpi (one rank per worker, under mpirun)",
          .choices = TRANSPORTS},
-        {.name = "--data", .kind = ARG_STRING, .dest = &c.data, .metavar = "FILE",
-         .help = "training corpus (default: built-in graded synthetic English)"},
-        {.name = "--tokenizer", .kind = ARG_STRING, .dest = &c.tokenizer, .metavar = "FILE",
-         .help = "tokenizer.json to use (default: train one on the data)"},
-        {.name = "--vocab", .kind = ARG_INT, .dest = &c.vocab, .metavar = "N",
-         .help = "vocabulary of a trained tokenizer (default 4096)", .min = 257, .max = 1 << 20},
-        {.name = "--preset", .kind = ARG_CHOICE, .dest = &c.preset, .metavar = "NAME",
-         .help = "model preset: nano, tiny, small (default tiny)", .choices = PRESETS},
-        {.name = "--layers", .kind = ARG_INT, .dest = &c.layers, .metavar = "N",
-         .help = "transformer blocks (overrides the preset)", .min = 1, .max = TW_GPT_MAX_LAYERS},
-        {.name = "--embd", .kind = ARG_INT, .dest = &c.embd, .metavar = "C",
-         .help = "model width (overrides the preset)", .min = 1, .max = 65536},
-        {.name = "--heads", .kind = ARG_INT, .dest = &c.heads, .metavar = "H",
-         .help = "attention heads per block (overrides the preset)", .min = 1, .max = 4096},
-        {.name = "--mlp", .kind = ARG_INT, .dest = &c.mlp, .metavar = "M",
-         .help = "MLP hidden units per block (default 4 x embd)", .min = 1, .max = 1 << 18},
-        {.name = "--seq-len", .kind = ARG_INT, .dest = &c.seq_len, .metavar = "T",
-         .help = "sequence length (overrides the preset)", .min = 1, .max = 1 << 20},
         {.name = "--batch", .kind = ARG_INT, .dest = &c.batch, .metavar = "B",
          .help = "sequences per micro-batch and worker (default 16)", .min = 1, .max = 1 << 20},
         {.name = "--accum", .kind = ARG_INT, .dest = &c.accum, .metavar = "N",
          .help = "micro-batches per step (default 1)", .min = 1, .max = 1 << 16},
-        {.name = "--lr", .kind = ARG_FLOAT, .dest = &c.lr, .metavar = "LR",
-         .help = "peak learning rate (default 1e-3)", .min_real = 1e-12, .max_real = 10},
-        {.name = "--min-lr", .kind = ARG_FLOAT, .dest = &c.min_lr, .metavar = "LR",
-         .help = "final learning rate (default lr / 10)", .min_real = 0, .max_real = 10},
         {.name = "--warmup", .kind = ARG_INT, .dest = &c.warmup, .metavar = "N",
          .help = "warmup steps (default min(100, rounds x K / 10))", .min = 0, .max = 1 << 30},
-        {.name = "--weight-decay", .kind = ARG_FLOAT, .dest = &c.weight_decay, .metavar = "W",
-         .help = "AdamW weight decay (default 0.1)", .min_real = 0, .max_real = 10},
-        {.name = "--clip", .kind = ARG_FLOAT, .dest = &c.clip, .metavar = "NORM",
-         .help = "gradient norm clip, 0 for none (default 1)", .min_real = 0, .max_real = 1e6},
         {.name = "--seed", .kind = ARG_INT, .dest = &c.seed, .metavar = "S",
          .help = "seed of initialisation, partitions and batches (default 1337)", .min = 0,
          .max = 2147483647},
@@ -186,9 +141,12 @@ static int run_command(int argc, char **argv, bool ist) {
          .help = "allreduce (gradients averaged every step) or localsgd (replicas averaged "
                  "every K steps)", .required = true, .choices = DP_MODES},
     };
-    const int common = (int)(sizeof specs / sizeof specs[0]) - 3;
+    const int common = (int)(sizeof own / sizeof own[0]) - 3;
     /* ist: common + --heads-per-worker + --balance; dp: common + --mode (moved into place). */
-    if (!ist) specs[common] = specs[common + 2];
+    if (!ist) own[common] = own[common + 2];
+    arg_spec specs[MODEL_FLAG_COUNT + sizeof own / sizeof own[0]];
+    model_flag_specs(&c.model, specs);
+    memcpy(specs + MODEL_FLAG_COUNT, own, sizeof own);
     args_command command = {
         ist ? "twist ist" : "twist dp",
         ist ? "twist ist --devices SPEC[,SPEC...] --workers-per-device N --heads-per-worker M "
@@ -202,14 +160,16 @@ static int run_command(int argc, char **argv, bool ist) {
             : "Baselines of `twist ist` in the same engine: data parallel (every step's "
               "gradients averaged over the workers) or local SGD (full replicas averaged every "
               "K steps).",
-        specs, ist ? common + 2 : common + 1};
+        specs, MODEL_FLAG_COUNT + (ist ? common + 2 : common + 1)};
     args_result parsed = args_parse(&command, argc, argv);
     if (parsed != ARGS_OK) return parsed == ARGS_HELP ? CLI_EXIT_OK : CLI_EXIT_USAGE;
     int code = split_devices(&c, command.name);
     if (code != CLI_EXIT_OK) return code;
 
     tw_dist_options o = tw_dist_defaults();
-    code = model_config(&c, &command, &o.model);
+    code = model_flags_config(&c.model, &command, &o.model);
+    if (code == CLI_EXIT_OK)
+        code = model_flags_optimizer(&c.model, command.name, &o.lr, &o.min_lr, &o.adamw);
     if (code != CLI_EXIT_OK) return code;
     const int workers = c.device_count * c.workers_per_device;
     if (workers > TW_DIST_MAX_WORKERS)
@@ -234,25 +194,19 @@ static int run_command(int argc, char **argv, bool ist) {
     o.rounds = c.rounds;
     o.balance = c.balance == 1 ? TW_BALANCE_SPEED : TW_BALANCE_EQUAL;
     o.transport = c.transport == 1 ? TW_TRANSPORT_MPI : TW_TRANSPORT_THREADS;
-    o.data_path = c.data;
-    o.tokenizer_path = c.tokenizer;
-    o.vocab_size = c.vocab;
+    o.data_path = c.model.data;
+    o.tokenizer_path = c.model.tokenizer;
+    o.vocab_size = c.model.vocab;
     o.batch = c.batch;
     o.grad_accum = c.accum;
-    o.lr = (float)c.lr;
-    o.min_lr = c.min_lr >= 0 ? (float)c.min_lr : (float)c.lr / 10.0f;
     const int total = c.rounds * c.local_steps;
     o.warmup = c.warmup >= 0 ? c.warmup : (total / 10 < 100 ? total / 10 : 100);
-    o.adamw.weight_decay = (float)c.weight_decay;
-    o.adamw.grad_clip = (float)c.clip;
     o.seed = (uint64_t)c.seed;
     o.eval_every = c.eval_every;
     o.eval_batches = c.eval_batches;
     o.eval_device = c.eval_device;
     o.json_path = c.json;
     o.out_dir = c.out;
-    if (o.min_lr > o.lr)
-        return args_usage_error(command.name, "--min-lr %g exceeds --lr %g", c.min_lr, c.lr);
     code = parse_fault(&c, command.name, workers, &o);
     if (code == CLI_EXIT_OK) code = parse_slow(&c, command.name, workers, &o);
     if (code != CLI_EXIT_OK) return code;

@@ -9,6 +9,7 @@
 
 #include "args.h"
 #include "cli.h"
+#include "model_flags.h"
 #include "twist/train.h"
 
 /* ---- progress output ------------------------------------------------------------------- */
@@ -93,78 +94,29 @@ static void show_report(void *context, const tw_train_report *r) {
 
 /* ---- twist train ----------------------------------------------------------------------- */
 
-static const char *const PRESETS[] = {"nano", "tiny", "small", NULL};
-
 typedef struct train_cli {
-    const char *device, *data, *tokenizer, *out;
-    int preset, vocab, layers, embd, heads, seq_len, mlp;
+    const char *device, *out;
+    model_flags model;
     int batch, accum, steps, warmup, seed, log_every, eval_every, eval_batches, save_every;
     int stop_after;
-    double lr, min_lr, weight_decay, clip;
     bool resume, json;
 } train_cli;
 
-/* The model config: the preset, then any explicit dimension flag. */
-static int build_model_config(const train_cli *c, const args_command *command,
-                              tw_gpt_config *out) {
-    tw_gpt_config preset;
-    tw_gpt_config_preset(PRESETS[c->preset], 2, &preset); /* vocab set from the tokenizer */
-    int layers = args_given(command, "--layers") ? c->layers : preset.n_layer;
-    int embd = args_given(command, "--embd") ? c->embd : preset.n_embd;
-    int heads = args_given(command, "--heads") ? c->heads : preset.layers[0].heads;
-    int seq_len = args_given(command, "--seq-len") ? c->seq_len : preset.max_seq_len;
-    if (embd % heads != 0)
-        return args_usage_error("twist train", "--embd %d must be a multiple of --heads %d", embd,
-                                heads);
-    if (tw_gpt_config_uniform(2, seq_len, layers, embd, heads, out) != TW_OK)
-        return args_usage_error("twist train", "%s", tw_last_error());
-    if (args_given(command, "--mlp"))
-        for (int l = 0; l < out->n_layer; l++) out->layers[l].mlp_hidden = c->mlp;
-    return CLI_EXIT_OK;
-}
-
 int cmd_train(int argc, char **argv) {
-    train_cli c = {.device = "auto", .preset = 1, .vocab = 4096, .batch = 16, .accum = 1,
+    train_cli c = {.device = "auto", .model = model_flags_defaults(), .batch = 16, .accum = 1,
                    .steps = 1000, .warmup = -1, .seed = 1337, .log_every = 10, .eval_every = 250,
-                   .eval_batches = 20, .lr = 1e-3, .min_lr = -1, .weight_decay = 0.1,
-                   .clip = 1.0};
-    arg_spec specs[] = {
-        {.name = "--layers", .kind = ARG_INT, .dest = &c.layers, .metavar = "N",
-         .help = "transformer blocks (overrides the preset)", .min = 1, .max = TW_GPT_MAX_LAYERS},
-        {.name = "--embd", .kind = ARG_INT, .dest = &c.embd, .metavar = "C",
-         .help = "model width (overrides the preset)", .min = 1, .max = 65536},
-        {.name = "--heads", .kind = ARG_INT, .dest = &c.heads, .metavar = "H",
-         .help = "attention heads per block (overrides the preset)", .min = 1, .max = 4096},
-        {.name = "--mlp", .kind = ARG_INT, .dest = &c.mlp, .metavar = "M",
-         .help = "MLP hidden units per block (default 4 x embd)", .min = 1, .max = 1 << 18},
-        {.name = "--seq-len", .kind = ARG_INT, .dest = &c.seq_len, .metavar = "T",
-         .help = "sequence length (overrides the preset)", .min = 1, .max = 1 << 20},
+                   .eval_batches = 20};
+    arg_spec own[] = {
         {.name = "--device", .kind = ARG_STRING, .dest = &c.device, .metavar = "SPEC",
          .help = "device: auto, cpu, opencl:N, vulkan:N, cuda:N (default auto: the best GPU, else cpu)"},
-        {.name = "--data", .kind = ARG_STRING, .dest = &c.data, .metavar = "FILE",
-         .help = "training corpus (default: built-in graded synthetic English)"},
-        {.name = "--tokenizer", .kind = ARG_STRING, .dest = &c.tokenizer, .metavar = "FILE",
-         .help = "tokenizer.json to use (default: train one on the data)"},
-        {.name = "--vocab", .kind = ARG_INT, .dest = &c.vocab, .metavar = "N",
-         .help = "vocabulary of a trained tokenizer (default 4096)", .min = 257, .max = 1 << 20},
-        {.name = "--preset", .kind = ARG_CHOICE, .dest = &c.preset, .metavar = "NAME",
-         .help = "model preset: nano, tiny, small (default tiny)", .choices = PRESETS},
         {.name = "--batch", .kind = ARG_INT, .dest = &c.batch, .metavar = "B",
          .help = "sequences per micro-batch (default 16)", .min = 1, .max = 1 << 20},
         {.name = "--accum", .kind = ARG_INT, .dest = &c.accum, .metavar = "K",
          .help = "micro-batches per step (default 1)", .min = 1, .max = 1 << 16},
         {.name = "--steps", .kind = ARG_INT, .dest = &c.steps, .metavar = "N",
          .help = "optimizer steps in all (default 1000)", .min = 1, .max = 1 << 30},
-        {.name = "--lr", .kind = ARG_FLOAT, .dest = &c.lr, .metavar = "LR",
-         .help = "peak learning rate (default 1e-3)", .min_real = 1e-12, .max_real = 10},
-        {.name = "--min-lr", .kind = ARG_FLOAT, .dest = &c.min_lr, .metavar = "LR",
-         .help = "final learning rate (default lr / 10)", .min_real = 0, .max_real = 10},
         {.name = "--warmup", .kind = ARG_INT, .dest = &c.warmup, .metavar = "N",
          .help = "linear warmup steps (default min(100, steps / 10))", .min = 0, .max = 1 << 30},
-        {.name = "--weight-decay", .kind = ARG_FLOAT, .dest = &c.weight_decay, .metavar = "W",
-         .help = "AdamW weight decay (default 0.1)", .min_real = 0, .max_real = 10},
-        {.name = "--clip", .kind = ARG_FLOAT, .dest = &c.clip, .metavar = "NORM",
-         .help = "gradient norm clip, 0 for none (default 1)", .min_real = 0, .max_real = 1e6},
         {.name = "--seed", .kind = ARG_INT, .dest = &c.seed, .metavar = "S",
          .help = "seed of initialisation and batches (default 1337)", .min = 0, .max = 2147483647},
         {.name = "--log-every", .kind = ARG_INT, .dest = &c.log_every, .metavar = "N",
@@ -186,30 +138,32 @@ int cmd_train(int argc, char **argv) {
         {.name = "--json", .kind = ARG_FLAG, .dest = &c.json,
          .help = "one JSON metrics record per log step and validation pass"},
     };
+    enum { OWN_COUNT = sizeof own / sizeof own[0] };
+    arg_spec specs[MODEL_FLAG_COUNT + OWN_COUNT];
+    model_flag_specs(&c.model, specs);
+    memcpy(specs + MODEL_FLAG_COUNT, own, sizeof own);
     args_command command = {"twist train",
                             "twist train [--device SPEC] [--data FILE] [--preset NAME] "
                             "[--steps N] --out DIR [--resume] [options]",
                             "Trains a GPT model and saves a checkpoint (safetensors with Hugging "
                             "Face GPT-2 names, config, optimizer state, tokenizer) to --out.",
-                            specs, (int)(sizeof specs / sizeof specs[0])};
+                            specs, MODEL_FLAG_COUNT + OWN_COUNT};
     args_result parsed = args_parse(&command, argc, argv);
     if (parsed != ARGS_OK) return parsed == ARGS_HELP ? CLI_EXIT_OK : CLI_EXIT_USAGE;
 
     tw_train_options o = tw_train_defaults();
-    int code = build_model_config(&c, &command, &o.model);
+    int code = model_flags_config(&c.model, &command, &o.model);
+    if (code == CLI_EXIT_OK)
+        code = model_flags_optimizer(&c.model, command.name, &o.lr, &o.min_lr, &o.adamw);
     if (code != CLI_EXIT_OK) return code;
     o.device = c.device;
-    o.data_path = c.data;
-    o.tokenizer_path = c.tokenizer;
-    o.vocab_size = c.vocab;
+    o.data_path = c.model.data;
+    o.tokenizer_path = c.model.tokenizer;
+    o.vocab_size = c.model.vocab;
     o.batch = c.batch;
     o.grad_accum = c.accum;
     o.steps = c.resume && !args_given(&command, "--steps") ? 0 : c.steps; /* resume: the checkpoint's total */
-    o.lr = (float)c.lr;
-    o.min_lr = c.min_lr >= 0 ? (float)c.min_lr : (float)c.lr / 10.0f;
     o.warmup = c.warmup >= 0 ? c.warmup : (c.steps / 10 < 100 ? c.steps / 10 : 100);
-    o.adamw.weight_decay = (float)c.weight_decay;
-    o.adamw.grad_clip = (float)c.clip;
     o.seed = (uint64_t)c.seed;
     o.log_every = c.log_every;
     o.eval_every = c.eval_every;
@@ -218,8 +172,6 @@ int cmd_train(int argc, char **argv) {
     o.stop_after = c.stop_after;
     o.out_dir = c.out;
     o.resume = c.resume;
-    if (o.min_lr > o.lr)
-        return args_usage_error(command.name, "--min-lr %g exceeds --lr %g", c.min_lr, c.lr);
 
     progress p = {.json = c.json, .terminal = isatty(STDOUT_FILENO) != 0};
     tw_status status = tw_train_run(&o, show_report, &p);
