@@ -15,28 +15,8 @@ const uint RB = 8; /* query rows per step */
 float ka[HD], kb[HD], va[HD], vb[HD], dka[HD], dkb[HD], dva[HD], dvb[HD];
 float pa[RB], pb[RB], dsa[RB], dsb[RB];
 
-/* (ka . q, kb . q, va . g, vb . g) for query row qr and dO row gr, in 4 partial sums each. */
-vec4 dots(uint qr, uint gr) {
-    vec4 x0 = vec4(0.0), x1 = vec4(0.0), x2 = vec4(0.0), x3 = vec4(0.0);
-    uint d = 0;
-    TW_D_UNROLL for (; d + 4 <= HD; d += 4) {
-        vec4 qv = TW_LOAD4(q, qr + d);
-        vec4 gv = TW_LOAD4(dout, gr + d);
-        x0 = fma(vec4(ka[d], ka[d + 1], ka[d + 2], ka[d + 3]), qv, x0);
-        x1 = fma(vec4(kb[d], kb[d + 1], kb[d + 2], kb[d + 3]), qv, x1);
-        x2 = fma(vec4(va[d], va[d + 1], va[d + 2], va[d + 3]), gv, x2);
-        x3 = fma(vec4(vb[d], vb[d + 1], vb[d + 2], vb[d + 3]), gv, x3);
-    }
-    TW_D_UNROLL for (; d < HD; d++) {
-        float qd = TW_LOAD1(q, qr + d), gd = TW_LOAD1(dout, gr + d);
-        x0.x = fma(ka[d], qd, x0.x);
-        x1.x = fma(kb[d], qd, x1.x);
-        x2.x = fma(va[d], gd, x2.x);
-        x3.x = fma(vb[d], gd, x3.x);
-    }
-    return vec4((x0.x + x0.y) + (x0.z + x0.w), (x1.x + x1.y) + (x1.z + x1.w),
-                (x2.x + x2.y) + (x2.z + x2.w), (x3.x + x3.y) + (x3.z + x3.w));
-}
+/* dots(qr, gr): (ka . q, kb . q, va . dO, vb . dO) for query row qr and dO row gr. */
+TW_PAIR_DOTS(ka, kb, q, va, vb, dout)
 
 void key_pair(uint bh, uint w) {
     const uint T = pc.seq_len;

@@ -14,28 +14,8 @@ const uint RB = 8; /* keys per step */
 float qa[HD], qb[HD], ga[HD], gb[HD], acc_a[HD], acc_b[HD];
 float sa[RB], sbk[RB], dpa[RB], dpb[RB];
 
-/* (qa . k, qb . k, ga . v, gb . v) for key row kr and value row vr, in 4 partial sums each. */
-vec4 dots(uint kr, uint vr) {
-    vec4 x0 = vec4(0.0), x1 = vec4(0.0), x2 = vec4(0.0), x3 = vec4(0.0);
-    uint d = 0;
-    TW_D_UNROLL for (; d + 4 <= HD; d += 4) {
-        vec4 kv = TW_LOAD4(k, kr + d);
-        vec4 vv = TW_LOAD4(v, vr + d);
-        x0 = fma(vec4(qa[d], qa[d + 1], qa[d + 2], qa[d + 3]), kv, x0);
-        x1 = fma(vec4(qb[d], qb[d + 1], qb[d + 2], qb[d + 3]), kv, x1);
-        x2 = fma(vec4(ga[d], ga[d + 1], ga[d + 2], ga[d + 3]), vv, x2);
-        x3 = fma(vec4(gb[d], gb[d + 1], gb[d + 2], gb[d + 3]), vv, x3);
-    }
-    TW_D_UNROLL for (; d < HD; d++) {
-        float kd = TW_LOAD1(k, kr + d), vd = TW_LOAD1(v, vr + d);
-        x0.x = fma(qa[d], kd, x0.x);
-        x1.x = fma(qb[d], kd, x1.x);
-        x2.x = fma(ga[d], vd, x2.x);
-        x3.x = fma(gb[d], vd, x3.x);
-    }
-    return vec4((x0.x + x0.y) + (x0.z + x0.w), (x1.x + x1.y) + (x1.z + x1.w),
-                (x2.x + x2.y) + (x2.z + x2.w), (x3.x + x3.y) + (x3.z + x3.w));
-}
+/* dots(kr, vr): (qa . k, qb . k, ga . v, gb . v) for key row kr and value row vr. */
+TW_PAIR_DOTS(qa, qb, k, ga, gb, v)
 
 void row_pair(uint bh, uint w) {
     const uint T = pc.seq_len;

@@ -73,4 +73,31 @@ const float TW_NEG_BIG = -3.0e38;
 uint tw_qkv_base(uint bh) { return (bh / pc.heads) * pc.sb + (bh % pc.heads) * pc.sh; }
 uint tw_out_base(uint bh) { return (bh / pc.heads) * pc.ob + (bh % pc.heads) * pc.oh; }
 
+// The backward's pair product: a function `dots(r1, r2)` returning (a1 . buf1[r1], b1 . buf1[r1],
+// a2 . buf2[r2], b2 . buf2[r2]) for the private rows a1, b1, a2, b2 (HD floats each), in 4
+// partial sums each. The dQ pass gives it (q rows, k) and (dO rows, v); the dK/dV pass (k rows,
+// q) and (v rows, dO). A macro because GLSL passes arrays by value, which would copy the rows.
+#define TW_PAIR_DOTS(a1, b1, buf1, a2, b2, buf2)                                               \
+    vec4 dots(uint r1, uint r2) {                                                              \
+        vec4 x0 = vec4(0.0), x1 = vec4(0.0), x2 = vec4(0.0), x3 = vec4(0.0);                   \
+        uint d = 0;                                                                            \
+        TW_D_UNROLL for (; d + 4 <= HD; d += 4) {                                              \
+            vec4 u1 = TW_LOAD4(buf1, r1 + d);                                                  \
+            vec4 u2 = TW_LOAD4(buf2, r2 + d);                                                  \
+            x0 = fma(vec4(a1[d], a1[d + 1], a1[d + 2], a1[d + 3]), u1, x0);                    \
+            x1 = fma(vec4(b1[d], b1[d + 1], b1[d + 2], b1[d + 3]), u1, x1);                    \
+            x2 = fma(vec4(a2[d], a2[d + 1], a2[d + 2], a2[d + 3]), u2, x2);                    \
+            x3 = fma(vec4(b2[d], b2[d + 1], b2[d + 2], b2[d + 3]), u2, x3);                    \
+        }                                                                                      \
+        TW_D_UNROLL for (; d < HD; d++) {                                                      \
+            float e1 = TW_LOAD1(buf1, r1 + d), e2 = TW_LOAD1(buf2, r2 + d);                    \
+            x0.x = fma(a1[d], e1, x0.x);                                                       \
+            x1.x = fma(b1[d], e1, x1.x);                                                       \
+            x2.x = fma(a2[d], e2, x2.x);                                                       \
+            x3.x = fma(b2[d], e2, x3.x);                                                       \
+        }                                                                                      \
+        return vec4((x0.x + x0.y) + (x0.z + x0.w), (x1.x + x1.y) + (x1.z + x1.w),              \
+                    (x2.x + x2.y) + (x2.z + x2.w), (x3.x + x3.y) + (x3.z + x3.w));             \
+    }
+
 #endif
