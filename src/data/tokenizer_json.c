@@ -266,6 +266,9 @@ tw_status tw_tokenizer_save(const tw_tokenizer *tok, const char *path) {
  * Load
  * ---------------------------------------------------------------------------------------------- */
 
+/* One load of a tokenizer.json. The loader owns every allocation made while reading it
+ * (loader_free releases them all), so each phase below returns at its first error with TW_TRY or
+ * a direct return and never cleans up for itself. */
 typedef struct loader {
     const char *path;
     /* per id: bytes (malloc'd), special flag, the string as written (for messages) */
@@ -275,7 +278,39 @@ typedef struct loader {
     unsigned char *special;
     const char **name;
     tw_bytes_map by_string; /* vocab string -> id (for merges) */
+    int32_t vocab_size;     /* V: one past the largest id, once the ids are known dense */
+    int32_t eot;            /* id of TW_TOKENIZER_EOT_TEXT */
+    /* merges (merge_count): left + right -> result, as ids */
+    int merge_count;
+    int32_t *merge_left, *merge_right, *merge_result;
+    /* scratch: a decoded vocab string; a merge split in two; the two halves joined */
+    unsigned char *decoded;
+    char *merge_text, *joined;
+    /* the builder's input: token strings end to end, offsets (V + 1) into them */
+    unsigned char *data;
+    size_t *offset;
 } loader;
+
+static void loader_free(loader *l) {
+    for (int32_t i = 0; l->bytes && i < l->capacity; i++) free(l->bytes[i]);
+    free(l->bytes);
+    free(l->length);
+    free(l->special);
+    free(l->name);
+    tw_bytes_map_free(&l->by_string);
+    free(l->merge_left);
+    free(l->merge_right);
+    free(l->merge_result);
+    free(l->decoded);
+    free(l->merge_text);
+    free(l->joined);
+    free(l->data);
+    free(l->offset);
+}
+
+static tw_status out_of_memory(const loader *l) {
+    return tw_error(TW_ERR_OUT_OF_MEMORY, "%s: out of memory", l->path);
+}
 
 static tw_status format_error(const loader *l, const char *format, ...)
     __attribute__((format(printf, 2, 3)));
@@ -328,7 +363,7 @@ static tw_status assign(loader *l, const char *field, int32_t id, const unsigned
                             name);
     }
     l->bytes[id] = malloc(length ? length : 1);
-    if (!l->bytes[id]) return tw_error(TW_ERR_OUT_OF_MEMORY, "%s: out of memory", l->path);
+    if (!l->bytes[id]) return out_of_memory(l);
     memcpy(l->bytes[id], bytes, length);
     l->length[id] = length;
     l->special[id] = special;
@@ -336,21 +371,20 @@ static tw_status assign(loader *l, const char *field, int32_t id, const unsigned
     return TW_OK;
 }
 
-/* Splits merge `r` into its two token strings (pointers into `item` or into `buffer`). */
-static tw_status merge_parts(loader *l, const cJSON *item, int r, char **buffer, const char **a,
-                             const char **b) {
+/* Splits merge `r` into its two token strings (pointers into `item` or into l->merge_text). */
+static tw_status merge_parts(loader *l, const cJSON *item, int r, const char **a, const char **b) {
     if (cJSON_IsString(item)) {
         const char *s = item->valuestring;
         const char *space = strchr(s, ' ');
         if (!space || space == s || !space[1] || strchr(space + 1, ' '))
             return format_error(l, "model.merges[%d]: \"%s\" is not two tokens separated by one "
                                 "space", r, s);
-        free(*buffer);
-        *buffer = strdup(s);
-        if (!*buffer) return tw_error(TW_ERR_OUT_OF_MEMORY, "%s: out of memory", l->path);
-        (*buffer)[space - s] = '\0';
-        *a = *buffer;
-        *b = *buffer + (space - s) + 1;
+        free(l->merge_text);
+        l->merge_text = strdup(s);
+        if (!l->merge_text) return out_of_memory(l);
+        l->merge_text[space - s] = '\0';
+        *a = l->merge_text;
+        *b = l->merge_text + (space - s) + 1;
         return TW_OK;
     }
     if (cJSON_IsArray(item) && cJSON_GetArraySize(item) == 2 &&
@@ -387,11 +421,17 @@ static tw_status check_pipeline(loader *l, const cJSON *root) {
     return TW_OK;
 }
 
-static tw_status load_json(loader *l, const cJSON *root, tw_tokenizer **out) {
-    if (!cJSON_IsObject(root)) return format_error(l, "the top level is not a JSON object");
-    tw_status status = check_pipeline(l, root);
-    if (status != TW_OK) return status;
+/* The three parts of the document a BPE tokenizer is read from. */
+typedef struct json_sections {
+    const cJSON *added;  /* added_tokens: array of {id, content} */
+    const cJSON *vocab;  /* model.vocab: object string -> id */
+    const cJSON *merges; /* model.merges: array of "left right" or ["left", "right"] */
+} json_sections;
 
+/* Phase 1: the document's shape and the model settings twist can honour. */
+static tw_status find_sections(loader *l, const cJSON *root, json_sections *out) {
+    if (!cJSON_IsObject(root)) return format_error(l, "the top level is not a JSON object");
+    TW_TRY(check_pipeline(l, root));
     const cJSON *added = cJSON_GetObjectItemCaseSensitive(root, "added_tokens");
     if (!added) return format_error(l, "missing field added_tokens");
     if (!cJSON_IsArray(added)) return format_error(l, "added_tokens: not an array");
@@ -415,9 +455,17 @@ static tw_status load_json(loader *l, const cJSON *root, tw_tokenizer **out) {
     const cJSON *merges = cJSON_GetObjectItemCaseSensitive(model, "merges");
     if (!merges) return format_error(l, "missing field model.merges");
     if (!cJSON_IsArray(merges)) return format_error(l, "model.merges: not an array");
+    out->added = added;
+    out->vocab = vocab;
+    out->merges = merges;
+    return TW_OK;
+}
 
-    /* Ids must be dense, so none can reach the number of entries. */
-    int added_count = cJSON_GetArraySize(added), vocab_count = cJSON_GetArraySize(vocab);
+/* Phase 2: room for one entry per id. Ids must be dense, so none can reach the number of
+ * entries (added tokens + vocab strings). */
+static tw_status allocate_ids(loader *l, const json_sections *sections) {
+    int added_count = cJSON_GetArraySize(sections->added);
+    int vocab_count = cJSON_GetArraySize(sections->vocab);
     if ((int64_t)added_count + vocab_count > TW_TOKENIZER_MAX_VOCAB)
         return format_error(l, "model.vocab: %d tokens, more than twist supports (%d)",
                             added_count + vocab_count, TW_TOKENIZER_MAX_VOCAB);
@@ -427,10 +475,13 @@ static tw_status load_json(loader *l, const cJSON *root, tw_tokenizer **out) {
     l->length = calloc(cap, sizeof *l->length);
     l->special = calloc(cap, 1);
     l->name = calloc(cap, sizeof *l->name);
-    if (!l->bytes || !l->length || !l->special || !l->name)
-        return tw_error(TW_ERR_OUT_OF_MEMORY, "%s: out of memory", l->path);
+    if (!l->bytes || !l->length || !l->special || !l->name) return out_of_memory(l);
+    return TW_OK;
+}
 
-    int32_t eot = -1;
+/* Phase 3: added_tokens, which must include the end-of-text token (l->eot). */
+static tw_status read_added_tokens(loader *l, const cJSON *added) {
+    l->eot = -1;
     int index = 0;
     for (const cJSON *entry = added->child; entry; entry = entry->next, index++) {
         const cJSON *id_item = cJSON_GetObjectItemCaseSensitive(entry, "id");
@@ -446,58 +497,53 @@ static tw_status load_json(loader *l, const cJSON *root, tw_tokenizer **out) {
         for (int32_t other = 0; other < l->capacity; other++) /* added tokens are few */
             if (other != id && l->bytes[other] && l->special[other] && !strcmp(l->name[other], s))
                 return format_error(l, "added_tokens[%d]: \"%s\" is listed twice", index, s);
-        status = assign(l, "added_tokens", id, (const unsigned char *)s, strlen(s), true, s);
-        if (status != TW_OK) return status;
-        if (!strcmp(s, TW_TOKENIZER_EOT_TEXT)) eot = id;
+        TW_TRY(assign(l, "added_tokens", id, (const unsigned char *)s, strlen(s), true, s));
+        if (!strcmp(s, TW_TOKENIZER_EOT_TEXT)) l->eot = id;
     }
-    if (eot < 0)
+    if (l->eot < 0)
         return format_error(l, "added_tokens: no " TW_TOKENIZER_EOT_TEXT " token (the document "
                             "separator twist needs)");
+    return TW_OK;
+}
 
+/* Phase 4a: one model.vocab entry; `s` is its byte-level string. */
+static tw_status read_vocab_entry(loader *l, const cJSON *entry) {
+    const char *s = entry->string;
+    int32_t id;
+    if (!get_id(entry, &id))
+        return format_error(l, "model.vocab[\"%s\"]: the id is not a non-negative integer", s);
+    /* A string naming one of the added tokens under the same id is that token again. */
+    bool is_added = id < l->capacity && l->bytes[id] && l->special[id] && !strcmp(l->name[id], s);
+    size_t n;
+    if (is_added) {
+        TW_TRY(assign(l, "model.vocab", id, (const unsigned char *)s, strlen(s), true, s));
+    } else if (!string_to_bytes(s, l->decoded, &n) || n == 0) {
+        return format_error(l, "model.vocab[\"%s\"]: not a byte-level token string (GPT-2's "
+                            "byte-to-unicode alphabet)", s);
+    } else {
+        TW_TRY(assign(l, "model.vocab", id, l->decoded, n, false, s));
+    }
+    bool inserted;
+    if (!tw_bytes_map_insert(&l->by_string, s, strlen(s), tw_bytes_hash(s, strlen(s)), id,
+                             &inserted))
+        return out_of_memory(l);
+    if (!inserted) return format_error(l, "model.vocab: token \"%s\" is listed twice", s);
+    return TW_OK;
+}
+
+/* Phase 4: model.vocab, then the check that the ids are dense: the largest id fixes V and every
+ * id below it must be used. */
+static tw_status read_vocab(loader *l, const cJSON *vocab) {
     size_t longest = 0;
     for (const cJSON *entry = vocab->child; entry; entry = entry->next) {
         size_t n = strlen(entry->string);
         if (n > longest) longest = n;
     }
-    unsigned char *decoded = malloc(longest + 1);
-    if (!decoded) return tw_error(TW_ERR_OUT_OF_MEMORY, "%s: out of memory", l->path);
-    for (const cJSON *entry = vocab->child; entry; entry = entry->next) {
-        const char *s = entry->string;
-        int32_t id;
-        if (!get_id(entry, &id)) {
-            free(decoded);
-            return format_error(l, "model.vocab[\"%s\"]: the id is not a non-negative integer", s);
-        }
-        size_t n;
-        /* A string naming one of the added tokens under the same id is that token again. */
-        bool is_added = id < l->capacity && l->bytes[id] && l->special[id] && !strcmp(l->name[id], s);
-        if (is_added) {
-            status = assign(l, "model.vocab", id, (const unsigned char *)s, strlen(s), true, s);
-        } else if (!string_to_bytes(s, decoded, &n) || n == 0) {
-            free(decoded);
-            return format_error(l, "model.vocab[\"%s\"]: not a byte-level token string (GPT-2's "
-                                "byte-to-unicode alphabet)", s);
-        } else {
-            status = assign(l, "model.vocab", id, decoded, n, false, s);
-        }
-        if (status != TW_OK) {
-            free(decoded);
-            return status;
-        }
-        bool inserted;
-        if (!tw_bytes_map_insert(&l->by_string, s, strlen(s), tw_bytes_hash(s, strlen(s)), id,
-                                 &inserted)) {
-            free(decoded);
-            return tw_error(TW_ERR_OUT_OF_MEMORY, "%s: out of memory", l->path);
-        }
-        if (!inserted) {
-            free(decoded);
-            return format_error(l, "model.vocab: token \"%s\" is listed twice", s);
-        }
-    }
-    free(decoded);
+    l->decoded = malloc(longest + 1);
+    if (!l->decoded) return out_of_memory(l);
+    for (const cJSON *entry = vocab->child; entry; entry = entry->next)
+        TW_TRY(read_vocab_entry(l, entry));
 
-    /* Dense: the largest id fixes V; every id below it must be used. */
     int32_t v = 0;
     for (int32_t i = 0; i < l->capacity; i++)
         if (l->bytes[i]) v = i + 1;
@@ -505,78 +551,85 @@ static tw_status load_json(loader *l, const cJSON *root, tw_tokenizer **out) {
         if (!l->bytes[i])
             return format_error(l, "model.vocab: ids are not dense: id %d is unused but id %d "
                                 "exists", i, v - 1);
+    l->vocab_size = v;
+    return TW_OK;
+}
 
-    int merge_count = cJSON_GetArraySize(merges);
-    size_t mc = (size_t)(merge_count ? merge_count : 1);
-    int32_t *ml = malloc(mc * sizeof *ml), *mr = malloc(mc * sizeof *mr),
-            *mres = malloc(mc * sizeof *mres);
-    size_t *offset = malloc(((size_t)v + 1) * sizeof *offset);
-    unsigned char *data = NULL;
-    char *buffer = NULL, *joined = NULL;
-    if (!ml || !mr || !mres || !offset) status = tw_error(TW_ERR_OUT_OF_MEMORY, "%s: out of memory",
-                                                          l->path);
+/* Phase 5a: merge `r` as ids: left + right -> result, each a model.vocab string. */
+static tw_status read_merge(loader *l, const cJSON *item, int r) {
+    const char *a = NULL, *b = NULL;
+    TW_TRY(merge_parts(l, item, r, &a, &b));
+    int32_t ia = string_id(l, a), ib = string_id(l, b);
+    if (ia < 0 || ib < 0)
+        return format_error(l, "model.merges[%d]: unknown token \"%s\"", r, ia < 0 ? a : b);
+    size_t la = strlen(a), lb = strlen(b);
+    free(l->joined);
+    l->joined = malloc(la + lb + 1);
+    if (!l->joined) return out_of_memory(l);
+    memcpy(l->joined, a, la);
+    memcpy(l->joined + la, b, lb + 1);
+    int32_t ic = string_id(l, l->joined);
+    if (ic < 0)
+        return format_error(l, "model.merges[%d]: the result \"%s\" of \"%s\" + \"%s\" is not in "
+                            "model.vocab", r, l->joined, a, b);
+    l->merge_left[r] = ia;
+    l->merge_right[r] = ib;
+    l->merge_result[r] = ic;
+    return TW_OK;
+}
+
+/* Phase 5: model.merges, in rank order. */
+static tw_status read_merges(loader *l, const cJSON *merges) {
+    l->merge_count = cJSON_GetArraySize(merges);
+    size_t mc = (size_t)(l->merge_count ? l->merge_count : 1);
+    l->merge_left = malloc(mc * sizeof *l->merge_left);
+    l->merge_right = malloc(mc * sizeof *l->merge_right);
+    l->merge_result = malloc(mc * sizeof *l->merge_result);
+    if (!l->merge_left || !l->merge_right || !l->merge_result) return out_of_memory(l);
     int r = 0;
-    for (const cJSON *item = merges->child; status == TW_OK && item; item = item->next, r++) {
-        const char *a = NULL, *b = NULL;
-        status = merge_parts(l, item, r, &buffer, &a, &b);
-        if (status != TW_OK) break;
-        int32_t ia = string_id(l, a), ib = string_id(l, b);
-        if (ia < 0 || ib < 0) {
-            status = format_error(l, "model.merges[%d]: unknown token \"%s\"", r, ia < 0 ? a : b);
-            break;
-        }
-        size_t la = strlen(a), lb = strlen(b);
-        free(joined);
-        joined = malloc(la + lb + 1);
-        if (!joined) {
-            status = tw_error(TW_ERR_OUT_OF_MEMORY, "%s: out of memory", l->path);
-            break;
-        }
-        memcpy(joined, a, la);
-        memcpy(joined + la, b, lb + 1);
-        int32_t ic = string_id(l, joined);
-        if (ic < 0) {
-            status = format_error(l, "model.merges[%d]: the result \"%s\" of \"%s\" + \"%s\" is "
-                                  "not in model.vocab", r, joined, a, b);
-            break;
-        }
-        ml[r] = ia;
-        mr[r] = ib;
-        mres[r] = ic;
+    for (const cJSON *item = merges->child; item; item = item->next, r++)
+        TW_TRY(read_merge(l, item, r));
+    return TW_OK;
+}
+
+/* Phase 6: the token strings packed end to end (offset (V + 1) into data) and the tokenizer
+ * built from them (the builder copies what it keeps). */
+static tw_status build_tokenizer(loader *l, tw_tokenizer **out) {
+    const int32_t v = l->vocab_size;
+    l->offset = malloc(((size_t)v + 1) * sizeof *l->offset);
+    if (!l->offset) return out_of_memory(l);
+    size_t total = 0;
+    for (int32_t i = 0; i < v; i++) {
+        l->offset[i] = total;
+        total += l->length[i];
     }
-    free(buffer);
-    free(joined);
-    if (status == TW_OK) {
-        size_t total = 0;
-        for (int32_t i = 0; i < v; i++) {
-            offset[i] = total;
-            total += l->length[i];
-        }
-        offset[v] = total;
-        data = malloc(total ? total : 1);
-        if (!data) status = tw_error(TW_ERR_OUT_OF_MEMORY, "%s: out of memory", l->path);
-        for (int32_t i = 0; data && i < v; i++) memcpy(data + offset[i], l->bytes[i], l->length[i]);
-    }
-    if (status == TW_OK) {
-        tw_tokenizer_spec spec = {
-            .vocab_size = v,
-            .token_data = data,
-            .token_offset = offset,
-            .special = l->special,
-            .eot_id = eot,
-            .merge_count = merge_count,
-            .merge_left = ml,
-            .merge_right = mr,
-            .merge_result = mres,
-        };
-        status = tw_tokenizer_build(&spec, l->path, out);
-    }
-    free(ml);
-    free(mr);
-    free(mres);
-    free(offset);
-    free(data);
-    return status;
+    l->offset[v] = total;
+    l->data = malloc(total ? total : 1);
+    if (!l->data) return out_of_memory(l);
+    for (int32_t i = 0; i < v; i++) memcpy(l->data + l->offset[i], l->bytes[i], l->length[i]);
+    tw_tokenizer_spec spec = {
+        .vocab_size = v,
+        .token_data = l->data,
+        .token_offset = l->offset,
+        .special = l->special,
+        .eot_id = l->eot,
+        .merge_count = l->merge_count,
+        .merge_left = l->merge_left,
+        .merge_right = l->merge_right,
+        .merge_result = l->merge_result,
+    };
+    return tw_tokenizer_build(&spec, l->path, out);
+}
+
+/* Reads a parsed tokenizer.json into a tokenizer, phase by phase; the first error ends it. */
+static tw_status load_json(loader *l, const cJSON *root, tw_tokenizer **out) {
+    json_sections sections = {NULL, NULL, NULL};
+    TW_TRY(find_sections(l, root, &sections));
+    TW_TRY(allocate_ids(l, &sections));
+    TW_TRY(read_added_tokens(l, sections.added));
+    TW_TRY(read_vocab(l, sections.vocab));
+    TW_TRY(read_merges(l, sections.merges));
+    return build_tokenizer(l, out);
 }
 
 tw_status tw_tokenizer_load(const char *path, tw_tokenizer **out) {
@@ -615,12 +668,7 @@ tw_status tw_tokenizer_from_json(const char *json, size_t length, const char *pa
     l.path = path;
     tw_bytes_map_init(&l.by_string);
     tw_status status = load_json(&l, root, out);
-    for (int32_t i = 0; l.bytes && i < l.capacity; i++) free(l.bytes[i]);
-    free(l.bytes);
-    free(l.length);
-    free(l.special);
-    free(l.name);
-    tw_bytes_map_free(&l.by_string);
+    loader_free(&l);
     cJSON_Delete(root);
     return status;
 }
