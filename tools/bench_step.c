@@ -55,10 +55,10 @@ static tw_status twist_side_init(twist_side *s, const step_options *o,
                                  const tw_gpt_config *config) {
     tw_adamw_config adam = tw_adamw_defaults();
     const size_t N = (size_t)o->batch * (size_t)o->seq_len;
-    CLI_TRY(tw_device_open(o->device, &s->device));
-    CLI_TRY(tw_gpt_create(s->device, config, &s->model));
-    CLI_TRY(tw_gpt_init_params(s->model, 1));
-    CLI_TRY(tw_adamw_create(s->model, &adam, &s->opt));
+    TW_TRY(tw_device_open(o->device, &s->device));
+    TW_TRY(tw_gpt_create(s->device, config, &s->model));
+    TW_TRY(tw_gpt_init_params(s->model, 1));
+    TW_TRY(tw_adamw_create(s->model, &adam, &s->opt));
     s->tokens = malloc(N * sizeof *s->tokens);
     s->targets = malloc(N * sizeof *s->targets);
     if (!s->tokens || !s->targets) return TW_ERR_OUT_OF_MEMORY; /* reported by the caller */
@@ -73,18 +73,18 @@ static tw_status twist_side_init(twist_side *s, const step_options *o,
 
 /* One full step; the optimizer reads the gradient norm back, so it ends synchronised. */
 static tw_status twist_step(twist_side *s, const step_options *o) {
-    CLI_TRY(tw_gpt_zero_grad(s->model));
-    CLI_TRY(tw_gpt_forward(s->model, s->tokens, s->targets, o->batch, o->seq_len));
-    CLI_TRY(tw_gpt_backward(s->model, 1.0f));
+    TW_TRY(tw_gpt_zero_grad(s->model));
+    TW_TRY(tw_gpt_forward(s->model, s->tokens, s->targets, o->batch, o->seq_len));
+    TW_TRY(tw_gpt_backward(s->model, 1.0f));
     return tw_adamw_update(s->opt, 1e-4f, NULL);
 }
 
 /* Appends o->steps step times (ms) to times. */
 static tw_status twist_round(twist_side *s, const step_options *o, double *times) {
-    for (int i = 0; i < o->warmup; i++) CLI_TRY(twist_step(s, o));
+    for (int i = 0; i < o->warmup; i++) TW_TRY(twist_step(s, o));
     for (int i = 0; i < o->steps; i++) {
         double start = cli_now_ms();
-        CLI_TRY(twist_step(s, o));
+        TW_TRY(twist_step(s, o));
         times[i] = cli_now_ms() - start;
     }
     return TW_OK;

@@ -4,6 +4,7 @@
 #define TWIST_TOOLS_CLI_H
 
 #include "twist/backend.h"
+#include "twist/error.h" /* TW_TRY for library calls inside commands */
 
 /* 0 success; 1 a runtime failure (no such device, out of memory, driver error); 2 bad usage
  * (unknown command or flag, a value that cannot be right). */
@@ -21,13 +22,6 @@ int cmd_sample(int argc, char **argv);
 int cmd_data(int argc, char **argv);
 int cmd_ist(int argc, char **argv);
 int cmd_dp(int argc, char **argv);
-
-/* Returns the status of a library call from the enclosing function unless it is TW_OK. */
-#define CLI_TRY(call)                                   \
-    do {                                                \
-        tw_status cli_try_status_ = (call);             \
-        if (cli_try_status_ != TW_OK) return cli_try_status_; \
-    } while (0)
 
 /* Prints "<prog>: <library message>" for a failed library call and returns CLI_EXIT_RUNTIME. */
 int cli_library_error(const char *prog, tw_status status);

@@ -40,7 +40,7 @@
 #include <cjson/cJSON.h>
 
 #include "ckpt/ckpt_internal.h"
-#include "core/backend_impl.h"
+#include "twist/error.h"
 
 int tw_ckpt_test_crash_point = TW_CKPT_CRASH_NONE;
 

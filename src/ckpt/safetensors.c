@@ -16,7 +16,7 @@
 
 #include "ckpt/ckpt_internal.h"
 #include "core/paths.h"
-#include "core/backend_impl.h"
+#include "twist/error.h"
 
 /* Larger headers are refused (as the reference implementation does) before parsing. */
 #define TW_ST_MAX_HEADER (100u * 1024u * 1024u)

@@ -12,6 +12,7 @@
 #define TWIST_CORE_BACKEND_IMPL_H
 
 #include "twist/backend.h"
+#include "twist/error.h"
 
 struct tw_buffer {
     tw_device *device;
@@ -109,17 +110,6 @@ struct tw_device {
     size_t bytes_in_use;
     size_t peak_bytes;
 };
-
-/* Returns from the enclosing function with the status of `call` when it is not TW_OK. */
-#define TW_TRY(call)                                   \
-    do {                                               \
-        tw_status tw_try_status_ = (call);             \
-        if (tw_try_status_ != TW_OK) return tw_try_status_; \
-    } while (0)
-
-/* Records an error message for this thread and returns `status`. printf-style. */
-tw_status tw_error(tw_status status, const char *format, ...)
-    __attribute__((format(printf, 2, 3)));
 
 /* Backends compiled into this library; each is defined in backends/<name>/ and returns NULL
  * when not built (see src/core/registry.c). */

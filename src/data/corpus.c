@@ -8,7 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "core/backend_impl.h"
+#include "twist/error.h"
 #include "core/paths.h"
 #include "data/data_impl.h"
 #include "twist/data.h"

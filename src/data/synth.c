@@ -18,7 +18,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "core/backend_impl.h"
+#include "twist/error.h"
 #include "data/data_impl.h"
 #include "data/synth_words.h"
 #include "twist/data.h"

@@ -3,7 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/backend_impl.h"
+#include "twist/error.h"
 #include "data/tokenizer_impl.h"
 
 /* ------------------------------------------------------------------------------------------------

@@ -15,7 +15,7 @@
 
 #include <cjson/cJSON.h>
 
-#include "core/backend_impl.h"
+#include "twist/error.h"
 #include "core/paths.h"
 #include "data/tokenizer_impl.h"
 

@@ -19,7 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/backend_impl.h"
+#include "twist/error.h"
 #include "core/paths.h"
 #include "data/tokenizer_impl.h"
 

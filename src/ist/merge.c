@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/backend_impl.h"
+#include "twist/error.h"
 #include "ist/ist_internal.h"
 
 /* Counts are 16-bit to keep the merge at 26 bytes per parameter; more adds are refused. */

@@ -8,7 +8,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "core/backend_impl.h"
+#include "twist/error.h"
 #include "ist/dist_internal.h"
 #include "train/train_internal.h"
 #include "twist/train.h"

@@ -3,7 +3,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "core/backend_impl.h"
+#include "twist/error.h"
 #include "ist/dist_internal.h"
 
 tw_dist_options tw_dist_defaults(void) {

@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/backend_impl.h"
+#include "twist/error.h"
 #include "ist/ist_internal.h"
 
 /* ------------------------------------------------------------------------------------------ */

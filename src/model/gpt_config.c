@@ -3,7 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/backend_impl.h"
+#include "twist/error.h"
 #include "twist/model.h"
 
 /* Limits that keep every size product below 2^31 elements per dimension and catch typos. */

@@ -9,7 +9,7 @@
 #ifndef TWIST_MODEL_GPT_INTERNAL_H
 #define TWIST_MODEL_GPT_INTERNAL_H
 
-#include "core/backend_impl.h"
+#include "twist/error.h"
 #include "twist/model.h"
 
 /* The parameter tensors of one block (pointers into tw_gpt.tensors). */

@@ -7,7 +7,7 @@
 #include <math.h>
 #include <stdio.h>
 
-#include "core/backend_impl.h"
+#include "twist/error.h"
 #include "twist/attention_unfused.h"
 
 /* One strided-batch gemm operand: H matrices starting at mem, `stride` apart, row stride ld. */
@@ -59,7 +59,7 @@ static tw_status gemm_heads(tw_device *device, int heads, bool trans_a, bool tra
 static tw_status check_tensor(const char *op, const char *name, tw_device *device, tw_mem mem,
                               const tw_attention_args *args, tw_bhtd_stride stride) {
     if (!mem.buffer) return tw_error(TW_ERR_INVALID_ARGUMENT, "%s: %s has no buffer", op, name);
-    if (mem.buffer->device != device)
+    if (tw_buffer_device(mem.buffer) != device)
         return tw_error(TW_ERR_INVALID_ARGUMENT, "%s: %s lives on another device", op, name);
     if (stride.b < 0 || stride.h < 0 || stride.t < 0)
         return tw_error(TW_ERR_INVALID_ARGUMENT, "%s: negative stride for %s", op, name);
@@ -70,10 +70,10 @@ static tw_status check_tensor(const char *op, const char *name, tw_device *devic
         if (__builtin_mul_overflow((size_t)(counts[i] - 1), (size_t)strides[i], &term) ||
             __builtin_add_overflow(extent, term, &extent))
             return tw_error(TW_ERR_INVALID_ARGUMENT, "%s: extent of %s overflows", op, name);
-    if (extent > mem.buffer->bytes / 4)
+    if (extent > tw_buffer_size(mem.buffer) / 4)
         return tw_error(TW_ERR_INVALID_ARGUMENT,
                         "%s: %s needs %zu elements from the start of its buffer, which holds %zu",
-                        op, name, extent, mem.buffer->bytes / 4);
+                        op, name, extent, tw_buffer_size(mem.buffer) / 4);
     return TW_OK;
 }
 

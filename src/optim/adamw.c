@@ -3,7 +3,7 @@
 #include <math.h>
 #include <stdlib.h>
 
-#include "core/backend_impl.h"
+#include "twist/error.h"
 #include "twist/optim.h"
 
 struct tw_adamw {

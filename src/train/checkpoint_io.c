@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/backend_impl.h"
+#include "twist/error.h"
 #include "twist/train.h"
 
 enum { NAME_CAPACITY = TW_GPT_NAME_MAX + 16 };

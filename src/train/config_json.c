@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/backend_impl.h"
+#include "twist/error.h"
 #include "twist/train.h"
 
 static bool layers_uniform(const tw_gpt_config *c) {

@@ -3,7 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/backend_impl.h"
+#include "twist/error.h"
 #include "twist/train.h"
 
 tw_status tw_evaluate(tw_gpt *model, const int32_t *stream, size_t token_count, int batch,

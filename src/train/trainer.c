@@ -13,7 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "core/backend_impl.h"
+#include "twist/error.h"
 #include "core/paths.h"
 #include "train/train_internal.h"
 #include "twist/train.h"

@@ -15,7 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/backend_impl.h"
+#include "twist/error.h"
 #include "ist/dist_internal.h"
 
 typedef struct mpi_transport {
