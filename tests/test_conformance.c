@@ -63,6 +63,7 @@
 
 #include "harness.h"
 #include "reference.h"
+#include "twist/clock.h"
 
 enum { MAX_TENSORS = 8, GUARD = 3 };
 
@@ -119,12 +120,6 @@ static struct {
     family fam;
     int total_cases;
 } S;
-
-static double now_seconds(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static float uniform(float lo, float hi) { return tw_test_rng_uniform(&S.rng, lo, hi); }
 static int rand_int(int n) { return tw_test_rng_int(&S.rng, n); }
@@ -375,13 +370,13 @@ static void check_case(op_case *c, run_fn run, ref_fn ref, const void *params) {
 static void family_begin(const char *name) {
     memset(&S.fam, 0, sizeof S.fam);
     snprintf(S.fam.name, sizeof S.fam.name, "%s", name);
-    S.fam.start = now_seconds();
+    S.fam.start = tw_now_seconds();
 }
 
 static void family_end(void) {
     const family *f = &S.fam;
     printf("%-18s %3d cases %6.2fs  %s  worst err %.2e / tol %.1e at %s\n    shapes: %s\n",
-           f->name, f->cases, now_seconds() - f->start, f->failures ? "FAIL" : "ok  ",
+           f->name, f->cases, tw_now_seconds() - f->start, f->failures ? "FAIL" : "ok  ",
            f->worst_err, f->worst_tol, f->worst_shape, f->shapes);
     if (f->extra_limit)
         printf("    device scratch: at most %zu bytes (allowance at that shape: %zu)\n",
@@ -1403,7 +1398,7 @@ int main(int argc, char **argv) {
     }
     tw_test_rng_seed(&S.rng, 20261123);
     print_device();
-    double start = now_seconds();
+    double start = tw_now_seconds();
 
     gemm_families();
     attention_family(false);
@@ -1426,7 +1421,7 @@ int main(int argc, char **argv) {
     adamw_family();
     for (int kind = GATHER_ROWS; kind <= SCATTER_COLS; kind++) gather_family(kind);
 
-    printf("%d cases in %.1f s on %s\n", S.total_cases, now_seconds() - start,
+    printf("%d cases in %.1f s on %s\n", S.total_cases, tw_now_seconds() - start,
            tw_device_get_info(S.dut)->spec);
     /* Leaks are caught per case (repeat runs); what remains is scratch the backend keeps. */
     printf("device bytes still held by the backend (scratch kept for reuse): %zu\n",

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "twist/clock.h"
 #include "twist/data.h"
 
 typedef struct text_stats {
@@ -150,11 +151,9 @@ int main(void) {
     size_t len[2];
     double seconds[2];
     for (int level = 0; level < TW_SYNTH_LEVELS; level++) {
-        struct timespec t0, t1;
-        clock_gettime(CLOCK_MONOTONIC, &t0);
+        const double t0 = tw_now_seconds();
         TW_CHECK_OK(tw_synth_generate(level, 2024, 200000, &text[level], &len[level]));
-        clock_gettime(CLOCK_MONOTONIC, &t1);
-        seconds[level] = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
+        seconds[level] = tw_now_seconds() - t0;
         st[level] = stats_of(text[level], len[level], level);
         check_well_formed(text[level], len[level], level);
         printf("level %d: %zu words, %zu sentences (%.1f words each), %zu stories, %zu distinct "

@@ -14,14 +14,9 @@
 
 #include "harness.h"
 #include "twist/tokenizer.h"
+#include "twist/clock.h"
 
 static char temp_dir[256];
-
-static double now_seconds(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static char *temp_path(const char *name) {
     static char paths[8][512];
@@ -609,16 +604,16 @@ static void check_tinystories(const char *corpus, size_t cut, size_t held, int v
     const char *texts[] = {corpus};
     size_t lengths[] = {cut};
     tw_tokenizer *tok = NULL;
-    double t0 = now_seconds();
+    double t0 = tw_now_seconds();
     TW_CHECK_OK(tw_tokenizer_train_texts(texts, lengths, 1, vocab, &tok));
-    double t1 = now_seconds();
+    double t1 = tw_now_seconds();
     if (!tok) return;
     TW_CHECK(tw_tokenizer_vocab_size(tok) == vocab, "vocab %d, asked for %d",
              tw_tokenizer_vocab_size(tok), vocab);
     int32_t *ids = NULL;
     size_t count = 0;
     TW_CHECK_OK(tw_tokenizer_encode(tok, corpus, cut, &ids, &count));
-    double t2 = now_seconds();
+    double t2 = tw_now_seconds();
     double ratio = count ? (double)cut / (double)count : 0;
     TW_CHECK(ratio > min_ratio, "vocab %d: compression %.2f bytes/token on the training slice, "
              "expected > %.1f", vocab, ratio, min_ratio);

@@ -30,7 +30,7 @@ int cli_library_error(const char *prog, tw_status status);
 int cli_runtime_error(const char *prog, const char *format, ...)
     __attribute__((format(printf, 2, 3)));
 
-/* Monotonic wall clock in milliseconds. */
+/* tw_now_seconds() (twist/clock.h) in milliseconds, the unit of the bench commands. */
 double cli_now_ms(void);
 
 /* Median of count values (sorts them in place); 0 for an empty array. */

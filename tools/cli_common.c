@@ -5,6 +5,7 @@
 #include <time.h>
 
 #include "cli.h"
+#include "twist/clock.h"
 
 int cli_library_error(const char *prog, tw_status status) {
     const char *message = tw_last_error();
@@ -25,11 +26,7 @@ int cli_runtime_error(const char *prog, const char *format, ...) {
     return CLI_EXIT_RUNTIME;
 }
 
-double cli_now_ms(void) {
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    return (double)now.tv_sec * 1e3 + (double)now.tv_nsec * 1e-6;
-}
+double cli_now_ms(void) { return 1e3 * tw_now_seconds(); }
 
 static int compare_doubles(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "cpu_internal.h"
+#include "twist/clock.h"
 #include "twist/cpu.h"
 
 /* Host buffers are aligned to a cache line, which also suits every SIMD width. */
@@ -124,7 +125,7 @@ static tw_status cpu_fill_f32(void *context, void *handle, size_t offset, size_t
 /* An event is the time it was recorded, in nanoseconds of the monotonic clock. */
 static tw_status cpu_event_create(void *context, void **handle) {
     (void)context;
-    int64_t *stamp = calloc(1, sizeof *stamp);
+    double *stamp = calloc(1, sizeof *stamp); /* tw_now_seconds() when recorded */
     if (!stamp) return tw_error(TW_ERR_OUT_OF_MEMORY, "cpu: out of host memory for an event");
     *handle = stamp;
     return TW_OK;
@@ -137,15 +138,13 @@ static void cpu_event_destroy(void *context, void *handle) {
 
 static tw_status cpu_event_record(void *context, void *handle) {
     (void)context;
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    *(int64_t *)handle = (int64_t)now.tv_sec * 1000000000 + now.tv_nsec;
+    *(double *)handle = tw_now_seconds();
     return TW_OK;
 }
 
 static tw_status cpu_event_elapsed_ms(void *context, void *start, void *end, double *ms) {
     (void)context;
-    *ms = (double)(*(int64_t *)end - *(int64_t *)start) / 1e6;
+    *ms = (*(double *)end - *(double *)start) * 1e3;
     return TW_OK;
 }
 

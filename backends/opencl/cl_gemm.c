@@ -25,6 +25,7 @@
 
 #include "cl_internal.h"
 #include "core/paths.h"
+#include "twist/clock.h"
 
 /* ------------------------------------------------------------------------------------------------
  * The two implementations
@@ -134,12 +135,6 @@ static void save_choices(const tw_cl_context *cl) {
  * Measurement
  * ---------------------------------------------------------------------------------------------- */
 
-static double now_seconds(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 /* Best of a few runs (after one warm-up that also compiles), in seconds; a negative result when
  * CLBlast refuses the shape. */
 static tw_status time_impl(tw_cl_context *cl, tw_gemm_impl impl, const tw_gemm_args *args,
@@ -147,7 +142,7 @@ static tw_status time_impl(tw_cl_context *cl, tw_gemm_impl impl, const tw_gemm_a
     *seconds = -1.0;
     double best = 1e30, total = 0.0;
     for (int run = 0; run < 6 && (run < 2 || total < 0.05); run++) {
-        double start = now_seconds();
+        double start = tw_now_seconds();
         tw_status status = TW_OK;
         if (impl == TW_GEMM_VENDOR) {
             if (run_clblast(cl, args, a, b, c, &status) != CLBlastSuccess) return TW_OK;
@@ -157,7 +152,7 @@ static tw_status time_impl(tw_cl_context *cl, tw_gemm_impl impl, const tw_gemm_a
         if (status != TW_OK) return status;
         cl_int err = clFinish(cl->queue);
         if (err != CL_SUCCESS) return tw_cl_fail(err, "clFinish");
-        double elapsed = now_seconds() - start;
+        double elapsed = tw_now_seconds() - start;
         if (run > 0) { /* run 0 compiles */
             best = elapsed < best ? elapsed : best;
             total += elapsed;

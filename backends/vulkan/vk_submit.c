@@ -10,6 +10,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "twist/clock.h"
 #include "vk_host.h"
 
 /* ------------------------------------------------------------------------------------------------
@@ -368,18 +369,12 @@ void tw_vk_event_destroy(void *context, void *handle) {
     free(event);
 }
 
-static double host_ms(void) {
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    return (double)now.tv_sec * 1e3 + (double)now.tv_nsec * 1e-6;
-}
-
 tw_status tw_vk_event_record(void *context, void *handle) {
     tw_vk_context *vk = context;
     tw_vk_event *event = handle;
     if (!vk->timestamps) {
         TW_TRY(tw_vk_finish(vk));
-        event->host_ms = host_ms();
+        event->host_ms = 1e3 * tw_now_seconds();
         return TW_OK;
     }
     VkCommandBuffer cmd;

@@ -12,12 +12,7 @@
 #include "ist/dist_internal.h"
 #include "train/train_internal.h"
 #include "twist/train.h"
-
-static double seconds_now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
+#include "twist/clock.h"
 
 static const char *const MODE_NAMES[] = {"ist", "allreduce", "localsgd"};
 
@@ -354,7 +349,7 @@ static void write_record(master_run *m, int round, const round_phases *p,
     else cJSON_AddNullToObject(record, "train_loss");
     if (isfinite(val_loss)) cJSON_AddNumberToObject(record, "val_loss", val_loss);
     else cJSON_AddNullToObject(record, "val_loss");
-    cJSON_AddNumberToObject(record, "elapsed_s", seconds_now() - m->started);
+    cJSON_AddNumberToObject(record, "elapsed_s", tw_now_seconds() - m->started);
     char *text = cJSON_PrintUnformatted(record);
     if (text) {
         fprintf(m->json, "%s\n", text);
@@ -408,25 +403,25 @@ static tw_status run_round(master_run *m, int round) {
     round_phases p = {0};
     int slot_of[TW_DIST_MAX_WORKERS], failed[TW_DIST_MAX_WORKERS];
     tw_ist_partition *partition = NULL;
-    double t = seconds_now();
+    double t = tw_now_seconds();
     TW_TRY(partition_round(m, round, slot_of, &partition));
-    p.partition = seconds_now() - t;
-    t = seconds_now();
+    p.partition = tw_now_seconds() - t;
+    t = tw_now_seconds();
     tw_status status = extract_round(m, round, partition, slot_of);
-    p.extract = seconds_now() - t;
-    t = seconds_now();
+    p.extract = tw_now_seconds() - t;
+    t = tw_now_seconds();
     if (status == TW_OK) status = m->transport->ops->send(m->transport, m->jobs, m->packed);
-    p.send = seconds_now() - t;
-    t = seconds_now();
+    p.send = tw_now_seconds() - t;
+    t = tw_now_seconds();
     if (status == TW_OK) status = m->transport->ops->train(m->transport, m->jobs, m->results);
-    p.train = seconds_now() - t;
-    t = seconds_now();
+    p.train = tw_now_seconds() - t;
+    t = tw_now_seconds();
     if (status == TW_OK)
         status = m->transport->ops->receive(m->transport, m->jobs, m->results, m->packed);
-    p.receive = seconds_now() - t;
-    t = seconds_now();
+    p.receive = tw_now_seconds() - t;
+    t = tw_now_seconds();
     if (status == TW_OK) status = merge_round(m, partition, slot_of);
-    p.merge = seconds_now() - t;
+    p.merge = tw_now_seconds() - t;
     free_partition(m, partition);
     if (status != TW_OK) return status;
 
@@ -438,9 +433,9 @@ static tw_status run_round(master_run *m, int round) {
     double val_loss = NAN;
     const bool last = round == o->rounds - 1;
     if (last || (o->eval_every > 0 && (round + 1) % o->eval_every == 0)) {
-        t = seconds_now();
+        t = tw_now_seconds();
         TW_TRY(evaluate_master(m, &val_loss));
-        p.eval = seconds_now() - t;
+        p.eval = tw_now_seconds() - t;
     }
     uint64_t round_bytes = 0;
     for (int w = 0; w < m->workers; w++)
@@ -455,10 +450,10 @@ static tw_status run_round(master_run *m, int round) {
                  "round %d/%d: step %d, %d workers, train loss %.4f%s, %.1f MiB moved, "
                  "training %.2f s, elapsed %.1f s",
                  round + 1, o->rounds, m->master->step, alive_count(m), train_loss, val,
-                 (double)round_bytes / 1048576.0, p.train, seconds_now() - m->started);
+                 (double)round_bytes / 1048576.0, p.train, tw_now_seconds() - m->started);
         tw_dist_report r = {.message = message, .round = round, .workers = alive_count(m),
                             .val_loss = val_loss, .train_loss = train_loss,
-                            .elapsed_s = seconds_now() - m->started};
+                            .elapsed_s = tw_now_seconds() - m->started};
         m->report(m->context, &r);
     }
     return TW_OK;
@@ -532,7 +527,7 @@ tw_status dist_master_rounds(const tw_dist_options *options, const dist_setup *s
                              dist_transport *transport, tw_dist_report_fn report, void *context) {
     master_run m = {.options = options, .setup = setup, .transport = transport,
                     .report = report, .context = context, .workers = transport->workers,
-                    .started = seconds_now()};
+                    .started = tw_now_seconds()};
     tw_status status = allocate(&m);
     if (status == TW_OK) status = init_master(&m);
     if (status == TW_OK && options->json_path) {

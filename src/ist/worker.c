@@ -12,12 +12,7 @@
 #include "twist/error.h"
 #include "ist/dist_internal.h"
 #include "train/train_internal.h"
-
-static double seconds_now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
+#include "twist/clock.h"
 
 tw_status dist_worker_init(dist_worker *worker, int index, int shard_count, const char *device,
                            const tw_dataset *dataset, const tw_dist_options *options,
@@ -118,7 +113,7 @@ static tw_status average_grads(dist_worker *worker, const dist_comm *comm, bool 
 /* --slow-worker: sleeps (factor - 1) times the time since step_started (the step just done,
  * whose AdamW update has read the gradient norm back, so the device has finished it). */
 static void pretend_slower(double factor, double step_started) {
-    const double wait = (factor - 1.0) * (seconds_now() - step_started);
+    const double wait = (factor - 1.0) * (tw_now_seconds() - step_started);
     if (!(wait > 0.0)) return;
     struct timespec duration = {(time_t)wait, (long)((wait - floor(wait)) * 1e9)};
     while (nanosleep(&duration, &duration) != 0 && errno == EINTR) {
@@ -141,7 +136,7 @@ static tw_status local_steps(dist_worker *worker, const dist_job *job, const dis
             failure = tw_error(TW_ERR_BACKEND, "worker %d: fault injected at local step %d",
                                worker->index, s);
         double loss = 0.0;
-        const double step_started = seconds_now();
+        const double step_started = tw_now_seconds();
         if (failure == TW_OK)
             failure = tw_train_compute_grads(worker->model, &worker->loader, o->batch, T,
                                              o->grad_accum, worker->inputs, worker->targets,
@@ -182,7 +177,7 @@ void dist_worker_train(dist_worker *worker, const dist_job *job, const dist_comm
     const tw_dist_options *o = worker->options;
     memset(result, 0, sizeof *result);
     result->loss = NAN;
-    const double started = seconds_now();
+    const double started = tw_now_seconds();
     const size_t P = (size_t)(job->packed_floats / 3);
     tw_status status = ensure_model(worker, &job->config);
     if (status == TW_OK && tw_gpt_param_count(worker->model) != P)
@@ -197,7 +192,7 @@ void dist_worker_train(dist_worker *worker, const dist_job *job, const dist_comm
         idle_averages(worker, job, comm, P);
     }
     if (status == TW_OK) status = download_packed(worker, P);
-    result->train_s = seconds_now() - started;
+    result->train_s = tw_now_seconds() - started;
     const double tokens = (double)job->local_steps * o->grad_accum * o->batch *
                           o->model.max_seq_len;
     result->tokens_per_s = result->train_s > 0 ? tokens / result->train_s : 0.0;

@@ -17,6 +17,7 @@
 #include "core/paths.h"
 #include "train/train_internal.h"
 #include "twist/train.h"
+#include "twist/clock.h"
 
 tw_train_options tw_train_defaults(void) {
     tw_train_options o;
@@ -34,12 +35,6 @@ tw_train_options tw_train_defaults(void) {
     o.eval_every = 250;
     o.eval_batches = 20;
     return o;
-}
-
-static double now_seconds(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -388,7 +383,7 @@ static tw_status evaluate(run *r) {
                               .total_steps = r->options.steps};
     TW_TRY(tw_evaluate(r->model, r->dataset->val, r->dataset->val_tokens, r->options.batch,
                         r->options.model.max_seq_len, r->options.eval_batches, &report.eval));
-    report.elapsed_s = now_seconds() - r->started;
+    report.elapsed_s = tw_now_seconds() - r->started;
     if (r->report) r->report(r->report_context, &report);
     return TW_OK;
 }
@@ -427,7 +422,7 @@ static tw_status train_step(run *r, int32_t *inputs, int32_t *targets) {
     r->tokens_done += (double)o->grad_accum * o->batch * T;
     report.step = r->state.step;
     report.grad_norm = norm;
-    report.elapsed_s = now_seconds() - r->started;
+    report.elapsed_s = tw_now_seconds() - r->started;
     report.tokens_per_s = r->tokens_done / report.elapsed_s;
     bool last = r->state.step == o->steps;
     if (r->report && (last || (o->log_every > 0 && r->state.step % o->log_every == 0)))
@@ -447,7 +442,7 @@ static tw_status train_loop(run *r) {
     const int stop = o->stop_after > 0 && r->state.step + o->stop_after < o->steps
                          ? r->state.step + o->stop_after : o->steps;
     tw_status status = TW_OK;
-    r->started = now_seconds();
+    r->started = tw_now_seconds();
     while (status == TW_OK && r->state.step < stop) {
         status = train_step(r, inputs, targets);
         const int step = r->state.step;
