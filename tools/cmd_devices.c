@@ -7,7 +7,6 @@
 
 #include "args.h"
 #include "cli.h"
-#include "core/registry.h"
 #include "json.h"
 
 static const char *const PROG = "twist devices";

@@ -7,50 +7,21 @@
 #ifndef TWIST_BACKENDS_CPU_INTERNAL_H
 #define TWIST_BACKENDS_CPU_INTERNAL_H
 
-#include "core/backend_impl.h"
+#include "twist/backend_support.h"
 
 typedef struct tw_cpu_context {
     tw_device *device; /* the front-end device, for scratch buffers counted in its bytes */
 } tw_cpu_context;
 
-/* cpu_ops.c */
-tw_status tw_cpu_gemm(void *context, const tw_gemm_args *args);
-tw_status tw_cpu_softmax_fwd(void *context, int rows, int cols, int causal_t, tw_mem in,
-                             tw_mem out);
-tw_status tw_cpu_softmax_bwd(void *context, int rows, int cols, tw_mem y, tw_mem dy, tw_mem dx);
-tw_status tw_cpu_layernorm_fwd(void *context, int rows, int cols, float eps, tw_mem x,
-                               tw_mem weight, tw_mem bias, tw_mem out, tw_mem mean, tw_mem rstd);
-tw_status tw_cpu_layernorm_bwd(void *context, int rows, int cols, tw_mem dout, tw_mem x,
-                               tw_mem weight, tw_mem mean, tw_mem rstd, tw_mem dx, tw_mem dweight,
-                               tw_mem dbias);
-tw_status tw_cpu_gelu_fwd(void *context, size_t n, tw_mem x, tw_mem out);
-tw_status tw_cpu_gelu_bwd(void *context, size_t n, tw_mem x, tw_mem dout, tw_mem dx);
-tw_status tw_cpu_embedding_fwd(void *context, int batch, int seq_len, int channels, int vocab,
-                               tw_mem tokens, tw_mem wte, tw_mem wpe, tw_mem out);
-tw_status tw_cpu_embedding_bwd(void *context, int batch, int seq_len, int channels, int vocab,
-                               tw_mem tokens, tw_mem dout, tw_mem dwte, tw_mem dwpe);
-tw_status tw_cpu_softmax_xent_fwd(void *context, int rows, int vocab, int ld, tw_mem logits,
-                                  tw_mem targets, tw_mem losses, tw_mem lse, tw_mem correct);
-tw_status tw_cpu_softmax_xent_bwd(void *context, int rows, int vocab, int ld, float grad_scale,
-                                  tw_mem logits, tw_mem targets, tw_mem lse, tw_mem dlogits);
-tw_status tw_cpu_bias_add(void *context, int rows, int cols, tw_mem bias, tw_mem out);
-tw_status tw_cpu_bias_bwd(void *context, int rows, int cols, tw_mem dout, tw_mem dbias);
-tw_status tw_cpu_add(void *context, size_t n, tw_mem a, tw_mem b, tw_mem out);
-tw_status tw_cpu_scale(void *context, size_t n, float alpha, tw_mem x, tw_mem out);
-tw_status tw_cpu_sum_sq(void *context, size_t n, tw_mem x, tw_mem out);
-tw_status tw_cpu_adamw_step(void *context, size_t n, const tw_adamw_args *args, tw_mem param,
-                            tw_mem grad, tw_mem m, tw_mem v);
-tw_status tw_cpu_gather_rows(void *context, int src_rows, int cols, int count, tw_mem idx,
-                             tw_mem src, tw_mem dst);
-tw_status tw_cpu_scatter_rows(void *context, int dst_rows, int cols, int count, tw_mem idx,
-                              tw_mem src, tw_mem dst, bool accumulate);
-tw_status tw_cpu_gather_cols(void *context, int rows, int src_cols, int count, tw_mem idx,
-                             tw_mem src, tw_mem dst);
-tw_status tw_cpu_scatter_cols(void *context, int rows, int dst_cols, int count, tw_mem idx,
-                              tw_mem src, tw_mem dst, bool accumulate);
+/* The ops (cpu_ops.c; attention in cpu_attention.c): tw_cpu_gemm, tw_cpu_attention_fwd, ... */
+TW_BACKEND_OP_PROTOTYPES(tw_cpu)
 
-/* cpu_attention.c */
-tw_status tw_cpu_attention_fwd(void *context, const tw_attention_args *args);
-tw_status tw_cpu_attention_bwd(void *context, const tw_attention_args *args);
+/* Host pointer of a tw_mem (the handle of a cpu buffer is its host allocation). */
+static inline float *tw_cpu_f32(tw_mem mem) {
+    return (float *)mem.buffer->handle + mem.offset;
+}
+static inline int32_t *tw_cpu_i32(tw_mem mem) {
+    return (int32_t *)mem.buffer->handle + mem.offset;
+}
 
 #endif

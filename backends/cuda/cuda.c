@@ -279,7 +279,7 @@ static tw_status cuda_fill_f32(void *context, void *handle, size_t offset, size_
     tw_cuda_context *cu = context;
     TW_TRY(tw_cuda_activate(cu));
     float *dst = (float *)block_bytes(handle) + offset;
-    cudaError_t err = tw_cuda_fill(cu->stream, dst, count, value);
+    cudaError_t err = tw_cuda_launch_fill(cu->stream, dst, count, value);
     return err == cudaSuccess ? TW_OK : tw_cuda_fail(err, "fill");
 }
 
@@ -345,29 +345,7 @@ static const tw_backend_vtable cuda_vtable = {
     .event_destroy = cuda_event_destroy,
     .event_record = cuda_event_record,
     .event_elapsed_ms = cuda_event_elapsed_ms,
-    .gemm = tw_cuda_gemm,
-    .attention_fwd = tw_cuda_attention_fwd_op,
-    .attention_bwd = tw_cuda_attention_bwd_op,
-    .softmax_fwd = tw_cuda_softmax_fwd_op,
-    .softmax_bwd = tw_cuda_softmax_bwd_op,
-    .layernorm_fwd = tw_cuda_layernorm_fwd_op,
-    .layernorm_bwd = tw_cuda_layernorm_bwd_op,
-    .gelu_fwd = tw_cuda_gelu_fwd_op,
-    .gelu_bwd = tw_cuda_gelu_bwd_op,
-    .embedding_fwd = tw_cuda_embedding_fwd_op,
-    .embedding_bwd = tw_cuda_embedding_bwd_op,
-    .softmax_xent_fwd = tw_cuda_xent_fwd_op,
-    .softmax_xent_bwd = tw_cuda_xent_bwd_op,
-    .bias_add = tw_cuda_bias_add_op,
-    .bias_bwd = tw_cuda_bias_bwd_op,
-    .add = tw_cuda_add_op,
-    .scale = tw_cuda_scale_op,
-    .sum_sq = tw_cuda_sum_sq_op,
-    .adamw_step = tw_cuda_adamw_op,
-    .gather_rows = tw_cuda_gather_rows_op,
-    .scatter_rows = tw_cuda_scatter_rows_op,
-    .gather_cols = tw_cuda_gather_cols_op,
-    .scatter_cols = tw_cuda_scatter_cols_op,
+    TW_BACKEND_OP_INITIALISERS(tw_cuda) /* every op, from the list in twist/backend_support.h */
     .set_gemm_impl = tw_cuda_set_gemm_impl,
     .no_device_reason = cuda_no_device_reason,
 };

@@ -26,7 +26,7 @@ tw_status tw_cuda_gemm(void *context, const tw_gemm_args *args) {
     tw_cuda_range_push("twist:gemm");
     /* k == 0 or alpha == 0: only C = beta C is meant, and A, B need not be touched. */
     if (args->k == 0 || args->alpha == 0.0f) {
-        cudaError_t err = tw_cuda_scale_matrix(cu->stream, c, args->m, args->n, args->ldc,
+        cudaError_t err = tw_cuda_launch_scale_matrix(cu->stream, c, args->m, args->n, args->ldc,
                                                args->stride_c, args->batch, args->beta);
         tw_cuda_range_pop();
         return err == cudaSuccess ? TW_OK : tw_cuda_fail(err, "gemm (C = beta C)");

@@ -11,7 +11,7 @@
 #include <cublas_v2.h>
 #include <cuda_runtime_api.h>
 
-#include "core/backend_impl.h"
+#include "twist/backend_support.h"
 
 /* A device allocation: the handle of a tw_buffer. `bytes` is the rounded size actually held. */
 typedef struct tw_cuda_block {
@@ -47,47 +47,10 @@ static inline int32_t *tw_cuda_i32(tw_mem mem) {
     return (int32_t *)((tw_cuda_block *)mem.buffer->handle)->ptr + mem.offset;
 }
 
-/* Ops (cuda_ops.c, cuda_gemm.c), vtable signatures. */
-tw_status tw_cuda_gemm(void *context, const tw_gemm_args *args);
+/* Ops (cuda_ops.c, cuda_gemm.c): tw_cuda_gemm, tw_cuda_attention_fwd, ...; the kernels they
+ * launch are tw_cuda_launch_<op> (cuda_kernels.h). */
+TW_BACKEND_OP_PROTOTYPES(tw_cuda)
 tw_status tw_cuda_set_gemm_impl(void *context, tw_gemm_impl impl);
-tw_status tw_cuda_attention_fwd_op(void *context, const tw_attention_args *args);
-tw_status tw_cuda_attention_bwd_op(void *context, const tw_attention_args *args);
-tw_status tw_cuda_softmax_fwd_op(void *context, int rows, int cols, int causal_t, tw_mem in,
-                                 tw_mem out);
-tw_status tw_cuda_softmax_bwd_op(void *context, int rows, int cols, tw_mem y, tw_mem dy,
-                                 tw_mem dx);
-tw_status tw_cuda_layernorm_fwd_op(void *context, int rows, int cols, float eps, tw_mem x,
-                                   tw_mem weight, tw_mem bias, tw_mem out, tw_mem mean,
-                                   tw_mem rstd);
-tw_status tw_cuda_layernorm_bwd_op(void *context, int rows, int cols, tw_mem dout, tw_mem x,
-                                   tw_mem weight, tw_mem mean, tw_mem rstd, tw_mem dx,
-                                   tw_mem dweight, tw_mem dbias);
-tw_status tw_cuda_gelu_fwd_op(void *context, size_t n, tw_mem x, tw_mem out);
-tw_status tw_cuda_gelu_bwd_op(void *context, size_t n, tw_mem x, tw_mem dout, tw_mem dx);
-tw_status tw_cuda_embedding_fwd_op(void *context, int batch, int seq_len, int channels,
-                                   int vocab, tw_mem tokens, tw_mem wte, tw_mem wpe, tw_mem out);
-tw_status tw_cuda_embedding_bwd_op(void *context, int batch, int seq_len, int channels,
-                                   int vocab, tw_mem tokens, tw_mem dout, tw_mem dwte,
-                                   tw_mem dwpe);
-tw_status tw_cuda_xent_fwd_op(void *context, int rows, int vocab, int ld, tw_mem logits,
-                              tw_mem targets, tw_mem losses, tw_mem lse, tw_mem correct);
-tw_status tw_cuda_xent_bwd_op(void *context, int rows, int vocab, int ld, float grad_scale,
-                              tw_mem logits, tw_mem targets, tw_mem lse, tw_mem dlogits);
-tw_status tw_cuda_bias_add_op(void *context, int rows, int cols, tw_mem bias, tw_mem out);
-tw_status tw_cuda_bias_bwd_op(void *context, int rows, int cols, tw_mem dout, tw_mem dbias);
-tw_status tw_cuda_add_op(void *context, size_t n, tw_mem a, tw_mem b, tw_mem out);
-tw_status tw_cuda_scale_op(void *context, size_t n, float alpha, tw_mem x, tw_mem out);
-tw_status tw_cuda_sum_sq_op(void *context, size_t n, tw_mem x, tw_mem out);
-tw_status tw_cuda_adamw_op(void *context, size_t n, const tw_adamw_args *args, tw_mem param,
-                           tw_mem grad, tw_mem m, tw_mem v);
-tw_status tw_cuda_gather_rows_op(void *context, int src_rows, int cols, int count, tw_mem idx,
-                                 tw_mem src, tw_mem dst);
-tw_status tw_cuda_scatter_rows_op(void *context, int dst_rows, int cols, int count, tw_mem idx,
-                                  tw_mem src, tw_mem dst, bool accumulate);
-tw_status tw_cuda_gather_cols_op(void *context, int rows, int src_cols, int count, tw_mem idx,
-                                 tw_mem src, tw_mem dst);
-tw_status tw_cuda_scatter_cols_op(void *context, int rows, int dst_cols, int count, tw_mem idx,
-                                  tw_mem src, tw_mem dst, bool accumulate);
 
 /* NVTX range named after the op around each launch: "twist:<op>". */
 void tw_cuda_range_push(const char *op);

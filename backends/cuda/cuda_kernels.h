@@ -22,65 +22,65 @@ extern "C" {
  * shared memory). */
 #define TW_CUDA_ATTENTION_MAX_D 128
 
-cudaError_t tw_cuda_fill(cudaStream_t stream, float *dst, size_t n, float value);
+cudaError_t tw_cuda_launch_fill(cudaStream_t stream, float *dst, size_t n, float value);
 /* C_p (m, n) with row stride ldc, batch matrices stride_c apart: C = beta * C, or 0 when
  * beta == 0 (C not read). GEMM with k == 0 or alpha == 0. */
-cudaError_t tw_cuda_scale_matrix(cudaStream_t stream, float *c, int m, int n, int64_t ldc,
+cudaError_t tw_cuda_launch_scale_matrix(cudaStream_t stream, float *c, int m, int n, int64_t ldc,
                                  int64_t stride_c, int batch, float beta);
 
-cudaError_t tw_cuda_softmax_fwd(cudaStream_t stream, int rows, int cols, int causal_t,
+cudaError_t tw_cuda_launch_softmax_fwd(cudaStream_t stream, int rows, int cols, int causal_t,
                                 const float *in, float *out);
-cudaError_t tw_cuda_softmax_bwd(cudaStream_t stream, int rows, int cols, const float *y,
+cudaError_t tw_cuda_launch_softmax_bwd(cudaStream_t stream, int rows, int cols, const float *y,
                                 const float *dy, float *dx);
-cudaError_t tw_cuda_layernorm_fwd(cudaStream_t stream, int rows, int cols, float eps,
+cudaError_t tw_cuda_launch_layernorm_fwd(cudaStream_t stream, int rows, int cols, float eps,
                                   const float *x, const float *weight, const float *bias,
                                   float *out, float *mean, float *rstd);
 /* Doubles of scratch the column sums need (dweight and dbias partials). */
 size_t tw_cuda_layernorm_bwd_scratch(int rows, int cols);
-cudaError_t tw_cuda_layernorm_bwd(cudaStream_t stream, int rows, int cols, const float *dout,
+cudaError_t tw_cuda_launch_layernorm_bwd(cudaStream_t stream, int rows, int cols, const float *dout,
                                   const float *x, const float *weight, const float *mean,
                                   const float *rstd, float *dx, float *dweight, float *dbias,
                                   double *scratch);
-cudaError_t tw_cuda_gelu_fwd(cudaStream_t stream, size_t n, const float *x, float *out);
-cudaError_t tw_cuda_gelu_bwd(cudaStream_t stream, size_t n, const float *x, const float *dout,
+cudaError_t tw_cuda_launch_gelu_fwd(cudaStream_t stream, size_t n, const float *x, float *out);
+cudaError_t tw_cuda_launch_gelu_bwd(cudaStream_t stream, size_t n, const float *x, const float *dout,
                              float *dx);
-cudaError_t tw_cuda_embedding_fwd(cudaStream_t stream, int batch, int seq_len, int channels,
+cudaError_t tw_cuda_launch_embedding_fwd(cudaStream_t stream, int batch, int seq_len, int channels,
                                   const int32_t *tokens, const float *wte, const float *wpe,
                                   float *out);
-cudaError_t tw_cuda_embedding_bwd(cudaStream_t stream, int batch, int seq_len, int channels,
+cudaError_t tw_cuda_launch_embedding_bwd(cudaStream_t stream, int batch, int seq_len, int channels,
                                   const int32_t *tokens, const float *dout, float *dwte,
                                   float *dwpe);
-cudaError_t tw_cuda_xent_fwd(cudaStream_t stream, int rows, int vocab, int ld,
+cudaError_t tw_cuda_launch_xent_fwd(cudaStream_t stream, int rows, int vocab, int ld,
                              const float *logits, const int32_t *targets, float *losses,
                              float *lse, float *correct);
-cudaError_t tw_cuda_xent_bwd(cudaStream_t stream, int rows, int vocab, int ld, float grad_scale,
+cudaError_t tw_cuda_launch_xent_bwd(cudaStream_t stream, int rows, int vocab, int ld, float grad_scale,
                              const float *logits, const int32_t *targets, const float *lse,
                              float *dlogits);
-cudaError_t tw_cuda_bias_add(cudaStream_t stream, int rows, int cols, const float *bias,
+cudaError_t tw_cuda_launch_bias_add(cudaStream_t stream, int rows, int cols, const float *bias,
                              float *out);
 /* Doubles of scratch bias_bwd needs. */
 size_t tw_cuda_bias_bwd_scratch(int rows, int cols);
-cudaError_t tw_cuda_bias_bwd(cudaStream_t stream, int rows, int cols, const float *dout,
+cudaError_t tw_cuda_launch_bias_bwd(cudaStream_t stream, int rows, int cols, const float *dout,
                              float *dbias, double *scratch);
-cudaError_t tw_cuda_add(cudaStream_t stream, size_t n, const float *a, const float *b,
+cudaError_t tw_cuda_launch_add(cudaStream_t stream, size_t n, const float *a, const float *b,
                         float *out);
-cudaError_t tw_cuda_scale(cudaStream_t stream, size_t n, float alpha, const float *x,
+cudaError_t tw_cuda_launch_scale(cudaStream_t stream, size_t n, float alpha, const float *x,
                           float *out);
 /* Doubles of scratch sum_sq needs. */
 size_t tw_cuda_sum_sq_scratch(size_t n);
-cudaError_t tw_cuda_sum_sq(cudaStream_t stream, size_t n, const float *x, float *out,
+cudaError_t tw_cuda_launch_sum_sq(cudaStream_t stream, size_t n, const float *x, float *out,
                            double *scratch);
 /* correction1 = 1 - beta1^step, correction2 = 1 - beta2^step (computed on the host). */
-cudaError_t tw_cuda_adamw(cudaStream_t stream, size_t n, float lr, float beta1, float beta2,
+cudaError_t tw_cuda_launch_adamw(cudaStream_t stream, size_t n, float lr, float beta1, float beta2,
                           float eps, float weight_decay, float grad_scale, float correction1,
                           float correction2, float *param, const float *grad, float *m, float *v);
-cudaError_t tw_cuda_gather_rows(cudaStream_t stream, int cols, int count, const int32_t *idx,
+cudaError_t tw_cuda_launch_gather_rows(cudaStream_t stream, int cols, int count, const int32_t *idx,
                                 const float *src, float *dst);
-cudaError_t tw_cuda_scatter_rows(cudaStream_t stream, int cols, int count, const int32_t *idx,
+cudaError_t tw_cuda_launch_scatter_rows(cudaStream_t stream, int cols, int count, const int32_t *idx,
                                  const float *src, float *dst, int accumulate);
-cudaError_t tw_cuda_gather_cols(cudaStream_t stream, int rows, int src_cols, int count,
+cudaError_t tw_cuda_launch_gather_cols(cudaStream_t stream, int rows, int src_cols, int count,
                                 const int32_t *idx, const float *src, float *dst);
-cudaError_t tw_cuda_scatter_cols(cudaStream_t stream, int rows, int dst_cols, int count,
+cudaError_t tw_cuda_launch_scatter_cols(cudaStream_t stream, int rows, int dst_cols, int count,
                                  const int32_t *idx, const float *src, float *dst,
                                  int accumulate);
 
@@ -99,8 +99,8 @@ typedef struct tw_cuda_attention {
     float *delta;     /* backward scratch (B, H, T) */
 } tw_cuda_attention;
 
-cudaError_t tw_cuda_attention_fwd(cudaStream_t stream, const tw_cuda_attention *a);
-cudaError_t tw_cuda_attention_bwd(cudaStream_t stream, const tw_cuda_attention *a);
+cudaError_t tw_cuda_launch_attention_fwd(cudaStream_t stream, const tw_cuda_attention *a);
+cudaError_t tw_cuda_launch_attention_bwd(cudaStream_t stream, const tw_cuda_attention *a);
 
 #ifdef __cplusplus
 }

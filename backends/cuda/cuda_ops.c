@@ -30,29 +30,29 @@ static void *scratch_ptr(tw_buffer *buffer) { return ((tw_cuda_block *)buffer->h
 
 /* ------------------------------------------------------------------------------------------ */
 
-tw_status tw_cuda_softmax_fwd_op(void *context, int rows, int cols, int causal_t, tw_mem in,
+tw_status tw_cuda_softmax_fwd(void *context, int rows, int cols, int causal_t, tw_mem in,
                                  tw_mem out) {
     tw_cuda_context *cu = context;
     CUDA_OP(cu, "softmax_fwd",
-            tw_cuda_softmax_fwd(cu->stream, rows, cols, causal_t, F32(in), F32(out)));
+            tw_cuda_launch_softmax_fwd(cu->stream, rows, cols, causal_t, F32(in), F32(out)));
 }
 
-tw_status tw_cuda_softmax_bwd_op(void *context, int rows, int cols, tw_mem y, tw_mem dy,
+tw_status tw_cuda_softmax_bwd(void *context, int rows, int cols, tw_mem y, tw_mem dy,
                                  tw_mem dx) {
     tw_cuda_context *cu = context;
-    CUDA_OP(cu, "softmax_bwd", tw_cuda_softmax_bwd(cu->stream, rows, cols, F32(y), F32(dy), F32(dx)));
+    CUDA_OP(cu, "softmax_bwd", tw_cuda_launch_softmax_bwd(cu->stream, rows, cols, F32(y), F32(dy), F32(dx)));
 }
 
-tw_status tw_cuda_layernorm_fwd_op(void *context, int rows, int cols, float eps, tw_mem x,
+tw_status tw_cuda_layernorm_fwd(void *context, int rows, int cols, float eps, tw_mem x,
                                    tw_mem weight, tw_mem bias, tw_mem out, tw_mem mean,
                                    tw_mem rstd) {
     tw_cuda_context *cu = context;
     CUDA_OP(cu, "layernorm_fwd",
-            tw_cuda_layernorm_fwd(cu->stream, rows, cols, eps, F32(x), F32(weight), F32(bias),
+            tw_cuda_launch_layernorm_fwd(cu->stream, rows, cols, eps, F32(x), F32(weight), F32(bias),
                                   F32(out), F32(mean), F32(rstd)));
 }
 
-tw_status tw_cuda_layernorm_bwd_op(void *context, int rows, int cols, tw_mem dout, tw_mem x,
+tw_status tw_cuda_layernorm_bwd(void *context, int rows, int cols, tw_mem dout, tw_mem x,
                                    tw_mem weight, tw_mem mean, tw_mem rstd, tw_mem dx,
                                    tw_mem dweight, tw_mem dbias) {
     tw_cuda_context *cu = context;
@@ -61,7 +61,7 @@ tw_status tw_cuda_layernorm_bwd_op(void *context, int rows, int cols, tw_mem dou
     tw_status status = tw_cuda_activate(cu);
     if (status == TW_OK) {
         tw_cuda_range_push("twist:layernorm_bwd");
-        cudaError_t err = tw_cuda_layernorm_bwd(cu->stream, rows, cols, F32(dout), F32(x),
+        cudaError_t err = tw_cuda_launch_layernorm_bwd(cu->stream, rows, cols, F32(dout), F32(x),
                                                 F32(weight), F32(mean), F32(rstd), F32(dx),
                                                 F32(dweight), F32(dbias), scratch_ptr(scratch));
         tw_cuda_range_pop();
@@ -71,64 +71,64 @@ tw_status tw_cuda_layernorm_bwd_op(void *context, int rows, int cols, tw_mem dou
     return status;
 }
 
-tw_status tw_cuda_gelu_fwd_op(void *context, size_t n, tw_mem x, tw_mem out) {
+tw_status tw_cuda_gelu_fwd(void *context, size_t n, tw_mem x, tw_mem out) {
     tw_cuda_context *cu = context;
-    CUDA_OP(cu, "gelu_fwd", tw_cuda_gelu_fwd(cu->stream, n, F32(x), F32(out)));
+    CUDA_OP(cu, "gelu_fwd", tw_cuda_launch_gelu_fwd(cu->stream, n, F32(x), F32(out)));
 }
 
-tw_status tw_cuda_gelu_bwd_op(void *context, size_t n, tw_mem x, tw_mem dout, tw_mem dx) {
+tw_status tw_cuda_gelu_bwd(void *context, size_t n, tw_mem x, tw_mem dout, tw_mem dx) {
     tw_cuda_context *cu = context;
-    CUDA_OP(cu, "gelu_bwd", tw_cuda_gelu_bwd(cu->stream, n, F32(x), F32(dout), F32(dx)));
+    CUDA_OP(cu, "gelu_bwd", tw_cuda_launch_gelu_bwd(cu->stream, n, F32(x), F32(dout), F32(dx)));
 }
 
-tw_status tw_cuda_embedding_fwd_op(void *context, int batch, int seq_len, int channels,
+tw_status tw_cuda_embedding_fwd(void *context, int batch, int seq_len, int channels,
                                    int vocab, tw_mem tokens, tw_mem wte, tw_mem wpe, tw_mem out) {
     tw_cuda_context *cu = context;
     (void)vocab;
     CUDA_OP(cu, "embedding_fwd",
-            tw_cuda_embedding_fwd(cu->stream, batch, seq_len, channels, I32(tokens), F32(wte),
+            tw_cuda_launch_embedding_fwd(cu->stream, batch, seq_len, channels, I32(tokens), F32(wte),
                                   F32(wpe), F32(out)));
 }
 
-tw_status tw_cuda_embedding_bwd_op(void *context, int batch, int seq_len, int channels,
+tw_status tw_cuda_embedding_bwd(void *context, int batch, int seq_len, int channels,
                                    int vocab, tw_mem tokens, tw_mem dout, tw_mem dwte,
                                    tw_mem dwpe) {
     tw_cuda_context *cu = context;
     (void)vocab;
     CUDA_OP(cu, "embedding_bwd",
-            tw_cuda_embedding_bwd(cu->stream, batch, seq_len, channels, I32(tokens), F32(dout),
+            tw_cuda_launch_embedding_bwd(cu->stream, batch, seq_len, channels, I32(tokens), F32(dout),
                                   F32(dwte), F32(dwpe)));
 }
 
-tw_status tw_cuda_xent_fwd_op(void *context, int rows, int vocab, int ld, tw_mem logits,
+tw_status tw_cuda_softmax_xent_fwd(void *context, int rows, int vocab, int ld, tw_mem logits,
                               tw_mem targets, tw_mem losses, tw_mem lse, tw_mem correct) {
     tw_cuda_context *cu = context;
     CUDA_OP(cu, "softmax_xent_fwd",
-            tw_cuda_xent_fwd(cu->stream, rows, vocab, ld, F32(logits), I32(targets), F32(losses),
+            tw_cuda_launch_xent_fwd(cu->stream, rows, vocab, ld, F32(logits), I32(targets), F32(losses),
                              F32(lse), F32(correct)));
 }
 
-tw_status tw_cuda_xent_bwd_op(void *context, int rows, int vocab, int ld, float grad_scale,
+tw_status tw_cuda_softmax_xent_bwd(void *context, int rows, int vocab, int ld, float grad_scale,
                               tw_mem logits, tw_mem targets, tw_mem lse, tw_mem dlogits) {
     tw_cuda_context *cu = context;
     CUDA_OP(cu, "softmax_xent_bwd",
-            tw_cuda_xent_bwd(cu->stream, rows, vocab, ld, grad_scale, F32(logits), I32(targets),
+            tw_cuda_launch_xent_bwd(cu->stream, rows, vocab, ld, grad_scale, F32(logits), I32(targets),
                              F32(lse), F32(dlogits)));
 }
 
-tw_status tw_cuda_bias_add_op(void *context, int rows, int cols, tw_mem bias, tw_mem out) {
+tw_status tw_cuda_bias_add(void *context, int rows, int cols, tw_mem bias, tw_mem out) {
     tw_cuda_context *cu = context;
-    CUDA_OP(cu, "bias_add", tw_cuda_bias_add(cu->stream, rows, cols, F32(bias), F32(out)));
+    CUDA_OP(cu, "bias_add", tw_cuda_launch_bias_add(cu->stream, rows, cols, F32(bias), F32(out)));
 }
 
-tw_status tw_cuda_bias_bwd_op(void *context, int rows, int cols, tw_mem dout, tw_mem dbias) {
+tw_status tw_cuda_bias_bwd(void *context, int rows, int cols, tw_mem dout, tw_mem dbias) {
     tw_cuda_context *cu = context;
     tw_buffer *scratch = NULL;
     TW_TRY(scratch_alloc(cu, tw_cuda_bias_bwd_scratch(rows, cols), sizeof(double), &scratch));
     tw_status status = tw_cuda_activate(cu);
     if (status == TW_OK) {
         tw_cuda_range_push("twist:bias_bwd");
-        cudaError_t err = tw_cuda_bias_bwd(cu->stream, rows, cols, F32(dout), F32(dbias),
+        cudaError_t err = tw_cuda_launch_bias_bwd(cu->stream, rows, cols, F32(dout), F32(dbias),
                                            scratch_ptr(scratch));
         tw_cuda_range_pop();
         if (err != cudaSuccess) status = tw_cuda_fail(err, "bias_bwd");
@@ -137,24 +137,24 @@ tw_status tw_cuda_bias_bwd_op(void *context, int rows, int cols, tw_mem dout, tw
     return status;
 }
 
-tw_status tw_cuda_add_op(void *context, size_t n, tw_mem a, tw_mem b, tw_mem out) {
+tw_status tw_cuda_add(void *context, size_t n, tw_mem a, tw_mem b, tw_mem out) {
     tw_cuda_context *cu = context;
-    CUDA_OP(cu, "add", tw_cuda_add(cu->stream, n, F32(a), F32(b), F32(out)));
+    CUDA_OP(cu, "add", tw_cuda_launch_add(cu->stream, n, F32(a), F32(b), F32(out)));
 }
 
-tw_status tw_cuda_scale_op(void *context, size_t n, float alpha, tw_mem x, tw_mem out) {
+tw_status tw_cuda_scale(void *context, size_t n, float alpha, tw_mem x, tw_mem out) {
     tw_cuda_context *cu = context;
-    CUDA_OP(cu, "scale", tw_cuda_scale(cu->stream, n, alpha, F32(x), F32(out)));
+    CUDA_OP(cu, "scale", tw_cuda_launch_scale(cu->stream, n, alpha, F32(x), F32(out)));
 }
 
-tw_status tw_cuda_sum_sq_op(void *context, size_t n, tw_mem x, tw_mem out) {
+tw_status tw_cuda_sum_sq(void *context, size_t n, tw_mem x, tw_mem out) {
     tw_cuda_context *cu = context;
     tw_buffer *scratch = NULL;
     TW_TRY(scratch_alloc(cu, tw_cuda_sum_sq_scratch(n), sizeof(double), &scratch));
     tw_status status = tw_cuda_activate(cu);
     if (status == TW_OK) {
         tw_cuda_range_push("twist:sum_sq");
-        cudaError_t err = tw_cuda_sum_sq(cu->stream, n, F32(x), F32(out), scratch_ptr(scratch));
+        cudaError_t err = tw_cuda_launch_sum_sq(cu->stream, n, F32(x), F32(out), scratch_ptr(scratch));
         tw_cuda_range_pop();
         if (err != cudaSuccess) status = tw_cuda_fail(err, "sum_sq");
     }
@@ -162,47 +162,47 @@ tw_status tw_cuda_sum_sq_op(void *context, size_t n, tw_mem x, tw_mem out) {
     return status;
 }
 
-tw_status tw_cuda_adamw_op(void *context, size_t n, const tw_adamw_args *args, tw_mem param,
+tw_status tw_cuda_adamw_step(void *context, size_t n, const tw_adamw_args *args, tw_mem param,
                            tw_mem grad, tw_mem m, tw_mem v) {
     tw_cuda_context *cu = context;
     /* As the CPU reference computes them: in float, on the host. */
     const float correction1 = 1.0f - powf(args->beta1, (float)args->step);
     const float correction2 = 1.0f - powf(args->beta2, (float)args->step);
     CUDA_OP(cu, "adamw_step",
-            tw_cuda_adamw(cu->stream, n, args->lr, args->beta1, args->beta2, args->eps,
+            tw_cuda_launch_adamw(cu->stream, n, args->lr, args->beta1, args->beta2, args->eps,
                           args->weight_decay, args->grad_scale, correction1, correction2,
                           F32(param), F32(grad), F32(m), F32(v)));
 }
 
-tw_status tw_cuda_gather_rows_op(void *context, int src_rows, int cols, int count, tw_mem idx,
+tw_status tw_cuda_gather_rows(void *context, int src_rows, int cols, int count, tw_mem idx,
                                  tw_mem src, tw_mem dst) {
     tw_cuda_context *cu = context;
     (void)src_rows;
     CUDA_OP(cu, "gather_rows",
-            tw_cuda_gather_rows(cu->stream, cols, count, I32(idx), F32(src), F32(dst)));
+            tw_cuda_launch_gather_rows(cu->stream, cols, count, I32(idx), F32(src), F32(dst)));
 }
 
-tw_status tw_cuda_scatter_rows_op(void *context, int dst_rows, int cols, int count, tw_mem idx,
+tw_status tw_cuda_scatter_rows(void *context, int dst_rows, int cols, int count, tw_mem idx,
                                   tw_mem src, tw_mem dst, bool accumulate) {
     tw_cuda_context *cu = context;
     (void)dst_rows;
     CUDA_OP(cu, "scatter_rows",
-            tw_cuda_scatter_rows(cu->stream, cols, count, I32(idx), F32(src), F32(dst),
+            tw_cuda_launch_scatter_rows(cu->stream, cols, count, I32(idx), F32(src), F32(dst),
                                  accumulate ? 1 : 0));
 }
 
-tw_status tw_cuda_gather_cols_op(void *context, int rows, int src_cols, int count, tw_mem idx,
+tw_status tw_cuda_gather_cols(void *context, int rows, int src_cols, int count, tw_mem idx,
                                  tw_mem src, tw_mem dst) {
     tw_cuda_context *cu = context;
     CUDA_OP(cu, "gather_cols",
-            tw_cuda_gather_cols(cu->stream, rows, src_cols, count, I32(idx), F32(src), F32(dst)));
+            tw_cuda_launch_gather_cols(cu->stream, rows, src_cols, count, I32(idx), F32(src), F32(dst)));
 }
 
-tw_status tw_cuda_scatter_cols_op(void *context, int rows, int dst_cols, int count, tw_mem idx,
+tw_status tw_cuda_scatter_cols(void *context, int rows, int dst_cols, int count, tw_mem idx,
                                   tw_mem src, tw_mem dst, bool accumulate) {
     tw_cuda_context *cu = context;
     CUDA_OP(cu, "scatter_cols",
-            tw_cuda_scatter_cols(cu->stream, rows, dst_cols, count, I32(idx), F32(src), F32(dst),
+            tw_cuda_launch_scatter_cols(cu->stream, rows, dst_cols, count, I32(idx), F32(src), F32(dst),
                                  accumulate ? 1 : 0));
 }
 
@@ -233,14 +233,14 @@ static tw_status attention_view(const tw_attention_args *args, bool backward,
     return TW_OK;
 }
 
-tw_status tw_cuda_attention_fwd_op(void *context, const tw_attention_args *args) {
+tw_status tw_cuda_attention_fwd(void *context, const tw_attention_args *args) {
     tw_cuda_context *cu = context;
     tw_cuda_attention a;
     TW_TRY(attention_view(args, false, &a));
-    CUDA_OP(cu, "attention_fwd", tw_cuda_attention_fwd(cu->stream, &a));
+    CUDA_OP(cu, "attention_fwd", tw_cuda_launch_attention_fwd(cu->stream, &a));
 }
 
-tw_status tw_cuda_attention_bwd_op(void *context, const tw_attention_args *args) {
+tw_status tw_cuda_attention_bwd(void *context, const tw_attention_args *args) {
     tw_cuda_context *cu = context;
     tw_cuda_attention a;
     TW_TRY(attention_view(args, true, &a));
@@ -252,7 +252,7 @@ tw_status tw_cuda_attention_bwd_op(void *context, const tw_attention_args *args)
     tw_status status = tw_cuda_activate(cu);
     if (status == TW_OK) {
         tw_cuda_range_push("twist:attention_bwd");
-        cudaError_t err = tw_cuda_attention_bwd(cu->stream, &a);
+        cudaError_t err = tw_cuda_launch_attention_bwd(cu->stream, &a);
         tw_cuda_range_pop();
         if (err != cudaSuccess) status = tw_cuda_fail(err, "attention_bwd");
     }

@@ -387,7 +387,7 @@ bool grid_size(const tw_cuda_attention *a, int per_head, unsigned *blocks) {
 
 extern "C" {
 
-cudaError_t tw_cuda_attention_fwd(cudaStream_t stream, const tw_cuda_attention *a) {
+cudaError_t tw_cuda_launch_attention_fwd(cudaStream_t stream, const tw_cuda_attention *a) {
     if (a->head_dim > kMaxD) return cudaErrorInvalidValue;
     const int query_blocks = (a->seq_len + kWarps * kFwdRows - 1) / (kWarps * kFwdRows);
     unsigned blocks;
@@ -396,7 +396,7 @@ cudaError_t tw_cuda_attention_fwd(cudaStream_t stream, const tw_cuda_attention *
     return cudaGetLastError();
 }
 
-cudaError_t tw_cuda_attention_bwd(cudaStream_t stream, const tw_cuda_attention *a) {
+cudaError_t tw_cuda_launch_attention_bwd(cudaStream_t stream, const tw_cuda_attention *a) {
     if (a->head_dim > kMaxD) return cudaErrorInvalidValue;
     const int blocks_per_head = (a->seq_len + kWarps * kBwdRows - 1) / (kWarps * kBwdRows);
     unsigned blocks;

@@ -429,31 +429,31 @@ __global__ void scatter_cols_kernel(int dst_cols, int count, size_t n, const int
 
 extern "C" {
 
-cudaError_t tw_cuda_fill(cudaStream_t stream, float *dst, size_t n, float value) {
+cudaError_t tw_cuda_launch_fill(cudaStream_t stream, float *dst, size_t n, float value) {
     fill_kernel<<<grid_for(n), kBlock, 0, stream>>>(dst, n, value);
     return cudaGetLastError();
 }
 
-cudaError_t tw_cuda_scale_matrix(cudaStream_t stream, float *c, int m, int n, int64_t ldc,
+cudaError_t tw_cuda_launch_scale_matrix(cudaStream_t stream, float *c, int m, int n, int64_t ldc,
                                  int64_t stride_c, int batch, float beta) {
     scale_matrix_kernel<<<grid_for((size_t)m * n * batch), kBlock, 0, stream>>>(
         c, m, n, ldc, stride_c, batch, beta);
     return cudaGetLastError();
 }
 
-cudaError_t tw_cuda_softmax_fwd(cudaStream_t stream, int rows, int cols, int causal_t,
+cudaError_t tw_cuda_launch_softmax_fwd(cudaStream_t stream, int rows, int cols, int causal_t,
                                 const float *in, float *out) {
     softmax_fwd_kernel<<<rows, kBlock, 0, stream>>>(cols, causal_t, in, out);
     return cudaGetLastError();
 }
 
-cudaError_t tw_cuda_softmax_bwd(cudaStream_t stream, int rows, int cols, const float *y,
+cudaError_t tw_cuda_launch_softmax_bwd(cudaStream_t stream, int rows, int cols, const float *y,
                                 const float *dy, float *dx) {
     softmax_bwd_kernel<<<rows, kBlock, 0, stream>>>(cols, y, dy, dx);
     return cudaGetLastError();
 }
 
-cudaError_t tw_cuda_layernorm_fwd(cudaStream_t stream, int rows, int cols, float eps,
+cudaError_t tw_cuda_launch_layernorm_fwd(cudaStream_t stream, int rows, int cols, float eps,
                                   const float *x, const float *weight, const float *bias,
                                   float *out, float *mean, float *rstd) {
     layernorm_fwd_kernel<<<rows, kBlock, 0, stream>>>(cols, eps, x, weight, bias, out, mean,
@@ -465,7 +465,7 @@ size_t tw_cuda_layernorm_bwd_scratch(int rows, int cols) {
     return 2 * (size_t)column_segments(rows) * (size_t)cols;
 }
 
-cudaError_t tw_cuda_layernorm_bwd(cudaStream_t stream, int rows, int cols, const float *dout,
+cudaError_t tw_cuda_launch_layernorm_bwd(cudaStream_t stream, int rows, int cols, const float *dout,
                                   const float *x, const float *weight, const float *mean,
                                   const float *rstd, float *dx, float *dweight, float *dbias,
                                   double *scratch) {
@@ -482,18 +482,18 @@ cudaError_t tw_cuda_layernorm_bwd(cudaStream_t stream, int rows, int cols, const
     return cudaGetLastError();
 }
 
-cudaError_t tw_cuda_gelu_fwd(cudaStream_t stream, size_t n, const float *x, float *out) {
+cudaError_t tw_cuda_launch_gelu_fwd(cudaStream_t stream, size_t n, const float *x, float *out) {
     gelu_fwd_kernel<<<grid_for(n), kBlock, 0, stream>>>(n, x, out);
     return cudaGetLastError();
 }
 
-cudaError_t tw_cuda_gelu_bwd(cudaStream_t stream, size_t n, const float *x, const float *dout,
+cudaError_t tw_cuda_launch_gelu_bwd(cudaStream_t stream, size_t n, const float *x, const float *dout,
                              float *dx) {
     gelu_bwd_kernel<<<grid_for(n), kBlock, 0, stream>>>(n, x, dout, dx);
     return cudaGetLastError();
 }
 
-cudaError_t tw_cuda_embedding_fwd(cudaStream_t stream, int batch, int seq_len, int channels,
+cudaError_t tw_cuda_launch_embedding_fwd(cudaStream_t stream, int batch, int seq_len, int channels,
                                   const int32_t *tokens, const float *wte, const float *wpe,
                                   float *out) {
     const size_t n = (size_t)batch * seq_len * channels;
@@ -502,7 +502,7 @@ cudaError_t tw_cuda_embedding_fwd(cudaStream_t stream, int batch, int seq_len, i
     return cudaGetLastError();
 }
 
-cudaError_t tw_cuda_embedding_bwd(cudaStream_t stream, int batch, int seq_len, int channels,
+cudaError_t tw_cuda_launch_embedding_bwd(cudaStream_t stream, int batch, int seq_len, int channels,
                                   const int32_t *tokens, const float *dout, float *dwte,
                                   float *dwpe) {
     const size_t wpe_elements = (size_t)seq_len * channels;
@@ -514,14 +514,14 @@ cudaError_t tw_cuda_embedding_bwd(cudaStream_t stream, int batch, int seq_len, i
     return cudaGetLastError();
 }
 
-cudaError_t tw_cuda_xent_fwd(cudaStream_t stream, int rows, int vocab, int ld,
+cudaError_t tw_cuda_launch_xent_fwd(cudaStream_t stream, int rows, int vocab, int ld,
                              const float *logits, const int32_t *targets, float *losses,
                              float *lse, float *correct) {
     xent_fwd_kernel<<<rows, kBlock, 0, stream>>>(vocab, ld, logits, targets, losses, lse, correct);
     return cudaGetLastError();
 }
 
-cudaError_t tw_cuda_xent_bwd(cudaStream_t stream, int rows, int vocab, int ld, float grad_scale,
+cudaError_t tw_cuda_launch_xent_bwd(cudaStream_t stream, int rows, int vocab, int ld, float grad_scale,
                              const float *logits, const int32_t *targets, const float *lse,
                              float *dlogits) {
     xent_bwd_kernel<<<grid_for((size_t)rows * vocab), kBlock, 0, stream>>>(
@@ -529,7 +529,7 @@ cudaError_t tw_cuda_xent_bwd(cudaStream_t stream, int rows, int vocab, int ld, f
     return cudaGetLastError();
 }
 
-cudaError_t tw_cuda_bias_add(cudaStream_t stream, int rows, int cols, const float *bias,
+cudaError_t tw_cuda_launch_bias_add(cudaStream_t stream, int rows, int cols, const float *bias,
                              float *out) {
     bias_add_kernel<<<grid_for((size_t)rows * cols), kBlock, 0, stream>>>(rows, cols, bias, out);
     return cudaGetLastError();
@@ -539,7 +539,7 @@ size_t tw_cuda_bias_bwd_scratch(int rows, int cols) {
     return (size_t)column_segments(rows) * (size_t)cols;
 }
 
-cudaError_t tw_cuda_bias_bwd(cudaStream_t stream, int rows, int cols, const float *dout,
+cudaError_t tw_cuda_launch_bias_bwd(cudaStream_t stream, int rows, int cols, const float *dout,
                              float *dbias, double *scratch) {
     const int segments = column_segments(rows);
     const int rows_per_segment = (rows + segments - 1) / segments;
@@ -552,13 +552,13 @@ cudaError_t tw_cuda_bias_bwd(cudaStream_t stream, int rows, int cols, const floa
     return cudaGetLastError();
 }
 
-cudaError_t tw_cuda_add(cudaStream_t stream, size_t n, const float *a, const float *b,
+cudaError_t tw_cuda_launch_add(cudaStream_t stream, size_t n, const float *a, const float *b,
                         float *out) {
     add_kernel<<<grid_for(n), kBlock, 0, stream>>>(n, a, b, out);
     return cudaGetLastError();
 }
 
-cudaError_t tw_cuda_scale(cudaStream_t stream, size_t n, float alpha, const float *x,
+cudaError_t tw_cuda_launch_scale(cudaStream_t stream, size_t n, float alpha, const float *x,
                           float *out) {
     scale_kernel<<<grid_for(n), kBlock, 0, stream>>>(n, alpha, x, out);
     return cudaGetLastError();
@@ -566,7 +566,7 @@ cudaError_t tw_cuda_scale(cudaStream_t stream, size_t n, float alpha, const floa
 
 size_t tw_cuda_sum_sq_scratch(size_t n) { return (size_t)sum_sq_blocks(n); }
 
-cudaError_t tw_cuda_sum_sq(cudaStream_t stream, size_t n, const float *x, float *out,
+cudaError_t tw_cuda_launch_sum_sq(cudaStream_t stream, size_t n, const float *x, float *out,
                            double *scratch) {
     const int blocks = sum_sq_blocks(n);
     sum_sq_partial_kernel<<<blocks, kBlock, 0, stream>>>(n, x, scratch);
@@ -574,7 +574,7 @@ cudaError_t tw_cuda_sum_sq(cudaStream_t stream, size_t n, const float *x, float 
     return cudaGetLastError();
 }
 
-cudaError_t tw_cuda_adamw(cudaStream_t stream, size_t n, float lr, float beta1, float beta2,
+cudaError_t tw_cuda_launch_adamw(cudaStream_t stream, size_t n, float lr, float beta1, float beta2,
                           float eps, float weight_decay, float grad_scale, float correction1,
                           float correction2, float *param, const float *grad, float *m,
                           float *v) {
@@ -584,28 +584,28 @@ cudaError_t tw_cuda_adamw(cudaStream_t stream, size_t n, float lr, float beta1, 
     return cudaGetLastError();
 }
 
-cudaError_t tw_cuda_gather_rows(cudaStream_t stream, int cols, int count, const int32_t *idx,
+cudaError_t tw_cuda_launch_gather_rows(cudaStream_t stream, int cols, int count, const int32_t *idx,
                                 const float *src, float *dst) {
     const size_t n = (size_t)count * cols;
     gather_rows_kernel<<<grid_for(n), kBlock, 0, stream>>>(cols, n, idx, src, dst);
     return cudaGetLastError();
 }
 
-cudaError_t tw_cuda_scatter_rows(cudaStream_t stream, int cols, int count, const int32_t *idx,
+cudaError_t tw_cuda_launch_scatter_rows(cudaStream_t stream, int cols, int count, const int32_t *idx,
                                  const float *src, float *dst, int accumulate) {
     const size_t n = (size_t)count * cols;
     scatter_rows_kernel<<<grid_for(n), kBlock, 0, stream>>>(cols, n, idx, src, dst, accumulate);
     return cudaGetLastError();
 }
 
-cudaError_t tw_cuda_gather_cols(cudaStream_t stream, int rows, int src_cols, int count,
+cudaError_t tw_cuda_launch_gather_cols(cudaStream_t stream, int rows, int src_cols, int count,
                                 const int32_t *idx, const float *src, float *dst) {
     const size_t n = (size_t)rows * count;
     gather_cols_kernel<<<grid_for(n), kBlock, 0, stream>>>(src_cols, count, n, idx, src, dst);
     return cudaGetLastError();
 }
 
-cudaError_t tw_cuda_scatter_cols(cudaStream_t stream, int rows, int dst_cols, int count,
+cudaError_t tw_cuda_launch_scatter_cols(cudaStream_t stream, int rows, int dst_cols, int count,
                                  const int32_t *idx, const float *src, float *dst,
                                  int accumulate) {
     const size_t n = (size_t)rows * count;

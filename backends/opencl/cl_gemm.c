@@ -24,7 +24,6 @@
 #include <time.h>
 
 #include "cl_internal.h"
-#include "core/paths.h"
 #include "twist/clock.h"
 
 /* ------------------------------------------------------------------------------------------------

@@ -14,7 +14,7 @@
 #endif
 #include <CL/cl.h>
 
-#include "core/backend_impl.h"
+#include "twist/backend_support.h"
 #include "gemm_own.h"
 
 /* One program per kernel file (kernels/<family>.cl); attention is built per head dimension. */
@@ -113,46 +113,10 @@ void tw_cl_arg(cl_kernel kernel, cl_uint *index, size_t size, const void *value,
 #define TW_CL_ARG(kernel, index, value, err) \
     tw_cl_arg((kernel), (index), sizeof(value), &(value), (err))
 
-/* Ops (cl_ops.c, cl_attention.c, cl_gemm.c), vtable signatures. */
-tw_status tw_cl_gemm(void *context, const tw_gemm_args *args);
+/* Ops (cl_ops.c, cl_attention.c, cl_gemm.c): tw_cl_gemm, tw_cl_attention_fwd, ... */
+TW_BACKEND_OP_PROTOTYPES(tw_cl)
 tw_status tw_cl_set_gemm_impl(void *context, tw_gemm_impl impl);
-tw_status tw_cl_attention_fwd(void *context, const tw_attention_args *args);
-tw_status tw_cl_attention_bwd(void *context, const tw_attention_args *args);
 void tw_cl_attention_release(tw_cl_context *cl);
-
-tw_status tw_cl_softmax_fwd(void *context, int rows, int cols, int causal_t, tw_mem in,
-                            tw_mem out);
-tw_status tw_cl_softmax_bwd(void *context, int rows, int cols, tw_mem y, tw_mem dy, tw_mem dx);
-tw_status tw_cl_layernorm_fwd(void *context, int rows, int cols, float eps, tw_mem x,
-                              tw_mem weight, tw_mem bias, tw_mem out, tw_mem mean, tw_mem rstd);
-tw_status tw_cl_layernorm_bwd(void *context, int rows, int cols, tw_mem dout, tw_mem x,
-                              tw_mem weight, tw_mem mean, tw_mem rstd, tw_mem dx, tw_mem dweight,
-                              tw_mem dbias);
-tw_status tw_cl_gelu_fwd(void *context, size_t n, tw_mem x, tw_mem out);
-tw_status tw_cl_gelu_bwd(void *context, size_t n, tw_mem x, tw_mem dout, tw_mem dx);
-tw_status tw_cl_embedding_fwd(void *context, int batch, int seq_len, int channels, int vocab,
-                              tw_mem tokens, tw_mem wte, tw_mem wpe, tw_mem out);
-tw_status tw_cl_embedding_bwd(void *context, int batch, int seq_len, int channels, int vocab,
-                              tw_mem tokens, tw_mem dout, tw_mem dwte, tw_mem dwpe);
-tw_status tw_cl_softmax_xent_fwd(void *context, int rows, int vocab, int ld, tw_mem logits,
-                                 tw_mem targets, tw_mem losses, tw_mem lse, tw_mem correct);
-tw_status tw_cl_softmax_xent_bwd(void *context, int rows, int vocab, int ld, float grad_scale,
-                                 tw_mem logits, tw_mem targets, tw_mem lse, tw_mem dlogits);
-tw_status tw_cl_bias_add(void *context, int rows, int cols, tw_mem bias, tw_mem out);
-tw_status tw_cl_bias_bwd(void *context, int rows, int cols, tw_mem dout, tw_mem dbias);
-tw_status tw_cl_add(void *context, size_t n, tw_mem a, tw_mem b, tw_mem out);
-tw_status tw_cl_scale(void *context, size_t n, float alpha, tw_mem x, tw_mem out);
-tw_status tw_cl_sum_sq(void *context, size_t n, tw_mem x, tw_mem out);
-tw_status tw_cl_adamw_step(void *context, size_t n, const tw_adamw_args *args, tw_mem param,
-                           tw_mem grad, tw_mem m, tw_mem v);
-tw_status tw_cl_gather_rows(void *context, int src_rows, int cols, int count, tw_mem idx,
-                            tw_mem src, tw_mem dst);
-tw_status tw_cl_scatter_rows(void *context, int dst_rows, int cols, int count, tw_mem idx,
-                             tw_mem src, tw_mem dst, bool accumulate);
-tw_status tw_cl_gather_cols(void *context, int rows, int src_cols, int count, tw_mem idx,
-                            tw_mem src, tw_mem dst);
-tw_status tw_cl_scatter_cols(void *context, int rows, int dst_cols, int count, tw_mem idx,
-                             tw_mem src, tw_mem dst, bool accumulate);
 
 /* The cl_mem of a tensor argument. */
 static inline cl_mem tw_cl_mem(tw_mem mem) { return (cl_mem)mem.buffer->handle; }

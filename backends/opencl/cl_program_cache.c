@@ -18,7 +18,6 @@
 #include <unistd.h>
 
 #include "cl_internal.h"
-#include "core/paths.h"
 
 static const char cache_magic[8] = {'T', 'W', 'C', 'L', 'B', 'I', 'N', '1'};
 
@@ -39,7 +38,7 @@ void tw_cl_cache_init(tw_cl_context *cl) {
     char platform_name[256], platform_version[256];
     platform_string(cl->platform, CL_PLATFORM_NAME, platform_name, sizeof platform_name);
     platform_string(cl->platform, CL_PLATFORM_VERSION, platform_version, sizeof platform_version);
-    const tw_device_info *info = &cl->device->info;
+    const tw_device_info *info = tw_device_get_info(cl->device);
     snprintf(cl->identity, sizeof cl->identity, "%s|%s|%s|%s", platform_name, platform_version,
              info->name, info->driver);
 

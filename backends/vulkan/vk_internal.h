@@ -26,7 +26,7 @@
 #include <stdint.h>
 #include <vulkan/vulkan.h>
 
-#include "core/backend_impl.h"
+#include "twist/backend_support.h"
 
 typedef struct tw_vk_context tw_vk_context; /* the per-device context (vulkan.c) */
 typedef struct tw_vk_kernel tw_vk_kernel;   /* a compute pipeline and its layout (cached) */

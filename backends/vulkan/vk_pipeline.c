@@ -12,7 +12,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "core/paths.h"
 #include "vk_host.h"
 #include "vk_shaders.h"
 

@@ -71,6 +71,12 @@ typedef struct tw_device_info {
 const char *tw_backend_name(tw_backend_kind kind);
 /* Whether this build of the library contains the backend (it may still list no devices). */
 bool tw_backend_compiled(tw_backend_kind kind);
+/* Devices the backend listed (0 if not built, not loadable, or no runtime). */
+int tw_backend_device_count(tw_backend_kind kind);
+/* Why a built backend lists no devices, as the backend or its loader reports it (for example
+ * "cudaGetDeviceCount: no CUDA-capable device is detected", or why its module could not be
+ * loaded); "" when it listed devices, is not built, or cannot say. */
+const char *tw_backend_no_device_reason(tw_backend_kind kind);
 /* "cpu", "gpu", "integrated-gpu", "accelerator", "other". */
 const char *tw_device_type_name(tw_device_type type);
 

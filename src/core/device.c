@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/backend_impl.h"
+#include "core/device.h"
 #include "core/registry.h"
 
 tw_status tw_device_open(const char *spec, tw_device **out) {

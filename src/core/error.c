@@ -2,7 +2,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 
-#include "core/backend_impl.h"
+#include "twist/error.h"
 
 static _Thread_local char last_error[1024];
 

@@ -1,6 +1,6 @@
 /* Op entry points: check every argument once, here, then call the device's backend.
  *
- * Backends trust what arrives (src/core/backend_impl.h), so this file is where a wrong shape, a
+ * Backends trust what arrives (twist/backend_support.h), so this file is where a wrong shape, a
  * tensor that runs past the end of its buffer, a buffer of another device or an unsupported
  * dtype becomes one clear message instead of a crash inside a kernel. Extents are computed in
  * size_t with overflow checks. Index data (tokens, targets, gather indices) live on the device and
@@ -8,7 +8,7 @@
 #include <math.h>
 #include <stdint.h>
 
-#include "core/backend_impl.h"
+#include "core/device.h"
 
 typedef struct op_context {
     tw_device *device;
@@ -67,7 +67,15 @@ static tw_status check_matrix(const op_context *op, const char *name, tw_mem mem
     return status != TW_OK ? status : check_tensor(op, name, mem, extent);
 }
 
-#define DISPATCH(op_name, ...) op.device->vtable->op_name(op.device->context, __VA_ARGS__)
+/* A NULL slot is an op this backend does not have (twist/backend_support.h). */
+static tw_status unsupported(const op_context *op) {
+    return tw_error(TW_ERR_UNSUPPORTED, "%s: not supported on the %s backend (device %s)", op->op,
+                    tw_backend_name(op->device->info.backend), op->device->info.spec);
+}
+
+#define DISPATCH(op_name, ...)                                                   \
+    (op.device->vtable->op_name ? op.device->vtable->op_name(op.device->context, __VA_ARGS__) \
+                                : unsupported(&op))
 
 /* ------------------------------------------------------------------------------------------ */
 /* GEMM                                                                                       */

@@ -10,7 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "core/backend_impl.h"
+#include "twist/error.h"
 
 bool tw_make_dirs(const char *dir) {
     char buffer[PATH_MAX];

@@ -1,13 +1,17 @@
-/* The device registry: every device of every compiled-in backend, enumerated once per process,
- * and device specs ("cpu", "opencl:0", ...) resolved against it. */
+/* The device registry: every device of every built backend, reached through the constructor
+ * table tw_backend_constructors (backends/backends.c) and enumerated once per process, and device
+ * specs ("cpu", "opencl:0", ...) resolved against it. */
+#include <dlfcn.h>
 #include <errno.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
-#include "core/backend_impl.h"
 #include "core/registry.h"
+#include "twist/backend_support.h"
 
 enum { MAX_DEVICES_PER_BACKEND = 64 };
 
@@ -39,27 +43,90 @@ const char *tw_device_type_name(tw_device_type type) {
     return "other";
 }
 
-/* Backends absent from this build have no vtable. */
-static const tw_backend_vtable *backend_vtable(tw_backend_kind kind) {
-    switch (kind) {
-    case TW_BACKEND_CPU: return tw_cpu_backend();
-#ifdef TWIST_HAVE_OPENCL
-    case TW_BACKEND_OPENCL: return tw_opencl_backend();
-#endif
-#ifdef TWIST_HAVE_VULKAN
-    case TW_BACKEND_VULKAN: return tw_vulkan_backend();
-#endif
-#ifdef TWIST_HAVE_CUDA
-    case TW_BACKEND_CUDA: return tw_cuda_backend();
-#endif
-    default: return NULL;
-    }
+/* Each backend's vtable, resolved through tw_backend_constructors under registry_once; NULL for a
+ * backend not built or whose module did not load (then module_failure says why). */
+static const tw_backend_vtable *vtables[TW_BACKEND_COUNT];
+static char module_failure[TW_BACKEND_COUNT][512];
+
+/* What a backend module calls in the library. A module is resolved against the program that
+ * loads it (executables linking libtwist export their symbols: CMake ENABLE_EXPORTS); naming the
+ * functions here makes every program that can load a module carry them. */
+typedef void (*any_function)(void);
+__attribute__((used)) static const any_function module_imports[] = {
+    (any_function)tw_error,         (any_function)tw_buffer_alloc, (any_function)tw_buffer_free,
+    (any_function)tw_device_get_info, (any_function)tw_now_seconds, (any_function)tw_make_dirs,
+    (any_function)tw_user_cache_dir,  (any_function)tw_fnv1a64,
+};
+
+/* A message that may be cut short to fit: its start names the module and the cause. */
+static void say_why(char *why, size_t capacity, const char *format, ...)
+    __attribute__((format(printf, 3, 4)));
+static void say_why(char *why, size_t capacity, const char *format, ...) {
+    va_list args;
+    va_start(args, format);
+    vsnprintf(why, capacity, format, args);
+    va_end(args);
 }
 
-bool tw_backend_compiled(tw_backend_kind kind) { return backend_vtable(kind) != NULL; }
+/* Opens a backend module: first beside the running program (build/ for an in-tree run, or the
+ * directory the program was installed to), then through the dynamic linker's search (the
+ * program's RUNPATH: the build directory for tests, $ORIGIN/../lib/twist when installed;
+ * LD_LIBRARY_PATH). RTLD_NOW: a module that cannot resolve everything fails here, not later. */
+static void *open_module(const char *name, char *why, size_t capacity) {
+    char self[4096];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (n > 0) {
+        self[n] = '\0';
+        char *slash = strrchr(self, '/');
+        if (slash && (size_t)(slash - self) + 1 + strlen(name) < sizeof self) {
+            strcpy(slash + 1, name);
+            if (access(self, F_OK) == 0) {
+                void *handle = dlopen(self, RTLD_NOW | RTLD_LOCAL);
+                if (!handle) say_why(why, capacity, "cannot load %s: %s", self, dlerror());
+                return handle;
+            }
+        }
+    }
+    void *handle = dlopen(name, RTLD_NOW | RTLD_LOCAL);
+    if (!handle) say_why(why, capacity, "cannot load %s: %s", name, dlerror());
+    return handle;
+}
+
+/* The module stays loaded for the life of the process: its vtable and device contexts live in it. */
+static const tw_backend_vtable *load_module(tw_backend_kind kind, const tw_backend_entry *backend) {
+    char *why = module_failure[kind];
+    void *handle = open_module(backend->module, why, sizeof module_failure[kind]);
+    if (!handle) return NULL;
+    tw_backend_constructor construct;
+    void *symbol = dlsym(handle, backend->symbol);
+    memcpy(&construct, &symbol, sizeof construct); /* POSIX: dlsym gives functions as void * */
+    const tw_backend_vtable *vtable = construct ? construct() : NULL;
+    if (!vtable) {
+        say_why(why, sizeof module_failure[kind], "%s has no backend constructor %s",
+                backend->module, backend->symbol);
+        dlclose(handle);
+    }
+    return vtable;
+}
+
+bool tw_backend_compiled(tw_backend_kind kind) {
+    if (kind < 0 || kind >= TW_BACKEND_COUNT) return false;
+    return tw_backend_constructors[kind].construct || tw_backend_constructors[kind].module;
+}
+
+static void build_registry(void);
+
+static const tw_backend_vtable *backend_vtable(tw_backend_kind kind) {
+    pthread_once(&registry_once, build_registry);
+    return (kind >= 0 && kind < TW_BACKEND_COUNT) ? vtables[kind] : NULL;
+}
 
 static void enumerate_backend(tw_backend_kind kind) {
-    const tw_backend_vtable *vtable = backend_vtable(kind);
+    const tw_backend_entry *backend = &tw_backend_constructors[kind];
+    const tw_backend_vtable *vtable = backend->construct ? backend->construct()
+                                      : backend->module  ? load_module(kind, backend)
+                                                         : NULL;
+    vtables[kind] = vtable;
     if (!vtable) return;
     tw_device_info found[MAX_DEVICES_PER_BACKEND];
     memset(found, 0, sizeof found);
@@ -98,6 +165,7 @@ int tw_backend_device_count(tw_backend_kind kind) {
 
 const char *tw_backend_no_device_reason(tw_backend_kind kind) {
     if (tw_backend_device_count(kind) > 0) return "";
+    if (tw_backend_compiled(kind) && module_failure[kind][0]) return module_failure[kind];
     const tw_backend_vtable *vtable = backend_vtable(kind);
     const char *why = vtable && vtable->no_device_reason ? vtable->no_device_reason() : NULL;
     return why ? why : "";

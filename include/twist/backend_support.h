@@ -1,0 +1,182 @@
+/* twist: what a backend implements and the little it may use from the library.
+ *
+ * A backend (backends/<name>/) includes the public headers and this one, nothing from src/: the
+ * op list and the table of function pointers it fills (in the manner of ggml's
+ * ggml-backend-impl.h), the layout of buffers and events, errors (twist/error.h), the clock
+ * (twist/clock.h) and the cache-path helpers. The registry (src/core/registry.c) finds backends
+ * through the constructor table tw_backend_constructors (backends/backends.c) and never names a
+ * backend itself.
+ *
+ * The front end (src/core/device.c, src/core/ops.c) has already checked every argument before an
+ * entry is called: specs parsed, shapes positive, every tw_mem extent inside its buffer, dtype
+ * F32. A backend therefore trusts its arguments and only reports driver failures, through
+ * tw_error(). Buffers arrive as tw_buffer*, whose `handle` is the backend's own object (a host
+ * pointer for cpu, a cl_mem for opencl, ...). Offsets in tw_mem are in elements. */
+#ifndef TWIST_BACKEND_SUPPORT_H
+#define TWIST_BACKEND_SUPPORT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "twist/backend.h"
+#include "twist/clock.h"
+#include "twist/error.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct tw_buffer {
+    tw_device *device;
+    void *handle; /* backend object */
+    size_t bytes;
+};
+
+struct tw_event {
+    tw_device *device;
+    void *handle; /* backend object */
+    bool recorded;
+};
+
+/* ------------------------------------------------------------------------------------------------
+ * The ops, declared once. X(prefix, name, parameters) per op, with the arguments of the public
+ * tw_<name>() in twist/backend.h after a `void *context` in place of the device. From this list
+ * come the vtable slots below, each backend's prototypes (TW_BACKEND_OP_PROTOTYPES(tw_cpu)
+ * declares tw_cpu_gemm, tw_cpu_attention_fwd, ...) and its initialisers
+ * (TW_BACKEND_OP_INITIALISERS(tw_cpu) sets .gemm = tw_cpu_gemm, ...). A backend that has only
+ * some ops sets those slots by name and leaves the rest NULL: the front end then refuses the
+ * others with TW_ERR_UNSUPPORTED naming the op and the backend.
+ * ---------------------------------------------------------------------------------------------- */
+#define TW_BACKEND_OPS(X, prefix)                                                                 \
+    X(prefix, gemm, (void *context, const tw_gemm_args *args))                                    \
+    X(prefix, attention_fwd, (void *context, const tw_attention_args *args))                      \
+    X(prefix, attention_bwd, (void *context, const tw_attention_args *args))                      \
+    X(prefix, softmax_fwd, (void *context, int rows, int cols, int causal_t, tw_mem in,           \
+                            tw_mem out))                                                          \
+    X(prefix, softmax_bwd, (void *context, int rows, int cols, tw_mem y, tw_mem dy, tw_mem dx))   \
+    X(prefix, layernorm_fwd, (void *context, int rows, int cols, float eps, tw_mem x,             \
+                              tw_mem weight, tw_mem bias, tw_mem out, tw_mem mean, tw_mem rstd))  \
+    X(prefix, layernorm_bwd, (void *context, int rows, int cols, tw_mem dout, tw_mem x,           \
+                              tw_mem weight, tw_mem mean, tw_mem rstd, tw_mem dx, tw_mem dweight, \
+                              tw_mem dbias))                                                      \
+    X(prefix, gelu_fwd, (void *context, size_t n, tw_mem x, tw_mem out))                          \
+    X(prefix, gelu_bwd, (void *context, size_t n, tw_mem x, tw_mem dout, tw_mem dx))              \
+    X(prefix, embedding_fwd, (void *context, int batch, int seq_len, int channels, int vocab,     \
+                              tw_mem tokens, tw_mem wte, tw_mem wpe, tw_mem out))                 \
+    X(prefix, embedding_bwd, (void *context, int batch, int seq_len, int channels, int vocab,     \
+                              tw_mem tokens, tw_mem dout, tw_mem dwte, tw_mem dwpe))              \
+    X(prefix, softmax_xent_fwd, (void *context, int rows, int vocab, int ld, tw_mem logits,       \
+                                 tw_mem targets, tw_mem losses, tw_mem lse, tw_mem correct))      \
+    X(prefix, softmax_xent_bwd, (void *context, int rows, int vocab, int ld, float grad_scale,    \
+                                 tw_mem logits, tw_mem targets, tw_mem lse, tw_mem dlogits))      \
+    X(prefix, bias_add, (void *context, int rows, int cols, tw_mem bias, tw_mem out))             \
+    X(prefix, bias_bwd, (void *context, int rows, int cols, tw_mem dout, tw_mem dbias))           \
+    X(prefix, add, (void *context, size_t n, tw_mem a, tw_mem b, tw_mem out))                     \
+    X(prefix, scale, (void *context, size_t n, float alpha, tw_mem x, tw_mem out))                \
+    X(prefix, sum_sq, (void *context, size_t n, tw_mem x, tw_mem out))                            \
+    X(prefix, adamw_step, (void *context, size_t n, const tw_adamw_args *args, tw_mem param,      \
+                           tw_mem grad, tw_mem m, tw_mem v))                                      \
+    X(prefix, gather_rows, (void *context, int src_rows, int cols, int count, tw_mem idx,         \
+                            tw_mem src, tw_mem dst))                                              \
+    X(prefix, scatter_rows, (void *context, int dst_rows, int cols, int count, tw_mem idx,        \
+                             tw_mem src, tw_mem dst, bool accumulate))                            \
+    X(prefix, gather_cols, (void *context, int rows, int src_cols, int count, tw_mem idx,         \
+                            tw_mem src, tw_mem dst))                                              \
+    X(prefix, scatter_cols, (void *context, int rows, int dst_cols, int count, tw_mem idx,        \
+                             tw_mem src, tw_mem dst, bool accumulate))
+
+#define TW_BACKEND_OP_SLOT_(prefix, name, params) tw_status(*name) params;
+#define TW_BACKEND_OP_PROTOTYPE_(prefix, name, params) tw_status prefix##_##name params;
+#define TW_BACKEND_OP_INITIALISER_(prefix, name, params) .name = prefix##_##name,
+
+/* Declares <prefix>_<op> for every op (at file scope). */
+#define TW_BACKEND_OP_PROTOTYPES(prefix) TW_BACKEND_OPS(TW_BACKEND_OP_PROTOTYPE_, prefix)
+/* Designated initialisers of every op slot, inside a tw_backend_vtable initialiser. */
+#define TW_BACKEND_OP_INITIALISERS(prefix) TW_BACKEND_OPS(TW_BACKEND_OP_INITIALISER_, prefix)
+
+typedef struct tw_backend_vtable {
+    tw_backend_kind kind;
+
+    /* Registry: called once per process, under the registry lock. Fill `out` with up to
+     * `capacity` device infos (spec left empty: the front end writes "name:index"); return the
+     * number found. A missing runtime gives 0, never an error. */
+    int (*enumerate)(tw_device_info *out, int capacity);
+
+    /* Device lifetime: `index` is the backend-local index; `device` is the front-end object being
+     * opened (info filled in; tw_device_get_info reads it). A backend keeps `device` to allocate
+     * its own scratch buffers with tw_buffer_alloc(), so scratch counts in the device's current
+     * and peak bytes. */
+    tw_status (*open)(int index, tw_device *device, void **context);
+    void (*close)(void *context);
+    tw_status (*sync)(void *context);
+
+    /* Buffers. alloc stores the backend object in *handle. */
+    tw_status (*buffer_alloc)(void *context, size_t bytes, void **handle);
+    void (*buffer_free)(void *context, void *handle);
+    tw_status (*upload)(void *context, void *handle, size_t offset, const void *src, size_t bytes);
+    tw_status (*download)(void *context, void *handle, size_t offset, void *dst, size_t bytes);
+    tw_status (*copy)(void *context, void *dst, size_t dst_offset, void *src, size_t src_offset,
+                      size_t bytes);
+    tw_status (*fill_f32)(void *context, void *handle, size_t offset, size_t count, float value);
+
+    /* Events. */
+    tw_status (*event_create)(void *context, void **handle);
+    void (*event_destroy)(void *context, void *handle);
+    tw_status (*event_record)(void *context, void *handle);
+    tw_status (*event_elapsed_ms)(void *context, void *start, void *end, double *ms);
+
+    /* Ops: arguments as in twist/backend.h, already validated. NULL: not on this backend. */
+    TW_BACKEND_OPS(TW_BACKEND_OP_SLOT_, unused)
+
+    /* OPTIONAL: choose the GEMM implementation (NULL: only TW_GEMM_AUTO is accepted). */
+    tw_status (*set_gemm_impl)(void *context, tw_gemm_impl impl);
+
+    /* OPTIONAL: after enumerate found no devices, why (e.g. "cudaGetDeviceCount: no
+     * CUDA-capable device is detected"), for the message of a spec that names one; "" or NULL
+     * when unknown. */
+    const char *(*no_device_reason)(void);
+} tw_backend_vtable;
+
+/* ------------------------------------------------------------------------------------------------
+ * Registry: the constructor table. Entry k says how to reach backend k (tw_backend_kind order):
+ * a constructor linked into the library, or a module (a shared object beside the twist binary,
+ * found as described in the README) loaded with dlopen() on first enumeration and asked for
+ * `symbol`, a function of the constructor's type. An entry with neither is a backend not built.
+ * A constructor returns the backend's vtable (static storage); a backend with no runtime still
+ * returns it and lists no devices.
+ * ---------------------------------------------------------------------------------------------- */
+typedef const tw_backend_vtable *(*tw_backend_constructor)(void);
+
+typedef struct tw_backend_entry {
+    tw_backend_constructor construct; /* linked in, or NULL */
+    const char *module;               /* e.g. "libtwist_cuda.so", or NULL */
+    const char *symbol;               /* the module's constructor, e.g. "tw_cuda_backend" */
+} tw_backend_entry;
+
+extern const tw_backend_entry tw_backend_constructors[TW_BACKEND_COUNT];
+
+/* ------------------------------------------------------------------------------------------------
+ * Cache paths: where backends keep compiled programs and pipeline caches.
+ * ---------------------------------------------------------------------------------------------- */
+
+/* mkdir -p: true when the directory exists afterwards. */
+bool tw_make_dirs(const char *dir);
+
+/* twist's per-user cache directory: $TWIST_CACHE_DIR, else $XDG_CACHE_HOME/twist, else
+ * $HOME/.cache/twist. Writes it to out (not created); false when none is set or it does not
+ * fit. */
+bool tw_user_cache_dir(char *out, size_t capacity);
+
+/* FNV-1a 64-bit hash of bytes, continuing from hash (start from TW_FNV1A_INIT): cache keys and
+ * checksums (also public in twist/data.h). */
+#ifndef TW_FNV1A_INIT
+#define TW_FNV1A_INIT 0xcbf29ce484222325ull
+#endif
+uint64_t tw_fnv1a64(uint64_t hash, const void *data, size_t bytes);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
