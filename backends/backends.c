@@ -18,7 +18,9 @@ const tw_backend_vtable *tw_cuda_backend(void);
 const tw_backend_entry tw_backend_constructors[TW_BACKEND_COUNT] = {
     [TW_BACKEND_CPU] = {.construct = tw_cpu_backend},
 #ifdef TWIST_HAVE_OPENCL
-    [TW_BACKEND_OPENCL] = {.construct = tw_opencl_backend},
+    /* PoCL maps about 380 MiB (LLVM, its threads' heaps) and aborts when it cannot start its
+     * threads; 256 MiB free is where it still came up under ulimit -v in tests. */
+    [TW_BACKEND_OPENCL] = {.construct = tw_opencl_backend, .driver_mib = 256},
 #endif
 #ifdef TWIST_HAVE_VULKAN
     [TW_BACKEND_VULKAN] = {.construct = tw_vulkan_backend},

@@ -49,6 +49,7 @@ int bench_peer_openblas_create(const char *prog, const tw_device_info *device,
                                const bench_gemm_shape *shape, const float *a, const float *b,
                                bench_peer *out);
 #ifdef TWIST_HAVE_CUDA
+/* In the module libtwist_cuda_peer.so, which bench_peer.c loads on first use. */
 int bench_peer_cublas_create(const char *prog, const tw_device_info *device,
                              const bench_gemm_shape *shape, const float *a, const float *b,
                              bench_peer *out);

@@ -152,9 +152,19 @@ typedef struct tw_backend_entry {
     tw_backend_constructor construct; /* linked in, or NULL */
     const char *module;               /* e.g. "libtwist_cuda.so", or NULL */
     const char *symbol;               /* the module's constructor, e.g. "tw_cuda_backend" */
+    /* Address space (MiB) the backend's driver may map while enumerating, 0 if small. Under an
+     * address-space limit (ulimit -v) that leaves less free, the registry skips the backend and
+     * says why instead of calling a driver that may abort the process (PoCL does when it
+     * cannot start its threads). */
+    unsigned driver_mib;
 } tw_backend_entry;
 
 extern const tw_backend_entry tw_backend_constructors[TW_BACKEND_COUNT];
+
+/* Loads one of twist's modules (a shared object such as libtwist_cuda.so): beside the running
+ * program, else through the dynamic linker's search. NULL, with the reason written to `why`
+ * ("cannot load <path>: <dlerror>"), when it cannot. Modules stay loaded for the process. */
+void *tw_module_open(const char *name, char *why, size_t capacity);
 
 /* ------------------------------------------------------------------------------------------------
  * Cache paths: where backends keep compiled programs and pipeline caches.

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "core/registry.h"
@@ -46,7 +47,7 @@ const char *tw_device_type_name(tw_device_type type) {
 /* Each backend's vtable, resolved through tw_backend_constructors under registry_once; NULL for a
  * backend not built or whose module did not load (then module_failure says why). */
 static const tw_backend_vtable *vtables[TW_BACKEND_COUNT];
-static char module_failure[TW_BACKEND_COUNT][512];
+static char module_failure[TW_BACKEND_COUNT][512]; /* or why it was skipped */
 
 /* What a backend module calls in the library. A module is resolved against the program that
  * loads it (executables linking libtwist export their symbols: CMake ENABLE_EXPORTS); naming the
@@ -68,11 +69,11 @@ static void say_why(char *why, size_t capacity, const char *format, ...) {
     va_end(args);
 }
 
-/* Opens a backend module: first beside the running program (build/ for an in-tree run, or the
- * directory the program was installed to), then through the dynamic linker's search (the
- * program's RUNPATH: the build directory for tests, $ORIGIN/../lib/twist when installed;
- * LD_LIBRARY_PATH). RTLD_NOW: a module that cannot resolve everything fails here, not later. */
-static void *open_module(const char *name, char *why, size_t capacity) {
+/* First beside the running program (build/ for an in-tree run), then through the dynamic
+ * linker's search (the program's RUNPATH: the build directory for tests, $ORIGIN/../lib/twist
+ * when installed; LD_LIBRARY_PATH). RTLD_NOW: a module that cannot resolve everything fails
+ * here, not at its first call. */
+void *tw_module_open(const char *name, char *why, size_t capacity) {
     char self[4096];
     ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
     if (n > 0) {
@@ -95,7 +96,7 @@ static void *open_module(const char *name, char *why, size_t capacity) {
 /* The module stays loaded for the life of the process: its vtable and device contexts live in it. */
 static const tw_backend_vtable *load_module(tw_backend_kind kind, const tw_backend_entry *backend) {
     char *why = module_failure[kind];
-    void *handle = open_module(backend->module, why, sizeof module_failure[kind]);
+    void *handle = tw_module_open(backend->module, why, sizeof module_failure[kind]);
     if (!handle) return NULL;
     tw_backend_constructor construct;
     void *symbol = dlsym(handle, backend->symbol);
@@ -121,8 +122,32 @@ static const tw_backend_vtable *backend_vtable(tw_backend_kind kind) {
     return (kind >= 0 && kind < TW_BACKEND_COUNT) ? vtables[kind] : NULL;
 }
 
+/* Address space left under RLIMIT_AS, in MiB; false when there is no limit or it cannot be
+ * told (then nothing is skipped). */
+static bool address_space_left_mib(double *mib) {
+    struct rlimit limit;
+    if (getrlimit(RLIMIT_AS, &limit) != 0 || limit.rlim_cur == RLIM_INFINITY) return false;
+    FILE *statm = fopen("/proc/self/statm", "r");
+    long pages = 0;
+    bool known = statm && fscanf(statm, "%ld", &pages) == 1;
+    if (statm) fclose(statm);
+    if (!known) return false;
+    double used = (double)pages * (double)sysconf(_SC_PAGESIZE);
+    *mib = ((double)limit.rlim_cur - used) / 1048576.0;
+    return true;
+}
+
 static void enumerate_backend(tw_backend_kind kind) {
     const tw_backend_entry *backend = &tw_backend_constructors[kind];
+    double left_mib;
+    if ((backend->construct || backend->module) && backend->driver_mib &&
+        address_space_left_mib(&left_mib) && left_mib < backend->driver_mib) {
+        say_why(module_failure[kind], sizeof module_failure[kind],
+                "skipped: the address-space limit (ulimit -v) leaves %.0f MiB, less than the "
+                "%u MiB its driver may map",
+                left_mib < 0 ? 0.0 : left_mib, backend->driver_mib);
+        return;
+    }
     const tw_backend_vtable *vtable = backend->construct ? backend->construct()
                                       : backend->module  ? load_module(kind, backend)
                                                          : NULL;
