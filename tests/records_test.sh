@@ -189,6 +189,10 @@ for args in "devices" "bench gemm --device cpu --m 4 --n 4 --k 4 --repeat 1" \
         echo "ok   exit $rc  twist ${args%% --*} --json=/dev/full  ->  $(head -n 1 "$tmp/full.err")"
     fi
 done
+rc=0
+"$twist" devices >/dev/full 2>"$tmp/full.err" || rc=$?
+[[ $rc == 1 ]] && grep -q "standard output: cannot write" "$tmp/full.err" ||
+    fail "twist devices >/dev/full: exit $rc: $(cat "$tmp/full.err")"
 [[ -f $tmp/full-train/model.safetensors && -f $tmp/full-ist/model.safetensors ]] ||
     fail "a run whose records cannot be written did not save its checkpoint"
 

@@ -1,6 +1,7 @@
 /* Text, records and run logs of the `twist` commands (see output.h). */
 #include "output.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -74,6 +75,11 @@ int output_close(output *out, int code) {
     if (out->sink && tw_record_sink_close(out->sink) != TW_OK && !out->failed)
         write_failed(out, &out->failed, "records were lost");
     out->sink = NULL;
+    /* the text too: `twist devices > /dev/full` must not pass for a success */
+    if (out->text && (fflush(stdout) == EOF || ferror(stdout)) && !out->failed) {
+        fprintf(stderr, "%s: standard output: cannot write: %s\n", out->prog, strerror(errno));
+        out->failed = true;
+    }
     tw_run_log_close(out->log);
     out->log = NULL;
     return code == CLI_EXIT_OK && (out->failed || out->log_failed) ? CLI_EXIT_RUNTIME : code;
