@@ -212,8 +212,9 @@ grep -q "^step 2/2  loss" "$tmp/train/log.txt" || fail "train log.txt lacks the 
 grep -q "^round 2/2" "$tmp/ist/log.txt" || fail "ist log.txt lacks the round lines"
 # Saves along the way and a resume: the files hold the whole history, and no checkpoint
 # leftovers (DIR.old-PID) stay behind.
-"$twist" train "${small[@]}" --steps 6 --stop-after 3 --save-every 1 --out "$tmp/long" >/dev/null
-"$twist" train --out "$tmp/long" --resume --log-every 1 >/dev/null
+"$twist" train "${small[@]}" --steps 6 --stop-after 3 --save-every 1 --out "$tmp/long" >/dev/null ||
+    fail "train with a save every step: exit $?"
+"$twist" train --out "$tmp/long" --resume --log-every 1 >/dev/null || fail "resume: exit $?"
 python3 -c 'import json, sys
 steps = [r["step"] for r in map(json.loads, open(sys.argv[1])) if r["event"] == "step"]
 sys.exit(0 if steps == [1, 2, 3, 4, 5, 6] else "steps: %s" % steps)' "$tmp/long/metrics.jsonl" ||
