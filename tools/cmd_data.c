@@ -5,6 +5,7 @@
 
 #include "args.h"
 #include "cli.h"
+#include "output.h"
 #include "twist/data.h"
 #include "twist/tokenizer.h"
 
@@ -20,7 +21,7 @@ static int split_paths(char *list, const char **paths) {
 }
 
 static int data_tokenizer(int argc, char **argv) {
-    const char *data = NULL, *out = NULL;
+    const char *data = NULL, *out = NULL, *json = NULL;
     int vocab = 4096;
     arg_spec specs[] = {
         {.name = "--data", .kind = ARG_STRING, .dest = &data, .metavar = "FILE[,FILE...]",
@@ -30,9 +31,11 @@ static int data_tokenizer(int argc, char **argv) {
          .max = 1 << 20},
         {.name = "--out", .kind = ARG_STRING, .dest = &out, .metavar = "FILE",
          .help = "tokenizer.json to write", .required = true},
+        output_json_spec(&json, "a \"data\" record (JSON) on stdout instead of the text, or "
+                                "appended to FILE"),
     };
     args_command command = {"twist data tokenizer",
-                            "twist data tokenizer --data FILE[,FILE...] --vocab N --out FILE",
+                            "twist data tokenizer --data FILE[,FILE...] --vocab N --out FILE [--json[=FILE]]",
                             "Trains a byte-level BPE tokenizer (every byte encodable, so any text "
                             "round-trips exactly) and saves it as a Hugging Face tokenizer.json.",
                             specs, (int)(sizeof specs / sizeof specs[0])};
@@ -45,21 +48,36 @@ static int data_tokenizer(int argc, char **argv) {
         free(list);
         return args_usage_error(command.name, "--data names no file");
     }
+    output o;
+    int code = output_open(&o, command.name, "data tokenizer", json);
+    if (code != CLI_EXIT_OK) {
+        free(list);
+        return code;
+    }
     tw_tokenizer *tok = NULL;
     double start = cli_now_ms();
     tw_status status = tw_tokenizer_train(paths, count, vocab, &tok);
     if (status == TW_OK) status = tw_tokenizer_save(tok, out);
-    if (status == TW_OK)
-        printf("%s: %d tokens (%d merges) trained on %d corpus file(s) in %.1f s\n", out,
-               tw_tokenizer_vocab_size(tok), tw_tokenizer_merge_count(tok), count,
-               (cli_now_ms() - start) / 1000.0);
+    if (status == TW_OK) {
+        const double seconds = (cli_now_ms() - start) / 1000.0;
+        cJSON *record = output_new(&o, "data");
+        tw_record_string(record, "path", out);
+        tw_record_int(record, "vocab", tw_tokenizer_vocab_size(tok));
+        tw_record_int(record, "merges", tw_tokenizer_merge_count(tok));
+        tw_record_int(record, "corpus_files", count);
+        tw_record_number(record, "elapsed_s", seconds);
+        output_record(&o, record);
+        output_line(&o, "%s: %d tokens (%d merges) trained on %d corpus file(s) in %.1f s", out,
+                    tw_tokenizer_vocab_size(tok), tw_tokenizer_merge_count(tok), count, seconds);
+    }
     tw_tokenizer_free(tok);
     free(list);
-    return status == TW_OK ? CLI_EXIT_OK : cli_library_error(command.name, status);
+    code = status == TW_OK ? CLI_EXIT_OK : cli_library_error(command.name, status);
+    return output_close(&o, code);
 }
 
 static int data_synth(int argc, char **argv) {
-    const char *out = NULL;
+    const char *out = NULL, *json = NULL;
     int level = 0, words = 1000000, seed = 1;
     arg_spec specs[] = {
         {.name = "--level", .kind = ARG_INT, .dest = &level, .metavar = "0|1",
@@ -71,17 +89,31 @@ static int data_synth(int argc, char **argv) {
          .help = "about N words (default 1000000)", .min = 1, .max = 1 << 30},
         {.name = "--seed", .kind = ARG_INT, .dest = &seed, .metavar = "S",
          .help = "generator seed (default 1)", .min = 0, .max = 2147483647},
+        output_json_spec(&json, "a \"data\" record (JSON) on stdout instead of the text, or "
+                                "appended to FILE"),
     };
     args_command command = {"twist data synth",
-                            "twist data synth --level 0|1 --out FILE [--words N] [--seed S]",
+                            "twist data synth --level 0|1 --out FILE [--words N] [--seed S] [--json[=FILE]]",
                             "Writes graded synthetic English: stories of one character and place, "
                             "separated by blank lines. The default corpus of twist train.",
                             specs, (int)(sizeof specs / sizeof specs[0])};
     args_result parsed = args_parse(&command, argc, argv);
     if (parsed != ARGS_OK) return parsed == ARGS_HELP ? CLI_EXIT_OK : CLI_EXIT_USAGE;
+    output o;
+    int code = output_open(&o, command.name, "data synth", json);
+    if (code != CLI_EXIT_OK) return code;
     tw_status status = tw_synth_write(level, (uint64_t)seed, (size_t)words, out);
-    if (status == TW_OK) printf("%s: about %d words of level-%d English\n", out, words, level);
-    return status == TW_OK ? CLI_EXIT_OK : cli_library_error(command.name, status);
+    if (status == TW_OK) {
+        cJSON *record = output_new(&o, "data");
+        tw_record_string(record, "path", out);
+        tw_record_int(record, "level", level);
+        tw_record_int(record, "words", words);
+        tw_record_int(record, "seed", seed);
+        output_record(&o, record);
+        output_line(&o, "%s: about %d words of level-%d English", out, words, level);
+    }
+    code = status == TW_OK ? CLI_EXIT_OK : cli_library_error(command.name, status);
+    return output_close(&o, code);
 }
 
 static void print_data_usage(FILE *out) {
