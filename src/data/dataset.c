@@ -38,7 +38,9 @@
 #include "twist/data.h"
 
 #define TWTOK_MAGIC "TWTK"
-#define TWTOK_VERSION 1u
+/* Version 2: token streams from the Unicode pre-tokenisation (PCRE2); version-1 files hold the
+ * streams of the byte-class split, which differ on non-ASCII text, so they are rebuilt. */
+#define TWTOK_VERSION 2u
 #define TWTOK_HEADER 88
 
 tw_data_options tw_data_options_default(void) {
@@ -138,7 +140,7 @@ static bool read_cache(const char *path, const cache_key *k, tw_dataset *d) {
         goto reject;
     }
     if (memcmp(h, TWTOK_MAGIC, 4) != 0 || get_u32(h + 4) != TWTOK_VERSION) {
-        why = "not a version-1 twtok file";
+        why = "not a version-2 twtok file (older ones hold the byte-class split)";
         goto reject;
     }
     if (get_u64(h + 8) != k->corpus_bytes || get_u64(h + 16) != k->corpus_hash) {
