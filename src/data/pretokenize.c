@@ -113,7 +113,6 @@ tw_status tw_pretok_init(tw_pretok *it, const char *text, size_t length, size_t 
 void tw_pretok_free(tw_pretok *it) {
     pcre2_match_data_free(it->match_data);
     free(it->window);
-    free(it->window_map);
     memset(it, 0, sizeof *it);
 }
 
@@ -158,46 +157,42 @@ static tw_status match(tw_pretok *it, const unsigned char *subject, size_t n, si
 
 /* Slow path, for a piece at or next to an invalid sequence: the text from `at` on, copied with
  * every invalid sequence as U+FFFD (EF BF BD), in windows that double until the piece ends
- * LOOKAHEAD_BYTES before the window does (or the window reaches the end of the text). */
+ * LOOKAHEAD_BYTES before the window does (or the window reaches the end of the text). A sequence
+ * cut by the window's end reads as invalid in the copy; it lies within LOOKAHEAD_BYTES of the
+ * end, where no piece end is trusted. */
 static tw_status piece_near_invalid(tw_pretok *it, size_t *piece) {
     const unsigned char *s = it->text + it->at;
     size_t rest = it->length - it->at;
     for (size_t window = WINDOW_START;; window = window < rest ? 2 * window : rest) {
         size_t raw = window < rest ? window : rest;
         /* At most 3 bytes of copy per original byte (a lone invalid byte becomes U+FFFD). */
-        if (raw > (SIZE_MAX / 3 - 1) / sizeof(size_t))
-            return tw_error(TW_ERR_OUT_OF_MEMORY, "tokenizer: piece too long");
-        size_t need = 3 * raw + 1;
-        if (need > it->window_capacity) {
-            unsigned char *w = realloc(it->window, need);
-            if (!w) return tw_error(TW_ERR_OUT_OF_MEMORY, "tokenizer: out of memory");
-            it->window = w;
-            size_t *m = realloc(it->window_map, need * sizeof *m);
-            if (!m) return tw_error(TW_ERR_OUT_OF_MEMORY, "tokenizer: out of memory");
-            it->window_map = m;
-            it->window_capacity = need;
+        if (raw > SIZE_MAX / 3) return tw_error(TW_ERR_OUT_OF_MEMORY, "tokenizer: out of memory");
+        if (3 * raw > it->window_capacity) {
+            unsigned char *grown = realloc(it->window, 3 * raw);
+            if (!grown) return tw_error(TW_ERR_OUT_OF_MEMORY, "tokenizer: out of memory");
+            it->window = grown;
+            it->window_capacity = 3 * raw;
         }
-        /* window_map[j] = offset in s of the character that starts at copy offset j. A sequence
-         * cut by the window's end reads as invalid here; it lies within LOOKAHEAD_BYTES of the
-         * end, where no piece end is trusted. */
         size_t copied = 0;
         for (size_t p = 0; p < raw;) {
             bool valid;
             size_t k = utf8_sequence(s + p, raw - p, &valid);
-            it->window_map[copied] = p;
-            if (valid) {
-                memcpy(it->window + copied, s + p, k);
-                copied += k;
-            } else {
-                memcpy(it->window + copied, "\xef\xbf\xbd", 3);
-                copied += 3;
-            }
+            memcpy(it->window + copied, valid ? s + p : (const unsigned char *)"\xef\xbf\xbd",
+                   valid ? k : 3);
+            copied += valid ? k : 3;
             p += k;
         }
-        it->window_map[copied] = raw;
         size_t end;
         TW_TRY(match(it, it->window, copied, &end));
-        size_t raw_end = it->window_map[end];
+        /* Back to original offsets: the same walk, up to the piece's end in the copy (always at
+         * the start of a character or of a U+FFFD). */
+        size_t raw_end = 0;
+        for (size_t copy = 0; copy < end;) {
+            bool valid;
+            size_t k = utf8_sequence(s + raw_end, raw - raw_end, &valid);
+            copy += valid ? k : 3;
+            raw_end += k;
+        }
         if (raw == rest || raw_end + LOOKAHEAD_BYTES <= raw) {
             *piece = raw_end;
             return TW_OK;
@@ -205,9 +200,63 @@ static tw_status piece_near_invalid(tw_pretok *it, size_t *piece) {
     }
 }
 
+/* The split of ASCII text without PCRE2, for speed (a PCRE2 call costs about as much as encoding
+ * the piece it finds; most text is mostly ASCII). In ASCII the pattern's classes are plain:
+ * letters a-z A-Z, digits 0-9, white space \t..\r and ' ', the rest "other". Gives up (returns
+ * 0) as soon as it would have to look at a byte >= 0x80, whose character could extend or end the
+ * piece differently; PCRE2 then decides. Each branch mirrors one alternative of the pattern. */
+enum { ASCII_SPACE, ASCII_LETTER, ASCII_DIGIT, ASCII_OTHER, NOT_ASCII };
+
+static inline int ascii_class(unsigned char c) {
+    if (c >= 0x80) return NOT_ASCII;
+    if ((unsigned)((c | 0x20) - 'a') < 26u) return ASCII_LETTER;
+    if ((unsigned)(c - '0') < 10u) return ASCII_DIGIT;
+    if (c == ' ' || (c >= '\t' && c <= '\r')) return ASCII_SPACE;
+    return ASCII_OTHER;
+}
+
+static size_t ascii_piece(const unsigned char *s, size_t n) {
+    int first = ascii_class(s[0]);
+    if (first == NOT_ASCII) return 0;
+    /* 's|'t|'re|'ve|'m|'ll|'d */
+    if (s[0] == '\'' && n >= 2) {
+        unsigned char d = s[1];
+        if (d == 's' || d == 't' || d == 'm' || d == 'd') return 2;
+        if (n >= 3 && ((d == 'r' && s[2] == 'e') || (d == 'v' && s[2] == 'e') ||
+                       (d == 'l' && s[2] == 'l')))
+            return 3;
+    }
+    /* ` ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+`: an optional space, then a run of one class. */
+    size_t i = 0;
+    if (s[0] == ' ' && n >= 2) {
+        int next = ascii_class(s[1]);
+        if (next == NOT_ASCII) return 0;
+        if (next != ASCII_SPACE) i = 1;
+    }
+    int cls = ascii_class(s[i]);
+    if (cls != ASCII_SPACE) {
+        size_t j = i + 1;
+        while (j < n && ascii_class(s[j]) == cls) j++;
+        return j < n && s[j] >= 0x80 ? 0 : j;
+    }
+    /* `\s+(?!\S)|\s+`: the run to the end of the text, or all of it but its last character when
+     * something follows (that one then starts the next piece), or a lone white space. */
+    size_t j = 1;
+    while (j < n && ascii_class(s[j]) == ASCII_SPACE) j++;
+    if (j == n) return j;
+    if (s[j] >= 0x80) return 0;
+    return j >= 2 ? j - 1 : 1;
+}
+
 tw_status tw_pretok_next(tw_pretok *it, size_t *piece) {
     *piece = 0;
     if (it->at >= it->length) return TW_OK;
+    size_t ascii = ascii_piece(it->text + it->at, it->length - it->at);
+    if (ascii) {
+        *piece = ascii;
+        it->at += ascii;
+        return TW_OK;
+    }
     if (it->valid_end < it->at) { /* the last piece took the invalid sequence */
         it->valid_end = it->at;
         it->invalid_next = false;

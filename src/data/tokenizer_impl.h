@@ -131,7 +131,6 @@ typedef struct tw_pretok {
     size_t scan_chunk; /* bytes validated at a time, doubling (0: the whole text at once) */
     void *match_data;  /* pcre2_match_data */
     unsigned char *window; /* slow path near invalid bytes: copy with U+FFFD, (window_capacity) */
-    size_t *window_map;    /* copy offset -> original offset, (window_capacity) */
     size_t window_capacity;
 } tw_pretok;
 
