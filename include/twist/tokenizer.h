@@ -128,7 +128,8 @@ uint64_t tw_tokenizer_hash(const tw_tokenizer *tok);
 /* Encodes `length` bytes of `text` (any bytes; need not be 0-terminated). On success *ids receives
  * a malloc'd array of *count token ids, which the caller releases with free(); *ids is never NULL
  * on success, even for empty input (count 0). On failure *ids is NULL and *count 0.
- * Errors: TW_ERR_INVALID_ARGUMENT (NULL pointers), TW_ERR_OUT_OF_MEMORY. */
+ * Errors: TW_ERR_INVALID_ARGUMENT (NULL pointers), TW_ERR_OUT_OF_MEMORY, TW_ERR_BACKEND (PCRE2
+ * failed: a pattern it cannot compile or a match error; not seen in practice). */
 tw_status tw_tokenizer_encode(const tw_tokenizer *tok, const char *text, size_t length,
                               int32_t **ids, size_t *count);
 
