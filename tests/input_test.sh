@@ -3,9 +3,9 @@
 # the field, tensor or limit, a non-zero exit and nothing on stdout; nothing hangs, nothing prints
 # NUL bytes. Usage: input_test.sh PATH/TO/twist CASE, CASE one of
 #   config    config.json out of range: block scales 1e308 / -1e308 / 1e30, heads 0, n_head 0,
-#             layer_norm_epsilon huge, negative or 0, a newer twist.format_version (the
-#             reliability appendix's items 11 and 12; the messages are compared whole, so a
-#             garbled one fails)
+#             layer_norm_epsilon huge, negative or 0, keys given twice, a newer
+#             twist.format_version (the reliability appendix's items 11 and 12; the messages are
+#             compared whole, so a garbled one fails)
 #   weights   NaN / Inf in model.safetensors and a negative AdamW second moment, checksums made
 #             valid again: eval, sample and resume name the tensor and the first bad element
 #             (item 18); sample never prints a NUL byte
@@ -64,8 +64,9 @@ good=$tmp/good
     --heads 4 --seq-len 32 --batch 4 --steps 2 --warmup 1 --out "$good" >/dev/null
 
 # edit NAME PYTHON: copies the good checkpoint to $tmp/NAME, runs PYTHON there with `ck` its path
-# and helpers `config(f)` (f edits the config.json dict), `poke(file, tensor, index, value)` (one
-# float32 element) and `header(file, f)` (f edits the header text), then recomputes
+# and helpers `config(f)` (f edits the config.json dict), `text(file, f)` (f edits its text),
+# `poke(file, tensor, index, value)` (one float32 element) and `header(file, f)` (f edits a
+# safetensors header's text), then recomputes
 # checksums.json so that only the content is wrong.
 edit() {
     rm -rf "${tmp:?}/$1"
@@ -79,6 +80,11 @@ def config(f):
     c = json.load(open(path))
     f(c)
     json.dump(c, open(path, "w"), indent=1)
+
+def text(name, f):
+    path = os.path.join(ck, name)
+    edited = f(open(path).read())
+    open(path, "w").write(edited)
 
 def read_st(name):
     raw = open(os.path.join(ck, name), "rb").read()
@@ -150,6 +156,13 @@ case_config() {
     edit eps_string 'config(lambda c: c.update(layer_norm_epsilon="1e-5"))'
     expect_refused "$prefix/eps_string/config.json: field 'layer_norm_epsilon' is missing or not a number" \
         $(eval_args eps_string)
+    # Keys given twice: cJSON reads the first, Python's json (transformers) the last.
+    edit layers_twice "text('config.json', lambda t: t.replace('\"n_layer\":', '\"n_layer\": 4, \"n_layer\":', 1))"
+    expect_refused "$prefix/layers_twice/config.json: key 'n_layer' appears twice" \
+        $(eval_args layers_twice)
+    edit heads_twice "text('config.json', lambda t: t.replace('\"heads\":', '\"heads\": 1, \"heads\":', 2).replace('\"heads\": 1, \"heads\":', '\"heads\":', 1))"
+    expect_refused "$prefix/heads_twice/config.json: key 'heads' appears twice in twist.layers[1]" \
+        $(eval_args heads_twice)
     edit format_new 'config(lambda c: c["twist"].update(format_version=2))'
     expect_refused "$prefix/format_new/config.json: twist.format_version 2 is not one this twist reads (1)" \
         $(eval_args format_new)

@@ -570,47 +570,6 @@ static tw_status check_layout(tw_safetensors *file) {
     return TW_OK;
 }
 
-static int compare_keys(const void *a, const void *b) {
-    return strcmp(*(const char *const *)a, *(const char *const *)b);
-}
-
-/* cJSON keeps every member of an object, duplicates included, and its lookups return the first,
- * while Python's json (and so the safetensors package) keeps the last: a header with an empty
- * '__metadata__' followed by a full one, or two 'dtype's, would mean one thing here and another
- * there. So a key given twice is refused at any depth. `owner` is the top-level key the item
- * belongs to (NULL for the header itself); cJSON bounds the depth (CJSON_NESTING_LIMIT). */
-static tw_status check_unique_keys(const char *path, const cJSON *item, const char *owner) {
-    int n = 0;
-    const cJSON *child;
-    cJSON_ArrayForEach(child, item) n++;
-    if (cJSON_IsObject(item) && n > 1) {
-        const char **keys = malloc((size_t)n * sizeof *keys);
-        if (!keys) return tw_error(TW_ERR_OUT_OF_MEMORY, "%s: no memory", path);
-        int k = 0;
-        cJSON_ArrayForEach(child, item) keys[k++] = child->string;
-        qsort(keys, (size_t)n, sizeof *keys, compare_keys);
-        const char *twice = NULL;
-        for (int i = 1; i < n && !twice; i++)
-            if (strcmp(keys[i - 1], keys[i]) == 0) twice = keys[i];
-        tw_status status = TW_OK;
-        if (twice && !owner)
-            status = tw_error(TW_ERR_FORMAT, "%s: %s%s%s appears twice in the header", path,
-                              strcmp(twice, "__metadata__") == 0 ? "'" : "tensor '", twice, "'");
-        else if (twice)
-            status = tw_error(TW_ERR_FORMAT, "%s: %s%s': key '%s' appears twice", path,
-                              strcmp(owner, "__metadata__") == 0 ? "'" : "tensor '", owner,
-                              twice);
-        free(keys);
-        if (status != TW_OK) return status;
-    }
-    cJSON_ArrayForEach(child, item) {
-        if (!cJSON_IsObject(child) && !cJSON_IsArray(child)) continue;
-        tw_status status = check_unique_keys(path, child, owner ? owner : child->string);
-        if (status != TW_OK) return status;
-    }
-    return TW_OK;
-}
-
 static tw_status parse_header(tw_safetensors *file, const char *header, size_t length) {
     const char *path = file->path;
     if (length == 0 || header[0] != '{')
@@ -637,7 +596,20 @@ static tw_status parse_header(tw_safetensors *file, const char *header, size_t l
         status = tw_error(TW_ERR_FORMAT, "%s: the JSON header is not an object", path);
         goto done;
     }
-    if ((status = check_unique_keys(path, root, NULL)) != TW_OK) goto done;
+    /* A key given twice (an empty '__metadata__' followed by a full one, two 'dtype's) would
+     * be read differently by other readers: refused at any depth (see json_keys.c). */
+    tw_json_duplicate twice;
+    if ((status = tw_json_find_duplicate(root, &twice)) != TW_OK) goto done;
+    if (twice.key) {
+        bool meta = strcmp(twice.top ? twice.top : twice.key, "__metadata__") == 0;
+        if (!twice.top)
+            status = tw_error(TW_ERR_FORMAT, "%s: %s'%s' appears twice in the header", path,
+                              meta ? "" : "tensor ", twice.key);
+        else
+            status = tw_error(TW_ERR_FORMAT, "%s: %s'%s': key '%s' appears twice", path,
+                              meta ? "" : "tensor ", twice.top, twice.key);
+        goto done;
+    }
     int entries = cJSON_GetArraySize(root);
     file->tensors = calloc((size_t)(entries ? entries : 1), sizeof *file->tensors);
     file->meta_keys = calloc((size_t)(entries ? entries : 1), sizeof(char *));
