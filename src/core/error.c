@@ -43,10 +43,14 @@ static void add_address_limit(char *message, size_t size) {
     }
     double used = (double)pages * (double)sysconf(_SC_PAGE_SIZE), cap = (double)limit.rlim_cur;
     size_t length = strlen(message);
-    snprintf(message + length, size - length,
-             " (the address-space limit, ulimit -v %llu, leaves %.0f of %.0f MiB)",
-             (unsigned long long)limit.rlim_cur / 1024, used < cap ? (cap - used) / 1048576 : 0.0,
-             cap / 1048576);
+    if (pages == 0) /* /proc unreadable, or no memory left even for fopen */
+        snprintf(message + length, size - length, " (under an address-space limit, ulimit -v %llu)",
+                 (unsigned long long)limit.rlim_cur / 1024);
+    else
+        snprintf(message + length, size - length,
+                 " (the address-space limit, ulimit -v %llu, leaves %.0f of %.0f MiB)",
+                 (unsigned long long)limit.rlim_cur / 1024,
+                 used < cap ? (cap - used) / 1048576 : 0.0, cap / 1048576);
 }
 
 tw_status tw_error(tw_status status, const char *format, ...) {

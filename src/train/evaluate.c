@@ -34,8 +34,8 @@ tw_status tw_evaluate(tw_gpt *model, const int32_t *stream, size_t token_count, 
         if (!isfinite(metrics.loss)) {
             status = tw_error(TW_ERR_INVALID_ARGUMENT,
                               "evaluate: the loss of batch %d is %g, not a finite number: the "
-                              "model's logits are not finite (damaged weights or an out-of-range "
-                              "config?)",
+                              "model's logits are not (weights with NaN or infinities, from a "
+                              "damaged checkpoint or a run that diverged)",
                               b + 1, (double)metrics.loss);
             break;
         }
