@@ -113,7 +113,7 @@ static tw_status read_twist_layers(const cJSON *twist, const char *source, tw_gp
     int l = 0;
     const cJSON *layer;
     cJSON_ArrayForEach(layer, layers) {
-        char what[96];
+        char what[4352]; /* the source path (up to 4200 in tw_train_load) and the layer */
         snprintf(what, sizeof what, "%s (twist.layers[%d])", source, l);
         tw_gpt_layer *out = &c->layers[l++];
         if ((status = read_int(layer, "heads", what, &out->heads)) != TW_OK ||
