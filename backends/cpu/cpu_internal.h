@@ -24,4 +24,13 @@ static inline int32_t *tw_cpu_i32(tw_mem mem) {
     return (int32_t *)mem.buffer->handle + mem.offset;
 }
 
+/* cpu_addr_limit.c: OpenBLAS under an address-space limit (ulimit -v); see that file. */
+/* The OPENBLAS_NUM_THREADS value whose buffers fit the limit, or NULL (no limit, or it fits). */
+const char *tw_cpu_blas_threads_for_limit(void);
+/* Under a limit: checks that OpenBLAS's buffer for this thread fits and maps it now. */
+tw_status tw_cpu_blas_reserve(void);
+/* Around each BLAS call: under a limit, one at a time; enter returns what leave takes. */
+bool tw_cpu_blas_enter(void);
+void tw_cpu_blas_leave(bool entered);
+
 #endif
