@@ -15,15 +15,19 @@ fail() {
 
 # AddressSanitizer reserves terabytes of shadow address space at start: no ASan program runs
 # under ulimit -v at all.
-if ldd "$twist" 2>/dev/null | grep -q libasan; then
+# (Outputs are read whole before grep: with pipefail, grep -q closing the pipe early would make
+# the writer's SIGPIPE the pipeline's status.)
+libraries=$(ldd "$twist" 2>/dev/null)
+if grep -q libasan <<<"$libraries"; then
     echo "SKIP: $twist is built with AddressSanitizer, which cannot start under ulimit -v"
     exit 77
 fi
 
 # twist's own dynamic dependencies leave out cuBLAS and the CUDA runtime.
-if readelf -d "$twist" | grep NEEDED | grep -qiE 'cublas|cudart'; then
+needed=$(readelf -d "$twist" | grep NEEDED)
+if grep -qiE 'cublas|cudart' <<<"$needed"; then
     fail "twist links CUDA libraries directly:"
-    readelf -d "$twist" | grep NEEDED | grep -iE 'cublas|cudart' >&2
+    grep -iE 'cublas|cudart' <<<"$needed" >&2
 else
     echo "ok   twist links neither cuBLAS nor the CUDA runtime"
 fi
