@@ -162,7 +162,8 @@ typedef struct tw_backend_entry {
 extern const tw_backend_entry tw_backend_constructors[TW_BACKEND_COUNT];
 
 /* Loads one of twist's modules (a shared object such as libtwist_cuda.so): beside the running
- * program, else through the dynamic linker's search. NULL, with the reason written to `why`
+ * program, in <its dir>/../lib/twist, in the build tree, else through the dynamic linker's
+ * search. NULL, with the reason written to `why`
  * ("cannot load <path>: <dlerror>"), when it cannot. Modules stay loaded for the process. */
 void *tw_module_open(const char *name, char *why, size_t capacity);
 

@@ -69,26 +69,47 @@ static void say_why(char *why, size_t capacity, const char *format, ...) {
     va_end(args);
 }
 
-/* First beside the running program (build/ for an in-tree run), then through the dynamic
- * linker's search (the program's RUNPATH: the build directory for tests, $ORIGIN/../lib/twist
- * when installed; LD_LIBRARY_PATH). RTLD_NOW: a module that cannot resolve everything fails
- * here, not at its first call. */
+#ifndef TWIST_MODULE_INSTALL_SUBDIR
+#define TWIST_MODULE_INSTALL_SUBDIR "lib/twist"
+#endif
+
+/* Loads `directory`/`name` when that file exists: true with *handle set (NULL, and the reason in
+ * `why`, when it exists but does not load); false when there is no such file. */
+static bool open_module_in(const char *directory, const char *name, void **handle, char *why,
+                           size_t capacity) {
+    char path[4096];
+    int n = snprintf(path, sizeof path, "%s/%s", directory, name);
+    if (n < 0 || (size_t)n >= sizeof path || access(path, F_OK) != 0) return false;
+    *handle = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    if (!*handle) say_why(why, capacity, "cannot load %s: %s", path, dlerror());
+    return true;
+}
+
+/* Looks, in order, beside the running program (build/ for an in-tree run), in
+ * <program dir>/../lib/twist (installed), in the build tree the library was built in (tests in
+ * build/tests/), then through the dynamic linker's search (LD_LIBRARY_PATH, the program's
+ * RUNPATH; AddressSanitizer's dlopen interceptor loses the latter, hence the explicit
+ * directories). RTLD_NOW: a module that cannot resolve everything fails here, not at its first
+ * call. */
 void *tw_module_open(const char *name, char *why, size_t capacity) {
+    void *handle = NULL;
     char self[4096];
     ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
     if (n > 0) {
         self[n] = '\0';
         char *slash = strrchr(self, '/');
-        if (slash && (size_t)(slash - self) + 1 + strlen(name) < sizeof self) {
-            strcpy(slash + 1, name);
-            if (access(self, F_OK) == 0) {
-                void *handle = dlopen(self, RTLD_NOW | RTLD_LOCAL);
-                if (!handle) say_why(why, capacity, "cannot load %s: %s", self, dlerror());
-                return handle;
-            }
+        if (slash) {
+            *slash = '\0';
+            if (open_module_in(self, name, &handle, why, capacity)) return handle;
+            char installed[4096 + 64];
+            snprintf(installed, sizeof installed, "%s/../%s", self, TWIST_MODULE_INSTALL_SUBDIR);
+            if (open_module_in(installed, name, &handle, why, capacity)) return handle;
         }
     }
-    void *handle = dlopen(name, RTLD_NOW | RTLD_LOCAL);
+#ifdef TWIST_MODULE_BUILD_DIR
+    if (open_module_in(TWIST_MODULE_BUILD_DIR, name, &handle, why, capacity)) return handle;
+#endif
+    handle = dlopen(name, RTLD_NOW | RTLD_LOCAL);
     if (!handle) say_why(why, capacity, "cannot load %s: %s", name, dlerror());
     return handle;
 }
