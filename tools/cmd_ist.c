@@ -22,7 +22,7 @@ typedef struct dist_cli {
     const char *devices, *out, *json, *eval_device, *fault, *slow;
     model_flags model;
     int workers_per_device, heads_per_worker, local_steps, rounds, balance, transport, mode;
-    int batch, accum, warmup, seed, eval_every, eval_batches;
+    int batch, accum, warmup, seed, eval_every, eval_batches, save_every, peer_timeout;
     char device_text[1024];
     const char *device_list[MAX_DEVICE_SPECS];
     int device_count;
@@ -92,7 +92,7 @@ static int run_command(int argc, char **argv, bool ist) {
     dist_cli c = {.devices = "cpu", .model = model_flags_defaults(), .workers_per_device = 1,
                   .heads_per_worker = 0, .local_steps = 10, .rounds = 10, .batch = 16,
                   .accum = 1, .warmup = -1, .seed = 1337, .eval_every = 1, .eval_batches = 20,
-                  .mode = -1};
+                  .mode = -1, .save_every = 1, .peer_timeout = 600};
     arg_spec own[] = {
         {.name = "--devices", .kind = ARG_STRING, .dest = &c.devices, .metavar = "SPEC[,SPEC...]",
          .help = "devices of the workers: cpu, opencl:N, vulkan:N, cuda:N (default cpu)"},
@@ -125,6 +125,13 @@ static int run_command(int argc, char **argv, bool ist) {
          .help = "one JSON record per round: bytes, phase times, losses, idle time"},
         {.name = "--out", .kind = ARG_STRING, .dest = &c.out, .metavar = "DIR",
          .help = "save the merged model there as a twist checkpoint"},
+        {.name = "--save-every", .kind = ARG_INT, .dest = &c.save_every, .metavar = "R",
+         .help = "with --out: save the merged model every R rounds, 0 for the end only "
+                 "(default 1)", .min = 0, .max = 1 << 24},
+        {.name = "--peer-timeout", .kind = ARG_INT, .dest = &c.peer_timeout, .metavar = "S",
+         .help = "mpi: a rank that waits S seconds for ranks on other hosts ends the job, 0 "
+                 "never (default 600; ranks on one host are watched directly)", .min = 0,
+         .max = 1 << 24},
         {.name = "--inject-fault", .kind = ARG_STRING, .dest = &c.fault, .metavar = "W:R",
          .help = "for tests: worker W fails in round R (0-based)"},
         {.name = "--slow-worker", .kind = ARG_STRING, .dest = &c.slow, .metavar = "W:F",
@@ -149,11 +156,12 @@ static int run_command(int argc, char **argv, bool ist) {
     memcpy(specs + MODEL_FLAG_COUNT, own, sizeof own);
     args_command command = {
         ist ? "twist ist" : "twist dp",
-        ist ? "twist ist --devices SPEC[,SPEC...] --workers-per-device N --heads-per-worker M "
-              "--local-steps K --rounds R [--data FILE] [--preset NAME] [--balance speed] "
-              "[--transport threads|mpi] [--json FILE] [--out DIR]"
-            : "twist dp --mode allreduce|localsgd --devices SPEC[,SPEC...] "
-              "--workers-per-device N --local-steps K --rounds R [options]",
+        ist ? "twist ist --heads-per-worker M [--devices SPEC[,SPEC...]] "
+              "[--workers-per-device N] [--local-steps K] [--rounds R] [--data FILE] "
+              "[--preset NAME] [--balance speed] [--transport threads|mpi] [--json FILE] "
+              "[--out DIR]"
+            : "twist dp --mode allreduce|localsgd [--devices SPEC[,SPEC...]] "
+              "[--workers-per-device N] [--local-steps K] [--rounds R] [options]",
         ist ? "Independent subnetwork training: each worker trains a subnetwork (some heads, "
               "some MLP units of every layer) for K steps on its own data shard; the host "
               "merges them and deals new ones every round."
@@ -165,6 +173,12 @@ static int run_command(int argc, char **argv, bool ist) {
     if (parsed != ARGS_OK) return parsed == ARGS_HELP ? CLI_EXIT_OK : CLI_EXIT_USAGE;
     int code = split_devices(&c, command.name);
     if (code != CLI_EXIT_OK) return code;
+    /* The run counts global steps in an int: rounds x K must fit (computed in 64 bits). */
+    const long long total = (long long)c.rounds * c.local_steps;
+    if (total > 2147483647LL)
+        return args_usage_error(command.name, "--rounds %d x --local-steps %d = %lld steps, "
+                                "more than the 2147483647 a run can count", c.rounds,
+                                c.local_steps, total);
 
     tw_dist_options o = tw_dist_defaults();
     code = model_flags_config(&c.model, &command, &o.model);
@@ -199,14 +213,15 @@ static int run_command(int argc, char **argv, bool ist) {
     o.vocab_size = c.model.vocab;
     o.batch = c.batch;
     o.grad_accum = c.accum;
-    const int total = c.rounds * c.local_steps;
-    o.warmup = c.warmup >= 0 ? c.warmup : (total / 10 < 100 ? total / 10 : 100);
+    o.warmup = c.warmup >= 0 ? c.warmup : (int)(total / 10 < 100 ? total / 10 : 100);
     o.seed = (uint64_t)c.seed;
     o.eval_every = c.eval_every;
     o.eval_batches = c.eval_batches;
     o.eval_device = c.eval_device;
     o.json_path = c.json;
     o.out_dir = c.out;
+    o.save_every = c.save_every;
+    o.peer_timeout_s = c.peer_timeout;
     code = parse_fault(&c, command.name, workers, &o);
     if (code == CLI_EXIT_OK) code = parse_slow(&c, command.name, workers, &o);
     if (code != CLI_EXIT_OK) return code;
@@ -214,7 +229,14 @@ static int run_command(int argc, char **argv, bool ist) {
         return args_usage_error(command.name, "--transport mpi: this twist was built without "
                                 "MPI (install libopenmpi-dev and openmpi-bin, then rebuild)");
     tw_status status = tw_dist_run(&o, show, NULL);
-    return status == TW_OK ? CLI_EXIT_OK : cli_library_error(command.name, status);
+    if (status == TW_OK) return CLI_EXIT_OK;
+    /* Under MPI one rank prints the failure; then every rank ends (the others may be waiting
+     * in a collective for this one). */
+    if (!tw_dist_error_reported_elsewhere()) cli_library_error(command.name, status);
+    fflush(stdout);
+    fflush(stderr);
+    tw_dist_end_job(CLI_EXIT_RUNTIME);
+    return CLI_EXIT_RUNTIME;
 }
 
 int cmd_ist(int argc, char **argv) { return run_command(argc, argv, true); }

@@ -78,6 +78,10 @@ typedef struct tw_dist_options {
 
     const char *json_path;      /* NULL: no JSON; else one object per round, one per line */
     const char *out_dir;        /* NULL: nothing saved; else the merged master as a checkpoint */
+    int save_every;             /* with out_dir: rounds between saves, 0: after the last only */
+    /* MPI: seconds a rank waits in a collective for ranks on other machines before it ends
+     * the job (ranks on the same machine are checked directly); 0: no limit. */
+    double peer_timeout_s;
 
     /* Fault injection for tests: worker fault_worker fails in round fault_round (after its
      * first local step); -1: none. */
@@ -112,6 +116,15 @@ tw_status tw_dist_run(const tw_dist_options *options, tw_dist_report_fn report, 
 
 /* Whether this build has the MPI transport. */
 bool tw_dist_have_mpi(void);
+
+/* After tw_dist_run failed under the MPI transport. One rank reports each failure (its
+ * tw_last_error names the rank and host): the rank that failed, or the lowest rank alive when
+ * a rank was lost. tw_dist_error_reported_elsewhere() is true on the other ranks, which should
+ * not print it again. tw_dist_end_job(exit_code) then ends every rank of the job (MPI_Abort)
+ * when some may be waiting in a collective for this one; otherwise, and without MPI, it
+ * returns and the caller exits as usual. */
+bool tw_dist_error_reported_elsewhere(void);
+void tw_dist_end_job(int exit_code);
 
 #ifdef __cplusplus
 }
