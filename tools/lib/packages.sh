@@ -16,6 +16,7 @@
 #   vulkan-validationlayers            VK_LAYER_KHRONOS_validation for the validation test run
 #   libcjson-dev                       cJSON: safetensors headers, config.json, tokenizer.json
 #   libopenmpi-dev openmpi-bin         Open MPI: the MPI transport of `twist ist` and its test
+#   iproute2                           ip netns + veth: the two-host MPI test (mpi_hosts)
 #   python3 python3-torch              the tests that open twist checkpoints in PyTorch
 TWIST_PACKAGES=(
     build-essential cmake pkg-config
@@ -23,7 +24,7 @@ TWIST_PACKAGES=(
     ocl-icd-opencl-dev opencl-headers pocl-opencl-icd libclblast-dev clinfo
     libvulkan-dev glslc mesa-vulkan-drivers vulkan-validationlayers
     libcjson-dev
-    libopenmpi-dev openmpi-bin
+    libopenmpi-dev openmpi-bin iproute2
     python3 python3-torch
 )
 
