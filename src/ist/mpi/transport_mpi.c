@@ -226,15 +226,24 @@ static tw_status wait_for(mpi_transport *t, MPI_Request *request, const char *wh
         const double now = seconds_now();
         if (now >= next_check && t->ranks) {
             if (told_to_end(t)) return tw_error(TW_ERR_BACKEND, "%s", g_end.message);
-            char message[1024];
-            for (int r = 0; r < t->size; r++)
+            char message[1024], gone[768] = "";
+            int count = 0;
+            size_t used = 0;
+            for (int r = 0; r < t->size && used < sizeof gone; r++)
                 if (rank_gone(t, r)) {
-                    snprintf(message, sizeof message,
-                             "rank %d (pid %d on %s) has ended without a word (killed?) while "
-                             "rank %d waited in %s; the job ends",
-                             r, (int)t->ranks[r].pid, t->ranks[r].host, t->rank, what);
-                    return lost(t, message);
+                    const int n = snprintf(gone + used, sizeof gone - used, "%srank %d (pid %d on %s)",
+                                           count ? ", " : "", r, (int)t->ranks[r].pid,
+                                           t->ranks[r].host);
+                    used += n > 0 ? (size_t)n : 0;
+                    count++;
                 }
+            if (count) {
+                snprintf(message, sizeof message,
+                         "%s %s ended without a word (killed?) while rank %d waited in %s; the "
+                         "job ends",
+                         gone, count > 1 ? "have" : "has", t->rank, what);
+                return lost(t, message);
+            }
             if (limit > 0 && now - started > limit) {
                 snprintf(message, sizeof message,
                          "no word from the other ranks for %.0f s in %s (--peer-timeout %.0f); "
