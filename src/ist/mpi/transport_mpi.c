@@ -140,9 +140,11 @@ static void describe_self(rank_info *me) {
 
 /* Whether rank r is known to have ended: on this machine, its process is gone, a zombie, or
  * another process with its pid. Ranks elsewhere are never known gone (--peer-timeout). */
+static bool same_machine(const mpi_transport *t, int r);
+
 static bool rank_gone(const mpi_transport *t, int r) {
-    const rank_info *peer = &t->ranks[r], *me = &t->ranks[t->rank];
-    if (r == t->rank || !me->machine[0] || strcmp(peer->machine, me->machine) != 0) return false;
+    const rank_info *peer = &t->ranks[r];
+    if (r == t->rank || !same_machine(t, r)) return false;
     char path[64], state;
     snprintf(path, sizeof path, "/proc/%d/stat", (int)peer->pid);
     const unsigned long long start = process_start(path, &state);
@@ -170,20 +172,27 @@ static bool told_to_end(mpi_transport *t) {
     return true;
 }
 
-/* The lowest rank not known gone: the one that reports a lost rank or a timeout. */
-static int reporter(const mpi_transport *t) {
+static bool same_machine(const mpi_transport *t, int r) {
+    const rank_info *me = &t->ranks[t->rank];
+    return me->machine[0] && strcmp(t->ranks[r].machine, me->machine) == 0;
+}
+
+/* The rank that reports: the lowest one not known gone; for a rank seen gone on this machine,
+ * the lowest such rank on this machine (the others elsewhere cannot see it, and hear of it from
+ * the reporter's END before their --peer-timeout). */
+static int reporter(const mpi_transport *t, bool this_machine) {
     for (int r = 0; r < t->size; r++)
-        if (!rank_gone(t, r)) return r;
+        if (!rank_gone(t, r) && (!this_machine || r == t->rank || same_machine(t, r))) return r;
     return t->rank;
 }
 
 /* A rank was lost or the wait timed out: every rank that sees it ends, but only the reporter
  * says so. The others wait until its MPI_Abort ends them; only if the reporter is lost too (or,
  * elsewhere, stays silent past --peer-timeout) does this rank report instead. */
-static tw_status lost(mpi_transport *t, const char *message) {
+static tw_status lost(mpi_transport *t, const char *message, bool this_machine) {
     const double started = seconds_now(), limit = t->options ? t->options->peer_timeout_s : 0;
-    const int reporter_at_start = reporter(t);
-    for (int who = reporter(t); who != t->rank; who = reporter(t)) {
+    const int reporter_at_start = reporter(t, this_machine);
+    for (int who = reporter_at_start; who != t->rank; who = reporter(t, this_machine)) {
         if (told_to_end(t)) return tw_error(TW_ERR_BACKEND, "%s", g_end.message);
         if (limit > 0 && seconds_now() - started > limit) break;
         pause_s(CHECK_S);
@@ -231,9 +240,9 @@ static tw_status wait_for(mpi_transport *t, MPI_Request *request, const char *wh
             size_t used = 0;
             for (int r = 0; r < t->size && used < sizeof gone; r++)
                 if (rank_gone(t, r)) {
-                    const int n = snprintf(gone + used, sizeof gone - used, "%srank %d (pid %d on %s)",
-                                           count ? ", " : "", r, (int)t->ranks[r].pid,
-                                           t->ranks[r].host);
+                    const int n = snprintf(gone + used, sizeof gone - used,
+                                           "%srank %d (pid %d on %s)", count ? ", " : "", r,
+                                           (int)t->ranks[r].pid, t->ranks[r].host);
                     used += n > 0 ? (size_t)n : 0;
                     count++;
                 }
@@ -242,14 +251,14 @@ static tw_status wait_for(mpi_transport *t, MPI_Request *request, const char *wh
                          "%s %s ended without a word (killed?) while rank %d waited in %s; the "
                          "job ends",
                          gone, count > 1 ? "have" : "has", t->rank, what);
-                return lost(t, message);
+                return lost(t, message, true);
             }
             if (limit > 0 && now - started > limit) {
                 snprintf(message, sizeof message,
                          "no word from the other ranks for %.0f s in %s (--peer-timeout %.0f); "
                          "a rank on another host may be lost; the job ends",
                          now - started, what, limit);
-                return lost(t, message);
+                return lost(t, message, false);
             }
             next_check = now + CHECK_S;
         }
