@@ -17,7 +17,8 @@
  *
  * The master's step advances by K per round. A worker that fails (a device error or an injected
  * fault) is left out of the round's merge (its slices keep their pre-round values) and of every
- * later round; the run continues with the others. */
+ * later round; the run continues with the others (IST: with the head quota raised when those
+ * left could not cover every head otherwise). */
 #ifndef TWIST_IST_RUN_H
 #define TWIST_IST_RUN_H
 
