@@ -145,6 +145,10 @@ expect_end() {
     [[ $rc != 124 ]] || { fail "$name: still running after 120 s"; return; }
     ((seconds <= 60)) || fail "$name: took $seconds s to end"
     [[ $exit_rule == any || $rc != 0 ]] || fail "$name: exit 0 after a failure"
+    if grep -qE "Sanitizer|runtime error:" "$tmp/$name.err"; then
+        fail "$name: sanitizer report"
+        cat "$tmp/$name.err"
+    fi
     count=$(grep -cE "$needle" "$tmp/$name.err" || true)
     [[ $count == 1 ]] || { fail "$name: '$needle' printed $count times"; cat "$tmp/$name.err"; }
     count=$(grep -cE "^twist ist: " "$tmp/$name.err" || true)
@@ -171,6 +175,29 @@ case_mpi_end() {
     # before it sent round 3's jobs.)
     mpi_run r2_train 2:2:train
     expect_end r2_train "^twist ist: rank 2 \($host\): test fault in round 2 at 'train'" 2
+    # Every rank fails its set-up (no such corpus): the lowest reports, the others end quietly.
+    local started=$SECONDS
+    rc=0
+    timeout 120 mpirun -np 3 --oversubscribe "$twist" ist --heads-per-worker 2 --devices cpu \
+        --workers-per-device 3 --rounds 1 --data "$tmp/no-such-corpus.txt" --heads 4 \
+        --layers 2 --embd 64 --transport mpi >"$tmp/setup.out" 2>"$tmp/setup.err" || rc=$?
+    echo "setup: exit $rc after $((SECONDS - started)) s: $(grep "^twist ist: " "$tmp/setup.err")"
+    [[ $rc != 0 && $rc != 124 ]] || fail "set-up failure: exit $rc"
+    [[ $(grep -cE "^twist ist: rank 0 \($host\): .*no-such-corpus.txt" "$tmp/setup.err") == 1 &&
+        $(grep -c "^twist ist: " "$tmp/setup.err") == 1 ]] ||
+        { fail "set-up failure: not one message from rank 0"; cat "$tmp/setup.err"; }
+    if grep -qE "Sanitizer|runtime error:" "$tmp/setup.err"; then
+        fail "set-up failure: sanitizer report"
+        cat "$tmp/setup.err"
+    fi
+    # A usage error under mpirun: every rank finds it, rank 0 alone prints it.
+    rc=0
+    timeout 120 mpirun -np 3 --oversubscribe "$twist" ist --heads-per-worker 1 --devices cpu \
+        --workers-per-device 3 --data "$corpus" --heads 4 --transport mpi >/dev/null \
+        2>"$tmp/usage.err" || rc=$?
+    [[ $rc == 2 ]] || fail "usage error under mpirun: exit $rc, expected 2"
+    [[ $(grep -c "^twist ist: --heads-per-worker 1 is too small" "$tmp/usage.err") == 1 ]] ||
+        { fail "usage error under mpirun: not printed once"; cat "$tmp/usage.err"; }
     # A killed worker rank: mpirun ends the job and names it; the last checkpoint stays.
     mpi_run kill1 1:2:kill
     rc=$(cat "$tmp/kill1.rc")

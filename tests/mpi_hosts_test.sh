@@ -86,6 +86,10 @@ on_a() {
     local rc=0
     timeout 120 ip netns exec "$ns_a" unshare --uts sh -c 'hostname twist-a; exec "$@"' sh \
         mpirun "${mpi[@]}" "$@" >"$tmp/last.out" 2>"$tmp/last.err" || rc=$?
+    if grep -qE "Sanitizer|runtime error:" "$tmp/last.err"; then
+        fail "mpirun $*: sanitizer report"
+        cat "$tmp/last.err"
+    fi
     return $rc
 }
 

@@ -2,10 +2,12 @@
  * (twist/ist_run.h). `ist` trains independent subnetworks; `dp` runs the data parallel
  * (--mode allreduce) and local SGD (--mode localsgd) baselines with the same data, model and
  * round options, so the three compare at equal tokens processed. */
+#include <fcntl.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "args.h"
 #include "cli.h"
@@ -79,6 +81,34 @@ static int parse_slow(const dist_cli *c, const char *prog, int workers, tw_dist_
     o->slow_worker = worker;
     o->slow_factor = factor;
     return CLI_EXIT_OK;
+}
+
+/* Under mpirun every rank parses the same command line and would print the same usage error:
+ * ranks other than 0 (named by the launcher's environment: Open MPI, PMIx, MPICH) keep quiet
+ * until the run starts, where the library names the rank of each error. */
+static int g_saved_stderr = -1;
+
+static void quiet_usage_begin(void) {
+    static const char *const names[] = {"OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        const char *rank = getenv(names[i]);
+        if (!rank) continue;
+        if (atoi(rank) == 0) return;
+        fflush(stderr);
+        const int null = open("/dev/null", O_WRONLY);
+        g_saved_stderr = null >= 0 ? dup(STDERR_FILENO) : -1;
+        if (g_saved_stderr >= 0) dup2(null, STDERR_FILENO);
+        if (null >= 0) close(null);
+        return;
+    }
+}
+
+static void quiet_usage_end(void) {
+    if (g_saved_stderr < 0) return;
+    fflush(stderr);
+    dup2(g_saved_stderr, STDERR_FILENO);
+    close(g_saved_stderr);
+    g_saved_stderr = -1;
 }
 
 static void show(void *context, const tw_dist_report *report) {
@@ -228,6 +258,7 @@ static int run_command(int argc, char **argv, bool ist) {
     if (o.transport == TW_TRANSPORT_MPI && !tw_dist_have_mpi())
         return args_usage_error(command.name, "--transport mpi: this twist was built without "
                                 "MPI (install libopenmpi-dev and openmpi-bin, then rebuild)");
+    quiet_usage_end();
     tw_status status = tw_dist_run(&o, show, NULL);
     if (status == TW_OK) return CLI_EXIT_OK;
     /* Under MPI one rank prints the failure; then every rank ends (the others may be waiting
@@ -239,5 +270,12 @@ static int run_command(int argc, char **argv, bool ist) {
     return CLI_EXIT_RUNTIME;
 }
 
-int cmd_ist(int argc, char **argv) { return run_command(argc, argv, true); }
-int cmd_dp(int argc, char **argv) { return run_command(argc, argv, false); }
+static int run_quiet_usage(int argc, char **argv, bool ist) {
+    quiet_usage_begin();
+    const int code = run_command(argc, argv, ist);
+    quiet_usage_end();
+    return code;
+}
+
+int cmd_ist(int argc, char **argv) { return run_quiet_usage(argc, argv, true); }
+int cmd_dp(int argc, char **argv) { return run_quiet_usage(argc, argv, false); }
