@@ -216,8 +216,9 @@ static tw_status partition_round(master_run *m, int round, int *slot_of,
     }
     if (o->mode != TW_DIST_IST) return make_replicas(&m->setup->model, live, out);
     if (rates_known)
-        dist_balance_weights(&m->setup->model, head_slots(&m->setup->model, live, m->heads_per_worker),
-                             rates, live, weights);
+        dist_balance_weights(&m->setup->model,
+                             head_slots(&m->setup->model, live, m->heads_per_worker), rates,
+                             live, weights);
     tw_ist_partition_options po = {.workers = live, .heads_per_worker = m->heads_per_worker,
                                    .weights = rates_known ? weights : NULL, .seed = o->seed,
                                    .round = round};

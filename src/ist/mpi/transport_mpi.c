@@ -600,15 +600,22 @@ tw_status dist_mpi_run(const tw_dist_options *options, tw_dist_report_fn report,
         status = tw_error(TW_ERR_INVALID_ARGUMENT, "MPI: at most %d ranks", TW_DIST_MAX_WORKERS);
     }
     t.ranks = status == TW_OK ? calloc((size_t)t.size, sizeof *t.ranks) : NULL;
-    if (status == TW_OK && !t.ranks) status = job_ends(TW_ERR_OUT_OF_MEMORY, "MPI: out of host memory");
+    if (status == TW_OK && !t.ranks)
+        status = job_ends(TW_ERR_OUT_OF_MEMORY, "MPI: out of host memory");
     if (status == TW_OK) {
-        /* Who is who, for messages and liveness checks; blocking, as nothing can be checked
-         * yet (a rank lost at start ends the job through mpirun). */
+        /* Who is who, for messages and liveness checks. Until it is known, every rank counts
+         * as elsewhere: only --peer-timeout can end this wait. */
         rank_info me;
         describe_self(&me);
-        if (MPI_Allgather(&me, (int)sizeof me, MPI_BYTE, t.ranks, (int)sizeof me, MPI_BYTE,
-                          MPI_COMM_WORLD) != MPI_SUCCESS)
-            status = mpi_failed(&t, MPI_ERR_OTHER, "MPI_Allgather of the ranks");
+        t.options = options;
+        t.remote_peers = true;
+        MPI_Request request;
+        const int code = MPI_Iallgather(&me, (int)sizeof me, MPI_BYTE, t.ranks, (int)sizeof me,
+                                        MPI_BYTE, MPI_COMM_WORLD, &request);
+        status = code == MPI_SUCCESS ? wait_for(&t, &request, "the exchange of the rank names")
+                                     : mpi_failed(&t, code, "MPI_Iallgather of the ranks");
+        t.options = NULL;
+        t.remote_peers = false;
         for (int r = 0; status == TW_OK && r < t.size; r++)
             if (!me.machine[0] || strcmp(t.ranks[r].machine, me.machine) != 0)
                 t.remote_peers = true;
