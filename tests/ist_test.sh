@@ -264,7 +264,12 @@ case_mixed() {
         if grep -qF "$spec" "$tmp/devices"; then devices+=",$spec"; else missing+=("$spec"); fi
     done
     if ((${#missing[@]})); then echo "not on this machine, left out: ${missing[*]}"; fi
-    "$twist" ist --devices "$devices" --heads-per-worker 2 --local-steps 4 --rounds 3 \
+    # The workers must cover the 4 heads: with the cpu alone (a build without OpenCL and
+    # Vulkan), one worker holds all 4.
+    local count quota
+    count=$(tr ',' '\n' <<<"$devices" | wc -l)
+    quota=$(((4 + count - 1) / count))
+    "$twist" ist --devices "$devices" --heads-per-worker "$quota" --local-steps 4 --rounds 3 \
         --lr 3e-3 "${model[@]}" --json "$tmp/m.jsonl" >/dev/null
     echo "devices: $devices"
     records "$tmp/m.jsonl" | tee "$tmp/records"
