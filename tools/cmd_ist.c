@@ -87,6 +87,7 @@ static int parse_slow(const dist_cli *c, const char *prog, int workers, tw_dist_
  * ranks other than 0 (named by the launcher's environment: Open MPI, PMIx, MPICH) keep quiet
  * until the run starts, where the library names the rank of each error. */
 static int g_saved_stderr = -1;
+static bool g_quiet_rank;
 
 static void quiet_usage_begin(void) {
     static const char *const names[] = {"OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK"};
@@ -94,6 +95,7 @@ static void quiet_usage_begin(void) {
         const char *rank = getenv(names[i]);
         if (!rank) continue;
         if (atoi(rank) == 0) return;
+        g_quiet_rank = true;
         fflush(stderr);
         const int null = open("/dev/null", O_WRONLY);
         g_saved_stderr = null >= 0 ? dup(STDERR_FILENO) : -1;
@@ -274,7 +276,10 @@ static int run_quiet_usage(int argc, char **argv, bool ist) {
     quiet_usage_begin();
     const int code = run_command(argc, argv, ist);
     quiet_usage_end();
-    return code;
+    /* The line is the same on every rank, so rank 0 finds the same error, prints it and gives
+     * the job its exit status; a quiet rank that exited 2 first would make mpirun kill rank 0
+     * before it could say why. */
+    return g_quiet_rank && code == CLI_EXIT_USAGE ? CLI_EXIT_OK : code;
 }
 
 int cmd_ist(int argc, char **argv) { return run_quiet_usage(argc, argv, true); }

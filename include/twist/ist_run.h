@@ -121,9 +121,10 @@ bool tw_dist_have_mpi(void);
 /* After tw_dist_run failed under the MPI transport. One rank reports each failure (its
  * tw_last_error names the rank and host): the rank that failed, or the lowest rank alive when
  * a rank was lost. tw_dist_error_reported_elsewhere() is true on the other ranks, which should
- * not print it again. tw_dist_end_job(exit_code) then ends every rank of the job (MPI_Abort)
- * when some may be waiting in a collective for this one; otherwise, and without MPI, it
- * returns and the caller exits as usual. */
+ * not print it again. Every rank then calls tw_dist_end_job(exit_code), after printing: it ends
+ * every rank of the job (MPI_Abort) when some may be waiting in a collective for this one;
+ * otherwise it finalizes MPI (which waits for the other ranks, so none exits before the
+ * reporter printed) and returns, and the caller exits as usual. Without MPI it returns. */
 bool tw_dist_error_reported_elsewhere(void);
 void tw_dist_end_job(int exit_code);
 

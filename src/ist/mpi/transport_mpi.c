@@ -16,13 +16,15 @@
  * (/proc/PID/stat) for ranks on this machine (same boot and pid namespace), and through
  * --peer-timeout for ranks elsewhere. A rank that fails:
  *   - before its round's collectives (rank 0 between rounds, or any rank in set-up, where every
- *     rank learns every rank's outcome): the job ends in step, the others quietly;
- *   - inside them, or when a rank is lost: the error comes back with end_job_needed set, and the
- *     caller ends every rank with tw_dist_mpi_end (MPI_Abort) after printing it.
+ *     rank learns every rank's outcome): the job ends in step, the others quietly, and MPI is
+ *     finalized in tw_dist_end_job, after the reporter printed;
+ *   - inside them, or when a rank is lost: g_end.must_abort is set, and the caller ends every
+ *     rank with tw_dist_end_job (MPI_Abort) after printing the error; it first sends END_TAG to
+ *     the others, which end quietly.
  * One rank reports each failure: the rank that failed (the lowest one in set-up), or, for a lost
- * rank or a timeout, the lowest rank still alive; the others wait quietly until its MPI_Abort
- * ends them (tw_dist_mpi_quiet() tells a caller not to print). Every message names the rank and
- * the host (MPI_Get_processor_name). */
+ * rank or a timeout, the lowest rank still alive (on the lost rank's machine); the others wait
+ * quietly until it ends them (tw_dist_error_reported_elsewhere() tells a caller not to print).
+ * Every message names the rank and the host (MPI_Get_processor_name). */
 #include <errno.h>
 #include <mpi.h>
 #include <signal.h>
@@ -51,11 +53,12 @@ typedef struct rank_info {
     char machine[128]; /* boot id + pid namespace; "" unknown: never checked directly */
 } rank_info;
 
-/* How this process's MPI run ended (tw_dist_mpi_quiet, tw_dist_mpi_end). */
+/* How this process's MPI run ended (tw_dist_error_reported_elsewhere, tw_dist_end_job). */
 static struct {
     bool quiet;      /* another rank reports the failure */
-    int rank, size;  /* this rank's and the world's, for tw_dist_mpi_end */
+    int rank, size;  /* this rank's and the world's, for tw_dist_end_job */
     bool must_abort; /* ranks may wait in a collective: only MPI_Abort ends them */
+    bool finalize;   /* a failure in step: MPI_Finalize once the reporter has printed */
     char message[1024]; /* why, once must_abort is set */
 } g_end;
 
@@ -560,7 +563,7 @@ static tw_status run_ranks(const tw_dist_options *options, mpi_transport *t,
         t->base.worker_devices = t->devices;
         status = dist_master_rounds(&o, &setup, &t->base, report, context);
         /* Between rounds the others wait for the next job: QUIT ends them in step. Inside a
-         * round they wait in a collective that will not come: MPI_Abort (tw_dist_mpi_end). */
+         * round they wait in a collective that will not come: MPI_Abort (tw_dist_end_job). */
         if (t->in_round || g_end.must_abort) {
             g_end.must_abort = true;
         } else {
@@ -632,7 +635,10 @@ tw_status dist_mpi_run(const tw_dist_options *options, tw_dist_report_fn report,
         status = tw_error(status, "rank %d (%s): %s", t.rank, host, message);
     }
     free(t.ranks);
-    if (!initialized && !g_end.must_abort) MPI_Finalize();
+    /* After a failure in step, finalizing waits for tw_dist_end_job: MPI_Finalize synchronises
+     * the ranks, so none exits (and makes mpirun kill the others) before the reporter printed. */
+    if (!initialized && status == TW_OK) MPI_Finalize();
+    else if (!initialized && !g_end.must_abort) g_end.finalize = true;
     return status;
 }
 
@@ -642,7 +648,12 @@ void dist_mpi_end(int exit_code) {
     int initialized = 0, finalized = 0;
     MPI_Initialized(&initialized);
     MPI_Finalized(&finalized);
-    if (!g_end.must_abort || !initialized || finalized) return;
+    if (!initialized || finalized) return;
+    if (!g_end.must_abort) {
+        if (g_end.finalize) MPI_Finalize();
+        g_end.finalize = false;
+        return;
+    }
     if (!g_end.quiet) {
         /* Tell the others first (see END_TAG); give the sends a moment, not a wait. */
         static int word = 1;
