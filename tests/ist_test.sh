@@ -9,8 +9,9 @@
 #              rounds, a worker rank failing inside a round, and a killed rank (with and without
 #              mpirun --enable-recovery): the job ends within a bounded time, the error names
 #              its rank and host and is printed once, the last round's checkpoint is kept
-#   fault      a worker failing in round 2 of 4: the run completes with the others, the JSON
-#              records show the worker count drop and finite losses
+#   fault      a worker failing in round 3 of 4 (--inject-fault 1:2 counts rounds from 0): the
+#              run completes with the others, the JSON records show the worker count drop and
+#              finite losses
 #   replan     a failure that leaves too few workers to cover the heads (2 workers x 2 heads of
 #              4, one fails): the quota is re-planned, the run completes and saves
 #   mixed      cpu, opencl:0, vulkan:0 side by side (the absent ones skipped): the merged
@@ -41,13 +42,20 @@ same_files() { # DIR_A DIR_B WHAT
     done
 }
 
-# Prints "round workers failed val_loss train_loss" per JSON record.
+# Prints "round workers failed val_loss train_loss" per round: the "round" record (rounds
+# counted from 1) and the "eval" record of the same round.
 records() {
     python3 - "$1" <<'EOF'
 import json, sys
+rounds, val = [], {}
 for line in open(sys.argv[1]):
-    r = json.loads(line)
-    print(r["round"], r["workers"], len(r["failed_workers"]), r["val_loss"], r["train_loss"])
+    r = json.loads(line, parse_constant=lambda token: sys.exit("not JSON: " + token))
+    if r["event"] == "round":
+        rounds.append(r)
+    elif r["event"] == "eval":
+        val[r["round"]] = r["loss"]
+for r in rounds:
+    print(r["round"], r["workers"], len(r["failed_workers"]), val.get(r["round"]), r["loss"])
 EOF
 }
 
@@ -224,9 +232,9 @@ case_replan() {
     grep -q "head quota is re-planned to 4 heads per worker" "$tmp/out" ||
         fail "no message about the re-planned quota"
     records "$tmp/r.jsonl" >"$tmp/records"
-    local expected="0 1 1
-1 1 0
-2 1 0"
+    local expected="1 1 1
+2 1 0
+3 1 0"
     [[ $(cut -d' ' -f1-3 "$tmp/records") == "$expected" ]] ||
         fail "worker counts per round are not 1 1 1 with one failure in the first round"
     if grep -qiE "nan|inf|None" "$tmp/records"; then fail "a loss is not finite"; fi
@@ -234,7 +242,9 @@ case_replan() {
     python3 - "$tmp/r.jsonl" <<'EOF' || fail "the worker left does not hold every head"
 import json, sys
 records = [json.loads(line) for line in open(sys.argv[1])]
-sys.exit(0 if all(w["heads"] == 8 for r in records[1:] for w in r["per_worker"] if w["active"])
+rounds = [r for r in records if r["event"] == "round"]
+sys.exit(0 if len(rounds) == 3 and
+         all(w["heads"] == 8 for r in rounds[1:] for w in r["per_worker"] if w["active"])
          else 1)
 EOF
     "$twist" eval --model "$tmp/replan" --data "$corpus" --batches 2 >/dev/null ||
@@ -247,14 +257,14 @@ case_fault() {
     grep -q "worker 1 (cpu) failed" "$tmp/out" || fail "no message about the failed worker"
     records "$tmp/f.jsonl" >"$tmp/records"
     cat "$tmp/records"
-    local expected="0 3 0
-1 3 0
-2 2 1
-3 2 0"
+    local expected="1 3 0
+2 3 0
+3 2 1
+4 2 0"
     [[ $(cut -d' ' -f1-3 "$tmp/records") == "$expected" ]] ||
-        fail "worker counts per round are not 3 3 2 2 with one failure in round 2"
+        fail "worker counts per round are not 3 3 2 2 with one failure in round 3"
     if grep -qiE "nan|inf|None" "$tmp/records"; then fail "a loss is not finite"; fi
-    [[ $(wc -l <"$tmp/f.jsonl") == 4 ]] || fail "expected 4 JSON records"
+    [[ $(grep -c '"event":"round"' "$tmp/f.jsonl") == 4 ]] || fail "expected 4 round records"
 }
 
 case_mixed() {

@@ -12,6 +12,7 @@
 #include "args.h"
 #include "cli.h"
 #include "model_flags.h"
+#include "output.h"
 #include "twist/ist_run.h"
 
 static const char *const BALANCES[] = {"equal", "speed", NULL};
@@ -113,10 +114,22 @@ static void quiet_usage_end(void) {
     g_saved_stderr = -1;
 }
 
+typedef struct dist_progress {
+    output *out;
+    bool saved;
+} dist_progress;
+
 static void show(void *context, const tw_dist_report *report) {
-    (void)context;
-    printf("%s\n", report->message);
-    fflush(stdout);
+    dist_progress *p = context;
+    if (report->record) output_record(p->out, cJSON_Duplicate(report->record, true));
+    if (report->message) output_line(p->out, "%s", report->message);
+    const char *event = report->record ? cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(
+                                             report->record, "event"))
+                                       : NULL;
+    if (event && strcmp(event, "save") == 0) {
+        p->saved = true;
+        output_sync(p->out);
+    }
 }
 
 /* Options common to both commands, then the command's own; parses and runs. */
@@ -153,8 +166,9 @@ static int run_command(int argc, char **argv, bool ist) {
          .help = "validation batches per pass, 0 for all (default 20)", .min = 0, .max = 1 << 30},
         {.name = "--eval-device", .kind = ARG_STRING, .dest = &c.eval_device, .metavar = "SPEC",
          .help = "device of the validation passes and the save (default cpu)"},
-        {.name = "--json", .kind = ARG_STRING, .dest = &c.json, .metavar = "FILE",
-         .help = "one JSON record per round: bytes, phase times, losses, idle time"},
+        output_json_spec(&c.json, "records (JSON lines: one per round with bytes, phase times, "
+                                  "losses, idle time; validation passes; the save) on stdout "
+                                  "instead of the text, or appended to FILE"),
         {.name = "--out", .kind = ARG_STRING, .dest = &c.out, .metavar = "DIR",
          .help = "save the merged model there as a twist checkpoint"},
         {.name = "--save-every", .kind = ARG_INT, .dest = &c.save_every, .metavar = "R",
@@ -190,7 +204,7 @@ static int run_command(int argc, char **argv, bool ist) {
         ist ? "twist ist" : "twist dp",
         ist ? "twist ist --heads-per-worker M [--devices SPEC[,SPEC...]] "
               "[--workers-per-device N] [--local-steps K] [--rounds R] [--data FILE] "
-              "[--preset NAME] [--balance speed] [--transport threads|mpi] [--json FILE] "
+              "[--preset NAME] [--balance speed] [--transport threads|mpi] [--json[=FILE]] "
               "[--out DIR]"
             : "twist dp --mode allreduce|localsgd [--devices SPEC[,SPEC...]] "
               "[--workers-per-device N] [--local-steps K] [--rounds R] [options]",
@@ -250,7 +264,6 @@ static int run_command(int argc, char **argv, bool ist) {
     o.eval_every = c.eval_every;
     o.eval_batches = c.eval_batches;
     o.eval_device = c.eval_device;
-    o.json_path = c.json;
     o.out_dir = c.out;
     o.save_every = c.save_every;
     o.peer_timeout_s = c.peer_timeout;
@@ -261,15 +274,26 @@ static int run_command(int argc, char **argv, bool ist) {
         return args_usage_error(command.name, "--transport mpi: this twist was built without "
                                 "MPI (install libopenmpi-dev and openmpi-bin, then rebuild)");
     quiet_usage_end();
-    tw_status status = tw_dist_run(&o, show, NULL);
-    if (status == TW_OK) return CLI_EXIT_OK;
-    /* Under MPI one rank prints the failure; then every rank ends (the others may be waiting
-     * in a collective for this one). */
-    if (!tw_dist_error_reported_elsewhere()) cli_library_error(command.name, status);
-    fflush(stdout);
-    fflush(stderr);
-    tw_dist_end_job(CLI_EXIT_RUNTIME);
-    return CLI_EXIT_RUNTIME;
+    output out;
+    code = output_open(&out, command.name, ist ? "ist" : "dp", c.json);
+    if (code == CLI_EXIT_OK && c.out) code = output_open_run_log(&out, c.out, false);
+    if (code != CLI_EXIT_OK) return output_close(&out, code);
+    dist_progress progress = {.out = &out};
+    tw_status status = tw_dist_run(&o, show, &progress);
+    /* Under MPI one rank prints a failure; the others stay quiet. */
+    if (status != TW_OK && !tw_dist_error_reported_elsewhere())
+        code = cli_library_error(command.name, status);
+    else if (status != TW_OK)
+        code = CLI_EXIT_RUNTIME;
+    if (progress.saved) output_sync(&out);
+    code = output_close(&out, code);
+    if (status != TW_OK) {
+        /* Then every rank ends: the others may be waiting in a collective for this one. */
+        fflush(stdout);
+        fflush(stderr);
+        tw_dist_end_job(code);
+    }
+    return code;
 }
 
 static int run_quiet_usage(int argc, char **argv, bool ist) {
