@@ -5,9 +5,15 @@
 #              one worker: the saved model and optimizer state equal `twist train`'s, byte for byte
 #   mpi        mpirun -np 3 --transport mpi gives the threads run's merged model byte for byte
 #              (IST and data parallel); skipped without mpirun or without the MPI transport
+#   mpi_end    MPI runs that fail end: rank 0 failing inside a round's collectives, between
+#              rounds, a worker rank failing inside a round, and a killed rank (with and without
+#              mpirun --enable-recovery): the job ends within a bounded time, the error names
+#              its rank and host and is printed once, the last round's checkpoint is kept
 #   fault      a worker failing in round 3 of 4 (--inject-fault 1:2 counts rounds from 0): the
 #              run completes with the others, the JSON records show the worker count drop and
 #              finite losses
+#   replan     a failure that leaves too few workers to cover the heads (2 workers x 2 heads of
+#              4, one fails): the quota is re-planned, the run completes and saves
 #   mixed      cpu, opencl:0, vulkan:0 side by side (the absent ones skipped): the merged
 #              model's validation loss falls
 #   flags      bad flags: one clear message naming the flag, exit 2
@@ -97,6 +103,154 @@ case_mpi() {
     echo "mpirun -np 3: the merged models equal the threads runs' byte for byte"
 }
 
+# Skips the case (exit 77) without mpirun or without the MPI transport; sets up Open MPI for
+# root, oversubscription and sanitizer builds.
+need_mpi() {
+    if ! command -v mpirun >/dev/null 2>&1; then
+        echo "skipped: mpirun is not installed (apt-get install openmpi-bin libopenmpi-dev)"
+        exit 77
+    fi
+    export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
+    export OMPI_MCA_mca_base_component_disable_dlclose=1
+    export LSAN_OPTIONS="${LSAN_OPTIONS:+$LSAN_OPTIONS:}fast_unwind_on_malloc=0"
+    local probe
+    set +e
+    probe=$("$twist" ist --heads-per-worker 2 --devices cpu --transport mpi --rounds 1 \
+        --data "$corpus" 2>&1)
+    set -e
+    if grep -q "built without MPI" <<<"$probe"; then
+        echo "skipped: this twist was built without the MPI transport"
+        exit 77
+    fi
+}
+
+# mpi_run NAME FAULT [MPIRUN_FLAGS...]: mpirun -np 3 of a 5-round IST run that saves every
+# round into $tmp/NAME, with TWIST_TEST_MPI_FAIL=FAULT (RANK:ROUND:WHAT, see transport_mpi.c).
+# Leaves the exit status in $tmp/NAME.rc, the seconds it took in $tmp/NAME.s, and the output
+# in $tmp/NAME.out and $tmp/NAME.err. A run still going after 120 s counts as a hang.
+mpi_run() {
+    local name=$1 fault=$2 rc=0
+    shift 2
+    local started=$SECONDS
+    TWIST_TEST_MPI_FAIL=$fault timeout 120 mpirun "$@" -np 3 --oversubscribe "$twist" ist \
+        --heads-per-worker 2 --devices cpu --workers-per-device 3 --local-steps 2 --rounds 5 \
+        "${model[@]}" --transport mpi --out "$tmp/$name" >"$tmp/$name.out" 2>"$tmp/$name.err" ||
+        rc=$?
+    echo "$rc" >"$tmp/$name.rc"
+    echo $((SECONDS - started)) >"$tmp/$name.s"
+}
+
+# expect_end NAME NEEDLE ROUNDS_SAVED [any]: the run ended in time (60 s; rc 124 is the hang
+# timeout), NEEDLE (a regex naming the reporting rank and this host) is printed exactly once on
+# stderr, no other rank printed an error, and the checkpoint holds ROUNDS_SAVED rounds of 2
+# steps and loads. mpirun --enable-recovery exits 0 whatever its ranks did: "any" accepts that.
+expect_end() {
+    local name=$1 needle=$2 saved=$3 exit_rule=${4:-nonzero}
+    local rc seconds count step
+    rc=$(cat "$tmp/$name.rc")
+    seconds=$(cat "$tmp/$name.s")
+    echo "$name: exit $rc after ${seconds} s: $(grep -E "^twist ist: " "$tmp/$name.err" | head -1)"
+    [[ $rc != 124 ]] || { fail "$name: still running after 120 s"; return; }
+    ((seconds <= 60)) || fail "$name: took $seconds s to end"
+    [[ $exit_rule == any || $rc != 0 ]] || fail "$name: exit 0 after a failure"
+    if grep -qE "Sanitizer|runtime error:" "$tmp/$name.err"; then
+        fail "$name: sanitizer report"
+        cat "$tmp/$name.err"
+    fi
+    count=$(grep -cE "$needle" "$tmp/$name.err" || true)
+    [[ $count == 1 ]] || { fail "$name: '$needle' printed $count times"; cat "$tmp/$name.err"; }
+    count=$(grep -cE "^twist ist: " "$tmp/$name.err" || true)
+    [[ $count == 1 ]] || { fail "$name: $count ranks printed an error"; cat "$tmp/$name.err"; }
+    step=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["step"])' \
+        "$tmp/$name/state.json" 2>/dev/null || echo none)
+    [[ $step == $((2 * saved)) ]] || fail "$name: checkpoint at step $step, expected $((2 * saved))"
+    "$twist" eval --model "$tmp/$name" --data "$corpus" --batches 2 >/dev/null ||
+        fail "$name: the kept checkpoint does not load"
+}
+
+case_mpi_end() {
+    need_mpi
+    local host rc
+    host=$(hostname)
+    # Rank 0 fails inside round 3's collectives (the others wait in the gather of the results):
+    # it reports, MPI_Abort ends the others; rounds 1 and 2 were saved.
+    mpi_run r0_train 0:2:train
+    expect_end r0_train "^twist ist: rank 0 \($host\): test fault in round 2 at 'train'.*last checkpoint, of round 2/5" 2
+    # Rank 0 fails between rounds (the others wait for the next job): they end in step.
+    mpi_run r0_between 0:2:between
+    expect_end r0_between "^twist ist: rank 0 \($host\): test fault in round 2 at 'between'" 2
+    # A worker rank fails inside a round's collectives: it reports, once. (Rank 0 saved round 2
+    # before it sent round 3's jobs.)
+    mpi_run r2_train 2:2:train
+    expect_end r2_train "^twist ist: rank 2 \($host\): test fault in round 2 at 'train'" 2
+    # Every rank fails its set-up (no such corpus): the lowest reports, the others end quietly.
+    local started=$SECONDS
+    rc=0
+    timeout 120 mpirun -np 3 --oversubscribe "$twist" ist --heads-per-worker 2 --devices cpu \
+        --workers-per-device 3 --rounds 1 --data "$tmp/no-such-corpus.txt" --heads 4 \
+        --layers 2 --embd 64 --transport mpi >"$tmp/setup.out" 2>"$tmp/setup.err" || rc=$?
+    echo "setup: exit $rc after $((SECONDS - started)) s: $(grep "^twist ist: " "$tmp/setup.err")"
+    [[ $rc != 0 && $rc != 124 ]] || fail "set-up failure: exit $rc"
+    [[ $(grep -cE "^twist ist: rank 0 \($host\): .*no-such-corpus.txt" "$tmp/setup.err") == 1 &&
+        $(grep -c "^twist ist: " "$tmp/setup.err") == 1 ]] ||
+        { fail "set-up failure: not one message from rank 0"; cat "$tmp/setup.err"; }
+    if grep -qE "Sanitizer|runtime error:" "$tmp/setup.err"; then
+        fail "set-up failure: sanitizer report"
+        cat "$tmp/setup.err"
+    fi
+    # A usage error under mpirun: every rank finds it, rank 0 alone prints it.
+    rc=0
+    timeout 120 mpirun -np 3 --oversubscribe "$twist" ist --heads-per-worker 1 --devices cpu \
+        --workers-per-device 3 --data "$corpus" --heads 4 --transport mpi >/dev/null \
+        2>"$tmp/usage.err" || rc=$?
+    [[ $rc == 2 ]] || fail "usage error under mpirun: exit $rc, expected 2"
+    [[ $(grep -c "^twist ist: --heads-per-worker 1 is too small" "$tmp/usage.err") == 1 ]] ||
+        { fail "usage error under mpirun: not printed once"; cat "$tmp/usage.err"; }
+    # A killed worker rank: mpirun ends the job and names it; the last checkpoint stays.
+    mpi_run kill1 1:2:kill
+    rc=$(cat "$tmp/kill1.rc")
+    echo "kill1: exit $rc after $(cat "$tmp/kill1.s") s"
+    [[ $rc != 0 && $rc != 124 ]] || fail "kill1: exit $rc"
+    grep -q "rank 1" "$tmp/kill1.err" || fail "kill1: no message names rank 1"
+    "$twist" eval --model "$tmp/kill1" --data "$corpus" --batches 2 >/dev/null ||
+        fail "kill1: no checkpoint kept"
+    # The same under --enable-recovery (mpirun leaves the survivors running): they see the
+    # rank gone and end, one of them says so.
+    mpi_run kill1_recovery 1:2:kill --enable-recovery
+    expect_end kill1_recovery "^twist ist: rank 0 \($host\): rank 1 \(pid [0-9]+ on $host\) has ended.*last checkpoint, of round 2/5" 2 any
+    mpi_run kill0_recovery 0:2:kill --enable-recovery
+    expect_end kill0_recovery "^twist ist: rank 1 \($host\): rank 0 \(pid [0-9]+ on $host\) has ended" 2 any
+}
+
+case_replan() {
+    # 4 heads, 2 workers x 2 heads: when worker 1 fails in the first round, one worker with 2
+    # heads cannot cover a layer; the quota becomes 4 and the run goes on to the end.
+    "$twist" ist --devices cpu --workers-per-device 2 --heads-per-worker 2 --local-steps 2 \
+        --rounds 3 "${model[@]}" --inject-fault 1:0 --json "$tmp/r.jsonl" --out "$tmp/replan" \
+        >"$tmp/out"
+    cat "$tmp/out"
+    grep -q "head quota is re-planned to 4 heads per worker" "$tmp/out" ||
+        fail "no message about the re-planned quota"
+    records "$tmp/r.jsonl" >"$tmp/records"
+    local expected="1 1 1
+2 1 0
+3 1 0"
+    [[ $(cut -d' ' -f1-3 "$tmp/records") == "$expected" ]] ||
+        fail "worker counts per round are not 1 1 1 with one failure in the first round"
+    if grep -qiE "nan|inf|None" "$tmp/records"; then fail "a loss is not finite"; fi
+    # 2 layers x 4 heads: the one worker left holds all 8 after the re-plan.
+    python3 - "$tmp/r.jsonl" <<'EOF' || fail "the worker left does not hold every head"
+import json, sys
+records = [json.loads(line) for line in open(sys.argv[1])]
+rounds = [r for r in records if r["event"] == "round"]
+sys.exit(0 if len(rounds) == 3 and
+         all(w["heads"] == 8 for r in rounds[1:] for w in r["per_worker"] if w["active"])
+         else 1)
+EOF
+    "$twist" eval --model "$tmp/replan" --data "$corpus" --batches 2 >/dev/null ||
+        fail "the re-planned run saved no loadable checkpoint"
+}
+
 case_fault() {
     "$twist" ist --devices cpu --workers-per-device 3 --heads-per-worker 2 --local-steps 2 \
         --rounds 4 "${model[@]}" --inject-fault 1:2 --json "$tmp/f.jsonl" >"$tmp/out"
@@ -120,7 +274,12 @@ case_mixed() {
         if grep -qF "$spec" "$tmp/devices"; then devices+=",$spec"; else missing+=("$spec"); fi
     done
     if ((${#missing[@]})); then echo "not on this machine, left out: ${missing[*]}"; fi
-    "$twist" ist --devices "$devices" --heads-per-worker 2 --local-steps 4 --rounds 3 \
+    # The workers must cover the 4 heads: with the cpu alone (a build without OpenCL and
+    # Vulkan), one worker holds all 4.
+    local count quota
+    count=$(tr ',' '\n' <<<"$devices" | wc -l)
+    quota=$(((4 + count - 1) / count))
+    "$twist" ist --devices "$devices" --heads-per-worker "$quota" --local-steps 4 --rounds 3 \
         --lr 3e-3 "${model[@]}" --json "$tmp/m.jsonl" >/dev/null
     echo "devices: $devices"
     records "$tmp/m.jsonl" | tee "$tmp/records"
@@ -155,10 +314,21 @@ case_flags() {
     expect_usage "--slow-worker" ist "${base[@]}" --heads-per-worker 4 --slow-worker 0:0.5
     expect_usage "--slow-worker" ist "${base[@]}" --heads-per-worker 4 --slow-worker 3:2
     expect_usage "--devices" ist --devices cpu,,cpu --heads-per-worker 4 --data "$corpus"
+    # rounds x K beyond an int: named, not a signed overflow ("--warmup >= 0").
+    expect_usage "--rounds 46341 x --local-steps 46341" ist --devices cpu --heads-per-worker 4 \
+        --data "$corpus" --local-steps 46341 --rounds 46341
+    expect_usage "--rounds 65536 x --local-steps 65536" dp --mode allreduce --devices cpu \
+        --data "$corpus" --local-steps 65536 --rounds 65536
+    expect_usage "--save-every" ist "${base[@]}" --heads-per-worker 4 --save-every -1
+    # The usage line brackets the flags that have defaults; only --heads-per-worker is required.
+    "$twist" ist --help >"$tmp/help"
+    grep -qF "usage: twist ist --heads-per-worker M [--devices" "$tmp/help" ||
+        fail "ist --help: the usage line does not bracket the defaulted flags"
+    [[ $(grep -c "(required)" "$tmp/help") == 1 ]] || fail "ist --help: more than one required flag"
 }
 
 case "$case_name" in
-identity | mpi | fault | mixed | flags) "case_$case_name" ;;
+identity | mpi | mpi_end | fault | replan | mixed | flags) "case_$case_name" ;;
 *) echo "unknown case $case_name" >&2; exit 2 ;;
 esac
 if ((failures)); then

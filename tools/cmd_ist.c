@@ -2,10 +2,12 @@
  * (twist/ist_run.h). `ist` trains independent subnetworks; `dp` runs the data parallel
  * (--mode allreduce) and local SGD (--mode localsgd) baselines with the same data, model and
  * round options, so the three compare at equal tokens processed. */
+#include <fcntl.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "args.h"
 #include "cli.h"
@@ -23,7 +25,7 @@ typedef struct dist_cli {
     const char *devices, *out, *json, *eval_device, *fault, *slow;
     model_flags model;
     int workers_per_device, heads_per_worker, local_steps, rounds, balance, transport, mode;
-    int batch, accum, warmup, seed, eval_every, eval_batches;
+    int batch, accum, warmup, seed, eval_every, eval_batches, save_every, peer_timeout;
     char device_text[1024];
     const char *device_list[MAX_DEVICE_SPECS];
     int device_count;
@@ -82,6 +84,36 @@ static int parse_slow(const dist_cli *c, const char *prog, int workers, tw_dist_
     return CLI_EXIT_OK;
 }
 
+/* Under mpirun every rank parses the same command line and would print the same usage error:
+ * ranks other than 0 (named by the launcher's environment: Open MPI, PMIx, MPICH) keep quiet
+ * until the run starts, where the library names the rank of each error. */
+static int g_saved_stderr = -1;
+static bool g_quiet_rank;
+
+static void quiet_usage_begin(void) {
+    static const char *const names[] = {"OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        const char *rank = getenv(names[i]);
+        if (!rank) continue;
+        if (atoi(rank) == 0) return;
+        g_quiet_rank = true;
+        fflush(stderr);
+        const int null = open("/dev/null", O_WRONLY);
+        g_saved_stderr = null >= 0 ? dup(STDERR_FILENO) : -1;
+        if (g_saved_stderr >= 0) dup2(null, STDERR_FILENO);
+        if (null >= 0) close(null);
+        return;
+    }
+}
+
+static void quiet_usage_end(void) {
+    if (g_saved_stderr < 0) return;
+    fflush(stderr);
+    dup2(g_saved_stderr, STDERR_FILENO);
+    close(g_saved_stderr);
+    g_saved_stderr = -1;
+}
+
 typedef struct dist_progress {
     output *out;
     bool saved;
@@ -105,7 +137,7 @@ static int run_command(int argc, char **argv, bool ist) {
     dist_cli c = {.devices = "cpu", .model = model_flags_defaults(), .workers_per_device = 1,
                   .heads_per_worker = 0, .local_steps = 10, .rounds = 10, .batch = 16,
                   .accum = 1, .warmup = -1, .seed = 1337, .eval_every = 1, .eval_batches = 20,
-                  .mode = -1};
+                  .mode = -1, .save_every = 1, .peer_timeout = 600};
     arg_spec own[] = {
         {.name = "--devices", .kind = ARG_STRING, .dest = &c.devices, .metavar = "SPEC[,SPEC...]",
          .help = "devices of the workers: cpu, opencl:N, vulkan:N, cuda:N (default cpu)"},
@@ -139,6 +171,13 @@ static int run_command(int argc, char **argv, bool ist) {
                                   "instead of the text, or appended to FILE"),
         {.name = "--out", .kind = ARG_STRING, .dest = &c.out, .metavar = "DIR",
          .help = "save the merged model there as a twist checkpoint"},
+        {.name = "--save-every", .kind = ARG_INT, .dest = &c.save_every, .metavar = "R",
+         .help = "with --out: save the merged model every R rounds, 0 for the end only "
+                 "(default 1)", .min = 0, .max = 1 << 24},
+        {.name = "--peer-timeout", .kind = ARG_INT, .dest = &c.peer_timeout, .metavar = "S",
+         .help = "mpi: a rank that waits S seconds for ranks on other hosts ends the job, 0 "
+                 "never (default 600; ranks on one host are watched directly)", .min = 0,
+         .max = 1 << 24},
         {.name = "--inject-fault", .kind = ARG_STRING, .dest = &c.fault, .metavar = "W:R",
          .help = "for tests: worker W fails in round R (0-based)"},
         {.name = "--slow-worker", .kind = ARG_STRING, .dest = &c.slow, .metavar = "W:F",
@@ -163,11 +202,12 @@ static int run_command(int argc, char **argv, bool ist) {
     memcpy(specs + MODEL_FLAG_COUNT, own, sizeof own);
     args_command command = {
         ist ? "twist ist" : "twist dp",
-        ist ? "twist ist --devices SPEC[,SPEC...] --workers-per-device N --heads-per-worker M "
-              "--local-steps K --rounds R [--data FILE] [--preset NAME] [--balance speed] "
-              "[--transport threads|mpi] [--json[=FILE]] [--out DIR]"
-            : "twist dp --mode allreduce|localsgd --devices SPEC[,SPEC...] "
-              "--workers-per-device N --local-steps K --rounds R [options]",
+        ist ? "twist ist --heads-per-worker M [--devices SPEC[,SPEC...]] "
+              "[--workers-per-device N] [--local-steps K] [--rounds R] [--data FILE] "
+              "[--preset NAME] [--balance speed] [--transport threads|mpi] [--json[=FILE]] "
+              "[--out DIR]"
+            : "twist dp --mode allreduce|localsgd [--devices SPEC[,SPEC...]] "
+              "[--workers-per-device N] [--local-steps K] [--rounds R] [options]",
         ist ? "Independent subnetwork training: each worker trains a subnetwork (some heads, "
               "some MLP units of every layer) for K steps on its own data shard; the host "
               "merges them and deals new ones every round."
@@ -179,6 +219,12 @@ static int run_command(int argc, char **argv, bool ist) {
     if (parsed != ARGS_OK) return parsed == ARGS_HELP ? CLI_EXIT_OK : CLI_EXIT_USAGE;
     int code = split_devices(&c, command.name);
     if (code != CLI_EXIT_OK) return code;
+    /* The run counts global steps in an int: rounds x K must fit (computed in 64 bits). */
+    const long long total = (long long)c.rounds * c.local_steps;
+    if (total > 2147483647LL)
+        return args_usage_error(command.name, "--rounds %d x --local-steps %d = %lld steps, "
+                                "more than the 2147483647 a run can count", c.rounds,
+                                c.local_steps, total);
 
     tw_dist_options o = tw_dist_defaults();
     code = model_flags_config(&c.model, &command, &o.model);
@@ -213,29 +259,52 @@ static int run_command(int argc, char **argv, bool ist) {
     o.vocab_size = c.model.vocab;
     o.batch = c.batch;
     o.grad_accum = c.accum;
-    const int total = c.rounds * c.local_steps;
-    o.warmup = c.warmup >= 0 ? c.warmup : (total / 10 < 100 ? total / 10 : 100);
+    o.warmup = c.warmup >= 0 ? c.warmup : (int)(total / 10 < 100 ? total / 10 : 100);
     o.seed = (uint64_t)c.seed;
     o.eval_every = c.eval_every;
     o.eval_batches = c.eval_batches;
     o.eval_device = c.eval_device;
     o.out_dir = c.out;
+    o.save_every = c.save_every;
+    o.peer_timeout_s = c.peer_timeout;
     code = parse_fault(&c, command.name, workers, &o);
     if (code == CLI_EXIT_OK) code = parse_slow(&c, command.name, workers, &o);
     if (code != CLI_EXIT_OK) return code;
     if (o.transport == TW_TRANSPORT_MPI && !tw_dist_have_mpi())
         return args_usage_error(command.name, "--transport mpi: this twist was built without "
                                 "MPI (install libopenmpi-dev and openmpi-bin, then rebuild)");
+    quiet_usage_end();
     output out;
     code = output_open(&out, command.name, ist ? "ist" : "dp", c.json);
     if (code == CLI_EXIT_OK && c.out) code = output_open_run_log(&out, c.out, false);
     if (code != CLI_EXIT_OK) return output_close(&out, code);
     dist_progress progress = {.out = &out};
     tw_status status = tw_dist_run(&o, show, &progress);
-    if (status != TW_OK) code = cli_library_error(command.name, status);
+    /* Under MPI one rank prints a failure; the others stay quiet. */
+    if (status != TW_OK && !tw_dist_error_reported_elsewhere())
+        code = cli_library_error(command.name, status);
+    else if (status != TW_OK)
+        code = CLI_EXIT_RUNTIME;
     if (progress.saved) output_sync(&out);
-    return output_close(&out, code);
+    code = output_close(&out, code);
+    if (status != TW_OK) {
+        /* Then every rank ends: the others may be waiting in a collective for this one. */
+        fflush(stdout);
+        fflush(stderr);
+        tw_dist_end_job(code);
+    }
+    return code;
 }
 
-int cmd_ist(int argc, char **argv) { return run_command(argc, argv, true); }
-int cmd_dp(int argc, char **argv) { return run_command(argc, argv, false); }
+static int run_quiet_usage(int argc, char **argv, bool ist) {
+    quiet_usage_begin();
+    const int code = run_command(argc, argv, ist);
+    quiet_usage_end();
+    /* The line is the same on every rank, so rank 0 finds the same error, prints it and gives
+     * the job its exit status; a quiet rank that exited 2 first would make mpirun kill rank 0
+     * before it could say why. */
+    return g_quiet_rank && code == CLI_EXIT_USAGE ? CLI_EXIT_OK : code;
+}
+
+int cmd_ist(int argc, char **argv) { return run_quiet_usage(argc, argv, true); }
+int cmd_dp(int argc, char **argv) { return run_quiet_usage(argc, argv, false); }

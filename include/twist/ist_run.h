@@ -17,7 +17,8 @@
  *
  * The master's step advances by K per round. A worker that fails (a device error or an injected
  * fault) is left out of the round's merge (its slices keep their pre-round values) and of every
- * later round; the run continues with the others. */
+ * later round; the run continues with the others (IST: with the head quota raised when those
+ * left could not cover every head otherwise). */
 #ifndef TWIST_IST_RUN_H
 #define TWIST_IST_RUN_H
 
@@ -77,6 +78,10 @@ typedef struct tw_dist_options {
     int eval_batches;           /* batches per pass, 0: the whole validation stream */
 
     const char *out_dir;        /* NULL: nothing saved; else the merged master as a checkpoint */
+    int save_every;             /* with out_dir: rounds between saves, 0: after the last only */
+    /* MPI: seconds a rank waits in a collective for ranks on other machines before it ends
+     * the job (ranks on the same machine are checked directly); 0: no limit. */
+    double peer_timeout_s;
 
     /* Fault injection for tests: worker fault_worker fails in round fault_round (after its
      * first local step); -1: none. */
@@ -117,6 +122,16 @@ tw_status tw_dist_run(const tw_dist_options *options, tw_dist_report_fn report, 
 
 /* Whether this build has the MPI transport. */
 bool tw_dist_have_mpi(void);
+
+/* After tw_dist_run failed under the MPI transport. One rank reports each failure (its
+ * tw_last_error names the rank and host): the rank that failed, or the lowest rank alive when
+ * a rank was lost. tw_dist_error_reported_elsewhere() is true on the other ranks, which should
+ * not print it again. Every rank then calls tw_dist_end_job(exit_code), after printing: it ends
+ * every rank of the job (MPI_Abort) when some may be waiting in a collective for this one;
+ * otherwise it finalizes MPI (which waits for the other ranks, so none exits before the
+ * reporter printed) and returns, and the caller exits as usual. Without MPI it returns. */
+bool tw_dist_error_reported_elsewhere(void);
+void tw_dist_end_job(int exit_code);
 
 #ifdef __cplusplus
 }

@@ -134,6 +134,9 @@ tw_status dist_master_rounds(const tw_dist_options *options, const dist_setup *s
 /* MPI: every rank opens its worker; rank 0 gets a transport for the round loop, the other
  * ranks serve jobs until the master's QUIT (then *out is NULL). */
 tw_status dist_mpi_run(const tw_dist_options *options, tw_dist_report_fn report, void *context);
+/* After dist_mpi_run failed: whether another rank reports the failure; ending every rank. */
+bool dist_mpi_quiet(void);
+void dist_mpi_end(int exit_code);
 #endif
 
 #endif

@@ -153,6 +153,8 @@ typedef struct master_run {
     dist_result *results; /* (workers) */
     float **packed;       /* (workers) */
     size_t *packed_capacity;
+    int heads_per_worker; /* IST: the head quota, raised when too few workers are left */
+    int saved_round;      /* of the last checkpoint saved, -1: none */
     double started;
     uint64_t total_bytes;
 } master_run;
@@ -220,9 +222,10 @@ static tw_status partition_round(master_run *m, int round, int *slot_of,
     }
     if (o->mode != TW_DIST_IST) return make_replicas(&m->setup->model, live, out);
     if (rates_known)
-        dist_balance_weights(&m->setup->model, head_slots(&m->setup->model, live, o->heads_per_worker),
-                             rates, live, weights);
-    tw_ist_partition_options po = {.workers = live, .heads_per_worker = o->heads_per_worker,
+        dist_balance_weights(&m->setup->model,
+                             head_slots(&m->setup->model, live, m->heads_per_worker), rates,
+                             live, weights);
+    tw_ist_partition_options po = {.workers = live, .heads_per_worker = m->heads_per_worker,
                                    .weights = rates_known ? weights : NULL, .seed = o->seed,
                                    .round = round};
     return tw_ist_partition_make(&m->setup->model, &po, out);
@@ -393,6 +396,29 @@ static int retire_failures(master_run *m, int round, int *failed) {
     return count;
 }
 
+/* IST: after failures, the live workers must still cover every head (live x quota >= heads in
+ * each layer); raises the quota to the smallest that does, and says so. */
+static void replan_quota(master_run *m, int round) {
+    const int live = alive_count(m);
+    if (m->options->mode != TW_DIST_IST || live < 1) return;
+    int quota = m->heads_per_worker, layer = -1;
+    for (int l = 0; l < m->setup->model.n_layer; l++) {
+        const int heads = m->setup->model.layers[l].heads;
+        const int need = (heads + live - 1) / live;
+        if (need > quota && (quota < heads)) {
+            quota = need;
+            layer = l;
+        }
+    }
+    if (layer < 0) return;
+    report_line(m->report, m->context, round,
+                "round %d: %d workers x %d heads cannot cover the %d heads of layer %d; the "
+                "head quota is re-planned to %d heads per worker",
+                round + 1, live, m->heads_per_worker, m->setup->model.layers[layer].heads,
+                layer, quota);
+    m->heads_per_worker = quota;
+}
+
 static double mean_train_loss(const master_run *m) {
     double sum = 0.0;
     int n = 0;
@@ -435,6 +461,7 @@ static tw_status run_round(master_run *m, int round) {
     if (alive_count(m) == 0)
         return tw_error(TW_ERR_BACKEND, "round %d: every worker has failed (worker %d: %s)",
                         round + 1, failed[0], m->results[failed[0]].error);
+    if (failed_count) replan_quota(m, round);
     m->master->step += o->local_steps;
     double val_loss = NAN;
     tw_eval_result eval = {0};
@@ -486,7 +513,7 @@ static tw_status run_round(master_run *m, int round) {
 /* The run                                                                                    */
 /* ------------------------------------------------------------------------------------------ */
 
-static tw_status save_master(master_run *m) {
+static tw_status save_master(master_run *m, int round) {
     const tw_dist_options *o = m->options;
     tw_adamw *opt = NULL;
     tw_status status = TW_OK;
@@ -514,8 +541,10 @@ static tw_status save_master(master_run *m) {
     }
     tw_adamw_destroy(opt);
     if (status == TW_OK) {
+        m->saved_round = round;
         char message[1024];
-        snprintf(message, sizeof message, "saved the merged model to %s", o->out_dir);
+        snprintf(message, sizeof message, "saved the merged model of round %d/%d to %s",
+                 round + 1, o->rounds, o->out_dir);
         cJSON *record = tw_record_new(command_name(o->mode), "save");
         tw_record_int(record, "step", m->master->step);
         tw_record_string(record, "path", o->out_dir);
@@ -555,6 +584,7 @@ tw_status dist_master_rounds(const tw_dist_options *options, const dist_setup *s
                              dist_transport *transport, tw_dist_report_fn report, void *context) {
     master_run m = {.options = options, .setup = setup, .transport = transport,
                     .report = report, .context = context, .workers = transport->workers,
+                    .heads_per_worker = options->heads_per_worker, .saved_round = -1,
                     .started = tw_now_seconds()};
     tw_status status = allocate(&m);
     if (status == TW_OK) status = init_master(&m);
@@ -563,9 +593,20 @@ tw_status dist_master_rounds(const tw_dist_options *options, const dist_setup *s
                     "%s: %d workers, %d rounds of %d local steps, model of %zu parameters",
                     MODE_NAMES[options->mode], m.workers, options->rounds, options->local_steps,
                     m.master->param_count);
-    for (int round = 0; status == TW_OK && round < options->rounds; round++)
+    for (int round = 0; status == TW_OK && round < options->rounds; round++) {
         status = run_round(&m, round);
-    if (status == TW_OK && options->out_dir) status = save_master(&m);
+        /* Round-level saves: a run that ends early (a lost MPI rank) keeps the last one. */
+        const bool last = round == options->rounds - 1;
+        if (status == TW_OK && options->out_dir &&
+            (last || (options->save_every > 0 && (round + 1) % options->save_every == 0)))
+            status = save_master(&m, round);
+    }
+    if (status != TW_OK && m.saved_round >= 0) {
+        char message[2048];
+        snprintf(message, sizeof message, "%s", tw_last_error());
+        status = tw_error(status, "%s; the last checkpoint, of round %d/%d, is in %s", message,
+                          m.saved_round + 1, options->rounds, options->out_dir);
+    }
     release(&m);
     return status;
 }

@@ -1,5 +1,6 @@
 /* tw_dist_run: checks the options, prepares data and model, and runs the rounds over the chosen
  * transport (twist/ist_run.h). */
+#include <limits.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -28,6 +29,8 @@ tw_dist_options tw_dist_defaults(void) {
     o.fault_round = -1;
     o.slow_worker = -1;
     o.slow_factor = 1.0;
+    o.save_every = 1;
+    o.peer_timeout_s = 600.0;
     return o;
 }
 
@@ -36,6 +39,22 @@ bool tw_dist_have_mpi(void) {
     return true;
 #else
     return false;
+#endif
+}
+
+bool tw_dist_error_reported_elsewhere(void) {
+#ifdef TWIST_HAVE_MPI
+    return dist_mpi_quiet();
+#else
+    return false;
+#endif
+}
+
+void tw_dist_end_job(int exit_code) {
+#ifdef TWIST_HAVE_MPI
+    dist_mpi_end(exit_code);
+#else
+    (void)exit_code;
 #endif
 }
 
@@ -50,8 +69,20 @@ static tw_status check_options(const tw_dist_options *o) {
         return tw_error(TW_ERR_INVALID_ARGUMENT, "at most %d workers in all", TW_DIST_MAX_WORKERS);
     if (o->local_steps < 1 || o->rounds < 1)
         return tw_error(TW_ERR_INVALID_ARGUMENT, "--local-steps and --rounds must be at least 1");
-    if (o->batch < 1 || o->grad_accum < 1 || o->warmup < 0)
-        return tw_error(TW_ERR_INVALID_ARGUMENT, "--batch and --accum must be >= 1, --warmup >= 0");
+    /* The schedule and the master count global steps in an int. */
+    const long long total = (long long)o->rounds * o->local_steps;
+    if (total > INT_MAX)
+        return tw_error(TW_ERR_INVALID_ARGUMENT,
+                        "--rounds %d x --local-steps %d = %lld steps; at most %d in all",
+                        o->rounds, o->local_steps, total, INT_MAX);
+    if (o->batch < 1 || o->grad_accum < 1)
+        return tw_error(TW_ERR_INVALID_ARGUMENT, "--batch and --accum must be at least 1");
+    if (o->warmup < 0)
+        return tw_error(TW_ERR_INVALID_ARGUMENT, "--warmup %d: must be >= 0", o->warmup);
+    if (o->save_every < 0)
+        return tw_error(TW_ERR_INVALID_ARGUMENT, "--save-every %d: must be >= 0", o->save_every);
+    if (!(o->peer_timeout_s >= 0.0))
+        return tw_error(TW_ERR_INVALID_ARGUMENT, "--peer-timeout: must be >= 0 seconds");
     if (!(o->lr > 0.0f) || o->min_lr < 0.0f || o->min_lr > o->lr)
         return tw_error(TW_ERR_INVALID_ARGUMENT, "need --lr > 0 and 0 <= --min-lr <= --lr");
     if (o->balance != TW_BALANCE_EQUAL && o->balance != TW_BALANCE_SPEED)

@@ -179,7 +179,14 @@ void dist_worker_train(dist_worker *worker, const dist_job *job, const dist_comm
     result->loss = NAN;
     const double started = tw_now_seconds();
     const size_t P = (size_t)(job->packed_floats / 3);
-    tw_status status = ensure_model(worker, &job->config);
+    /* Under MPI a rank that could not make room for the subnet received nothing. */
+    tw_status status = worker->packed_capacity < job->packed_floats
+                           ? tw_error(TW_ERR_OUT_OF_MEMORY,
+                                      "worker %d: no host memory for a packed subnet of %llu "
+                                      "floats", worker->index,
+                                      (unsigned long long)job->packed_floats)
+                           : TW_OK;
+    if (status == TW_OK) status = ensure_model(worker, &job->config);
     if (status == TW_OK && tw_gpt_param_count(worker->model) != P)
         status = tw_error(TW_ERR_INVALID_ARGUMENT,
                           "worker %d: packed subnet of %zu parameters for a model of %zu",

@@ -18,6 +18,7 @@
 #   libpcre2-dev                       PCRE2: the tokenizer's GPT-2 pre-tokenisation regex with
 #                                      Unicode letter/number classes (ids equal Hugging Face's)
 #   libopenmpi-dev openmpi-bin         Open MPI: the MPI transport of `twist ist` and its test
+#   iproute2                           ip netns + veth: the two-host MPI test (mpi_hosts)
 #   python3 python3-torch              the tests that open twist checkpoints in PyTorch
 TWIST_PACKAGES=(
     build-essential cmake pkg-config
@@ -25,7 +26,7 @@ TWIST_PACKAGES=(
     ocl-icd-opencl-dev opencl-headers pocl-opencl-icd libclblast-dev clinfo
     libvulkan-dev glslc mesa-vulkan-drivers vulkan-validationlayers
     libcjson-dev libpcre2-dev
-    libopenmpi-dev openmpi-bin
+    libopenmpi-dev openmpi-bin iproute2
     python3 python3-torch
 )
 
