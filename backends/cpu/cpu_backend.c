@@ -151,20 +151,7 @@ static tw_status cpu_event_elapsed_ms(void *context, void *start, void *end, dou
 
 static const tw_backend_vtable cpu_vtable = {
     .kind = TW_BACKEND_CPU,
-    .enumerate = cpu_enumerate,
-    .open = cpu_open,
-    .close = cpu_close,
-    .sync = cpu_sync,
-    .buffer_alloc = cpu_buffer_alloc,
-    .buffer_free = cpu_buffer_free,
-    .upload = cpu_upload,
-    .download = cpu_download,
-    .copy = cpu_copy,
-    .fill_f32 = cpu_fill_f32,
-    .event_create = cpu_event_create,
-    .event_destroy = cpu_event_destroy,
-    .event_record = cpu_event_record,
-    .event_elapsed_ms = cpu_event_elapsed_ms,
+    TW_BACKEND_DEVICE_INITIALISERS(cpu) /* cpu_enumerate, cpu_open, ... */
     TW_BACKEND_OP_INITIALISERS(tw_cpu) /* every op, from the list in twist/backend_support.h */
     .set_gemm_impl = NULL, /* OpenBLAS is the only GEMM here */
 };

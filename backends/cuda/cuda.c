@@ -331,20 +331,7 @@ static tw_status cuda_event_elapsed_ms(void *context, void *start, void *end, do
 
 static const tw_backend_vtable cuda_vtable = {
     .kind = TW_BACKEND_CUDA,
-    .enumerate = cuda_enumerate,
-    .open = cuda_open,
-    .close = cuda_close,
-    .sync = cuda_sync,
-    .buffer_alloc = cuda_buffer_alloc,
-    .buffer_free = cuda_buffer_free,
-    .upload = cuda_upload,
-    .download = cuda_download,
-    .copy = cuda_copy,
-    .fill_f32 = cuda_fill_f32,
-    .event_create = cuda_event_create,
-    .event_destroy = cuda_event_destroy,
-    .event_record = cuda_event_record,
-    .event_elapsed_ms = cuda_event_elapsed_ms,
+    TW_BACKEND_DEVICE_INITIALISERS(cuda) /* cuda_enumerate, cuda_open, ... */
     TW_BACKEND_OP_INITIALISERS(tw_cuda) /* every op, from the list in twist/backend_support.h */
     .set_gemm_impl = tw_cuda_set_gemm_impl,
     .no_device_reason = cuda_no_device_reason,

@@ -347,20 +347,7 @@ static tw_status cl_event_elapsed_ms(void *context, void *start, void *end, doub
 
 static const tw_backend_vtable opencl_vtable = {
     .kind = TW_BACKEND_OPENCL,
-    .enumerate = cl_enumerate,
-    .open = cl_open,
-    .close = cl_close,
-    .sync = cl_sync,
-    .buffer_alloc = cl_buffer_alloc,
-    .buffer_free = cl_buffer_free,
-    .upload = cl_upload,
-    .download = cl_download,
-    .copy = cl_copy,
-    .fill_f32 = cl_fill_f32,
-    .event_create = cl_event_create,
-    .event_destroy = cl_event_destroy,
-    .event_record = cl_event_record,
-    .event_elapsed_ms = cl_event_elapsed_ms,
+    TW_BACKEND_DEVICE_INITIALISERS(cl) /* cl_enumerate, cl_open, ... */
     TW_BACKEND_OP_INITIALISERS(tw_cl) /* every op, from the list in twist/backend_support.h */
     .set_gemm_impl = tw_cl_set_gemm_impl,
 };

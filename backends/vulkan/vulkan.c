@@ -232,7 +232,7 @@ static void fill_info(VkPhysicalDevice physical, tw_device_info *info) {
             info->memory_bytes = memory.memoryHeaps[h].size;
 }
 
-static int vk_enumerate(tw_device_info *out, int capacity) {
+static int tw_vk_enumerate(tw_device_info *out, int capacity) {
     VkInstance instance;
     uint32_t api;
     if (create_instance(NULL, &api, &instance) != VK_SUCCESS) return 0; /* no ICD */
@@ -393,7 +393,7 @@ static tw_status open_instance(tw_vk_context *vk) {
     return TW_OK;
 }
 
-static void vk_close(void *context) {
+static void tw_vk_close(void *context) {
     tw_vk_context *vk = context;
     if (!vk) return;
     if (vk->dev) {
@@ -431,7 +431,7 @@ static tw_status open_steps(tw_vk_context *vk) {
     return tw_vk_check_validation(vk);
 }
 
-static tw_status vk_open(int index, tw_device *device, void **context) {
+static tw_status tw_vk_open(int index, tw_device *device, void **context) {
     *context = NULL;
     tw_vk_context *vk = calloc(1, sizeof *vk);
     if (!vk) return tw_error(TW_ERR_OUT_OF_MEMORY, "vulkan: out of host memory");
@@ -440,7 +440,7 @@ static tw_status vk_open(int index, tw_device *device, void **context) {
     vk->current = -1;
     tw_status status = open_steps(vk);
     if (status != TW_OK) {
-        vk_close(vk);
+        tw_vk_close(vk);
         return status;
     }
     *context = vk;
@@ -463,20 +463,7 @@ tw_vk_op_settings *tw_vk_op_settings_of(tw_vk_context *vk) { return &vk->op_sett
 
 static const tw_backend_vtable vk_vtable = {
     .kind = TW_BACKEND_VULKAN,
-    .enumerate = vk_enumerate,
-    .open = vk_open,
-    .close = vk_close,
-    .sync = tw_vk_sync,
-    .buffer_alloc = tw_vk_buffer_alloc,
-    .buffer_free = tw_vk_buffer_free,
-    .upload = tw_vk_upload,
-    .download = tw_vk_download,
-    .copy = tw_vk_copy,
-    .fill_f32 = tw_vk_fill_f32,
-    .event_create = tw_vk_event_create,
-    .event_destroy = tw_vk_event_destroy,
-    .event_record = tw_vk_event_record,
-    .event_elapsed_ms = tw_vk_event_elapsed_ms,
+    TW_BACKEND_DEVICE_INITIALISERS(tw_vk) /* tw_vk_enumerate, tw_vk_open, ... */
     TW_BACKEND_OP_INITIALISERS(tw_vk) /* every op, from the list in twist/backend_support.h */
     .set_gemm_impl = tw_vk_set_gemm_impl,
 };

@@ -90,6 +90,17 @@ struct tw_event {
 #define TW_BACKEND_OP_PROTOTYPE_(prefix, name, params) tw_status prefix##_##name params;
 #define TW_BACKEND_OP_INITIALISER_(prefix, name, params) .name = prefix##_##name,
 
+/* The device, buffer and event entries every backend has, named <prefix>_<entry> in it (e.g.
+ * cpu_open, cpu_upload); TW_BACKEND_DEVICE_INITIALISERS(cpu) sets all fourteen slots. */
+#define TW_BACKEND_DEVICE_ENTRIES(X, prefix)                                                      \
+    X(prefix, enumerate) X(prefix, open) X(prefix, close) X(prefix, sync)                         \
+    X(prefix, buffer_alloc) X(prefix, buffer_free) X(prefix, upload) X(prefix, download)          \
+    X(prefix, copy) X(prefix, fill_f32) X(prefix, event_create) X(prefix, event_destroy)          \
+    X(prefix, event_record) X(prefix, event_elapsed_ms)
+#define TW_BACKEND_DEVICE_INITIALISER_(prefix, name) .name = prefix##_##name,
+#define TW_BACKEND_DEVICE_INITIALISERS(prefix)                                                    \
+    TW_BACKEND_DEVICE_ENTRIES(TW_BACKEND_DEVICE_INITIALISER_, prefix)
+
 /* Declares <prefix>_<op> for every op (at file scope). */
 #define TW_BACKEND_OP_PROTOTYPES(prefix) TW_BACKEND_OPS(TW_BACKEND_OP_PROTOTYPE_, prefix)
 /* Designated initialisers of every op slot, inside a tw_backend_vtable initialiser. */
