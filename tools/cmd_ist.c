@@ -11,6 +11,7 @@
 #include "cli.h"
 #include "model_flags.h"
 #include "twist/ist_run.h"
+#include "twist/train.h"
 
 static const char *const BALANCES[] = {"equal", "speed", NULL};
 static const char *const TRANSPORTS[] = {"threads", "mpi", NULL};
@@ -90,8 +91,10 @@ static void show(void *context, const tw_dist_report *report) {
 /* Options common to both commands, then the command's own; parses and runs. */
 static int run_command(int argc, char **argv, bool ist) {
     dist_cli c = {.devices = "cpu", .model = model_flags_defaults(), .workers_per_device = 1,
-                  .heads_per_worker = 0, .local_steps = 10, .rounds = 10, .batch = 16,
-                  .accum = 1, .warmup = -1, .seed = 1337, .eval_every = 1, .eval_batches = 20,
+                  .heads_per_worker = 0, .local_steps = 10, .rounds = 10,
+                  .batch = TW_TRAIN_DEFAULT_BATCH, .accum = TW_TRAIN_DEFAULT_ACCUM, .warmup = -1,
+                  .seed = TW_TRAIN_DEFAULT_SEED, .eval_every = 1,
+                  .eval_batches = TW_TRAIN_DEFAULT_EVAL_BATCHES,
                   .mode = -1};
     arg_spec own[] = {
         {.name = "--devices", .kind = ARG_STRING, .dest = &c.devices, .metavar = "SPEC[,SPEC...]",
@@ -106,19 +109,23 @@ static int run_command(int argc, char **argv, bool ist) {
          .help = "threads (one process) or mpi (one rank per worker, under mpirun)",
          .choices = TRANSPORTS},
         {.name = "--batch", .kind = ARG_INT, .dest = &c.batch, .metavar = "B",
-         .help = "sequences per micro-batch and worker (default 16)", .min = 1, .max = 1 << 20},
+         .help = "sequences per micro-batch and worker (default "
+                 TW_DEFAULT_TEXT(TW_TRAIN_DEFAULT_BATCH) ")", .min = 1, .max = 1 << 20},
         {.name = "--accum", .kind = ARG_INT, .dest = &c.accum, .metavar = "N",
-         .help = "micro-batches per step (default 1)", .min = 1, .max = 1 << 16},
+         .help = "micro-batches per step (default " TW_DEFAULT_TEXT(TW_TRAIN_DEFAULT_ACCUM) ")", .min = 1, .max = 1 << 16},
         {.name = "--warmup", .kind = ARG_INT, .dest = &c.warmup, .metavar = "N",
-         .help = "warmup steps (default min(100, rounds x K / 10))", .min = 0, .max = 1 << 30},
+         .help = "warmup steps (default min("
+                 TW_DEFAULT_TEXT(TW_TRAIN_DEFAULT_WARMUP_MAX) ", rounds x K / 10))", .min = 0, .max = 1 << 30},
         {.name = "--seed", .kind = ARG_INT, .dest = &c.seed, .metavar = "S",
-         .help = "seed of initialisation, partitions and batches (default 1337)", .min = 0,
+         .help = "seed of initialisation, partitions and batches (default "
+                 TW_DEFAULT_TEXT(TW_TRAIN_DEFAULT_SEED) ")", .min = 0,
          .max = 2147483647},
         {.name = "--eval-every", .kind = ARG_INT, .dest = &c.eval_every, .metavar = "N",
          .help = "rounds between validation passes, 0 for the last only (default 1)", .min = 0,
          .max = 1 << 24},
         {.name = "--eval-batches", .kind = ARG_INT, .dest = &c.eval_batches, .metavar = "N",
-         .help = "validation batches per pass, 0 for all (default 20)", .min = 0, .max = 1 << 30},
+         .help = "validation batches per pass, 0 for all (default "
+                 TW_DEFAULT_TEXT(TW_TRAIN_DEFAULT_EVAL_BATCHES) ")", .min = 0, .max = 1 << 30},
         {.name = "--eval-device", .kind = ARG_STRING, .dest = &c.eval_device, .metavar = "SPEC",
          .help = "device of the validation passes and the save (default cpu)"},
         {.name = "--json", .kind = ARG_STRING, .dest = &c.json, .metavar = "FILE",
@@ -200,7 +207,7 @@ static int run_command(int argc, char **argv, bool ist) {
     o.batch = c.batch;
     o.grad_accum = c.accum;
     const int total = c.rounds * c.local_steps;
-    o.warmup = c.warmup >= 0 ? c.warmup : (total / 10 < 100 ? total / 10 : 100);
+    o.warmup = c.warmup >= 0 ? c.warmup : tw_train_default_warmup(total);
     o.seed = (uint64_t)c.seed;
     o.eval_every = c.eval_every;
     o.eval_batches = c.eval_batches;

@@ -5,8 +5,11 @@
 
 #include "core/backend_impl.h"
 #include "ist/dist_internal.h"
+#include "twist/train.h"
 
 tw_dist_options tw_dist_defaults(void) {
+    /* The training options are those of a plain run (twist/train.h), the round ones its own. */
+    const tw_train_options train = tw_train_defaults();
     tw_dist_options o;
     memset(&o, 0, sizeof o);
     o.mode = TW_DIST_IST;
@@ -14,16 +17,16 @@ tw_dist_options tw_dist_defaults(void) {
     o.heads_per_worker = 1;
     o.local_steps = 10;
     o.rounds = 10;
-    o.vocab_size = 4096;
-    o.batch = 16;
-    o.grad_accum = 1;
-    o.lr = 1e-3f;
-    o.min_lr = 1e-4f;
-    o.warmup = 10;
-    o.adamw = tw_adamw_defaults();
-    o.seed = 1337;
+    o.vocab_size = train.vocab_size;
+    o.batch = train.batch;
+    o.grad_accum = train.grad_accum;
+    o.lr = train.lr;
+    o.min_lr = train.min_lr;
+    o.warmup = tw_train_default_warmup(o.rounds * o.local_steps);
+    o.adamw = train.adamw;
+    o.seed = train.seed;
     o.eval_every = 1;
-    o.eval_batches = 20;
+    o.eval_batches = train.eval_batches;
     o.fault_worker = -1;
     o.fault_round = -1;
     o.slow_worker = -1;
