@@ -164,8 +164,8 @@ static tw_status json_ranged(const cJSON *object, const char *key, const char *s
                              double low, double high, bool whole, double *out) {
     TW_TRY(json_number(object, key, source, out));
     if (!(*out >= low && *out <= high) || (whole && *out != (double)(long long)*out))
-        return tw_error(TW_ERR_FORMAT, "%s: field '%s' is %g, expected %s in [%g, %g]", source,
-                        key, *out, whole ? "a whole number" : "a number", low, high);
+        return tw_error(TW_ERR_FORMAT, "%s: field '%s' is %.15g, expected %s in [%.15g, %.15g]",
+                        source, key, *out, whole ? "a whole number" : "a number", low, high);
     return TW_OK;
 }
 
@@ -403,11 +403,13 @@ static tw_status fresh_start(run *r) {
 /* --resume with an option the caller gave explicitly: it must agree with the checkpoint. */
 static tw_status conflict(const run *r, const char *flag, const char *given, const char *field,
                           const char *have) {
+    char bare[32]; /* "--preset" of "--preset tiny" */
+    snprintf(bare, sizeof bare, "%.*s", (int)strcspn(flag, " "), flag);
     return tw_error(TW_ERR_INVALID_ARGUMENT,
                     "--resume: %s %s conflicts with the checkpoint in %s (%s %s); a resumed run "
                     "keeps its checkpoint's options: drop %s to continue it, or start a new run "
                     "(another --out, or --overwrite to replace this one)",
-                    flag, given, r->options.out_dir, field, have, flag);
+                    flag, given, r->options.out_dir, field, have, bare);
 }
 
 static tw_status check_int(const run *r, uint32_t bit, const char *flag, const char *field,
@@ -687,8 +689,8 @@ static tw_status take_output_dir(run *r) {
                         "a new run there)", o->out_dir);
     if (!o->resume && !o->overwrite && kind == TW_CKPT_TARGET_CHECKPOINT)
         return tw_error(TW_ERR_INVALID_ARGUMENT,
-                        "--out %s already holds a twist checkpoint of another run; pass --resume "
-                        "to continue it, or --overwrite to replace it (only twist's files are "
+                        "--out %s already holds a twist checkpoint; pass --resume to continue "
+                        "it, or --overwrite to replace it with this run (only twist's files are "
                         "replaced; other files in %s stay), or choose another directory",
                         o->out_dir, o->out_dir);
     return TW_OK;
