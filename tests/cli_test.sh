@@ -352,6 +352,17 @@ expect_fail 1 "pass --data FILE" train --out "$tmp/ow" --resume --steps 10
 expect_ok train --out "$tmp/ow" --resume --steps 10 --data "$tmp/moved.txt"
 mv "$tmp/moved.txt" "$corpus"
 
+# twist ist / dp --out: the same rules, checked before any data or round (appendix 4).
+dist=(--devices cpu --workers-per-device 2 --local-steps 1 --rounds 1 --data "$corpus" --vocab 300
+      --preset nano --layers 1 --embd 32 --heads 2 --seq-len 16 --batch 4 --eval-batches 2)
+expect_fail 1 "holds files but no twist checkpoint" ist --heads-per-worker 1 "${dist[@]}" --out "$tmp/userdir"
+expect_fail 1 "is a symbolic link" dp --mode localsgd "${dist[@]}" --out "$tmp/link"
+cp -r "$tmp/ow" "$tmp/istow"
+expect_fail 1 "already holds a twist checkpoint; pass --overwrite" ist --heads-per-worker 1 "${dist[@]}" --out "$tmp/istow"
+expect_ok ist --heads-per-worker 1 "${dist[@]}" --out "$tmp/istow" --overwrite
+[[ $(cat "$tmp/istow/NOTES.txt") == "my notes" && -f $tmp/istow/plots/loss.svg ]] || fail "ist --overwrite touched the user's files"
+expect_ok eval --model "$tmp/istow" --data "$corpus" --device cpu
+
 # cd ck && twist eval --model . (appendix 17).
 (cd "$tmp/ow" && "$twist" eval --model . --data "$corpus" --device cpu >"$tmp/out" 2>"$tmp/err") ||
     fail "eval --model . failed: $(cat "$tmp/err")"

@@ -21,6 +21,7 @@ enum { MAX_DEVICE_SPECS = 64 };
 
 typedef struct dist_cli {
     const char *devices, *out, *json, *eval_device, *fault, *slow;
+    bool overwrite;
     model_flags model;
     int workers_per_device, heads_per_worker, local_steps, rounds, balance, transport, mode;
     int batch, accum, warmup, seed, eval_every, eval_batches;
@@ -131,7 +132,9 @@ static int run_command(int argc, char **argv, bool ist) {
         {.name = "--json", .kind = ARG_STRING, .dest = &c.json, .metavar = "FILE",
          .help = "one JSON record per round: bytes, phase times, losses, idle time"},
         {.name = "--out", .kind = ARG_STRING, .dest = &c.out, .metavar = "DIR",
-         .help = "save the merged model there as a twist checkpoint"},
+         .help = "save the merged model there as a twist checkpoint (a new or empty directory)"},
+        {.name = "--overwrite", .kind = ARG_FLAG, .dest = &c.overwrite,
+         .help = "--out may hold a twist checkpoint, which is replaced (twist's files only)"},
         {.name = "--inject-fault", .kind = ARG_STRING, .dest = &c.fault, .metavar = "W:R",
          .help = "for tests: worker W fails in round R (0-based)"},
         {.name = "--slow-worker", .kind = ARG_STRING, .dest = &c.slow, .metavar = "W:F",
@@ -214,6 +217,7 @@ static int run_command(int argc, char **argv, bool ist) {
     o.eval_device = c.eval_device;
     o.json_path = c.json;
     o.out_dir = c.out;
+    o.overwrite = c.overwrite;
     code = parse_fault(&c, command.name, workers, &o);
     if (code == CLI_EXIT_OK) code = parse_slow(&c, command.name, workers, &o);
     if (code != CLI_EXIT_OK) return code;

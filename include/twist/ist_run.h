@@ -78,6 +78,11 @@ typedef struct tw_dist_options {
 
     const char *json_path;      /* NULL: no JSON; else one object per round, one per line */
     const char *out_dir;        /* NULL: nothing saved; else the merged master as a checkpoint */
+    bool overwrite;             /* out_dir may hold a checkpoint, which is replaced (twist's
+                                   files only); without it such an out_dir is refused at once.
+                                   out_dir is checked by the save's rules before any work
+                                   (tw_checkpoint_probe) and locked for the run by the master
+                                   (tw_checkpoint_lock_take) before the first round */
 
     /* Fault injection for tests: worker fault_worker fails in round fault_round (after its
      * first local step); -1: none. */

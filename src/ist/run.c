@@ -62,6 +62,18 @@ static tw_status check_options(const tw_dist_options *o) {
     if (o->transport != TW_TRANSPORT_THREADS && o->transport != TW_TRANSPORT_MPI)
         return tw_error(TW_ERR_INVALID_ARGUMENT, "--transport: unknown transport %d",
                         (int)o->transport);
+    if (o->out_dir) {
+        /* The save's rules now, not after the rounds: a symbolic link, a directory of other
+         * files or a foreign checksums.json would lose the whole run at the end. */
+        tw_ckpt_target kind;
+        TW_TRY(tw_checkpoint_probe(o->out_dir, &kind));
+        if (kind == TW_CKPT_TARGET_CHECKPOINT && !o->overwrite)
+            return tw_error(TW_ERR_INVALID_ARGUMENT,
+                            "--out %s already holds a twist checkpoint; pass --overwrite to "
+                            "replace it (only twist's files are replaced; other files in %s "
+                            "stay), or choose another directory",
+                            o->out_dir, o->out_dir);
+    }
     if (o->mode == TW_DIST_IST)
         for (int l = 0; l < o->model.n_layer; l++) {
             const int H = o->model.layers[l].heads;
