@@ -1075,7 +1075,7 @@ tw_status tw_checkpoint_snapshot(const char *dir, int step, int keep) {
             list[count++].step = number;
         }
         if (d) closedir(d);
-        qsort(list, (size_t)count, sizeof *list, compare_snapshots);
+        if (count > 1) qsort(list, (size_t)count, sizeof *list, compare_snapshots);
         int kept = 0;
         for (int i = 0; i < count; i++) {
             if (list[i].step <= step && kept < (keep > 1 ? keep : 0)) {
