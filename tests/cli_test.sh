@@ -5,6 +5,7 @@
 set -euo pipefail
 
 twist=${1:?usage: cli_test.sh PATH/TO/twist}
+twist=$(cd "$(dirname "$twist")" && pwd)/$(basename "$twist") # absolute: some cases cd
 failures=0
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
