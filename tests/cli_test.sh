@@ -228,7 +228,7 @@ wait_for_training() { # $1: stdout file of a background run
 }
 for sig in INT TERM HUP; do
     want=$((128 + $(kill -l "$sig")))
-    rm -rf "$tmp/sig"
+    rm -rf "$tmp/sig" "$tmp/sig.out" # a stale sig.out would satisfy wait_for_training at once
     "$twist" "${long[@]}" --out "$tmp/sig" >"$tmp/sig.out" 2>"$tmp/sig.err" &
     pid=$!
     wait_for_training "$tmp/sig.out"

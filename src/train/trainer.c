@@ -1,7 +1,6 @@
 /* Training runs: data and tokenizer set-up, the step loop (micro-batches, AdamW, schedule),
  * periodic evaluation and checkpoints, and --resume from a checkpoint's state.json. */
 #include <cjson/cJSON.h>
-#include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
