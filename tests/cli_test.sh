@@ -241,6 +241,20 @@ for sig in INT TERM HUP; do
     [[ -n $saved && $saved -gt 0 ]] || fail "SIG$sig: no checkpoint saved"
     echo "ok   SIG$sig -> exit $rc, checkpoint of step $saved"
 done
+# A second signal aborts at once: with steps of seconds (the tiny preset, batch 64), the second
+# SIGINT 0.1 s after the first ends the process inside the step, before any save.
+rm -rf "$tmp/abort" "$tmp/abort.out"
+"$twist" train --device cpu --data "$corpus" --vocab 300 --preset tiny --batch 64 --steps 1000 \
+    --eval-every 0 --out "$tmp/abort" >"$tmp/abort.out" 2>"$tmp/abort.err" &
+pid=$!
+wait_for_training "$tmp/abort.out"
+kill -INT "$pid"; sleep 0.1; kill -INT "$pid" 2>/dev/null || true
+set +e; wait "$pid"; rc=$?; set -e
+if [[ $rc != 130 ]] || grep -q "stopped by" "$tmp/abort.err" || [[ -e $tmp/abort/state.json ]]; then
+    fail "a second SIGINT did not abort at once: exit $rc, $(cat "$tmp/abort.err")"
+else
+    echo "ok   second SIGINT -> exit $rc at once, nothing saved"
+fi
 expect_ok train --out "$tmp/sig" --resume --stop-after 2 --log-every 1
 grep -q "resumed $tmp/sig at step $saved of 1000000" "$tmp/out" || fail "resume did not continue from step $saved"
 grep -q "^step $((saved + 2))/1000000 " "$tmp/out" || fail "resume did not train steps $((saved + 1))..$((saved + 2))"
