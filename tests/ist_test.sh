@@ -5,8 +5,9 @@
 #              one worker: the saved model and optimizer state equal `twist train`'s, byte for byte
 #   mpi        mpirun -np 3 --transport mpi gives the threads run's merged model byte for byte
 #              (IST and data parallel); skipped without mpirun or without the MPI transport
-#   fault      a worker failing in round 2 of 4: the run completes with the others, the JSON
-#              records show the worker count drop and finite losses
+#   fault      a worker failing in round 3 of 4 (--inject-fault 1:2 counts rounds from 0): the
+#              run completes with the others, the JSON records show the worker count drop and
+#              finite losses
 #   mixed      cpu, opencl:0, vulkan:0 side by side (the absent ones skipped): the merged
 #              model's validation loss falls
 #   flags      bad flags: one clear message naming the flag, exit 2
@@ -35,13 +36,20 @@ same_files() { # DIR_A DIR_B WHAT
     done
 }
 
-# Prints "round workers failed val_loss train_loss" per JSON record.
+# Prints "round workers failed val_loss train_loss" per round: the "round" record (rounds
+# counted from 1) and the "eval" record of the same round.
 records() {
     python3 - "$1" <<'EOF'
 import json, sys
+rounds, val = [], {}
 for line in open(sys.argv[1]):
-    r = json.loads(line)
-    print(r["round"], r["workers"], len(r["failed_workers"]), r["val_loss"], r["train_loss"])
+    r = json.loads(line, parse_constant=lambda token: sys.exit("not JSON: " + token))
+    if r["event"] == "round":
+        rounds.append(r)
+    elif r["event"] == "eval":
+        val[r["round"]] = r["loss"]
+for r in rounds:
+    print(r["round"], r["workers"], len(r["failed_workers"]), val.get(r["round"]), r["loss"])
 EOF
 }
 
@@ -95,14 +103,14 @@ case_fault() {
     grep -q "worker 1 (cpu) failed" "$tmp/out" || fail "no message about the failed worker"
     records "$tmp/f.jsonl" >"$tmp/records"
     cat "$tmp/records"
-    local expected="0 3 0
-1 3 0
-2 2 1
-3 2 0"
+    local expected="1 3 0
+2 3 0
+3 2 1
+4 2 0"
     [[ $(cut -d' ' -f1-3 "$tmp/records") == "$expected" ]] ||
-        fail "worker counts per round are not 3 3 2 2 with one failure in round 2"
+        fail "worker counts per round are not 3 3 2 2 with one failure in round 3"
     if grep -qiE "nan|inf|None" "$tmp/records"; then fail "a loss is not finite"; fi
-    [[ $(wc -l <"$tmp/f.jsonl") == 4 ]] || fail "expected 4 JSON records"
+    [[ $(grep -c '"event":"round"' "$tmp/f.jsonl") == 4 ]] || fail "expected 4 round records"
 }
 
 case_mixed() {

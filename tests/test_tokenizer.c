@@ -107,7 +107,22 @@ static void test_split(void) {
     SPLIT("   indented", "  ", " indented");
     SPLIT("end   ", "end", "   ");
     SPLIT("abc123 456 !? x", "abc", "123", " 456", " !?", " x");
-    SPLIT("caf\xc3\xa9 \xff\x80z 9", "caf\xc3\xa9", " \xff\x80z", " 9"); /* bytes >= 0x80: letters */
+    /* Unicode classes: letters and numbers of every script, marks and symbols as "other" (the
+     * pieces are HF tokenizers' and Python `regex`'s). Each invalid UTF-8 sequence counts as the
+     * U+FFFD that HF would be given in its place (a symbol): here 0xff and 0x80, two of them. */
+    SPLIT("caf\xc3\xa9 \xff\x80z 9", "caf\xc3\xa9", " \xff\x80", "z", " 9");
+    SPLIT("\xe2\x80\x9cQuote,\xe2\x80\x9d she said\xe2\x80\x94ok", "\xe2\x80\x9c", "Quote",
+          ",\xe2\x80\x9d", " she", " said", "\xe2\x80\x94", "ok"); /* curly quotes, em dash */
+    SPLIT("\xd0\x9f\xd1\x80\xd0\xb8\xd0\xb2\xd0\xb5\xd1\x82 \xe4\xb8\xad\xe6\x96\x87",
+          "\xd0\x9f\xd1\x80\xd0\xb8\xd0\xb2\xd0\xb5\xd1\x82", " \xe4\xb8\xad\xe6\x96\x87");
+    SPLIT("\xd9\xa3\xd9\xa4x \xef\xbc\x91\xc2\xb2", "\xd9\xa3\xd9\xa4", "x",
+          " \xef\xbc\x91\xc2\xb2"); /* Arabic-Indic, fullwidth and superscript digits */
+    SPLIT("e\xcc\x81t\xc3\xa9", "e", "\xcc\x81", "t\xc3\xa9"); /* a combining mark is a mark */
+    SPLIT("a\xc2\xa0" "b\xe3\x80\x80\xe3\x80\x80" "c", "a", "\xc2\xa0", "b", "\xe3\x80\x80",
+          "\xe3\x80\x80", "c"); /* NBSP, ideographic space: white space, but not " ?" */
+    SPLIT("\xf0\x9f\x91\x8d\xf0\x9f\x8f\xbd ok", "\xf0\x9f\x91\x8d\xf0\x9f\x8f\xbd", " ok");
+    SPLIT("!\xff?", "!\xff?"); /* U+FFFD joins the punctuation around it */
+    SPLIT(" \xe2\x82", " \xe2\x82"); /* a cut-off character at the end: one U+FFFD */
     SPLIT(" ", " ");
     SPLIT("'", "'");
     TW_CHECK(tw_tokenizer_piece_length("", 0) == 0, "empty text has a piece");

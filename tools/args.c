@@ -89,6 +89,7 @@ static bool store_value(const args_command *command, const arg_spec *spec, const
     case ARG_FLOAT: return parse_float(command, spec, text);
     case ARG_CHOICE: return parse_choice(command, spec, text);
     case ARG_STRING:
+    case ARG_OPTIONAL_STRING:
         if (*text == '\0') {
             args_usage_error(command->name, "%s needs a non-empty value", spec->name);
             return false;
@@ -126,6 +127,12 @@ static bool parse_option(const args_command *command, int argc, char **argv, int
     const char *value = NULL;
     if (equals) {
         value = equals + 1;
+    } else if (spec->kind == ARG_OPTIONAL_STRING &&
+               (*index + 1 >= argc || strncmp(argv[*index + 1], "--", 2) == 0)) {
+        /* no value: the implicit one (no command takes positional arguments, so a following
+         * word that is not a flag can only be this option's value) */
+        *(const char **)spec->dest = spec->implicit;
+        return true;
     } else if (*index + 1 < argc && strncmp(argv[*index + 1], "--", 2) != 0) {
         /* A following "--flag" is never taken as a value, so "--m --n 4" says --m lacks one;
          * "-3" is still read as a value (and then rejected by the range check). */
@@ -171,6 +178,8 @@ void args_print_usage(const args_command *command, FILE *out) {
         char left[64];
         if (spec->kind == ARG_FLAG)
             snprintf(left, sizeof left, "%s", spec->name);
+        else if (spec->kind == ARG_OPTIONAL_STRING)
+            snprintf(left, sizeof left, "%s[=%s]", spec->name, spec->metavar ? spec->metavar : "VALUE");
         else
             snprintf(left, sizeof left, "%s %s", spec->name, spec->metavar ? spec->metavar : "VALUE");
         fprintf(out, "  %-22s %s%s\n", left, spec->help, spec->required ? " (required)" : "");

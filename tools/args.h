@@ -16,7 +16,9 @@ typedef enum arg_kind {
     ARG_INT,    /* integer in [min, max]; dest is int* */
     ARG_FLOAT,  /* number in [min_real, max_real]; dest is double* */
     ARG_STRING, /* any non-empty string; dest is const char** */
-    ARG_CHOICE  /* one of `choices`; dest is int* (the index of the choice) */
+    ARG_CHOICE, /* one of `choices`; dest is int* (the index of the choice) */
+    ARG_OPTIONAL_STRING /* "--json" alone stores `implicit`; "--json=FILE" or "--json FILE"
+                         * stores FILE; dest is const char** (untouched when not given) */
 } arg_kind;
 
 typedef struct arg_spec {
@@ -29,6 +31,7 @@ typedef struct arg_spec {
     long long min, max;          /* ARG_INT */
     double min_real, max_real;   /* ARG_FLOAT */
     const char *const *choices;  /* ARG_CHOICE: NULL-terminated */
+    const char *implicit;        /* ARG_OPTIONAL_STRING: the value when none is given */
     bool seen;                   /* set by args_parse */
 } arg_spec;
 

@@ -23,7 +23,7 @@
 
 #include "args.h"
 #include "cli.h"
-#include "json.h"
+#include "output.h"
 #include "twist/attention_unfused.h"
 
 static const char *const PROG = "twist bench attention";
@@ -34,7 +34,7 @@ typedef struct attention_options {
     const char *device;
     const char *against; /* a second device for the fused ops, or NULL */
     int batch, heads, seq, head_dim, layout, repeat;
-    bool json;
+    const char *json;
 } attention_options;
 
 /* Element counts of each buffer, overflow-checked at parse time. */
@@ -364,55 +364,45 @@ static void print_text(const attention_options *o, const attention_sizes *z,
                r->against_dv);
 }
 
-static void json_path(json_writer *j, const char *name, const path_stats *p) {
-    json_key(j, name);
-    json_begin_object(j);
-    json_kv_number(j, "fwd_ms", p->fwd_ms);
-    json_kv_number(j, "bwd_ms", p->bwd_ms);
-    json_kv_uint(j, "fwd_peak_bytes", p->fwd_peak);
-    json_kv_uint(j, "bwd_peak_bytes", p->bwd_peak);
-    json_kv_uint(j, "fwd_scratch_bytes", p->fwd_scratch);
-    json_kv_uint(j, "bwd_scratch_bytes", p->bwd_scratch);
-    json_end_object(j);
+static void record_path(cJSON *record, const char *name, const path_stats *p) {
+    cJSON *path = record ? cJSON_AddObjectToObject(record, name) : NULL;
+    tw_record_number(path, "fwd_ms", p->fwd_ms);
+    tw_record_number(path, "bwd_ms", p->bwd_ms);
+    tw_record_number(path, "fwd_peak_bytes", (double)p->fwd_peak);
+    tw_record_number(path, "bwd_peak_bytes", (double)p->bwd_peak);
+    tw_record_number(path, "fwd_scratch_bytes", (double)p->fwd_scratch);
+    tw_record_number(path, "bwd_scratch_bytes", (double)p->bwd_scratch);
 }
 
-static void print_json(const attention_options *o, const attention_sizes *z,
-                       const attention_run *r) {
+static void write_record(output *out, const attention_options *o, const attention_sizes *z,
+                         const attention_run *r) {
     const tw_device_info *info = tw_device_get_info(r->device);
-    json_writer j;
-    json_init(&j, stdout);
-    json_begin_object(&j);
-    json_kv_string(&j, "bench", "attention");
-    json_kv_string(&j, "device", info->spec);
-    json_kv_string(&j, "device_name", info->name);
-    json_kv_int(&j, "batch", o->batch);
-    json_kv_int(&j, "heads", o->heads);
-    json_kv_int(&j, "seq", o->seq);
-    json_kv_int(&j, "head_dim", o->head_dim);
-    json_kv_string(&j, "layout", LAYOUTS[o->layout]);
-    json_kv_int(&j, "repeat", o->repeat);
-    json_kv_uint(&j, "argument_bytes", z->args_bytes);
-    json_path(&j, "fused", &r->fused);
-    json_path(&j, "unfused", &r->unfused);
-    json_key(&j, "max_abs_diff");
-    json_begin_object(&j);
-    json_kv_number(&j, "out", r->diff_out);
-    json_kv_number(&j, "dq", r->diff_dq);
-    json_kv_number(&j, "dk", r->diff_dk);
-    json_kv_number(&j, "dv", r->diff_dv);
-    json_end_object(&j);
-    if (o->against) {
-        json_key(&j, "against");
-        json_begin_object(&j);
-        json_kv_string(&j, "device", r->against_spec);
-        json_kv_number(&j, "out", r->against_out);
-        json_kv_number(&j, "dq", r->against_dq);
-        json_kv_number(&j, "dk", r->against_dk);
-        json_kv_number(&j, "dv", r->against_dv);
-        json_end_object(&j);
+    cJSON *j = output_new(out, "bench");
+    tw_record_string(j, "device", info->spec);
+    tw_record_string(j, "device_name", info->name);
+    tw_record_int(j, "batch", o->batch);
+    tw_record_int(j, "heads", o->heads);
+    tw_record_int(j, "seq_len", o->seq);
+    tw_record_int(j, "head_dim", o->head_dim);
+    tw_record_string(j, "layout", LAYOUTS[o->layout]);
+    tw_record_int(j, "repeat", o->repeat);
+    tw_record_number(j, "argument_bytes", (double)z->args_bytes);
+    record_path(j, "fused", &r->fused);
+    record_path(j, "unfused", &r->unfused);
+    cJSON *diff = j ? cJSON_AddObjectToObject(j, "max_abs_diff") : NULL;
+    tw_record_number(diff, "out", r->diff_out);
+    tw_record_number(diff, "dq", r->diff_dq);
+    tw_record_number(diff, "dk", r->diff_dk);
+    tw_record_number(diff, "dv", r->diff_dv);
+    if (j && o->against) {
+        cJSON *against = cJSON_AddObjectToObject(j, "against");
+        tw_record_string(against, "device", r->against_spec);
+        tw_record_number(against, "out", r->against_out);
+        tw_record_number(against, "dq", r->against_dq);
+        tw_record_number(against, "dk", r->against_dk);
+        tw_record_number(against, "dv", r->against_dv);
     }
-    json_end_object(&j);
-    json_finish(&j);
+    output_record(out, j);
 }
 
 /* fp32 paths that sum in different orders agree to a few ulps of the largest magnitude. */
@@ -431,7 +421,7 @@ static int check_agreement(const attention_options *o, const attention_run *r) {
                              out_tol, grad_tol);
 }
 
-static int run_attention(const attention_options *o) {
+static int run_attention(const attention_options *o, output *out) {
     attention_sizes z;
     if (!sizes_of(o, &z))
         return args_usage_error(PROG, "--batch %d --heads %d --seq %d --head-dim %d: sizes overflow",
@@ -448,10 +438,8 @@ static int run_attention(const attention_options *o) {
     if (rc == CLI_EXIT_OK && o->against) rc = against(o, &z, &r);
     if (rc == CLI_EXIT_OK) rc = measure(o, &r);
     if (rc == CLI_EXIT_OK) {
-        if (o->json)
-            print_json(o, &z, &r);
-        else
-            print_text(o, &z, &r);
+        if (out->text) print_text(o, &z, &r);
+        if (out->sink) write_record(out, o, &z, &r);
         rc = check_agreement(o, &r);
     }
     cleanup(&r);
@@ -481,13 +469,14 @@ int cmd_bench_attention(int argc, char **argv) {
         {.name = "--against", .kind = ARG_STRING, .dest = &o.against, .metavar = "SPEC",
          .help = "also run the fused ops once on SPEC (e.g. cpu) with the same inputs and "
                  "check that both devices agree"},
-        {.name = "--json", .kind = ARG_FLAG, .dest = &o.json, .help = "print JSON"},
+        output_json_spec(&o.json, "a record (JSON) on stdout instead of the text, or appended "
+                                  "to FILE"),
     };
     args_command command = {
         .name = PROG,
         .synopsis = "twist bench attention --device SPEC --batch B --heads H --seq T --head-dim D\n"
                     "                             [--layout packed|contiguous] [--repeat R] "
-                    "[--against SPEC] [--json]",
+                    "[--against SPEC] [--json[=FILE]]",
         .summary = "Times fused causal attention (forward and backward) against the unfused path\n"
                    "(GEMM + softmax, materialising the (B, H, T, T) scores) on one device, with\n"
                    "their peak device memory, and prints the largest difference between the two.",
@@ -496,5 +485,8 @@ int cmd_bench_attention(int argc, char **argv) {
     };
     args_result parsed = args_parse(&command, argc, argv);
     if (parsed != ARGS_OK) return parsed == ARGS_HELP ? CLI_EXIT_OK : CLI_EXIT_USAGE;
-    return run_attention(&o);
+    output out;
+    int rc = output_open(&out, PROG, "bench attention", o.json);
+    if (rc == CLI_EXIT_OK) rc = run_attention(&o, &out);
+    return output_close(&out, rc);
 }

@@ -17,6 +17,7 @@
 
 #include "args.h"
 #include "cli.h"
+#include "output.h"
 #include "twist/model.h"
 #include "twist/optim.h"
 
@@ -31,7 +32,8 @@ static const char *const PRESETS[] = {"nano", "tiny", "small", NULL};
 typedef struct step_options {
     const char *device;
     int preset, vocab, batch, seq_len, steps, warmup, rounds;
-    bool peer, json;
+    bool peer;
+    const char *json;
 } step_options;
 
 /* ---- twist ----------------------------------------------------------------------------- */
@@ -175,21 +177,28 @@ typedef struct step_result {
     double twist, installed, tuned; /* tokens/s; installed < 0 when it is the tuned run */
 } step_result;
 
-static void print_result(const step_options *o, const tw_gpt_config *c, size_t params,
+static void print_result(output *out, const step_options *o, const tw_gpt_config *c, size_t params,
                          const step_result *r) {
-    if (o->json) {
-        printf("{\"device\": \"%s\", \"preset\": \"%s\", \"params\": %zu, \"batch\": %d, "
-               "\"seq_len\": %d, \"vocab\": %d, \"twist_tokens_per_s\": %.1f",
-               o->device, PRESETS[o->preset], params, o->batch, o->seq_len, o->vocab, r->twist);
-        if (o->peer && r->installed >= 0)
-            printf(", \"pytorch_installed_tokens_per_s\": %.1f, \"ratio_installed\": %.3f",
-                   r->installed, r->twist / r->installed);
-        if (o->peer)
-            printf(", \"pytorch_tuned_tokens_per_s\": %.1f, \"ratio_tuned\": %.3f", r->tuned,
-                   r->twist / r->tuned);
-        printf("}\n");
-        return;
+    if (out->sink) {
+        cJSON *j = output_new(out, "bench");
+        tw_record_string(j, "device", o->device);
+        tw_record_string(j, "preset", PRESETS[o->preset]);
+        tw_record_number(j, "params", (double)params);
+        tw_record_int(j, "batch", o->batch);
+        tw_record_int(j, "seq_len", o->seq_len);
+        tw_record_int(j, "vocab", o->vocab);
+        tw_record_number(j, "tokens_per_s", r->twist);
+        if (o->peer && r->installed >= 0) {
+            tw_record_number(j, "pytorch_installed_tokens_per_s", r->installed);
+            tw_record_number(j, "ratio_installed", r->twist / r->installed);
+        }
+        if (o->peer) {
+            tw_record_number(j, "pytorch_tuned_tokens_per_s", r->tuned);
+            tw_record_number(j, "ratio_tuned", r->twist / r->tuned);
+        }
+        output_record(out, j);
     }
+    if (!out->text) return;
     printf("%s: %s (%zu parameters: d=%d, %d layers, %d heads), B=%d, T=%d, V=%d\n", o->device,
            PRESETS[o->preset], params, c->n_embd, c->n_layer, c->layers[0].heads, o->batch,
            o->seq_len, o->vocab);
@@ -224,7 +233,8 @@ int cmd_bench_step(int argc, char **argv) {
          .help = "alternating twist/PyTorch rounds (default 2)", .min = 1, .max = 1000},
         {.name = "--peer", .kind = ARG_FLAG, .dest = &o.peer,
          .help = "also run PyTorch (/usr/bin/python3 with torch) on the same model and data"},
-        {.name = "--json", .kind = ARG_FLAG, .dest = &o.json, .help = "print JSON"},
+        output_json_spec(&o.json, "a record (JSON) on stdout instead of the text, or appended "
+                                  "to FILE"),
     };
     args_command command = {
         .name = PROG,
@@ -234,10 +244,13 @@ int cmd_bench_step(int argc, char **argv) {
         .specs = specs, .count = (int)(sizeof specs / sizeof specs[0])};
     args_result parsed = args_parse(&command, argc, argv);
     if (parsed != ARGS_OK) return parsed == ARGS_HELP ? CLI_EXIT_OK : CLI_EXIT_USAGE;
+    output out;
+    int code = output_open(&out, PROG, "bench step", o.json);
+    if (code != CLI_EXIT_OK) return code;
 
     tw_gpt_config config;
     if (tw_gpt_config_preset(PRESETS[o.preset], o.vocab, &config) != TW_OK)
-        return cli_library_error(PROG, TW_ERR_INVALID_ARGUMENT);
+        return output_close(&out, cli_library_error(PROG, TW_ERR_INVALID_ARGUMENT));
     if (o.seq_len == 0) o.seq_len = config.max_seq_len;
     config.max_seq_len = o.seq_len;
 
@@ -250,7 +263,6 @@ int cmd_bench_step(int argc, char **argv) {
     double *installed_ms = calloc((size_t)total, sizeof *installed_ms);
     twist_side side = {0};
     char dir[512] = "";
-    int code = CLI_EXIT_OK;
     tw_status status = twist_ms && tuned_ms && installed_ms ? twist_side_init(&side, &o, &config)
                                                             : TW_ERR_OUT_OF_MEMORY;
     if (status != TW_OK) code = cli_library_error(PROG, status);
@@ -270,12 +282,12 @@ int cmd_bench_step(int argc, char **argv) {
         step_result result = {tokens / cli_median(twist_ms, total) * 1e3, -1.0, 0.0};
         if (o.peer) result.tuned = tokens / cli_median(tuned_ms, total) * 1e3;
         if (two_peers) result.installed = tokens / cli_median(installed_ms, total) * 1e3;
-        print_result(&o, &config, tw_gpt_param_count(side.model), &result);
+        print_result(&out, &o, &config, tw_gpt_param_count(side.model), &result);
     }
     if (dir[0]) remove_scripts(dir);
     twist_side_free(&side);
     free(twist_ms);
     free(tuned_ms);
     free(installed_ms);
-    return code;
+    return output_close(&out, code);
 }

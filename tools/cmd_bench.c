@@ -15,7 +15,7 @@
 #include "args.h"
 #include "bench_peer.h"
 #include "cli.h"
-#include "json.h"
+#include "output.h"
 
 /* ---- bench dispatch -------------------------------------------------------------------- */
 
@@ -60,7 +60,8 @@ typedef struct gemm_options {
     int impl; /* index into IMPL_CHOICES == tw_gemm_impl */
     int repeat;
     const char *also; /* a second twist device, or NULL */
-    bool peer, json;
+    bool peer;
+    const char *json;
 } gemm_options;
 
 /* Byte counts of A, B and C for the whole batch, overflow-checked. */
@@ -304,57 +305,50 @@ static void print_gemm_text(const gemm_options *o, const gemm_run *r, const gemm
     printf("  max |twist - peer| = %.3g  (max |C| = %.3g)\n", g->max_diff, g->max_value);
 }
 
-static void print_gemm_json(const gemm_options *o, const gemm_run *r, const gemm_report *g) {
-    const tw_device_info *info = tw_device_get_info(r->main.device);
-    const bench_gemm_shape *s = &o->shape;
-    json_writer j;
-    json_init(&j, stdout);
-    json_begin_object(&j);
-    json_kv_string(&j, "bench", "gemm");
-    json_kv_string(&j, "device", info->spec);
-    json_kv_string(&j, "device_name", info->name);
-    json_kv_int(&j, "m", s->m);
-    json_kv_int(&j, "n", s->n);
-    json_kv_int(&j, "k", s->k);
-    json_kv_int(&j, "batch", s->batch);
-    json_kv_bool(&j, "trans_a", s->trans_a);
-    json_kv_bool(&j, "trans_b", s->trans_b);
-    json_kv_string(&j, "impl", IMPL_CHOICES[o->impl]);
-    json_kv_int(&j, "repeat", o->repeat);
-    json_kv_number(&j, "flops", g->flops);
-    json_key(&j, "twist");
-    json_begin_object(&j);
-    json_kv_number(&j, "median_ms", g->twist_ms);
-    json_kv_number(&j, "gflops", g->flops / g->twist_ms * 1e-6);
-    json_end_object(&j);
-    if (o->also) {
-        const tw_device_info *also = tw_device_get_info(r->also.device);
-        json_key(&j, "also");
-        json_begin_object(&j);
-        json_kv_string(&j, "device", also->spec);
-        json_kv_string(&j, "device_name", also->name);
-        json_kv_number(&j, "median_ms", g->also_ms);
-        json_kv_number(&j, "gflops", g->flops / g->also_ms * 1e-6);
-        json_kv_number(&j, "ratio", g->also_ms / g->twist_ms); /* device / also */
-        json_kv_number(&j, "max_abs_diff", g->also_max_diff);
-        json_end_object(&j);
-    }
-    if (o->peer) {
-        json_key(&j, "peer");
-        json_begin_object(&j);
-        json_kv_string(&j, "name", r->peer.name);
-        json_kv_number(&j, "median_ms", g->peer_ms);
-        json_kv_number(&j, "gflops", g->flops / g->peer_ms * 1e-6);
-        json_end_object(&j);
-        json_kv_number(&j, "ratio", g->peer_ms / g->twist_ms);
-        json_kv_number(&j, "max_abs_diff", g->max_diff);
-        json_kv_number(&j, "max_abs_c", g->max_value);
-    }
-    json_end_object(&j);
-    json_finish(&j);
+/* A nested object of a record: {"median_ms", "gflops"} of one side of the comparison. */
+static cJSON *timing_object(cJSON *record, const char *key, double ms, double flops) {
+    cJSON *side = cJSON_AddObjectToObject(record, key);
+    tw_record_number(side, "median_ms", ms);
+    tw_record_number(side, "gflops", flops / ms * 1e-6);
+    return side;
 }
 
-static int run_gemm(const gemm_options *o) {
+static void write_gemm_record(output *out, const gemm_options *o, const gemm_run *r,
+                              const gemm_report *g) {
+    const tw_device_info *info = tw_device_get_info(r->main.device);
+    const bench_gemm_shape *s = &o->shape;
+    cJSON *j = output_new(out, "bench");
+    tw_record_string(j, "device", info->spec);
+    tw_record_string(j, "device_name", info->name);
+    tw_record_int(j, "m", s->m);
+    tw_record_int(j, "n", s->n);
+    tw_record_int(j, "k", s->k);
+    tw_record_int(j, "batch", s->batch);
+    tw_record_bool(j, "trans_a", s->trans_a);
+    tw_record_bool(j, "trans_b", s->trans_b);
+    tw_record_string(j, "impl", IMPL_CHOICES[o->impl]);
+    tw_record_int(j, "repeat", o->repeat);
+    tw_record_number(j, "flops", g->flops);
+    if (j) timing_object(j, "twist", g->twist_ms, g->flops);
+    if (j && o->also) {
+        const tw_device_info *also = tw_device_get_info(r->also.device);
+        cJSON *side = timing_object(j, "also", g->also_ms, g->flops);
+        tw_record_string(side, "device", also->spec);
+        tw_record_string(side, "device_name", also->name);
+        tw_record_number(side, "ratio", g->also_ms / g->twist_ms); /* device / also */
+        tw_record_number(side, "max_abs_diff", g->also_max_diff);
+    }
+    if (j && o->peer) {
+        cJSON *side = timing_object(j, "peer", g->peer_ms, g->flops);
+        tw_record_string(side, "name", r->peer.name);
+        tw_record_number(j, "ratio", g->peer_ms / g->twist_ms);
+        tw_record_number(j, "max_abs_diff", g->max_diff);
+        tw_record_number(j, "max_abs_c", g->max_value);
+    }
+    output_record(out, j);
+}
+
+static int run_gemm(const gemm_options *o, output *out) {
     gemm_sizes z;
     if (!gemm_bytes(&o->shape, &z))
         return args_usage_error(PROG, "--m %d --n %d --k %d --batch %d: buffer sizes overflow",
@@ -371,10 +365,8 @@ static int run_gemm(const gemm_options *o) {
         g.twist_ms = cli_median(r.main.ms, o->repeat);
         g.also_ms = o->also ? cli_median(r.also.ms, o->repeat) : 0.0;
         g.peer_ms = o->peer ? cli_median(r.peer_ms, o->repeat) : 0.0;
-        if (o->json)
-            print_gemm_json(o, &r, &g);
-        else
-            print_gemm_text(o, &r, &g);
+        if (out->text) print_gemm_text(o, &r, &g);
+        if (out->sink) write_gemm_record(out, o, &r, &g);
     }
     gemm_cleanup(&r);
     return rc;
@@ -409,13 +401,14 @@ int cmd_bench_gemm(int argc, char **argv) {
         {.name = "--also", .kind = ARG_STRING, .dest = &o.also, .metavar = "SPEC",
          .help = "also run twist on a second device in the same rotation and print the ratio "
                  "--device/--also (e.g. --device vulkan:0 --also opencl:0)"},
-        {.name = "--json", .kind = ARG_FLAG, .dest = &o.json, .help = "print JSON"},
+        output_json_spec(&o.json, "a record (JSON) on stdout instead of the text, or appended "
+                                  "to FILE"),
     };
     args_command command = {
         .name = PROG,
         .synopsis = "twist bench gemm --device SPEC --m M --n N --k K [--trans-a] [--trans-b]\n"
                     "                        [--batch B] [--impl auto|vendor|own] [--repeat R]\n"
-                    "                        [--peer] [--also SPEC] [--json]",
+                    "                        [--peer] [--also SPEC] [--json[=FILE]]",
         .summary = "Times fp32 C = op(A) op(B) on one device and reports GFLOP/s (median of R\n"
                    "runs after a warm-up). With --peer, the same shape and inputs also run through\n"
                    "the device's natural peer library, alternating with twist run by run, and the\n"
@@ -427,5 +420,8 @@ int cmd_bench_gemm(int argc, char **argv) {
     };
     args_result parsed = args_parse(&command, argc, argv);
     if (parsed != ARGS_OK) return parsed == ARGS_HELP ? CLI_EXIT_OK : CLI_EXIT_USAGE;
-    return run_gemm(&o);
+    output out;
+    int rc = output_open(&out, PROG, "bench gemm", o.json);
+    if (rc == CLI_EXIT_OK) rc = run_gemm(&o, &out);
+    return output_close(&out, rc);
 }

@@ -1,4 +1,4 @@
-/* `twist devices [--json]`: every device of every compiled-in backend, then the backends that
+/* `twist devices [--json[=FILE]]`: every device of every compiled-in backend, then the backends that
  * are built but found no device (no driver or runtime here, with the backend's own reason where
  * it gives one) and those not built at all. */
 #include <stdio.h>
@@ -8,7 +8,7 @@
 #include "args.h"
 #include "cli.h"
 #include "core/registry.h"
-#include "json.h"
+#include "output.h"
 
 static const char *const PROG = "twist devices";
 
@@ -96,58 +96,47 @@ static void print_table(const device_list *list) {
     }
 }
 
-/* ---- JSON ------------------------------------------------------------------------------ */
+/* ---- records --------------------------------------------------------------------------- */
 
-static void print_json(const device_list *list) {
-    json_writer json;
-    json_init(&json, stdout);
-    json_begin_object(&json);
-    json_key(&json, "devices");
-    json_begin_array(&json);
+/* One "device" record per device, then one "backend" record per backend. */
+static void write_records(output *out, const device_list *list) {
     for (int i = 0; i < list->count; i++) {
         const tw_device_info *info = &list->infos[i];
-        json_begin_object(&json);
-        json_kv_string(&json, "spec", info->spec);
-        json_kv_string(&json, "backend", tw_backend_name(info->backend));
-        json_kv_string(&json, "type", tw_device_type_name(info->type));
-        json_kv_string(&json, "name", info->name);
-        json_kv_string(&json, "vendor", info->vendor);
-        json_kv_string(&json, "driver", info->driver);
-        json_kv_int(&json, "compute_units", info->compute_units);
-        json_kv_uint(&json, "memory_bytes", info->memory_bytes);
-        json_key(&json, "peak_gflops_f32");
-        if (info->peak_gflops_f32 > 0)
-            json_number(&json, info->peak_gflops_f32);
-        else
-            json_null(&json);
-        json_end_object(&json);
+        cJSON *r = output_new(out, "device");
+        tw_record_string(r, "device", info->spec);
+        tw_record_string(r, "backend", tw_backend_name(info->backend));
+        tw_record_string(r, "type", tw_device_type_name(info->type));
+        tw_record_string(r, "device_name", info->name);
+        tw_record_string(r, "vendor", info->vendor);
+        tw_record_string(r, "driver", info->driver);
+        if (info->compute_units > 0) tw_record_int(r, "compute_units", info->compute_units);
+        else tw_record_null(r, "compute_units");
+        if (info->memory_bytes) tw_record_number(r, "memory_bytes", (double)info->memory_bytes);
+        else tw_record_null(r, "memory_bytes");
+        if (info->peak_gflops_f32 > 0) tw_record_number(r, "peak_gflops", info->peak_gflops_f32);
+        else tw_record_null(r, "peak_gflops");
+        output_record(out, r);
     }
-    json_end_array(&json);
-    json_key(&json, "backends");
-    json_begin_array(&json);
     for (int kind = 0; kind < TW_BACKEND_COUNT; kind++) {
-        json_begin_object(&json);
-        json_kv_string(&json, "name", tw_backend_name((tw_backend_kind)kind));
-        json_kv_bool(&json, "built", tw_backend_compiled((tw_backend_kind)kind));
-        json_kv_int(&json, "devices", list->per_backend[kind]);
-        /* Why a built backend found nothing, where the backend can say. */
+        cJSON *r = output_new(out, "backend");
+        tw_record_string(r, "backend", tw_backend_name((tw_backend_kind)kind));
+        tw_record_bool(r, "built", tw_backend_compiled((tw_backend_kind)kind));
+        tw_record_int(r, "devices", list->per_backend[kind]);
         const char *why = tw_backend_no_device_reason((tw_backend_kind)kind);
-        if (list->per_backend[kind] == 0 && *why) json_kv_string(&json, "no_device_reason", why);
-        json_end_object(&json);
+        if (list->per_backend[kind] == 0 && *why) tw_record_string(r, "no_device_reason", why);
+        output_record(out, r);
     }
-    json_end_array(&json);
-    json_end_object(&json);
-    json_finish(&json);
 }
 
 int cmd_devices(int argc, char **argv) {
-    bool as_json = false;
+    const char *json = NULL;
     arg_spec specs[] = {
-        {.name = "--json", .kind = ARG_FLAG, .dest = &as_json, .help = "print JSON instead of a table"},
+        output_json_spec(&json, "records (JSON lines) on stdout instead of the table, or "
+                                "appended to FILE"),
     };
     args_command command = {
         .name = PROG,
-        .synopsis = "twist devices [--json]",
+        .synopsis = "twist devices [--json[=FILE]]",
         .summary = "Lists every device of every backend built into this twist (spec, type, name,\n"
                    "vendor, driver, compute units, memory, peak FP32 GFLOP/s where known), and the\n"
                    "backends that are built but found no device or are not built at all.",
@@ -157,13 +146,14 @@ int cmd_devices(int argc, char **argv) {
     args_result parsed = args_parse(&command, argc, argv);
     if (parsed != ARGS_OK) return parsed == ARGS_HELP ? CLI_EXIT_OK : CLI_EXIT_USAGE;
 
-    device_list list;
-    int rc = load_devices(&list);
+    output out;
+    int rc = output_open(&out, PROG, "devices", json);
     if (rc != CLI_EXIT_OK) return rc;
-    if (as_json)
-        print_json(&list);
-    else
-        print_table(&list);
+    device_list list;
+    rc = load_devices(&list);
+    if (rc != CLI_EXIT_OK) return output_close(&out, rc);
+    if (out.text) print_table(&list);
+    if (out.sink) write_records(&out, &list);
     free(list.infos);
-    return CLI_EXIT_OK;
+    return output_close(&out, CLI_EXIT_OK);
 }

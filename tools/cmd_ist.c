@@ -10,6 +10,7 @@
 #include "args.h"
 #include "cli.h"
 #include "model_flags.h"
+#include "output.h"
 #include "twist/ist_run.h"
 #include "twist/train.h"
 
@@ -83,10 +84,22 @@ static int parse_slow(const dist_cli *c, const char *prog, int workers, tw_dist_
     return CLI_EXIT_OK;
 }
 
+typedef struct dist_progress {
+    output *out;
+    bool saved;
+} dist_progress;
+
 static void show(void *context, const tw_dist_report *report) {
-    (void)context;
-    printf("%s\n", report->message);
-    fflush(stdout);
+    dist_progress *p = context;
+    if (report->record) output_record(p->out, cJSON_Duplicate(report->record, true));
+    if (report->message) output_line(p->out, "%s", report->message);
+    const char *event = report->record ? cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(
+                                             report->record, "event"))
+                                       : NULL;
+    if (event && strcmp(event, "save") == 0) {
+        p->saved = true;
+        output_sync(p->out);
+    }
 }
 
 /* Options common to both commands, then the command's own; parses and runs. */
@@ -129,8 +142,9 @@ static int run_command(int argc, char **argv, bool ist) {
                  TW_DEFAULT_TEXT(TW_TRAIN_DEFAULT_EVAL_BATCHES) ")", .min = 0, .max = 1 << 30},
         {.name = "--eval-device", .kind = ARG_STRING, .dest = &c.eval_device, .metavar = "SPEC",
          .help = "device of the validation passes and the save (default cpu)"},
-        {.name = "--json", .kind = ARG_STRING, .dest = &c.json, .metavar = "FILE",
-         .help = "one JSON record per round: bytes, phase times, losses, idle time"},
+        output_json_spec(&c.json, "records (JSON lines: one per round with bytes, phase times, "
+                                  "losses, idle time; validation passes; the save) on stdout "
+                                  "instead of the text, or appended to FILE"),
         {.name = "--out", .kind = ARG_STRING, .dest = &c.out, .metavar = "DIR",
          .help = "save the merged model there as a twist checkpoint (a new or empty directory)"},
         {.name = "--overwrite", .kind = ARG_FLAG, .dest = &c.overwrite,
@@ -161,7 +175,7 @@ static int run_command(int argc, char **argv, bool ist) {
         ist ? "twist ist" : "twist dp",
         ist ? "twist ist --devices SPEC[,SPEC...] --workers-per-device N --heads-per-worker M "
               "--local-steps K --rounds R [--data FILE] [--preset NAME] [--balance speed] "
-              "[--transport threads|mpi] [--json FILE] [--out DIR]"
+              "[--transport threads|mpi] [--json[=FILE]] [--out DIR]"
             : "twist dp --mode allreduce|localsgd --devices SPEC[,SPEC...] "
               "--workers-per-device N --local-steps K --rounds R [options]",
         ist ? "Independent subnetwork training: each worker trains a subnetwork (some heads, "
@@ -215,7 +229,6 @@ static int run_command(int argc, char **argv, bool ist) {
     o.eval_every = c.eval_every;
     o.eval_batches = c.eval_batches;
     o.eval_device = c.eval_device;
-    o.json_path = c.json;
     o.out_dir = c.out;
     o.overwrite = c.overwrite;
     code = parse_fault(&c, command.name, workers, &o);
@@ -224,8 +237,15 @@ static int run_command(int argc, char **argv, bool ist) {
     if (o.transport == TW_TRANSPORT_MPI && !tw_dist_have_mpi())
         return args_usage_error(command.name, "--transport mpi: this twist was built without "
                                 "MPI (install libopenmpi-dev and openmpi-bin, then rebuild)");
-    tw_status status = tw_dist_run(&o, show, NULL);
-    return status == TW_OK ? CLI_EXIT_OK : cli_library_error(command.name, status);
+    output out;
+    code = output_open(&out, command.name, ist ? "ist" : "dp", c.json);
+    if (code == CLI_EXIT_OK && c.out) code = output_open_run_log(&out, c.out, false);
+    if (code != CLI_EXIT_OK) return output_close(&out, code);
+    dist_progress progress = {.out = &out};
+    tw_status status = tw_dist_run(&o, show, &progress);
+    if (status != TW_OK) code = cli_library_error(command.name, status);
+    if (progress.saved) output_sync(&out);
+    return output_close(&out, code);
 }
 
 int cmd_ist(int argc, char **argv) { return run_command(argc, argv, true); }

@@ -1,6 +1,7 @@
 /* `twist train`, `twist eval` and `twist sample`: the GPT training commands. The work is in the
- * library (twist/train.h); this file parses options and shows progress: a progress bar on a
- * terminal, plain lines otherwise, or one JSON record per log step with --json. */
+ * library (twist/train.h); this file parses options and shows progress: one line per log step
+ * (with a progress bar below the last line on a terminal), and records (output.h): --json on
+ * stdout or in a file, and always metrics.jsonl and log.txt in the checkpoint directory. */
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
@@ -11,13 +12,16 @@
 #include "args.h"
 #include "cli.h"
 #include "model_flags.h"
+#include "output.h"
 #include "twist/train.h"
 
 /* ---- progress output ------------------------------------------------------------------- */
 
 typedef struct progress {
-    bool json, terminal;
+    output *out;
+    bool terminal; /* stdout is a terminal and shows the text: a progress bar under the lines */
     bool bar_open; /* a progress bar line is on screen without its newline */
+    bool saved;    /* a checkpoint was saved in this invocation */
     int saved_step; /* step of the last checkpoint saved, -1 if none */
 } progress;
 
@@ -32,9 +36,22 @@ static void format_duration(double seconds, char *buf, size_t size) {
     else snprintf(buf, size, "%lds", s);
 }
 
+/* Erases the bar so that the next text line takes its place: lines are never overwritten. */
 static void end_bar(progress *p) {
-    if (p->bar_open) fputc('\n', stdout);
+    if (p->bar_open) fputs("\r\033[K", stdout);
     p->bar_open = false;
+}
+
+/* The bar below the last line, redrawn at each reported step (terminal only). */
+static void draw_bar(progress *p, const tw_train_report *r, const char *eta) {
+    enum { WIDTH = 24 };
+    int filled = r->total_steps ? (int)((double)WIDTH * r->step / r->total_steps) : WIDTH;
+    char bar[WIDTH + 1];
+    for (int i = 0; i < WIDTH; i++) bar[i] = i < filled ? '#' : '.';
+    bar[WIDTH] = '\0';
+    printf("[%s] step %d/%d  ETA %s", bar, r->step, r->total_steps, eta);
+    fflush(stdout);
+    p->bar_open = true;
 }
 
 static void show_step(progress *p, const tw_train_report *r) {
@@ -43,56 +60,65 @@ static void show_step(progress *p, const tw_train_report *r) {
     char eta[32], elapsed[32];
     format_duration(remaining, eta, sizeof eta);
     format_duration(r->elapsed_s, elapsed, sizeof elapsed);
-    if (p->json) {
-        printf("{\"event\": \"step\", \"step\": %d, \"steps\": %d, \"loss\": %.6f, "
-               "\"accuracy\": %.6f, \"lr\": %.6g, \"grad_norm\": %.6g, \"tokens_per_s\": %.1f, "
-               "\"elapsed_s\": %.3f}\n",
-               r->step, r->total_steps, r->loss, r->accuracy, r->lr, r->grad_norm,
-               r->tokens_per_s, r->elapsed_s);
-    } else if (p->terminal) {
-        enum { WIDTH = 24 };
-        int filled = r->total_steps ? (int)((double)WIDTH * r->step / r->total_steps) : WIDTH;
-        char bar[WIDTH + 1];
-        for (int i = 0; i < WIDTH; i++) bar[i] = i < filled ? '#' : '.';
-        bar[WIDTH] = '\0';
-        printf("\r[%s] step %d/%d  loss %.4f  %.0f tok/s  ETA %s   ", bar, r->step,
-               r->total_steps, r->loss, r->tokens_per_s, eta);
-        p->bar_open = true;
-    } else {
-        printf("step %d/%d  loss %.4f  acc %.3f  lr %.2e  grad norm %.3f  %.0f tok/s  "
-               "elapsed %s  ETA %s\n",
-               r->step, r->total_steps, r->loss, r->accuracy, r->lr, r->grad_norm,
-               r->tokens_per_s, elapsed, eta);
-    }
+    cJSON *record = output_new(p->out, "step");
+    tw_record_int(record, "step", r->step);
+    tw_record_int(record, "steps", r->total_steps);
+    tw_record_number(record, "loss", r->loss);
+    tw_record_number(record, "accuracy", r->accuracy);
+    tw_record_number(record, "lr", r->lr);
+    tw_record_number(record, "grad_norm", r->grad_norm);
+    tw_record_number(record, "tokens_per_s", r->tokens_per_s);
+    tw_record_number(record, "elapsed_s", r->elapsed_s);
+    output_record(p->out, record);
+    end_bar(p);
+    output_line(p->out,
+                "step %d/%d  loss %.4f  acc %.3f  lr %.2e  grad norm %.3f  %.0f tok/s  "
+                "elapsed %s  ETA %s",
+                r->step, r->total_steps, r->loss, r->accuracy, r->lr, r->grad_norm,
+                r->tokens_per_s, elapsed, eta);
+    if (p->terminal && r->step < r->total_steps) draw_bar(p, r, eta);
+}
+
+/* The "eval" record of a validation pass (twist train and twist eval alike). */
+static void record_eval(output *out, int step, const char *split, const tw_eval_result *e,
+                        double elapsed_s) {
+    cJSON *record = output_new(out, "eval");
+    if (step >= 0) tw_record_int(record, "step", step);
+    tw_record_string(record, "split", split);
+    tw_record_number(record, "loss", e->loss);
+    tw_record_number(record, "perplexity", e->perplexity);
+    tw_record_number(record, "accuracy", e->accuracy);
+    tw_record_int(record, "tokens", e->tokens);
+    if (elapsed_s >= 0) tw_record_number(record, "elapsed_s", elapsed_s);
+    output_record(out, record);
 }
 
 static void show_report(void *context, const tw_train_report *r) {
     progress *p = context;
-    if (r->kind == TW_REPORT_SAVE) p->saved_step = r->step;
+    end_bar(p);
     switch (r->kind) {
     case TW_REPORT_STEP: show_step(p, r); break;
     case TW_REPORT_EVAL:
-        if (p->json) {
-            printf("{\"event\": \"eval\", \"step\": %d, \"val_loss\": %.6f, \"val_perplexity\": "
-                   "%.4f, \"val_accuracy\": %.6f, \"val_tokens\": %ld}\n",
-                   r->step, r->eval.loss, r->eval.perplexity, r->eval.accuracy, r->eval.tokens);
-        } else {
-            end_bar(p);
-            printf("step %d: validation loss %.4f, perplexity %.2f, accuracy %.3f (%ld tokens)\n",
-                   r->step, r->eval.loss, r->eval.perplexity, r->eval.accuracy, r->eval.tokens);
-        }
+        record_eval(p->out, r->step, "val", &r->eval, r->elapsed_s);
+        output_line(p->out, "step %d: validation loss %.4f, perplexity %.2f, accuracy %.3f "
+                    "(%ld tokens)",
+                    r->step, r->eval.loss, r->eval.perplexity, r->eval.accuracy, r->eval.tokens);
         break;
-    case TW_REPORT_SAVE:
-    case TW_REPORT_INFO:
-        if (p->json) break; /* JSON output carries metrics records only */
-        end_bar(p);
-        if (r->kind == TW_REPORT_SAVE)
-            printf("step %d: checkpoint saved to %s\n", r->step, r->message);
-        else
-            printf("%s\n", r->message);
+    case TW_REPORT_SAVE: {
+        cJSON *record = output_new(p->out, "save");
+        tw_record_int(record, "step", r->step);
+        tw_record_string(record, "path", r->message);
+        output_record(p->out, record);
+        output_line(p->out, "step %d: checkpoint saved to %s", r->step, r->message);
+        /* the directory now exists (or was replaced): its metrics.jsonl and log.txt hold the
+         * whole history from here on */
+        p->saved = true;
+        p->saved_step = r->step;
+        output_sync(p->out);
         break;
     }
-    fflush(stdout);
+    case TW_REPORT_INFO: output_line(p->out, "%s", r->message); break;
+    }
 }
 
 /* ---- twist train ----------------------------------------------------------------------- */
@@ -136,7 +162,8 @@ typedef struct train_cli {
     model_flags model;
     int batch, accum, steps, warmup, seed, log_every, eval_every, eval_batches, save_every;
     int keep, stop_after;
-    bool resume, overwrite, json;
+    bool resume, overwrite;
+    const char *json;
 } train_cli;
 
 /* Flags whose value a resumed run must not contradict, with their TW_TRAIN_GIVEN_* bit. */
@@ -207,8 +234,8 @@ int cmd_train(int argc, char **argv) {
          .help = "continue the checkpoint in --out (same data, options and position)"},
         {.name = "--overwrite", .kind = ARG_FLAG, .dest = &c.overwrite,
          .help = "replace the checkpoint in --out with a new run (twist's files only)"},
-        {.name = "--json", .kind = ARG_FLAG, .dest = &c.json,
-         .help = "one JSON metrics record per log step and validation pass"},
+        output_json_spec(&c.json, "records (JSON lines: steps, validation passes, saves) on "
+                                  "stdout instead of the text, or appended to FILE"),
     };
     enum { OWN_COUNT = sizeof own / sizeof own[0] };
     arg_spec specs[MODEL_FLAG_COUNT + OWN_COUNT];
@@ -255,24 +282,37 @@ int cmd_train(int argc, char **argv) {
         if (args_given(&command, k_given_flags[i].flag)) o.given |= k_given_flags[i].bit;
     o.stop = &g_stop_signal;
 
-    progress p = {.json = c.json, .terminal = isatty(STDOUT_FILENO) != 0, .saved_step = -1};
+    output out;
+    code = output_open(&out, command.name, "train", c.json);
+    if (code == CLI_EXIT_OK) code = output_open_run_log(&out, c.out, c.resume);
+    if (code != CLI_EXIT_OK) return output_close(&out, code);
+    progress p = {.out = &out, .terminal = out.text && isatty(STDOUT_FILENO) != 0,
+                  .saved_step = -1};
     catch_stop_signals();
     tw_status status = tw_train_run(&o, show_report, &p);
     end_bar(&p);
     const int sig = g_stop_signal;
-    if (sig && status == TW_OK) {
-        if (p.saved_step >= 0)
-            fprintf(stderr, "twist train: stopped by %s: the checkpoint of step %d is saved in "
-                    "%s; continue with: twist train --out %s --resume\n",
-                    signal_name(sig), p.saved_step, c.out, c.out);
-        else
-            fprintf(stderr, "twist train: stopped by %s before the first step: nothing new "
-                    "to save\n", signal_name(sig));
-    } else if (status != TW_OK) {
-        cli_library_error(command.name, status);
+    if (status != TW_OK) {
+        code = cli_library_error(command.name, status);
+        if (out.log) tw_run_log_line(out.log, tw_last_error());
     }
-    if (sig) return 128 + sig;
-    return status == TW_OK ? CLI_EXIT_OK : CLI_EXIT_RUNTIME;
+    if (sig && status == TW_OK) {
+        char line[2048];
+        if (p.saved_step >= 0)
+            snprintf(line, sizeof line, "stopped by %s: the checkpoint of step %d is saved in "
+                     "%s; continue with: twist train --out %s --resume",
+                     signal_name(sig), p.saved_step, c.out, c.out);
+        else
+            snprintf(line, sizeof line, "stopped by %s before the first step: nothing new to "
+                     "save", signal_name(sig));
+        fprintf(stderr, "%s: %s\n", command.name, line);
+        if (out.log) tw_run_log_line(out.log, line);
+    }
+    /* A resumed run continues the directory's log; a fresh one that saved nothing leaves the
+     * directory (perhaps an earlier checkpoint) as it was. */
+    if (p.saved || c.resume) output_sync(&out);
+    code = output_close(&out, code);
+    return sig ? 128 + sig : code;
 }
 
 /* ---- twist eval ------------------------------------------------------------------------ */
@@ -287,7 +327,7 @@ static tw_status encode_text(void *context, const char *text, size_t length, int
 int cmd_eval(int argc, char **argv) {
     const char *model_dir = NULL, *data = NULL, *device_spec = "auto";
     int batch = 16, batches = 0, split = 0;
-    bool json = false;
+    const char *json = NULL;
     arg_spec specs[] = {
         {.name = "--model", .kind = ARG_STRING, .dest = &model_dir, .metavar = "DIR",
          .help = "checkpoint directory", .required = true},
@@ -301,7 +341,8 @@ int cmd_eval(int argc, char **argv) {
          .help = "sequences per batch (default 16)", .min = 1, .max = 1 << 20},
         {.name = "--batches", .kind = ARG_INT, .dest = &batches, .metavar = "N",
          .help = "at most N batches, 0 for the whole split (default 0)", .min = 0, .max = 1 << 30},
-        {.name = "--json", .kind = ARG_FLAG, .dest = &json, .help = "print the result as JSON"},
+        output_json_spec(&json, "an \"eval\" record (JSON) on stdout instead of the text, or "
+                                "appended to FILE"),
     };
     args_command command = {"twist eval", "twist eval --model DIR --data FILE [options]",
                             "Validation loss, perplexity and next-token accuracy of a checkpoint "
@@ -310,6 +351,9 @@ int cmd_eval(int argc, char **argv) {
     args_result parsed = args_parse(&command, argc, argv);
     if (parsed != ARGS_OK) return parsed == ARGS_HELP ? CLI_EXIT_OK : CLI_EXIT_USAGE;
 
+    output out;
+    int code = output_open(&out, command.name, "eval", json);
+    if (code != CLI_EXIT_OK) return code;
     tw_device *device = NULL;
     tw_loaded_model loaded = {0};
     tw_dataset *dataset = NULL;
@@ -327,17 +371,17 @@ int cmd_eval(int argc, char **argv) {
         size_t count = split == 0 ? dataset->val_tokens : dataset->train_tokens;
         status = tw_evaluate(loaded.model, stream, count, batch, T, batches, &result);
     }
-    int code = status == TW_OK ? CLI_EXIT_OK : cli_library_error(command.name, status);
-    if (status == TW_OK && json)
-        printf("{\"loss\": %.6f, \"perplexity\": %.4f, \"accuracy\": %.6f, \"tokens\": %ld}\n",
-               result.loss, result.perplexity, result.accuracy, result.tokens);
-    else if (status == TW_OK)
-        printf("%s (%s split): loss %.4f, perplexity %.2f, accuracy %.3f over %ld tokens\n", data,
-               SPLITS[split], result.loss, result.perplexity, result.accuracy, result.tokens);
+    code = status == TW_OK ? CLI_EXIT_OK : cli_library_error(command.name, status);
+    if (status == TW_OK) {
+        record_eval(&out, -1, SPLITS[split], &result, -1.0);
+        output_line(&out, "%s (%s split): loss %.4f, perplexity %.2f, accuracy %.3f over %ld "
+                    "tokens", data, SPLITS[split], result.loss, result.perplexity,
+                    result.accuracy, result.tokens);
+    }
     tw_dataset_free(dataset);
     tw_loaded_model_free(&loaded);
     tw_device_close(device);
-    return code;
+    return output_close(&out, code);
 }
 
 /* ---- twist sample ---------------------------------------------------------------------- */

@@ -9,6 +9,8 @@
 
 #include "cli.h"
 #include "twist/cpu.h"
+#include "twist/ist_run.h"
+#include "twist_version.h"
 
 typedef struct cli_command {
     const char *name;
@@ -36,7 +38,28 @@ static void print_usage(FILE *out) {
             "commands:\n");
     for (int i = 0; i < COMMAND_COUNT; i++)
         fprintf(out, "  %-10s %s\n", commands[i].name, commands[i].summary);
+    fprintf(out, "  %-10s %s\n", "version", "version, git description and backends of this twist (also --version)");
     fprintf(out, "\nRun 'twist <command> --help' for the options of a command.\n");
+}
+
+/* `twist --version`: the version, the git description of the tree it was built from, and the
+ * backends compiled into this binary (whether a device is present is `twist devices`' job). */
+static int print_version(void) {
+    printf("twist %s", TWIST_VERSION);
+    if (TWIST_GIT_DESCRIBE[0]) printf(" (git %s)", TWIST_GIT_DESCRIBE);
+    printf("\nbackends built:");
+    for (int kind = 0; kind < TW_BACKEND_COUNT; kind++)
+        if (tw_backend_compiled((tw_backend_kind)kind))
+            printf(" %s", tw_backend_name((tw_backend_kind)kind));
+    printf("\nbackends not built:");
+    int missing = 0;
+    for (int kind = 0; kind < TW_BACKEND_COUNT; kind++)
+        if (!tw_backend_compiled((tw_backend_kind)kind)) {
+            printf(" %s", tw_backend_name((tw_backend_kind)kind));
+            missing++;
+        }
+    printf("%s\nMPI transport: %s\n", missing ? "" : " none", tw_dist_have_mpi() ? "built" : "not built");
+    return CLI_EXIT_OK;
 }
 
 static void list_commands(char *buf, size_t size) {
@@ -60,6 +83,13 @@ int main(int argc, char **argv) {
     if (strcmp(name, "--help") == 0 || strcmp(name, "-h") == 0 || strcmp(name, "help") == 0) {
         print_usage(stdout);
         return CLI_EXIT_OK;
+    }
+    if (strcmp(name, "--version") == 0 || strcmp(name, "version") == 0) {
+        if (argc > 2) {
+            fprintf(stderr, "twist %s: takes no arguments, got '%s'\n", name, argv[2]);
+            return CLI_EXIT_USAGE;
+        }
+        return print_version();
     }
     for (int i = 0; i < COMMAND_COUNT; i++)
         if (strcmp(name, commands[i].name) == 0) return commands[i].run(argc - 2, argv + 2);

@@ -76,7 +76,6 @@ typedef struct tw_dist_options {
     int eval_every;             /* rounds between validation passes (the last round always) */
     int eval_batches;           /* batches per pass, 0: the whole validation stream */
 
-    const char *json_path;      /* NULL: no JSON; else one object per round, one per line */
     const char *out_dir;        /* NULL: nothing saved; else the merged master as a checkpoint */
     bool overwrite;             /* out_dir may hold a checkpoint, which is replaced (twist's
                                    files only); without it such an out_dir is refused at once.
@@ -98,9 +97,15 @@ typedef struct tw_dist_options {
  * batch 16, lr 1e-3 to 1e-4, seed 1337, evaluation every round over 20 batches. */
 tw_dist_options tw_dist_defaults(void);
 
-/* One line of progress: set-up information, a finished round, or a worker failure. */
+struct cJSON;
+
+/* One line of progress: set-up information, a finished round, a validation pass, a worker
+ * failure or the save; with a record (twist/record.h) where there are numbers to keep: a
+ * "round" record after each round, an "eval" record after each validation pass, a "save" record
+ * after the save. message is NULL for a report that carries only a record. */
 typedef struct tw_dist_report {
     const char *message;
+    const struct cJSON *record; /* NULL or a record, valid during the call */
     int round;        /* -1 for set-up lines */
     int workers;      /* active workers after this round */
     double val_loss;  /* the merged model's, NaN when not evaluated this round */
@@ -111,7 +116,7 @@ typedef struct tw_dist_report {
 typedef void (*tw_dist_report_fn)(void *context, const tw_dist_report *report);
 
 /* Runs the rounds. With the MPI transport every rank calls this (after MPI_Init, or it calls
- * MPI_Init itself); rank 0 holds the master, writes the JSON and the checkpoint, and reports.
+ * MPI_Init itself); rank 0 holds the master, writes the checkpoint, and reports.
  * Returns TW_ERR_UNSUPPORTED naming the transport when twist was built without MPI. */
 tw_status tw_dist_run(const tw_dist_options *options, tw_dist_report_fn report, void *context);
 

@@ -14,14 +14,23 @@
  * this is where twist differs from Hugging Face `tokenizers`, which matches added tokens in the
  * input text). Decoding the end-of-text id yields the 13 bytes "<|endoftext|>".
  *
- * Pre-tokenization is GPT-2's regular expression, implemented by hand over bytes:
+ * Pre-tokenization is GPT-2's regular expression, the one of Hugging Face `tokenizers`' ByteLevel
+ * pre-tokenizer, matched over UTF-8 by PCRE2 with Unicode classes:
  *     's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+
- * with these byte classes (an approximation of the Unicode classes):
- *   letters    = ASCII letters plus EVERY byte >= 0x80, so non-ASCII text (UTF-8 or not) is grouped
- *                as letters; for ASCII text the split equals GPT-2's / Hugging Face's exactly,
- *                for non-ASCII text the pieces (and so the token boundaries) may differ;
- *   digits     = '0'..'9';
- *   whitespace = ' ', '\t', '\n', '\v', '\f', '\r'.
+ *   letters    = \p{L} (every script; combining marks are NOT letters, as in HF);
+ *   digits     = \p{N} (Nd, Nl, No: Arabic-Indic, fullwidth, superscript, Roman numerals ...);
+ *   whitespace = Unicode White_Space (\t..\r, space, U+0085, NBSP, U+1680, U+2000..U+200A,
+ *                U+2028, U+2029, U+202F, U+205F, U+3000), as Oniguruma's \s in HF;
+ *   the contractions and the optional leading space are ASCII only, case-sensitive.
+ * So for UTF-8 text the pieces, and with the same tokenizer.json the ids, equal HF's (tested against
+ * recorded ids: tests/test_tokenizer_hf.c). Invalid UTF-8: HF takes text, not bytes, so such bytes
+ * reach it only as U+FFFD (one per maximal ill-formed subsequence, the Unicode/WHATWG rule of
+ * Python's errors="replace" and Node's decoder). twist splits raw bytes as HF splits that text,
+ * each invalid sequence standing where its U+FFFD would (class "other", like punctuation), but it
+ * encodes the bytes themselves, so decode(encode(x)) == x still holds. The Unicode version is
+ * PCRE2's (10.42 in Debian 12: Unicode 14); HF's Oniguruma knows Unicode 16, so the 9,392 letters
+ * and digits assigned in Unicode 15 and 16 (CJK extensions H and I, Egyptian hieroglyph
+ * extensions, ...) are "other" to twist and can split differently.
  * BPE merges never cross a piece boundary.
  *
  * Thread safety: a tokenizer is immutable after training or loading except for its encode cache,
@@ -119,7 +128,8 @@ uint64_t tw_tokenizer_hash(const tw_tokenizer *tok);
 /* Encodes `length` bytes of `text` (any bytes; need not be 0-terminated). On success *ids receives
  * a malloc'd array of *count token ids, which the caller releases with free(); *ids is never NULL
  * on success, even for empty input (count 0). On failure *ids is NULL and *count 0.
- * Errors: TW_ERR_INVALID_ARGUMENT (NULL pointers), TW_ERR_OUT_OF_MEMORY. */
+ * Errors: TW_ERR_INVALID_ARGUMENT (NULL pointers), TW_ERR_OUT_OF_MEMORY, TW_ERR_BACKEND (PCRE2
+ * failed: a pattern it cannot compile or a match error; not seen in practice). */
 tw_status tw_tokenizer_encode(const tw_tokenizer *tok, const char *text, size_t length,
                               int32_t **ids, size_t *count);
 
@@ -130,7 +140,8 @@ tw_status tw_tokenizer_decode(const tw_tokenizer *tok, const int32_t *ids, size_
                               char **text, size_t *length);
 
 /* Length in bytes of the first pre-token piece of text[0..length), per the split described at the
- * top of this file (0 only when length is 0). Splitting a whole text is a loop:
+ * top of this file (0 only when length is 0; 1 if PCRE2 cannot run, out of memory). It reads only
+ * as far as that piece needs, so splitting a whole text is a loop:
  *     for (size_t at = 0, n; at < length; at += n) n = tw_tokenizer_piece_length(text + at, length - at);
  */
 size_t tw_tokenizer_piece_length(const char *text, size_t length);

@@ -77,6 +77,9 @@ static const char *const k_run_files[] = {"log.txt", "metrics.jsonl"};
 static bool is_reserved_name(const char *name) {
     for (int i = 0; i < STD_COUNT; i++)
         if (strcmp(name, k_std_names[i]) == 0) return true;
+    /* A run's log (twist/record.h): the run keeps its own copy and writes it into the new
+     * checkpoint after each save, so the copy in a replaced checkpoint goes with it. */
+    if (strcmp(name, "metrics.jsonl") == 0 || strcmp(name, "log.txt") == 0) return true;
     return strcmp(name, CHECKSUMS_NAME) == 0;
 }
 

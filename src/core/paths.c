@@ -36,19 +36,52 @@ bool tw_user_cache_dir(char *out, size_t capacity) {
     return written > 0 && (size_t)written < capacity;
 }
 
+const char *tw_file_kind(unsigned mode) {
+    if (S_ISREG(mode)) return "a regular file";
+    if (S_ISDIR(mode)) return "a directory";
+    if (S_ISFIFO(mode)) return "a FIFO";
+    if (S_ISCHR(mode)) return "a character device";
+    if (S_ISBLK(mode)) return "a block device";
+    if (S_ISSOCK(mode)) return "a socket";
+    if (S_ISLNK(mode)) return "a symbolic link";
+    return "not a regular file";
+}
+
+tw_status tw_check_output_file(const char *path) {
+    struct stat st;
+    /* stat, not lstat: a symbolic link to a regular file is replaced as before (the link, not its
+     * target); one to a device or FIFO is refused like the device itself. */
+    if (stat(path, &st) != 0) {
+        if (errno == ENOENT) return TW_OK;
+        return tw_error(TW_ERR_IO, "%s: cannot check the output path: %s", path, strerror(errno));
+    }
+    if (S_ISREG(st.st_mode)) return TW_OK;
+    return tw_error(TW_ERR_IO, "%s is %s, not a regular file: writing renames a new file over the "
+                    "path, which would replace it, so twist refuses; give a regular file's path",
+                    path, tw_file_kind(st.st_mode));
+}
+
 tw_status tw_read_file(const char *path, char **bytes, size_t *size) {
     *bytes = NULL;
     *size = 0;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    /* O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer forever before the
+     * regular-file check below could refuse it (it has no effect on regular files). */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0) {
         int err = errno;
         return tw_error(err == ENOENT ? TW_ERR_NOT_FOUND : TW_ERR_IO, "%s: cannot open: %s",
                         path, strerror(err));
     }
     struct stat st;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    if (fstat(fd, &st) != 0) {
+        int err = errno;
         close(fd);
-        return tw_error(TW_ERR_IO, "%s: not a regular file", path);
+        return tw_error(TW_ERR_IO, "%s: cannot stat: %s", path, strerror(err));
+    }
+    if (!S_ISREG(st.st_mode)) {
+        close(fd);
+        return tw_error(TW_ERR_IO, "%s: not a regular file (it is %s)", path,
+                        tw_file_kind(st.st_mode));
     }
     size_t total = (size_t)st.st_size;
     char *buf = malloc(total + 1);

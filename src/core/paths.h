@@ -18,8 +18,17 @@ bool tw_make_dirs(const char *dir);
 bool tw_user_cache_dir(char *out, size_t capacity);
 
 /* Reads a whole regular file into a new buffer (*bytes, NUL-terminated, not counted in *size;
- * release with free()). Errors name the file: TW_ERR_NOT_FOUND, TW_ERR_IO, TW_ERR_OUT_OF_MEMORY. */
+ * release with free()). Anything else (a FIFO, a device, a directory) is refused at once, without
+ * waiting on it. Errors name the file: TW_ERR_NOT_FOUND, TW_ERR_IO, TW_ERR_OUT_OF_MEMORY. */
 tw_status tw_read_file(const char *path, char **bytes, size_t *size);
+
+/* Whether `path` may be replaced by a file renamed into place: TW_OK when nothing is there or a
+ * regular file (or a link to one) is; TW_ERR_IO, naming the path and what it is, for a device,
+ * FIFO, socket or directory (renaming over /dev/null as root would break the system). */
+tw_status tw_check_output_file(const char *path);
+
+/* "a directory", "a FIFO", "a character device", ... for a stat st_mode. */
+const char *tw_file_kind(unsigned mode);
 
 /* FNV-1a 64-bit hash of bytes, continuing from hash (start from TW_FNV1A_INIT): the cache keys
  * and checksums of the OpenCL program cache and the token cache (also public in twist/data.h). */

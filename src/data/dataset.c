@@ -25,6 +25,7 @@
 /* realpath() is an XSI extension of POSIX. */
 #define _XOPEN_SOURCE 700
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,7 +39,9 @@
 #include "twist/data.h"
 
 #define TWTOK_MAGIC "TWTK"
-#define TWTOK_VERSION 1u
+/* Version 2: token streams from the Unicode pre-tokenisation (PCRE2); version-1 files hold the
+ * streams of the byte-class split, which differ on non-ASCII text, so they are rebuilt. */
+#define TWTOK_VERSION 2u
 #define TWTOK_HEADER 88
 
 tw_data_options tw_data_options_default(void) {
@@ -127,18 +130,31 @@ static bool host_is_little_endian(void) {
 /* Returns true and fills d's streams when `path` is a valid cache for key k; otherwise false with
  * the reason in d->cache_note (a missing file leaves the note alone). */
 static bool read_cache(const char *path, const cache_key *k, tw_dataset *d) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return false;
+    /* O_NONBLOCK so a FIFO at the cache path is refused below instead of blocking the open. */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0) return false;
     struct stat sb;
+    bool stat_ok = fstat(fd, &sb) == 0;
+    if (!stat_ok || !S_ISREG(sb.st_mode)) {
+        snprintf(d->cache_note, sizeof d->cache_note, "ignored cache %s: it is %s, not a regular "
+                 "file; left alone", path, stat_ok ? tw_file_kind(sb.st_mode) : "unreadable");
+        close(fd);
+        return false;
+    }
+    FILE *f = fdopen(fd, "rb");
+    if (!f) {
+        close(fd);
+        return false;
+    }
     unsigned char h[TWTOK_HEADER];
     const char *why = NULL;
     int32_t *train = NULL, *val = NULL;
-    if (fstat(fileno(f), &sb) != 0 || fread(h, 1, TWTOK_HEADER, f) != TWTOK_HEADER) {
+    if (fread(h, 1, TWTOK_HEADER, f) != TWTOK_HEADER) {
         why = "truncated header";
         goto reject;
     }
     if (memcmp(h, TWTOK_MAGIC, 4) != 0 || get_u32(h + 4) != TWTOK_VERSION) {
-        why = "not a version-1 twtok file";
+        why = "not a version-2 twtok file (older ones hold the byte-class split)";
         goto reject;
     }
     if (get_u64(h + 8) != k->corpus_bytes || get_u64(h + 16) != k->corpus_hash) {
@@ -422,6 +438,7 @@ done:
  * ---------------------------------------------------------------------------------------------- */
 
 tw_status tw_write_atomic(const char *path, const tw_write_piece *pieces, int count) {
+    TW_TRY(tw_check_output_file(path)); /* never rename over a device, FIFO or directory */
     char tmp[PATH_MAX];
     if (snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid()) >= (int)sizeof tmp)
         return tw_error(TW_ERR_INVALID_ARGUMENT, "%s: path too long", path);

@@ -187,46 +187,19 @@ int tw_codepoint_to_byte(uint32_t codepoint) {
 }
 
 /* ------------------------------------------------------------------------------------------------
- * Pre-token split (GPT-2's regex; byte classes as documented in twist/tokenizer.h)
+ * Pre-token split (pretokenize.c; the rules are in twist/tokenizer.h)
  * ---------------------------------------------------------------------------------------------- */
 
-enum { CLASS_SPACE, CLASS_LETTER, CLASS_DIGIT, CLASS_OTHER };
-
-static inline int byte_class(unsigned char c) {
-    if (c >= 0x80 || (unsigned)((c | 0x20) - 'a') < 26u) return CLASS_LETTER;
-    if ((unsigned)(c - '0') < 10u) return CLASS_DIGIT;
-    if (c == ' ' || (c >= '\t' && c <= '\r')) return CLASS_SPACE; /* \t \n \v \f \r */
-    return CLASS_OTHER;
-}
-
 size_t tw_tokenizer_piece_length(const char *text, size_t length) {
-    const unsigned char *s = (const unsigned char *)text;
-    size_t n = length;
-    if (n == 0) return 0;
-    /* 's|'t|'re|'ve|'m|'ll|'d (case-sensitive, as in GPT-2) */
-    if (s[0] == '\'' && n >= 2) {
-        unsigned char d = s[1];
-        if (d == 's' || d == 't' || d == 'm' || d == 'd') return 2;
-        if (n >= 3 && ((d == 'r' && s[2] == 'e') || (d == 'v' && s[2] == 'e') ||
-                       (d == 'l' && s[2] == 'l')))
-            return 3;
-    }
-    /* ` ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+`: an optional single space, then a run of one class.
-     * A space followed by non-whitespace always starts such a piece. */
-    size_t i = (s[0] == ' ' && n >= 2 && byte_class(s[1]) != CLASS_SPACE) ? 1 : 0;
-    int cls = byte_class(s[i]);
-    if (cls != CLASS_SPACE) {
-        size_t j = i + 1;
-        while (j < n && byte_class(s[j]) == cls) j++;
-        return j;
-    }
-    /* `\s+(?!\S)|\s+`: a whitespace run up to the end of text, or all of it but the last byte when
-     * non-whitespace follows (that byte then joins the next piece, e.g. " word"); a single
-     * whitespace byte before non-whitespace is a piece of its own. */
-    size_t j = 1;
-    while (j < n && byte_class(s[j]) == CLASS_SPACE) j++;
-    if (j == n) return j;
-    return j >= 2 ? j - 1 : 1;
+    if (length == 0) return 0;
+    /* Validates only as far as the first piece needs (64 bytes, doubling), so a loop over a long
+     * text costs about what one pass does. */
+    tw_pretok it;
+    size_t n = 0;
+    if (tw_pretok_init(&it, text, length, 64) != TW_OK || tw_pretok_next(&it, &n) != TW_OK)
+        n = 1; /* out of memory: a one-byte piece keeps a caller's loop going */
+    tw_pretok_free(&it);
+    return n;
 }
 
 /* ------------------------------------------------------------------------------------------------
@@ -602,9 +575,15 @@ tw_status tw_tokenizer_encode(const tw_tokenizer *ctok, const char *text, size_t
                               "%zu bytes of text", length);
     const unsigned char *s = (const unsigned char *)text;
     size_t produced = 0;
+    tw_pretok split;
+    tw_status status = tw_pretok_init(&split, text, length, 0);
+    if (status != TW_OK) {
+        tw_pretok_free(&split);
+        free(out);
+        return status;
+    }
     pthread_mutex_lock(&tok->lock);
-    for (size_t at = 0; at < length;) {
-        size_t n = tw_tokenizer_piece_length(text + at, length - at);
+    for (size_t at = 0, n; (status = tw_pretok_next(&split, &n)) == TW_OK && n > 0;) {
         const unsigned char *piece = s + at;
         at += n;
         if (n == 1) {
@@ -623,22 +602,25 @@ tw_status tw_tokenizer_encode(const tw_tokenizer *ctok, const char *text, size_t
             }
         }
         if (n > INT32_MAX) { /* positions in bpe_piece are int32 */
-            pthread_mutex_unlock(&tok->lock);
-            free(out);
-            return tw_error(TW_ERR_INVALID_ARGUMENT, "tw_tokenizer_encode: a single piece of %zu "
-                            "bytes (a run of letters or spaces) is too long", n);
+            status = tw_error(TW_ERR_INVALID_ARGUMENT, "tw_tokenizer_encode: a single piece of "
+                              "%zu bytes (a run of letters or spaces) is too long", n);
+            break;
         }
         if (!ensure_scratch(tok, n)) {
-            pthread_mutex_unlock(&tok->lock);
-            free(out);
-            return tw_error(TW_ERR_OUT_OF_MEMORY, "tw_tokenizer_encode: out of memory for a "
-                            "piece of %zu bytes", n);
+            status = tw_error(TW_ERR_OUT_OF_MEMORY, "tw_tokenizer_encode: out of memory for a "
+                              "piece of %zu bytes", n);
+            break;
         }
         size_t k = bpe_piece(tok, piece, n, out + produced);
         if (n <= CACHE_MAX_PIECE) cache_add(tok, piece, n, hash, out + produced, k);
         produced += k;
     }
     pthread_mutex_unlock(&tok->lock);
+    tw_pretok_free(&split);
+    if (status != TW_OK) {
+        free(out);
+        return status;
+    }
     /* Give back the unused tail (ids are usually about a quarter of the bytes). */
     int32_t *shrunk = realloc(out, (produced ? produced : 1) * sizeof *out);
     *ids = shrunk ? shrunk : out;

@@ -114,4 +114,32 @@ uint32_t tw_byte_to_codepoint(unsigned char byte);
 /* Inverse: the byte whose code point is `codepoint`, or -1 when it is not in the table. */
 int tw_codepoint_to_byte(uint32_t codepoint);
 
+/* ------------------------------------------------------------------------------------------------
+ * Pre-tokenisation (pretokenize.c): GPT-2's regular expression with Unicode classes (PCRE2), the
+ * split described in twist/tokenizer.h. Usage:
+ *     tw_pretok it;  TW_TRY(tw_pretok_init(&it, text, length, 0));
+ *     for (size_t n; (status = tw_pretok_next(&it, &n)) == TW_OK && n > 0;) ...piece of n bytes...
+ *     tw_pretok_free(&it);
+ * ---------------------------------------------------------------------------------------------- */
+
+typedef struct tw_pretok {
+    const unsigned char *text;
+    size_t length;
+    size_t at;         /* start of the next piece */
+    size_t valid_end;  /* text[at .. valid_end) is valid UTF-8 (when valid_end >= at) */
+    bool invalid_next; /* an invalid sequence starts at valid_end (else: validated that far) */
+    size_t scan_chunk; /* bytes validated at a time, doubling (0: the whole text at once) */
+    void *match_data;  /* pcre2_match_data */
+    unsigned char *window; /* slow path near invalid bytes: copy with U+FFFD, (window_capacity) */
+    size_t window_capacity;
+} tw_pretok;
+
+/* Starts splitting text[0..length). scan_chunk 0 validates the whole text up front (for a loop
+ * over all pieces); a small value validates only as far as the first pieces need. Errors:
+ * TW_ERR_OUT_OF_MEMORY, TW_ERR_BACKEND (PCRE2 refused the pattern). Call tw_pretok_free even then. */
+tw_status tw_pretok_init(tw_pretok *it, const char *text, size_t length, size_t scan_chunk);
+/* The next piece's length in *piece (0 at the end of the text). */
+tw_status tw_pretok_next(tw_pretok *it, size_t *piece);
+void tw_pretok_free(tw_pretok *it);
+
 #endif

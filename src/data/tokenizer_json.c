@@ -214,6 +214,7 @@ tw_status tw_tokenizer_to_json(const tw_tokenizer *tok, char **json, size_t *len
 tw_status tw_tokenizer_save(const tw_tokenizer *tok, const char *path) {
     if (!tok || !path || !*path)
         return tw_error(TW_ERR_INVALID_ARGUMENT, "tw_tokenizer_save: NULL tokenizer or empty path");
+    TW_TRY(tw_check_output_file(path)); /* never rename over a device, FIFO or directory */
     char *json = NULL;
     size_t json_len = 0;
     if (tw_tokenizer_to_json(tok, &json, &json_len) != TW_OK)

@@ -225,24 +225,37 @@ static tw_status count_words(trainer *t, const char *const *texts, const size_t 
     for (int k = 0; k < count; k++) {
         const char *text = texts[k];
         size_t length = lengths[k];
-        for (size_t at = 0; at < length;) {
-            size_t n = tw_tokenizer_piece_length(text + at, length - at);
+        /* The split of encoding (pretokenize.c), so training learns merges inside exactly the
+         * pieces that encoding will hand to them. */
+        tw_pretok split;
+        tw_status status = tw_pretok_init(&split, text, length, 0);
+        for (size_t at = 0, n; status == TW_OK && (status = tw_pretok_next(&split, &n)) == TW_OK &&
+                               n > 0;) {
             bool inserted;
             int32_t *w = tw_bytes_map_insert(words, text + at, n, tw_bytes_hash(text + at, n),
                                              t->word_count, &inserted);
-            if (!w) return oom();
+            if (!w) {
+                status = oom();
+                break;
+            }
             if (inserted) {
-                if (t->word_count == INT32_MAX)
-                    return tw_error(TW_ERR_INVALID_ARGUMENT,
-                                    "tokenizer training: more than 2^31 distinct pieces");
+                if (t->word_count == INT32_MAX) {
+                    status = tw_error(TW_ERR_INVALID_ARGUMENT,
+                                      "tokenizer training: more than 2^31 distinct pieces");
+                    break;
+                }
                 if (!grow((void **)&t->word_freq, sizeof *t->word_freq, &freq_capacity,
-                          (size_t)t->word_count + 1))
-                    return oom();
+                          (size_t)t->word_count + 1)) {
+                    status = oom();
+                    break;
+                }
                 t->word_freq[t->word_count++] = 0;
             }
             t->word_freq[*w]++;
             at += n;
         }
+        tw_pretok_free(&split);
+        if (status != TW_OK) return status;
     }
     return TW_OK;
 }

@@ -1,5 +1,6 @@
 /* The rounds of a distributed run, on the master's side, written once for every transport:
- * partition, extract, send, local training, receive, merge, evaluate, one JSON record. */
+ * partition, extract, send, local training, receive, merge, evaluate, records (twist/record.h)
+ * reported to the caller. */
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <stdarg.h>
@@ -11,6 +12,7 @@
 #include "core/backend_impl.h"
 #include "ist/dist_internal.h"
 #include "train/train_internal.h"
+#include "twist/record.h"
 #include "twist/train.h"
 
 static double seconds_now(void) {
@@ -20,6 +22,19 @@ static double seconds_now(void) {
 }
 
 static const char *const MODE_NAMES[] = {"ist", "allreduce", "localsgd"};
+/* The command whose records these are: `twist ist` or `twist dp --mode ...`. */
+static const char *command_name(tw_dist_mode mode) { return mode == TW_DIST_IST ? "ist" : "dp"; }
+
+/* Hands a record (and its line of text, or NULL) to the caller, then frees it. */
+static void report_record(tw_dist_report_fn report, void *context, cJSON *record,
+                          const char *message, int round) {
+    if (report) {
+        tw_dist_report r = {.message = message, .record = record, .round = round,
+                            .val_loss = NAN, .train_loss = NAN};
+        report(context, &r);
+    }
+    cJSON_Delete(record);
+}
 
 static void report_line(tw_dist_report_fn report, void *context, int round, const char *format,
                         ...) __attribute__((format(printf, 4, 5)));
@@ -144,7 +159,6 @@ typedef struct master_run {
     dist_result *results; /* (workers) */
     float **packed;       /* (workers) */
     size_t *packed_capacity;
-    FILE *json;
     double started;
     uint64_t total_bytes;
     tw_checkpoint_lock *lock; /* on out_dir, from before the first round to after the save */
@@ -168,7 +182,7 @@ static tw_status init_master(master_run *m) {
     return status;
 }
 
-static tw_status evaluate_master(master_run *m, double *loss) {
+static tw_status evaluate_master(master_run *m, tw_eval_result *result) {
     const tw_dist_options *o = m->options;
     if (!m->eval_model) {
         TW_TRY(tw_device_open(o->eval_device ? o->eval_device : "cpu", &m->eval_device));
@@ -176,11 +190,8 @@ static tw_status evaluate_master(master_run *m, double *loss) {
     }
     TW_TRY(tw_buffer_upload(tw_gpt_params(m->eval_model), 0, m->master->params,
                             m->master->param_count * sizeof(float)));
-    tw_eval_result result;
-    TW_TRY(tw_evaluate(m->eval_model, m->setup->dataset->val, m->setup->dataset->val_tokens,
-                       o->batch, m->setup->model.max_seq_len, o->eval_batches, &result));
-    *loss = result.loss;
-    return TW_OK;
+    return tw_evaluate(m->eval_model, m->setup->dataset->val, m->setup->dataset->val_tokens,
+                       o->batch, m->setup->model.max_seq_len, o->eval_batches, result);
 }
 
 static int alive_count(const master_run *m) {
@@ -290,7 +301,8 @@ static uint64_t bytes_from_worker(const master_run *m, int w) {
 }
 
 static void add_phases(cJSON *record, const round_phases *p) {
-    cJSON *phases = cJSON_AddObjectToObject(record, "phases_s");
+    cJSON *phases = record ? cJSON_AddObjectToObject(record, "phases_s") : NULL;
+    if (!phases) return;
     cJSON_AddNumberToObject(phases, "partition", p->partition);
     cJSON_AddNumberToObject(phases, "extract", p->extract);
     cJSON_AddNumberToObject(phases, "send", p->send);
@@ -301,11 +313,13 @@ static void add_phases(cJSON *record, const round_phases *p) {
 }
 
 static void add_workers(cJSON *record, const master_run *m, double slowest) {
-    cJSON *list = cJSON_AddArrayToObject(record, "per_worker");
+    cJSON *list = record ? cJSON_AddArrayToObject(record, "per_worker") : NULL;
+    if (!list) return;
     for (int w = 0; w < m->workers; w++) {
         const dist_job *job = &m->jobs[w];
         const dist_result *r = &m->results[w];
         cJSON *item = cJSON_CreateObject();
+        if (!item) return;
         cJSON_AddNumberToObject(item, "worker", w);
         cJSON_AddStringToObject(item, "device", m->transport->worker_devices[w]);
         cJSON_AddBoolToObject(item, "active", job->active);
@@ -313,11 +327,10 @@ static void add_workers(cJSON *record, const master_run *m, double slowest) {
             cJSON_AddBoolToObject(item, "ok", r->ok);
             cJSON_AddNumberToObject(item, "bytes_sent", (double)bytes_to_worker(m, w));
             cJSON_AddNumberToObject(item, "bytes_received", (double)bytes_from_worker(m, w));
-            if (isfinite(r->loss)) cJSON_AddNumberToObject(item, "train_loss", r->loss);
-            else cJSON_AddNullToObject(item, "train_loss");
-            cJSON_AddNumberToObject(item, "tokens_per_s", r->tokens_per_s);
-            cJSON_AddNumberToObject(item, "train_s", r->train_s);
-            cJSON_AddNumberToObject(item, "idle_s", slowest - r->train_s);
+            tw_record_number(item, "loss", r->loss);
+            tw_record_number(item, "tokens_per_s", r->tokens_per_s);
+            tw_record_number(item, "train_s", r->train_s);
+            tw_record_number(item, "idle_s", slowest - r->train_s);
             int heads = 0, units = 0;
             for (int l = 0; l < job->config.n_layer; l++) {
                 heads += job->config.layers[l].heads;
@@ -331,39 +344,32 @@ static void add_workers(cJSON *record, const master_run *m, double slowest) {
     }
 }
 
-static void write_record(master_run *m, int round, const round_phases *p,
-                         double val_loss, double train_loss, uint64_t round_bytes,
-                         const int *failed, int failed_count) {
-    if (!m->json) return;
+/* The "round" record: round counted from 1 as in the text; loss is the mean training loss of
+ * the round's workers (null when none has a finite one). */
+static cJSON *round_record(master_run *m, int round, const round_phases *p, double train_loss,
+                           uint64_t round_bytes, const int *failed, int failed_count) {
     double slowest = 0.0;
     for (int w = 0; w < m->workers; w++)
         if (m->jobs[w].active && m->results[w].train_s > slowest) slowest = m->results[w].train_s;
-    cJSON *record = cJSON_CreateObject();
-    cJSON_AddStringToObject(record, "mode", MODE_NAMES[m->options->mode]);
-    cJSON_AddNumberToObject(record, "round", round);
-    cJSON_AddNumberToObject(record, "step", m->master->step);
+    cJSON *record = tw_record_new(command_name(m->options->mode), "round");
+    tw_record_string(record, "mode", MODE_NAMES[m->options->mode]);
+    tw_record_int(record, "round", round + 1);
+    tw_record_int(record, "rounds", m->options->rounds);
+    tw_record_int(record, "step", m->master->step);
     int in_round = 0;
     for (int w = 0; w < m->workers; w++) in_round += m->jobs[w].active;
-    cJSON_AddNumberToObject(record, "workers_in_round", in_round);
-    cJSON_AddNumberToObject(record, "workers", alive_count(m));
-    cJSON *failures = cJSON_AddArrayToObject(record, "failed_workers");
-    for (int i = 0; i < failed_count; i++) cJSON_AddItemToArray(failures, cJSON_CreateNumber(failed[i]));
+    tw_record_int(record, "workers_in_round", in_round);
+    tw_record_int(record, "workers", alive_count(m));
+    cJSON *failures = record ? cJSON_AddArrayToObject(record, "failed_workers") : NULL;
+    for (int i = 0; failures && i < failed_count; i++)
+        cJSON_AddItemToArray(failures, cJSON_CreateNumber(failed[i]));
     add_phases(record, p);
     add_workers(record, m, slowest);
-    cJSON_AddNumberToObject(record, "bytes_round", (double)round_bytes);
-    cJSON_AddNumberToObject(record, "bytes_total", (double)m->total_bytes);
-    if (isfinite(train_loss)) cJSON_AddNumberToObject(record, "train_loss", train_loss);
-    else cJSON_AddNullToObject(record, "train_loss");
-    if (isfinite(val_loss)) cJSON_AddNumberToObject(record, "val_loss", val_loss);
-    else cJSON_AddNullToObject(record, "val_loss");
-    cJSON_AddNumberToObject(record, "elapsed_s", seconds_now() - m->started);
-    char *text = cJSON_PrintUnformatted(record);
-    if (text) {
-        fprintf(m->json, "%s\n", text);
-        fflush(m->json);
-    }
-    free(text);
-    cJSON_Delete(record);
+    tw_record_number(record, "bytes_round", (double)round_bytes);
+    tw_record_number(record, "bytes_total", (double)m->total_bytes);
+    tw_record_number(record, "loss", train_loss);
+    tw_record_number(record, "elapsed_s", seconds_now() - m->started);
+    return record;
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -388,7 +394,7 @@ static int retire_failures(master_run *m, int round, int *failed) {
         report_line(m->report, m->context, round,
                     "round %d: worker %d (%s) failed: %s; %s and the run continues with %d "
                     "workers",
-                    round, w, m->transport->worker_devices[w], m->results[w].error, kept,
+                    round + 1, w, m->transport->worker_devices[w], m->results[w].error, kept,
                     alive_count(m));
     }
     return count;
@@ -435,13 +441,16 @@ static tw_status run_round(master_run *m, int round) {
     const int failed_count = retire_failures(m, round, failed);
     if (alive_count(m) == 0)
         return tw_error(TW_ERR_BACKEND, "round %d: every worker has failed (worker %d: %s)",
-                        round, failed[0], m->results[failed[0]].error);
+                        round + 1, failed[0], m->results[failed[0]].error);
     m->master->step += o->local_steps;
     double val_loss = NAN;
+    tw_eval_result eval = {0};
     const bool last = round == o->rounds - 1;
-    if (last || (o->eval_every > 0 && (round + 1) % o->eval_every == 0)) {
+    const bool evaluated = last || (o->eval_every > 0 && (round + 1) % o->eval_every == 0);
+    if (evaluated) {
         t = seconds_now();
-        TW_TRY(evaluate_master(m, &val_loss));
+        TW_TRY(evaluate_master(m, &eval));
+        val_loss = eval.loss;
         p.eval = seconds_now() - t;
     }
     uint64_t round_bytes = 0;
@@ -449,7 +458,6 @@ static tw_status run_round(master_run *m, int round) {
         round_bytes += bytes_to_worker(m, w) + bytes_from_worker(m, w);
     m->total_bytes += round_bytes;
     const double train_loss = mean_train_loss(m);
-    write_record(m, round, &p, val_loss, train_loss, round_bytes, failed, failed_count);
     if (m->report) {
         char message[512], val[32] = "";
         if (isfinite(val_loss)) snprintf(val, sizeof val, ", val loss %.4f", val_loss);
@@ -458,10 +466,25 @@ static tw_status run_round(master_run *m, int round) {
                  "training %.2f s, elapsed %.1f s",
                  round + 1, o->rounds, m->master->step, alive_count(m), train_loss, val,
                  (double)round_bytes / 1048576.0, p.train, seconds_now() - m->started);
-        tw_dist_report r = {.message = message, .round = round, .workers = alive_count(m),
-                            .val_loss = val_loss, .train_loss = train_loss,
-                            .elapsed_s = seconds_now() - m->started};
+        cJSON *record = round_record(m, round, &p, train_loss, round_bytes, failed, failed_count);
+        tw_dist_report r = {.message = message, .record = record, .round = round,
+                            .workers = alive_count(m), .val_loss = val_loss,
+                            .train_loss = train_loss, .elapsed_s = seconds_now() - m->started};
         m->report(m->context, &r);
+        cJSON_Delete(record);
+        if (evaluated) {
+            /* the same "eval" record as twist train's, with the round */
+            cJSON *e = tw_record_new(command_name(o->mode), "eval");
+            tw_record_int(e, "round", round + 1);
+            tw_record_int(e, "step", m->master->step);
+            tw_record_string(e, "split", "val");
+            tw_record_number(e, "loss", eval.loss);
+            tw_record_number(e, "perplexity", eval.perplexity);
+            tw_record_number(e, "accuracy", eval.accuracy);
+            tw_record_int(e, "tokens", eval.tokens);
+            tw_record_number(e, "elapsed_s", seconds_now() - m->started);
+            report_record(m->report, m->context, e, NULL, round);
+        }
     }
     return TW_OK;
 }
@@ -497,8 +520,14 @@ static tw_status save_master(master_run *m) {
         status = tw_train_save(o->out_dir, m->eval_model, opt, state, m->setup->tokenizer);
     }
     tw_adamw_destroy(opt);
-    if (status == TW_OK) report_line(m->report, m->context, -1, "saved the merged model to %s",
-                                     o->out_dir);
+    if (status == TW_OK) {
+        char message[1024];
+        snprintf(message, sizeof message, "saved the merged model to %s", o->out_dir);
+        cJSON *record = tw_record_new(command_name(o->mode), "save");
+        tw_record_int(record, "step", m->master->step);
+        tw_record_string(record, "path", o->out_dir);
+        report_record(m->report, m->context, record, message, -1);
+    }
     return status;
 }
 
@@ -527,7 +556,6 @@ static void release(master_run *m) {
     tw_gpt_destroy(m->eval_model);
     tw_device_close(m->eval_device);
     tw_ist_master_free(m->master);
-    if (m->json) fclose(m->json);
     tw_checkpoint_lock_release(m->lock);
 }
 
@@ -542,11 +570,6 @@ tw_status dist_master_rounds(const tw_dist_options *options, const dist_setup *s
     if (status == TW_OK && options->out_dir)
         status = tw_checkpoint_lock_take(options->out_dir, NULL, &m.lock);
     if (status == TW_OK) status = init_master(&m);
-    if (status == TW_OK && options->json_path) {
-        m.json = fopen(options->json_path, "w");
-        if (!m.json)
-            status = tw_error(TW_ERR_IO, "--json %s: cannot write the file", options->json_path);
-    }
     if (status == TW_OK)
         report_line(report, context, -1,
                     "%s: %d workers, %d rounds of %d local steps, model of %zu parameters",

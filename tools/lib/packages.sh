@@ -15,6 +15,8 @@
 #                                      and its tests run on machines without a GPU
 #   vulkan-validationlayers            VK_LAYER_KHRONOS_validation for the validation test run
 #   libcjson-dev                       cJSON: safetensors headers, config.json, tokenizer.json
+#   libpcre2-dev                       PCRE2: the tokenizer's GPT-2 pre-tokenisation regex with
+#                                      Unicode letter/number classes (ids equal Hugging Face's)
 #   libopenmpi-dev openmpi-bin         Open MPI: the MPI transport of `twist ist` and its test
 #   python3 python3-torch              the tests that open twist checkpoints in PyTorch
 TWIST_PACKAGES=(
@@ -22,7 +24,7 @@ TWIST_PACKAGES=(
     libopenblas-dev
     ocl-icd-opencl-dev opencl-headers pocl-opencl-icd libclblast-dev clinfo
     libvulkan-dev glslc mesa-vulkan-drivers vulkan-validationlayers
-    libcjson-dev
+    libcjson-dev libpcre2-dev
     libopenmpi-dev openmpi-bin
     python3 python3-torch
 )
