@@ -386,10 +386,14 @@ int cmd_eval(int argc, char **argv) {
 
 /* ---- twist sample ---------------------------------------------------------------------- */
 
+/* Writes a token's bytes, a NUL byte as U+FFFD: corpora cannot hold NUL (they are refused), so a
+ * model only samples such a token by chance, and a terminal or pipe should not get one. */
 static void print_token(void *context, int32_t id) {
     size_t length = 0;
     const unsigned char *bytes = tw_tokenizer_token_bytes(context, id, &length);
-    if (bytes) fwrite(bytes, 1, length, stdout);
+    for (size_t i = 0; bytes && i < length; i++)
+        if (bytes[i]) putchar(bytes[i]);
+        else fputs("\xEF\xBF\xBD", stdout);
     fflush(stdout);
 }
 

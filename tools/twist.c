@@ -6,6 +6,8 @@
  * unknown command, never a stub that pretends to work. */
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "twist/cpu.h"
@@ -70,6 +72,19 @@ static void list_commands(char *buf, size_t size) {
     }
 }
 
+/* Under an address-space limit (ulimit -v) an OpenBLAS thread that could not map its buffer
+ * retries forever, and exit() would wait for it in OpenBLAS's shutdown
+ * (backends/cpu/cpu_addr_limit.c): there twist flushes its output and leaves without running
+ * the libraries' destructors (twist registers none of its own). */
+static int leave(int code) {
+    struct rlimit limit;
+    if (getrlimit(RLIMIT_AS, &limit) == 0 && limit.rlim_cur != RLIM_INFINITY) {
+        fflush(NULL);
+        _exit(code);
+    }
+    return code;
+}
+
 int main(int argc, char **argv) {
     /* OpenBLAS and OpenMP read their tuning (kernel family for this CPU, idle-wait policy) only
      * when they load: restart once with it set, so the cpu backend and the OpenBLAS peer both run
@@ -92,7 +107,7 @@ int main(int argc, char **argv) {
         return print_version();
     }
     for (int i = 0; i < COMMAND_COUNT; i++)
-        if (strcmp(name, commands[i].name) == 0) return commands[i].run(argc - 2, argv + 2);
+        if (strcmp(name, commands[i].name) == 0) return leave(commands[i].run(argc - 2, argv + 2));
     char available[256];
     list_commands(available, sizeof available);
     fprintf(stderr, "twist: unknown command '%s'; available commands: %s\n(run 'twist --help')\n",

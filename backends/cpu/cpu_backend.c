@@ -61,6 +61,7 @@ static int cpu_enumerate(tw_device_info *out, int capacity) {
 
 static tw_status cpu_open(int index, tw_device *device, void **context) {
     (void)index;
+    TW_TRY(tw_cpu_blas_reserve()); /* under ulimit -v: OpenBLAS's buffer first, or a message */
     tw_cpu_context *cpu = calloc(1, sizeof *cpu);
     if (!cpu) return tw_error(TW_ERR_OUT_OF_MEMORY, "cpu: out of host memory opening the device");
     cpu->device = device;

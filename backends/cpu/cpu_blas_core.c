@@ -8,6 +8,7 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "cpu_internal.h"
 #include "twist/cpu.h"
 
 const char *tw_cpu_blas_core(void) {
@@ -51,10 +52,11 @@ void tw_cpu_restart_tuned(char **argv) {
     /* The names set here are listed in TWIST_RESTART_SET, so that a child process can be run
      * in the environment it would have had (twist bench step's PyTorch peer does). */
     static const char *const names[] = {"OPENBLAS_CORETYPE", "OMP_WAIT_POLICY",
-                                        "OPENBLAS_THREAD_TIMEOUT"};
-    const char *values[] = {tw_cpu_blas_core_hint(), "passive", "4"};
+                                        "OPENBLAS_THREAD_TIMEOUT", "OPENBLAS_NUM_THREADS"};
+    const char *values[] = {tw_cpu_blas_core_hint(), "passive", "4",
+                            tw_cpu_blas_threads_for_limit()};
     char set[128] = "";
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < 4; i++)
         if (set_default(names[i], values[i]))
             snprintf(set + strlen(set), sizeof set - strlen(set), "%s%s", set[0] ? "," : "",
                      names[i]);

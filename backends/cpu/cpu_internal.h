@@ -49,6 +49,15 @@ tw_status tw_cpu_gather_cols(void *context, int rows, int src_cols, int count, t
 tw_status tw_cpu_scatter_cols(void *context, int rows, int dst_cols, int count, tw_mem idx,
                               tw_mem src, tw_mem dst, bool accumulate);
 
+/* cpu_addr_limit.c: OpenBLAS under an address-space limit (ulimit -v); see that file. */
+/* The OPENBLAS_NUM_THREADS value whose buffers fit the limit, or NULL (no limit, or it fits). */
+const char *tw_cpu_blas_threads_for_limit(void);
+/* Under a limit: checks that OpenBLAS's buffer for this thread fits and maps it now. */
+tw_status tw_cpu_blas_reserve(void);
+/* Around each BLAS call: under a limit, one at a time; enter returns what leave takes. */
+bool tw_cpu_blas_enter(void);
+void tw_cpu_blas_leave(bool entered);
+
 /* cpu_attention.c */
 tw_status tw_cpu_attention_fwd(void *context, const tw_attention_args *args);
 tw_status tw_cpu_attention_bwd(void *context, const tw_attention_args *args);

@@ -48,11 +48,13 @@ tw_status tw_cpu_gemm(void *context, const tw_gemm_args *args) {
             continue;
         }
         /* OpenBLAS writes C without reading it when beta == 0, as twist requires. */
+        bool entered = tw_cpu_blas_enter();
         cblas_sgemm(CblasRowMajor, args->trans_a ? CblasTrans : CblasNoTrans,
                     args->trans_b ? CblasTrans : CblasNoTrans, args->m, args->n, args->k,
                     args->alpha, a + (size_t)p * (size_t)args->stride_a, (int)args->lda,
                     b + (size_t)p * (size_t)args->stride_b, (int)args->ldb, args->beta, c_p,
                     (int)args->ldc);
+        tw_cpu_blas_leave(entered);
     }
     return TW_OK;
 }

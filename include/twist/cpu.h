@@ -10,7 +10,11 @@
  *   OPENBLAS_THREAD_TIMEOUT  idle threads spin for a while after each loop, and OpenBLAS's
  *                       after each call, so each steals the cores the other needs: passive
  *                       OpenMP waiting and the shortest OpenBLAS spin (2^4 cycles) doubled the
- *                       tiny model's training throughput on 2 cores. */
+ *                       tiny model's training throughput on 2 cores.
+ *   OPENBLAS_NUM_THREADS  only under an address-space limit (ulimit -v) and when no thread count
+ *                       is set: each OpenBLAS thread maps a 128 MiB buffer and OpenBLAS retries
+ *                       a failed mapping forever, so the pool is sized for its buffers to take
+ *                       at most a quarter of the limit (1 thread under 1 GB). */
 #ifndef TWIST_CPU_H
 #define TWIST_CPU_H
 

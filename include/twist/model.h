@@ -28,7 +28,9 @@
 extern "C" {
 #endif
 
-enum { TW_GPT_MAX_LAYERS = 128, TW_GPT_NAME_MAX = 64 };
+/* TW_GPT_MAX_SCALE bounds attn_scale and mlp_scale: an IST subnet keeping one head of the widest
+ * layer (65536 heads of width 1) scales its block by at most that much. */
+enum { TW_GPT_MAX_LAYERS = 128, TW_GPT_NAME_MAX = 64, TW_GPT_MAX_SCALE = 65536 };
 
 typedef struct tw_gpt_layer {
     int heads;        /* attention heads of head_dim each: attention width A = heads * head_dim */

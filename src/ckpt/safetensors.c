@@ -596,6 +596,20 @@ static tw_status parse_header(tw_safetensors *file, const char *header, size_t l
         status = tw_error(TW_ERR_FORMAT, "%s: the JSON header is not an object", path);
         goto done;
     }
+    /* A key given twice (an empty '__metadata__' followed by a full one, two 'dtype's) would
+     * be read differently by other readers: refused at any depth (see json_keys.c). */
+    tw_json_duplicate twice;
+    if ((status = tw_json_find_duplicate(root, &twice)) != TW_OK) goto done;
+    if (twice.key) {
+        bool meta = strcmp(twice.top ? twice.top : twice.key, "__metadata__") == 0;
+        if (!twice.top)
+            status = tw_error(TW_ERR_FORMAT, "%s: %s'%s' appears twice in the header", path,
+                              meta ? "" : "tensor ", twice.key);
+        else
+            status = tw_error(TW_ERR_FORMAT, "%s: %s'%s': key '%s' appears twice", path,
+                              meta ? "" : "tensor ", twice.top, twice.key);
+        goto done;
+    }
     int entries = cJSON_GetArraySize(root);
     file->tensors = calloc((size_t)(entries ? entries : 1), sizeof *file->tensors);
     file->meta_keys = calloc((size_t)(entries ? entries : 1), sizeof(char *));

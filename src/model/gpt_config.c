@@ -85,8 +85,14 @@ tw_status tw_gpt_config_validate(const tw_gpt_config *c) {
             return tw_error(TW_ERR_INVALID_ARGUMENT,
                             "model config: layer %d has mlp_hidden %d (need 1 .. %d)", l,
                             layer->mlp_hidden, 4 * MAX_WIDTH);
-        if (!(layer->attn_scale == layer->attn_scale) || !(layer->mlp_scale == layer->mlp_scale))
-            return tw_error(TW_ERR_INVALID_ARGUMENT, "model config: layer %d scale is NaN", l);
+        /* Written so that NaN fails too; an infinite scale gave NaN losses and NUL samples. */
+        const float scales[2] = {layer->attn_scale, layer->mlp_scale};
+        for (int s = 0; s < 2; s++)
+            if (!(scales[s] >= 0.0f && scales[s] <= (float)TW_GPT_MAX_SCALE))
+                return tw_error(TW_ERR_INVALID_ARGUMENT,
+                                "model config: layer %d %s = %g must lie in [0, %d]", l,
+                                s ? "mlp_scale" : "attn_scale", (double)scales[s],
+                                TW_GPT_MAX_SCALE);
     }
     return TW_OK;
 }

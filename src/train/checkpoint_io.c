@@ -1,5 +1,6 @@
 /* Model checkpoints: parameters, AdamW moments, config.json, state.json and tokenizer.json in
  * one checkpoint directory (twist/checkpoint.h does the files, checksums and atomic replace). */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -99,8 +100,29 @@ tw_status tw_train_save(const char *dir, tw_gpt *model, tw_adamw *opt, const cha
 /* Loading                                                                                    */
 /* ------------------------------------------------------------------------------------------ */
 
-/* Fills host (P) from `part`'s tensors name + suffix, each checked against the layout's shape,
- * then uploads it into buffer. */
+/* Refuses a tensor holding NaN or an infinity (and, for AdamW's second moments, a negative
+ * value, whose square root is NaN): checksums only prove the file is what was written, and such
+ * weights made eval print "loss nan" and exit 0. The message names the tensor and the first bad
+ * element, flat and as (row, column) for matrices. */
+static tw_status check_finite(const tw_checkpoint *ckpt, tw_ckpt_part part, const char *name,
+                              const tw_gpt_tensor *t, const float *data, bool non_negative) {
+    for (size_t i = 0; i < t->count; i++) {
+        if (isfinite(data[i]) && (!non_negative || data[i] >= 0.0f)) continue;
+        char where[64] = "";
+        if (t->ndim == 2)
+            snprintf(where, sizeof where, " (row %zu, column %zu)", i / (size_t)t->shape[1],
+                     i % (size_t)t->shape[1]);
+        return tw_error(TW_ERR_FORMAT,
+                        "%s: tensor '%s' holds %g at index %zu%s: the checkpoint is damaged "
+                        "(or was saved by a run that diverged)",
+                        tw_safetensors_path(tw_checkpoint_safetensors(ckpt, part)), name,
+                        (double)data[i], i, where);
+    }
+    return TW_OK;
+}
+
+/* Fills host (P) from `part`'s tensors name + suffix, each checked against the layout's shape
+ * and for non-finite values, then uploads it into buffer. */
 static tw_status read_tensors(const tw_checkpoint *ckpt, tw_ckpt_part part, tw_gpt *model,
                               const char *suffix, tw_buffer *buffer) {
     const size_t P = tw_gpt_param_count(model);
@@ -115,6 +137,8 @@ static tw_status read_tensors(const tw_checkpoint *ckpt, tw_ckpt_part part, tw_g
         snprintf(name, sizeof name, "%s%s", t->name, suffix);
         tensor_dims(t, dims);
         status = tw_checkpoint_expect(ckpt, part, name, t->ndim, dims, &data);
+        if (status == TW_OK)
+            status = check_finite(ckpt, part, name, t, data, strcmp(suffix, ".exp_avg_sq") == 0);
         if (status == TW_OK) memcpy(host + t->offset, data, t->count * sizeof *host);
     }
     if (status == TW_OK) status = tw_buffer_upload(buffer, 0, host, P * 4);

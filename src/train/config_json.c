@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ckpt/ckpt_internal.h"
 #include "core/backend_impl.h"
 #include "twist/train.h"
 
@@ -78,16 +79,31 @@ static tw_status read_int(const cJSON *object, const char *field, const char *so
     return TW_OK;
 }
 
+/* A number field in [lo, hi], or in (lo, hi] when lo_open. Checked as the double cJSON read,
+ * before the cast to float: 1e308 does not fit a float, and the cast would be undefined. */
 static tw_status read_float(const cJSON *object, const char *field, const char *source,
-                            float *out) {
+                            double lo, double hi, bool lo_open, float *out) {
     const cJSON *item = cJSON_GetObjectItemCaseSensitive(object, field);
     if (!cJSON_IsNumber(item))
         return tw_error(TW_ERR_FORMAT, "%s: field '%s' is missing or not a number", source, field);
-    *out = (float)item->valuedouble;
+    double value = item->valuedouble;
+    if (!(lo_open ? value > lo : value >= lo) || !(value <= hi))
+        return tw_error(TW_ERR_FORMAT, "%s: field '%s' = %g must lie in %c%g, %g]", source, field,
+                        value, lo_open ? '(' : '[', lo, hi);
+    *out = (float)value;
     return TW_OK;
 }
 
 static tw_status read_twist_layers(const cJSON *twist, const char *source, tw_gpt_config *c) {
+    /* A later format may mean other things by the same fields: refuse it rather than guess. */
+    const cJSON *version = cJSON_GetObjectItemCaseSensitive(twist, "format_version");
+    if (version && !(cJSON_IsNumber(version) && version->valuedouble == 1.0)) {
+        char text[32] = "that is not a number";
+        if (cJSON_IsNumber(version)) snprintf(text, sizeof text, "%g", version->valuedouble);
+        return tw_error(TW_ERR_FORMAT,
+                        "%s: twist.format_version %s is not one this twist reads (1)", source,
+                        text);
+    }
     tw_status status = read_int(twist, "head_dim", source, &c->head_dim);
     if (status != TW_OK) return status;
     const cJSON *layers = cJSON_GetObjectItemCaseSensitive(twist, "layers");
@@ -97,13 +113,15 @@ static tw_status read_twist_layers(const cJSON *twist, const char *source, tw_gp
     int l = 0;
     const cJSON *layer;
     cJSON_ArrayForEach(layer, layers) {
-        char what[96];
+        char what[4352]; /* the source path (up to 4200 in tw_train_load) and the layer */
         snprintf(what, sizeof what, "%s (twist.layers[%d])", source, l);
         tw_gpt_layer *out = &c->layers[l++];
         if ((status = read_int(layer, "heads", what, &out->heads)) != TW_OK ||
             (status = read_int(layer, "mlp_hidden", what, &out->mlp_hidden)) != TW_OK ||
-            (status = read_float(layer, "attn_scale", what, &out->attn_scale)) != TW_OK ||
-            (status = read_float(layer, "mlp_scale", what, &out->mlp_scale)) != TW_OK)
+            (status = read_float(layer, "attn_scale", what, 0.0, TW_GPT_MAX_SCALE, false,
+                                 &out->attn_scale)) != TW_OK ||
+            (status = read_float(layer, "mlp_scale", what, 0.0, TW_GPT_MAX_SCALE, false,
+                                 &out->mlp_scale)) != TW_OK)
             return status;
     }
     return TW_OK;
@@ -132,7 +150,13 @@ tw_status tw_gpt_config_from_json(const char *json, const char *source, tw_gpt_c
         cJSON_Delete(root);
         return tw_error(TW_ERR_FORMAT, "%s: not a JSON object", source);
     }
-    tw_status status;
+    /* {"n_layer": 2, "n_layer": 4} is 2 layers to cJSON and 4 to transformers: refused. */
+    tw_json_duplicate twice;
+    tw_status status = tw_json_find_duplicate(root, &twice);
+    if (status == TW_OK && twice.key)
+        status = tw_error(TW_ERR_FORMAT, "%s: key '%s' appears twice%s%s", source, twice.key,
+                          twice.path[0] ? " in " : "", twice.path);
+    if (status != TW_OK) goto done;
     out->layernorm_eps = 1e-5f;
     if ((status = read_int(root, "vocab_size", source, &out->vocab_size)) != TW_OK ||
         (status = read_int(root, "n_positions", source, &out->max_seq_len)) != TW_OK ||
@@ -145,7 +169,8 @@ tw_status tw_gpt_config_from_json(const char *json, const char *source, tw_gpt_c
         goto done;
     }
     if (cJSON_GetObjectItemCaseSensitive(root, "layer_norm_epsilon") &&
-        (status = read_float(root, "layer_norm_epsilon", source, &out->layernorm_eps)) != TW_OK)
+        (status = read_float(root, "layer_norm_epsilon", source, 0.0, 1.0, true,
+                             &out->layernorm_eps)) != TW_OK)
         goto done;
     const cJSON *twist = cJSON_GetObjectItemCaseSensitive(root, "twist");
     status = twist ? read_twist_layers(twist, source, out) : read_uniform_layers(root, source, out);

@@ -28,6 +28,17 @@ tw_status tw_evaluate(tw_gpt *model, const int32_t *stream, size_t token_count, 
         status = tw_gpt_forward(model, inputs, targets, batch, seq_len);
         if (status == TW_OK) status = tw_gpt_metrics_read(model, &metrics);
         if (status != TW_OK) break;
+        /* Finite logits always give a finite loss, so a non-finite one means the weights or the
+         * config's scales are broken (NaN in a tensor, a scale of 1e38): say so, never print a
+         * "loss nan" as if it were a result. */
+        if (!isfinite(metrics.loss)) {
+            status = tw_error(TW_ERR_INVALID_ARGUMENT,
+                              "evaluate: the loss of batch %d is %g, not a finite number: the "
+                              "model's logits are not (weights with NaN or infinities, from a "
+                              "damaged checkpoint or a run that diverged)",
+                              b + 1, (double)metrics.loss);
+            break;
+        }
         /* Batches are weighted by their counted tokens, so every target counts once. */
         loss_sum += metrics.loss * (double)metrics.tokens;
         correct_sum += metrics.accuracy * (double)metrics.tokens;
@@ -117,6 +128,15 @@ tw_status tw_sample(tw_gpt *model, const int32_t *prompt, size_t prompt_length, 
         int T = (int)(length - start);
         status = tw_gpt_forward(model, tokens + start, NULL, 1, T);
         if (status == TW_OK) status = tw_gpt_logits_read(model, 0, T - 1, logits);
+        if (status != TW_OK) break;
+        /* NaN logits made pick_token return token 0 every time (a NUL byte in byte-level
+         * vocabularies): refuse them instead. */
+        for (int i = 0; i < V && status == TW_OK; i++)
+            if (!isfinite(logits[i]))
+                status = tw_error(TW_ERR_INVALID_ARGUMENT,
+                                  "sample: logit %d of generated token %d is %g, not a finite "
+                                  "number: the model's weights or config are damaged",
+                                  i, n + 1, (double)logits[i]);
         if (status != TW_OK) break;
         int32_t next = pick_token(logits, V, o, &rng, scratch);
         if (next == eot_id) break;
