@@ -100,7 +100,7 @@ static void show_report(void *context, const tw_train_report *r) {
     case TW_REPORT_STEP: show_step(p, r); break;
     case TW_REPORT_EVAL:
         record_eval(p->out, r->step, "val", &r->eval, r->elapsed_s);
-        output_line(p->out, "step %d: validation loss %.4f, perplexity %.2f, accuracy %.3f "
+        output_line(p->out, "step %d: validation loss %.4f, perplexity %.6g, accuracy %.3f "
                     "(%ld tokens)",
                     r->step, r->eval.loss, r->eval.perplexity, r->eval.accuracy, r->eval.tokens);
         break;
@@ -374,7 +374,7 @@ int cmd_eval(int argc, char **argv) {
     code = status == TW_OK ? CLI_EXIT_OK : cli_library_error(command.name, status);
     if (status == TW_OK) {
         record_eval(&out, -1, SPLITS[split], &result, -1.0);
-        output_line(&out, "%s (%s split): loss %.4f, perplexity %.2f, accuracy %.3f over %ld "
+        output_line(&out, "%s (%s split): loss %.4f, perplexity %.6g, accuracy %.3f over %ld "
                     "tokens", data, SPLITS[split], result.loss, result.perplexity,
                     result.accuracy, result.tokens);
     }

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -606,6 +607,24 @@ tw_status tw_train_compute_grads(tw_gpt *model, tw_loader *loader, int batch, in
     return TW_OK;
 }
 
+/* A non-finite training loss: the weights (or their updates) have blown up. Training on would
+ * only write nan into every parameter and then into the next checkpoint, so the run stops before
+ * this step's update and keeps the last checkpoint it saved (if any) as it is. */
+static tw_status diverged(const run *r, double loss) {
+    char kept[1200];
+    if (r->saved_step >= 0)
+        snprintf(kept, sizeof kept, "the checkpoint of step %d in %s is kept", r->saved_step,
+                 r->options.out_dir);
+    else if (r->options.resume)
+        snprintf(kept, sizeof kept, "the checkpoint in %s is kept as it was", r->options.out_dir);
+    else
+        snprintf(kept, sizeof kept, "nothing was saved by this run");
+    return tw_error(TW_ERR_INVALID_ARGUMENT,
+                    "step %d: the training loss is %s: the run diverged (try a lower --lr, a "
+                    "longer --warmup or --clip); stopped before updating the weights; %s",
+                    r->state.step + 1, isnan(loss) ? "nan" : "inf", kept);
+}
+
 /* One optimizer step over grad_accum micro-batches. */
 static tw_status train_step(run *r, int32_t *inputs, int32_t *targets) {
     const tw_train_options *o = &r->options;
@@ -613,6 +632,7 @@ static tw_status train_step(run *r, int32_t *inputs, int32_t *targets) {
     tw_train_report report = {.kind = TW_REPORT_STEP, .total_steps = o->steps};
     TW_TRY(tw_train_compute_grads(r->model, &r->train_loader, o->batch, T, o->grad_accum, inputs,
                                   targets, &report.loss, &report.accuracy));
+    if (!isfinite(report.loss)) return diverged(r, report.loss);
     tw_lr_schedule schedule = {o->lr, o->min_lr, o->warmup, o->steps};
     float norm = 0.0f;
     report.lr = tw_lr_at(&schedule, r->state.step);
