@@ -8,7 +8,8 @@
 #             compared whole, so a garbled one fails)
 #   weights   NaN / Inf in model.safetensors and a negative AdamW second moment, checksums made
 #             valid again: eval, sample and resume name the tensor and the first bad element
-#             (item 18); sample never prints a NUL byte
+#             (item 18); sample never prints a NUL byte; a finite but huge weight makes the
+#             resumed run's loss nan: it stops before the update and keeps the checkpoint
 #   header    a safetensors header with an empty '__metadata__' followed by a second one, or a
 #             tensor with two 'dtype' keys: refused (item 19)
 #   ulimit    `ulimit -v` runs of `train --preset nano` that used to spin forever in OpenBLAS's
@@ -182,6 +183,19 @@ case_weights() {
     edit bias "poke('$model', 'transformer.ln_f.bias', 3, float('inf'))"
     expect_refused "twist eval: $tmp/bias/$model: tensor 'transformer.ln_f.bias' holds inf at index 3: the checkpoint is damaged (or was saved by a run that diverged)" \
         $(eval_args bias)
+    # Finite but huge: loads, then the first step's loss is not finite. The run stops before
+    # updating the weights and keeps the checkpoint as it was (formerly it trained on, wrote nan
+    # into every weight and saved them).
+    edit huge "poke('$model', 'transformer.ln_f.weight', 0, 3e38)"
+    cp "$tmp/huge/$model" "$tmp/huge.before"
+    run train --resume --out "$tmp/huge" --steps 6 --device cpu
+    local diverged="twist train: step 3: the training loss is nan: the run diverged (try a lower --lr, a longer --warmup or --clip); stopped before updating the weights; the checkpoint in $tmp/huge is kept as it was"
+    if [[ $rc != 1 || "$(cat "$tmp/err")" != "$diverged" ]]; then
+        fail "diverged resume: exit $rc, stderr: $(cat "$tmp/err")"
+    else
+        echo "ok   exit 1  twist train --resume (diverges) -> $(cat "$tmp/err")"
+    fi
+    cmp -s "$tmp/huge/$model" "$tmp/huge.before" || fail "the diverged run changed $tmp/huge/$model"
     # AdamW's second moment is a mean of squares: a negative one has a NaN square root.
     edit moment "poke('optimizer.safetensors', '$wte.exp_avg_sq', 5, -1.0)"
     run train --out "$tmp/moment" --resume --steps 3

@@ -122,7 +122,10 @@ run_json() {
     check "$tmp/$name.stdout.jsonl" "$command" "$events" --all
     rm -f "$tmp/$name.file.jsonl"
     rc=0
-    "$twist" "$@" --json="$tmp/$name.file.jsonl" >"$tmp/$name.text" 2>"$tmp/$name.err" || rc=$?
+    # the runs' second pass writes into the first's checkpoint directory: only with --overwrite
+    local again=()
+    if [[ $command == train || $command == ist || $command == dp ]]; then again=(--overwrite); fi
+    "$twist" "$@" "${again[@]}" --json="$tmp/$name.file.jsonl" >"$tmp/$name.text" 2>"$tmp/$name.err" || rc=$?
     ((rc == 0)) || { fail "twist $* --json=FILE: exit $rc"; cat "$tmp/$name.err" >&2; }
     check "$tmp/$name.file.jsonl" "$command" "$events" --all
     [[ -s $tmp/$name.text ]] || fail "twist $* --json=FILE printed no text"

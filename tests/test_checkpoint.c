@@ -786,8 +786,17 @@ static long dead_pid(void) {
     return (long)child;
 }
 
+/* A directory twist made inside a checkpoint: the marker file first (as checkpoint.c does). */
+static void make_marked_dir(const char *path) {
+    mkdir(path, 0755);
+    char marker[800];
+    snprintf(marker, sizeof marker, "%s/.twist-marker", path);
+    const char *text = "twist: a directory twist made; twist may remove it\n";
+    write_bytes(marker, text, strlen(text));
+}
+
 static void test_crash_safety(void) {
-    char dir[512], path[700];
+    char dir[400], path[700], victim[400];
     long me = (long)getpid();
     path_in(dir, sizeof dir, "crash");
     TW_CHECK_OK(save_version(dir, 1));
@@ -796,73 +805,217 @@ static void test_crash_safety(void) {
     tw_ckpt_test_crash_point = TW_CKPT_CRASH_AFTER_MODEL_FILE;
     CHECK_ERROR(save_version(dir, 2), TW_ERR_IO, "simulated crash", NULL, NULL);
     tw_ckpt_test_crash_point = TW_CKPT_CRASH_NONE;
-    snprintf(path, sizeof path, "%s.tmp-%ld/model.safetensors", dir, me);
+    snprintf(path, sizeof path, "%s/.twist-save-%ld/model.safetensors", dir, me);
     TW_CHECK(exists(path), "the interrupted save left no partial %s", path);
-    snprintf(path, sizeof path, "%s.tmp-%ld/checksums.json", dir, me);
+    snprintf(path, sizeof path, "%s/.twist-save-%ld/checksums.json", dir, me);
     TW_CHECK(!exists(path), "partial directory has checksums.json");
     CHECK_VERSION(dir, 1);
 
-    /* A partial directory of a process that died (written by hand), and one of a live process
-     * (our parent's pid: a save in progress must not be touched). */
-    long dead = dead_pid(), live = (long)getppid();
-    snprintf(path, sizeof path, "%s.tmp-%ld", dir, dead);
-    mkdir(path, 0755);
-    snprintf(path, sizeof path, "%s.tmp-%ld/model.safetensors", dir, dead);
+    /* Leftovers of a process that died (marked, as twist makes them), of a live process (our
+     * parent's pid: a save in progress must not be touched), and things that only look like
+     * leftovers (appendix 1 of issue 11): a user's directory of that name without the marker,
+     * and a symbolic link of that name to a directory of the user's. None of those is
+     * touched. */
+    long dead = dead_pid(), live = (long)getppid(), dead2 = dead_pid(), dead3 = dead_pid();
+    snprintf(path, sizeof path, "%s/.twist-save-%ld", dir, dead);
+    make_marked_dir(path);
+    snprintf(path, sizeof path, "%s/.twist-save-%ld/model.safetensors", dir, dead);
     write_bytes(path, "\x08\0\0\0", 4);
-    snprintf(path, sizeof path, "%s.tmp-%ld", dir, live);
+    snprintf(path, sizeof path, "%s/.twist-save-%ld", dir, live);
+    make_marked_dir(path);
+    snprintf(path, sizeof path, "%s/.twist-save-%ld", dir, dead2);
     mkdir(path, 0755);
+    snprintf(path, sizeof path, "%s/.twist-save-%ld/thesis.tex", dir, dead2);
+    write_bytes(path, "mine", 4);
+    path_in(victim, sizeof victim, "precious");
+    mkdir(victim, 0755);
+    snprintf(path, sizeof path, "%s/data.csv", victim);
+    write_bytes(path, "1,2", 3);
+    snprintf(path, sizeof path, "%s/.twist-marker", victim); /* even with a marker */
+    write_bytes(path, "twist: a directory twist made; twist may remove it\n", 51);
+    snprintf(path, sizeof path, "%s/.twist-save-%ld", dir, dead3);
+    TW_CHECK(symlink(victim, path) == 0, "symlink %s", path);
     CHECK_VERSION(dir, 1);
 
     /* The next save succeeds and removes the leftovers of exited processes and its own. */
     TW_CHECK_OK(save_version(dir, 3));
     CHECK_VERSION(dir, 3);
-    snprintf(path, sizeof path, "%s.tmp-%ld", dir, dead);
+    snprintf(path, sizeof path, "%s/.twist-save-%ld", dir, dead);
     TW_CHECK(!exists(path), "stale %s not removed", path);
-    snprintf(path, sizeof path, "%s.tmp-%ld", dir, me);
+    snprintf(path, sizeof path, "%s/.twist-save-%ld", dir, me);
     TW_CHECK(!exists(path), "own leftover %s not removed", path);
-    snprintf(path, sizeof path, "%s.tmp-%ld", dir, live);
+    snprintf(path, sizeof path, "%s/.twist-save-%ld", dir, live);
     TW_CHECK(exists(path), "%s of a live process was removed", path);
-    rmdir(path);
+    rm_rf(path);
+    snprintf(path, sizeof path, "%s/.twist-save-%ld/thesis.tex", dir, dead2);
+    TW_CHECK(exists(path), "a user's directory named like a leftover was emptied: %s", path);
+    snprintf(path, sizeof path, "%s/.twist-save-%ld", dir, dead3);
+    TW_CHECK(exists(path), "the symbolic link %s was removed", path);
+    snprintf(path, sizeof path, "%s/data.csv", victim);
+    TW_CHECK(exists(path), "a file behind a symbolic link leftover was deleted: %s", path);
+    snprintf(path, sizeof path, "%s/.twist-save-%ld", dir, dead3);
+    unlink(path);
+    snprintf(path, sizeof path, "%s/.twist-save-%ld", dir, dead2);
+    rm_rf(path);
 
-    /* Crash between the two renames: DIR missing; open names both complete directories;
-     * recover puts the newer one in place. */
-    tw_ckpt_test_crash_point = TW_CKPT_CRASH_AFTER_RENAME_ASIDE;
+    /* Crash while installing (committed, one file moved in): opening names the interrupted
+     * save; recover rolls it forward. */
+    tw_ckpt_test_crash_point = TW_CKPT_CRASH_MID_INSTALL;
     CHECK_ERROR(save_version(dir, 4), TW_ERR_IO, "simulated crash", NULL, NULL);
     tw_ckpt_test_crash_point = TW_CKPT_CRASH_NONE;
-    TW_CHECK(!exists(dir), "%s exists after the simulated crash", dir);
-    char tmp[700], old[700];
-    snprintf(tmp, sizeof tmp, "%s.tmp-%ld (complete, the newer checkpoint)", dir, me);
-    snprintf(old, sizeof old, "%s.old-%ld (complete, the previous checkpoint)", dir, me);
     tw_checkpoint *c = NULL;
-    CHECK_ERROR(tw_checkpoint_open(dir, &c), TW_ERR_NOT_FOUND, tmp, old, "tw_checkpoint_recover");
-    snprintf(path, sizeof path, "%s.old-%ld", dir, me);
-    CHECK_VERSION(path, 3);
+    snprintf(path, sizeof path, "%s/.twist-save-%ld", dir, me);
+    CHECK_ERROR(tw_checkpoint_open(dir, &c), TW_ERR_FORMAT, "was interrupted", path,
+                "tw_checkpoint_recover");
     TW_CHECK_OK(tw_checkpoint_recover(dir));
     CHECK_VERSION(dir, 4);
+    TW_CHECK(!exists(path), "%s left after recovery", path);
     TW_CHECK_OK(tw_checkpoint_recover(dir)); /* nothing to do */
-    TW_CHECK(exists(path), "%s vanished", path);
-    TW_CHECK_OK(save_version(dir, 5));
-    CHECK_VERSION(dir, 5);
-    TW_CHECK(!exists(path), "%s not removed by the next save", path);
 
-    /* Crash after the second rename: DIR is already the new checkpoint. */
-    tw_ckpt_test_crash_point = TW_CKPT_CRASH_AFTER_RENAME_IN;
+    /* The same left by a process that died: the next lock rolls it forward. */
+    tw_ckpt_test_crash_point = TW_CKPT_CRASH_MID_INSTALL;
+    CHECK_ERROR(save_version(dir, 5), TW_ERR_IO, "simulated crash", NULL, NULL);
+    tw_ckpt_test_crash_point = TW_CKPT_CRASH_NONE;
+    char moved[700];
+    long dead4 = dead_pid();
+    snprintf(moved, sizeof moved, "%s/.twist-save-%ld", dir, dead4);
+    TW_CHECK(rename(path, moved) == 0, "rename %s", path);
+    tw_ckpt_target kind = TW_CKPT_TARGET_EMPTY;
+    tw_checkpoint_lock *lock = NULL;
+    TW_CHECK_OK(tw_checkpoint_lock_take(dir, &kind, &lock));
+    TW_CHECK(kind == TW_CKPT_TARGET_CHECKPOINT, "lock: kind %d", (int)kind);
+    tw_checkpoint_lock_release(lock);
+    CHECK_VERSION(dir, 5);
+    TW_CHECK(!exists(moved), "%s left after the lock", moved);
+
+    /* Crash after installing: DIR is already the new checkpoint. */
+    tw_ckpt_test_crash_point = TW_CKPT_CRASH_AFTER_INSTALL;
     CHECK_ERROR(save_version(dir, 6), TW_ERR_IO, "simulated crash", NULL, NULL);
     tw_ckpt_test_crash_point = TW_CKPT_CRASH_NONE;
     CHECK_VERSION(dir, 6);
     TW_CHECK(exists(path), "%s should remain after that crash", path);
     TW_CHECK_OK(save_version(dir, 7));
     CHECK_VERSION(dir, 7);
+    TW_CHECK(!exists(path), "%s not removed by the next save", path);
     TW_CHECK(count_prefixed("crash.") == 0, "leftovers beside %s", dir);
 
-    /* Recovery without a complete candidate. */
+    /* Nothing to recover. */
     path_in(dir, sizeof dir, "gone");
-    snprintf(path, sizeof path, "%s.tmp-%ld", dir, dead);
+    CHECK_ERROR(tw_checkpoint_open(dir, &c), TW_ERR_NOT_FOUND, "no such checkpoint directory",
+                NULL, NULL);
+    CHECK_ERROR(tw_checkpoint_recover(dir), TW_ERR_NOT_FOUND, "no such checkpoint directory",
+                NULL, NULL);
+}
+
+/* Locks: a second lock on the same directory names the holder; a lock file left by a process
+ * that died is taken over; saves by the holder go through; the lock proves DIR writable. */
+static void test_lock(void) {
+    char dir[512], path[700];
+    path_in(dir, sizeof dir, "locked");
+    tw_checkpoint_lock *lock = NULL, *second = NULL;
+    tw_ckpt_target kind = TW_CKPT_TARGET_CHECKPOINT;
+    TW_CHECK_OK(tw_checkpoint_lock_take(dir, &kind, &lock));
+    TW_CHECK(kind == TW_CKPT_TARGET_EMPTY, "a new directory is not empty: %d", (int)kind);
+    TW_CHECK_OK(save_version(dir, 1)); /* our own lock lets our saves through */
+    /* Another process: a child tries to lock and to save. */
+    pid_t child = fork();
+    if (child == 0) {
+        tw_checkpoint_lock *other = NULL;
+        tw_status a = tw_checkpoint_lock_take(dir, NULL, &other);
+        char want[64];
+        snprintf(want, sizeof want, "pid %ld", (long)getppid());
+        bool named = strstr(tw_last_error(), want) != NULL;
+        tw_status b = save_version(dir, 2);
+        _exit(a == TW_ERR_INVALID_ARGUMENT && named && b == TW_ERR_INVALID_ARGUMENT ? 0 : 1);
+    }
+    int status = 0;
+    waitpid(child, &status, 0);
+    TW_CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+             "a second process was not refused the lock with the holder's pid");
+    CHECK_VERSION(dir, 1);
+    /* In this process, a second lock is refused too (flock belongs to the open file). */
+    CHECK_ERROR(tw_checkpoint_lock_take(dir, NULL, &second), TW_ERR_INVALID_ARGUMENT,
+                "in use by another twist process", NULL, NULL);
+    tw_checkpoint_lock_release(lock);
+    snprintf(path, sizeof path, "%s/.twist-lock", dir);
+    TW_CHECK(!exists(path), "lock file left after release");
+    /* A stale lock file (its writer was killed) is taken over. */
+    char text[32];
+    snprintf(text, sizeof text, "%ld\n", dead_pid());
+    write_bytes(path, text, strlen(text));
+    TW_CHECK_OK(tw_checkpoint_lock_take(dir, &kind, &lock));
+    TW_CHECK(kind == TW_CKPT_TARGET_CHECKPOINT, "kind %d", (int)kind);
+    tw_checkpoint_lock_release(lock);
+    /* A directory the lock made is removed again if nothing was saved into it. */
+    path_in(dir, sizeof dir, "made_by_lock");
+    TW_CHECK_OK(tw_checkpoint_lock_take(dir, NULL, &lock));
+    TW_CHECK(exists(dir), "lock did not create %s", dir);
+    tw_checkpoint_lock_release(lock);
+    TW_CHECK(!exists(dir), "empty %s left behind", dir);
+    /* A symbolic link, a bogus checksums.json: refused before anything is written. */
+    path_in(path, sizeof path, "link_to_dir");
+    TW_CHECK(symlink(g_root, path) == 0, "symlink");
+    CHECK_ERROR(tw_checkpoint_lock_take(path, NULL, &lock), TW_ERR_INVALID_ARGUMENT,
+                "symbolic link", NULL, NULL);
+    path_in(dir, sizeof dir, "bogus_sums");
+    mkdir(dir, 0755);
+    snprintf(path, sizeof path, "%s/checksums.json", dir);
+    write_bytes(path, "{\"format\": \"other\"}", 19);
+    CHECK_ERROR(tw_checkpoint_lock_take(dir, NULL, &lock), TW_ERR_INVALID_ARGUMENT, path,
+                "not twist's", NULL);
+    tw_ckpt_target probed;
+    CHECK_ERROR(tw_checkpoint_probe(dir, &probed), TW_ERR_INVALID_ARGUMENT, "not twist's", NULL,
+                NULL);
+    /* A read-only directory (as a non-root user; root writes anyway). */
+    if (geteuid() != 0) {
+        path_in(dir, sizeof dir, "readonly");
+        mkdir(dir, 0555);
+        CHECK_ERROR(tw_checkpoint_lock_take(dir, NULL, &lock), TW_ERR_IO, "cannot write there",
+                    NULL, NULL);
+        chmod(dir, 0755);
+    } else {
+        printf("note: running as root: the read-only directory case is left to the CLI test\n");
+    }
+}
+
+/* --keep: hard-linked step-* snapshots, pruning, and never a user's directory. */
+static void test_snapshots(void) {
+    char dir[512], path[700];
+    path_in(dir, sizeof dir, "kept");
+    for (int v = 1; v <= 4; v++) {
+        TW_CHECK_OK(save_version(dir, v));
+        TW_CHECK_OK(tw_checkpoint_snapshot(dir, v * 100, 3));
+    }
+    CHECK_VERSION(dir, 4);
+    for (int v = 1; v <= 4; v++) {
+        snprintf(path, sizeof path, "%s/step-%09d", dir, v * 100);
+        if (v == 1) TW_CHECK(!exists(path), "%s kept beyond --keep 3", path);
+        else CHECK_VERSION(path, v);
+    }
+    /* Hard links: the newest snapshot shares the top-level file. */
+    struct stat a, b;
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    stat(path, &a);
+    snprintf(path, sizeof path, "%s/step-%09d/model.safetensors", dir, 400);
+    stat(path, &b);
+    TW_CHECK(a.st_ino == b.st_ino, "the snapshot is not a hard link of the checkpoint");
+    /* A user's directory named like a snapshot, and a user's file inside a snapshot, stay. */
+    snprintf(path, sizeof path, "%s/step-000000050", dir);
     mkdir(path, 0755);
-    CHECK_ERROR(tw_checkpoint_open(dir, &c), TW_ERR_NOT_FOUND, "(incomplete or damaged)", NULL,
-                NULL);
-    CHECK_ERROR(tw_checkpoint_recover(dir), TW_ERR_NOT_FOUND, "no complete checkpoint", NULL,
-                NULL);
+    snprintf(path, sizeof path, "%s/step-%09d/plot.png", dir, 200);
+    write_bytes(path, "png", 3);
+    /* A run replaced from step 100 on: later snapshots go; keep 1 keeps none. */
+    TW_CHECK_OK(save_version(dir, 5));
+    TW_CHECK_OK(tw_checkpoint_snapshot(dir, 100, 1));
+    for (int v = 2; v <= 4; v++) {
+        snprintf(path, sizeof path, "%s/step-%09d/model.safetensors", dir, v * 100);
+        TW_CHECK(!exists(path), "%s not pruned", path);
+    }
+    snprintf(path, sizeof path, "%s/step-%09d/plot.png", dir, 200);
+    TW_CHECK(exists(path), "a user's file in a snapshot was deleted");
+    snprintf(path, sizeof path, "%s/step-000000050", dir);
+    TW_CHECK(exists(path), "a user's step-* directory was removed");
+    CHECK_VERSION(dir, 5);
 }
 
 static void test_overwrite(void) {
@@ -881,7 +1034,7 @@ static void test_overwrite(void) {
     TW_CHECK_OK(save_version(dir, 1));
     CHECK_VERSION(dir, 1);
 
-    /* A directory that is not a checkpoint is never replaced. */
+    /* A directory that is not a checkpoint is never written into. */
     path_in(dir, sizeof dir, "userdir");
     mkdir(dir, 0755);
     snprintf(path, sizeof path, "%s/notes.txt", dir);
@@ -890,21 +1043,48 @@ static void test_overwrite(void) {
                 NULL);
     TW_CHECK(exists(path), "%s was removed", path);
     TW_CHECK(count_prefixed("userdir.") == 0, "leftovers beside %s", dir);
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    write_bytes(path, "not ours", 8);
+    CHECK_ERROR(save_version(dir, 1), TW_ERR_INVALID_ARGUMENT, "holds model.safetensors", NULL,
+                NULL);
     /* Nor is a file. */
     path_in(dir, sizeof dir, "afile");
     write_bytes(dir, "x", 1);
     CHECK_ERROR(save_version(dir, 1), TW_ERR_INVALID_ARGUMENT, dir, "not a directory", NULL);
-    CHECK_ERROR(save_version(".", 1), TW_ERR_INVALID_ARGUMENT, "'.'", NULL, NULL);
 
-    /* A user file inside a checkpoint survives replacement (moved aside, never deleted). */
+    /* "." is a directory like any other, for saving and for opening (cd ck && twist eval
+     * --model .). */
+    char cwd[1024];
+    TW_CHECK(getcwd(cwd, sizeof cwd) != NULL, "getcwd");
+    path_in(dir, sizeof dir, "dot");
+    mkdir(dir, 0755);
+    TW_CHECK(chdir(dir) == 0, "chdir %s", dir);
+    TW_CHECK_OK(save_version(".", 1));
+    CHECK_VERSION(".", 1);
+    TW_CHECK_OK(save_version("./", 2));
+    CHECK_VERSION(".", 2);
+    TW_CHECK(chdir(cwd) == 0, "chdir back");
+
+    /* Files of the user's inside a checkpoint stay where they are, untouched, over saves
+     * (appendix 16 of issue 11: they were moved to DIR.old-PID). */
     path_in(dir, sizeof dir, "withnotes");
     TW_CHECK_OK(save_version(dir, 1));
     snprintf(path, sizeof path, "%s/notes.txt", dir);
     write_bytes(path, "keep me", 7);
+    snprintf(path, sizeof path, "%s/plots", dir);
+    mkdir(path, 0755);
+    snprintf(path, sizeof path, "%s/plots/loss.svg", dir);
+    write_bytes(path, "<svg/>", 6);
     TW_CHECK_OK(save_version(dir, 2));
     CHECK_VERSION(dir, 2);
-    snprintf(path, sizeof path, "%s.old-%ld/notes.txt", dir, (long)getpid());
-    TW_CHECK(exists(path), "user file was deleted");
+    size_t size = 0;
+    snprintf(path, sizeof path, "%s/notes.txt", dir);
+    uint8_t *kept = read_bytes(path, &size);
+    TW_CHECK(kept && size == 7 && !memcmp(kept, "keep me", 7), "user file changed or gone");
+    free(kept);
+    snprintf(path, sizeof path, "%s/plots/loss.svg", dir);
+    TW_CHECK(exists(path), "user directory plots/ changed or gone");
+    TW_CHECK(count_prefixed("withnotes.") == 0, "leftovers beside %s", dir);
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -993,6 +1173,8 @@ int main(int argc, char **argv) {
         test_checkpoint_round_trip();
         test_corrupt_checkpoints();
         test_crash_safety();
+        test_lock();
+        test_snapshots();
         test_overwrite();
     }
     if (tw_test_failures() == 0) rm_rf(g_root);

@@ -14,6 +14,7 @@
 #include "model_flags.h"
 #include "output.h"
 #include "twist/ist_run.h"
+#include "twist/train.h"
 
 static const char *const BALANCES[] = {"equal", "speed", NULL};
 static const char *const TRANSPORTS[] = {"threads", "mpi", NULL};
@@ -23,6 +24,7 @@ enum { MAX_DEVICE_SPECS = 64 };
 
 typedef struct dist_cli {
     const char *devices, *out, *json, *eval_device, *fault, *slow;
+    bool overwrite;
     model_flags model;
     int workers_per_device, heads_per_worker, local_steps, rounds, balance, transport, mode;
     int batch, accum, warmup, seed, eval_every, eval_batches, save_every, peer_timeout;
@@ -135,8 +137,10 @@ static void show(void *context, const tw_dist_report *report) {
 /* Options common to both commands, then the command's own; parses and runs. */
 static int run_command(int argc, char **argv, bool ist) {
     dist_cli c = {.devices = "cpu", .model = model_flags_defaults(), .workers_per_device = 1,
-                  .heads_per_worker = 0, .local_steps = 10, .rounds = 10, .batch = 16,
-                  .accum = 1, .warmup = -1, .seed = 1337, .eval_every = 1, .eval_batches = 20,
+                  .heads_per_worker = 0, .local_steps = 10, .rounds = 10,
+                  .batch = TW_TRAIN_DEFAULT_BATCH, .accum = TW_TRAIN_DEFAULT_ACCUM, .warmup = -1,
+                  .seed = TW_TRAIN_DEFAULT_SEED, .eval_every = 1,
+                  .eval_batches = TW_TRAIN_DEFAULT_EVAL_BATCHES,
                   .mode = -1, .save_every = 1, .peer_timeout = 600};
     arg_spec own[] = {
         {.name = "--devices", .kind = ARG_STRING, .dest = &c.devices, .metavar = "SPEC[,SPEC...]",
@@ -151,26 +155,32 @@ static int run_command(int argc, char **argv, bool ist) {
          .help = "threads (one process) or mpi (one rank per worker, under mpirun)",
          .choices = TRANSPORTS},
         {.name = "--batch", .kind = ARG_INT, .dest = &c.batch, .metavar = "B",
-         .help = "sequences per micro-batch and worker (default 16)", .min = 1, .max = 1 << 20},
+         .help = "sequences per micro-batch and worker (default "
+                 TW_DEFAULT_TEXT(TW_TRAIN_DEFAULT_BATCH) ")", .min = 1, .max = 1 << 20},
         {.name = "--accum", .kind = ARG_INT, .dest = &c.accum, .metavar = "N",
-         .help = "micro-batches per step (default 1)", .min = 1, .max = 1 << 16},
+         .help = "micro-batches per step (default " TW_DEFAULT_TEXT(TW_TRAIN_DEFAULT_ACCUM) ")", .min = 1, .max = 1 << 16},
         {.name = "--warmup", .kind = ARG_INT, .dest = &c.warmup, .metavar = "N",
-         .help = "warmup steps (default min(100, rounds x K / 10))", .min = 0, .max = 1 << 30},
+         .help = "warmup steps (default min("
+                 TW_DEFAULT_TEXT(TW_TRAIN_DEFAULT_WARMUP_MAX) ", rounds x K / 10))", .min = 0, .max = 1 << 30},
         {.name = "--seed", .kind = ARG_INT, .dest = &c.seed, .metavar = "S",
-         .help = "seed of initialisation, partitions and batches (default 1337)", .min = 0,
+         .help = "seed of initialisation, partitions and batches (default "
+                 TW_DEFAULT_TEXT(TW_TRAIN_DEFAULT_SEED) ")", .min = 0,
          .max = 2147483647},
         {.name = "--eval-every", .kind = ARG_INT, .dest = &c.eval_every, .metavar = "N",
          .help = "rounds between validation passes, 0 for the last only (default 1)", .min = 0,
          .max = 1 << 24},
         {.name = "--eval-batches", .kind = ARG_INT, .dest = &c.eval_batches, .metavar = "N",
-         .help = "validation batches per pass, 0 for all (default 20)", .min = 0, .max = 1 << 30},
+         .help = "validation batches per pass, 0 for all (default "
+                 TW_DEFAULT_TEXT(TW_TRAIN_DEFAULT_EVAL_BATCHES) ")", .min = 0, .max = 1 << 30},
         {.name = "--eval-device", .kind = ARG_STRING, .dest = &c.eval_device, .metavar = "SPEC",
          .help = "device of the validation passes and the save (default cpu)"},
         output_json_spec(&c.json, "records (JSON lines: one per round with bytes, phase times, "
                                   "losses, idle time; validation passes; the save) on stdout "
                                   "instead of the text, or appended to FILE"),
         {.name = "--out", .kind = ARG_STRING, .dest = &c.out, .metavar = "DIR",
-         .help = "save the merged model there as a twist checkpoint"},
+         .help = "save the merged model there as a twist checkpoint (a new or empty directory)"},
+        {.name = "--overwrite", .kind = ARG_FLAG, .dest = &c.overwrite,
+         .help = "--out may hold a twist checkpoint, which is replaced (twist's files only)"},
         {.name = "--save-every", .kind = ARG_INT, .dest = &c.save_every, .metavar = "R",
          .help = "with --out: save the merged model every R rounds, 0 for the end only "
                  "(default 1)", .min = 0, .max = 1 << 24},
@@ -259,7 +269,7 @@ static int run_command(int argc, char **argv, bool ist) {
     o.vocab_size = c.model.vocab;
     o.batch = c.batch;
     o.grad_accum = c.accum;
-    o.warmup = c.warmup >= 0 ? c.warmup : (int)(total / 10 < 100 ? total / 10 : 100);
+    o.warmup = c.warmup >= 0 ? c.warmup : tw_train_default_warmup((int)total);
     o.seed = (uint64_t)c.seed;
     o.eval_every = c.eval_every;
     o.eval_batches = c.eval_batches;
@@ -267,6 +277,7 @@ static int run_command(int argc, char **argv, bool ist) {
     o.out_dir = c.out;
     o.save_every = c.save_every;
     o.peer_timeout_s = c.peer_timeout;
+    o.overwrite = c.overwrite;
     code = parse_fault(&c, command.name, workers, &o);
     if (code == CLI_EXIT_OK) code = parse_slow(&c, command.name, workers, &o);
     if (code != CLI_EXIT_OK) return code;

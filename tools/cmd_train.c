@@ -3,6 +3,7 @@
  * (with a progress bar below the last line on a terminal), and records (output.h): --json on
  * stdout or in a file, and always metrics.jsonl and log.txt in the checkpoint directory. */
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +22,7 @@ typedef struct progress {
     bool terminal; /* stdout is a terminal and shows the text: a progress bar under the lines */
     bool bar_open; /* a progress bar line is on screen without its newline */
     bool saved;    /* a checkpoint was saved in this invocation */
+    int saved_step; /* step of the last checkpoint saved, -1 if none */
 } progress;
 
 static void format_duration(double seconds, char *buf, size_t size) {
@@ -98,7 +100,7 @@ static void show_report(void *context, const tw_train_report *r) {
     case TW_REPORT_STEP: show_step(p, r); break;
     case TW_REPORT_EVAL:
         record_eval(p->out, r->step, "val", &r->eval, r->elapsed_s);
-        output_line(p->out, "step %d: validation loss %.4f, perplexity %.2f, accuracy %.3f "
+        output_line(p->out, "step %d: validation loss %.4f, perplexity %.6g, accuracy %.3f "
                     "(%ld tokens)",
                     r->step, r->eval.loss, r->eval.perplexity, r->eval.accuracy, r->eval.tokens);
         break;
@@ -111,6 +113,7 @@ static void show_report(void *context, const tw_train_report *r) {
         /* the directory now exists (or was replaced): its metrics.jsonl and log.txt hold the
          * whole history from here on */
         p->saved = true;
+        p->saved_step = r->step;
         output_sync(p->out);
         break;
     }
@@ -120,48 +123,117 @@ static void show_report(void *context, const tw_train_report *r) {
 
 /* ---- twist train ----------------------------------------------------------------------- */
 
+/* SIGINT, SIGTERM, SIGHUP: the first asks the run to stop after the current step and save (the
+ * library checks the flag between steps); a second one of any of them ends the process at once
+ * by the signal's default action. Only async-signal-safe calls in the handler. */
+static volatile sig_atomic_t g_stop_signal = 0;
+
+static void on_stop_signal(int sig) {
+    if (g_stop_signal) {
+        signal(sig, SIG_DFL);
+        raise(sig);
+        return;
+    }
+    g_stop_signal = sig;
+    static const char note[] = "\ntwist train: signal received: stopping after the current "
+                               "step and saving a checkpoint (send it again to abort at once)\n";
+    ssize_t ignored = write(STDERR_FILENO, note, sizeof note - 1);
+    (void)ignored;
+}
+
+static void catch_stop_signals(void) {
+    struct sigaction action;
+    memset(&action, 0, sizeof action);
+    action.sa_handler = on_stop_signal;
+    sigemptyset(&action.sa_mask);
+    action.sa_flags = SA_RESTART;
+    sigaction(SIGINT, &action, NULL);
+    sigaction(SIGTERM, &action, NULL);
+    sigaction(SIGHUP, &action, NULL);
+}
+
+static const char *signal_name(int sig) {
+    return sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : sig == SIGHUP ? "SIGHUP"
+                                                                                  : "a signal";
+}
+
 typedef struct train_cli {
     const char *device, *out;
     model_flags model;
     int batch, accum, steps, warmup, seed, log_every, eval_every, eval_batches, save_every;
-    int stop_after;
-    bool resume;
+    int keep, stop_after;
+    bool resume, overwrite;
     const char *json;
 } train_cli;
 
+/* Flags whose value a resumed run must not contradict, with their TW_TRAIN_GIVEN_* bit. */
+static const struct {
+    const char *flag;
+    uint32_t bit;
+} k_given_flags[] = {
+    {"--batch", TW_TRAIN_GIVEN_BATCH},     {"--accum", TW_TRAIN_GIVEN_ACCUM},
+    {"--steps", TW_TRAIN_GIVEN_STEPS},     {"--lr", TW_TRAIN_GIVEN_LR},
+    {"--min-lr", TW_TRAIN_GIVEN_MIN_LR},   {"--warmup", TW_TRAIN_GIVEN_WARMUP},
+    {"--weight-decay", TW_TRAIN_GIVEN_WEIGHT_DECAY}, {"--clip", TW_TRAIN_GIVEN_CLIP},
+    {"--seed", TW_TRAIN_GIVEN_SEED},       {"--vocab", TW_TRAIN_GIVEN_VOCAB},
+    {"--tokenizer", TW_TRAIN_GIVEN_TOKENIZER}, {"--preset", TW_TRAIN_GIVEN_PRESET},
+    {"--layers", TW_TRAIN_GIVEN_LAYERS},   {"--embd", TW_TRAIN_GIVEN_EMBD},
+    {"--heads", TW_TRAIN_GIVEN_HEADS},     {"--mlp", TW_TRAIN_GIVEN_MLP},
+    {"--seq-len", TW_TRAIN_GIVEN_SEQ_LEN}, {"--keep", TW_TRAIN_GIVEN_KEEP},
+};
+
 int cmd_train(int argc, char **argv) {
-    train_cli c = {.device = "auto", .model = model_flags_defaults(), .batch = 16, .accum = 1,
-                   .steps = 1000, .warmup = -1, .seed = 1337, .log_every = 10, .eval_every = 250,
-                   .eval_batches = 20};
+    train_cli c = {.device = "auto", .model = model_flags_defaults(),
+                   .batch = TW_TRAIN_DEFAULT_BATCH, .accum = TW_TRAIN_DEFAULT_ACCUM,
+                   .steps = TW_TRAIN_DEFAULT_STEPS, .warmup = -1, .seed = TW_TRAIN_DEFAULT_SEED,
+                   .log_every = TW_TRAIN_DEFAULT_LOG_EVERY,
+                   .eval_every = TW_TRAIN_DEFAULT_EVAL_EVERY,
+                   .eval_batches = TW_TRAIN_DEFAULT_EVAL_BATCHES,
+                   .save_every = TW_TRAIN_DEFAULT_SAVE_EVERY, .keep = TW_TRAIN_DEFAULT_KEEP};
     arg_spec own[] = {
         {.name = "--device", .kind = ARG_STRING, .dest = &c.device, .metavar = "SPEC",
          .help = "device: auto, cpu, opencl:N, vulkan:N, cuda:N (default auto: the best GPU, else cpu)"},
         {.name = "--batch", .kind = ARG_INT, .dest = &c.batch, .metavar = "B",
-         .help = "sequences per micro-batch (default 16)", .min = 1, .max = 1 << 20},
+         .help = "sequences per micro-batch (default " TW_DEFAULT_TEXT(TW_TRAIN_DEFAULT_BATCH) ")",
+         .min = 1, .max = 1 << 20},
         {.name = "--accum", .kind = ARG_INT, .dest = &c.accum, .metavar = "K",
-         .help = "micro-batches per step (default 1)", .min = 1, .max = 1 << 16},
+         .help = "micro-batches per step (default " TW_DEFAULT_TEXT(TW_TRAIN_DEFAULT_ACCUM) ")",
+         .min = 1, .max = 1 << 16},
         {.name = "--steps", .kind = ARG_INT, .dest = &c.steps, .metavar = "N",
-         .help = "optimizer steps in all (default 1000)", .min = 1, .max = 1 << 30},
+         .help = "optimizer steps in all (default " TW_DEFAULT_TEXT(TW_TRAIN_DEFAULT_STEPS)
+                 "; with --resume: a new total, the cosine schedule recomputed for it)",
+         .min = 1, .max = 1 << 30},
         {.name = "--warmup", .kind = ARG_INT, .dest = &c.warmup, .metavar = "N",
-         .help = "linear warmup steps (default min(100, steps / 10))", .min = 0, .max = 1 << 30},
+         .help = "linear warmup steps (default min(" TW_DEFAULT_TEXT(TW_TRAIN_DEFAULT_WARMUP_MAX)
+                 ", steps / 10))", .min = 0, .max = 1 << 30},
         {.name = "--seed", .kind = ARG_INT, .dest = &c.seed, .metavar = "S",
-         .help = "seed of initialisation and batches (default 1337)", .min = 0, .max = 2147483647},
+         .help = "seed of initialisation and batches (default "
+                 TW_DEFAULT_TEXT(TW_TRAIN_DEFAULT_SEED) ")", .min = 0, .max = 2147483647},
         {.name = "--log-every", .kind = ARG_INT, .dest = &c.log_every, .metavar = "N",
-         .help = "steps between log lines (default 10)", .min = 1, .max = 1 << 30},
+         .help = "steps between log lines (default " TW_DEFAULT_TEXT(TW_TRAIN_DEFAULT_LOG_EVERY)
+                 ")", .min = 1, .max = 1 << 30},
         {.name = "--eval-every", .kind = ARG_INT, .dest = &c.eval_every, .metavar = "N",
-         .help = "steps between validation passes, 0 for the end only (default 250)", .min = 0,
-         .max = 1 << 30},
+         .help = "steps between validation passes, 0 for the end only (default "
+                 TW_DEFAULT_TEXT(TW_TRAIN_DEFAULT_EVAL_EVERY) ")", .min = 0, .max = 1 << 30},
         {.name = "--eval-batches", .kind = ARG_INT, .dest = &c.eval_batches, .metavar = "N",
-         .help = "validation batches per pass, 0 for all (default 20)", .min = 0, .max = 1 << 30},
+         .help = "validation batches per pass, 0 for all (default "
+                 TW_DEFAULT_TEXT(TW_TRAIN_DEFAULT_EVAL_BATCHES) ")", .min = 0, .max = 1 << 30},
         {.name = "--save-every", .kind = ARG_INT, .dest = &c.save_every, .metavar = "N",
-         .help = "steps between checkpoints, 0 for the end only (default 0)", .min = 0,
-         .max = 1 << 30},
+         .help = "steps between checkpoints, 0 for the end only (default "
+                 TW_DEFAULT_TEXT(TW_TRAIN_DEFAULT_SAVE_EVERY) ")", .min = 0, .max = 1 << 30},
+        {.name = "--keep", .kind = ARG_INT, .dest = &c.keep, .metavar = "N",
+         .help = "checkpoints kept: the newest in --out, and with N > 1 the N newest also in "
+                 "--out/step-NNNNNNNNN/ (hard links) (default "
+                 TW_DEFAULT_TEXT(TW_TRAIN_DEFAULT_KEEP) ")", .min = 1, .max = 1000000},
         {.name = "--stop-after", .kind = ARG_INT, .dest = &c.stop_after, .metavar = "N",
          .help = "stop (and save) after N steps of this invocation", .min = 1, .max = 1 << 30},
         {.name = "--out", .kind = ARG_STRING, .dest = &c.out, .metavar = "DIR",
-         .help = "checkpoint directory", .required = true},
+         .help = "checkpoint directory (new or empty, or with --resume / --overwrite)",
+         .required = true},
         {.name = "--resume", .kind = ARG_FLAG, .dest = &c.resume,
          .help = "continue the checkpoint in --out (same data, options and position)"},
+        {.name = "--overwrite", .kind = ARG_FLAG, .dest = &c.overwrite,
+         .help = "replace the checkpoint in --out with a new run (twist's files only)"},
         output_json_spec(&c.json, "records (JSON lines: steps, validation passes, saves) on "
                                   "stdout instead of the text, or appended to FILE"),
     };
@@ -171,12 +243,16 @@ int cmd_train(int argc, char **argv) {
     memcpy(specs + MODEL_FLAG_COUNT, own, sizeof own);
     args_command command = {"twist train",
                             "twist train [--device SPEC] [--data FILE] [--preset NAME] "
-                            "[--steps N] --out DIR [--resume] [options]",
+                            "[--steps N] --out DIR [--resume | --overwrite] [options]",
                             "Trains a GPT model and saves a checkpoint (safetensors with Hugging "
-                            "Face GPT-2 names, config, optimizer state, tokenizer) to --out.",
+                            "Face GPT-2 names, config, optimizer state, tokenizer) to --out. "
+                            "SIGINT, SIGTERM or SIGHUP stops after the current step with a "
+                            "checkpoint saved (exit 130, 143, 129); a second signal aborts.",
                             specs, MODEL_FLAG_COUNT + OWN_COUNT};
     args_result parsed = args_parse(&command, argc, argv);
     if (parsed != ARGS_OK) return parsed == ARGS_HELP ? CLI_EXIT_OK : CLI_EXIT_USAGE;
+    if (c.resume && c.overwrite)
+        return args_usage_error(command.name, "--resume and --overwrite exclude each other");
 
     tw_train_options o = tw_train_defaults();
     int code = model_flags_config(&c.model, &command, &o.model);
@@ -189,32 +265,54 @@ int cmd_train(int argc, char **argv) {
     o.vocab_size = c.model.vocab;
     o.batch = c.batch;
     o.grad_accum = c.accum;
-    o.steps = c.resume && !args_given(&command, "--steps") ? 0 : c.steps; /* resume: the checkpoint's total */
-    o.warmup = c.warmup >= 0 ? c.warmup : (c.steps / 10 < 100 ? c.steps / 10 : 100);
+    o.steps = c.steps;
+    o.warmup = c.warmup >= 0 ? c.warmup : tw_train_default_warmup(c.steps);
     o.seed = (uint64_t)c.seed;
     o.log_every = c.log_every;
     o.eval_every = c.eval_every;
     o.eval_batches = c.eval_batches;
     o.save_every = c.save_every;
+    o.keep = c.keep;
     o.stop_after = c.stop_after;
     o.out_dir = c.out;
     o.resume = c.resume;
+    o.overwrite = c.overwrite;
+    o.preset_name = tw_gpt_preset_names()[c.model.preset];
+    for (size_t i = 0; i < sizeof k_given_flags / sizeof k_given_flags[0]; i++)
+        if (args_given(&command, k_given_flags[i].flag)) o.given |= k_given_flags[i].bit;
+    o.stop = &g_stop_signal;
 
     output out;
     code = output_open(&out, command.name, "train", c.json);
     if (code == CLI_EXIT_OK) code = output_open_run_log(&out, c.out, c.resume);
     if (code != CLI_EXIT_OK) return output_close(&out, code);
-    progress p = {.out = &out, .terminal = out.text && isatty(STDOUT_FILENO) != 0};
+    progress p = {.out = &out, .terminal = out.text && isatty(STDOUT_FILENO) != 0,
+                  .saved_step = -1};
+    catch_stop_signals();
     tw_status status = tw_train_run(&o, show_report, &p);
     end_bar(&p);
+    const int sig = g_stop_signal;
     if (status != TW_OK) {
         code = cli_library_error(command.name, status);
         if (out.log) tw_run_log_line(out.log, tw_last_error());
     }
+    if (sig && status == TW_OK) {
+        char line[2048];
+        if (p.saved_step >= 0)
+            snprintf(line, sizeof line, "stopped by %s: the checkpoint of step %d is saved in "
+                     "%s; continue with: twist train --out %s --resume",
+                     signal_name(sig), p.saved_step, c.out, c.out);
+        else
+            snprintf(line, sizeof line, "stopped by %s before the first step: nothing new to "
+                     "save", signal_name(sig));
+        fprintf(stderr, "%s: %s\n", command.name, line);
+        if (out.log) tw_run_log_line(out.log, line);
+    }
     /* A resumed run continues the directory's log; a fresh one that saved nothing leaves the
      * directory (perhaps an earlier checkpoint) as it was. */
     if (p.saved || c.resume) output_sync(&out);
-    return output_close(&out, code);
+    code = output_close(&out, code);
+    return sig ? 128 + sig : code;
 }
 
 /* ---- twist eval ------------------------------------------------------------------------ */
@@ -276,7 +374,7 @@ int cmd_eval(int argc, char **argv) {
     code = status == TW_OK ? CLI_EXIT_OK : cli_library_error(command.name, status);
     if (status == TW_OK) {
         record_eval(&out, -1, SPLITS[split], &result, -1.0);
-        output_line(&out, "%s (%s split): loss %.4f, perplexity %.2f, accuracy %.3f over %ld "
+        output_line(&out, "%s (%s split): loss %.4f, perplexity %.6g, accuracy %.3f over %ld "
                     "tokens", data, SPLITS[split], result.loss, result.perplexity,
                     result.accuracy, result.tokens);
     }

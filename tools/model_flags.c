@@ -4,10 +4,16 @@
 #include <string.h>
 
 #include "cli.h"
+#include "twist/train.h"
 
 model_flags model_flags_defaults(void) {
-    return (model_flags){.vocab = 4096, .preset = 1, .lr = 1e-3, .min_lr = -1,
-                         .weight_decay = 0.1, .clip = 1.0};
+    int preset = 0;
+    for (int i = 0; tw_gpt_preset_names()[i]; i++)
+        if (!strcmp(tw_gpt_preset_names()[i], TW_TRAIN_DEFAULT_PRESET)) preset = i;
+    return (model_flags){.vocab = TW_TRAIN_DEFAULT_VOCAB, .preset = preset,
+                         .lr = TW_TRAIN_DEFAULT_LR, .min_lr = -1,
+                         .weight_decay = TW_ADAMW_DEFAULT_WEIGHT_DECAY,
+                         .clip = TW_ADAMW_DEFAULT_CLIP};
 }
 
 void model_flag_specs(model_flags *f, arg_spec *specs) {
@@ -17,9 +23,10 @@ void model_flag_specs(model_flags *f, arg_spec *specs) {
         {.name = "--tokenizer", .kind = ARG_STRING, .dest = &f->tokenizer, .metavar = "FILE",
          .help = "tokenizer.json to use (default: train one on the data)"},
         {.name = "--vocab", .kind = ARG_INT, .dest = &f->vocab, .metavar = "N",
-         .help = "vocabulary of a trained tokenizer (default 4096)", .min = 257, .max = 1 << 20},
+         .help = "vocabulary of a trained tokenizer (default " TW_DEFAULT_TEXT(TW_TRAIN_DEFAULT_VOCAB) ")",
+         .min = 257, .max = 1 << 20},
         {.name = "--preset", .kind = ARG_CHOICE, .dest = &f->preset, .metavar = "NAME",
-         .help = "model preset: nano, tiny, small (default tiny)",
+         .help = "model preset: nano, tiny, small (default " TW_TRAIN_DEFAULT_PRESET ")",
          .choices = tw_gpt_preset_names()},
         {.name = "--layers", .kind = ARG_INT, .dest = &f->layers, .metavar = "N",
          .help = "transformer blocks (overrides the preset)", .min = 1, .max = TW_GPT_MAX_LAYERS},
@@ -32,13 +39,17 @@ void model_flag_specs(model_flags *f, arg_spec *specs) {
         {.name = "--seq-len", .kind = ARG_INT, .dest = &f->seq_len, .metavar = "T",
          .help = "sequence length (overrides the preset)", .min = 1, .max = 1 << 20},
         {.name = "--lr", .kind = ARG_FLOAT, .dest = &f->lr, .metavar = "LR",
-         .help = "peak learning rate (default 1e-3)", .min_real = 1e-12, .max_real = 10},
+         .help = "peak learning rate (default " TW_DEFAULT_TEXT(TW_TRAIN_DEFAULT_LR) ")",
+         .min_real = 1e-12, .max_real = 10},
         {.name = "--min-lr", .kind = ARG_FLOAT, .dest = &f->min_lr, .metavar = "LR",
-         .help = "final learning rate (default lr / 10)", .min_real = 0, .max_real = 10},
+         .help = "final learning rate (default lr / " TW_DEFAULT_TEXT(TW_TRAIN_DEFAULT_MIN_LR_DIVISOR) ")",
+         .min_real = 0, .max_real = 10},
         {.name = "--weight-decay", .kind = ARG_FLOAT, .dest = &f->weight_decay, .metavar = "W",
-         .help = "AdamW weight decay (default 0.1)", .min_real = 0, .max_real = 10},
+         .help = "AdamW weight decay (default " TW_DEFAULT_TEXT(TW_ADAMW_DEFAULT_WEIGHT_DECAY) ")",
+         .min_real = 0, .max_real = 10},
         {.name = "--clip", .kind = ARG_FLOAT, .dest = &f->clip, .metavar = "NORM",
-         .help = "gradient norm clip, 0 for none (default 1)", .min_real = 0, .max_real = 1e6},
+         .help = "gradient norm clip, 0 for none (default " TW_DEFAULT_TEXT(TW_ADAMW_DEFAULT_CLIP) ")",
+         .min_real = 0, .max_real = 1e6},
     };
     memcpy(specs, table, sizeof table);
 }
@@ -63,7 +74,8 @@ int model_flags_config(const model_flags *f, const args_command *command, tw_gpt
 int model_flags_optimizer(const model_flags *f, const char *prog, float *lr, float *min_lr,
                           tw_adamw_config *adamw) {
     *lr = (float)f->lr;
-    *min_lr = f->min_lr >= 0 ? (float)f->min_lr : (float)f->lr / 10.0f;
+    *min_lr = f->min_lr >= 0 ? (float)f->min_lr
+                             : (float)f->lr / (float)TW_TRAIN_DEFAULT_MIN_LR_DIVISOR;
     if (*min_lr > *lr)
         return args_usage_error(prog, "--min-lr %g exceeds --lr %g", f->min_lr, f->lr);
     adamw->weight_decay = (float)f->weight_decay;

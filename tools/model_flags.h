@@ -15,7 +15,7 @@ typedef struct model_flags {
 
 enum { MODEL_FLAG_COUNT = 13 };
 
-/* Vocabulary 4096, preset tiny, lr 1e-3, min-lr lr / 10, weight decay 0.1, clip 1. */
+/* The TW_TRAIN_DEFAULT_* and TW_ADAMW_DEFAULT_* values (twist/train.h, twist/optim.h). */
 model_flags model_flags_defaults(void);
 
 /* Writes the MODEL_FLAG_COUNT option specs that fill `flags` into specs[0, MODEL_FLAG_COUNT). */

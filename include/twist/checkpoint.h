@@ -31,12 +31,20 @@
  *                          size and SHA-256 of every other file; `sha256sum FILE` reproduces
  *                          the digests.
  *
- * Saving is atomic: everything is written and fsync'ed into DIR.tmp-<pid> next to DIR, then the
- * previous DIR (if any) is renamed to DIR.old-<pid>, the new one renamed to DIR, and the old one
- * removed. A crash therefore leaves either the previous complete DIR or the new complete DIR in
- * place, except inside the two renames, where DIR is briefly missing; tw_checkpoint_open then
- * names the complete directories it finds beside DIR and tw_checkpoint_recover() puts the
- * newest one back. src/ckpt/checkpoint.c details every crash point.
+ * DIR belongs to the user: twist writes its files into it and never renames, replaces or
+ * empties the directory as a whole, so other files in it (notes, plots, a run's log) are never
+ * moved or deleted. twist's own entries in DIR are the files above (the ones checksums.json
+ * lists), the lock file .twist-lock, and directories it makes there, each holding a marker file
+ * (.twist-marker) written first: .twist-save-<pid>/ (a save in progress), .twist-snap-<pid>/
+ * and step-<9 digits>/ (kept checkpoints, tw_checkpoint_snapshot).
+ *
+ * Saving is atomic: everything is written and fsync'ed into DIR/.twist-save-<pid>, checksums.json
+ * last (the save is then committed), and only then renamed file by file into DIR, checksums.json
+ * last. A crash before the commit leaves the previous checkpoint; a crash after it leaves a save
+ * that the next writer (tw_checkpoint_save, tw_checkpoint_lock_take, tw_checkpoint_recover) rolls
+ * forward. Leftovers are removed only when provably twist's (name pattern, a real directory of
+ * this user with the marker; symbolic links are never followed). src/ckpt/checkpoint.c details
+ * every crash point.
  *
  * Loading checks the size and SHA-256 of every file listed in checksums.json before parsing
  * anything, then validates both safetensors files completely. Files are read into memory (not
@@ -151,24 +159,60 @@ tw_status tw_checkpoint_writer_set_state(tw_checkpoint_writer *writer, const cha
 tw_status tw_checkpoint_writer_add_file(tw_checkpoint_writer *writer, const char *name,
                                         const void *bytes, size_t size);
 
-/* Writes the checkpoint to DIR atomically (see the top of this file). Missing parent
- * directories are created. An existing DIR is replaced only if it is empty or a twist
- * checkpoint (it has a checksums.json of this format); anything else is refused with
- * TW_ERR_INVALID_ARGUMENT and left untouched. Leftovers of earlier interrupted saves into DIR
- * whose process has exited are removed after a successful save. */
+/* Writes the checkpoint to DIR atomically (see the top of this file). DIR and missing parents
+ * are created. DIR may be absent, empty (or hold only twist's own entries and a run's log.txt /
+ * metrics.jsonl) or hold a twist checkpoint (a checksums.json of this format), perhaps beside
+ * other files of the user's, which stay untouched. Anything else is refused with
+ * TW_ERR_INVALID_ARGUMENT naming DIR: a symbolic link, a file, a checksums.json that is not
+ * twist's, other files without a checkpoint. Only the files the previous checksums.json listed
+ * are replaced or removed. A lock of another process on DIR (tw_checkpoint_lock_take) refuses the
+ * save; leftovers of interrupted saves are finished first (a committed one rolled forward). */
 tw_status tw_checkpoint_save(const tw_checkpoint_writer *writer, const char *dir);
+
+/* What a directory holds for a writer. */
+typedef enum tw_ckpt_target {
+    TW_CKPT_TARGET_EMPTY = 0,  /* absent, empty, or only twist's own entries and run files */
+    TW_CKPT_TARGET_CHECKPOINT  /* a twist checkpoint (perhaps an interrupted save of one) */
+} tw_ckpt_target;
+
+/* Checks DIR by the rules tw_checkpoint_save applies, writing nothing: TW_OK with *kind, or the
+ * error the save would give. */
+tw_status tw_checkpoint_probe(const char *dir, tw_ckpt_target *kind);
+
+/* Reserves DIR for this process's saves, before a long run: creates DIR (and parents) if
+ * missing, proves it writable by creating DIR/.twist-lock and taking an flock() on it (the
+ * kernel drops it when the process exits, however it exits, so a lock file left by a killed
+ * run is taken over), writes our pid into it, checks DIR by the rules of tw_checkpoint_save,
+ * and finishes leftovers of killed saves. *kind (may be NULL) says what DIR holds. If another
+ * process holds the lock: TW_ERR_INVALID_ARGUMENT naming its pid. Saves by this process go
+ * through while it holds the lock; saves by others are refused. */
+typedef struct tw_checkpoint_lock tw_checkpoint_lock;
+tw_status tw_checkpoint_lock_take(const char *dir, tw_ckpt_target *kind,
+                                 tw_checkpoint_lock **out);
+/* Releases the lock and removes the lock file; a DIR the lock created that is still empty is
+ * removed too. NULL is ignored. */
+void tw_checkpoint_lock_release(tw_checkpoint_lock *lock);
+
+/* Kept checkpoints, after a save at `step` into DIR: with keep > 1, DIR/step-<step as 9
+ * digits>/ gets the checkpoint's files as hard links (no extra space; copies where the file
+ * system has no hard links) and is a complete checkpoint of its own; then only the `keep`
+ * newest step-* snapshots with steps <= `step` remain (keep <= 1: none), and snapshots of later
+ * steps (left by a run this one replaced) are removed. Only provably twist's snapshots are
+ * touched, and in them only the files their checksums.json lists. */
+tw_status tw_checkpoint_snapshot(const char *dir, int step, int keep);
 
 /* Opens DIR: verifies checksums.json, the size and SHA-256 of every listed file (all five
  * standard files must be listed and present), parses both safetensors files and checks that
- * config.json and state.json are JSON. Any failure is TW_ERR_FORMAT naming the file. If DIR is
- * missing, the error (TW_ERR_NOT_FOUND) names any complete checkpoint left beside it by an
- * interrupted save. */
+ * config.json and state.json are JSON. Any failure is TW_ERR_FORMAT naming the file. Reads only
+ * ("." and paths through symbolic links are fine). A save being installed right now is waited
+ * for; one that was killed while installing is named with the way to finish it. A missing DIR
+ * is TW_ERR_NOT_FOUND. */
 tw_status tw_checkpoint_open(const char *dir, tw_checkpoint **out);
 void tw_checkpoint_close(tw_checkpoint *ckpt);
 
-/* After an interrupted save left DIR missing: renames the newest complete checkpoint found beside
- * it (DIR.tmp-<pid>, else DIR.old-<pid>, of a process that has exited) to DIR. TW_OK with
- * nothing done if DIR exists; TW_ERR_NOT_FOUND if there is nothing to recover. */
+/* Finishes what killed saves left in DIR: a committed save is rolled forward (it is the newer
+ * checkpoint), incomplete ones are removed. TW_OK if there was nothing to do;
+ * TW_ERR_NOT_FOUND if DIR is missing. */
 tw_status tw_checkpoint_recover(const char *dir);
 
 /* The tensor of that name: TW_ERR_NOT_FOUND if absent, TW_ERR_UNSUPPORTED if not F32. */

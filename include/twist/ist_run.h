@@ -82,6 +82,11 @@ typedef struct tw_dist_options {
     /* MPI: seconds a rank waits in a collective for ranks on other machines before it ends
      * the job (ranks on the same machine are checked directly); 0: no limit. */
     double peer_timeout_s;
+    bool overwrite;             /* out_dir may hold a checkpoint, which is replaced (twist's
+                                   files only); without it such an out_dir is refused at once.
+                                   out_dir is checked by the save's rules before any work
+                                   (tw_checkpoint_probe) and locked for the run by the master
+                                   (tw_checkpoint_lock_take) before the first round */
 
     /* Fault injection for tests: worker fault_worker fails in round fault_round (after its
      * first local step); -1: none. */

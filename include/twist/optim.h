@@ -15,7 +15,10 @@ typedef struct tw_adamw_config {
     float grad_clip;    /* clip the global gradient norm to this; 0 turns clipping off */
 } tw_adamw_config;
 
-/* GPT-2 style defaults: betas (0.9, 0.95), eps 1e-8, weight decay 0.1, clip 1.0. */
+/* GPT-2 style defaults: betas (0.9, 0.95), eps 1e-8, weight decay 0.1, clip 1.0. The two a user
+ * sets from the command line are named here, so the CLI's flags and help use the same values. */
+#define TW_ADAMW_DEFAULT_WEIGHT_DECAY 0.1
+#define TW_ADAMW_DEFAULT_CLIP 1.0
 tw_adamw_config tw_adamw_defaults(void);
 
 /* Linear warmup from 0 to max_lr over warmup_steps, then cosine decay to min_lr at

@@ -12,6 +12,7 @@
 #ifndef TWIST_TRAIN_H
 #define TWIST_TRAIN_H
 
+#include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -93,6 +94,53 @@ tw_status tw_sample(tw_gpt *model, const int32_t *prompt, size_t prompt_length, 
 /* Training runs                                                                              */
 /* ------------------------------------------------------------------------------------------ */
 
+/* The one set of training defaults. tw_train_defaults(), tw_dist_defaults() and the CLI's
+ * flags and their help text (through TW_DEFAULT_TEXT) all take them from here. */
+#define TW_TRAIN_DEFAULT_PRESET "tiny"
+#define TW_TRAIN_DEFAULT_VOCAB 4096
+#define TW_TRAIN_DEFAULT_BATCH 16
+#define TW_TRAIN_DEFAULT_ACCUM 1
+#define TW_TRAIN_DEFAULT_STEPS 1000
+#define TW_TRAIN_DEFAULT_LR 1e-3
+#define TW_TRAIN_DEFAULT_MIN_LR_DIVISOR 10 /* min_lr = lr / 10 */
+#define TW_TRAIN_DEFAULT_WARMUP_MAX 100    /* warmup = min(100, steps / 10) */
+#define TW_TRAIN_DEFAULT_SEED 1337
+#define TW_TRAIN_DEFAULT_LOG_EVERY 10
+#define TW_TRAIN_DEFAULT_EVAL_EVERY 250
+#define TW_TRAIN_DEFAULT_EVAL_BATCHES 20
+#define TW_TRAIN_DEFAULT_SAVE_EVERY 250
+#define TW_TRAIN_DEFAULT_KEEP 1
+/* "16" from 16: a default inside a help string literal. */
+#define TW_DEFAULT_TEXT(value) TW_DEFAULT_TEXT_(value)
+#define TW_DEFAULT_TEXT_(value) #value
+
+/* The default warmup of a run of `steps` steps: min(TW_TRAIN_DEFAULT_WARMUP_MAX, steps / 10). */
+int tw_train_default_warmup(int steps);
+
+/* Options a caller set explicitly (tw_train_options.given), for --resume: a given option that
+ * differs from the checkpoint's is refused, naming the flag and both values; an option not
+ * given takes the checkpoint's value. Steps and keep may change on resume. */
+enum {
+    TW_TRAIN_GIVEN_BATCH = 1u << 0,
+    TW_TRAIN_GIVEN_ACCUM = 1u << 1,
+    TW_TRAIN_GIVEN_STEPS = 1u << 2,
+    TW_TRAIN_GIVEN_LR = 1u << 3,
+    TW_TRAIN_GIVEN_MIN_LR = 1u << 4,
+    TW_TRAIN_GIVEN_WARMUP = 1u << 5,
+    TW_TRAIN_GIVEN_WEIGHT_DECAY = 1u << 6,
+    TW_TRAIN_GIVEN_CLIP = 1u << 7,
+    TW_TRAIN_GIVEN_SEED = 1u << 8,
+    TW_TRAIN_GIVEN_VOCAB = 1u << 9,
+    TW_TRAIN_GIVEN_TOKENIZER = 1u << 10,
+    TW_TRAIN_GIVEN_PRESET = 1u << 11, /* the model's shape as a whole (preset_name) */
+    TW_TRAIN_GIVEN_LAYERS = 1u << 12,
+    TW_TRAIN_GIVEN_EMBD = 1u << 13,
+    TW_TRAIN_GIVEN_HEADS = 1u << 14,
+    TW_TRAIN_GIVEN_MLP = 1u << 15,
+    TW_TRAIN_GIVEN_SEQ_LEN = 1u << 16,
+    TW_TRAIN_GIVEN_KEEP = 1u << 17,
+};
+
 typedef struct tw_train_options {
     const char *device;         /* device spec */
     const char *data_path;      /* corpus; NULL: the built-in synthetic corpus (see below) */
@@ -104,15 +152,26 @@ typedef struct tw_train_options {
     int warmup;
     tw_adamw_config adamw;
     uint64_t seed;
-    int log_every, eval_every, eval_batches, save_every;
+    int log_every, eval_every, eval_batches;
+    int save_every;             /* steps between checkpoints; 0: at the end only */
+    int keep;                   /* checkpoints kept: the newest in out_dir, all of them also in
+                                   out_dir/step-<9 digits>/ when > 1 (tw_checkpoint_snapshot) */
     const char *out_dir;
-    bool resume;
+    /* out_dir may hold a checkpoint only with resume (continue it) or overwrite (replace it:
+     * twist's files only; other files in out_dir stay). */
+    bool resume, overwrite;
+    uint32_t given;             /* TW_TRAIN_GIVEN_* (resume) */
+    const char *preset_name;    /* for messages about TW_TRAIN_GIVEN_PRESET */
     /* Stop after this many steps of this invocation (0: run to `steps`); for tests of --resume
      * and for time-boxed runs. */
     int stop_after;
+    /* When not NULL and nonzero (a signal handler sets it), the run stops after the current
+     * step, saves a checkpoint and returns TW_OK; no step runs after it is seen. */
+    volatile sig_atomic_t *stop;
 } tw_train_options;
 
-/* Sensible defaults for everything but device, data, model and out_dir. */
+/* Sensible defaults for everything but device, data, model and out_dir (the TW_TRAIN_DEFAULT_*
+ * values; warmup from tw_train_default_warmup). */
 tw_train_options tw_train_defaults(void);
 
 typedef enum tw_report_kind {
@@ -136,8 +195,16 @@ typedef struct tw_train_report {
 typedef void (*tw_train_report_fn)(void *context, const tw_train_report *report);
 
 /* Trains per the options, reporting through report (may be NULL), and saves a checkpoint to
- * out_dir every save_every steps and at the end. With resume, continues the checkpoint in
- * out_dir: model, optimizer, step and data position, with the data and tokenizer it names. */
+ * out_dir every save_every steps, at the end, and when *stop is set. Before any work it takes
+ * out_dir's lock (tw_checkpoint_lock_take: another run there is refused, naming its pid), which
+ * also checks that out_dir can take checkpoints (writable, not a symbolic link, a twist
+ * checkpoint or empty), and it checks the data (a validation split of at least one sequence).
+ * A fresh run refuses an out_dir holding a checkpoint unless overwrite. With resume, continues
+ * the checkpoint in out_dir: model, optimizer, step and data position, with the data (an
+ * absolute path; data_path may name the same text elsewhere) and tokenizer it names; given
+ * options must agree with the checkpoint's (see TW_TRAIN_GIVEN_*); a new `steps` total
+ * recomputes the cosine schedule for it, which the run reports with the learning rate before
+ * and after. */
 tw_status tw_train_run(const tw_train_options *options, tw_train_report_fn report,
                        void *context);
 

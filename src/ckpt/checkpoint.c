@@ -1,37 +1,49 @@
-/* Checkpoint directories: five checksummed files saved atomically (layout in
+/* Checkpoint directories: checksummed files saved atomically (layout in
  * include/twist/checkpoint.h).
  *
- * Save, and what a crash at each point leaves (DIR is the target, P our pid):
+ * DIR is a directory the user owns and twist writes into; it is never renamed or replaced as a
+ * whole, so files of the user's beside the checkpoint (NOTES.txt, plots/, a run's log) stay where
+ * they are. twist's files in DIR are the standard names, the files listed in DIR/checksums.json,
+ * its lock file .twist-lock and the directories it makes there (each holding a marker file
+ * .twist-marker that twist writes first):
  *
- *  1. Write every file into a fresh DIR.tmp-P (O_EXCL), fsync each, checksums.json last, then
- *     fsync DIR.tmp-P.
- *       crash: DIR untouched (the previous checkpoint, or nothing), DIR.tmp-P partial or
- *       complete. Loading DIR returns the previous checkpoint; the leftover is removed by the
- *       next successful save into DIR (once process P has exited).
- *  2. If DIR exists, rename it to DIR.old-P.
- *       crash: DIR missing, DIR.old-P the previous complete checkpoint, DIR.tmp-P the new
- *       complete one. Loading DIR fails with TW_ERR_NOT_FOUND naming both and saying which are
- *       complete; tw_checkpoint_recover() renames the newest complete one (DIR.tmp-P) to DIR.
- *  3. Rename DIR.tmp-P to DIR, fsync the parent directory.
- *       crash: DIR is the new complete checkpoint; DIR.old-P is a leftover removed later.
- *  4. Remove DIR.old-P, then leftovers DIR.tmp-Q / DIR.old-Q of exited processes Q.
+ *   DIR/.twist-save-<pid>/   a save in progress (or interrupted)
+ *   DIR/.twist-snap-<pid>/   a snapshot in progress (or interrupted)
+ *   DIR/step-<9 digits>/     a kept checkpoint (--keep), hard links to DIR's files of that save
  *
- * Each rename is atomic on POSIX file systems, and both directories' contents were fsync'ed
- * before the first rename, so after a power failure the file system shows one of the states
- * above, never a DIR with torn files. Loading re-verifies sizes and SHA-256 of every file anyway,
- * so a torn or corrupted file is reported, never used.
+ * Save, and what a crash at each point leaves (P our pid):
  *
- * Removal only ever deletes what twist wrote: in DIR.tmp-* (names private to twist) any regular
- * file, elsewhere only the five standard names and the files listed in that directory's
- * checksums.json; a directory with anything else in it is left in place. An existing DIR that
- * is neither empty nor a twist checkpoint is never replaced. */
+ *  1. Write the marker, then every file into a fresh DIR/.twist-save-P (O_EXCL), fsync each,
+ *     checksums.json last, then fsync the directory. With checksums.json in place the save is
+ *     committed: it holds a complete checkpoint.
+ *       crash before that: DIR untouched; the incomplete .twist-save-P is removed by the next
+ *       save, lock or tw_checkpoint_recover() once P has exited.
+ *  2. Rename each new file over DIR's file of that name, checksums.json last; fsync DIR.
+ *       crash inside: DIR holds some new files under the previous checksums.json, so opening it
+ *       fails with a message naming the interrupted save; the next save, lock or
+ *       tw_checkpoint_recover() rolls it forward (renames the rest, checksums.json last).
+ *  3. Remove files the previous checksums.json listed that the new one does not, then the marker
+ *     and .twist-save-P.
+ *       crash: DIR is the new checkpoint; the empty leftover goes as in 1.
+ *
+ * Each rename is atomic and every file was fsync'ed before the first rename, so after a power
+ * failure every file of the new checkpoint is in DIR or still in .twist-save-P. Loading
+ * re-verifies sizes and SHA-256 of every file anyway, so a torn file is reported, never used.
+ *
+ * Removal only ever deletes what is provably twist's: a directory is entered only if it matches
+ * one of the name patterns above, is a real directory (never through a symbolic link: every
+ * step uses O_NOFOLLOW and the directory's own descriptor), belongs to this user and holds the
+ * marker file with twist's text; inside it only regular files go (in a snapshot only the files
+ * its checksums.json lists), and a directory left with anything else in it stays. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <time.h>
@@ -47,10 +59,20 @@ int tw_ckpt_test_crash_point = TW_CKPT_CRASH_NONE;
 #define CKPT_FORMAT "twist-checkpoint"
 #define CKPT_VERSION 1
 #define CHECKSUMS_NAME "checksums.json"
+#define LOCK_NAME ".twist-lock"
+#define MARKER_NAME ".twist-marker"
+#define MARKER_TEXT "twist: a directory twist made; twist may remove it\n"
+#define SAVE_PREFIX ".twist-save-"
+#define SNAP_TMP_PREFIX ".twist-snap-"
+#define SNAP_PREFIX "step-"
 
 enum { STD_MODEL, STD_OPTIMIZER, STD_CONFIG, STD_STATE, STD_COUNT };
 static const char *const k_std_names[STD_COUNT] = {"model.safetensors", "optimizer.safetensors",
                                                    "config.json", "state.json"};
+
+/* Files a run writes beside its checkpoint (the run's log and metrics): a directory holding
+ * only these and twist's own entries counts as empty. */
+static const char *const k_run_files[] = {"log.txt", "metrics.jsonl"};
 
 static bool is_reserved_name(const char *name) {
     for (int i = 0; i < STD_COUNT; i++)
@@ -76,91 +98,32 @@ static char *join(const char *a, const char *b) {
     return out;
 }
 
-static bool path_exists(const char *path) {
-    struct stat st;
-    return lstat(path, &st) == 0;
-}
-
 static bool process_alive(long pid) {
-    if (pid <= 0) return false;
+    if (pid <= 0 || pid > INT_MAX) return false;
     return kill((pid_t)pid, 0) == 0 || errno == EPERM;
 }
 
-/* ------------------------------------------------------------------------------------------ */
-/* Target path handling                                                                       */
-/* ------------------------------------------------------------------------------------------ */
-
-typedef struct target {
-    char *dir;    /* without trailing slashes */
-    char *parent; /* "." if dir has no slash */
-    char *base;   /* last component (points into its own allocation) */
-} target;
-
-static void target_free(target *t) {
-    free(t->dir);
-    free(t->parent);
-    free(t->base);
-}
-
-static tw_status target_parse(const char *dir, target *t) {
-    memset(t, 0, sizeof *t);
-    if (!dir || !dir[0])
-        return tw_error(TW_ERR_INVALID_ARGUMENT, "checkpoint: the directory name is empty");
-    size_t len = strlen(dir);
-    while (len > 1 && dir[len - 1] == '/') len--;
-    t->dir = malloc(len + 1);
-    if (!t->dir) return tw_error(TW_ERR_OUT_OF_MEMORY, "checkpoint: no memory");
-    memcpy(t->dir, dir, len);
-    t->dir[len] = '\0';
-    const char *slash = strrchr(t->dir, '/');
-    const char *base = slash ? slash + 1 : t->dir;
-    if (!base[0] || strcmp(base, ".") == 0 || strcmp(base, "..") == 0) {
-        tw_status s = tw_error(TW_ERR_INVALID_ARGUMENT,
-                               "checkpoint: '%s' does not name a directory that can be replaced "
-                               "(give it by name, e.g. runs/tiny)",
-                               dir);
-        target_free(t);
-        return s;
-    }
-    t->base = strdup(base);
-    if (!slash) t->parent = strdup(".");
-    else if (slash == t->dir) t->parent = strdup("/");
-    else t->parent = strndup(t->dir, (size_t)(slash - t->dir));
-    if (!t->base || !t->parent) {
-        target_free(t);
-        return tw_error(TW_ERR_OUT_OF_MEMORY, "checkpoint: no memory");
-    }
-    return TW_OK;
-}
-
-/* DIR.tmp-<pid> or DIR.old-<pid>. */
-static char *sibling(const target *t, const char *kind, long pid) {
-    size_t size = strlen(t->dir) + 32;
-    char *out = malloc(size);
-    if (out) snprintf(out, size, "%s.%s-%ld", t->dir, kind, pid);
-    return out;
-}
-
-/* If `name` is "<base>.tmp-<pid>" or "<base>.old-<pid>", sets *kind ('t' or 'o') and *pid. */
-static bool parse_sibling(const char *base, const char *name, char *kind, long *pid) {
-    size_t lb = strlen(base);
-    if (strncmp(name, base, lb) != 0) return false;
-    const char *rest = name + lb;
-    if (strncmp(rest, ".tmp-", 5) == 0) *kind = 't';
-    else if (strncmp(rest, ".old-", 5) == 0) *kind = 'o';
-    else return false;
-    rest += 5;
-    if (!*rest) return false;
+/* If name is prefix followed by decimal digits only, *number gets them. */
+static bool parse_numbered(const char *name, const char *prefix, long *number) {
+    size_t lp = strlen(prefix);
+    if (strncmp(name, prefix, lp) != 0 || !name[lp]) return false;
     long value = 0;
-    for (; *rest; rest++) {
-        if (*rest < '0' || *rest > '9' || value > 100000000000L) return false;
-        value = value * 10 + (*rest - '0');
+    for (const char *p = name + lp; *p; p++) {
+        if (*p < '0' || *p > '9' || value > 100000000000L) return false;
+        value = value * 10 + (*p - '0');
     }
-    *pid = value;
+    *number = value;
     return true;
 }
 
-static tw_status make_parents(const char *path) {
+/* Directory name without trailing slashes ("runs/x/" -> "runs/x"; "/" stays). */
+static char *clean_dir(const char *dir) {
+    size_t len = strlen(dir);
+    while (len > 1 && dir[len - 1] == '/') len--;
+    return strndup(dir, len);
+}
+
+static tw_status make_dirs(const char *path) {
     char *copy = strdup(path);
     if (!copy) return tw_error(TW_ERR_OUT_OF_MEMORY, "checkpoint: no memory");
     for (char *p = copy + 1;; p++) {
@@ -178,6 +141,67 @@ static tw_status make_parents(const char *path) {
         }
     }
     free(copy);
+    return TW_OK;
+}
+
+/* Opens DIR itself (never through a symbolic link) as a directory descriptor. */
+static tw_status open_dir_fd(const char *dir, int *fd) {
+    struct stat st;
+    if (lstat(dir, &st) != 0)
+        return tw_error(errno == ENOENT ? TW_ERR_NOT_FOUND : TW_ERR_IO, "%s: %s", dir,
+                        strerror(errno));
+    if (S_ISLNK(st.st_mode))
+        return tw_error(TW_ERR_INVALID_ARGUMENT,
+                        "%s: is a symbolic link; give the checkpoint directory itself", dir);
+    if (!S_ISDIR(st.st_mode))
+        return tw_error(TW_ERR_INVALID_ARGUMENT, "%s: exists and is not a directory", dir);
+    *fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (*fd < 0)
+        return tw_error(TW_ERR_IO, "%s: cannot open directory: %s", dir, strerror(errno));
+    return TW_OK;
+}
+
+/* A listing of dirfd's entries from the start (dirfd stays open; dup()s share the position,
+ * hence the rewind). NULL if it cannot be listed. */
+static DIR *list_dir(int dirfd) {
+    int fd = dup(dirfd);
+    DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+    if (!d && fd >= 0) close(fd);
+    if (d) rewinddir(d);
+    return d;
+}
+
+/* Reads a small regular file at dirfd/name (never through a symbolic link) with a NUL after
+ * it. TW_ERR_NOT_FOUND if absent. */
+static tw_status read_at(int dirfd, const char *name, const char *dir, char **text,
+                         size_t *size) {
+    *text = NULL;
+    int fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0)
+        return errno == ENOENT ? TW_ERR_NOT_FOUND
+                               : tw_error(TW_ERR_IO, "%s/%s: cannot open: %s", dir, name,
+                                          strerror(errno));
+    struct stat st;
+    tw_status s = TW_OK;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size > (64 << 20))
+        s = tw_error(TW_ERR_FORMAT, "%s/%s: not a regular file of at most 64 MiB", dir, name);
+    char *buf = s == TW_OK ? malloc((size_t)st.st_size + 1) : NULL;
+    if (s == TW_OK && !buf) s = tw_error(TW_ERR_OUT_OF_MEMORY, "checkpoint: no memory");
+    size_t got = 0;
+    while (s == TW_OK && got < (size_t)st.st_size) {
+        ssize_t n = read(fd, buf + got, (size_t)st.st_size - got);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) s = tw_error(TW_ERR_IO, "%s/%s: read failed", dir, name);
+        else got += (size_t)n;
+    }
+    close(fd);
+    if (s != TW_OK) {
+        free(buf);
+        return s;
+    }
+    buf[got] = '\0';
+    *text = buf;
+    if (size) *size = got;
     return TW_OK;
 }
 
@@ -201,6 +225,15 @@ static tw_status parse_checksums(const char *path, const char *text, cJSON **roo
                      "version?)", path, CKPT_VERSION);
     else if (!cJSON_IsObject(*files))
         s = tw_error(TW_ERR_FORMAT, "%s: field 'files' is missing or not an object", path);
+    if (s == TW_OK) {
+        const cJSON *entry;
+        cJSON_ArrayForEach(entry, *files) if (!is_plain_name(entry->string) ||
+                                              strcmp(entry->string, CHECKSUMS_NAME) == 0) {
+            s = tw_error(TW_ERR_FORMAT, "%s: lists an invalid file name '%s'", path,
+                         entry->string);
+            break;
+        }
+    }
     if (s != TW_OK) {
         cJSON_Delete(*root);
         *root = NULL;
@@ -213,84 +246,443 @@ static bool listed_in(const cJSON *files, const char *name) {
     return files && cJSON_GetObjectItemCaseSensitive(files, name) != NULL;
 }
 
-/* Removes a directory twist wrote (see the top of this file). `any_file`: every regular file
- * may go (DIR.tmp-*); otherwise only standard and listed names. checksums.json goes last, so an
- * interrupted removal can be finished later. */
-static tw_status remove_ckpt_dir(const char *path, bool any_file) {
-    cJSON *root = NULL;
-    const cJSON *files = NULL;
-    char *sums_path = join(path, CHECKSUMS_NAME);
-    if (!sums_path) return tw_error(TW_ERR_OUT_OF_MEMORY, "checkpoint: no memory");
-    uint8_t *text;
-    size_t size;
-    if (tw_ckpt_read_file(sums_path, &text, &size) == TW_OK) {
-        if (parse_checksums(sums_path, (const char *)text, &root, &files) != TW_OK) files = NULL;
-        free(text);
-    }
-    tw_status status = TW_OK;
-    DIR *d = opendir(path);
-    if (!d) {
-        status = tw_error(TW_ERR_IO, "%s: cannot open directory: %s", path, strerror(errno));
-        goto done;
-    }
-    struct dirent *entry;
-    while ((entry = readdir(d)) != NULL) {
-        const char *name = entry->d_name;
-        if (strcmp(name, ".") == 0 || strcmp(name, "..") == 0 ||
-            strcmp(name, CHECKSUMS_NAME) == 0)
-            continue;
-        if (!any_file && !is_reserved_name(name) && !listed_in(files, name)) continue;
-        char *file = join(path, name);
-        struct stat st;
-        if (file && lstat(file, &st) == 0 && S_ISREG(st.st_mode)) unlink(file);
-        free(file);
-    }
-    closedir(d);
-    unlink(sums_path);
-    if (rmdir(path) != 0)
-        status = tw_error(TW_ERR_IO, "%s: cannot remove directory: %s", path, strerror(errno));
-done:
-    cJSON_Delete(root);
-    free(sums_path);
-    return status;
+/* The parsed checksums.json in dirfd: TW_ERR_NOT_FOUND if there is none (no message),
+ * TW_ERR_FORMAT / TW_ERR_UNSUPPORTED naming the file if it is not twist's. */
+static tw_status load_checksums_at(int dirfd, const char *dir, cJSON **root,
+                                   const cJSON **files) {
+    *root = NULL;
+    *files = NULL;
+    char *text = NULL;
+    tw_status s = read_at(dirfd, CHECKSUMS_NAME, dir, &text, NULL);
+    if (s != TW_OK) return s;
+    char *path = join(dir, CHECKSUMS_NAME);
+    s = path ? parse_checksums(path, text, root, files)
+             : tw_error(TW_ERR_OUT_OF_MEMORY, "checkpoint: no memory");
+    free(path);
+    free(text);
+    return s;
 }
 
-/* Whether DIR may be replaced: empty, or it has a checksums.json of our format. */
-static tw_status check_replaceable(const char *dir) {
+/* ------------------------------------------------------------------------------------------ */
+/* Directories twist made inside DIR, and their safe removal                                  */
+/* ------------------------------------------------------------------------------------------ */
+
+/* Opens dirfd/name only if it is provably twist's: a real directory (not a symbolic link) of
+ * this user holding the marker file with twist's text. -1 otherwise. */
+static int open_twist_dir(int dirfd, const char *name) {
+    int fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) return -1;
     struct stat st;
-    if (lstat(dir, &st) != 0) return TW_OK;
-    if (S_ISLNK(st.st_mode))
-        return tw_error(TW_ERR_INVALID_ARGUMENT,
-                        "%s: is a symbolic link; give the checkpoint directory itself", dir);
-    if (!S_ISDIR(st.st_mode))
-        return tw_error(TW_ERR_INVALID_ARGUMENT, "%s: exists and is not a directory", dir);
-    char *sums = join(dir, CHECKSUMS_NAME);
-    if (!sums) return tw_error(TW_ERR_OUT_OF_MEMORY, "checkpoint: no memory");
-    uint8_t *text;
-    size_t size;
-    bool ours = false;
-    if (tw_ckpt_read_file(sums, &text, &size) == TW_OK) {
-        cJSON *root;
-        const cJSON *files;
-        ours = parse_checksums(sums, (const char *)text, &root, &files) == TW_OK;
-        cJSON_Delete(root);
-        free(text);
+    char *text = NULL;
+    bool ours = fstat(fd, &st) == 0 && S_ISDIR(st.st_mode) && st.st_uid == geteuid() &&
+                read_at(fd, MARKER_NAME, name, &text, NULL) == TW_OK &&
+                strcmp(text, MARKER_TEXT) == 0;
+    free(text);
+    tw_clear_error();
+    if (!ours) {
+        close(fd);
+        return -1;
     }
-    free(sums);
-    if (ours) return TW_OK;
-    DIR *d = opendir(dir);
-    if (!d) return tw_error(TW_ERR_IO, "%s: cannot open directory: %s", dir, strerror(errno));
+    return fd;
+}
+
+/* Removes dirfd/name if it is provably twist's (open_twist_dir): its regular files (only those
+ * listed in its checksums.json and checksums.json itself when `listed_only`), the marker, then
+ * the directory if that left it empty. Returns whether it is gone. */
+static bool remove_twist_dir(int dirfd, const char *name, bool listed_only) {
+    int fd = open_twist_dir(dirfd, name);
+    if (fd < 0) return false;
+    cJSON *root = NULL;
+    const cJSON *files = NULL;
+    if (listed_only && load_checksums_at(fd, name, &root, &files) != TW_OK) files = NULL;
+    tw_clear_error();
+    DIR *d = list_dir(fd);
+    for (struct dirent *e; d && (e = readdir(d)) != NULL;) {
+        const char *entry = e->d_name;
+        if (!strcmp(entry, ".") || !strcmp(entry, "..") || !strcmp(entry, MARKER_NAME) ||
+            !strcmp(entry, CHECKSUMS_NAME))
+            continue;
+        if (listed_only && !listed_in(files, entry)) continue;
+        struct stat st;
+        if (fstatat(fd, entry, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode))
+            unlinkat(fd, entry, 0);
+    }
+    if (d) closedir(d);
+    if (!listed_only || files) unlinkat(fd, CHECKSUMS_NAME, 0);
+    cJSON_Delete(root);
+    /* The marker goes last, and only once nothing else is left: a directory that keeps other
+     * entries stays provably twist's for a later attempt. */
     bool empty = true;
-    struct dirent *entry;
-    while ((entry = readdir(d)) != NULL)
-        if (strcmp(entry->d_name, ".") != 0 && strcmp(entry->d_name, "..") != 0) empty = false;
+    d = list_dir(fd);
+    for (struct dirent *e; d && (e = readdir(d)) != NULL;)
+        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..") && strcmp(e->d_name, MARKER_NAME))
+            empty = false;
+    if (d) closedir(d);
+    bool gone = false;
+    if (empty && unlinkat(fd, MARKER_NAME, 0) == 0)
+        gone = unlinkat(dirfd, name, AT_REMOVEDIR) == 0;
+    close(fd);
+    return gone;
+}
+
+/* Writes the marker file into the fresh directory dirfd/name (the first thing in it). */
+static tw_status write_marker(const char *path) {
+    char *marker = join(path, MARKER_NAME);
+    if (!marker) return tw_error(TW_ERR_OUT_OF_MEMORY, "checkpoint: no memory");
+    int fd = open(marker, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+    tw_status s = TW_OK;
+    if (fd < 0) s = tw_error(TW_ERR_IO, "%s: cannot create: %s", marker, strerror(errno));
+    else {
+        s = tw_ckpt_write_all(fd, marker, MARKER_TEXT, strlen(MARKER_TEXT), NULL);
+        if (close(fd) != 0 && s == TW_OK)
+            s = tw_error(TW_ERR_IO, "%s: close failed: %s", marker, strerror(errno));
+    }
+    free(marker);
+    return s;
+}
+
+/* Moves the files of the committed save dirfd/save (listed in its checksums.json) into DIR,
+ * checksums.json last, then removes what the previous checkpoint listed and the new one does
+ * not, and the save directory. `old_files`: the previous checksums.json's list (may be NULL). */
+static tw_status install_save(int dirfd, const char *dir, const char *save,
+                              const cJSON *old_files) {
+    int fd = open_twist_dir(dirfd, save);
+    if (fd < 0)
+        return tw_error(TW_ERR_IO, "%s/%s: the save directory vanished or is not twist's", dir,
+                        save);
+    cJSON *root = NULL;
+    const cJSON *files = NULL;
+    char where[PATH_MAX];
+    snprintf(where, sizeof where, "%s/%s", dir, save);
+    tw_status s = load_checksums_at(fd, where, &root, &files);
+    if (s == TW_ERR_NOT_FOUND)
+        s = tw_error(TW_ERR_FORMAT, "%s: incomplete save (no %s)", where, CHECKSUMS_NAME);
+    const cJSON *entry;
+    bool first = true;
+    if (s == TW_OK) cJSON_ArrayForEach(entry, files) {
+        struct stat st;
+        if (fstatat(fd, entry->string, &st, AT_SYMLINK_NOFOLLOW) != 0) continue; /* moved */
+        if (!S_ISREG(st.st_mode) || renameat(fd, entry->string, dirfd, entry->string) != 0) {
+            s = tw_error(TW_ERR_IO, "%s: cannot move %s/%s into it: %s", dir, where,
+                         entry->string, S_ISREG(st.st_mode) ? strerror(errno) : "not a file");
+            break;
+        }
+        if (first && tw_ckpt_test_crash_point == TW_CKPT_CRASH_MID_INSTALL) {
+            s = tw_error(TW_ERR_IO, "checkpoint: simulated crash at point %d (test hook)",
+                         tw_ckpt_test_crash_point);
+            break;
+        }
+        first = false;
+    }
+    if (s == TW_OK && renameat(fd, CHECKSUMS_NAME, dirfd, CHECKSUMS_NAME) != 0)
+        s = tw_error(TW_ERR_IO, "%s: cannot move %s/%s into it: %s", dir, where, CHECKSUMS_NAME,
+                     strerror(errno));
+    if (s == TW_OK && fsync(dirfd) != 0)
+        s = tw_error(TW_ERR_IO, "%s: fsync of the directory failed: %s", dir, strerror(errno));
+    if (s == TW_OK && tw_ckpt_test_crash_point == TW_CKPT_CRASH_AFTER_INSTALL)
+        s = tw_error(TW_ERR_IO, "checkpoint: simulated crash at point %d (test hook)",
+                     tw_ckpt_test_crash_point);
+    if (s == TW_OK) {
+        /* The new checkpoint is durable: what follows only tidies up. */
+        cJSON_ArrayForEach(entry, old_files) if (!listed_in(files, entry->string)) {
+            struct stat st;
+            if (fstatat(dirfd, entry->string, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+                S_ISREG(st.st_mode))
+                unlinkat(dirfd, entry->string, 0);
+        }
+        remove_twist_dir(dirfd, save, false);
+    }
+    cJSON_Delete(root);
+    close(fd);
+    return s;
+}
+
+/* Finishes what killed processes left in DIR: a committed .twist-save-Q is rolled forward (it
+ * is the newer checkpoint), an incomplete one and any .twist-snap-Q are removed. Entries of
+ * live processes other than this one are left alone (*busy_pid gets one, 0 if none). */
+static tw_status finish_leftovers(int dirfd, const char *dir, long *busy_pid) {
+    if (busy_pid) *busy_pid = 0;
+    DIR *d = list_dir(dirfd);
+    if (!d) {
+        return tw_error(TW_ERR_IO, "%s: cannot list the directory: %s", dir, strerror(errno));
+    }
+    /* Names first: installing renames entries of the directory being listed. */
+    char names[64][64];
+    int count = 0;
+    for (struct dirent *e; (e = readdir(d)) != NULL && count < 64;) {
+        long pid;
+        if ((parse_numbered(e->d_name, SAVE_PREFIX, &pid) ||
+             parse_numbered(e->d_name, SNAP_TMP_PREFIX, &pid)) &&
+            strlen(e->d_name) < sizeof names[0])
+            snprintf(names[count++], sizeof names[0], "%s", e->d_name);
+    }
     closedir(d);
-    if (!empty)
+    tw_status s = TW_OK;
+    for (int i = 0; i < count && s == TW_OK; i++) {
+        long pid = 0;
+        bool save = parse_numbered(names[i], SAVE_PREFIX, &pid);
+        if (!save) parse_numbered(names[i], SNAP_TMP_PREFIX, &pid);
+        if (pid != (long)getpid() && process_alive(pid)) {
+            if (busy_pid) *busy_pid = pid;
+            continue;
+        }
+        int fd = open_twist_dir(dirfd, names[i]);
+        if (fd < 0) continue; /* not provably twist's: never touched */
+        struct stat st;
+        bool committed = save && fstatat(fd, CHECKSUMS_NAME, &st, AT_SYMLINK_NOFOLLOW) == 0;
+        close(fd);
+        if (!committed) {
+            remove_twist_dir(dirfd, names[i], false);
+            continue;
+        }
+        cJSON *old_root = NULL;
+        const cJSON *old_files = NULL;
+        load_checksums_at(dirfd, dir, &old_root, &old_files);
+        tw_clear_error();
+        s = install_save(dirfd, dir, names[i], old_files);
+        cJSON_Delete(old_root);
+    }
+    return s;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* What DIR holds                                                                             */
+/* ------------------------------------------------------------------------------------------ */
+
+static bool is_twist_entry(const char *name) {
+    long number;
+    if (!strcmp(name, LOCK_NAME) || parse_numbered(name, SAVE_PREFIX, &number) ||
+        parse_numbered(name, SNAP_TMP_PREFIX, &number))
+        return true;
+    for (size_t i = 0; i < sizeof k_run_files / sizeof k_run_files[0]; i++)
+        if (!strcmp(name, k_run_files[i])) return true;
+    return false;
+}
+
+/* Whether dirfd holds a committed save of a process that has exited (a checkpoint the next
+ * writer rolls forward). */
+static bool has_committed_leftover(int dirfd) {
+    DIR *d = list_dir(dirfd);
+    if (!d) {
+        return false;
+    }
+    bool found = false;
+    for (struct dirent *e; !found && (e = readdir(d)) != NULL;) {
+        long pid;
+        if (!parse_numbered(e->d_name, SAVE_PREFIX, &pid)) continue;
+        int fd = open_twist_dir(dirfd, e->d_name);
+        struct stat st;
+        found = fd >= 0 && fstatat(fd, CHECKSUMS_NAME, &st, AT_SYMLINK_NOFOLLOW) == 0;
+        if (fd >= 0) close(fd);
+    }
+    closedir(d);
+    return found;
+}
+
+/* The rules every writer applies to DIR (dirfd): a checksums.json must be twist's; without
+ * one, DIR may hold only twist's own entries and the run files (k_run_files). */
+static tw_status classify(int dirfd, const char *dir, tw_ckpt_target *kind) {
+    cJSON *root = NULL;
+    const cJSON *files = NULL;
+    tw_status s = load_checksums_at(dirfd, dir, &root, &files);
+    cJSON_Delete(root);
+    if (s == TW_OK) {
+        *kind = TW_CKPT_TARGET_CHECKPOINT;
+        return TW_OK;
+    }
+    if (s != TW_ERR_NOT_FOUND) {
+        char message[1024];
+        snprintf(message, sizeof message, "%s", tw_last_error());
+        return tw_error(TW_ERR_INVALID_ARGUMENT, "%s; refusing to write checkpoints into %s "
+                        "(its checksums.json is not twist's)", message, dir);
+    }
+    if (has_committed_leftover(dirfd)) {
+        *kind = TW_CKPT_TARGET_CHECKPOINT;
+        return TW_OK;
+    }
+    DIR *d = list_dir(dirfd);
+    if (!d) {
+        return tw_error(TW_ERR_IO, "%s: cannot list the directory: %s", dir, strerror(errno));
+    }
+    char foreign[256] = "", reserved[256] = "";
+    for (struct dirent *e; (e = readdir(d)) != NULL;) {
+        const char *name = e->d_name;
+        if (!strcmp(name, ".") || !strcmp(name, "..") || is_twist_entry(name)) continue;
+        if (is_reserved_name(name) && !reserved[0]) snprintf(reserved, sizeof reserved, "%s", name);
+        if (!foreign[0]) snprintf(foreign, sizeof foreign, "%s", name);
+    }
+    closedir(d);
+    if (reserved[0])
         return tw_error(TW_ERR_INVALID_ARGUMENT,
-                        "%s: exists and is not a twist checkpoint (no valid checksums.json); "
-                        "refusing to replace it",
-                        dir);
+                        "%s: holds %s but no twist checksums.json: it is not a twist checkpoint "
+                        "and twist will not replace that file; choose another directory",
+                        dir, reserved);
+    if (foreign[0])
+        return tw_error(TW_ERR_INVALID_ARGUMENT,
+                        "%s: holds files but no twist checkpoint (e.g. '%s'); choose a new or "
+                        "empty directory (twist writes only there or over its own checkpoints, "
+                        "and this is not a twist checkpoint)",
+                        dir, foreign);
+    *kind = TW_CKPT_TARGET_EMPTY;
     return TW_OK;
+}
+
+tw_status tw_checkpoint_probe(const char *dir, tw_ckpt_target *kind) {
+    if (!dir || !dir[0] || !kind)
+        return tw_error(TW_ERR_INVALID_ARGUMENT, "tw_checkpoint_probe: NULL or empty argument");
+    *kind = TW_CKPT_TARGET_EMPTY;
+    char *clean = clean_dir(dir);
+    if (!clean) return tw_error(TW_ERR_OUT_OF_MEMORY, "checkpoint: no memory");
+    int fd = -1;
+    tw_status s = open_dir_fd(clean, &fd);
+    if (s == TW_ERR_NOT_FOUND) {
+        tw_clear_error();
+        s = TW_OK; /* absent: created by the first writer */
+    } else if (s == TW_OK) {
+        s = classify(fd, clean, kind);
+        close(fd);
+    }
+    free(clean);
+    return s;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* The lock                                                                                   */
+/* ------------------------------------------------------------------------------------------ */
+
+struct tw_checkpoint_lock {
+    int fd;      /* the lock file, flock()ed */
+    int dirfd;
+    char *dir;
+    bool created; /* DIR was made by tw_checkpoint_lock */
+};
+
+/* The pid written in a lock file, 0 if none can be read. */
+static long lock_holder(int dirfd) {
+    char *text = NULL;
+    long pid = 0;
+    if (read_at(dirfd, LOCK_NAME, "", &text, NULL) == TW_OK) pid = strtol(text, NULL, 10);
+    tw_clear_error();
+    free(text);
+    return pid;
+}
+
+/* Takes DIR/.twist-lock with flock(): the kernel drops it when its holder exits, however it
+ * exits, so a lock file left by a killed run is simply taken over. *fd = -1 and *holder > 0
+ * (or -1 when unknown) if another open file holds it. */
+static tw_status take_lock(int dirfd, const char *dir, int *fd, long *holder) {
+    *fd = -1;
+    *holder = 0;
+    for (int attempt = 0; attempt < 8; attempt++) {
+        int lfd = openat(dirfd, LOCK_NAME, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0644);
+        if (lfd < 0)
+            return tw_error(TW_ERR_IO, "%s: cannot write there (creating its lock file %s: %s)",
+                            dir, LOCK_NAME, strerror(errno));
+        struct stat st, now;
+        if (fstat(lfd, &st) != 0 || !S_ISREG(st.st_mode)) {
+            close(lfd);
+            return tw_error(TW_ERR_INVALID_ARGUMENT, "%s/%s: is not a regular file", dir,
+                            LOCK_NAME);
+        }
+        if (flock(lfd, LOCK_EX | LOCK_NB) != 0) {
+            int err = errno;
+            close(lfd);
+            if (err != EWOULDBLOCK)
+                return tw_error(TW_ERR_IO, "%s/%s: cannot lock: %s", dir, LOCK_NAME,
+                                strerror(err));
+            long pid = lock_holder(dirfd);
+            *holder = pid > 0 ? pid : -1;
+            return TW_OK;
+        }
+        /* A holder that was releasing may have unlinked the file we opened: retry on the one
+         * the name now points to. */
+        if (fstatat(dirfd, LOCK_NAME, &now, AT_SYMLINK_NOFOLLOW) != 0 || now.st_ino != st.st_ino ||
+            now.st_dev != st.st_dev) {
+            close(lfd);
+            continue;
+        }
+        char text[32];
+        int len = snprintf(text, sizeof text, "%ld\n", (long)getpid());
+        if (ftruncate(lfd, 0) != 0 || pwrite(lfd, text, (size_t)len, 0) != len) {
+            int err = errno;
+            close(lfd);
+            return tw_error(TW_ERR_IO, "%s: cannot write there (writing its lock file %s: %s)",
+                            dir, LOCK_NAME, strerror(err));
+        }
+        *fd = lfd;
+        return TW_OK;
+    }
+    return tw_error(TW_ERR_IO, "%s/%s: the lock file keeps changing", dir, LOCK_NAME);
+}
+
+static void drop_lock(int dirfd, int fd) {
+    if (fd < 0) return;
+    unlinkat(dirfd, LOCK_NAME, 0); /* while still locked: a waiting taker retries (take_lock) */
+    close(fd);
+}
+
+static tw_status busy_error(const char *dir, long holder) {
+    if (holder > 0)
+        return tw_error(TW_ERR_INVALID_ARGUMENT,
+                        "%s: in use by another twist process (pid %ld holds %s/%s); wait for it "
+                        "to finish or stop it, or choose another directory",
+                        dir, holder, dir, LOCK_NAME);
+    return tw_error(TW_ERR_INVALID_ARGUMENT,
+                    "%s: in use by another twist process (it holds %s/%s); wait for it to "
+                    "finish or choose another directory", dir, dir, LOCK_NAME);
+}
+
+tw_status tw_checkpoint_lock_take(const char *dir, tw_ckpt_target *kind,
+                                 tw_checkpoint_lock **out) {
+    if (!dir || !dir[0] || !out)
+        return tw_error(TW_ERR_INVALID_ARGUMENT, "tw_checkpoint_lock_take: NULL or empty argument");
+    *out = NULL;
+    tw_checkpoint_lock *lock = calloc(1, sizeof *lock);
+    if (!lock || !(lock->dir = clean_dir(dir))) {
+        free(lock);
+        return tw_error(TW_ERR_OUT_OF_MEMORY, "checkpoint: no memory");
+    }
+    lock->fd = lock->dirfd = -1;
+    struct stat st;
+    lock->created = lstat(lock->dir, &st) != 0 && errno == ENOENT;
+    tw_status s = lock->created ? make_dirs(lock->dir) : TW_OK;
+    if (s == TW_OK) s = open_dir_fd(lock->dir, &lock->dirfd);
+    long holder = 0;
+    if (s == TW_OK) s = take_lock(lock->dirfd, lock->dir, &lock->fd, &holder);
+    if (s == TW_OK && lock->fd < 0) s = busy_error(lock->dir, holder);
+    tw_ckpt_target found = TW_CKPT_TARGET_EMPTY;
+    if (s == TW_OK) s = classify(lock->dirfd, lock->dir, &found);
+    /* A save directory of a live process without the lock is a library user saving without
+     * one: leave it; finish_leftovers skips it. */
+    if (s == TW_OK) s = finish_leftovers(lock->dirfd, lock->dir, NULL);
+    if (s != TW_OK) {
+        char message[1024];
+        snprintf(message, sizeof message, "%s", tw_last_error());
+        tw_checkpoint_lock_release(lock);
+        return tw_error(s, "%s", message);
+    }
+    if (kind) *kind = found;
+    *out = lock;
+    return TW_OK;
+}
+
+void tw_checkpoint_lock_release(tw_checkpoint_lock *lock) {
+    if (!lock) return;
+    drop_lock(lock->dirfd, lock->fd);
+    if (lock->dirfd >= 0) close(lock->dirfd);
+    /* A directory this lock made and nothing was saved into: leave no empty litter. */
+    if (lock->created) rmdir(lock->dir);
+    free(lock->dir);
+    free(lock);
+}
+
+/* For a save without the caller's lock: takes it for the save, or accepts it when this very
+ * process holds it (flock() locks belong to open files, so our own lock also refuses us). */
+static tw_status lock_for_save(int dirfd, const char *dir, int *fd) {
+    long holder = 0;
+    TW_TRY(take_lock(dirfd, dir, fd, &holder));
+    if (*fd >= 0 || holder == (long)getpid()) return TW_OK;
+    return busy_error(dir, holder);
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -428,7 +820,7 @@ static tw_status write_member(const char *tmp, const char *name, const tw_safete
     char *path = join(tmp, name);
     if (!path) return tw_error(TW_ERR_OUT_OF_MEMORY, "checkpoint: no memory");
     tw_status status = TW_OK;
-    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
     if (fd < 0) {
         status = tw_error(TW_ERR_IO, "%s: cannot create: %s", path, strerror(errno));
         free(path);
@@ -458,10 +850,12 @@ static tw_status simulated_crash(int point) {
     return tw_error(TW_ERR_IO, "checkpoint: simulated crash at point %d (test hook)", point);
 }
 
-/* Writes the complete checkpoint into the fresh directory tmp (which must not exist). */
+/* Writes the complete checkpoint into the fresh directory tmp (which must not exist): the
+ * marker first, checksums.json last. */
 static tw_status write_tmp(const tw_checkpoint_writer *w, const char *tmp) {
     if (mkdir(tmp, 0755) != 0)
         return tw_error(TW_ERR_IO, "%s: cannot create directory: %s", tmp, strerror(errno));
+    TW_TRY(write_marker(tmp));
     cJSON *root = cJSON_CreateObject();
     cJSON *files = NULL;
     if (!root || !cJSON_AddStringToObject(root, "format", CKPT_FORMAT) ||
@@ -503,46 +897,36 @@ static tw_status write_tmp(const tw_checkpoint_writer *w, const char *tmp) {
     return s;
 }
 
-/* Removes leftovers "<base>.tmp-Q" / "<base>.old-Q" of exited processes Q (errors ignored: the
- * new checkpoint is in place whatever happens here). */
-static void remove_stale_siblings(const target *t) {
-    DIR *d = opendir(t->parent);
-    if (!d) return;
-    struct dirent *entry;
-    while ((entry = readdir(d)) != NULL) {
-        char kind;
-        long pid;
-        if (!parse_sibling(t->base, entry->d_name, &kind, &pid)) continue;
-        if (pid == (long)getpid() || process_alive(pid)) continue;
-        char *path = join(t->parent, entry->d_name);
-        if (path) remove_ckpt_dir(path, kind == 't');
-        free(path);
-    }
-    closedir(d);
-}
-
 tw_status tw_checkpoint_save(const tw_checkpoint_writer *writer, const char *dir) {
     if (!writer) return tw_error(TW_ERR_INVALID_ARGUMENT, "tw_checkpoint_save: writer is NULL");
     if (!writer->config)
         return tw_error(TW_ERR_INVALID_ARGUMENT,
                         "tw_checkpoint_save: no config.json text was set (tw_checkpoint_writer_"
                         "set_config)");
-    target t;
-    tw_status s = target_parse(dir, &t);
-    if (s != TW_OK) return s;
-    char *tmp = sibling(&t, "tmp", (long)getpid());
-    char *old = sibling(&t, "old", (long)getpid());
-    bool moved_aside = false;
-    if (!tmp || !old) {
+    if (!dir || !dir[0])
+        return tw_error(TW_ERR_INVALID_ARGUMENT, "checkpoint: the directory name is empty");
+    char *clean = clean_dir(dir);
+    char save_name[64];
+    snprintf(save_name, sizeof save_name, SAVE_PREFIX "%ld", (long)getpid());
+    char *tmp = clean ? join(clean, save_name) : NULL;
+    int dirfd = -1, lock_fd = -1;
+    cJSON *old_root = NULL;
+    const cJSON *old_files = NULL;
+    tw_status s = TW_OK;
+    if (!clean || !tmp) {
         s = tw_error(TW_ERR_OUT_OF_MEMORY, "checkpoint: no memory");
         goto done;
     }
-    s = make_parents(t.parent);
-    if (s == TW_OK) s = check_replaceable(t.dir);
+    struct stat st;
+    if (lstat(clean, &st) != 0 && errno == ENOENT) s = make_dirs(clean);
+    if (s == TW_OK) s = open_dir_fd(clean, &dirfd);
+    if (s == TW_OK) s = lock_for_save(dirfd, clean, &lock_fd);
+    tw_ckpt_target kind;
+    if (s == TW_OK) s = classify(dirfd, clean, &kind);
+    /* Interrupted saves first (ours from an earlier failure in this process too): a committed
+     * one is rolled forward, so the checkpoint it holds is not lost if this save fails. */
+    if (s == TW_OK) s = finish_leftovers(dirfd, clean, NULL);
     if (s != TW_OK) goto done;
-    /* Our own leftovers from an earlier failed save in this process. */
-    if (path_exists(tmp) && (s = remove_ckpt_dir(tmp, true)) != TW_OK) goto done;
-    if (path_exists(old) && (s = remove_ckpt_dir(old, false)) != TW_OK) goto done;
 
     s = write_tmp(writer, tmp);
     if (s != TW_OK) {
@@ -550,43 +934,172 @@ tw_status tw_checkpoint_save(const tw_checkpoint_writer *writer, const char *dir
             /* No partial output: keep the message of the first failure. */
             char message[1024];
             snprintf(message, sizeof message, "%s", tw_last_error());
-            remove_ckpt_dir(tmp, true);
+            remove_twist_dir(dirfd, save_name, false);
             tw_error(s, "%s", message);
         }
         goto done;
     }
-    if (path_exists(t.dir)) {
-        if (rename(t.dir, old) != 0) {
-            s = tw_error(TW_ERR_IO, "%s: cannot rename it to %s: %s", t.dir, old, strerror(errno));
-            remove_ckpt_dir(tmp, true);
-            goto done;
-        }
-        moved_aside = true;
-        if (tw_ckpt_test_crash_point == TW_CKPT_CRASH_AFTER_RENAME_ASIDE) {
-            s = simulated_crash(tw_ckpt_test_crash_point);
-            goto done;
-        }
-    }
-    if (rename(tmp, t.dir) != 0) {
-        s = tw_error(TW_ERR_IO, "%s: cannot rename %s to it: %s", t.dir, tmp, strerror(errno));
-        if (moved_aside) rename(old, t.dir); /* put the previous checkpoint back */
-        remove_ckpt_dir(tmp, true);
-        goto done;
-    }
-    if (tw_ckpt_test_crash_point == TW_CKPT_CRASH_AFTER_RENAME_IN) {
-        s = simulated_crash(tw_ckpt_test_crash_point);
-        goto done;
-    }
-    s = tw_ckpt_fsync_dir(t.parent);
-    if (s != TW_OK) goto done;
-    /* The new checkpoint is durable: what follows only tidies up. */
-    if (moved_aside) remove_ckpt_dir(old, false);
-    remove_stale_siblings(&t);
+    if (load_checksums_at(dirfd, clean, &old_root, &old_files) != TW_OK) old_files = NULL;
     tw_clear_error();
+    s = install_save(dirfd, clean, save_name, old_files);
+    if (s == TW_OK) tw_clear_error();
 done:
+    cJSON_Delete(old_root);
+    if (dirfd >= 0) {
+        drop_lock(dirfd, lock_fd);
+        close(dirfd);
+    }
     free(tmp);
-    free(old);
-    target_free(&t);
+    free(clean);
+    return s;
+}
+
+tw_status tw_checkpoint_recover(const char *dir) {
+    if (!dir || !dir[0])
+        return tw_error(TW_ERR_INVALID_ARGUMENT, "checkpoint: the directory name is empty");
+    char *clean = clean_dir(dir);
+    if (!clean) return tw_error(TW_ERR_OUT_OF_MEMORY, "checkpoint: no memory");
+    int dirfd = -1, lock_fd = -1;
+    tw_status s = open_dir_fd(clean, &dirfd);
+    if (s == TW_ERR_NOT_FOUND)
+        s = tw_error(TW_ERR_NOT_FOUND, "%s: no such checkpoint directory", clean);
+    if (s == TW_OK) s = lock_for_save(dirfd, clean, &lock_fd);
+    if (s == TW_OK) s = finish_leftovers(dirfd, clean, NULL);
+    if (dirfd >= 0) {
+        drop_lock(dirfd, lock_fd);
+        close(dirfd);
+    }
+    free(clean);
+    return s;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Kept checkpoints                                                                           */
+/* ------------------------------------------------------------------------------------------ */
+
+/* dirfd/name -> snapfd/name as a hard link, or a copy where the file system has none. */
+static tw_status link_or_copy(int dirfd, int snapfd, const char *name, const char *dir) {
+    if (linkat(dirfd, name, snapfd, name, 0) == 0) return TW_OK;
+    int in = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    int out = openat(snapfd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+    tw_status s = TW_OK;
+    if (in < 0 || out < 0)
+        s = tw_error(TW_ERR_IO, "%s/%s: cannot link or copy it into a snapshot: %s", dir, name,
+                     strerror(errno));
+    char buf[1 << 16];
+    for (ssize_t n; s == TW_OK && (n = read(in, buf, sizeof buf)) != 0;) {
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) s = tw_error(TW_ERR_IO, "%s/%s: read failed: %s", dir, name, strerror(errno));
+        else s = tw_ckpt_write_all(out, name, buf, (size_t)n, NULL);
+    }
+    if (s == TW_OK && fsync(out) != 0)
+        s = tw_error(TW_ERR_IO, "%s: fsync failed: %s", name, strerror(errno));
+    if (in >= 0) close(in);
+    if (out >= 0) close(out);
+    return s;
+}
+
+typedef struct snapshot_entry {
+    char name[32];
+    long step;
+} snapshot_entry;
+
+static int compare_snapshots(const void *a, const void *b) {
+    long x = ((const snapshot_entry *)a)->step, y = ((const snapshot_entry *)b)->step;
+    return (x < y) - (x > y); /* newest first */
+}
+
+tw_status tw_checkpoint_snapshot(const char *dir, int step, int keep) {
+    if (!dir || !dir[0] || step < 0 || step > 999999999)
+        return tw_error(TW_ERR_INVALID_ARGUMENT,
+                        "tw_checkpoint_snapshot: need a directory and a step in [0, 999999999]");
+    char *clean = clean_dir(dir);
+    if (!clean) return tw_error(TW_ERR_OUT_OF_MEMORY, "checkpoint: no memory");
+    int dirfd = -1, snapfd = -1, lock_fd = -1;
+    cJSON *root = NULL;
+    const cJSON *files = NULL;
+    char tmp_name[64], name[32];
+    snprintf(tmp_name, sizeof tmp_name, SNAP_TMP_PREFIX "%ld", (long)getpid());
+    snprintf(name, sizeof name, SNAP_PREFIX "%09d", step);
+    tw_status s = open_dir_fd(clean, &dirfd);
+    if (s == TW_OK) s = lock_for_save(dirfd, clean, &lock_fd);
+    if (s == TW_OK && keep > 1) {
+        s = load_checksums_at(dirfd, clean, &root, &files);
+        if (s == TW_ERR_NOT_FOUND)
+            s = tw_error(TW_ERR_NOT_FOUND, "%s: no checkpoint to keep a snapshot of", clean);
+        char *tmp = s == TW_OK ? join(clean, tmp_name) : NULL;
+        if (s == TW_OK && !tmp) s = tw_error(TW_ERR_OUT_OF_MEMORY, "checkpoint: no memory");
+        if (s == TW_OK) remove_twist_dir(dirfd, tmp_name, false); /* our own leftover */
+        if (s == TW_OK && mkdir(tmp, 0755) != 0)
+            s = tw_error(TW_ERR_IO, "%s: cannot create directory: %s", tmp, strerror(errno));
+        if (s == TW_OK) s = write_marker(tmp);
+        free(tmp);
+        if (s == TW_OK) {
+            snapfd = openat(dirfd, tmp_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+            if (snapfd < 0) s = tw_error(TW_ERR_IO, "%s/%s: cannot open", clean, tmp_name);
+        }
+        const cJSON *entry;
+        if (s == TW_OK) cJSON_ArrayForEach(entry, files) {
+            s = link_or_copy(dirfd, snapfd, entry->string, clean);
+            if (s != TW_OK) break;
+        }
+        if (s == TW_OK) s = link_or_copy(dirfd, snapfd, CHECKSUMS_NAME, clean);
+        if (s == TW_OK && fsync(snapfd) != 0)
+            s = tw_error(TW_ERR_IO, "%s/%s: fsync failed", clean, tmp_name);
+        /* A snapshot of this step from an earlier attempt is replaced. */
+        if (s == TW_OK) remove_twist_dir(dirfd, name, true);
+        if (s == TW_OK && renameat(dirfd, tmp_name, dirfd, name) != 0)
+            s = tw_error(TW_ERR_IO, "%s/%s: cannot rename %s to it: %s", clean, name, tmp_name,
+                         strerror(errno));
+        if (s != TW_OK) {
+            char message[1024];
+            snprintf(message, sizeof message, "%s", tw_last_error());
+            remove_twist_dir(dirfd, tmp_name, false);
+            tw_error(s, "%s", message);
+        }
+    }
+    /* Pruning: snapshots of later steps (a run this one replaced) and all but the newest
+     * keep. */
+    if (s == TW_OK) {
+        DIR *d = list_dir(dirfd);
+        snapshot_entry *list = NULL;
+        int count = 0, capacity = 0;
+        for (struct dirent *e; d && (e = readdir(d)) != NULL;) {
+            long number;
+            if (!parse_numbered(e->d_name, SNAP_PREFIX, &number) || strlen(e->d_name) >= 32)
+                continue;
+            if (count == capacity) {
+                capacity = capacity ? 2 * capacity : 16;
+                snapshot_entry *grown = realloc(list, (size_t)capacity * sizeof *grown);
+                if (!grown) break;
+                list = grown;
+            }
+            snprintf(list[count].name, sizeof list[count].name, "%s", e->d_name);
+            list[count++].step = number;
+        }
+        if (d) closedir(d);
+        if (count > 1) qsort(list, (size_t)count, sizeof *list, compare_snapshots);
+        int kept = 0;
+        for (int i = 0; i < count; i++) {
+            if (list[i].step <= step && kept < (keep > 1 ? keep : 0)) {
+                int fd = open_twist_dir(dirfd, list[i].name);
+                if (fd >= 0) {
+                    kept++;
+                    close(fd);
+                }
+                continue;
+            }
+            remove_twist_dir(dirfd, list[i].name, true);
+        }
+        free(list);
+    }
+    cJSON_Delete(root);
+    if (snapfd >= 0) close(snapfd);
+    if (dirfd >= 0) {
+        drop_lock(dirfd, lock_fd);
+        close(dirfd);
+    }
+    free(clean);
     return s;
 }
 
@@ -661,7 +1174,7 @@ done:
     return s;
 }
 
-/* Opens an existing checkpoint directory (no sibling search). */
+/* Opens an existing checkpoint directory. */
 static tw_status open_dir(const char *dir, tw_checkpoint **out) {
     *out = NULL;
     tw_checkpoint *c = calloc(1, sizeof *c);
@@ -748,126 +1261,60 @@ done:
     return TW_OK;
 }
 
-/* Leftovers of interrupted saves beside a missing DIR. */
-typedef struct candidate {
-    char *path;
-    char kind; /* 't' (newer, complete once checksums verify) or 'o' (previous) */
-    long pid;
-    bool complete;
-    time_t mtime;
-} candidate;
-
-static int find_candidates(const target *t, candidate **out) {
-    *out = NULL;
-    int count = 0;
-    DIR *d = opendir(t->parent);
-    if (!d) return 0;
-    struct dirent *entry;
-    while ((entry = readdir(d)) != NULL) {
-        char kind;
-        long pid;
-        if (!parse_sibling(t->base, entry->d_name, &kind, &pid)) continue;
-        candidate *grown = realloc(*out, (size_t)(count + 1) * sizeof *grown);
-        if (!grown) break;
-        *out = grown;
-        candidate *c = &grown[count];
-        c->path = join(t->parent, entry->d_name);
-        if (!c->path) break;
-        c->kind = kind;
-        c->pid = pid;
+/* A committed save left in DIR (its pid in *pid), or false. */
+static bool find_committed_save(const char *dir, long *pid) {
+    int dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dirfd < 0) return false;
+    DIR *d = list_dir(dirfd);
+    bool found = false;
+    for (struct dirent *e; d && !found && (e = readdir(d)) != NULL;) {
+        if (!parse_numbered(e->d_name, SAVE_PREFIX, pid)) continue;
+        int fd = open_twist_dir(dirfd, e->d_name);
         struct stat st;
-        c->mtime = stat(c->path, &st) == 0 ? st.st_mtime : 0;
-        tw_checkpoint *probe;
-        c->complete = open_dir(c->path, &probe) == TW_OK;
-        tw_checkpoint_close(probe);
-        count++;
+        found = fd >= 0 && fstatat(fd, CHECKSUMS_NAME, &st, AT_SYMLINK_NOFOLLOW) == 0;
+        if (fd >= 0) close(fd);
     }
-    closedir(d);
-    return count;
-}
-
-static void free_candidates(candidate *list, int count) {
-    for (int i = 0; i < count; i++) free(list[i].path);
-    free(list);
-}
-
-/* The newest complete candidate not being written right now: a tmp (written after the old one
- * was saved) before an old; the latest directory time among equals. -1 if none. A candidate of
- * another live process may be a save in progress and is skipped; one of this process is a
- * leftover of an earlier save of ours (saving and recovering the same DIR from two threads at
- * once is not supported). */
-static int best_candidate(const candidate *list, int count) {
-    int best = -1;
-    for (int i = 0; i < count; i++) {
-        if (!list[i].complete) continue;
-        if (list[i].pid != (long)getpid() && process_alive(list[i].pid)) continue;
-        if (best < 0 || (list[i].kind == 't' && list[best].kind == 'o') ||
-            (list[i].kind == list[best].kind && list[i].mtime > list[best].mtime))
-            best = i;
-    }
-    return best;
+    if (d) closedir(d);
+    close(dirfd);
+    return found;
 }
 
 tw_status tw_checkpoint_open(const char *dir, tw_checkpoint **out) {
     if (!out) return tw_error(TW_ERR_INVALID_ARGUMENT, "tw_checkpoint_open: out is NULL");
     *out = NULL;
-    target t;
-    tw_status s = target_parse(dir, &t);
-    if (s != TW_OK) return s;
+    if (!dir || !dir[0])
+        return tw_error(TW_ERR_INVALID_ARGUMENT, "checkpoint: the directory name is empty");
+    char *clean = clean_dir(dir);
+    if (!clean) return tw_error(TW_ERR_OUT_OF_MEMORY, "checkpoint: no memory");
+    /* Reading only: "." and a path through symbolic links are fine. */
     struct stat st;
-    if (stat(t.dir, &st) == 0) {
-        if (!S_ISDIR(st.st_mode))
-            s = tw_error(TW_ERR_FORMAT, "%s: is not a checkpoint directory", t.dir);
-        else s = open_dir(t.dir, out);
-        target_free(&t);
-        return s;
+    tw_status s;
+    if (stat(clean, &st) != 0)
+        s = tw_error(TW_ERR_NOT_FOUND, "%s: no such checkpoint directory", clean);
+    else if (!S_ISDIR(st.st_mode))
+        s = tw_error(TW_ERR_FORMAT, "%s: is not a checkpoint directory", clean);
+    else {
+        /* A save installing its files right now takes milliseconds: wait for it (up to 2 s).
+         * One that was killed inside that step is named, with the way to finish it. */
+        for (int attempt = 0;; attempt++) {
+            s = open_dir(clean, out);
+            long pid = 0;
+            if (s == TW_OK || !find_committed_save(clean, &pid)) break;
+            if (pid != (long)getpid() && process_alive(pid) && attempt < 100) {
+                struct timespec pause = {0, 20 * 1000 * 1000};
+                nanosleep(&pause, NULL);
+                continue;
+            }
+            char message[1024];
+            snprintf(message, sizeof message, "%s", tw_last_error());
+            s = tw_error(s, "%s; a save into %s was interrupted (%s/" SAVE_PREFIX "%ld holds "
+                         "the rest of the newer checkpoint): tw_checkpoint_recover() or `twist "
+                         "train --out %s --resume` finishes it",
+                         message, clean, clean, pid, clean);
+            break;
+        }
     }
-    /* DIR is missing: name what an interrupted save left beside it. */
-    candidate *list;
-    int count = find_candidates(&t, &list);
-    char message[900];
-    size_t used = (size_t)snprintf(message, sizeof message, "%s: no such checkpoint directory",
-                                   t.dir);
-    if (count > 0) {
-        used += (size_t)snprintf(message + used, used < sizeof message ? sizeof message - used : 0,
-                                 "; an interrupted save left");
-        for (int i = 0; i < count && used < sizeof message; i++)
-            used += (size_t)snprintf(message + used, sizeof message - used, "%s %s (%s%s)",
-                                     i ? "," : "", list[i].path,
-                                     list[i].complete ? "complete" : "incomplete or damaged",
-                                     !list[i].complete ? ""
-                                     : list[i].kind == 't' ? ", the newer checkpoint"
-                                                           : ", the previous checkpoint");
-        int best = best_candidate(list, count);
-        if (best >= 0 && used < sizeof message)
-            snprintf(message + used, sizeof message - used,
-                     "; tw_checkpoint_recover() (or `mv %s %s`) restores the newest complete one",
-                     list[best].path, t.dir);
-    }
-    free_candidates(list, count);
-    target_free(&t);
-    return tw_error(TW_ERR_NOT_FOUND, "%s", message);
-}
-
-tw_status tw_checkpoint_recover(const char *dir) {
-    target t;
-    tw_status s = target_parse(dir, &t);
-    if (s != TW_OK) return s;
-    if (path_exists(t.dir)) {
-        target_free(&t);
-        return TW_OK;
-    }
-    candidate *list;
-    int count = find_candidates(&t, &list);
-    int best = best_candidate(list, count);
-    if (best < 0) s = tw_error(TW_ERR_NOT_FOUND, "%s: no such checkpoint directory and no "
-                               "complete checkpoint left beside it to recover", t.dir);
-    else if (rename(list[best].path, t.dir) != 0)
-        s = tw_error(TW_ERR_IO, "%s: cannot rename %s to it: %s", t.dir, list[best].path,
-                     strerror(errno));
-    else s = tw_ckpt_fsync_dir(t.parent);
-    free_candidates(list, count);
-    target_free(&t);
+    free(clean);
     return s;
 }
 

@@ -59,13 +59,14 @@ typedef struct tw_json_duplicate {
 tw_status tw_json_find_duplicate(const cJSON *root, tw_json_duplicate *out);
 
 /* Test hook: a save stops (returning TW_ERR_IO, leaving everything as it is on disk) at this
- * point, to simulate a crash. 0: never. See enum tw_ckpt_crash_point in checkpoint.c. */
+ * point, to simulate a crash. 0: never. The points are those of the save steps at the top of
+ * checkpoint.c. */
 extern int tw_ckpt_test_crash_point;
 enum {
     TW_CKPT_CRASH_NONE = 0,
-    TW_CKPT_CRASH_AFTER_MODEL_FILE = 1,  /* DIR.tmp-<pid> holds only model.safetensors */
-    TW_CKPT_CRASH_AFTER_RENAME_ASIDE = 2, /* DIR renamed to DIR.old-<pid>; tmp complete */
-    TW_CKPT_CRASH_AFTER_RENAME_IN = 3,    /* DIR is new; DIR.old-<pid> not yet removed */
+    TW_CKPT_CRASH_AFTER_MODEL_FILE = 1, /* DIR/.twist-save-<pid> holds the marker and the model */
+    TW_CKPT_CRASH_MID_INSTALL = 2,      /* the save is committed, one file moved into DIR */
+    TW_CKPT_CRASH_AFTER_INSTALL = 3,    /* DIR is the new checkpoint; the save dir remains */
 };
 
 #endif

@@ -71,6 +71,7 @@ tw_status dist_setup_load(const tw_dist_options *options, dist_setup *setup, boo
                                       &target));
     TW_TRY(tw_train_load_dataset(setup->corpus, setup->tokenizer, &setup->dataset, say_setup,
                                  &target));
+    TW_TRY(tw_train_check_validation(setup->dataset, setup->corpus, options->model.max_seq_len));
     setup->model = options->model;
     setup->model.vocab_size = tw_tokenizer_vocab_size(setup->tokenizer);
     return tw_gpt_config_validate(&setup->model);
@@ -157,6 +158,7 @@ typedef struct master_run {
     int saved_round;      /* of the last checkpoint saved, -1: none */
     double started;
     uint64_t total_bytes;
+    tw_checkpoint_lock *lock; /* on out_dir, from before the first round to after the save */
 } master_run;
 
 /* The GPT-2 initialisation of tw_gpt_init_params, through a CPU model, into the master. */
@@ -578,6 +580,7 @@ static void release(master_run *m) {
     tw_gpt_destroy(m->eval_model);
     tw_device_close(m->eval_device);
     tw_ist_master_free(m->master);
+    tw_checkpoint_lock_release(m->lock);
 }
 
 tw_status dist_master_rounds(const tw_dist_options *options, const dist_setup *setup,
@@ -587,6 +590,10 @@ tw_status dist_master_rounds(const tw_dist_options *options, const dist_setup *s
                     .heads_per_worker = options->heads_per_worker, .saved_round = -1,
                     .started = tw_now_seconds()};
     tw_status status = allocate(&m);
+    /* out_dir must be writable and ours for the whole run, before any round (the same check
+     * as `twist train`'s). */
+    if (status == TW_OK && options->out_dir)
+        status = tw_checkpoint_lock_take(options->out_dir, NULL, &m.lock);
     if (status == TW_OK) status = init_master(&m);
     if (status == TW_OK)
         report_line(report, context, -1,

@@ -6,8 +6,11 @@
 
 #include "twist/error.h"
 #include "ist/dist_internal.h"
+#include "twist/train.h"
 
 tw_dist_options tw_dist_defaults(void) {
+    /* The training options are those of a plain run (twist/train.h), the round ones its own. */
+    const tw_train_options train = tw_train_defaults();
     tw_dist_options o;
     memset(&o, 0, sizeof o);
     o.mode = TW_DIST_IST;
@@ -15,16 +18,16 @@ tw_dist_options tw_dist_defaults(void) {
     o.heads_per_worker = 1;
     o.local_steps = 10;
     o.rounds = 10;
-    o.vocab_size = 4096;
-    o.batch = 16;
-    o.grad_accum = 1;
-    o.lr = 1e-3f;
-    o.min_lr = 1e-4f;
-    o.warmup = 10;
-    o.adamw = tw_adamw_defaults();
-    o.seed = 1337;
+    o.vocab_size = train.vocab_size;
+    o.batch = train.batch;
+    o.grad_accum = train.grad_accum;
+    o.lr = train.lr;
+    o.min_lr = train.min_lr;
+    o.warmup = tw_train_default_warmup(o.rounds * o.local_steps);
+    o.adamw = train.adamw;
+    o.seed = train.seed;
     o.eval_every = 1;
-    o.eval_batches = 20;
+    o.eval_batches = train.eval_batches;
     o.fault_worker = -1;
     o.fault_round = -1;
     o.slow_worker = -1;
@@ -90,6 +93,18 @@ static tw_status check_options(const tw_dist_options *o) {
     if (o->transport != TW_TRANSPORT_THREADS && o->transport != TW_TRANSPORT_MPI)
         return tw_error(TW_ERR_INVALID_ARGUMENT, "--transport: unknown transport %d",
                         (int)o->transport);
+    if (o->out_dir) {
+        /* The save's rules now, not after the rounds: a symbolic link, a directory of other
+         * files or a foreign checksums.json would lose the whole run at the end. */
+        tw_ckpt_target kind;
+        TW_TRY(tw_checkpoint_probe(o->out_dir, &kind));
+        if (kind == TW_CKPT_TARGET_CHECKPOINT && !o->overwrite)
+            return tw_error(TW_ERR_INVALID_ARGUMENT,
+                            "--out %s already holds a twist checkpoint; pass --overwrite to "
+                            "replace it (only twist's files are replaced; other files in %s "
+                            "stay), or choose another directory",
+                            o->out_dir, o->out_dir);
+    }
     if (o->mode == TW_DIST_IST)
         for (int l = 0; l < o->model.n_layer; l++) {
             const int H = o->model.layers[l].heads;

@@ -15,8 +15,9 @@ struct tw_adamw {
 };
 
 tw_adamw_config tw_adamw_defaults(void) {
-    tw_adamw_config config = {.beta1 = 0.9f, .beta2 = 0.95f, .eps = 1e-8f, .weight_decay = 0.1f,
-                              .grad_clip = 1.0f};
+    tw_adamw_config config = {.beta1 = 0.9f, .beta2 = 0.95f, .eps = 1e-8f,
+                              .weight_decay = (float)TW_ADAMW_DEFAULT_WEIGHT_DECAY,
+                              .grad_clip = (float)TW_ADAMW_DEFAULT_CLIP};
     return config;
 }
 

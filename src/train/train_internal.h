@@ -27,6 +27,11 @@ tw_status tw_train_prepare_tokenizer(const char *corpus, const char *tokenizer_p
 tw_status tw_train_load_dataset(const char *corpus, const tw_tokenizer *tokenizer,
                                 tw_dataset **out, tw_train_say_fn say, void *context);
 
+/* Refuses (TW_ERR_INVALID_ARGUMENT, naming the corpus, its split sizes and seq_len) a dataset
+ * whose validation split is shorter than one sequence of seq_len + 1 tokens: checked at the
+ * start, since every validation pass would fail once the training time is spent. */
+tw_status tw_train_check_validation(const tw_dataset *dataset, const char *corpus, int seq_len);
+
 /* The gradient half of a training step: zeroes the gradients, then grad_accum micro-batches of
  * (batch, seq_len) from the loader, forward and backward, each scaled 1 / grad_accum. loss and
  * accuracy (may be NULL) get the mean over the micro-batches. inputs and targets are scratch of

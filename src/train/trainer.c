@@ -1,10 +1,10 @@
 /* Training runs: data and tokenizer set-up, the step loop (micro-batches, AdamW, schedule),
  * periodic evaluation and checkpoints, and --resume from a checkpoint's state.json. */
 #include <cjson/cJSON.h>
-#include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,21 +19,27 @@
 #include "twist/train.h"
 #include "twist/clock.h"
 
+int tw_train_default_warmup(int steps) {
+    return steps / 10 < TW_TRAIN_DEFAULT_WARMUP_MAX ? steps / 10 : TW_TRAIN_DEFAULT_WARMUP_MAX;
+}
+
 tw_train_options tw_train_defaults(void) {
     tw_train_options o;
     memset(&o, 0, sizeof o);
-    o.vocab_size = 4096;
-    o.batch = 16;
-    o.grad_accum = 1;
-    o.steps = 1000;
-    o.lr = 1e-3f;
-    o.min_lr = 1e-4f;
-    o.warmup = 100;
+    o.vocab_size = TW_TRAIN_DEFAULT_VOCAB;
+    o.batch = TW_TRAIN_DEFAULT_BATCH;
+    o.grad_accum = TW_TRAIN_DEFAULT_ACCUM;
+    o.steps = TW_TRAIN_DEFAULT_STEPS;
+    o.lr = (float)TW_TRAIN_DEFAULT_LR;
+    o.min_lr = (float)TW_TRAIN_DEFAULT_LR / TW_TRAIN_DEFAULT_MIN_LR_DIVISOR;
+    o.warmup = tw_train_default_warmup(TW_TRAIN_DEFAULT_STEPS);
     o.adamw = tw_adamw_defaults();
-    o.seed = 1337;
-    o.log_every = 10;
-    o.eval_every = 250;
-    o.eval_batches = 20;
+    o.seed = TW_TRAIN_DEFAULT_SEED;
+    o.log_every = TW_TRAIN_DEFAULT_LOG_EVERY;
+    o.eval_every = TW_TRAIN_DEFAULT_EVAL_EVERY;
+    o.eval_batches = TW_TRAIN_DEFAULT_EVAL_BATCHES;
+    o.save_every = TW_TRAIN_DEFAULT_SAVE_EVERY;
+    o.keep = TW_TRAIN_DEFAULT_KEEP;
     return o;
 }
 
@@ -132,6 +138,7 @@ static char *state_to_json(const run_state *s, const tw_train_options *o) {
     cJSON_AddNumberToObject(opts, "weight_decay", o->adamw.weight_decay);
     cJSON_AddNumberToObject(opts, "grad_clip", o->adamw.grad_clip);
     add_hex(opts, "seed", o->seed);
+    cJSON_AddNumberToObject(opts, "keep", o->keep);
     char *text = cJSON_Print(root);
     cJSON_Delete(root);
     return text;
@@ -143,6 +150,17 @@ static tw_status json_number(const cJSON *object, const char *key, const char *s
     if (!cJSON_IsNumber(item))
         return tw_error(TW_ERR_FORMAT, "%s: field '%s' is missing or not a number", source, key);
     *out = item->valuedouble;
+    return TW_OK;
+}
+
+/* A number field that must lie in [low, high] (and be whole when `whole`): state.json is read
+ * back into ints and floats, and a value out of range must be refused before any cast. */
+static tw_status json_ranged(const cJSON *object, const char *key, const char *source,
+                             double low, double high, bool whole, double *out) {
+    TW_TRY(json_number(object, key, source, out));
+    if (!(*out >= low && *out <= high) || (whole && *out != (double)(long long)*out))
+        return tw_error(TW_ERR_FORMAT, "%s: field '%s' is %.15g, expected %s in [%.15g, %.15g]",
+                        source, key, *out, whole ? "a whole number" : "a number", low, high);
     return TW_OK;
 }
 
@@ -158,24 +176,39 @@ static tw_status json_hex(const cJSON *object, const char *key, const char *sour
     return tw_error(TW_ERR_FORMAT, "%s: field '%s' is missing or not a hex number", source, key);
 }
 
-/* The training options of the checkpoint's run (so a resumed run continues the same run). */
+/* The training options of the checkpoint's run, each range-checked (the ranges of the CLI's
+ * flags) before it is converted. */
 static tw_status read_options(const cJSON *opts, const char *source, tw_train_options *o) {
+    static const struct {
+        const char *key;
+        double low, high;
+        bool whole;
+    } fields[11] = {{"batch", 1, 1 << 20, true},        {"grad_accum", 1, 1 << 16, true},
+                    {"steps", 1, 1 << 30, true},        {"lr", 1e-12, 10, false},
+                    {"min_lr", 0, 10, false},           {"warmup", 0, 1 << 30, true},
+                    {"beta1", 0, 0.999999, false},      {"beta2", 0, 0.999999999, false},
+                    {"eps", 1e-30, 1, false},           {"weight_decay", 0, 10, false},
+                    {"grad_clip", 0, 1e6, false}};
     double v[11];
-    static const char *const keys[] = {"batch", "grad_accum", "steps", "lr", "min_lr", "warmup",
-                                       "beta1", "beta2", "eps", "weight_decay", "grad_clip"};
-    for (int i = 0; i < 11; i++) {
-        tw_status status = json_number(opts, keys[i], source, &v[i]);
-        if (status != TW_OK) return status;
-    }
+    char where[PATH_MAX + 32];
+    snprintf(where, sizeof where, "%s: options", source);
+    for (int i = 0; i < 11; i++)
+        TW_TRY(json_ranged(opts, fields[i].key, where, fields[i].low, fields[i].high,
+                           fields[i].whole, &v[i]));
+    if (v[4] > v[3])
+        return tw_error(TW_ERR_FORMAT, "%s: field 'min_lr' %g exceeds 'lr' %g", where, v[4], v[3]);
     o->batch = (int)v[0];
     o->grad_accum = (int)v[1];
+    o->steps = (int)v[2];
     o->lr = (float)v[3];
     o->min_lr = (float)v[4];
     o->warmup = (int)v[5];
     o->adamw = (tw_adamw_config){(float)v[6], (float)v[7], (float)v[8], (float)v[9], (float)v[10]};
-    /* steps: the caller's --steps may extend a run; the checkpoint's total is the default. */
-    if (o->steps <= 0) o->steps = (int)v[2];
-    return json_hex(opts, "seed", source, &o->seed);
+    double keep = TW_TRAIN_DEFAULT_KEEP; /* absent in checkpoints of earlier versions */
+    if (cJSON_GetObjectItemCaseSensitive(opts, "keep"))
+        TW_TRY(json_ranged(opts, "keep", where, 1, 1000000, true, &keep));
+    o->keep = (int)keep;
+    return json_hex(opts, "seed", where, &o->seed);
 }
 
 static tw_status state_from_json(const char *json, const char *source, run_state *s,
@@ -192,7 +225,7 @@ static tw_status state_from_json(const char *json, const char *source, run_state
                           "%s: not a twist training state (needs train_loader, data, options); "
                           "was this checkpoint saved by a training run?",
                           source);
-    if (status == TW_OK) status = json_number(root, "step", source, &step);
+    if (status == TW_OK) status = json_ranged(root, "step", source, 0, 1 << 30, true, &step);
     if (status == TW_OK) status = json_hex(loader, "rng", source, &s->loader.rng);
     if (status == TW_OK) status = json_hex(loader, "batches", source, &s->loader.batches);
     if (status == TW_OK) status = json_hex(loader, "cursor", source, &s->loader.cursor);
@@ -226,6 +259,8 @@ typedef struct run {
     run_state state;
     char corpus[PATH_MAX];
     double started, tokens_done;
+    tw_checkpoint_lock *lock;
+    int saved_step; /* step of the last save of this invocation, -1 before the first */
 } run;
 
 static void say(run *r, tw_report_kind kind, const char *format, ...)
@@ -299,21 +334,47 @@ tw_status tw_train_load_dataset(const char *corpus, const tw_tokenizer *tokenize
     return TW_OK;
 }
 
-/* The corpus path: --data, the checkpoint's, or the built-in synthetic corpus. */
+/* The corpus path: --data, the checkpoint's, or the built-in synthetic corpus. state.json gets
+ * it as an absolute path, so a resume from another working directory finds it. */
 static tw_status choose_corpus(run *r) {
     const tw_train_options *o = &r->options;
-    if (!o->data_path && r->state.data_path[0] && !r->state.synthetic_data)
+    if (!o->data_path && r->state.data_path[0] && !r->state.synthetic_data) {
+        if (access(r->state.data_path, R_OK) != 0)
+            return tw_error(TW_ERR_NOT_FOUND,
+                            "--resume: the checkpoint in %s was trained on %s, which cannot be "
+                            "read (%s); pass --data FILE naming the same text (it is checked "
+                            "against the checkpoint's hash of the token stream)",
+                            o->out_dir, r->state.data_path, strerror(errno));
         snprintf(r->corpus, sizeof r->corpus, "%s", r->state.data_path);
-    else
+    } else {
         TW_TRY(tw_train_choose_corpus(o->data_path, r->corpus, sizeof r->corpus,
                                       &r->state.synthetic_data, say_line, r));
+    }
+    char cwd[PATH_MAX], absolute[2 * PATH_MAX + 2];
+    if (r->corpus[0] != '/' && getcwd(cwd, sizeof cwd)) {
+        int n = snprintf(absolute, sizeof absolute, "%s/%s", cwd, r->corpus);
+        if (n > 0 && (size_t)n < sizeof r->corpus) memcpy(r->corpus, absolute, (size_t)n + 1);
+    }
     snprintf(r->state.data_path, sizeof r->state.data_path, "%s", r->corpus);
     return TW_OK;
+}
+
+/* The validation split must hold one sequence of T + 1 tokens, or every validation pass (and
+ * the one at the end, before the last save) would fail after the training time is spent. */
+tw_status tw_train_check_validation(const tw_dataset *d, const char *corpus, int seq_len) {
+    if (d->val_tokens >= (size_t)seq_len + 1) return TW_OK;
+    return tw_error(TW_ERR_INVALID_ARGUMENT,
+                    "data: %s: the validation split has %zu tokens (%zu documents), fewer than "
+                    "one sequence of --seq-len %d + 1 = %d tokens; twist holds out about 5%% of "
+                    "the documents (blank-line separated) for validation: give more documents "
+                    "or a shorter --seq-len",
+                    corpus, d->val_tokens, d->val_docs, seq_len, seq_len + 1);
 }
 
 static tw_status load_data(run *r) {
     TW_TRY(tw_train_load_dataset(r->corpus, r->tokenizer, &r->dataset, say_line, r));
     const tw_dataset *d = r->dataset;
+    TW_TRY(tw_train_check_validation(d, r->corpus, r->options.model.max_seq_len));
     char name[PATH_MAX + 16];
     snprintf(name, sizeof name, "%s (training)", r->corpus);
     return tw_loader_init(&r->train_loader, d->train, d->train_tokens, r->options.batch,
@@ -334,6 +395,103 @@ static tw_status fresh_start(run *r) {
     return TW_OK;
 }
 
+/* --resume with an option the caller gave explicitly: it must agree with the checkpoint. */
+static tw_status conflict(const run *r, const char *flag, const char *given, const char *field,
+                          const char *have) {
+    char bare[32]; /* "--preset" of "--preset tiny" */
+    snprintf(bare, sizeof bare, "%.*s", (int)strcspn(flag, " "), flag);
+    return tw_error(TW_ERR_INVALID_ARGUMENT,
+                    "--resume: %s %s conflicts with the checkpoint in %s (%s %s); a resumed run "
+                    "keeps its checkpoint's options: drop %s to continue it, or start a new run "
+                    "(another --out, or --overwrite to replace this one)",
+                    flag, given, r->options.out_dir, field, have, bare);
+}
+
+static tw_status check_int(const run *r, uint32_t bit, const char *flag, const char *field,
+                           long given, long have) {
+    if (!(r->options.given & bit) || given == have) return TW_OK;
+    char a[32], b[32];
+    snprintf(a, sizeof a, "%ld", given);
+    snprintf(b, sizeof b, "%ld", have);
+    return conflict(r, flag, a, field, b);
+}
+
+static tw_status check_real(const run *r, uint32_t bit, const char *flag, const char *field,
+                            float given, float have) {
+    if (!(r->options.given & bit) || given == have) return TW_OK;
+    char a[32], b[32];
+    snprintf(a, sizeof a, "%g", (double)given);
+    snprintf(b, sizeof b, "%g", (double)have);
+    return conflict(r, flag, a, field, b);
+}
+
+/* The given training options against the checkpoint's (ck). */
+static tw_status check_resume_options(const run *r, const tw_train_options *ck) {
+    const tw_train_options *o = &r->options;
+    TW_TRY(check_int(r, TW_TRAIN_GIVEN_BATCH, "--batch", "batch", o->batch, ck->batch));
+    TW_TRY(check_int(r, TW_TRAIN_GIVEN_ACCUM, "--accum", "grad_accum", o->grad_accum,
+                     ck->grad_accum));
+    TW_TRY(check_real(r, TW_TRAIN_GIVEN_LR, "--lr", "lr", o->lr, ck->lr));
+    TW_TRY(check_real(r, TW_TRAIN_GIVEN_MIN_LR, "--min-lr", "min_lr", o->min_lr, ck->min_lr));
+    TW_TRY(check_int(r, TW_TRAIN_GIVEN_WARMUP, "--warmup", "warmup", o->warmup, ck->warmup));
+    TW_TRY(check_real(r, TW_TRAIN_GIVEN_WEIGHT_DECAY, "--weight-decay", "weight_decay",
+                      o->adamw.weight_decay, ck->adamw.weight_decay));
+    TW_TRY(check_real(r, TW_TRAIN_GIVEN_CLIP, "--clip", "grad_clip", o->adamw.grad_clip,
+                      ck->adamw.grad_clip));
+    if ((o->given & TW_TRAIN_GIVEN_SEED) && o->seed != ck->seed) {
+        char a[32], b[32];
+        snprintf(a, sizeof a, "%" PRIu64, o->seed);
+        snprintf(b, sizeof b, "%" PRIu64, ck->seed);
+        return conflict(r, "--seed", a, "seed", b);
+    }
+    if (o->given & TW_TRAIN_GIVEN_TOKENIZER)
+        return tw_error(TW_ERR_INVALID_ARGUMENT,
+                        "--resume: --tokenizer cannot be given: a resumed run uses the tokenizer "
+                        "saved in the checkpoint in %s (%s/tokenizer.json); drop --tokenizer",
+                        o->out_dir, o->out_dir);
+    return TW_OK;
+}
+
+/* The given model shape (flags, or the preset's values for those not given one by one) against
+ * the checkpoint's model. */
+static tw_status check_resume_model(const run *r, const tw_gpt_config *have) {
+    const tw_train_options *o = &r->options;
+    const tw_gpt_config *want = &o->model;
+    char preset[80];
+    snprintf(preset, sizeof preset, "--preset %s", o->preset_name ? o->preset_name : "");
+    const bool by_preset = (o->given & TW_TRAIN_GIVEN_PRESET) != 0;
+    const struct {
+        uint32_t bit;
+        const char *flag, *field;
+        long want, have;
+    } checks[] = {
+        {TW_TRAIN_GIVEN_LAYERS, "--layers", "n_layer", want->n_layer, have->n_layer},
+        {TW_TRAIN_GIVEN_EMBD, "--embd", "n_embd", want->n_embd, have->n_embd},
+        {TW_TRAIN_GIVEN_HEADS, "--heads", "n_head", want->layers[0].heads, have->layers[0].heads},
+        {TW_TRAIN_GIVEN_MLP, "--mlp", "n_inner", want->layers[0].mlp_hidden,
+         have->layers[0].mlp_hidden},
+        {TW_TRAIN_GIVEN_SEQ_LEN, "--seq-len", "n_positions", want->max_seq_len,
+         have->max_seq_len},
+    };
+    for (size_t i = 0; i < sizeof checks / sizeof checks[0]; i++) {
+        const bool own = (o->given & checks[i].bit) != 0;
+        if (!own && !by_preset) continue;
+        if (checks[i].want == checks[i].have) continue;
+        char a[128], b[32];
+        if (own) snprintf(a, sizeof a, "%ld", checks[i].want);
+        else snprintf(a, sizeof a, "(%s %ld)", checks[i].field, checks[i].want);
+        snprintf(b, sizeof b, "%ld", checks[i].have);
+        return conflict(r, own ? checks[i].flag : preset, a, checks[i].field, b);
+    }
+    if ((o->given & TW_TRAIN_GIVEN_VOCAB) && o->vocab_size != have->vocab_size) {
+        char a[32], b[32];
+        snprintf(a, sizeof a, "%d", o->vocab_size);
+        snprintf(b, sizeof b, "%d", have->vocab_size);
+        return conflict(r, "--vocab", a, "vocab_size", b);
+    }
+    return TW_OK;
+}
+
 static tw_status resume(run *r) {
     tw_train_options *o = &r->options;
     tw_loaded_model loaded;
@@ -342,9 +500,24 @@ static tw_status resume(run *r) {
     /* The checkpoint's own run settings first: they give the AdamW settings to load with. */
     tw_checkpoint *ckpt = NULL;
     TW_TRY(tw_checkpoint_open(o->out_dir, &ckpt));
-    tw_status status = state_from_json(tw_checkpoint_state_json(ckpt), source, &r->state, o);
+    tw_train_options ck = *o;
+    tw_status status = state_from_json(tw_checkpoint_state_json(ckpt), source, &r->state, &ck);
     tw_checkpoint_close(ckpt);
     if (status != TW_OK) return status;
+    TW_TRY(check_resume_options(r, &ck));
+    /* Continue the checkpoint's run: its options, except the total and the kept count when
+     * given. */
+    const int steps = (o->given & TW_TRAIN_GIVEN_STEPS) ? o->steps : ck.steps;
+    const int keep = (o->given & TW_TRAIN_GIVEN_KEEP) ? o->keep : ck.keep;
+    o->batch = ck.batch;
+    o->grad_accum = ck.grad_accum;
+    o->lr = ck.lr;
+    o->min_lr = ck.min_lr;
+    o->warmup = ck.warmup;
+    o->adamw = ck.adamw;
+    o->seed = ck.seed;
+    o->steps = steps;
+    o->keep = keep;
     if (r->state.step >= o->steps)
         return tw_error(TW_ERR_INVALID_ARGUMENT,
                         "--resume: the checkpoint in %s has done %d of %d steps; pass a larger "
@@ -355,6 +528,7 @@ static tw_status resume(run *r) {
     r->opt = loaded.opt;
     r->tokenizer = loaded.tokenizer;
     tw_checkpoint_close(loaded.checkpoint);
+    TW_TRY(check_resume_model(r, tw_gpt_get_config(r->model)));
     o->model = *tw_gpt_get_config(r->model);
     TW_TRY(choose_corpus(r));
     TW_TRY(load_data(r));
@@ -365,6 +539,18 @@ static tw_status resume(run *r) {
                         r->corpus, o->out_dir);
     TW_TRY(tw_loader_set_state(&r->train_loader, r->state.loader));
     say(r, TW_REPORT_INFO, "resumed %s at step %d of %d", o->out_dir, r->state.step, o->steps);
+    if (steps != ck.steps) {
+        /* The schedule rule: warmup + cosine over the new total, from the step reached on. */
+        tw_lr_schedule before = {o->lr, o->min_lr, o->warmup, ck.steps};
+        tw_lr_schedule after = {o->lr, o->min_lr, o->warmup, steps};
+        say(r, TW_REPORT_INFO,
+            "--steps %d (the checkpoint's run had %d): the cosine schedule is recomputed for %d "
+            "steps; the learning rate at step %d goes from %.3e to %.3e",
+            steps, ck.steps, steps, r->state.step, (double)tw_lr_at(&before, r->state.step),
+            (double)tw_lr_at(&after, r->state.step));
+    }
+    if (keep != ck.keep)
+        say(r, TW_REPORT_INFO, "--keep %d (the checkpoint's run had %d)", keep, ck.keep);
     return TW_OK;
 }
 
@@ -374,7 +560,16 @@ static tw_status save(run *r) {
     if (!state) return tw_error(TW_ERR_OUT_OF_MEMORY, "state.json: out of host memory");
     tw_status status = tw_train_save(r->options.out_dir, r->model, r->opt, state, r->tokenizer);
     free(state);
-    if (status == TW_OK) say(r, TW_REPORT_SAVE, "%s", r->options.out_dir);
+    /* The first save of a run that replaces another (--overwrite) drops that run's kept
+     * checkpoints; then this save is kept per --keep. */
+    if (status == TW_OK && r->saved_step < 0 && r->options.overwrite && !r->options.resume)
+        status = tw_checkpoint_snapshot(r->options.out_dir, 0, 1);
+    if (status == TW_OK)
+        status = tw_checkpoint_snapshot(r->options.out_dir, r->state.step, r->options.keep);
+    if (status == TW_OK) {
+        r->saved_step = r->state.step;
+        say(r, TW_REPORT_SAVE, "%s", r->options.out_dir);
+    }
     return status;
 }
 
@@ -407,6 +602,24 @@ tw_status tw_train_compute_grads(tw_gpt *model, tw_loader *loader, int batch, in
     return TW_OK;
 }
 
+/* A non-finite training loss: the weights (or their updates) have blown up. Training on would
+ * only write nan into every parameter and then into the next checkpoint, so the run stops before
+ * this step's update and keeps the last checkpoint it saved (if any) as it is. */
+static tw_status diverged(const run *r, double loss) {
+    char kept[1200];
+    if (r->saved_step >= 0)
+        snprintf(kept, sizeof kept, "the checkpoint of step %d in %s is kept", r->saved_step,
+                 r->options.out_dir);
+    else if (r->options.resume)
+        snprintf(kept, sizeof kept, "the checkpoint in %s is kept as it was", r->options.out_dir);
+    else
+        snprintf(kept, sizeof kept, "nothing was saved by this run");
+    return tw_error(TW_ERR_INVALID_ARGUMENT,
+                    "step %d: the training loss is %s: the run diverged (try a lower --lr, a "
+                    "longer --warmup or --clip); stopped before updating the weights; %s",
+                    r->state.step + 1, isnan(loss) ? "nan" : "inf", kept);
+}
+
 /* One optimizer step over grad_accum micro-batches. */
 static tw_status train_step(run *r, int32_t *inputs, int32_t *targets) {
     const tw_train_options *o = &r->options;
@@ -414,6 +627,7 @@ static tw_status train_step(run *r, int32_t *inputs, int32_t *targets) {
     tw_train_report report = {.kind = TW_REPORT_STEP, .total_steps = o->steps};
     TW_TRY(tw_train_compute_grads(r->model, &r->train_loader, o->batch, T, o->grad_accum, inputs,
                                   targets, &report.loss, &report.accuracy));
+    if (!isfinite(report.loss)) return diverged(r, report.loss);
     tw_lr_schedule schedule = {o->lr, o->min_lr, o->warmup, o->steps};
     float norm = 0.0f;
     report.lr = tw_lr_at(&schedule, r->state.step);
@@ -443,45 +657,67 @@ static tw_status train_loop(run *r) {
                          ? r->state.step + o->stop_after : o->steps;
     tw_status status = TW_OK;
     r->started = tw_now_seconds();
-    while (status == TW_OK && r->state.step < stop) {
+    const int first = r->state.step;
+    bool stopped = o->stop && *o->stop;
+    while (status == TW_OK && !stopped && r->state.step < stop) {
         status = train_step(r, inputs, targets);
         const int step = r->state.step;
-        if (status == TW_OK && o->eval_every > 0 && step % o->eval_every == 0 && step < stop)
+        stopped = o->stop && *o->stop;
+        if (status == TW_OK && !stopped && o->eval_every > 0 && step % o->eval_every == 0 &&
+            step < stop)
             status = evaluate(r);
-        if (status == TW_OK && o->save_every > 0 && step % o->save_every == 0 && step < stop)
+        if (status == TW_OK && !stopped && o->save_every > 0 && step % o->save_every == 0 &&
+            step < stop)
             status = save(r);
+        stopped = stopped || (o->stop && *o->stop);
     }
     free(inputs);
     free(targets);
-    if (status == TW_OK) status = evaluate(r);
+    if (status != TW_OK) return status;
+    if (stopped) {
+        /* Asked to stop (a signal): save what was done, skip the closing validation pass. */
+        if (r->state.step == first) {
+            say(r, TW_REPORT_INFO, "stopped before step %d; nothing new to save",
+                r->state.step + 1);
+            return TW_OK;
+        }
+        say(r, TW_REPORT_INFO, "stopped on request after step %d of %d", r->state.step,
+            o->steps);
+        return r->saved_step == r->state.step ? TW_OK : save(r);
+    }
+    status = evaluate(r);
     if (status == TW_OK) status = save(r);
     return status;
 }
 
-/* A fresh run may write to an absent or empty directory or over a twist checkpoint; the save at
- * the end would refuse anything else, so it is refused before any training. */
-static tw_status check_output_dir(const char *dir) {
-    DIR *handle = opendir(dir);
-    if (!handle) return TW_OK; /* absent: created by the first save */
-    bool empty = true;
-    for (struct dirent *entry; (entry = readdir(handle)) != NULL;)
-        if (strcmp(entry->d_name, ".") != 0 && strcmp(entry->d_name, "..") != 0) empty = false;
-    closedir(handle);
-    char checksums[PATH_MAX + 32];
-    snprintf(checksums, sizeof checksums, "%s/checksums.json", dir);
-    if (empty || access(checksums, F_OK) == 0) return TW_OK;
-    return tw_error(TW_ERR_INVALID_ARGUMENT,
-                    "--out %s: the directory holds files but no twist checkpoint; choose another "
-                    "directory (twist replaces only its own checkpoints)",
-                    dir);
+/* Takes out_dir's lock, which checks it by the save's rules and proves it writable, and
+ * applies the run's rule: a fresh run writes into an empty directory, or over a checkpoint only
+ * with overwrite; a resumed run needs one. */
+static tw_status take_output_dir(run *r) {
+    const tw_train_options *o = &r->options;
+    tw_ckpt_target kind = TW_CKPT_TARGET_EMPTY;
+    TW_TRY(tw_checkpoint_lock_take(o->out_dir, &kind, &r->lock));
+    if (o->resume && kind != TW_CKPT_TARGET_CHECKPOINT)
+        return tw_error(TW_ERR_NOT_FOUND,
+                        "--resume: %s holds no checkpoint to continue (drop --resume to start "
+                        "a new run there)", o->out_dir);
+    if (!o->resume && !o->overwrite && kind == TW_CKPT_TARGET_CHECKPOINT)
+        return tw_error(TW_ERR_INVALID_ARGUMENT,
+                        "--out %s already holds a twist checkpoint; pass --resume to continue "
+                        "it, or --overwrite to replace it with this run (only twist's files are "
+                        "replaced; other files in %s stay), or choose another directory",
+                        o->out_dir, o->out_dir);
+    return TW_OK;
 }
 
 static tw_status check_options(const tw_train_options *o) {
     if (!o->device || !o->out_dir)
         return tw_error(TW_ERR_INVALID_ARGUMENT, "train: a device and an output directory are needed");
-    if (o->batch < 1 || o->grad_accum < 1 || o->steps < 1 || o->warmup < 0)
+    if (o->batch < 1 || o->grad_accum < 1 || o->steps < 1 || o->warmup < 0 || o->keep < 1 ||
+        o->save_every < 0)
         return tw_error(TW_ERR_INVALID_ARGUMENT,
-                        "train: batch, grad_accum and steps must be >= 1 and warmup >= 0");
+                        "train: batch, grad_accum, steps and keep must be >= 1, warmup and "
+                        "save_every >= 0");
     if (!(o->lr > 0.0f) || o->min_lr < 0.0f || o->min_lr > o->lr)
         return tw_error(TW_ERR_INVALID_ARGUMENT, "train: need lr > 0 and 0 <= min_lr <= lr");
     return TW_OK;
@@ -495,9 +731,11 @@ tw_status tw_train_run(const tw_train_options *options, tw_train_report_fn repor
     r.options = *options;
     r.report = report;
     r.report_context = context;
-    if (options->resume) r.options.steps = options->steps; /* 0: the checkpoint's */
+    r.saved_step = -1;
     tw_status status = options->resume ? TW_OK : check_options(&r.options);
-    if (status == TW_OK && !options->resume) status = check_output_dir(options->out_dir);
+    if (status == TW_OK && !options->out_dir)
+        status = tw_error(TW_ERR_INVALID_ARGUMENT, "train: an output directory is needed");
+    if (status == TW_OK) status = take_output_dir(&r);
     if (status == TW_OK) status = tw_device_open(options->device, &r.device);
     if (status == TW_OK) status = options->resume ? resume(&r) : fresh_start(&r);
     if (status == TW_OK) status = check_options(&r.options);
@@ -513,5 +751,13 @@ tw_status tw_train_run(const tw_train_options *options, tw_train_report_fn repor
     tw_gpt_destroy(r.model);
     tw_tokenizer_free(r.tokenizer);
     tw_device_close(r.device);
+    if (status != TW_OK) {
+        char message[2048];
+        snprintf(message, sizeof message, "%s", tw_last_error());
+        tw_checkpoint_lock_release(r.lock);
+        tw_error(status, "%s", message);
+    } else {
+        tw_checkpoint_lock_release(r.lock);
+    }
     return status;
 }
