@@ -14,6 +14,8 @@
 #              finite losses
 #   replan     a failure that leaves too few workers to cover the heads (2 workers x 2 heads of
 #              4, one fails): the quota is re-planned, the run completes and saves
+#   signal     SIGINT to an ist run, SIGTERM to a dp run: each stops after the current round,
+#              saves it (loadable, state.json at that round's step), exits 130 / 143
 #   mixed      cpu, opencl:0, vulkan:0 side by side (the absent ones skipped): the merged
 #              model's validation loss falls
 #   flags      bad flags: one clear message naming the flag, exit 2
@@ -267,6 +269,52 @@ case_fault() {
     [[ $(grep -c '"event":"round"' "$tmp/f.jsonl") == 4 ]] || fail "expected 4 round records"
 }
 
+round_records() { # in $tmp/stop.jsonl, 0 before the file exists
+    local count
+    count=$(grep -c '"event":"round"' "$tmp/stop.jsonl" 2>/dev/null) || true
+    echo "${count:-0}"
+}
+
+# Starts a long run in the background, waits for its second round record, sends SIGNAL, and
+# checks: exit 128 + the signal, one message, the round it stopped after saved and loadable.
+stop_by_signal() { # SIGNAL EXPECTED_EXIT NAME COMMAND...
+    local signal=$1 expected=$2 name=$3
+    shift 3
+    rm -rf "$tmp/stop" "$tmp/stop.jsonl"
+    "$twist" "$@" --local-steps 2 --rounds 500 "${model[@]}" --json "$tmp/stop.jsonl" \
+        --out "$tmp/stop" >"$tmp/out" 2>"$tmp/err" &
+    local pid=$! waited=0
+    while (($(round_records) < 2)); do
+        sleep 0.5
+        waited=$((waited + 1))
+        if ((waited > 240)) || ! kill -0 "$pid" 2>/dev/null; then
+            fail "$name: no second round within 120 s"
+            kill -9 "$pid" 2>/dev/null || true
+            return
+        fi
+    done
+    kill "-$signal" "$pid"
+    local rc=0
+    wait "$pid" || rc=$?
+    local rounds
+    rounds=$(round_records)
+    [[ $rc == "$expected" ]] || fail "$name: SIG$signal gave exit $rc, expected $expected"
+    grep -q "stopped on request after round $rounds of 500" "$tmp/out" ||
+        fail "$name: no 'stopped on request after round $rounds' line"
+    [[ $(grep -c "stopped by SIG$signal: the merged model is saved in $tmp/stop" "$tmp/err") == 1 ]] ||
+        fail "$name: the stop is not reported once on stderr: $(cat "$tmp/err")"
+    python3 -c 'import json, sys; sys.exit(json.load(open(sys.argv[1]))["step"] != int(sys.argv[2]))' \
+        "$tmp/stop/state.json" "$((rounds * 2))" || fail "$name: state.json is not at round $rounds's step"
+    "$twist" eval --model "$tmp/stop" --data "$corpus" --batches 2 >/dev/null ||
+        fail "$name: the checkpoint saved on the signal does not load"
+    echo "ok   $name: SIG$signal after round $rounds, exit $rc, checkpoint saved"
+}
+
+case_signal() {
+    stop_by_signal INT 130 "ist" ist --devices cpu --workers-per-device 2 --heads-per-worker 2
+    stop_by_signal TERM 143 "dp localsgd" dp --mode localsgd --devices cpu --workers-per-device 2
+}
+
 case_mixed() {
     local devices=cpu missing=()
     "$twist" devices >"$tmp/devices" 2>&1 || true
@@ -328,7 +376,7 @@ case_flags() {
 }
 
 case "$case_name" in
-identity | mpi | mpi_end | fault | replan | mixed | flags) "case_$case_name" ;;
+identity | mpi | mpi_end | fault | replan | signal | mixed | flags) "case_$case_name" ;;
 *) echo "unknown case $case_name" >&2; exit 2 ;;
 esac
 if ((failures)); then

@@ -129,6 +129,20 @@ static int finish_output(const char *prog) {
     return CLI_EXIT_OK;
 }
 
+/* encode and decode: the tokenizer from --tokenizer and the whole input (--in, or stdin).
+ * Returns a CLI exit code; on success the caller frees *tok and *text. */
+static int open_codec(const char *prog, const char *tokenizer, const char *in_path,
+                      tw_tokenizer **tok, char **text, size_t *length) {
+    tw_status status = tw_tokenizer_load(tokenizer, tok);
+    if (status != TW_OK) return cli_library_error(prog, status);
+    if (!read_input(prog, in_path, text, length)) {
+        tw_tokenizer_free(*tok);
+        *tok = NULL;
+        return CLI_EXIT_RUNTIME;
+    }
+    return CLI_EXIT_OK;
+}
+
 static int data_encode(int argc, char **argv) {
     const char *tokenizer = NULL, *in_path = NULL;
     arg_spec specs[] = {
@@ -144,17 +158,13 @@ static int data_encode(int argc, char **argv) {
     args_result parsed = args_parse(&command, argc, argv);
     if (parsed != ARGS_OK) return parsed == ARGS_HELP ? CLI_EXIT_OK : CLI_EXIT_USAGE;
     tw_tokenizer *tok = NULL;
-    tw_status status = tw_tokenizer_load(tokenizer, &tok);
-    if (status != TW_OK) return cli_library_error(command.name, status);
     char *text = NULL;
     size_t length = 0;
-    if (!read_input(command.name, in_path, &text, &length)) {
-        tw_tokenizer_free(tok);
-        return CLI_EXIT_RUNTIME;
-    }
+    int code = open_codec(command.name, tokenizer, in_path, &tok, &text, &length);
+    if (code != CLI_EXIT_OK) return code;
     int32_t *ids = NULL;
     size_t count = 0;
-    status = tw_tokenizer_encode(tok, text, length, &ids, &count);
+    tw_status status = tw_tokenizer_encode(tok, text, length, &ids, &count);
     free(text);
     tw_tokenizer_free(tok);
     if (status != TW_OK) return cli_library_error(command.name, status);
@@ -180,14 +190,10 @@ static int data_decode(int argc, char **argv) {
     args_result parsed = args_parse(&command, argc, argv);
     if (parsed != ARGS_OK) return parsed == ARGS_HELP ? CLI_EXIT_OK : CLI_EXIT_USAGE;
     tw_tokenizer *tok = NULL;
-    tw_status status = tw_tokenizer_load(tokenizer, &tok);
-    if (status != TW_OK) return cli_library_error(command.name, status);
     char *text = NULL;
     size_t length = 0;
-    if (!read_input(command.name, in_path, &text, &length)) {
-        tw_tokenizer_free(tok);
-        return CLI_EXIT_RUNTIME;
-    }
+    int code = open_codec(command.name, tokenizer, in_path, &tok, &text, &length);
+    if (code != CLI_EXIT_OK) return code;
     const char *source = in_path ? in_path : "stdin";
     int vocab = tw_tokenizer_vocab_size(tok);
     /* Every id takes at least two bytes of input (a digit and a separator) but the last. */
@@ -227,7 +233,7 @@ static int data_decode(int argc, char **argv) {
     char *bytes = NULL;
     size_t bytes_length = 0;
     if (rc == CLI_EXIT_OK) {
-        status = tw_tokenizer_decode(tok, ids, count, &bytes, &bytes_length);
+        tw_status status = tw_tokenizer_decode(tok, ids, count, &bytes, &bytes_length);
         if (status != TW_OK) rc = cli_library_error(command.name, status);
     }
     free(ids);

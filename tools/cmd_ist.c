@@ -13,6 +13,7 @@
 #include "cli.h"
 #include "model_flags.h"
 #include "output.h"
+#include "stop_signals.h"
 #include "twist/ist_run.h"
 #include "twist/train.h"
 
@@ -290,14 +291,30 @@ static int run_command(int argc, char **argv, bool ist) {
     if (code == CLI_EXIT_OK && c.out) code = output_open_run_log(&out, c.out, false);
     if (code != CLI_EXIT_OK) return output_close(&out, code);
     dist_progress progress = {.out = &out};
+    /* One process (threads): a signal stops after the current round, with a save. Under
+     * mpirun the ranks end by the transport's failure rules instead. */
+    if (o.transport == TW_TRANSPORT_THREADS) o.stop = stop_signals_catch(command.name, "round");
     tw_status status = tw_dist_run(&o, show, &progress);
     /* Under MPI one rank prints a failure; the others stay quiet. */
     if (status != TW_OK && !tw_dist_error_reported_elsewhere())
         code = cli_library_error(command.name, status);
     else if (status != TW_OK)
         code = CLI_EXIT_RUNTIME;
+    const int sig = stop_signals_received();
+    if (sig && status == TW_OK) {
+        char line[2048];
+        if (progress.saved)
+            snprintf(line, sizeof line, "stopped by %s: the merged model is saved in %s",
+                     stop_signal_name(sig), c.out);
+        else
+            snprintf(line, sizeof line, "stopped by %s%s", stop_signal_name(sig),
+                     c.out ? " before the first round: nothing saved" : " (no --out: nothing saved)");
+        fprintf(stderr, "%s: %s\n", command.name, line);
+        if (out.log) tw_run_log_line(out.log, line);
+    }
     if (progress.saved) output_sync(&out);
     code = output_close(&out, code);
+    if (sig && status == TW_OK) return 128 + sig;
     if (status != TW_OK) {
         /* Then every rank ends: the others may be waiting in a collective for this one. */
         fflush(stdout);

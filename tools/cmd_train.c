@@ -3,7 +3,6 @@
  * (with a progress bar below the last line on a terminal), and records (output.h): --json on
  * stdout or in a file, and always metrics.jsonl and log.txt in the checkpoint directory. */
 #include <math.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +12,7 @@
 #include "cli.h"
 #include "model_flags.h"
 #include "output.h"
+#include "stop_signals.h"
 #include "twist/train.h"
 
 /* ---- progress output ------------------------------------------------------------------- */
@@ -122,40 +122,6 @@ static void show_report(void *context, const tw_train_report *r) {
 }
 
 /* ---- twist train ----------------------------------------------------------------------- */
-
-/* SIGINT, SIGTERM, SIGHUP: the first asks the run to stop after the current step and save (the
- * library checks the flag between steps); a second one of any of them ends the process at once
- * by the signal's default action. Only async-signal-safe calls in the handler. */
-static volatile sig_atomic_t g_stop_signal = 0;
-
-static void on_stop_signal(int sig) {
-    if (g_stop_signal) {
-        signal(sig, SIG_DFL);
-        raise(sig);
-        return;
-    }
-    g_stop_signal = sig;
-    static const char note[] = "\ntwist train: signal received: stopping after the current "
-                               "step and saving a checkpoint (send it again to abort at once)\n";
-    ssize_t ignored = write(STDERR_FILENO, note, sizeof note - 1);
-    (void)ignored;
-}
-
-static void catch_stop_signals(void) {
-    struct sigaction action;
-    memset(&action, 0, sizeof action);
-    action.sa_handler = on_stop_signal;
-    sigemptyset(&action.sa_mask);
-    action.sa_flags = SA_RESTART;
-    sigaction(SIGINT, &action, NULL);
-    sigaction(SIGTERM, &action, NULL);
-    sigaction(SIGHUP, &action, NULL);
-}
-
-static const char *signal_name(int sig) {
-    return sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : sig == SIGHUP ? "SIGHUP"
-                                                                                  : "a signal";
-}
 
 typedef struct train_cli {
     const char *device, *out;
@@ -280,7 +246,7 @@ int cmd_train(int argc, char **argv) {
     o.preset_name = tw_gpt_preset_names()[c.model.preset];
     for (size_t i = 0; i < sizeof k_given_flags / sizeof k_given_flags[0]; i++)
         if (args_given(&command, k_given_flags[i].flag)) o.given |= k_given_flags[i].bit;
-    o.stop = &g_stop_signal;
+    o.stop = stop_signals_catch(command.name, "step");
 
     output out;
     code = output_open(&out, command.name, "train", c.json);
@@ -288,10 +254,9 @@ int cmd_train(int argc, char **argv) {
     if (code != CLI_EXIT_OK) return output_close(&out, code);
     progress p = {.out = &out, .terminal = out.text && isatty(STDOUT_FILENO) != 0,
                   .saved_step = -1};
-    catch_stop_signals();
     tw_status status = tw_train_run(&o, show_report, &p);
     end_bar(&p);
-    const int sig = g_stop_signal;
+    const int sig = stop_signals_received();
     if (status != TW_OK) {
         code = cli_library_error(command.name, status);
         if (out.log) tw_run_log_line(out.log, tw_last_error());
@@ -301,10 +266,10 @@ int cmd_train(int argc, char **argv) {
         if (p.saved_step >= 0)
             snprintf(line, sizeof line, "stopped by %s: the checkpoint of step %d is saved in "
                      "%s; continue with: twist train --out %s --resume",
-                     signal_name(sig), p.saved_step, c.out, c.out);
+                     stop_signal_name(sig), p.saved_step, c.out, c.out);
         else
             snprintf(line, sizeof line, "stopped by %s before the first step: nothing new to "
-                     "save", signal_name(sig));
+                     "save", stop_signal_name(sig));
         fprintf(stderr, "%s: %s\n", command.name, line);
         if (out.log) tw_run_log_line(out.log, line);
     }

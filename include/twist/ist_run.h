@@ -22,6 +22,7 @@
 #ifndef TWIST_IST_RUN_H
 #define TWIST_IST_RUN_H
 
+#include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -82,6 +83,11 @@ typedef struct tw_dist_options {
     /* MPI: seconds a rank waits in a collective for ranks on other machines before it ends
      * the job (ranks on the same machine are checked directly); 0: no limit. */
     double peer_timeout_s;
+    /* When not NULL and nonzero (a signal handler sets it), the run stops after the current
+     * round, saves the merged model (with out_dir) unless that round was just saved, and returns
+     * TW_OK; no round starts after it is seen. The threads transport; under MPI a signal ends
+     * the job by the transport's failure rules. */
+    volatile sig_atomic_t *stop;
     bool overwrite;             /* out_dir may hold a checkpoint, which is replaced (twist's
                                    files only); without it such an out_dir is refused at once.
                                    out_dir is checked by the save's rules before any work

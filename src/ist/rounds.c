@@ -600,13 +600,20 @@ tw_status dist_master_rounds(const tw_dist_options *options, const dist_setup *s
                     "%s: %d workers, %d rounds of %d local steps, model of %zu parameters",
                     MODE_NAMES[options->mode], m.workers, options->rounds, options->local_steps,
                     m.master->param_count);
-    for (int round = 0; status == TW_OK && round < options->rounds; round++) {
+    bool stopped = options->stop && *options->stop;
+    for (int round = 0; status == TW_OK && !stopped && round < options->rounds; round++) {
         status = run_round(&m, round);
-        /* Round-level saves: a run that ends early (a lost MPI rank) keeps the last one. */
+        stopped = options->stop && *options->stop;
+        /* Round-level saves: a run that ends early (a lost MPI rank, a signal) keeps the last
+         * one. */
         const bool last = round == options->rounds - 1;
         if (status == TW_OK && options->out_dir &&
-            (last || (options->save_every > 0 && (round + 1) % options->save_every == 0)))
+            (last || stopped ||
+             (options->save_every > 0 && (round + 1) % options->save_every == 0)))
             status = save_master(&m, round);
+        if (status == TW_OK && stopped && !last)
+            report_line(report, context, round, "stopped on request after round %d of %d",
+                        round + 1, options->rounds);
     }
     if (status != TW_OK && m.saved_round >= 0) {
         char message[2048];
