@@ -1,0 +1,345 @@
+/* Model growth operators on host masters (see twist/grow.h for what each one preserves). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "twist/error.h"
+#include "twist/grow.h"
+
+/* ------------------------------------------------------------------------------------------ */
+/* Helpers                                                                                    */
+/* ------------------------------------------------------------------------------------------ */
+
+static const tw_gpt_tensor *find_tensor(const tw_ist_master *m, const char *name) {
+    for (int i = 0; i < m->tensor_count; i++)
+        if (strcmp(m->tensors[i].name, name) == 0) return &m->tensors[i];
+    return NULL;
+}
+
+static const char LAYER_PREFIX[] = "transformer.h.";
+
+/* "transformer.h.<l>.<rest>": *layer = l and the rest; false for tensors outside the layers. */
+static bool split_layer_name(const char *name, int *layer, const char **rest) {
+    const size_t n = sizeof LAYER_PREFIX - 1;
+    if (strncmp(name, LAYER_PREFIX, n) != 0) return false;
+    char *end = NULL;
+    long l = strtol(name + n, &end, 10);
+    if (!end || *end != '.') return false;
+    *layer = (int)l;
+    *rest = end + 1;
+    return true;
+}
+
+static bool is_output_projection(const char *rest) {
+    return strcmp(rest, "attn.c_proj.weight") == 0 || strcmp(rest, "attn.c_proj.bias") == 0 ||
+           strcmp(rest, "mlp.c_proj.weight") == 0 || strcmp(rest, "mlp.c_proj.bias") == 0;
+}
+
+static tw_status check_source(const tw_ist_master *m, const char *what) {
+    if (!m || !m->params || !m->exp_avg || !m->exp_avg_sq || !m->tensors)
+        return tw_error(TW_ERR_INVALID_ARGUMENT, "grow: %s is NULL or incomplete", what);
+    return tw_gpt_config_validate(&m->config);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Depth                                                                                      */
+/* ------------------------------------------------------------------------------------------ */
+
+tw_status tw_grow_depth(const tw_ist_master *source, const tw_grow_depth_options *options,
+                        tw_ist_master **out) {
+    if (!options || !out) return tw_error(TW_ERR_INVALID_ARGUMENT, "grow depth: NULL argument");
+    *out = NULL;
+    TW_TRY(check_source(source, "the depth source"));
+    const int L = source->config.n_layer, k = options->copies;
+    if (k < 1 || (long long)k * L > TW_GPT_MAX_LAYERS)
+        return tw_error(TW_ERR_INVALID_ARGUMENT,
+                        "grow depth: %d copies of %d layers give %lld layers (need 1 copy or "
+                        "more and at most %d layers)",
+                        k, L, (long long)k * L, TW_GPT_MAX_LAYERS);
+    if (options->mode != TW_GROW_STACK && options->mode != TW_GROW_INTERLEAVE)
+        return tw_error(TW_ERR_INVALID_ARGUMENT, "grow depth: unknown mode %d", (int)options->mode);
+    const bool stack = options->mode == TW_GROW_STACK;
+    int from[TW_GPT_MAX_LAYERS], copy[TW_GPT_MAX_LAYERS];
+    tw_gpt_config c = source->config;
+    c.n_layer = k * L;
+    for (int i = 0; i < c.n_layer; i++) {
+        from[i] = stack ? i % L : i / k;
+        copy[i] = stack ? i / L : i % k;
+        c.layers[i] = source->config.layers[from[i]];
+    }
+    tw_ist_master *m = NULL;
+    TW_TRY(tw_ist_master_create(&c, &m));
+    tw_status status = TW_OK;
+    for (int t = 0; t < m->tensor_count && status == TW_OK; t++) {
+        const tw_gpt_tensor *dst = &m->tensors[t];
+        int layer = -1;
+        const char *rest = NULL;
+        char name[TW_GPT_NAME_MAX + 16];
+        bool zero = false;
+        if (split_layer_name(dst->name, &layer, &rest)) {
+            snprintf(name, sizeof name, "%s%d.%s", LAYER_PREFIX, from[layer], rest);
+            zero = options->identity && copy[layer] > 0 && is_output_projection(rest);
+        } else {
+            snprintf(name, sizeof name, "%s", dst->name);
+        }
+        const tw_gpt_tensor *src = find_tensor(source, name);
+        if (!src || src->count != dst->count) {
+            status = tw_error(TW_ERR_INVALID_ARGUMENT, "grow depth: the source lacks %s", name);
+            break;
+        }
+        if (zero) memset(m->params + dst->offset, 0, dst->count * sizeof(float));
+        else memcpy(m->params + dst->offset, source->params + src->offset,
+                    dst->count * sizeof(float));
+    }
+    if (status != TW_OK) {
+        tw_ist_master_free(m);
+        return status;
+    }
+    *out = m; /* moments 0 and step 0: the optimizer state is reset */
+    return TW_OK;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Combine: IST's merge run backwards                                                         */
+/* ------------------------------------------------------------------------------------------ */
+
+static tw_status check_compatible(const tw_gpt_config *a, const tw_gpt_config *b, int index) {
+    const struct {
+        const char *field;
+        long long x, y;
+    } fields[] = {{"vocab_size", a->vocab_size, b->vocab_size},
+                  {"max_seq_len", a->max_seq_len, b->max_seq_len},
+                  {"n_embd", a->n_embd, b->n_embd},
+                  {"head_dim", a->head_dim, b->head_dim},
+                  {"n_layer", a->n_layer, b->n_layer}};
+    for (size_t f = 0; f < sizeof fields / sizeof fields[0]; f++)
+        if (fields[f].x != fields[f].y)
+            return tw_error(TW_ERR_INVALID_ARGUMENT,
+                            "grow combine: source %d has %s %lld but source 0 has %lld", index,
+                            fields[f].field, fields[f].y, fields[f].x);
+    if (a->layernorm_eps != b->layernorm_eps)
+        return tw_error(TW_ERR_INVALID_ARGUMENT,
+                        "grow combine: source %d has layernorm_eps %g but source 0 has %g", index,
+                        (double)b->layernorm_eps, (double)a->layernorm_eps);
+    return TW_OK;
+}
+
+static void free_partition(tw_ist_partition *p) {
+    if (!p) return;
+    if (p->shares)
+        for (int i = 0; i < p->workers * p->n_layer; i++) {
+            free(p->shares[i].heads);
+            free(p->shares[i].units);
+        }
+    free(p->shares);
+}
+
+/* Worker i holds source i's block: heads [sum_{j<i} H_j, + H_i), units likewise. */
+static tw_status block_partition(const tw_ist_master *const *sources, int n,
+                                 tw_ist_partition *p) {
+    const int L = sources[0]->config.n_layer;
+    p->workers = n;
+    p->n_layer = L;
+    p->shares = calloc((size_t)n * (size_t)L, sizeof *p->shares);
+    if (!p->shares) return tw_error(TW_ERR_OUT_OF_MEMORY, "grow combine: out of host memory");
+    for (int l = 0; l < L; l++) {
+        int head0 = 0, unit0 = 0;
+        for (int i = 0; i < n; i++) {
+            tw_ist_layer_share *s = &p->shares[(size_t)i * (size_t)L + (size_t)l];
+            const tw_gpt_layer *layer = &sources[i]->config.layers[l];
+            s->head_count = layer->heads;
+            s->unit_count = layer->mlp_hidden;
+            s->heads = malloc(sizeof(int) * (size_t)layer->heads);
+            s->units = malloc(sizeof(int) * (size_t)layer->mlp_hidden);
+            if (!s->heads || !s->units)
+                return tw_error(TW_ERR_OUT_OF_MEMORY, "grow combine: out of host memory");
+            for (int h = 0; h < layer->heads; h++) s->heads[h] = head0 + h;
+            for (int u = 0; u < layer->mlp_hidden; u++) s->units[u] = unit0 + u;
+            head0 += layer->heads;
+            unit0 += layer->mlp_hidden;
+        }
+    }
+    return TW_OK;
+}
+
+/* Source i as worker i's packed subnet [params | 0 | 0], its block scales folded into its c_proj
+ * weight rows (the grown block scale is 1/n). */
+static tw_status pack_source(const tw_ist_master *source, const tw_gpt_config *sub,
+                             float **out) {
+    tw_gpt_tensor *tensors = NULL;
+    int count = 0;
+    size_t params = 0;
+    TW_TRY(tw_gpt_layout(sub, &tensors, &count, &params, NULL));
+    float *packed = calloc(3 * params + 1, sizeof(float));
+    if (!packed) {
+        free(tensors);
+        return tw_error(TW_ERR_OUT_OF_MEMORY, "grow combine: out of host memory");
+    }
+    tw_status status = TW_OK;
+    for (int t = 0; t < count; t++) {
+        const tw_gpt_tensor *src = find_tensor(source, tensors[t].name);
+        if (!src || src->count != tensors[t].count) {
+            status = tw_error(TW_ERR_INVALID_ARGUMENT, "grow combine: a source lacks %s",
+                              tensors[t].name);
+            break;
+        }
+        float *dst = packed + tensors[t].offset;
+        memcpy(dst, source->params + src->offset, src->count * sizeof(float));
+        int layer = -1;
+        const char *rest = NULL;
+        if (split_layer_name(src->name, &layer, &rest)) {
+            float scale = strcmp(rest, "attn.c_proj.weight") == 0 ? source->config.layers[layer].attn_scale
+                        : strcmp(rest, "mlp.c_proj.weight") == 0  ? source->config.layers[layer].mlp_scale
+                                                                  : 1.0f;
+            if (scale != 1.0f)
+                for (size_t e = 0; e < src->count; e++) dst[e] *= scale;
+        }
+    }
+    free(tensors);
+    if (status != TW_OK) free(packed);
+    else *out = packed;
+    return status;
+}
+
+tw_status tw_grow_combine(const tw_ist_master *const *sources, int n, tw_ist_master **out) {
+    if (!sources || !out || n < 1)
+        return tw_error(TW_ERR_INVALID_ARGUMENT, "grow combine: need 1 or more sources");
+    *out = NULL;
+    for (int i = 0; i < n; i++) {
+        char what[48];
+        snprintf(what, sizeof what, "combine source %d", i);
+        TW_TRY(check_source(sources[i], what));
+        TW_TRY(check_compatible(&sources[0]->config, &sources[i]->config, i));
+    }
+    tw_gpt_config c = sources[0]->config;
+    for (int l = 0; l < c.n_layer; l++) {
+        long long heads = 0, units = 0;
+        for (int i = 0; i < n; i++) {
+            heads += sources[i]->config.layers[l].heads;
+            units += sources[i]->config.layers[l].mlp_hidden;
+        }
+        if (heads > 1 << 20 || units > 1 << 24)
+            return tw_error(TW_ERR_INVALID_ARGUMENT, "grow combine: layer %d would be too wide", l);
+        c.layers[l] = (tw_gpt_layer){(int)heads, (int)units, 1.0f / (float)n, 1.0f / (float)n};
+    }
+    tw_ist_master *m = NULL;
+    tw_ist_partition partition = {0};
+    tw_ist_merge *merge = NULL;
+    tw_status status = tw_ist_master_create(&c, &m);
+    if (status == TW_OK) status = block_partition(sources, n, &partition);
+    if (status == TW_OK) status = tw_ist_merge_begin(m, &merge);
+    for (int i = 0; i < n && status == TW_OK; i++) {
+        tw_gpt_config sub;
+        float *packed = NULL;
+        status = tw_ist_subnet_config(&c, &partition, i, &sub);
+        if (status == TW_OK) status = pack_source(sources[i], &sub, &packed);
+        if (status == TW_OK) status = tw_ist_merge_add(merge, &partition, i, packed);
+        free(packed);
+    }
+    if (status == TW_OK) {
+        status = tw_ist_merge_finish(merge, m); /* frees merge */
+        merge = NULL;
+    }
+    tw_ist_merge_abort(merge);
+    free_partition(&partition);
+    if (status != TW_OK) {
+        tw_ist_master_free(m);
+        return status;
+    }
+    m->step = 0; /* optimizer state reset */
+    *out = m;
+    return TW_OK;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Exact width doubling                                                                       */
+/* ------------------------------------------------------------------------------------------ */
+
+/* Per copy c in {0, 1}, source element (r, j) of a (rows, cols) tensor goes to destination
+ * element (row_map, col_map) of the (2 rows or rows, 2 cols) grown tensor. */
+typedef enum { KIND_ROWS_DUP, KIND_BLOCK, KIND_QKV_WEIGHT, KIND_QKV_BIAS } map_kind;
+
+typedef struct double_copy {
+    const tw_ist_master *src;
+    tw_ist_master *dst;
+    const tw_gpt_tensor *s, *d;
+    float param_factor, first_factor, second_factor;
+} double_copy;
+
+static void put(const double_copy *x, size_t from, size_t to) {
+    x->dst->params[x->d->offset + to] = x->src->params[x->s->offset + from] * x->param_factor;
+    x->dst->exp_avg[x->d->offset + to] = x->src->exp_avg[x->s->offset + from] * x->first_factor;
+    x->dst->exp_avg_sq[x->d->offset + to] =
+        x->src->exp_avg_sq[x->s->offset + from] * x->second_factor;
+}
+
+static void double_tensor(const double_copy *x, map_kind kind, int A) {
+    const size_t R = (size_t)x->s->shape[0], K = (size_t)x->s->shape[1];
+    const size_t DK = (size_t)x->d->shape[1];
+    for (size_t c = 0; c < 2; c++)
+        for (size_t r = 0; r < R; r++)
+            for (size_t j = 0; j < K; j++) {
+                size_t from = r * K + j, to = 0;
+                switch (kind) {
+                case KIND_ROWS_DUP: /* (R, C) -> (R, 2C) or a vector (C) -> (2C): [v, v] */
+                    to = x->s->ndim == 1 ? c * R + r : r * DK + c * K + j;
+                    break;
+                case KIND_BLOCK: /* (R, K) -> (2R, 2K) block diagonal */
+                    to = (c * R + r) * DK + c * K + j;
+                    break;
+                case KIND_QKV_WEIGHT: { /* (C, 3A) -> (2C, 6A): copy c is heads [cH, cH + H) */
+                    size_t p = j / (size_t)A, i = j % (size_t)A;
+                    to = (c * R + r) * DK + p * 2 * (size_t)A + c * (size_t)A + i;
+                    break;
+                }
+                case KIND_QKV_BIAS: { /* (3A) -> (6A) */
+                    size_t p = r / (size_t)A, i = r % (size_t)A;
+                    to = p * 2 * (size_t)A + c * (size_t)A + i;
+                    break;
+                }
+                }
+                put(x, from, to);
+            }
+}
+
+tw_status tw_grow_double(const tw_ist_master *source, tw_ist_master **out) {
+    if (!out) return tw_error(TW_ERR_INVALID_ARGUMENT, "grow double: NULL argument");
+    *out = NULL;
+    TW_TRY(check_source(source, "the double source"));
+    tw_gpt_config c = source->config;
+    c.n_embd *= 2;
+    for (int l = 0; l < c.n_layer; l++) {
+        c.layers[l].heads *= 2;
+        c.layers[l].mlp_hidden *= 2;
+    }
+    tw_ist_master *m = NULL;
+    TW_TRY(tw_ist_master_create(&c, &m)); /* validates the doubled sizes */
+    for (int t = 0; t < m->tensor_count; t++) {
+        const tw_gpt_tensor *d = &m->tensors[t];
+        const tw_gpt_tensor *s = find_tensor(source, d->name);
+        if (!s) {
+            tw_ist_master_free(m);
+            return tw_error(TW_ERR_INVALID_ARGUMENT, "grow double: the source lacks %s", d->name);
+        }
+        int layer = -1;
+        const char *rest = "";
+        bool in_layer = split_layer_name(d->name, &layer, &rest);
+        bool ln_f = !in_layer && strncmp(d->name, "transformer.ln_f.", 17) == 0;
+        /* Copied entries get half the source's gradient: m / 2, v / 4. ln_f is stored halved
+         * and gets the source's gradient: m and v unchanged. */
+        double_copy x = {source, m, s, d, ln_f ? 0.5f : 1.0f, ln_f ? 1.0f : 0.5f,
+                         ln_f ? 1.0f : 0.25f};
+        map_kind kind = KIND_ROWS_DUP;
+        int A = 0;
+        if (in_layer) {
+            A = source->config.layers[layer].heads * source->config.head_dim;
+            if (strcmp(rest, "attn.c_attn.weight") == 0) kind = KIND_QKV_WEIGHT;
+            else if (strcmp(rest, "attn.c_attn.bias") == 0) kind = KIND_QKV_BIAS;
+            else if (d->ndim == 2) kind = KIND_BLOCK; /* c_proj, c_fc, mlp.c_proj weights */
+        }
+        double_tensor(&x, kind, A); /* entries not written stay 0: the off-diagonal blocks */
+    }
+    m->step = source->step;
+    *out = m;
+    return TW_OK;
+}

@@ -1,0 +1,309 @@
+/* Growth operators (twist/grow.h), run on the device given by --device (cpu, opencl:0,
+ * vulkan:0, ...; a device this machine lacks skips):
+ *   - depth, stack and interleave with identity copies: logits equal the source's; without
+ *     identity, every grown layer's tensors are the source layer's, bit for bit;
+ *   - combine: n = 3 copies of one model give its logits; two different models: extracting
+ *     worker i of the block partition (IST) from the grown model gives back source i's per-head
+ *     and per-unit tensors bit for bit, shared tensors are the sources' average;
+ *   - double: logits equal the source's; gradients of copied entries are half the source's
+ *     (ln_f: equal), which is what the carried AdamW state (m / 2, v / 4) assumes;
+ *   - bad inputs are refused with a message naming the field.
+ * Tolerances are float rounding: |grown - source| <= 2e-5 * (1 + max |source|). */
+#include <math.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "harness.h"
+#include "twist/grow.h"
+
+enum { B = 2, T = 6, V = 24 };
+
+static tw_device *device;
+
+/* Two layers whose heads, MLP widths and block scales differ. */
+static tw_gpt_config irregular_config(void) {
+    tw_gpt_config c;
+    TW_CHECK_OK(tw_gpt_config_uniform(V, T, 2, 12, 4, &c));
+    c.head_dim = 3;
+    c.layers[0] = (tw_gpt_layer){4, 20, 1.0f, 0.75f};
+    c.layers[1] = (tw_gpt_layer){2, 9, 1.25f, 1.0f};
+    return c;
+}
+
+static tw_ist_master *random_master(const tw_gpt_config *c, uint64_t seed) {
+    tw_ist_master *m = NULL;
+    TW_CHECK_OK(tw_ist_master_create(c, &m));
+    if (!m) exit(1);
+    tw_test_rng rng;
+    tw_test_rng_seed(&rng, seed);
+    tw_test_fill_uniform(&rng, m->params, m->param_count, -0.4f, 0.4f);
+    /* LayerNorm weights near 1, so the model is not degenerate. */
+    for (int t = 0; t < m->tensor_count; t++)
+        if (strstr(m->tensors[t].name, "ln_") && strstr(m->tensors[t].name, ".weight"))
+            for (size_t e = 0; e < m->tensors[t].count; e++) m->params[m->tensors[t].offset + e] += 1.0f;
+    tw_test_fill_uniform(&rng, m->exp_avg, m->param_count, -0.1f, 0.1f);
+    tw_test_fill_uniform(&rng, m->exp_avg_sq, m->param_count, 0.0f, 0.01f);
+    m->step = 9;
+    return m;
+}
+
+static void tokens_of(int32_t *tokens, int32_t *targets, uint64_t seed) {
+    tw_test_rng rng;
+    tw_test_rng_seed(&rng, seed);
+    for (int i = 0; i < B * T; i++) {
+        tokens[i] = tw_test_rng_int(&rng, V);
+        targets[i] = tw_test_rng_int(&rng, V);
+    }
+}
+
+/* The master as a model on the device, forward (and backward when grads != NULL) on fixed
+ * tokens: logits (B * T * V) into a new array, gradients (param_count) into *grads. */
+static float *run(const tw_ist_master *m, float **grads) {
+    tw_gpt *model = NULL;
+    int32_t tokens[B * T], targets[B * T];
+    tokens_of(tokens, targets, 5);
+    float *logits = calloc((size_t)B * T * V, sizeof(float));
+    TW_CHECK_OK(tw_gpt_create(device, &m->config, &model));
+    if (!model || !logits) exit(1);
+    TW_CHECK_OK(tw_buffer_upload(tw_gpt_params(model), 0, m->params, m->param_count * 4));
+    TW_CHECK_OK(tw_gpt_forward(model, tokens, targets, B, T));
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t < T; t++) TW_CHECK_OK(tw_gpt_logits_read(model, b, t, logits + (b * T + t) * V));
+    if (grads) {
+        *grads = malloc(m->param_count * sizeof(float));
+        TW_CHECK_OK(tw_gpt_zero_grad(model));
+        TW_CHECK_OK(tw_gpt_backward(model, 1.0f));
+        TW_CHECK_OK(tw_buffer_download(tw_gpt_grads(model), 0, *grads, m->param_count * 4));
+    }
+    tw_gpt_destroy(model);
+    return logits;
+}
+
+static void check_close(const char *what, const float *got, const float *want, size_t n) {
+    double top = 0.0, worst = 0.0;
+    for (size_t i = 0; i < n; i++) top = fmax(top, fabs(want[i]));
+    for (size_t i = 0; i < n; i++) worst = fmax(worst, fabs((double)got[i] - want[i]));
+    printf("  %-44s max |diff| %.3g (max |value| %.3g)\n", what, worst, top);
+    TW_CHECK(worst <= 2e-5 * (1.0 + top), "%s: max |diff| %g exceeds %g", what, worst,
+             2e-5 * (1.0 + top));
+}
+
+static void check_logits(const char *what, const tw_ist_master *grown, const float *want) {
+    float *got = run(grown, NULL);
+    check_close(what, got, want, (size_t)B * T * V);
+    free(got);
+}
+
+static const tw_gpt_tensor *find(const tw_ist_master *m, const char *name) {
+    for (int i = 0; i < m->tensor_count; i++)
+        if (strcmp(m->tensors[i].name, name) == 0) return &m->tensors[i];
+    return NULL;
+}
+
+static void test_depth(const tw_ist_master *src, const float *want) {
+    const tw_grow_depth_mode modes[2] = {TW_GROW_STACK, TW_GROW_INTERLEAVE};
+    for (int mode = 0; mode < 2; mode++) {
+        tw_ist_master *g = NULL;
+        tw_grow_depth_options o = {3, modes[mode], true};
+        TW_CHECK_OK(tw_grow_depth(src, &o, &g));
+        if (!g) continue;
+        TW_CHECK(g->config.n_layer == 6, "depth: %d layers", g->config.n_layer);
+        check_logits(mode ? "depth interleave x3, identity: logits" : "depth stack x3, identity: logits",
+                     g, want);
+        tw_ist_master_free(g);
+        /* Plain copies: layer i is source layer i % 2 (stack) or i / 3 (interleave). */
+        o.identity = false;
+        TW_CHECK_OK(tw_grow_depth(src, &o, &g));
+        if (!g) continue;
+        for (int t = 0; t < g->tensor_count; t++) {
+            const tw_gpt_tensor *d = &g->tensors[t];
+            int l = -1, at = 0;
+            char name[96];
+            if (sscanf(d->name, "transformer.h.%d.%n", &l, &at) == 1 && at > 0)
+                snprintf(name, sizeof name, "transformer.h.%d.%s", mode ? l / 3 : l % 2, d->name + at);
+            else
+                snprintf(name, sizeof name, "%s", d->name);
+            const tw_gpt_tensor *s = find(src, name);
+            TW_CHECK(s && s->count == d->count &&
+                         memcmp(src->params + s->offset, g->params + d->offset, d->count * 4) == 0,
+                     "depth: %s is not a copy of %s", d->name, name);
+        }
+        TW_CHECK(g->step == 0, "depth: optimizer step %d, expected reset to 0", g->step);
+        tw_ist_master_free(g);
+    }
+}
+
+static void test_combine(const tw_ist_master *src, const float *want) {
+    const tw_ist_master *copies[3] = {src, src, src};
+    tw_ist_master *g = NULL;
+    TW_CHECK_OK(tw_grow_combine(copies, 3, &g));
+    if (!g) return;
+    TW_CHECK(g->config.layers[0].heads == 12 && g->config.layers[1].mlp_hidden == 27,
+             "combine: heads %d units %d", g->config.layers[0].heads, g->config.layers[1].mlp_hidden);
+    check_logits("combine 3 copies: logits", g, want);
+    tw_ist_master_free(g);
+
+    /* Two different models (same sizes here; sizes may differ per source): the inverse of IST. */
+    tw_gpt_config c2 = src->config;
+    c2.layers[0].heads = 2;
+    c2.layers[1].mlp_hidden = 5;
+    tw_ist_master *other = random_master(&c2, 77);
+    const tw_ist_master *two[2] = {src, other};
+    TW_CHECK_OK(tw_grow_combine(two, 2, &g));
+    if (!g) {
+        tw_ist_master_free(other);
+        return;
+    }
+    for (int i = 0; i < 2; i++) {
+        const tw_ist_master *s = two[i];
+        /* Block partition: worker i holds block i. */
+        tw_ist_layer_share shares[4];
+        int ids[2][2][64];
+        tw_ist_partition p = {2, 2, shares};
+        for (int w = 0; w < 2; w++)
+            for (int l = 0; l < 2; l++) {
+                int h0 = w ? src->config.layers[l].heads : 0, u0 = w ? src->config.layers[l].mlp_hidden : 0;
+                tw_ist_layer_share *sh = &shares[w * 2 + l];
+                sh->head_count = two[w]->config.layers[l].heads;
+                sh->unit_count = two[w]->config.layers[l].mlp_hidden;
+                sh->heads = ids[w][l];
+                sh->units = ids[w][l] + 32;
+                for (int h = 0; h < sh->head_count; h++) sh->heads[h] = h0 + h;
+                for (int u = 0; u < sh->unit_count; u++) sh->units[u] = u0 + u;
+            }
+        tw_gpt_config sub;
+        TW_CHECK_OK(tw_ist_subnet_config(&g->config, &p, i, &sub));
+        float *packed = malloc(tw_ist_packed_floats(&sub) * sizeof(float));
+        TW_CHECK_OK(tw_ist_extract(g, &p, i, packed));
+        tw_gpt_tensor *tensors = NULL;
+        int count = 0;
+        size_t params = 0;
+        TW_CHECK_OK(tw_gpt_layout(&sub, &tensors, &count, &params, NULL));
+        int checked = 0;
+        for (int t = 0; t < count; t++) {
+            const tw_gpt_tensor *st = find(s, tensors[t].name), *ot = find(two[1 - i], tensors[t].name);
+            int l = 0;
+            sscanf(tensors[t].name, "transformer.h.%d.", &l);
+            bool shared = !strstr(tensors[t].name, "c_attn") && !strstr(tensors[t].name, "c_fc") &&
+                          !strstr(tensors[t].name, "c_proj.weight");
+            float fold = strstr(tensors[t].name, "attn.c_proj.weight") ? s->config.layers[l].attn_scale
+                       : strstr(tensors[t].name, "mlp.c_proj.weight")  ? s->config.layers[l].mlp_scale
+                                                                       : 1.0f;
+            for (size_t e = 0; e < tensors[t].count; e++) {
+                float got = packed[tensors[t].offset + e];
+                float want_e = shared ? (float)(((double)s->params[st->offset + e] +
+                                                 (double)two[1 - i]->params[ot->offset + e]) / 2.0)
+                                      : s->params[st->offset + e] * fold;
+                if (got != want_e && checked < 5) {
+                    checked++;
+                    TW_CHECK(false, "combine: source %d %s[%zu] = %g, expected %g", i,
+                             tensors[t].name, e, got, want_e);
+                }
+            }
+        }
+        TW_CHECK(checked == 0, "combine: source %d is not block %d of the grown model", i, i);
+        free(tensors);
+        free(packed);
+    }
+    TW_CHECK(g->config.layers[1].attn_scale == 0.5f, "combine: block scale %g, expected 1/2",
+             (double)g->config.layers[1].attn_scale);
+    printf("  combine 2 different models: blocks are the sources (IST extract), shared averaged\n");
+    tw_ist_master_free(g);
+    tw_ist_master_free(other);
+}
+
+static void test_double(const tw_ist_master *src) {
+    tw_ist_master *g = NULL;
+    TW_CHECK_OK(tw_grow_double(src, &g));
+    if (!g) return;
+    TW_CHECK(g->config.n_embd == 24 && g->config.layers[0].heads == 8 && g->step == src->step,
+             "double: n_embd %d heads %d step %d", g->config.n_embd, g->config.layers[0].heads, g->step);
+    float *grads = NULL, *ggrads = NULL;
+    float *want = run(src, &grads);
+    float *got = run(g, &ggrads);
+    check_close("double: logits", got, want, (size_t)B * T * V);
+    /* Expected gradients: the doubling of the source's gradient (as a master) gives, on copied
+     * entries, g (ln_f: g / 2); the grown gradient must be half of it (ln_f: g itself). Marker:
+     * doubling an all-ones master shows which entries are copies (non-zero). */
+    tw_ist_master *gm = random_master(&src->config, 1), *ones = random_master(&src->config, 1);
+    memcpy(gm->params, grads, src->param_count * 4);
+    for (size_t e = 0; e < src->param_count; e++) ones->params[e] = 1.0f;
+    tw_ist_master *gd = NULL, *od = NULL;
+    TW_CHECK_OK(tw_grow_double(gm, &gd));
+    TW_CHECK_OK(tw_grow_double(ones, &od));
+    size_t n = 0;
+    float *a = malloc(g->param_count * 4), *b = malloc(g->param_count * 4);
+    for (int t = 0; gd && od && t < g->tensor_count; t++) {
+        const tw_gpt_tensor *d = &g->tensors[t];
+        bool ln_f = strncmp(d->name, "transformer.ln_f.", 17) == 0;
+        for (size_t e = 0; e < d->count; e++) {
+            if (od->params[d->offset + e] == 0.0f) continue; /* an off-diagonal new entry */
+            a[n] = ggrads[d->offset + e];
+            b[n++] = gd->params[d->offset + e] * (ln_f ? 2.0f : 0.5f);
+        }
+    }
+    check_close("double: gradients of copies = source / 2", a, b, n);
+    /* The carried moments: m / 2 and v / 4 on copies, ln_f unchanged. */
+    const tw_gpt_tensor *w = find(g, "transformer.h.1.mlp.c_fc.weight"), *sw = find(src, w->name);
+    const tw_gpt_tensor *f = find(g, "transformer.ln_f.weight"), *sf = find(src, f->name);
+    TW_CHECK(g->exp_avg[w->offset] == src->exp_avg[sw->offset] * 0.5f &&
+                 g->exp_avg_sq[w->offset] == src->exp_avg_sq[sw->offset] * 0.25f &&
+                 g->exp_avg[f->offset + 12] == src->exp_avg[sf->offset] &&
+                 g->params[f->offset + 12] == src->params[sf->offset] * 0.5f,
+             "double: moments or ln_f not transformed as documented");
+    free(a);
+    free(b);
+    free(want);
+    free(got);
+    free(grads);
+    free(ggrads);
+    tw_ist_master_free(gm);
+    tw_ist_master_free(ones);
+    tw_ist_master_free(gd);
+    tw_ist_master_free(od);
+    tw_ist_master_free(g);
+}
+
+static void test_bad_input(const tw_ist_master *src) {
+    tw_ist_master *g = NULL;
+    tw_gpt_config c = src->config;
+    c.vocab_size = V + 1;
+    tw_ist_master *other = random_master(&c, 3);
+    const tw_ist_master *two[2] = {src, other};
+    TW_CHECK_ERROR(tw_grow_combine(two, 2, &g), TW_ERR_INVALID_ARGUMENT, "vocab_size");
+    tw_ist_master_free(other);
+    c = src->config;
+    c.n_embd = 8;
+    other = random_master(&c, 3);
+    two[1] = other;
+    TW_CHECK_ERROR(tw_grow_combine(two, 2, &g), TW_ERR_INVALID_ARGUMENT, "source 1 has n_embd 8");
+    tw_ist_master_free(other);
+    tw_grow_depth_options o = {100, TW_GROW_STACK, true};
+    TW_CHECK_ERROR(tw_grow_depth(src, &o, &g), TW_ERR_INVALID_ARGUMENT, "layers");
+    TW_CHECK(g == NULL, "a refused operator returned a model");
+}
+
+int main(int argc, char **argv) {
+    const char *spec = "cpu";
+    for (int i = 1; i + 1 < argc; i++)
+        if (strcmp(argv[i], "--device") == 0) spec = argv[i + 1];
+    tw_status status = tw_device_open(spec, &device);
+    if (status == TW_ERR_UNSUPPORTED || status == TW_ERR_NOT_FOUND) tw_test_skip("%s", tw_last_error());
+    if (status != TW_OK) {
+        fprintf(stderr, "FAIL: cannot open device '%s': %s\n", spec, tw_last_error());
+        return 1;
+    }
+    printf("device %s\n", spec);
+    tw_gpt_config c = irregular_config();
+    tw_ist_master *src = random_master(&c, 42);
+    float *want = run(src, NULL);
+    test_depth(src, want);
+    test_combine(src, want);
+    test_double(src);
+    test_bad_input(src);
+    free(want);
+    tw_ist_master_free(src);
+    tw_device_close(device);
+    return tw_test_finish("grow");
+}
