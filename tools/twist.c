@@ -29,6 +29,7 @@ static const cli_command commands[] = {
     {"sample", "generate text from a checkpoint", cmd_sample},
     {"ist", "independent subnetwork training over several devices (threads or MPI)", cmd_ist},
     {"dp", "data parallel and local SGD baselines of ist, in the same engine", cmd_dp},
+    {"grow", "grow a larger model from trained checkpoints (depth, combine, double)", cmd_grow},
     {"data", "prepare data: train a tokenizer, write graded synthetic text", cmd_data},
 };
 enum { COMMAND_COUNT = sizeof commands / sizeof commands[0] };
