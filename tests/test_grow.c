@@ -7,6 +7,9 @@
  *     and per-unit tensors bit for bit, shared tensors are the sources' average;
  *   - double: logits equal the source's; gradients of copied entries are half the source's
  *     (ln_f: equal), which is what the carried AdamW state (m / 2, v / 4) assumes;
+ *   - widen (Net2Net): 12 -> 24 with more heads and units, with and without noise: logits
+ *     equal; 12 -> 20: the first LayerNorm's statistics within grow.h's bound, and the logit
+ *     change within the bound stated below (and not exact, so the case means something);
  *   - bad inputs are refused with a message naming the field.
  * Tolerances are float rounding: |grown - source| <= 2e-5 * (1 + max |source|). */
 #include <math.h>
@@ -265,6 +268,73 @@ static void test_double(const tw_ist_master *src) {
     tw_ist_master_free(g);
 }
 
+/* Embedding row of token v at position t: (C) = wte[v] + wpe[t]. */
+static void embed(const tw_ist_master *m, int v, int t, double *x) {
+    const tw_gpt_tensor *wte = find(m, "transformer.wte.weight"), *wpe = find(m, "transformer.wpe.weight");
+    const int C = m->config.n_embd;
+    for (int c = 0; c < C; c++)
+        x[c] = (double)m->params[wte->offset + (size_t)v * C + c] +
+               m->params[wpe->offset + (size_t)t * C + c];
+}
+
+static void test_widen(const tw_ist_master *src, const float *want) {
+    /* C0 = 12 divides C1 = 24; heads 4, 2 -> 6; units 20, 9 -> 25: exact, with and without noise. */
+    const double noises[2] = {0.0, 0.1};
+    for (int i = 0; i < 2; i++) {
+        tw_grow_widen_options o = {24, 6, 25, noises[i], 7};
+        tw_ist_master *g = NULL;
+        TW_CHECK_OK(tw_grow_widen(src, &o, &g));
+        if (!g) continue;
+        TW_CHECK(g->config.n_embd == 24 && g->config.layers[1].heads == 6 &&
+                     g->config.layers[0].mlp_hidden == 25, "widen: sizes");
+        check_logits(i ? "widen 12->24, heads, units, noise 0.1: logits"
+                       : "widen 12->24, heads, units: logits", g, want);
+        if (i) { /* the noise really changed the copies apart */
+            const tw_gpt_tensor *w = find(g, "transformer.h.0.mlp.c_proj.weight");
+            const size_t C1 = 24;
+            TW_CHECK(g->params[w->offset + 0 * C1] != g->params[w->offset + 20 * C1],
+                     "widen: noise left unit 20 equal to unit 0's split row");
+        }
+        tw_ist_master_free(g);
+    }
+    /* C1 = 20: approximate. The bound of grow.h on the first LayerNorm's statistics, checked on
+     * every (token, position) input, then the logit change measured against its stated bound. */
+    tw_grow_widen_options o = {20, 0, 0, 0.0, 7};
+    tw_ist_master *g = NULL;
+    TW_CHECK_OK(tw_grow_widen(src, &o, &g));
+    if (!g) return;
+    const double delta = 12.0 / 20.0;
+    double worst_mean = 0.0, worst_sq = 0.0;
+    for (int v = 0; v < V; v++)
+        for (int t = 0; t < T; t++) {
+            double x[12], y[20], mean = 0, mean_abs = 0, sq = 0, mean1 = 0, sq1 = 0;
+            embed(src, v, t, x);
+            embed(g, v, t, y);
+            for (int c = 0; c < 12; c++) mean += x[c] / 12, mean_abs += fabs(x[c]) / 12, sq += x[c] * x[c] / 12;
+            for (int c = 0; c < 20; c++) mean1 += y[c] / 20, sq1 += y[c] * y[c] / 20;
+            worst_mean = fmax(worst_mean, fabs(mean1 - mean) / (delta * mean_abs));
+            worst_sq = fmax(worst_sq, fabs(sq1 - sq) / (delta * sq));
+        }
+    printf("  widen 12->20: LayerNorm statistics use %.2f and %.2f of their bound\n", worst_mean, worst_sq);
+    TW_CHECK(worst_mean <= 1.0 && worst_sq <= 1.0, "widen: LayerNorm statistics exceed the bound");
+    float *got = run(g, NULL);
+    double top = 0.0, worst = 0.0, spread = 0.0;
+    for (size_t e = 0; e < (size_t)B * T * V; e++) {
+        top = fmax(top, fabs(want[e]));
+        worst = fmax(worst, fabs((double)got[e] - want[e]));
+        spread += (double)want[e] * want[e] / (B * T * V);
+    }
+    /* Stated bound (measured, not a theorem): the logits move by less than delta times their
+     * RMS; exact widening moves them by ~1e-7 of it. */
+    printf("  widen 12->20 (approximate): max |logit change| %.3g, bound %.3g\n", worst,
+           delta * sqrt(spread));
+    TW_CHECK(worst > 1e-4 * top, "widen 12->20 was expected to be approximate, changed %g", worst);
+    TW_CHECK(worst <= delta * sqrt(spread), "widen 12->20: logits moved %g > bound %g", worst,
+             delta * sqrt(spread));
+    free(got);
+    tw_ist_master_free(g);
+}
+
 static void test_bad_input(const tw_ist_master *src) {
     tw_ist_master *g = NULL;
     tw_gpt_config c = src->config;
@@ -281,6 +351,10 @@ static void test_bad_input(const tw_ist_master *src) {
     tw_ist_master_free(other);
     tw_grow_depth_options o = {100, TW_GROW_STACK, true};
     TW_CHECK_ERROR(tw_grow_depth(src, &o, &g), TW_ERR_INVALID_ARGUMENT, "layers");
+    tw_grow_widen_options w = {8, 0, 0, 0.0, 1};
+    TW_CHECK_ERROR(tw_grow_widen(src, &w, &g), TW_ERR_INVALID_ARGUMENT, "n_embd 8 is smaller");
+    w = (tw_grow_widen_options){24, 3, 0, 0.0, 1};
+    TW_CHECK_ERROR(tw_grow_widen(src, &w, &g), TW_ERR_INVALID_ARGUMENT, "heads 3 is fewer than layer 0's 4");
     TW_CHECK(g == NULL, "a refused operator returned a model");
 }
 
@@ -301,6 +375,7 @@ int main(int argc, char **argv) {
     test_depth(src, want);
     test_combine(src, want);
     test_double(src);
+    test_widen(src, want);
     test_bad_input(src);
     free(want);
     tw_ist_master_free(src);

@@ -18,8 +18,8 @@
 
 enum { MAX_SOURCES = 64 };
 
-static const char *const OPS[] = {"depth", "combine", "double", NULL};
-enum { OP_DEPTH, OP_COMBINE, OP_DOUBLE };
+static const char *const OPS[] = {"depth", "combine", "double", "widen", NULL};
+enum { OP_DEPTH, OP_COMBINE, OP_DOUBLE, OP_WIDEN };
 static const char *const MODES[] = {"stack", "interleave", NULL};
 
 typedef struct source {
@@ -76,6 +76,31 @@ static tw_status save_grown(const char *dir, const tw_ist_master *m, bool carry,
     return status;
 }
 
+/* --op widen: GPT-2 shaped sources (every layer A = C and M = 4 C) stay GPT-2 shaped by
+ * default; the flags are checked here so that the messages name them. */
+static tw_status widen(const tw_gpt_config *c0, const char *dir, int embd, int heads, int mlp,
+                       double noise, uint64_t seed, const tw_ist_master *from,
+                       tw_ist_master **out) {
+    if (embd < c0->n_embd)
+        return tw_error(TW_ERR_INVALID_ARGUMENT,
+                        "--embd %d is smaller than n_embd %d of %s: growth only adds width", embd,
+                        c0->n_embd, dir);
+    bool gpt2 = true;
+    for (int l = 0; l < c0->n_layer; l++)
+        gpt2 = gpt2 && c0->layers[l].heads * c0->head_dim == c0->n_embd &&
+               c0->layers[l].mlp_hidden == 4 * c0->n_embd;
+    const int D = c0->head_dim;
+    if (heads && gpt2 && (long long)heads * D != embd)
+        return tw_error(TW_ERR_INVALID_ARGUMENT,
+                        "--heads %d does not divide --embd %d into heads of head_dim %d (the head "
+                        "width of %s, which widening keeps): use --heads %d%s",
+                        heads, embd, D, dir, embd / D, embd % D ? " and an --embd that is a multiple of it" : "");
+    if (!heads && gpt2 && embd % D == 0) heads = embd / D;
+    if (!mlp && gpt2) mlp = 4 * embd;
+    tw_grow_widen_options o = {embd, heads, mlp, noise, seed};
+    return tw_grow_widen(from, &o, out);
+}
+
 /* Pulls every "--from DIR" / "--from=DIR" out of argv (args_parse refuses a repeated flag). */
 static int take_sources(int *argc, char **argv, const char **dirs, int *count) {
     int kept = 0;
@@ -106,7 +131,8 @@ int cmd_grow(int argc, char **argv) {
     if (code != CLI_EXIT_OK) return code;
 
     const char *out_dir = NULL, *json = NULL;
-    int op = 0, layers = 0, embd = 0, mode = 0;
+    int op = 0, layers = 0, embd = 0, mode = 0, heads = 0, mlp = 0, seed = 1;
+    double noise = 0.0;
     bool identity = false;
     const char *from_help = "a source checkpoint (repeat for combine)";
     arg_spec specs[] = {
@@ -126,16 +152,31 @@ int cmd_grow(int argc, char **argv) {
          .help = "depth: added copies get zero output projections, so the grown model computes "
                  "the source's function exactly"},
         {.name = "--embd", .kind = ARG_INT, .dest = &embd, .metavar = "C", .min = 1, .max = 1 << 20,
-         .help = "double: the grown width, checked to be 2x the source's"},
+         .help = "widen: the grown width C1 >= the source's (exact when it is a multiple); "
+                 "double: checked to be 2x the source's"},
+        {.name = "--heads", .kind = ARG_INT, .dest = &heads, .metavar = "H", .min = 1,
+         .max = 1 << 20,
+         .help = "widen: heads per layer (head_dim kept; default --embd / head_dim for a GPT-2 "
+                 "shaped source, else the source's)"},
+        {.name = "--mlp", .kind = ARG_INT, .dest = &mlp, .metavar = "M", .min = 1, .max = 1 << 24,
+         .help = "widen: MLP units per layer (default 4 x --embd for a GPT-2 shaped source, "
+                 "else the source's)"},
+        {.name = "--noise", .kind = ARG_FLOAT, .dest = &noise, .metavar = "S", .min_real = 0.0,
+         .max_real = 1.0,
+         .help = "widen: zero-sum symmetry-breaking noise on split rows, times each tensor's "
+                 "RMS (default 0; keeps the function)"},
+        {.name = "--seed", .kind = ARG_INT, .dest = &seed, .metavar = "S", .min = 0,
+         .max = 2147483647, .help = "widen: seed of the noise (default 1)"},
         output_json_spec(&json, "a \"grow\" record (JSON) on stdout instead of the text, or "
                                 "appended to FILE"),
     };
     args_command command = {
         "twist grow",
-        "twist grow --from DIR [--from DIR ...] --op depth|combine|double --out DIR [options]",
+        "twist grow --from DIR [--from DIR ...] --op depth|combine|double|widen --out DIR "
+        "[options]",
         "Grows a larger model from trained checkpoints and writes it as a normal checkpoint. "
         "Optimizer state: carried (transformed) by double when the source has it, reset by "
-        "depth and combine. Start training from it with twist train --init DIR.",
+        "depth, combine and widen. Start training from it with twist train --init DIR.",
         specs, (int)(sizeof specs / sizeof specs[0])};
     args_result parsed = args_parse(&command, argc, argv);
     if (parsed != ARGS_OK) return parsed == ARGS_HELP ? CLI_EXIT_OK : CLI_EXIT_USAGE;
@@ -149,8 +190,14 @@ int cmd_grow(int argc, char **argv) {
     if (op != OP_DEPTH && (args_given(&command, "--layers") || args_given(&command, "--mode") ||
                            identity))
         return args_usage_error(command.name, "--layers, --mode and --identity belong to --op depth");
-    if (op != OP_DOUBLE && args_given(&command, "--embd"))
-        return args_usage_error(command.name, "--embd belongs to --op double");
+    if (op != OP_DOUBLE && op != OP_WIDEN && args_given(&command, "--embd"))
+        return args_usage_error(command.name, "--embd belongs to --op double and widen");
+    if (op == OP_WIDEN && !args_given(&command, "--embd"))
+        return args_usage_error(command.name, "--op widen needs --embd C");
+    static const char *const widen_only[] = {"--heads", "--mlp", "--noise", "--seed"};
+    for (size_t i = 0; i < sizeof widen_only / sizeof widen_only[0]; i++)
+        if (op != OP_WIDEN && args_given(&command, widen_only[i]))
+            return args_usage_error(command.name, "%s belongs to --op widen", widen_only[i]);
     for (int i = 0; i < n; i++)
         if (strcmp(dirs[i], out_dir) == 0)
             return args_usage_error(command.name, "--out %s is also a --from checkpoint", out_dir);
@@ -207,6 +254,9 @@ int cmd_grow(int argc, char **argv) {
             const tw_ist_master *masters[MAX_SOURCES];
             for (int i = 0; i < n; i++) masters[i] = sources[i].master;
             status = tw_grow_combine(masters, n, &grown);
+        } else if (op == OP_WIDEN) {
+            status = widen(c0, dirs[0], embd, heads, mlp, noise, (uint64_t)seed,
+                           sources[0].master, &grown);
         } else {
             if (embd && embd != 2 * c0->n_embd)
                 status = tw_error(TW_ERR_INVALID_ARGUMENT,

@@ -46,12 +46,34 @@
  *            amount) moves twice as far relative to its value, and the off-diagonal blocks
  *            start moving from 0: the grown model leaves the source's function from step 1.
  *
+ *   widen    Net2Net / bert2BERT style: residual width C0 -> C1 >= C0, and optionally every
+ *            layer's heads to H1 and MLP units to M1 (head_dim kept). Every index space grows by
+ *            copying: new entry i copies entry i mod old (so copy counts differ by at most 1).
+ *            What writes into a space copies (wte and wpe columns, c_proj columns and biases,
+ *            LayerNorm weights and biases, c_attn columns of a copied head, c_fc columns and
+ *            biases); what reads from it splits: the rows fed by the k copies of an entry are
+ *            the source row / k (c_attn and c_fc rows for the residual, attn.c_proj rows for
+ *            heads, mlp.c_proj rows for units, and ln_f, which the tied unembedding reads).
+ *            With noise S > 0 the split rows also get a zero-sum perturbation across the copies
+ *            (uniform in [-S, S] times the tensor's RMS, minus its mean over the copies), which
+ *            breaks the copies' symmetry without changing any sum.
+ *            Exact (logits to float rounding, with or without noise) when C0 divides C1: every
+ *            LayerNorm then sees each entry equally often, so its mean and variance are the
+ *            source's. Heads and MLP units may grow by any amount exactly. When C0 does not
+ *            divide C1, LayerNorm normalises with count-weighted statistics: mean' =
+ *            sum_j w_j x_j / C0 and E'[x^2] = sum_j w_j x_j^2 / C0 with weights w_j =
+ *            count_j C0 / C1 in [floor(C1/C0) C0/C1, ceil(C1/C0) C0/C1], so |w_j - 1| < C0/C1
+ *            and the statistics are off by at most that fraction of mean|x| and E[x^2]; the
+ *            function is then approximate and the tests check the measured logit change against
+ *            the bound they state. Optimizer state: reset.
+ *
  * Operators refuse bad input with TW_ERR_INVALID_ARGUMENT and a message naming the mismatching
  * field (and the source index for combine). */
 #ifndef TWIST_GROW_H
 #define TWIST_GROW_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "twist/ist.h"
 
@@ -78,6 +100,17 @@ tw_status tw_grow_combine(const tw_ist_master *const *sources, int n, tw_ist_mas
 
 /* C -> 2C, exact; carries the optimizer state (see the top of this file). */
 tw_status tw_grow_double(const tw_ist_master *source, tw_ist_master **out);
+
+typedef struct tw_grow_widen_options {
+    int n_embd;       /* C1 >= the source's C0 */
+    int heads;        /* every layer's heads H1 (>= each layer's own); 0 keeps them */
+    int mlp_hidden;   /* every layer's MLP units M1 (>= each layer's own); 0 keeps them */
+    double noise;     /* S in [0, 1]: symmetry-breaking noise on the split rows (0: none) */
+    uint64_t seed;    /* of the noise */
+} tw_grow_widen_options;
+
+tw_status tw_grow_widen(const tw_ist_master *source, const tw_grow_widen_options *options,
+                        tw_ist_master **out);
 
 #ifdef __cplusplus
 }

@@ -1,4 +1,6 @@
 /* Model growth operators on host masters (see twist/grow.h for what each one preserves). */
+#include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -341,5 +343,181 @@ tw_status tw_grow_double(const tw_ist_master *source, tw_ist_master **out) {
     }
     m->step = source->step;
     *out = m;
+    return TW_OK;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Net2Net / bert2BERT widening                                                               */
+/* ------------------------------------------------------------------------------------------ */
+
+/* An index space of `old` entries grown to `grown`: entry i copies entry i mod old, which has
+ * count(j) copies (the counts differ by at most 1 across j). */
+typedef struct space {
+    int old, grown;
+} space;
+
+static int src_of(space s, int i) { return i % s.old; }
+static int copies_of(space s, int j) { return s.grown / s.old + (j < s.grown % s.old); }
+
+/* splitmix64: the noise stream, the same for a seed on every host. */
+static uint64_t next_u64(uint64_t *state) {
+    uint64_t z = (*state += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+/* Uniform in [-1, 1): symmetric noise of known bound. */
+static double noise_unit(uint64_t *state) {
+    return (double)(next_u64(state) >> 11) * (2.0 / 9007199254740992.0) - 1.0;
+}
+
+/* A (rows, cols) source tensor grown to (rs.grown, cs.grown): element (r, c) = source
+ * (src_of(rs, r), src_of(cs, c)), divided by the copy count of its row when split_rows (the rows
+ * are the inputs that copies of one entry feed together: their sum must stay the source's).
+ * With noise > 0, split rows get a zero-sum perturbation across the copies of each source row
+ * (eps_k - mean_k eps, eps uniform in [-noise, noise] * rms of the tensor): the sum over copies
+ * is unchanged, so the function is too, but the copies' gradients differ. Vectors are
+ * (rows, 1) with cs = {1, 1}. */
+static tw_status widen_tensor(const float *src, space rs, space cs, bool split_rows, double noise,
+                              uint64_t *rng, float *dst) {
+    const size_t R1 = (size_t)rs.grown, C1 = (size_t)cs.grown, C0 = (size_t)cs.old;
+    for (size_t r = 0; r < R1; r++) {
+        const int sr = src_of(rs, (int)r);
+        const float div = split_rows ? (float)copies_of(rs, sr) : 1.0f;
+        for (size_t c = 0; c < C1; c++)
+            dst[r * C1 + c] = src[(size_t)sr * C0 + (size_t)src_of(cs, (int)c)] / div;
+    }
+    if (!(noise > 0.0) || !split_rows || rs.grown == rs.old) return TW_OK;
+    double sum_sq = 0.0;
+    const size_t count0 = (size_t)rs.old * C0;
+    for (size_t e = 0; e < count0; e++) sum_sq += (double)src[e] * src[e];
+    const double amplitude = noise * sqrt(sum_sq / (double)(count0 ? count0 : 1));
+    double *eps = malloc(sizeof(double) * R1 * C1), *mean = calloc((size_t)rs.old * C1, sizeof(double));
+    if (!eps || !mean) {
+        free(eps);
+        free(mean);
+        return tw_error(TW_ERR_OUT_OF_MEMORY, "grow widen: out of host memory");
+    }
+    for (size_t r = 0; r < R1; r++)
+        for (size_t c = 0; c < C1; c++) {
+            eps[r * C1 + c] = amplitude * noise_unit(rng);
+            mean[(size_t)src_of(rs, (int)r) * C1 + c] += eps[r * C1 + c];
+        }
+    for (size_t r = 0; r < R1; r++) {
+        const int sr = src_of(rs, (int)r);
+        const double k = copies_of(rs, sr);
+        if (k < 2) continue; /* a single copy keeps its exact value */
+        for (size_t c = 0; c < C1; c++)
+            dst[r * C1 + c] += (float)(eps[r * C1 + c] - mean[(size_t)sr * C1 + c] / k);
+    }
+    free(eps);
+    free(mean);
+    return TW_OK;
+}
+
+tw_status tw_grow_widen(const tw_ist_master *source, const tw_grow_widen_options *options,
+                        tw_ist_master **out) {
+    if (!options || !out) return tw_error(TW_ERR_INVALID_ARGUMENT, "grow widen: NULL argument");
+    *out = NULL;
+    TW_TRY(check_source(source, "the widen source"));
+    const tw_gpt_config *c0 = &source->config;
+    if (options->n_embd < c0->n_embd)
+        return tw_error(TW_ERR_INVALID_ARGUMENT,
+                        "grow widen: n_embd %d is smaller than the source's %d (growth only adds "
+                        "width)", options->n_embd, c0->n_embd);
+    if (!(options->noise >= 0.0) || options->noise > 1.0)
+        return tw_error(TW_ERR_INVALID_ARGUMENT, "grow widen: noise %g must lie in [0, 1]",
+                        options->noise);
+    tw_gpt_config c = *c0;
+    c.n_embd = options->n_embd;
+    for (int l = 0; l < c.n_layer; l++) {
+        const tw_gpt_layer *s = &c0->layers[l];
+        if (options->heads && options->heads < s->heads)
+            return tw_error(TW_ERR_INVALID_ARGUMENT,
+                            "grow widen: heads %d is fewer than layer %d's %d", options->heads, l,
+                            s->heads);
+        if (options->mlp_hidden && options->mlp_hidden < s->mlp_hidden)
+            return tw_error(TW_ERR_INVALID_ARGUMENT,
+                            "grow widen: mlp_hidden %d is fewer than layer %d's %d",
+                            options->mlp_hidden, l, s->mlp_hidden);
+        if (options->heads) c.layers[l].heads = options->heads;
+        if (options->mlp_hidden) c.layers[l].mlp_hidden = options->mlp_hidden;
+    }
+    tw_ist_master *m = NULL;
+    TW_TRY(tw_ist_master_create(&c, &m)); /* validates the grown sizes */
+    uint64_t rng = options->seed;
+    const space C = {c0->n_embd, c.n_embd}, one = {1, 1};
+    tw_status status = TW_OK;
+    for (int t = 0; t < m->tensor_count && status == TW_OK; t++) {
+        const tw_gpt_tensor *d = &m->tensors[t];
+        const tw_gpt_tensor *s = find_tensor(source, d->name);
+        if (!s) {
+            status = tw_error(TW_ERR_INVALID_ARGUMENT, "grow widen: the source lacks %s", d->name);
+            break;
+        }
+        const float *from = source->params + s->offset;
+        float *to = m->params + d->offset;
+        int layer = -1;
+        const char *rest = "";
+        if (!split_layer_name(d->name, &layer, &rest)) {
+            if (strstr(d->name, "wte") || strstr(d->name, "wpe")) /* (V or T, C): copy columns */
+                status = widen_tensor(from, (space){s->shape[0], d->shape[0]}, C, false, 0.0,
+                                      &rng, to);
+            else if (strstr(d->name, "ln_f.weight")) /* read by the tied unembedding: split */
+                status = widen_tensor(from, C, one, true, options->noise, &rng, to);
+            else /* ln_f.bias: split, without noise */
+                status = widen_tensor(from, C, one, true, 0.0, &rng, to);
+            continue;
+        }
+        const tw_gpt_layer *sl = &c0->layers[layer], *gl = &c.layers[layer];
+        const int D = c0->head_dim;
+        const space H = {sl->heads, gl->heads}, M = {sl->mlp_hidden, gl->mlp_hidden};
+        if (strcmp(rest, "attn.c_attn.weight") == 0 || strcmp(rest, "attn.c_attn.bias") == 0) {
+            /* Columns: part p, head h, dim k <- source column p A0 + (h mod H0) D + k (copies).
+             * Rows (weight): residual inputs, split. Built column block by column block. */
+            const bool weight = d->ndim == 2;
+            const space rows = weight ? C : one;
+            const int A0 = sl->heads * D, A1 = gl->heads * D;
+            const size_t R1 = (size_t)rows.grown;
+            float *block = malloc(sizeof(float) * R1 * (size_t)D + 1);
+            float *col = malloc(sizeof(float) * (size_t)rows.old * (size_t)D + 1);
+            if (!block || !col) status = tw_error(TW_ERR_OUT_OF_MEMORY, "grow widen: out of memory");
+            for (int p = 0; p < 3 && status == TW_OK; p++)
+                for (int h = 0; h < gl->heads && status == TW_OK; h++) {
+                    const int sh = src_of(H, h);
+                    for (int r = 0; r < rows.old; r++)
+                        for (int k = 0; k < D; k++)
+                            col[(size_t)r * D + k] = from[(size_t)r * (size_t)(3 * A0) +
+                                                          (size_t)(p * A0 + sh * D + k)];
+                    status = widen_tensor(col, rows, (space){D, D}, weight, options->noise, &rng,
+                                          block);
+                    for (size_t r = 0; r < R1; r++)
+                        for (int k = 0; k < D; k++)
+                            to[r * (size_t)(3 * A1) + (size_t)(p * A1 + h * D + k)] =
+                                block[r * (size_t)D + (size_t)k];
+                }
+            free(block);
+            free(col);
+        } else if (strcmp(rest, "attn.c_proj.weight") == 0) {
+            /* (A, C): rows are (head, dim); copies of a head split its rows. */
+            const space A = {sl->heads * D, gl->heads * D};
+            /* Row h D + k copies row (h mod H0) D + k, which is (h D + k) mod A0: the same map. */
+            status = widen_tensor(from, A, C, true, options->noise, &rng, to);
+        } else if (strcmp(rest, "mlp.c_fc.weight") == 0) {
+            status = widen_tensor(from, C, M, true, options->noise, &rng, to);
+        } else if (strcmp(rest, "mlp.c_proj.weight") == 0) {
+            status = widen_tensor(from, M, C, true, options->noise, &rng, to);
+        } else if (strcmp(rest, "mlp.c_fc.bias") == 0) {
+            status = widen_tensor(from, M, one, false, 0.0, &rng, to);
+        } else { /* LayerNorms and the c_proj biases: residual vectors, copied */
+            status = widen_tensor(from, C, one, false, 0.0, &rng, to);
+        }
+    }
+    if (status != TW_OK) {
+        tw_ist_master_free(m);
+        return status;
+    }
+    *out = m; /* optimizer state reset */
     return TW_OK;
 }
