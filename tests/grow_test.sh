@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # `twist grow` and `twist train --init` end to end, on the CPU:
 #   - every operator writes a checkpoint that twist eval opens; the exact ones (depth --identity,
-#     combine of copies of one model, double, widen to a multiple) give the source's validation
-#     loss to the printed 4 decimals, and PyTorch (tools/torch_gpt2.py) gives the source's logits
+#     combine and concat of copies of one model, double, widen to a multiple) give the source's
+#     validation loss to the printed 4 decimals, and PyTorch (tools/torch_gpt2.py) gives the source's logits
 #     from the grown checkpoint (when /usr/bin/python3 has torch; skipped visibly otherwise);
 #   - train --init starts from a grown checkpoint, --init-optimizer carries double's AdamW state
 #     and refuses a checkpoint without one;
-#   - bad input (different tokenizers, d1 < d0, heads that do not divide, a damaged source, an
-#     --out that holds a checkpoint or other files) gives one message naming the file or flag, a
+#   - bad input (different tokenizers, widths or shapes, d1 < d0, heads that do not divide, a
+#     damaged source, an --out that holds a checkpoint or other files) gives one message naming the file or flag, a
 #     non-zero exit, and writes nothing.
 # Usage: grow_test.sh PATH/TO/twist TOOLS_DIR
 set -euo pipefail
@@ -70,27 +70,30 @@ expect_ok grow --from a --op depth --layers 4 --mode interleave --out a_inter
 expect_ok grow --from a --from a --from a --op combine --out a_x3
 expect_ok grow --from a --from b --op combine --out ab
 grep -q "optimizer state reset" out || fail "combine does not say the optimizer state is reset"
+expect_ok grow --from a --from a --op concat --out a_concat
+expect_ok grow --from a --from b --op concat --out ab_concat
 expect_ok grow --from a --op double --out a_double
 grep -q "optimizer state carried" out || fail "double does not say the optimizer state is carried"
 [[ -f a_double/optimizer.safetensors ]] || fail "double did not write the carried optimizer state"
 expect_ok grow --from a --op widen --embd 64 --noise 0.05 --out a_widen
 expect_ok grow --from a --op widen --embd 48 --out a_widen48 --json
 grep -q '"event":"grow"' out || fail "grow --json wrote no grow record: $(cat out)"
+expect_ok grow --from a --op widen --embd 32 --mlp 200 --out a_mlp200
 
 source_loss=$(loss_of a)
-for m in a_depth a_x3 a_double a_widen; do
+for m in a_depth a_x3 a_concat a_double a_widen; do
     got=$(loss_of $m)
     [[ $got == "$source_loss" ]] || fail "$m: loss $got, the source's is $source_loss (exact operator)"
     echo "ok   $m: validation loss $got = source's $source_loss"
 done
-for m in a_inter ab a_widen48; do
+for m in a_inter ab ab_concat a_widen48; do
     got=$(loss_of $m)
     [[ -n $got ]] || fail "$m: twist eval gave no loss"
     echo "ok   $m: validation loss $got (approximate operator; source a: $source_loss)"
 done
 
 if /usr/bin/python3 -c 'import torch' >/dev/null 2>&1; then
-    /usr/bin/python3 - "$tools" a a_depth a_x3 a_double a_widen <<'PY' || fail "PyTorch: grown logits differ from the source's"
+    /usr/bin/python3 - "$tools" a a_depth a_x3 a_concat a_double a_widen <<'PY' || fail "PyTorch: grown logits differ from the source's"
 import sys
 import torch
 sys.path.insert(0, sys.argv[1])
@@ -130,6 +133,7 @@ expect_fail "--heads 4 does not divide --embd 48" bad4 grow --from a --op widen 
 expect_fail "--layers 5 is not a multiple of the 2 layers of a" bad5 grow --from a --op depth --layers 5 --out bad5
 expect_fail "source 1 has n_embd 64 but source 0 has 32" bad6 grow --from a --from a_double --op combine --out bad6
 grep -q "1 = a_double" err || fail "combine error does not name the --from of source 1"
+expect_fail "source 1's layer 0 (2 heads, 200 MLP units) differs" bad11 grow --from a --from a_mlp200 --op concat --out bad11
 cp -r a damaged
 printf 'XXXX' | dd of=damaged/model.safetensors bs=1 seek=200 conv=notrunc 2>/dev/null
 expect_fail "damaged/model.safetensors" bad7 grow --from damaged --op double --out bad7

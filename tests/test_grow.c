@@ -10,6 +10,8 @@
  *   - widen (Net2Net): 12 -> 24 with more heads and units, with and without noise: logits
  *     equal; 12 -> 20: the first LayerNorm's statistics within grow.h's bound, and the logit
  *     change within the bound stated below (and not exact, so the case means something);
+ *   - concat: 3 copies give the source's logits; two different models sit side by side
+ *     exactly at the embedding, and the logits' distance to the sources' average is reported;
  *   - bad inputs are refused with a message naming the field.
  * Tolerances are float rounding: |grown - source| <= 2e-5 * (1 + max |source|). */
 #include <math.h>
@@ -335,6 +337,48 @@ static void test_widen(const tw_ist_master *src, const float *want) {
     tw_ist_master_free(g);
 }
 
+static void test_concat(const tw_ist_master *src, const float *want) {
+    const tw_ist_master *copies[3] = {src, src, src};
+    tw_ist_master *g = NULL;
+    TW_CHECK_OK(tw_grow_concat(copies, 3, &g));
+    if (!g) return;
+    TW_CHECK(g->config.n_embd == 36 && g->config.layers[0].heads == 12 && g->step == 0,
+             "concat: n_embd %d heads %d step %d", g->config.n_embd, g->config.layers[0].heads, g->step);
+    check_logits("concat 3 copies: logits", g, want);
+    tw_ist_master_free(g);
+    /* Two different models: exact side by side at the embedding; logits measured against the
+     * average of the sources' (approximate: one LayerNorm over both blocks). */
+    tw_ist_master *other = random_master(&src->config, 99);
+    const tw_ist_master *two[2] = {src, other};
+    TW_CHECK_OK(tw_grow_concat(two, 2, &g));
+    if (!g) {
+        tw_ist_master_free(other);
+        return;
+    }
+    for (int v = 0; v < V; v++)
+        for (int t = 0; t < T; t++) {
+            double x[24], a[12], b[12];
+            embed(g, v, t, x);
+            embed(src, v, t, a);
+            embed(other, v, t, b);
+            for (int c = 0; c < 12; c++)
+                TW_CHECK(x[c] == a[c] && x[12 + c] == b[c], "concat: embedding (%d, %d) not [x_1, x_2]", v, t);
+        }
+    float *other_logits = run(other, NULL), *got = run(g, NULL);
+    double worst = 0.0, apart = 0.0;
+    for (size_t e = 0; e < (size_t)B * T * V; e++) {
+        worst = fmax(worst, fabs(got[e] - 0.5 * ((double)want[e] + other_logits[e])));
+        apart = fmax(apart, fabs((double)want[e] - other_logits[e]));
+    }
+    printf("  concat 2 different models: max |logits - average| %.3g (sources differ by %.3g)\n",
+           worst, apart);
+    TW_CHECK(isfinite(worst) && worst > 0.0, "concat of different models: %g", worst);
+    free(other_logits);
+    free(got);
+    tw_ist_master_free(g);
+    tw_ist_master_free(other);
+}
+
 static void test_bad_input(const tw_ist_master *src) {
     tw_ist_master *g = NULL;
     tw_gpt_config c = src->config;
@@ -355,6 +399,12 @@ static void test_bad_input(const tw_ist_master *src) {
     TW_CHECK_ERROR(tw_grow_widen(src, &w, &g), TW_ERR_INVALID_ARGUMENT, "n_embd 8 is smaller");
     w = (tw_grow_widen_options){24, 3, 0, 0.0, 1};
     TW_CHECK_ERROR(tw_grow_widen(src, &w, &g), TW_ERR_INVALID_ARGUMENT, "heads 3 is fewer than layer 0's 4");
+    c = src->config;
+    c.layers[1].heads = 3;
+    other = random_master(&c, 3);
+    two[1] = other;
+    TW_CHECK_ERROR(tw_grow_concat(two, 2, &g), TW_ERR_INVALID_ARGUMENT, "source 1's layer 1 (3 heads");
+    tw_ist_master_free(other);
     TW_CHECK(g == NULL, "a refused operator returned a model");
 }
 
@@ -376,6 +426,7 @@ int main(int argc, char **argv) {
     test_combine(src, want);
     test_double(src);
     test_widen(src, want);
+    test_concat(src, want);
     test_bad_input(src);
     free(want);
     tw_ist_master_free(src);

@@ -18,8 +18,8 @@
 
 enum { MAX_SOURCES = 64 };
 
-static const char *const OPS[] = {"depth", "combine", "double", "widen", NULL};
-enum { OP_DEPTH, OP_COMBINE, OP_DOUBLE, OP_WIDEN };
+static const char *const OPS[] = {"depth", "combine", "double", "widen", "concat", NULL};
+enum { OP_DEPTH, OP_COMBINE, OP_DOUBLE, OP_WIDEN, OP_CONCAT };
 static const char *const MODES[] = {"stack", "interleave", NULL};
 
 typedef struct source {
@@ -172,18 +172,20 @@ int cmd_grow(int argc, char **argv) {
     };
     args_command command = {
         "twist grow",
-        "twist grow --from DIR [--from DIR ...] --op depth|combine|double|widen --out DIR "
+        "twist grow --from DIR [--from DIR ...] --op depth|combine|double|widen|concat --out DIR "
         "[options]",
         "Grows a larger model from trained checkpoints and writes it as a normal checkpoint. "
         "Optimizer state: carried (transformed) by double when the source has it, reset by "
-        "depth, combine and widen. Start training from it with twist train --init DIR.",
+        "depth, combine, widen and concat. Start training from it with twist train --init DIR.",
         specs, (int)(sizeof specs / sizeof specs[0])};
     args_result parsed = args_parse(&command, argc, argv);
     if (parsed != ARGS_OK) return parsed == ARGS_HELP ? CLI_EXIT_OK : CLI_EXIT_USAGE;
     if (n == 0) return args_usage_error(command.name, "--from DIR is required");
-    if (op == OP_COMBINE && n < 2)
-        return args_usage_error(command.name, "--op combine needs 2 or more --from checkpoints");
-    if (op != OP_COMBINE && n != 1)
+    const bool many = op == OP_COMBINE || op == OP_CONCAT;
+    if (many && n < 2)
+        return args_usage_error(command.name, "--op %s needs 2 or more --from checkpoints",
+                                OPS[op]);
+    if (!many && n != 1)
         return args_usage_error(command.name, "--op %s takes exactly one --from", OPS[op]);
     if (op == OP_DEPTH && !args_given(&command, "--layers"))
         return args_usage_error(command.name, "--op depth needs --layers N");
@@ -250,10 +252,11 @@ int cmd_grow(int argc, char **argv) {
                                            mode ? TW_GROW_INTERLEAVE : TW_GROW_STACK, identity};
                 status = tw_grow_depth(sources[0].master, &o, &grown);
             }
-        } else if (op == OP_COMBINE) {
+        } else if (many) {
             const tw_ist_master *masters[MAX_SOURCES];
             for (int i = 0; i < n; i++) masters[i] = sources[i].master;
-            status = tw_grow_combine(masters, n, &grown);
+            status = op == OP_COMBINE ? tw_grow_combine(masters, n, &grown)
+                                      : tw_grow_concat(masters, n, &grown);
         } else if (op == OP_WIDEN) {
             status = widen(c0, dirs[0], embd, heads, mlp, noise, (uint64_t)seed,
                            sources[0].master, &grown);
@@ -279,7 +282,7 @@ int cmd_grow(int argc, char **argv) {
             status = save_grown(out_dir, grown, carry, sources[0].loaded.tokenizer, cpu);
         tw_checkpoint_lock_release(lock);
     }
-    if (status != TW_OK && op == OP_COMBINE && failed_flag &&
+    if (status != TW_OK && many && failed_flag &&
         strcmp(failed_flag, "--op") == 0) {
         /* The library counts sources from 0: name them by their --from. */
         fprintf(stderr, "%s: %s (source i is the i-th --from:", command.name, tw_last_error());

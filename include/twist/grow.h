@@ -46,6 +46,18 @@
  *            amount) moves twice as far relative to its value, and the off-diagonal blocks
  *            start moving from 0: the grown model leaves the source's function from step 1.
  *
+ *   concat   n models of one shape (config equal in every size and scale) -> width n C, side by
+ *            side: the layout of double with source i as copy i (embeddings [wte_1 .. wte_n],
+ *            block-diagonal matrices, source i's heads and units as block i, ln_f / n). The
+ *            residual stream is exactly [x_1, .., x_n] after the embedding and every matrix keeps
+ *            the blocks apart, so if each LayerNorm normalised block by block, the logits would
+ *            be exactly the average of the n sources' logits. LayerNorm normalises over all nC
+ *            channels instead: block i gets (x_i - mean) / std with the concatenation's mean =
+ *            average of the blocks' means and var = average of (var_i + (mean_i - mean)^2), so
+ *            the result is the average only when the blocks' statistics agree (n copies of one
+ *            model: exact). No bound is claimed otherwise: the tests report the measured
+ *            distance to the average of the sources' logits. Optimizer state: reset.
+ *
  *   widen    Net2Net / bert2BERT style: residual width C0 -> C1 >= C0, and optionally every
  *            layer's heads to H1 and MLP units to M1 (head_dim kept). Every index space grows by
  *            copying: new entry i copies entry i mod old (so copy counts differ by at most 1).
@@ -97,6 +109,9 @@ tw_status tw_grow_depth(const tw_ist_master *source, const tw_grow_depth_options
 
 /* n >= 1 sources (see the top of this file). */
 tw_status tw_grow_combine(const tw_ist_master *const *sources, int n, tw_ist_master **out);
+
+/* n >= 1 sources of one shape, width n C (see the top of this file). */
+tw_status tw_grow_concat(const tw_ist_master *const *sources, int n, tw_ist_master **out);
 
 /* C -> 2C, exact; carries the optimizer state (see the top of this file). */
 tw_status tw_grow_double(const tw_ist_master *source, tw_ist_master **out);

@@ -117,11 +117,11 @@ static tw_status check_compatible(const tw_gpt_config *a, const tw_gpt_config *b
     for (size_t f = 0; f < sizeof fields / sizeof fields[0]; f++)
         if (fields[f].x != fields[f].y)
             return tw_error(TW_ERR_INVALID_ARGUMENT,
-                            "grow combine: source %d has %s %lld but source 0 has %lld", index,
+                            "grow: source %d has %s %lld but source 0 has %lld", index,
                             fields[f].field, fields[f].y, fields[f].x);
     if (a->layernorm_eps != b->layernorm_eps)
         return tw_error(TW_ERR_INVALID_ARGUMENT,
-                        "grow combine: source %d has layernorm_eps %g but source 0 has %g", index,
+                        "grow: source %d has layernorm_eps %g but source 0 has %g", index,
                         (double)b->layernorm_eps, (double)a->layernorm_eps);
     return TW_OK;
 }
@@ -257,80 +257,70 @@ tw_status tw_grow_combine(const tw_ist_master *const *sources, int n, tw_ist_mas
 /* Exact width doubling                                                                       */
 /* ------------------------------------------------------------------------------------------ */
 
-/* Per copy c in {0, 1}, source element (r, j) of a (rows, cols) tensor goes to destination
- * element (row_map, col_map) of the (2 rows or rows, 2 cols) grown tensor. */
+/* Copy c of n (c in [0, n)), from source c, of a (rows, cols) tensor goes into the grown tensor:
+ * vectors and embeddings side by side, matrices block diagonal, Q, K and V each holding the n
+ * copies' heads in copy order. */
 typedef enum { KIND_ROWS_DUP, KIND_BLOCK, KIND_QKV_WEIGHT, KIND_QKV_BIAS } map_kind;
 
-typedef struct double_copy {
-    const tw_ist_master *src;
+typedef struct concat_copy {
+    const tw_ist_master *src; /* source of this copy */
     tw_ist_master *dst;
     const tw_gpt_tensor *s, *d;
+    size_t n, c; /* copies, this copy */
     float param_factor, first_factor, second_factor;
-} double_copy;
+} concat_copy;
 
-static void put(const double_copy *x, size_t from, size_t to) {
-    x->dst->params[x->d->offset + to] = x->src->params[x->s->offset + from] * x->param_factor;
-    x->dst->exp_avg[x->d->offset + to] = x->src->exp_avg[x->s->offset + from] * x->first_factor;
-    x->dst->exp_avg_sq[x->d->offset + to] =
-        x->src->exp_avg_sq[x->s->offset + from] * x->second_factor;
-}
-
-static void double_tensor(const double_copy *x, map_kind kind, int A) {
+static void concat_tensor(const concat_copy *x, map_kind kind, int A) {
     const size_t R = (size_t)x->s->shape[0], K = (size_t)x->s->shape[1];
-    const size_t DK = (size_t)x->d->shape[1];
-    for (size_t c = 0; c < 2; c++)
-        for (size_t r = 0; r < R; r++)
-            for (size_t j = 0; j < K; j++) {
-                size_t from = r * K + j, to = 0;
-                switch (kind) {
-                case KIND_ROWS_DUP: /* (R, C) -> (R, 2C) or a vector (C) -> (2C): [v, v] */
-                    to = x->s->ndim == 1 ? c * R + r : r * DK + c * K + j;
-                    break;
-                case KIND_BLOCK: /* (R, K) -> (2R, 2K) block diagonal */
-                    to = (c * R + r) * DK + c * K + j;
-                    break;
-                case KIND_QKV_WEIGHT: { /* (C, 3A) -> (2C, 6A): copy c is heads [cH, cH + H) */
-                    size_t p = j / (size_t)A, i = j % (size_t)A;
-                    to = (c * R + r) * DK + p * 2 * (size_t)A + c * (size_t)A + i;
-                    break;
-                }
-                case KIND_QKV_BIAS: { /* (3A) -> (6A) */
-                    size_t p = r / (size_t)A, i = r % (size_t)A;
-                    to = p * 2 * (size_t)A + c * (size_t)A + i;
-                    break;
-                }
-                }
-                put(x, from, to);
+    const size_t DK = (size_t)x->d->shape[1], n = x->n, c = x->c, a = (size_t)A;
+    for (size_t r = 0; r < R; r++)
+        for (size_t j = 0; j < K; j++) {
+            size_t from = r * K + j, to = 0;
+            switch (kind) {
+            case KIND_ROWS_DUP: /* (R, C) -> (R, nC) or a vector (C) -> (nC): side by side */
+                to = x->s->ndim == 1 ? c * R + r : r * DK + c * K + j;
+                break;
+            case KIND_BLOCK: /* (R, K) -> (nR, nK) block diagonal */
+                to = (c * R + r) * DK + c * K + j;
+                break;
+            case KIND_QKV_WEIGHT: { /* (C, 3A) -> (nC, 3nA): copy c is heads [cH, cH + H) */
+                size_t p = j / a, i = j % a;
+                to = (c * R + r) * DK + p * n * a + c * a + i;
+                break;
             }
+            case KIND_QKV_BIAS: { /* (3A) -> (3nA) */
+                size_t p = r / a, i = r % a;
+                to = p * n * a + c * a + i;
+                break;
+            }
+            }
+            const size_t so = x->s->offset + from, dO = x->d->offset + to;
+            x->dst->params[dO] = x->src->params[so] * x->param_factor;
+            x->dst->exp_avg[dO] = x->src->exp_avg[so] * x->first_factor;
+            x->dst->exp_avg_sq[dO] = x->src->exp_avg_sq[so] * x->second_factor;
+        }
 }
 
-tw_status tw_grow_double(const tw_ist_master *source, tw_ist_master **out) {
-    if (!out) return tw_error(TW_ERR_INVALID_ARGUMENT, "grow double: NULL argument");
-    *out = NULL;
-    TW_TRY(check_source(source, "the double source"));
+/* n sources of one config side by side; carry: the moments of identical copies (double). */
+static tw_status concat(const tw_ist_master *const *sources, int n, bool carry,
+                        tw_ist_master **out) {
+    const tw_ist_master *source = sources[0];
     tw_gpt_config c = source->config;
-    c.n_embd *= 2;
+    if ((long long)c.n_embd * n > (1 << 20))
+        return tw_error(TW_ERR_INVALID_ARGUMENT, "grow: %d x n_embd %d is too wide", n, c.n_embd);
+    c.n_embd *= n;
     for (int l = 0; l < c.n_layer; l++) {
-        c.layers[l].heads *= 2;
-        c.layers[l].mlp_hidden *= 2;
+        c.layers[l].heads *= n;
+        c.layers[l].mlp_hidden *= n;
     }
     tw_ist_master *m = NULL;
-    TW_TRY(tw_ist_master_create(&c, &m)); /* validates the doubled sizes */
+    TW_TRY(tw_ist_master_create(&c, &m)); /* validates the grown sizes */
     for (int t = 0; t < m->tensor_count; t++) {
         const tw_gpt_tensor *d = &m->tensors[t];
-        const tw_gpt_tensor *s = find_tensor(source, d->name);
-        if (!s) {
-            tw_ist_master_free(m);
-            return tw_error(TW_ERR_INVALID_ARGUMENT, "grow double: the source lacks %s", d->name);
-        }
         int layer = -1;
         const char *rest = "";
         bool in_layer = split_layer_name(d->name, &layer, &rest);
         bool ln_f = !in_layer && strncmp(d->name, "transformer.ln_f.", 17) == 0;
-        /* Copied entries get half the source's gradient: m / 2, v / 4. ln_f is stored halved
-         * and gets the source's gradient: m and v unchanged. */
-        double_copy x = {source, m, s, d, ln_f ? 0.5f : 1.0f, ln_f ? 1.0f : 0.5f,
-                         ln_f ? 1.0f : 0.25f};
         map_kind kind = KIND_ROWS_DUP;
         int A = 0;
         if (in_layer) {
@@ -339,11 +329,56 @@ tw_status tw_grow_double(const tw_ist_master *source, tw_ist_master **out) {
             else if (strcmp(rest, "attn.c_attn.bias") == 0) kind = KIND_QKV_BIAS;
             else if (d->ndim == 2) kind = KIND_BLOCK; /* c_proj, c_fc, mlp.c_proj weights */
         }
-        double_tensor(&x, kind, A); /* entries not written stay 0: the off-diagonal blocks */
+        for (int i = 0; i < n; i++) {
+            const tw_gpt_tensor *s = find_tensor(sources[i], d->name);
+            if (!s) {
+                tw_ist_master_free(m);
+                return tw_error(TW_ERR_INVALID_ARGUMENT, "grow: source %d lacks %s", i, d->name);
+            }
+            /* ln_f is divided by n: the tied unembedding sums the n blocks. With carry, copies
+             * get 1/n of the source's gradient (m / n, v / n^2); ln_f gets the source's. */
+            const float inv = 1.0f / (float)n;
+            concat_copy x = {sources[i], m, s, d, (size_t)n, (size_t)i, ln_f ? inv : 1.0f,
+                             !carry ? 0.0f : ln_f ? 1.0f : inv,
+                             !carry ? 0.0f : ln_f ? 1.0f : inv * inv};
+            concat_tensor(&x, kind, A); /* entries not written stay 0: off-diagonal blocks */
+        }
     }
-    m->step = source->step;
+    m->step = carry ? source->step : 0;
     *out = m;
     return TW_OK;
+}
+
+tw_status tw_grow_double(const tw_ist_master *source, tw_ist_master **out) {
+    if (!out) return tw_error(TW_ERR_INVALID_ARGUMENT, "grow double: NULL argument");
+    *out = NULL;
+    TW_TRY(check_source(source, "the double source"));
+    const tw_ist_master *pair[2] = {source, source};
+    return concat(pair, 2, true, out);
+}
+
+tw_status tw_grow_concat(const tw_ist_master *const *sources, int n, tw_ist_master **out) {
+    if (!sources || !out || n < 1)
+        return tw_error(TW_ERR_INVALID_ARGUMENT, "grow concat: need 1 or more sources");
+    *out = NULL;
+    for (int i = 0; i < n; i++) {
+        char what[48];
+        snprintf(what, sizeof what, "concat source %d", i);
+        TW_TRY(check_source(sources[i], what));
+        const tw_gpt_config *a = &sources[0]->config, *b = &sources[i]->config;
+        TW_TRY(check_compatible(a, b, i));
+        for (int l = 0; l < a->n_layer; l++)
+            if (a->layers[l].heads != b->layers[l].heads ||
+                a->layers[l].mlp_hidden != b->layers[l].mlp_hidden ||
+                a->layers[l].attn_scale != b->layers[l].attn_scale ||
+                a->layers[l].mlp_scale != b->layers[l].mlp_scale)
+                return tw_error(TW_ERR_INVALID_ARGUMENT,
+                                "grow concat: source %d's layer %d (%d heads, %d MLP units) "
+                                "differs from source 0's (%d, %d): concat needs one shape",
+                                i, l, b->layers[l].heads, b->layers[l].mlp_hidden,
+                                a->layers[l].heads, a->layers[l].mlp_hidden);
+    }
+    return concat(sources, n, false, out);
 }
 
 /* ------------------------------------------------------------------------------------------ */
