@@ -6,7 +6,9 @@
  *     worker i of the block partition (IST) from the grown model gives back source i's per-head
  *     and per-unit tensors bit for bit, shared tensors are the sources' average;
  *   - double: logits equal the source's; gradients of copied entries are half the source's
- *     (ln_f: equal), which is what the carried AdamW state (m / 2, v / 4) assumes;
+ *     (ln_f: equal), which is what the carried AdamW state (m / 2, v / 4) assumes; one AdamW
+ *     step (clipping off) from the carried state moves every copied entry as the source's step
+ *     moves its original, ln_f by the source's whole step, and the off-diagonal zeros off 0;
  *   - widen (Net2Net): 12 -> 24 with more heads and units, with and without noise: logits
  *     equal; 12 -> 20: the first LayerNorm's statistics within grow.h's bound, and the logit
  *     change within the bound stated below (and not exact, so the case means something);
@@ -21,6 +23,7 @@
 
 #include "harness.h"
 #include "twist/grow.h"
+#include "twist/optim.h"
 
 enum { B = 2, T = 6, V = 24 };
 
@@ -218,6 +221,78 @@ static void test_combine(const tw_ist_master *src, const float *want) {
     tw_ist_master_free(other);
 }
 
+/* One AdamW step (clipping off, weight decay on) of the master on the device, from its own
+ * moments and step count, on the fixed tokens: the parameters after it (param_count floats). */
+static float *adamw_step(const tw_ist_master *m) {
+    tw_gpt *model = NULL;
+    tw_adamw *opt = NULL;
+    tw_adamw_config adam = tw_adamw_defaults();
+    adam.grad_clip = 0.0f; /* the global norm is not preserved by growth: see grow.h */
+    int32_t tokens[B * T], targets[B * T];
+    tokens_of(tokens, targets, 5);
+    const size_t bytes = m->param_count * 4;
+    float *after = malloc(bytes);
+    TW_CHECK_OK(tw_gpt_create(device, &m->config, &model));
+    if (!model || !after) exit(1);
+    TW_CHECK_OK(tw_buffer_upload(tw_gpt_params(model), 0, m->params, bytes));
+    TW_CHECK_OK(tw_adamw_create(model, &adam, &opt));
+    if (!opt) exit(1);
+    TW_CHECK_OK(tw_buffer_upload(tw_adamw_first_moment(opt), 0, m->exp_avg, bytes));
+    TW_CHECK_OK(tw_buffer_upload(tw_adamw_second_moment(opt), 0, m->exp_avg_sq, bytes));
+    tw_adamw_set_steps(opt, m->step);
+    TW_CHECK_OK(tw_gpt_zero_grad(model));
+    TW_CHECK_OK(tw_gpt_forward(model, tokens, targets, B, T));
+    TW_CHECK_OK(tw_gpt_backward(model, 1.0f));
+    TW_CHECK_OK(tw_adamw_update(opt, 1e-2f, NULL));
+    TW_CHECK_OK(tw_buffer_download(tw_gpt_params(model), 0, after, bytes));
+    tw_adamw_destroy(opt);
+    tw_gpt_destroy(model);
+    return after;
+}
+
+/* The next AdamW step from double's carried state: on every copied entry it is the source's
+ * step (the grown model after one step = the doubling of the source after one step), ln_f
+ * (stored halved) moves by the source's full step, and the off-diagonal entries leave 0. */
+static void test_double_step(const tw_ist_master *src, const tw_ist_master *g,
+                             const tw_ist_master *ones_doubled) {
+    float *small_after = adamw_step(src), *grown_after = adamw_step(g);
+    tw_ist_master *moved = random_master(&src->config, 1), *moved_doubled = NULL;
+    memcpy(moved->params, small_after, src->param_count * 4);
+    TW_CHECK_OK(tw_grow_double(moved, &moved_doubled));
+    const tw_gpt_tensor *f = find(g, "transformer.ln_f.weight"), *sf = find(src, f->name);
+    size_t n = 0, off = 0;
+    float *a = calloc(g->param_count, 4), *b = calloc(g->param_count, 4);
+    for (int t = 0; moved_doubled && t < g->tensor_count; t++) {
+        const tw_gpt_tensor *d = &g->tensors[t];
+        if (strncmp(d->name, "transformer.ln_f.", 17) == 0) continue;
+        for (size_t e = 0; e < d->count; e++) {
+            if (ones_doubled->params[d->offset + e] == 0.0f) {
+                off += grown_after[d->offset + e] != 0.0f;
+                continue;
+            }
+            a[n] = grown_after[d->offset + e];
+            b[n++] = moved_doubled->params[d->offset + e];
+        }
+    }
+    check_close("double: next AdamW step of copies = source's", a, b, n);
+    TW_CHECK(off > 0, "double: the off-diagonal entries did not move");
+    /* ln_f: halved value + the source's whole step. */
+    n = 0;
+    for (int c = 0; c < 2; c++)
+        for (int e = 0; e < 12; e++) {
+            size_t se = sf->offset + (size_t)e;
+            a[n] = grown_after[f->offset + (size_t)(c * 12 + e)];
+            b[n++] = 0.5f * src->params[se] + (small_after[se] - src->params[se]);
+        }
+    check_close("double: ln_f steps by the source's full step", a, b, n);
+    free(a);
+    free(b);
+    free(small_after);
+    free(grown_after);
+    tw_ist_master_free(moved);
+    tw_ist_master_free(moved_doubled);
+}
+
 static void test_double(const tw_ist_master *src) {
     tw_ist_master *g = NULL;
     TW_CHECK_OK(tw_grow_double(src, &g));
@@ -238,7 +313,7 @@ static void test_double(const tw_ist_master *src) {
     TW_CHECK_OK(tw_grow_double(gm, &gd));
     TW_CHECK_OK(tw_grow_double(ones, &od));
     size_t n = 0;
-    float *a = malloc(g->param_count * 4), *b = malloc(g->param_count * 4);
+    float *a = calloc(g->param_count, 4), *b = calloc(g->param_count, 4);
     for (int t = 0; gd && od && t < g->tensor_count; t++) {
         const tw_gpt_tensor *d = &g->tensors[t];
         bool ln_f = strncmp(d->name, "transformer.ln_f.", 17) == 0;
@@ -257,6 +332,7 @@ static void test_double(const tw_ist_master *src) {
                  g->exp_avg[f->offset + 12] == src->exp_avg[sf->offset] &&
                  g->params[f->offset + 12] == src->params[sf->offset] * 0.5f,
              "double: moments or ln_f not transformed as documented");
+    if (od) test_double_step(src, g, od);
     free(a);
     free(b);
     free(want);

@@ -45,6 +45,9 @@
  *            equal to it wherever sqrt(v) >> eps; ln_f (stored halved, stepped by the full
  *            amount) moves twice as far relative to its value, and the off-diagonal blocks
  *            start moving from 0: the grown model leaves the source's function from step 1.
+ *            Gradient clipping by the global norm sees another norm (halved copies plus the new
+ *            entries' gradients), so the step matches only while clipping does not act (the
+ *            test checks one step with clipping off).
  *
  *   concat   n models of one shape (config equal in every size and scale) -> width n C, side by
  *            side: the layout of double with source i as copy i (embeddings [wte_1 .. wte_n],
