@@ -2,7 +2,9 @@
  * vulkan:0, ...; a device this machine lacks skips):
  *   - depth, stack and interleave with identity copies: logits equal the source's; without
  *     identity, every grown layer's tensors are the source layer's, bit for bit;
- *   - combine: n = 3 copies of one model give its logits; two different models: extracting
+ *   - combine: n = 3 copies of one model give its logits; two models that differ in their
+ *     output projections give the logits of the one with the averaged projections (each block
+ *     output is the average of the sources'); two different models: extracting
  *     worker i of the block partition (IST) from the grown model gives back source i's per-head
  *     and per-unit tensors bit for bit, shared tensors are the sources' average;
  *   - double: logits equal the source's; gradients of copied entries are half the source's
@@ -151,6 +153,33 @@ static void test_combine(const tw_ist_master *src, const float *want) {
              "combine: heads %d units %d", g->config.layers[0].heads, g->config.layers[1].mlp_hidden);
     check_logits("combine 3 copies: logits", g, want);
     tw_ist_master_free(g);
+
+    /* Block outputs are averaged: B = the source with other output projections (c_proj weights
+     * and biases of both blocks), so each grown block computes (o W_A + o W_B) / 2 + mean bias,
+     * which is the source with the averaged projections (C). */
+    {
+        tw_ist_master *b = random_master(&src->config, 5), *avg = random_master(&src->config, 5);
+        memcpy(b->params, src->params, src->param_count * 4);
+        memcpy(avg->params, src->params, src->param_count * 4);
+        tw_test_rng rng;
+        tw_test_rng_seed(&rng, 8);
+        for (int t = 0; t < src->tensor_count; t++) {
+            const tw_gpt_tensor *d = &src->tensors[t];
+            if (!strstr(d->name, "c_proj")) continue;
+            tw_test_fill_uniform(&rng, b->params + d->offset, d->count, -0.4f, 0.4f);
+            for (size_t e = 0; e < d->count; e++)
+                avg->params[d->offset + e] =
+                    (float)(((double)src->params[d->offset + e] + b->params[d->offset + e]) / 2.0);
+        }
+        const tw_ist_master *ab[2] = {src, b};
+        TW_CHECK_OK(tw_grow_combine(ab, 2, &g));
+        float *average = run(avg, NULL);
+        if (g) check_logits("combine: block outputs averaged", g, average);
+        free(average);
+        tw_ist_master_free(g);
+        tw_ist_master_free(b);
+        tw_ist_master_free(avg);
+    }
 
     /* Two different models (same sizes here; sizes may differ per source): the inverse of IST. */
     tw_gpt_config c2 = src->config;

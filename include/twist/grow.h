@@ -23,12 +23,13 @@
  *            and shared ones (wte, wpe, LayerNorms, c_proj biases) are averaged. Each block
  *            scale is 1/n and source i's own block scale is folded into its c_proj rows, so a
  *            grown block's output is the average of the sources' block outputs on the same
- *            input. Exact: when the sources share wte, wpe and every LayerNorm (e.g. n copies of
- *            one model, or models trained from one shared trunk), each layer's residual update
- *            is exactly the average of the n sources' updates, and n copies of one model give
- *            its logits (to float rounding). Otherwise approximate: averaging embeddings and
- *            LayerNorms of independently trained models changes the inputs each block sees;
- *            measure the loss right after growth (twist eval). Optimizer state: reset.
+ *            input (exact to float rounding: n copies of one model give its logits, and sources
+ *            that differ only in their output projections give the model with the averaged
+ *            projections). Approximate otherwise: with shared embeddings and LayerNorms each
+ *            block still averages the sources' blocks on its input, but that input (the
+ *            residual stream after the earlier averaged blocks) is no source's own; averaging
+ *            embeddings and LayerNorms of independently trained models changes it further.
+ *            Measure the loss right after growth (twist eval). Optimizer state: reset.
  *
  *   double   C -> 2C, exact (Staged Training): every vector of width C becomes [v, v], every
  *            matrix becomes block diagonal [[W, 0], [0, W]] (heads and MLP units doubled, copy 0
