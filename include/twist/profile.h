@@ -42,9 +42,12 @@ bool tw_profile_active(void);
 tw_status tw_profile_stop(void);
 void tw_profile_release(void);
 
-/* Totals over every op recorded by the last (stopped) session. */
+/* Totals over every op recorded by the current or last session. During a session, sync the
+ * devices first (tw_device_sync resolves their timers) and call it from the thread that issues
+ * their ops: ops whose device times are not read yet count only in `unresolved`. */
 typedef struct tw_profile_totals {
     long long calls;
+    long long unresolved;  /* calls without a device time (not yet read, or a timer failed) */
     double device_seconds; /* summed device time of the ops */
     double host_seconds;   /* summed host time inside the op calls */
     double flops, bytes;
