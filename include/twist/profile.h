@@ -31,6 +31,11 @@ void tw_profile_where(int layer, const char *part, const char *role);
 /* Back to naming ops by their op name. */
 void tw_profile_clear(void);
 
+/* The name the profiler gives an op called `op` ("gemm") issued now on this thread, e.g.
+ * "block3.attn.qkv_gemm", into out (truncated to capacity); backends use it to name their own
+ * trace ranges (the CUDA backend's NVTX ranges). Returns out. */
+char *tw_profile_name(const char *op, char *out, size_t capacity);
+
 /* Opens the process's profiling session (discarding any earlier one's data). Devices opened
  * afterwards are profiled until tw_profile_stop(). TW_ERR_INVALID_ARGUMENT if one is open. */
 tw_status tw_profile_start(void);

@@ -331,15 +331,23 @@ static void write_number(FILE *f, const char *format, double value) {
 
 /* [block<layer>.]<part>.[<role>_]<op>: "block3.attn.qkv_gemm", "block3.mlp.gelu_bwd",
  * "lm_head.gemm", "adamw.adamw_step"; the bare op name outside any tw_profile_where. */
-static void record_name(const prof_record *r, char *out, size_t capacity) {
-    const char *op = op_names[r->op];
-    if (!r->part) snprintf(out, capacity, "%s", op);
-    else if (r->layer >= 0)
-        snprintf(out, capacity, "block%d.%s.%s%s%s", r->layer, r->part, r->role ? r->role : "",
-                 r->role ? "_" : "", op);
+static void compose_name(const char *part, const char *role, int layer, const char *op, char *out,
+                         size_t capacity) {
+    if (!part) snprintf(out, capacity, "%s", op);
+    else if (layer >= 0)
+        snprintf(out, capacity, "block%d.%s.%s%s%s", layer, part, role ? role : "",
+                 role ? "_" : "", op);
     else
-        snprintf(out, capacity, "%s.%s%s%s", r->part, r->role ? r->role : "", r->role ? "_" : "",
-                 op);
+        snprintf(out, capacity, "%s.%s%s%s", part, role ? role : "", role ? "_" : "", op);
+}
+
+static void record_name(const prof_record *r, char *out, size_t capacity) {
+    compose_name(r->part, r->role, r->layer, op_names[r->op], out, capacity);
+}
+
+char *tw_profile_name(const char *op, char *out, size_t capacity) {
+    if (out && capacity) compose_name(where.part, where.role, where.layer, op ? op : "", out, capacity);
+    return out;
 }
 
 /* pid: one per device spec (first seen order), so Perfetto groups the tracks of one device. */
