@@ -37,12 +37,16 @@ tw_status tw_cuda_activate(tw_cuda_context *cu) {
     return err == cudaSuccess ? TW_OK : tw_cuda_fail(err, "cudaSetDevice");
 }
 
-/* Under a tool that collects NVTX (Nsight Systems sets NVTX_INJECTION64_PATH) a range is named
- * like the profiler's ops, "twist:block3.attn.qkv_gemm" (twist/profile.h); otherwise the name
- * is the plain op ("twist:gemm"), so ops pay no formatting when nothing listens. */
+/* Under a tool that collects NVTX (Nsight Systems sets NVTX_INJECTION64_PATH), or with
+ * TWIST_NVTX_NAMES=1, a range is named like the profiler's ops, "twist:block3.attn.qkv_gemm"
+ * (twist/profile.h); otherwise the name is the plain op ("twist:gemm"), so ops pay no
+ * formatting when nothing listens. */
 static pthread_once_t nvtx_once = PTHREAD_ONCE_INIT;
 static bool nvtx_named;
-static void nvtx_detect(void) { nvtx_named = getenv("NVTX_INJECTION64_PATH") != NULL; }
+static void nvtx_detect(void) {
+    const char *force = getenv("TWIST_NVTX_NAMES");
+    nvtx_named = getenv("NVTX_INJECTION64_PATH") != NULL || (force && strcmp(force, "1") == 0);
+}
 
 void tw_cuda_range_push(const char *op) {
     pthread_once(&nvtx_once, nvtx_detect);
