@@ -79,14 +79,16 @@ check_trace "$tmp/train.json" 1 \
 grep -q "written to $tmp/train.json" "$tmp/train.err" || fail "train --profile: no note of the trace"
 
 run summary profile summary "$tmp/train.json"
-for part in "by op:" "by layer:" "by name:" "gemm" "block1" "lm_head.gemm" "% peak"; do
+for part in "device memory: cpu (track 1) peaked at" "by op:" "by layer:" "by name:" "gemm" "block1" "lm_head.gemm" "% peak"; do
     grep -q -- "$part" "$tmp/summary.out" || fail "profile summary lacks '$part'"
 done
 run summary_json profile summary "$tmp/train.json" --json
 python3 - "$tmp/summary_json.out" <<'PY' || fail "profile summary --json"
 import json, sys
 records = [json.loads(l, parse_constant=lambda t: sys.exit("not JSON: " + t)) for l in open(sys.argv[1])]
-assert all(r["event"] in ("profile_summary", "profile_row") and r["command"] == "profile" for r in records)
+assert all(r["event"] in ("profile_summary", "profile_memory", "profile_row") and r["command"] == "profile" for r in records)
+memory = [r for r in records if r["event"] == "profile_memory"]
+assert len(memory) == 1 and memory[0]["peak_bytes"] > 0, memory
 rows = [r for r in records if r["event"] == "profile_row"]
 groups = {r["group"] for r in rows}
 assert groups == {"op", "layer", "name"}, groups

@@ -133,14 +133,18 @@ static double number_or_nan(const cJSON *object, const char *key) {
     return cJSON_IsNumber(item) ? item->valuedouble : NAN;
 }
 
-/* The device peak (GFLOP/s) of the track (pid, tid) from the trace's twistDevices. */
-static double track_peak(const cJSON *devices, int pid, int tid) {
+/* The entry of the track (pid, tid) in the trace's twistDevices, or NULL. */
+static const cJSON *track_device(const cJSON *devices, int pid, int tid) {
     const cJSON *d;
     cJSON_ArrayForEach(d, devices) {
-        if (number_or_nan(d, "pid") == pid && number_or_nan(d, "tid") == tid)
-            return number_or_nan(d, "peak_gflops");
+        if (number_or_nan(d, "pid") == pid && number_or_nan(d, "tid") == tid) return d;
     }
-    return NAN;
+    return NULL;
+}
+
+/* The device peak (GFLOP/s) of the track (pid, tid); NAN when unknown. */
+static double track_peak(const cJSON *devices, int pid, int tid) {
+    return number_or_nan(track_device(devices, pid, tid), "peak_gflops");
 }
 
 static void add_to(row *r, double seconds, double flops, double bytes, double peak) {
@@ -231,6 +235,11 @@ static int cmd_profile_summary(int argc, char **argv) {
     const cJSON *devices = cJSON_GetObjectItemCaseSensitive(trace, "twistDevices");
 
     table ops = {0}, layers = {0}, names = {0};
+    /* The device memory high-water mark per track (pid, tid), from the ops' peak_mem_bytes. */
+    enum { MAX_TRACKS = 256 };
+    typedef struct track_peak_mem { int pid, tid; double peak; } track_peak_mem;
+    track_peak_mem tracks[MAX_TRACKS];
+    int track_count = 0;
     double total = 0, first = INFINITY, last = -INFINITY;
     long long calls = 0;
     int code = CLI_EXIT_OK;
@@ -249,7 +258,8 @@ static int cmd_profile_summary(int argc, char **argv) {
         }
         double seconds = dur * 1e-6, flops = number_or_nan(args, "flops"),
                bytes = number_or_nan(args, "bytes");
-        double peak = track_peak(devices, (int)number_or_nan(e, "pid"), (int)number_or_nan(e, "tid"));
+        double peak =
+            track_peak(devices, (int)number_or_nan(e, "pid"), (int)number_or_nan(e, "tid"));
         /* Layer: the name up to its first dot ("block3", "lm_head", "adamw"); the op itself
          * outside any named scope. */
         char layer[160];
@@ -263,10 +273,23 @@ static int cmd_profile_summary(int argc, char **argv) {
             break;
         }
         for (int i = 0; i < 3; i++) add_to(r[i], seconds, flops, bytes, peak);
+        int pid = (int)number_or_nan(e, "pid"), tid = (int)number_or_nan(e, "tid"), t = 0;
+        while (t < track_count && (tracks[t].pid != pid || tracks[t].tid != tid)) t++;
+        if (t == track_count && t < MAX_TRACKS)
+            tracks[track_count++] = (track_peak_mem){pid, tid, 0};
+        double mem = number_or_nan(args, "peak_mem_bytes");
+        if (t < track_count && isfinite(mem) && mem > tracks[t].peak) tracks[t].peak = mem;
         total += seconds;
         calls++;
         if (ts < first) first = ts;
         if (ts + dur > last) last = ts + dur;
+    }
+    char track_specs[MAX_TRACKS][40]; /* each track's device spec (the trace is freed next) */
+    for (int t = 0; t < track_count; t++) {
+        const cJSON *spec = cJSON_GetObjectItemCaseSensitive(
+            track_device(devices, tracks[t].pid, tracks[t].tid), "spec");
+        snprintf(track_specs[t], sizeof track_specs[t], "%s",
+                 cJSON_IsString(spec) ? spec->valuestring : "?");
     }
     cJSON_Delete(trace);
 
@@ -286,6 +309,17 @@ static int cmd_profile_summary(int argc, char **argv) {
         tw_record_number(record, "device_ms", total * 1e3);
         tw_record_number(record, "span_ms", span * 1e3);
         output_record(&out, record);
+        for (int t = 0; t < track_count; t++) {
+            char size[32];
+            output_line(&out, "device memory: %s (track %d) peaked at %s", track_specs[t],
+                        tracks[t].tid, cli_format_bytes(tracks[t].peak, size, sizeof size));
+            record = output_new(&out, "profile_memory");
+            tw_record_string(record, "device", track_specs[t]);
+            tw_record_int(record, "pid", tracks[t].pid);
+            tw_record_int(record, "tid", tracks[t].tid);
+            tw_record_number(record, "peak_bytes", tracks[t].peak);
+            output_record(&out, record);
+        }
         print_table(&out, "op", &ops, total, top);
         print_table(&out, "layer", &layers, total, top);
         print_table(&out, "name", &names, total, top);

@@ -346,7 +346,8 @@ static void record_name(const prof_record *r, char *out, size_t capacity) {
 }
 
 char *tw_profile_name(const char *op, char *out, size_t capacity) {
-    if (out && capacity) compose_name(where.part, where.role, where.layer, op ? op : "", out, capacity);
+    if (out && capacity)
+        compose_name(where.part, where.role, where.layer, op ? op : "", out, capacity);
     return out;
 }
 
@@ -376,13 +377,17 @@ static void write_trace(FILE *f) {
         int pid = spec_pid(i);
         char label[320];
         snprintf(label, sizeof label, "%s (%s)", t->info.spec, t->info.name);
-        fprintf(f, "%s{\"ph\":\"M\",\"name\":\"process_name\",\"pid\":%d,\"tid\":%d,\"args\":{\"name\":",
-                first ? "" : ",\n", pid, t->tid);
+        fprintf(
+            f,
+            "%s{\"ph\":\"M\",\"name\":\"process_name\",\"pid\":%d,\"tid\":%d,\"args\":{\"name\":",
+            first ? "" : ",\n", pid, t->tid);
         write_string(f, label);
         fputs("}}", f);
         snprintf(label, sizeof label, "%s #%d", t->info.spec, t->tid);
-        fprintf(f, ",\n{\"ph\":\"M\",\"name\":\"thread_name\",\"pid\":%d,\"tid\":%d,\"args\":{\"name\":",
-                pid, t->tid);
+        fprintf(
+            f,
+            ",\n{\"ph\":\"M\",\"name\":\"thread_name\",\"pid\":%d,\"tid\":%d,\"args\":{\"name\":",
+            pid, t->tid);
         write_string(f, label);
         fputs("}}", f);
         first = false;
@@ -400,7 +405,8 @@ static void write_trace(FILE *f) {
             write_number(f, "%.3f", start * 1e6);
             fputs(",\"dur\":", f);
             write_number(f, "%.3f", dur * 1e6);
-            fprintf(f, ",\"args\":{\"op\":\"%s\",\"layer\":%d,\"flops\":", op_names[r->op], r->layer);
+            fprintf(f, ",\"args\":{\"op\":\"%s\",\"layer\":%d,\"flops\":", op_names[r->op],
+                    r->layer);
             write_number(f, "%.17g", r->flops);
             fputs(",\"bytes\":", f);
             write_number(f, "%.17g", r->bytes);
@@ -440,11 +446,13 @@ tw_status tw_profile_write_trace(const char *path) {
     pthread_mutex_lock(&session_lock);
     tw_status status = require_stopped("tw_profile_write_trace");
     char temp[4096];
-    if (status == TW_OK && snprintf(temp, sizeof temp, "%s.tmp.%ld", path, (long)getpid()) >= (int)sizeof temp)
+    if (status == TW_OK &&
+        snprintf(temp, sizeof temp, "%s.tmp.%ld", path, (long)getpid()) >= (int)sizeof temp)
         status = tw_error(TW_ERR_INVALID_ARGUMENT, "profile trace: path too long: %s", path);
     FILE *f = status == TW_OK ? fopen(temp, "w") : NULL;
     if (status == TW_OK && !f)
-        status = tw_error(TW_ERR_IO, "cannot write the profile trace %s: %s", temp, strerror(errno));
+        status =
+            tw_error(TW_ERR_IO, "cannot write the profile trace %s: %s", temp, strerror(errno));
     if (f) {
         write_trace(f);
         bool bad = ferror(f) != 0;
