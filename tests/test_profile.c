@@ -4,9 +4,9 @@
  *   - profiling leaves the trained parameters bit-identical to an unprofiled run;
  *   - every op of the step is recorded once, named by layer and role, with FLOPs and bytes;
  *   - the trace writer's file parses (cJSON) and has an "X" event per op;
- *   - the same on opencl:0 and vulkan:0 when present (skipped with a message otherwise), where
- *     device time is at most the wall time (the queue runs the ops one after another).
- * Usage: test_profile [--device SPEC]... (default: cpu opencl:0 vulkan:0) */
+ *   - the same on opencl:0, vulkan:0 and cuda:0 when present (skipped with a message otherwise),
+ *     where device time is at most the wall time (the queue runs the ops one after another).
+ * Usage: test_profile [--device SPEC]... (default: cpu opencl:0 vulkan:0 cuda:0) */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -186,13 +186,13 @@ static void check_device(const char *spec) {
 }
 
 int main(int argc, char **argv) {
-    const char *defaults[] = {"cpu", "opencl:0", "vulkan:0"};
+    const char *defaults[] = {"cpu", "opencl:0", "vulkan:0", "cuda:0"};
     const char *specs[8];
     int count = 0;
     for (int i = 1; i + 1 < argc && count < 8; i += 2)
         if (strcmp(argv[i], "--device") == 0) specs[count++] = argv[i + 1];
     if (count == 0)
-        for (int i = 0; i < 3; i++) specs[count++] = defaults[i];
+        for (int i = 0; i < 4; i++) specs[count++] = defaults[i];
     for (int i = 0; i < count; i++) check_device(specs[i]);
     return tw_test_finish("profile");
 }
