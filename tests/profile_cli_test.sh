@@ -3,7 +3,7 @@
 #   - train, eval, bench step, ist and dp write a Chrome trace that Python's strict json loads,
 #     with what Perfetto needs (traceEvents; "X" events with name, ph, ts, dur, pid, tid;
 #     process_name / thread_name metadata), names by layer and role, FLOPs and bytes in args;
-#     ist gives one track (tid) per worker;
+#     ist gives one track (tid) per worker; under mpirun each rank writes its own trace;
 #   - profile summary prints the tables by op, layer and name; --json gives records;
 #   - bad input: a missing trace, a JSON file that is no trace, an unwritable --profile path:
 #     one message, exit 1, no partial file.
@@ -107,6 +107,21 @@ run ist ist "${dist[@]}" --heads-per-worker 1 --out "$tmp/ist" --profile "$tmp/i
 check_trace "$tmp/ist.json" 2 "block0.attn.qkv_gemm"
 run dp dp "${dist[@]}" --mode localsgd --out "$tmp/dp" --profile "$tmp/dp.json"
 check_trace "$tmp/dp.json" 2 ""
+
+# Under mpirun every rank writes its own trace: rank 0 FILE, rank r FILE.rank<r>.
+if command -v mpirun >/dev/null 2>&1 && "$twist" --version | grep -q "MPI transport: built"; then
+    export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
+    export OMPI_MCA_mca_base_component_disable_dlclose=1 # as in ist_test.sh, for sanitizer builds
+    rc=0
+    LSAN_OPTIONS="${LSAN_OPTIONS:+$LSAN_OPTIONS:}fast_unwind_on_malloc=0" timeout 300 \
+        mpirun -np 2 --oversubscribe "$twist" ist "${dist[@]}" --heads-per-worker 1 \
+        --transport mpi --out "$tmp/mpi" --profile "$tmp/mpi.json" >"$tmp/mpi.out" 2>&1 || rc=$?
+    ((rc == 0)) || { fail "mpirun ist --profile: exit $rc"; cat "$tmp/mpi.out" >&2; }
+    check_trace "$tmp/mpi.json" 1 "block0.attn.qkv_gemm"
+    check_trace "$tmp/mpi.json.rank1" 1 "block0.attn.qkv_gemm"
+else
+    echo "skip mpirun: no mpirun or no MPI transport in this twist"
+fi
 
 # Other devices when present: the same trace from opencl:0 and vulkan:0.
 for spec in opencl:0 vulkan:0; do

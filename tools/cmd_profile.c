@@ -31,9 +31,25 @@ static const char *profile_path(int argc, char **argv) {
     return NULL;
 }
 
+/* Under mpirun (ist/dp --transport mpi) every rank profiles its own worker: rank 0 writes FILE,
+ * rank r > 0 writes FILE.rank<r>. The rank comes from the launcher's environment (Open MPI,
+ * PMIx, MPICH), as in cmd_ist.c; -1 outside a launcher. */
+static int launcher_rank(void) {
+    static const char *const names[] = {"OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        const char *rank = getenv(names[i]);
+        if (rank) return atoi(rank);
+    }
+    return -1;
+}
+
 int cli_profile_run(const char *prog, int argc, char **argv, int (*run)(int, char **)) {
-    const char *path = profile_path(argc, argv);
-    if (!path || !*path) return run(argc, argv); /* the parser reports a missing value */
+    const char *given = profile_path(argc, argv);
+    if (!given || !*given) return run(argc, argv); /* the parser reports a missing value */
+    char path[4096];
+    const int rank = launcher_rank();
+    if (rank > 0) snprintf(path, sizeof path, "%s.rank%d", given, rank);
+    else snprintf(path, sizeof path, "%s", given);
     tw_status status = tw_profile_start();
     if (status != TW_OK) return cli_library_error(prog, status);
     int code = run(argc, argv);
@@ -41,9 +57,10 @@ int cli_profile_run(const char *prog, int argc, char **argv, int (*run)(int, cha
     if (status != TW_OK) /* a timer failed: the trace still has host times */
         fprintf(stderr, "%s: warning: %s; the trace uses host times there\n", prog,
                 tw_last_error());
-    if (code != CLI_EXIT_USAGE) {
-        tw_profile_totals totals;
-        status = tw_profile_totals_get(&totals);
+    tw_profile_totals totals;
+    status = tw_profile_totals_get(&totals);
+    /* A rank > 0 that stopped on a usage error exits 0 (rank 0 reports it): no trace then. */
+    if (code != CLI_EXIT_USAGE && (rank <= 0 || totals.calls > 0)) {
         if (status == TW_OK) status = tw_profile_write_trace(path);
         if (status != TW_OK) {
             int failed = cli_library_error(prog, status);
