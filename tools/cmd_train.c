@@ -129,8 +129,8 @@ typedef struct train_cli {
     model_flags model;
     int batch, accum, steps, warmup, seed, log_every, eval_every, eval_batches, save_every;
     int keep, stop_after;
-    bool resume, overwrite;
-    const char *json;
+    bool resume, overwrite, init_optimizer;
+    const char *json, *init;
 } train_cli;
 
 /* Flags whose value a resumed run must not contradict, with their TW_TRAIN_GIVEN_* bit. */
@@ -202,6 +202,12 @@ int cmd_train(int argc, char **argv) {
          .help = "continue the checkpoint in --out (same data, options and position)"},
         {.name = "--overwrite", .kind = ARG_FLAG, .dest = &c.overwrite,
          .help = "replace the checkpoint in --out with a new run (twist's files only)"},
+        {.name = "--init", .kind = ARG_STRING, .dest = &c.init, .metavar = "DIR",
+         .help = "start from this checkpoint's weights, config and tokenizer (e.g. one twist "
+                 "grow wrote) instead of a random model; AdamW starts fresh"},
+        {.name = "--init-optimizer", .kind = ARG_FLAG, .dest = &c.init_optimizer,
+         .help = "with --init: carry the checkpoint's AdamW moments and step count too (fails "
+                 "if it has none, as after twist grow --op depth or combine)"},
         output_json_spec(&c.json, "records (JSON lines: steps, validation passes, saves) on "
                                   "stdout instead of the text, or appended to FILE"),
         cli_profile_spec(&profile), /* read by cli_profile_run (twist.c) */
@@ -222,6 +228,21 @@ int cmd_train(int argc, char **argv) {
     if (parsed != ARGS_OK) return parsed == ARGS_HELP ? CLI_EXIT_OK : CLI_EXIT_USAGE;
     if (c.resume && c.overwrite)
         return args_usage_error(command.name, "--resume and --overwrite exclude each other");
+
+    if (c.init_optimizer && !c.init)
+        return args_usage_error(command.name, "--init-optimizer needs --init DIR");
+    if (c.init) {
+        /* The model and its tokenizer are the checkpoint's: flags that set them contradict it. */
+        static const char *const init_excludes[] = {"--preset", "--layers", "--embd", "--heads",
+                                                  "--mlp", "--seq-len", "--vocab", "--tokenizer",
+                                                  "--resume"};
+        for (size_t i = 0; i < sizeof init_excludes / sizeof init_excludes[0]; i++)
+            if (args_given(&command, init_excludes[i]))
+                return args_usage_error(command.name,
+                                        "--init %s takes the model, sequence length and "
+                                        "tokenizer from that checkpoint: drop %s",
+                                        c.init, init_excludes[i]);
+    }
 
     tw_train_options o = tw_train_defaults();
     int code = model_flags_config(&c.model, &command, &o.model);
@@ -246,6 +267,8 @@ int cmd_train(int argc, char **argv) {
     o.out_dir = c.out;
     o.resume = c.resume;
     o.overwrite = c.overwrite;
+    o.init_dir = c.init;
+    o.init_optimizer = c.init_optimizer;
     o.preset_name = tw_gpt_preset_names()[c.model.preset];
     for (size_t i = 0; i < sizeof k_given_flags / sizeof k_given_flags[0]; i++)
         if (args_given(&command, k_given_flags[i].flag)) o.given |= k_given_flags[i].bit;

@@ -1,7 +1,7 @@
 /* twist: the command-line tool. This file holds only the command table, the top-level usage and
  * the dispatch; each command lives in its own cmd_*.c file.
  *
- * Commands arrive with their issues: grow joins the table below when the library can do it.
+ * Commands arrive with their issues: one joins the table below when the library can do it.
  * Until then naming it is an error like any other unknown command, never a stub that pretends
  * to work. */
 #include <stdio.h>
@@ -30,6 +30,7 @@ static const cli_command commands[] = {
     {"sample", "generate text from a checkpoint", cmd_sample},
     {"ist", "independent subnetwork training over several devices (threads or MPI)", cmd_ist},
     {"dp", "data parallel and local SGD baselines of ist, in the same engine", cmd_dp},
+    {"grow", "grow a larger model from trained checkpoints (depth, combine, double)", cmd_grow},
     {"data", "prepare data: train a tokenizer, write graded synthetic text", cmd_data},
     {"profile", "per-op table of a trace written by --profile (summary)", cmd_profile},
 };

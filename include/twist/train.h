@@ -165,6 +165,14 @@ typedef struct tw_train_options {
     /* Stop after this many steps of this invocation (0: run to `steps`); for tests of --resume
      * and for time-boxed runs. */
     int stop_after;
+    /* A fresh run that starts from the weights of a checkpoint (e.g. one `twist grow` wrote)
+     * instead of a random initialisation: the model config and the tokenizer are the
+     * checkpoint's (model, vocab and tokenizer options are ignored). AdamW starts fresh (zero
+     * moments, step 0) unless init_optimizer, which carries the checkpoint's moments and AdamW
+     * step count (for bias correction) and fails if it has none. The run's own step, schedule
+     * and data position start at 0 either way. NULL: random initialisation. */
+    const char *init_dir;
+    bool init_optimizer;
     /* When not NULL and nonzero (a signal handler sets it), the run stops after the current
      * step, saves a checkpoint and returns TW_OK; no step runs after it is seen. */
     volatile sig_atomic_t *stop;

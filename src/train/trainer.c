@@ -384,12 +384,30 @@ static tw_status load_data(run *r) {
 static tw_status fresh_start(run *r) {
     tw_train_options *o = &r->options;
     TW_TRY(choose_corpus(r));
-    TW_TRY(tw_train_prepare_tokenizer(r->corpus, o->tokenizer_path, o->vocab_size, &r->tokenizer,
-                                      say_line, r));
-    o->model.vocab_size = tw_tokenizer_vocab_size(r->tokenizer);
-    TW_TRY(tw_gpt_create(r->device, &o->model, &r->model));
-    TW_TRY(tw_gpt_init_params(r->model, o->seed));
-    TW_TRY(tw_adamw_create(r->model, &o->adamw, &r->opt));
+    if (o->init_dir) {
+        /* Weights, config and tokenizer from the checkpoint; the run takes them over. */
+        tw_loaded_model loaded;
+        TW_TRY(tw_train_load(o->init_dir, r->device, o->init_optimizer ? &o->adamw : NULL,
+                             &loaded));
+        r->model = loaded.model;
+        r->tokenizer = loaded.tokenizer;
+        r->opt = loaded.opt;
+        loaded.model = NULL;
+        loaded.tokenizer = NULL;
+        loaded.opt = NULL;
+        tw_loaded_model_free(&loaded);
+        o->model = *tw_gpt_get_config(r->model);
+        o->vocab_size = o->model.vocab_size;
+        say(r, TW_REPORT_INFO, "init: weights%s from %s", r->opt ? " and AdamW state" : "",
+            o->init_dir);
+    } else {
+        TW_TRY(tw_train_prepare_tokenizer(r->corpus, o->tokenizer_path, o->vocab_size,
+                                          &r->tokenizer, say_line, r));
+        o->model.vocab_size = tw_tokenizer_vocab_size(r->tokenizer);
+        TW_TRY(tw_gpt_create(r->device, &o->model, &r->model));
+        TW_TRY(tw_gpt_init_params(r->model, o->seed));
+    }
+    if (!r->opt) TW_TRY(tw_adamw_create(r->model, &o->adamw, &r->opt));
     TW_TRY(load_data(r));
     r->state.data_hash = stream_hash(r->dataset->train, r->dataset->train_tokens);
     return TW_OK;
