@@ -45,6 +45,10 @@ SCHEMA = {  # event: (required, optional)
     "eval": ({"split", "loss", "perplexity", "accuracy", "tokens"},
              {"step", "round", "elapsed_s"}),
     "save": ({"step", "path"}, set()),
+    "profile_summary": ({"trace", "calls", "device_ms", "span_ms"}, set()),
+    "profile_memory": ({"device", "pid", "tid", "peak_bytes"}, set()),
+    "profile_row": ({"group", "key", "calls", "time_ms", "share", "mean_us", "flops", "bytes",
+                     "gflops", "gbps", "peak_fraction"}, set()),
     "round": ({"mode", "round", "rounds", "step", "workers_in_round", "workers",
                "failed_workers", "phases_s", "per_worker", "bytes_round", "bytes_total", "loss",
                "elapsed_s"}, set()),
@@ -142,6 +146,9 @@ run_json attention "bench attention" bench bench attention --device cpu --batch 
     --seq 8 --head-dim 4 --repeat 1
 run_json step "bench step" bench bench step --device cpu --preset nano --vocab 64 --batch 1 \
     --seq-len 8 --steps 1 --warmup 0 --rounds 1
+"$twist" bench step --device cpu --preset nano --vocab 64 --batch 1 --seq-len 8 --steps 1 \
+    --warmup 0 --rounds 1 --profile "$tmp/step.trace.json" >/dev/null 2>&1 || fail "bench step --profile"
+run_json profile profile profile_summary,profile_memory,profile_row profile summary "$tmp/step.trace.json"
 
 small=(--device cpu --data "$corpus" --vocab 300 --preset nano --layers 1 --embd 32 --heads 2
        --seq-len 16 --batch 4 --eval-batches 2 --log-every 1)

@@ -17,6 +17,7 @@
 
 #include "args.h"
 #include "cli.h"
+#include "cli_profile.h"
 #include "output.h"
 #include "twist/model.h"
 #include "twist/optim.h"
@@ -214,6 +215,7 @@ static void print_result(output *out, const step_options *o, const tw_gpt_config
 int cmd_bench_step(int argc, char **argv) {
     step_options o = {.preset = 1, .vocab = 4096, .batch = 16, .seq_len = 0, .steps = 10,
                       .warmup = 2, .rounds = 2};
+    const char *profile = NULL;
     arg_spec specs[] = {
         {.name = "--device", .kind = ARG_STRING, .dest = &o.device, .metavar = "SPEC",
          .help = "device to train on", .required = true},
@@ -235,6 +237,7 @@ int cmd_bench_step(int argc, char **argv) {
          .help = "also run PyTorch (/usr/bin/python3 with torch) on the same model and data"},
         output_json_spec(&o.json, "a record (JSON) on stdout instead of the text, or appended "
                                   "to FILE"),
+        cli_profile_spec(&profile), /* read by cli_profile_run (twist.c) */
     };
     args_command command = {
         .name = PROG,

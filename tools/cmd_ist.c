@@ -11,6 +11,7 @@
 
 #include "args.h"
 #include "cli.h"
+#include "cli_profile.h"
 #include "model_flags.h"
 #include "output.h"
 #include "stop_signals.h"
@@ -143,6 +144,7 @@ static int run_command(int argc, char **argv, bool ist) {
                   .seed = TW_TRAIN_DEFAULT_SEED, .eval_every = 1,
                   .eval_batches = TW_TRAIN_DEFAULT_EVAL_BATCHES,
                   .mode = -1, .save_every = 1, .peer_timeout = 600};
+    const char *profile = NULL;
     arg_spec own[] = {
         {.name = "--devices", .kind = ARG_STRING, .dest = &c.devices, .metavar = "SPEC[,SPEC...]",
          .help = "devices of the workers: cpu, opencl:N, vulkan:N, cuda:N (default cpu)"},
@@ -178,6 +180,7 @@ static int run_command(int argc, char **argv, bool ist) {
         output_json_spec(&c.json, "records (JSON lines: one per round with bytes, phase times, "
                                   "losses, idle time; validation passes; the save) on stdout "
                                   "instead of the text, or appended to FILE"),
+        cli_profile_spec(&profile), /* read by cli_profile_run (twist.c) */
         {.name = "--out", .kind = ARG_STRING, .dest = &c.out, .metavar = "DIR",
          .help = "save the merged model there as a twist checkpoint (a new or empty directory)"},
         {.name = "--overwrite", .kind = ARG_FLAG, .dest = &c.overwrite,

@@ -10,6 +10,7 @@
 
 #include "args.h"
 #include "cli.h"
+#include "cli_profile.h"
 #include "model_flags.h"
 #include "output.h"
 #include "stop_signals.h"
@@ -156,6 +157,7 @@ int cmd_train(int argc, char **argv) {
                    .eval_every = TW_TRAIN_DEFAULT_EVAL_EVERY,
                    .eval_batches = TW_TRAIN_DEFAULT_EVAL_BATCHES,
                    .save_every = TW_TRAIN_DEFAULT_SAVE_EVERY, .keep = TW_TRAIN_DEFAULT_KEEP};
+    const char *profile = NULL;
     arg_spec own[] = {
         {.name = "--device", .kind = ARG_STRING, .dest = &c.device, .metavar = "SPEC",
          .help = "device: auto, cpu, opencl:N, vulkan:N, cuda:N (default auto: the best GPU, else cpu)"},
@@ -208,6 +210,7 @@ int cmd_train(int argc, char **argv) {
                  "if it has none, as after twist grow --op depth or combine)"},
         output_json_spec(&c.json, "records (JSON lines: steps, validation passes, saves) on "
                                   "stdout instead of the text, or appended to FILE"),
+        cli_profile_spec(&profile), /* read by cli_profile_run (twist.c) */
     };
     enum { OWN_COUNT = sizeof own / sizeof own[0] };
     arg_spec specs[MODEL_FLAG_COUNT + OWN_COUNT];
@@ -316,6 +319,7 @@ int cmd_eval(int argc, char **argv) {
     const char *model_dir = NULL, *data = NULL, *device_spec = "auto";
     int batch = 16, batches = 0, split = 0;
     const char *json = NULL;
+    const char *profile = NULL;
     arg_spec specs[] = {
         {.name = "--model", .kind = ARG_STRING, .dest = &model_dir, .metavar = "DIR",
          .help = "checkpoint directory", .required = true},
@@ -331,6 +335,7 @@ int cmd_eval(int argc, char **argv) {
          .help = "at most N batches, 0 for the whole split (default 0)", .min = 0, .max = 1 << 30},
         output_json_spec(&json, "an \"eval\" record (JSON) on stdout instead of the text, or "
                                 "appended to FILE"),
+        cli_profile_spec(&profile), /* read by cli_profile_run (twist.c) */
     };
     args_command command = {"twist eval", "twist eval --model DIR --data FILE [options]",
                             "Validation loss, perplexity and next-token accuracy of a checkpoint "

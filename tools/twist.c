@@ -1,15 +1,16 @@
 /* twist: the command-line tool. This file holds only the command table, the top-level usage and
  * the dispatch; each command lives in its own cmd_*.c file.
  *
- * Commands arrive with their issues: grow and profile join the table below when the
- * library can do them. Until then naming one is an error like any other
- * unknown command, never a stub that pretends to work. */
+ * Commands arrive with their issues: one joins the table below when the library can do it.
+ * Until then naming it is an error like any other unknown command, never a stub that pretends
+ * to work. */
 #include <stdio.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
 #include "cli.h"
+#include "cli_profile.h"
 #include "twist/cpu.h"
 #include "twist/ist_run.h"
 #include "twist_version.h"
@@ -31,6 +32,7 @@ static const cli_command commands[] = {
     {"dp", "data parallel and local SGD baselines of ist, in the same engine", cmd_dp},
     {"grow", "grow a larger model from trained checkpoints (depth, combine, double)", cmd_grow},
     {"data", "prepare data: train a tokenizer, write graded synthetic text", cmd_data},
+    {"profile", "per-op table of a trace written by --profile (summary)", cmd_profile},
 };
 enum { COMMAND_COUNT = sizeof commands / sizeof commands[0] };
 
@@ -107,6 +109,18 @@ int main(int argc, char **argv) {
         }
         return print_version();
     }
+    /* --profile FILE: these commands run inside a profiling session (tools/cmd_profile.c). */
+    static const char *const profiled[] = {"train", "eval", "ist", "dp"};
+    for (int i = 0; i < (int)(sizeof profiled / sizeof *profiled); i++)
+        if (strcmp(name, profiled[i]) == 0)
+            for (int k = 0; k < COMMAND_COUNT; k++)
+                if (strcmp(name, commands[k].name) == 0) {
+                    char prog[32];
+                    snprintf(prog, sizeof prog, "twist %s", name);
+                    return leave(cli_profile_run(prog, argc - 2, argv + 2, commands[k].run));
+                }
+    if (strcmp(name, "bench") == 0 && argc > 2 && strcmp(argv[2], "step") == 0)
+        return leave(cli_profile_run("twist bench step", argc - 3, argv + 3, cmd_bench_step));
     for (int i = 0; i < COMMAND_COUNT; i++)
         if (strcmp(name, commands[i].name) == 0) return leave(commands[i].run(argc - 2, argv + 2));
     char available[256];

@@ -337,7 +337,7 @@ tw_status tw_vk_dispatch_1d(tw_vk_context *vk, tw_vk_kernel *kernel, tw_buffer *
 
 /* ------------------------------------------------------------------------------------------------
  * Events: a timestamp written after a barrier, so it is taken once every earlier command has
- * finished. Where the queue family reports no timestamp bits, record waits for the queue and
+ * finished. It is written in the current batch of commands, which is submitted as usual. Where the queue family reports no timestamp bits, record waits for the queue and
  * takes the host clock instead: correct elapsed times, but it synchronises.
  * ---------------------------------------------------------------------------------------------- */
 
@@ -381,8 +381,11 @@ tw_status tw_vk_event_record(void *context, void *handle) {
     TW_TRY(tw_vk_begin_command(vk, &cmd));
     vkCmdResetQueryPool(cmd, event->pool, 0, 1);
     vkCmdWriteTimestamp(cmd, VK_PIPELINE_STAGE_BOTTOM_OF_PIPE_BIT, event->pool, 0);
-    event->serial = vk->next_serial; /* the submission the flush below makes */
-    return tw_vk_flush(vk);
+    /* The timestamp rides in the current batch (the submission that will get next_serial):
+     * no flush, so a profiler recording two events per op keeps the batching. Reading it
+     * (event_ticks -> tw_vk_wait_serial) flushes when the batch is still open. */
+    event->serial = vk->next_serial;
+    return TW_OK;
 }
 
 static tw_status event_ticks(tw_vk_context *vk, tw_vk_event *event, uint64_t *ticks) {

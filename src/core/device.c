@@ -6,6 +6,7 @@
 
 #include "core/device.h"
 #include "core/registry.h"
+#include "prof/profile_internal.h"
 
 tw_status tw_device_open(const char *spec, tw_device **out) {
     if (!out) return tw_error(TW_ERR_INVALID_ARGUMENT, "tw_device_open: out is NULL");
@@ -25,12 +26,18 @@ tw_status tw_device_open(const char *spec, tw_device **out) {
         free(device);
         return status;
     }
+    status = tw_prof_attach(device); /* nothing unless a profiling session is open */
+    if (status != TW_OK) {
+        tw_device_close(device);
+        return status;
+    }
     *out = device;
     return TW_OK;
 }
 
 void tw_device_close(tw_device *device) {
     if (!device) return;
+    if (device->profile) tw_prof_detach(device);
     device->vtable->close(device->context);
     free(device);
 }
@@ -39,7 +46,9 @@ const tw_device_info *tw_device_get_info(const tw_device *device) { return &devi
 
 tw_status tw_device_sync(tw_device *device) {
     if (!device) return tw_error(TW_ERR_INVALID_ARGUMENT, "tw_device_sync: device is NULL");
-    return device->vtable->sync(device->context);
+    tw_status status = device->vtable->sync(device->context);
+    if (status == TW_OK && device->profile) tw_prof_sync(device);
+    return status;
 }
 
 size_t tw_device_bytes_in_use(const tw_device *device) { return device->bytes_in_use; }

@@ -12,6 +12,7 @@ struct tw_device {
     tw_device_info info;
     size_t bytes_in_use;
     size_t peak_bytes;
+    struct tw_prof_track *profile; /* the profiler's record of this device, or NULL (src/prof) */
 };
 
 #endif

@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "core/device.h"
+#include "prof/profile_internal.h"
 
 typedef struct op_context {
     tw_device *device;
@@ -73,9 +74,26 @@ static tw_status unsupported(const op_context *op) {
                     tw_backend_name(op->device->info.backend), op->device->info.spec);
 }
 
-#define DISPATCH(op_name, ...)                                                   \
-    (op.device->vtable->op_name ? op.device->vtable->op_name(op.device->context, __VA_ARGS__) \
-                                : unsupported(&op))
+/* Calls the backend. When the device is profiled (a session was open when it opened), the call
+ * goes between the profiler's two timestamps with its FLOPs and bytes, which are evaluated only
+ * then; otherwise the profiler costs one predictable branch.
+ * Counting (fp32, 4 bytes an element): a multiply-add is 2 FLOPs; bytes are the least memory
+ * traffic the op needs, each tensor read or written once (a tensor added into: read and write). */
+#define DISPATCH(op_name, flops, bytes, ...)                                                      \
+    __extension__({                                                                           \
+        tw_status dispatch_status_;                                                           \
+        if (!op.device->vtable->op_name) {                                                    \
+            dispatch_status_ = unsupported(&op);                                              \
+        } else if (__builtin_expect(op.device->profile == NULL, 1)) {                         \
+            dispatch_status_ = op.device->vtable->op_name(op.device->context, __VA_ARGS__);   \
+        } else {                                                                              \
+            size_t prof_record_ = tw_prof_op_begin(op.device, TW_PROF_OP_##op_name);          \
+            dispatch_status_ = op.device->vtable->op_name(op.device->context, __VA_ARGS__);   \
+            dispatch_status_ = tw_prof_op_end(op.device, prof_record_, dispatch_status_,      \
+                                              (double)(flops), (double)(bytes));              \
+        }                                                                                     \
+        dispatch_status_;                                                                     \
+    })
 
 /* ------------------------------------------------------------------------------------------ */
 /* GEMM                                                                                       */
@@ -119,7 +137,11 @@ tw_status tw_gemm(tw_device *device, const tw_gemm_args *args) {
         return tw_error(TW_ERR_INVALID_ARGUMENT,
                         "gemm: stride_c %lld makes the %d output matrices overlap",
                         (long long)args->stride_c, args->batch);
-    return DISPATCH(gemm, args);
+    return DISPATCH(gemm, 2.0 * args->m * args->n * args->k * args->batch,
+                    4.0 * args->batch *
+                        ((double)args->m * args->k + (double)args->k * args->n +
+                         (args->beta != 0.0f ? 2.0 : 1.0) * args->m * args->n),
+                    args);
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -170,13 +192,21 @@ static tw_status check_attention(const op_context *op, const tw_attention_args *
 tw_status tw_attention_fwd(tw_device *device, const tw_attention_args *args) {
     op_context op = {device, "attention_fwd"};
     TW_TRY(check_attention(&op, args, false));
-    return DISPATCH(attention_fwd, args);
+    return DISPATCH(
+        attention_fwd,
+        2.0 * (double)args->batch * args->heads * args->seq_len * args->seq_len * args->head_dim,
+        4.0 * (double)args->batch * args->heads * args->seq_len * (4.0 * args->head_dim + 1.0),
+        args);
 }
 
 tw_status tw_attention_bwd(tw_device *device, const tw_attention_args *args) {
     op_context op = {device, "attention_bwd"};
     TW_TRY(check_attention(&op, args, true));
-    return DISPATCH(attention_bwd, args);
+    return DISPATCH(
+        attention_bwd,
+        5.0 * (double)args->batch * args->heads * args->seq_len * args->seq_len * args->head_dim,
+        4.0 * (double)args->batch * args->heads * args->seq_len * (11.0 * args->head_dim + 1.0),
+        args);
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -197,7 +227,8 @@ tw_status tw_softmax_fwd(tw_device *device, int rows, int cols, int causal_t, tw
         return tw_error(TW_ERR_INVALID_ARGUMENT, "softmax_fwd: causal_t must be >= 0");
     TW_TRY(check_matrix(&op, "in", in, (size_t)rows, (size_t)cols));
     TW_TRY(check_matrix(&op, "out", out, (size_t)rows, (size_t)cols));
-    return DISPATCH(softmax_fwd, rows, cols, causal_t, in, out);
+    return DISPATCH(softmax_fwd, 5.0 * rows * cols, 8.0 * rows * cols, rows, cols, causal_t, in,
+                    out);
 }
 
 tw_status tw_softmax_bwd(tw_device *device, int rows, int cols, tw_mem y, tw_mem dy, tw_mem dx) {
@@ -206,7 +237,7 @@ tw_status tw_softmax_bwd(tw_device *device, int rows, int cols, tw_mem y, tw_mem
     TW_TRY(check_matrix(&op, "y", y, (size_t)rows, (size_t)cols));
     TW_TRY(check_matrix(&op, "dy", dy, (size_t)rows, (size_t)cols));
     TW_TRY(check_matrix(&op, "dx", dx, (size_t)rows, (size_t)cols));
-    return DISPATCH(softmax_bwd, rows, cols, y, dy, dx);
+    return DISPATCH(softmax_bwd, 4.0 * rows * cols, 16.0 * rows * cols, rows, cols, y, dy, dx);
 }
 
 tw_status tw_layernorm_fwd(tw_device *device, int rows, int cols, float eps, tw_mem x,
@@ -221,7 +252,9 @@ tw_status tw_layernorm_fwd(tw_device *device, int rows, int cols, float eps, tw_
     TW_TRY(check_matrix(&op, "out", out, (size_t)rows, (size_t)cols));
     TW_TRY(check_tensor(&op, "mean", mean, (size_t)rows));
     TW_TRY(check_tensor(&op, "rstd", rstd, (size_t)rows));
-    return DISPATCH(layernorm_fwd, rows, cols, eps, x, weight, bias, out, mean, rstd);
+    return DISPATCH(layernorm_fwd, 8.0 * rows * cols,
+                    4.0 * (2.0 * rows * cols + 2.0 * cols + 2.0 * rows), rows, cols, eps, x, weight,
+                    bias, out, mean, rstd);
 }
 
 tw_status tw_layernorm_bwd(tw_device *device, int rows, int cols, tw_mem dout, tw_mem x,
@@ -237,7 +270,9 @@ tw_status tw_layernorm_bwd(tw_device *device, int rows, int cols, tw_mem dout, t
     TW_TRY(check_matrix(&op, "dx", dx, (size_t)rows, (size_t)cols));
     TW_TRY(check_tensor(&op, "dweight", dweight, (size_t)cols));
     TW_TRY(check_tensor(&op, "dbias", dbias, (size_t)cols));
-    return DISPATCH(layernorm_bwd, rows, cols, dout, x, weight, mean, rstd, dx, dweight, dbias);
+    return DISPATCH(layernorm_bwd, 12.0 * rows * cols,
+                    4.0 * (4.0 * rows * cols + 5.0 * cols + 2.0 * rows), rows, cols, dout, x,
+                    weight, mean, rstd, dx, dweight, dbias);
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -249,7 +284,7 @@ tw_status tw_gelu_fwd(tw_device *device, size_t n, tw_mem x, tw_mem out) {
     TW_TRY(check_device(&op));
     TW_TRY(check_tensor(&op, "x", x, n));
     TW_TRY(check_tensor(&op, "out", out, n));
-    return n == 0 ? TW_OK : DISPATCH(gelu_fwd, n, x, out);
+    return n == 0 ? TW_OK : DISPATCH(gelu_fwd, 10.0 * n, 8.0 * n, n, x, out);
 }
 
 tw_status tw_gelu_bwd(tw_device *device, size_t n, tw_mem x, tw_mem dout, tw_mem dx) {
@@ -258,7 +293,7 @@ tw_status tw_gelu_bwd(tw_device *device, size_t n, tw_mem x, tw_mem dout, tw_mem
     TW_TRY(check_tensor(&op, "x", x, n));
     TW_TRY(check_tensor(&op, "dout", dout, n));
     TW_TRY(check_tensor(&op, "dx", dx, n));
-    return n == 0 ? TW_OK : DISPATCH(gelu_bwd, n, x, dout, dx);
+    return n == 0 ? TW_OK : DISPATCH(gelu_bwd, 20.0 * n, 16.0 * n, n, x, dout, dx);
 }
 
 tw_status tw_add(tw_device *device, size_t n, tw_mem a, tw_mem b, tw_mem out) {
@@ -267,7 +302,7 @@ tw_status tw_add(tw_device *device, size_t n, tw_mem a, tw_mem b, tw_mem out) {
     TW_TRY(check_tensor(&op, "a", a, n));
     TW_TRY(check_tensor(&op, "b", b, n));
     TW_TRY(check_tensor(&op, "out", out, n));
-    return n == 0 ? TW_OK : DISPATCH(add, n, a, b, out);
+    return n == 0 ? TW_OK : DISPATCH(add, 1.0 * n, 12.0 * n, n, a, b, out);
 }
 
 tw_status tw_scale(tw_device *device, size_t n, float alpha, tw_mem x, tw_mem out) {
@@ -275,7 +310,7 @@ tw_status tw_scale(tw_device *device, size_t n, float alpha, tw_mem x, tw_mem ou
     TW_TRY(check_device(&op));
     TW_TRY(check_tensor(&op, "x", x, n));
     TW_TRY(check_tensor(&op, "out", out, n));
-    return n == 0 ? TW_OK : DISPATCH(scale, n, alpha, x, out);
+    return n == 0 ? TW_OK : DISPATCH(scale, 1.0 * n, 8.0 * n, n, alpha, x, out);
 }
 
 tw_status tw_sum_sq(tw_device *device, size_t n, tw_mem x, tw_mem out) {
@@ -283,7 +318,7 @@ tw_status tw_sum_sq(tw_device *device, size_t n, tw_mem x, tw_mem out) {
     TW_TRY(check_device(&op));
     TW_TRY(check_tensor(&op, "x", x, n));
     TW_TRY(check_tensor(&op, "out", out, 1));
-    return DISPATCH(sum_sq, n, x, out);
+    return DISPATCH(sum_sq, 2.0 * n, 4.0 * n + 4.0, n, x, out);
 }
 
 tw_status tw_adamw_step(tw_device *device, size_t n, const tw_adamw_args *args, tw_mem param,
@@ -303,7 +338,7 @@ tw_status tw_adamw_step(tw_device *device, size_t n, const tw_adamw_args *args, 
     TW_TRY(check_tensor(&op, "grad", grad, n));
     TW_TRY(check_tensor(&op, "m", m, n));
     TW_TRY(check_tensor(&op, "v", v, n));
-    return n == 0 ? TW_OK : DISPATCH(adamw_step, n, args, param, grad, m, v);
+    return n == 0 ? TW_OK : DISPATCH(adamw_step, 16.0 * n, 28.0 * n, n, args, param, grad, m, v);
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -327,7 +362,9 @@ tw_status tw_embedding_fwd(tw_device *device, int batch, int seq_len, int channe
     TW_TRY(check_matrix(&op, "wte", wte, (size_t)vocab, (size_t)channels));
     TW_TRY(check_matrix(&op, "wpe", wpe, (size_t)seq_len, (size_t)channels));
     TW_TRY(check_matrix(&op, "out", out, (size_t)batch * (size_t)seq_len, (size_t)channels));
-    return DISPATCH(embedding_fwd, batch, seq_len, channels, vocab, tokens, wte, wpe, out);
+    return DISPATCH(embedding_fwd, 1.0 * batch * seq_len * channels,
+                    4.0 * batch * seq_len * (3.0 * channels + 1.0), batch, seq_len, channels, vocab,
+                    tokens, wte, wpe, out);
 }
 
 tw_status tw_embedding_bwd(tw_device *device, int batch, int seq_len, int channels, int vocab,
@@ -337,7 +374,9 @@ tw_status tw_embedding_bwd(tw_device *device, int batch, int seq_len, int channe
     TW_TRY(check_matrix(&op, "dout", dout, (size_t)batch * (size_t)seq_len, (size_t)channels));
     TW_TRY(check_matrix(&op, "dwte", dwte, (size_t)vocab, (size_t)channels));
     TW_TRY(check_matrix(&op, "dwpe", dwpe, (size_t)seq_len, (size_t)channels));
-    return DISPATCH(embedding_bwd, batch, seq_len, channels, vocab, tokens, dout, dwte, dwpe);
+    return DISPATCH(embedding_bwd, 2.0 * batch * seq_len * channels,
+                    4.0 * batch * seq_len * (5.0 * channels + 1.0), batch, seq_len, channels, vocab,
+                    tokens, dout, dwte, dwpe);
 }
 
 static tw_status check_xent(const op_context *op, int rows, int vocab, int ld, tw_mem logits,
@@ -360,7 +399,8 @@ tw_status tw_softmax_xent_fwd(tw_device *device, int rows, int vocab, int ld, tw
     TW_TRY(check_xent(&op, rows, vocab, ld, logits, targets, lse));
     TW_TRY(check_tensor(&op, "losses", losses, (size_t)rows));
     TW_TRY(check_tensor(&op, "correct", correct, (size_t)rows));
-    return DISPATCH(softmax_xent_fwd, rows, vocab, ld, logits, targets, losses, lse, correct);
+    return DISPATCH(softmax_xent_fwd, 4.0 * rows * vocab, 4.0 * (1.0 * rows * vocab + 4.0 * rows),
+                    rows, vocab, ld, logits, targets, losses, lse, correct);
 }
 
 tw_status tw_softmax_xent_bwd(tw_device *device, int rows, int vocab, int ld, float grad_scale,
@@ -371,7 +411,8 @@ tw_status tw_softmax_xent_bwd(tw_device *device, int rows, int vocab, int ld, fl
         return tw_error(TW_ERR_INVALID_ARGUMENT, "softmax_xent_bwd: grad_scale is not finite");
     size_t extent = (size_t)(rows - 1) * (size_t)ld + (size_t)vocab;
     TW_TRY(check_tensor(&op, "dlogits", dlogits, extent));
-    return DISPATCH(softmax_xent_bwd, rows, vocab, ld, grad_scale, logits, targets, lse, dlogits);
+    return DISPATCH(softmax_xent_bwd, 5.0 * rows * vocab, 4.0 * (3.0 * rows * vocab + 2.0 * rows),
+                    rows, vocab, ld, grad_scale, logits, targets, lse, dlogits);
 }
 
 tw_status tw_bias_add(tw_device *device, int rows, int cols, tw_mem bias, tw_mem out) {
@@ -379,7 +420,8 @@ tw_status tw_bias_add(tw_device *device, int rows, int cols, tw_mem bias, tw_mem
     TW_TRY(check_rows_cols(&op, rows, cols));
     TW_TRY(check_tensor(&op, "bias", bias, (size_t)cols));
     TW_TRY(check_matrix(&op, "out", out, (size_t)rows, (size_t)cols));
-    return DISPATCH(bias_add, rows, cols, bias, out);
+    return DISPATCH(bias_add, 1.0 * rows * cols, 4.0 * (2.0 * rows * cols + cols), rows, cols, bias,
+                    out);
 }
 
 tw_status tw_bias_bwd(tw_device *device, int rows, int cols, tw_mem dout, tw_mem dbias) {
@@ -387,7 +429,8 @@ tw_status tw_bias_bwd(tw_device *device, int rows, int cols, tw_mem dout, tw_mem
     TW_TRY(check_rows_cols(&op, rows, cols));
     TW_TRY(check_matrix(&op, "dout", dout, (size_t)rows, (size_t)cols));
     TW_TRY(check_tensor(&op, "dbias", dbias, (size_t)cols));
-    return DISPATCH(bias_bwd, rows, cols, dout, dbias);
+    return DISPATCH(bias_bwd, 1.0 * rows * cols, 4.0 * (1.0 * rows * cols + 2.0 * cols), rows, cols,
+                    dout, dbias);
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -415,7 +458,9 @@ tw_status tw_gather_rows(tw_device *device, int src_rows, int cols, int count, t
     op_context op = {device, "gather_rows"};
     TW_TRY(check_gather(&op, count, idx, src, (size_t)src_rows, (size_t)cols, dst, (size_t)count,
                      (size_t)cols));
-    return count == 0 ? TW_OK : DISPATCH(gather_rows, src_rows, cols, count, idx, src, dst);
+    return count == 0 ? TW_OK
+                      : DISPATCH(gather_rows, 0.0, 4.0 * (2.0 * count * cols + count), src_rows,
+                                 cols, count, idx, src, dst);
 }
 
 tw_status tw_scatter_rows(tw_device *device, int dst_rows, int cols, int count, tw_mem idx,
@@ -424,7 +469,9 @@ tw_status tw_scatter_rows(tw_device *device, int dst_rows, int cols, int count, 
     TW_TRY(check_gather(&op, count, idx, src, (size_t)count, (size_t)cols, dst, (size_t)dst_rows,
                      (size_t)cols));
     return count == 0 ? TW_OK
-                      : DISPATCH(scatter_rows, dst_rows, cols, count, idx, src, dst, accumulate);
+                      : DISPATCH(scatter_rows, (accumulate ? 1.0 * count * cols : 0.0),
+                                 4.0 * ((accumulate ? 3.0 : 2.0) * count * cols + count), dst_rows,
+                                 cols, count, idx, src, dst, accumulate);
 }
 
 tw_status tw_gather_cols(tw_device *device, int rows, int src_cols, int count, tw_mem idx,
@@ -432,7 +479,9 @@ tw_status tw_gather_cols(tw_device *device, int rows, int src_cols, int count, t
     op_context op = {device, "gather_cols"};
     TW_TRY(check_gather(&op, count, idx, src, (size_t)rows, (size_t)src_cols, dst, (size_t)rows,
                      (size_t)count));
-    return count == 0 ? TW_OK : DISPATCH(gather_cols, rows, src_cols, count, idx, src, dst);
+    return count == 0 ? TW_OK
+                      : DISPATCH(gather_cols, 0.0, 4.0 * (2.0 * rows * count + count), rows,
+                                 src_cols, count, idx, src, dst);
 }
 
 tw_status tw_scatter_cols(tw_device *device, int rows, int dst_cols, int count, tw_mem idx,
@@ -441,5 +490,7 @@ tw_status tw_scatter_cols(tw_device *device, int rows, int dst_cols, int count, 
     TW_TRY(check_gather(&op, count, idx, src, (size_t)rows, (size_t)count, dst, (size_t)rows,
                      (size_t)dst_cols));
     return count == 0 ? TW_OK
-                      : DISPATCH(scatter_cols, rows, dst_cols, count, idx, src, dst, accumulate);
+                      : DISPATCH(scatter_cols, (accumulate ? 1.0 * rows * count : 0.0),
+                                 4.0 * ((accumulate ? 3.0 : 2.0) * rows * count + count), rows,
+                                 dst_cols, count, idx, src, dst, accumulate);
 }

@@ -3,6 +3,7 @@
  * connections pass it through unchanged. Parameter gradients are ADDED into the gradient
  * buffer; the scratch buffers that ops add into are zeroed first. */
 #include "model/gpt_internal.h"
+#include "twist/profile.h"
 
 static tw_status zero(tw_gpt *m, size_t offset, size_t count) {
     const tw_mem at = gpt_act(m, offset);
@@ -57,16 +58,21 @@ static tw_status block_backward(tw_gpt *m, int l, size_t res_in) {
     const size_t N = a->positions;
     const int C = c->n_embd, A = layer->heads * c->head_dim, M = layer->mlp_hidden;
 
-    /* MLP */
+    /* MLP (profiler names as in the forward: block<l>.mlp.proj_gemm, ...) */
+    tw_profile_where(l, "mlp", "proj");
     TW_TRY(residual_projection_backward(m, N, M, layer->mlp_scale, b->fch_gelu, p->mlp_proj_w,
                                          p->mlp_proj_b, a->dfch_gelu));
     TW_TRY(zero(m, a->dfch, N * (size_t)M));
+    tw_profile_where(l, "mlp", NULL);
     TW_TRY(tw_gelu_bwd(m->device, N * (size_t)M, gpt_act(m, b->fch), gpt_act(m, a->dfch_gelu),
                         gpt_act(m, a->dfch)));
+    tw_profile_where(l, "mlp", "fc");
     TW_TRY(linear_backward(m, N, C, M, b->ln2, p->fc_w, p->fc_b, a->dfch));
+    tw_profile_where(l, "mlp", NULL);
     TW_TRY(layernorm_backward(m, N, b->res2, p->ln2_w, p->ln2_b, b->ln2_mean, b->ln2_rstd));
 
     /* Attention */
+    tw_profile_where(l, "attn", "proj");
     TW_TRY(residual_projection_backward(m, N, A, layer->attn_scale, b->atty, p->attn_proj_w,
                                          p->attn_proj_b, a->datty));
     TW_TRY(zero(m, a->dqkv, N * 3 * (size_t)A));
@@ -75,8 +81,11 @@ static tw_status block_backward(tw_gpt *m, int l, size_t res_in) {
     attention.dq = gpt_act(m, a->dqkv);
     attention.dk = gpt_act(m, a->dqkv + (size_t)A);
     attention.dv = gpt_act(m, a->dqkv + 2 * (size_t)A);
+    tw_profile_where(l, "attn", NULL);
     TW_TRY(tw_attention_bwd(m->device, &attention));
+    tw_profile_where(l, "attn", "qkv");
     TW_TRY(linear_backward(m, N, C, 3 * A, b->ln1, p->qkv_w, p->qkv_b, a->dqkv));
+    tw_profile_where(l, "attn", NULL);
     return layernorm_backward(m, N, res_in, p->ln1_w, p->ln1_b, b->ln1_mean, b->ln1_rstd);
 }
 
@@ -88,6 +97,7 @@ static tw_status head_backward(tw_gpt *m, float loss_scale, size_t res_last) {
     const int C = c->n_embd, V = c->vocab_size;
     /* Mean over the counted targets, times the caller's scale (1 / micro-batches). */
     const float grad_scale = loss_scale / (float)m->target_count;
+    tw_profile_where(-1, "lm_head", NULL);
     TW_TRY(zero(m, a->dlogits, N * (size_t)V));
     TW_TRY(tw_softmax_xent_bwd(m->device, (int)N, V, V, grad_scale, gpt_act(m, a->logits),
                                 gpt_act(m, a->targets), gpt_act(m, a->xent_lse),
@@ -113,7 +123,10 @@ tw_status tw_gpt_backward(tw_gpt *m, float loss_scale) {
     TW_TRY(head_backward(m, loss_scale, a->blocks[L - 1].res3));
     for (int l = L - 1; l >= 0; l--)
         TW_TRY(block_backward(m, l, l > 0 ? a->blocks[l - 1].res3 : a->encoded));
-    return tw_embedding_bwd(m->device, m->batch, m->seq_len, c->n_embd, c->vocab_size,
-                            gpt_act(m, a->tokens), gpt_act(m, a->dres), gpt_grad(m, m->wte),
-                            gpt_grad(m, m->wpe));
+    tw_profile_where(-1, "embed", NULL);
+    tw_status status = tw_embedding_bwd(m->device, m->batch, m->seq_len, c->n_embd, c->vocab_size,
+                                        gpt_act(m, a->tokens), gpt_act(m, a->dres),
+                                        gpt_grad(m, m->wte), gpt_grad(m, m->wpe));
+    tw_profile_clear();
+    return status;
 }

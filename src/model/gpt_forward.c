@@ -3,6 +3,7 @@
 #include <stdlib.h>
 
 #include "model/gpt_internal.h"
+#include "twist/profile.h"
 
 /* Tokens in [0, V) and T <= max_seq_len, checked on the host before anything is enqueued. */
 static tw_status check_inputs(const tw_gpt *m, const int32_t *tokens, const int32_t *targets,
@@ -62,21 +63,30 @@ static tw_status block_forward(tw_gpt *m, int l, size_t res_in) {
     const int C = c->n_embd, A = layer->heads * c->head_dim, M = layer->mlp_hidden;
 
     /* Attention: x += attn_scale * (attention(ln_1(x)) @ W_proj) + b_proj */
+    /* Profiler names: block<l>.attn.<op>, block<l>.attn.qkv_gemm, ... (twist/profile.h) */
+    tw_profile_where(l, "attn", NULL);
     TW_TRY(tw_layernorm_fwd(m->device, (int)N, C, c->layernorm_eps, gpt_act(m, res_in),
                              gpt_param(m, p->ln1_w), gpt_param(m, p->ln1_b), gpt_act(m, b->ln1),
                              gpt_act(m, b->ln1_mean), gpt_act(m, b->ln1_rstd)));
+    tw_profile_where(l, "attn", "qkv");
     TW_TRY(linear(m, N, C, 3 * A, b->ln1, p->qkv_w, p->qkv_b, b->qkv));
     tw_attention_args attention = tw_gpt_attention_args(m, l);
+    tw_profile_where(l, "attn", NULL);
     TW_TRY(tw_attention_fwd(m->device, &attention));
+    tw_profile_where(l, "attn", "proj");
     TW_TRY(residual_projection(m, N, A, layer->attn_scale, b->atty, p->attn_proj_w,
                                 p->attn_proj_b, res_in, b->res2));
 
     /* MLP: x += mlp_scale * (gelu(ln_2(x) @ W_fc + b_fc) @ W_proj) + b_proj */
+    tw_profile_where(l, "mlp", NULL);
     TW_TRY(tw_layernorm_fwd(m->device, (int)N, C, c->layernorm_eps, gpt_act(m, b->res2),
                              gpt_param(m, p->ln2_w), gpt_param(m, p->ln2_b), gpt_act(m, b->ln2),
                              gpt_act(m, b->ln2_mean), gpt_act(m, b->ln2_rstd)));
+    tw_profile_where(l, "mlp", "fc");
     TW_TRY(linear(m, N, C, M, b->ln2, p->fc_w, p->fc_b, b->fch));
+    tw_profile_where(l, "mlp", NULL);
     TW_TRY(tw_gelu_fwd(m->device, N * (size_t)M, gpt_act(m, b->fch), gpt_act(m, b->fch_gelu)));
+    tw_profile_where(l, "mlp", "proj");
     return residual_projection(m, N, M, layer->mlp_scale, b->fch_gelu, p->mlp_proj_w,
                                p->mlp_proj_b, b->res2, b->res3);
 }
@@ -87,6 +97,7 @@ static tw_status head_forward(tw_gpt *m, size_t res_last) {
     const gpt_acts *a = &m->acts;
     const size_t N = a->positions;
     const int C = c->n_embd, V = c->vocab_size;
+    tw_profile_where(-1, "lm_head", NULL);
     TW_TRY(tw_layernorm_fwd(m->device, (int)N, C, c->layernorm_eps, gpt_act(m, res_last),
                              gpt_param(m, m->lnf_w), gpt_param(m, m->lnf_b), gpt_act(m, a->lnf),
                              gpt_act(m, a->lnf_mean), gpt_act(m, a->lnf_rstd)));
@@ -122,6 +133,7 @@ tw_status tw_gpt_forward(tw_gpt *m, const int32_t *tokens, const int32_t *target
     TW_TRY(load_inputs(m, tokens, targets));
     const tw_gpt_config *c = &m->config;
     const gpt_acts *a = &m->acts;
+    tw_profile_where(-1, "embed", NULL);
     TW_TRY(tw_embedding_fwd(m->device, batch, seq_len, c->n_embd, c->vocab_size,
                              gpt_act(m, a->tokens), gpt_param(m, m->wte), gpt_param(m, m->wpe),
                              gpt_act(m, a->encoded)));
@@ -130,5 +142,7 @@ tw_status tw_gpt_forward(tw_gpt *m, const int32_t *tokens, const int32_t *target
         TW_TRY(block_forward(m, l, residual));
         residual = a->blocks[l].res3;
     }
-    return head_forward(m, residual);
+    tw_status status = head_forward(m, residual);
+    tw_profile_clear();
+    return status;
 }

@@ -3,6 +3,7 @@
 #include <math.h>
 #include <stdlib.h>
 
+#include "twist/profile.h"
 #include "twist/error.h"
 #include "twist/optim.h"
 
@@ -89,6 +90,7 @@ tw_status tw_adamw_update(tw_adamw *opt, float lr, float *grad_norm) {
     tw_device *device = tw_gpt_device(model);
     const size_t P = tw_gpt_param_count(model), decayed = tw_gpt_decay_count(model);
     float squared = 0.0f;
+    tw_profile_where(-1, "adamw", NULL); /* profiler names: adamw.sum_sq, adamw.adamw_step */
     tw_status status = tw_sum_sq(device, P, tw_at(tw_gpt_grads(model), 0), tw_at(opt->norm, 0));
     if (status == TW_OK) status = tw_buffer_download(opt->norm, 0, &squared, 4);
     if (status != TW_OK) return status;
@@ -107,5 +109,6 @@ tw_status tw_adamw_update(tw_adamw *opt, float lr, float *grad_norm) {
     args.weight_decay = 0.0f;
     if (status == TW_OK) status = step_range(opt, &args, decayed, P);
     if (status == TW_OK) opt->steps++;
+    tw_profile_clear();
     return status;
 }
