@@ -8,15 +8,8 @@ set -euo pipefail
 
 twist=${1:?usage: cli_data_test.sh PATH/TO/twist TESTS_DATA_DIR}
 data=${2:?usage: cli_data_test.sh PATH/TO/twist TESTS_DATA_DIR}
-failures=0
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 limit=60 # seconds any one command may take: far more than it needs, far less than a hang
-
-fail() {
-    echo "FAIL: $*" >&2
-    failures=$((failures + 1))
-}
 
 # Runs twist under `timeout` with stdin from $stdin (default /dev/null), capturing both streams.
 stdin=/dev/null

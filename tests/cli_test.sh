@@ -6,14 +6,7 @@ set -euo pipefail
 
 twist=${1:?usage: cli_test.sh PATH/TO/twist}
 twist=$(cd "$(dirname "$twist")" && pwd)/$(basename "$twist") # absolute: some cases cd
-failures=0
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-
-fail() {
-    echo "FAIL: $*" >&2
-    failures=$((failures + 1))
-}
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 # Runs twist with the given arguments, capturing stdout, stderr and the exit code.
 run() {

@@ -14,15 +14,8 @@ set -euo pipefail
 
 twist=${1:?usage: grow_test.sh PATH/TO/twist TOOLS_DIR}
 tools=${2:?usage: grow_test.sh PATH/TO/twist TOOLS_DIR}
-failures=0
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$tmp"
-
-fail() {
-    echo "FAIL: $*" >&2
-    failures=$((failures + 1))
-}
 
 run() {
     set +e

@@ -18,17 +18,11 @@ if ! command -v python3 >/dev/null; then
     echo "SKIP: growth_smoke needs python3 (tools/experiments/growth is a python3 script)"
     exit 77
 fi
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 exp="$tools/experiments/growth"
 tiny=(--twist "$twist" --data-dir "$tmp/no-such-dir" --synthetic-words 20000 --embd 32 --heads 2
       --layers 2 --seq-len 32 --batch 4 --vocab 512 --small-steps 20 --large-steps 20
       --eval-every 10 --eval-batches 2 --final-eval-batches 4)
-failures=0
-fail() {
-    echo "FAIL: $*" >&2
-    failures=$((failures + 1))
-}
 
 start=$SECONDS
 if ! "$exp" "${tiny[@]}" --out "$tmp/exp" >"$tmp/out" 2>"$tmp/err"; then

@@ -18,14 +18,7 @@ set -euo pipefail
 
 twist=${1:?usage: input_test.sh PATH/TO/twist CASE}
 case_name=${2:?usage: input_test.sh PATH/TO/twist CASE}
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-failures=0
-
-fail() {
-    echo "FAIL: $*" >&2
-    failures=$((failures + 1))
-}
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 if ! command -v python3 >/dev/null 2>&1; then
     echo "skipped: python3 (which edits the checkpoints here) is not installed"

@@ -23,14 +23,7 @@ set -euo pipefail
 
 twist=${1:?usage: ist_test.sh PATH/TO/twist CASE}
 case_name=${2:?usage: ist_test.sh PATH/TO/twist CASE}
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-failures=0
-
-fail() {
-    echo "FAIL: $*" >&2
-    failures=$((failures + 1))
-}
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 corpus=$tmp/corpus.txt
 "$twist" data synth --level 0 --words 20000 --out "$corpus" >/dev/null

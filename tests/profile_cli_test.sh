@@ -15,13 +15,7 @@ if ! command -v python3 >/dev/null 2>&1; then
     echo "skipped: python3 is needed to parse the traces"
     exit 77
 fi
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-failures=0
-fail() {
-    echo "FAIL: $*" >&2
-    failures=$((failures + 1))
-}
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 cat >"$tmp/check_trace.py" <<'PY'
 import json, sys

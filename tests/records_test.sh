@@ -14,13 +14,7 @@ if ! command -v python3 >/dev/null 2>&1; then
     echo "skipped: python3 is needed to parse the records"
     exit 77
 fi
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-failures=0
-fail() {
-    echo "FAIL: $*" >&2
-    failures=$((failures + 1))
-}
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 # The schema: for each event, the keys every record has and the keys it may have. Keys that
 # name one quantity are the same in every command (loss, step, round, tokens_per_s, ...).
