@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "args.h"
+#include "device_memory_flag.h"
 #include "cli.h"
 #include "cli_profile.h"
 #include "model_flags.h"
@@ -33,6 +34,7 @@ typedef struct dist_cli {
     char device_text[1024];
     const char *device_list[MAX_DEVICE_SPECS];
     int device_count;
+    arg_string_list device_memory;
 } dist_cli;
 
 /* "cpu,opencl:0,vulkan:0" -> device_list. */
@@ -181,6 +183,7 @@ static int run_command(int argc, char **argv, bool ist) {
                                   "losses, idle time; validation passes; the save) on stdout "
                                   "instead of the text, or appended to FILE"),
         cli_profile_spec(&profile), /* read by cli_profile_run (twist.c) */
+        device_memory_spec(&c.device_memory),
         {.name = "--out", .kind = ARG_STRING, .dest = &c.out, .metavar = "DIR",
          .help = "save the merged model there as a twist checkpoint (a new or empty directory)"},
         {.name = "--overwrite", .kind = ARG_FLAG, .dest = &c.overwrite,
@@ -262,6 +265,9 @@ static int run_command(int argc, char **argv, bool ist) {
     }
     o.devices = c.device_list;
     o.device_count = c.device_count;
+    code = device_memory_caps(command.name, &c.device_memory, c.device_list, c.device_count,
+                              &o.device_memory);
+    if (code != CLI_EXIT_OK) return code;
     o.workers_per_device = c.workers_per_device;
     o.heads_per_worker = c.heads_per_worker;
     o.local_steps = c.local_steps;

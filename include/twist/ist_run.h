@@ -27,6 +27,7 @@
 #include <stdint.h>
 
 #include "twist/ist.h"
+#include "twist/memory.h"
 #include "twist/optim.h"
 
 #ifdef __cplusplus
@@ -102,6 +103,12 @@ typedef struct tw_dist_options {
      * slower; -1: none. */
     int slow_worker;
     double slow_factor;
+    /* --device-memory: caps per device spec (twist/memory.h), applied to each worker's device
+     * context (per worker when several share a device); the master's host-side model
+     * (initialisation, merge, --eval-device) is not capped. Every worker's subnet, and its
+     * micro-batch, is planned to fit its cap, or its device's queried free memory shared
+     * among the workers on it. */
+    tw_memory_caps device_memory;
 } tw_dist_options;
 
 /* Defaults for everything but devices, data and model: one worker per device, K 10, 10 rounds,

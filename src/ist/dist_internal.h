@@ -22,6 +22,7 @@ typedef struct dist_job {
     int active_workers; /* taking part in this round (data parallel averages over them) */
     uint64_t packed_floats; /* tw_ist_packed_floats(&config) */
     tw_gpt_config config;   /* the worker's subnet (the whole model outside IST) */
+    int micro_batch;        /* rows per forward pass (a divisor of batch), 0: the whole batch */
 } dist_job;
 
 enum { DIST_TRAIN = 1, DIST_QUIT = 2 };
@@ -34,6 +35,7 @@ typedef struct dist_result {
     double train_s;         /* wall time of its local phase (upload, K steps, download) */
     uint64_t comm_bytes;    /* bytes it sent during training (data parallel gradients) */
     char error[256];        /* why it failed */
+    uint64_t peak_bytes;    /* the worker device's allocation peak during the round */
 } dist_result;
 
 /* Averaging across the round's workers during local training (data parallel). Every active

@@ -11,6 +11,7 @@
 
 #include "twist/error.h"
 #include "ist/dist_internal.h"
+#include "ist/dist_memory.h"
 #include "train/train_internal.h"
 #include "twist/record.h"
 #include "twist/train.h"
@@ -159,6 +160,8 @@ typedef struct master_run {
     double started;
     uint64_t total_bytes;
     tw_checkpoint_lock *lock; /* on out_dir, from before the first round to after the save */
+    dist_memory *memory;      /* budgets and the round's memory plan (dist_memory.h) */
+    int round;                /* the round being run, for the memory plan's report */
 } master_run;
 
 /* The GPT-2 initialisation of tw_gpt_init_params, through a CPU model, into the master. */
@@ -222,11 +225,15 @@ static tw_status partition_round(master_run *m, int round, int *slot_of,
         if (!(m->rate[w] > 0.0)) rates_known = false;
         live++;
     }
-    if (o->mode != TW_DIST_IST) return make_replicas(&m->setup->model, live, out);
-    if (rates_known)
+    if (rates_known && o->mode == TW_DIST_IST)
         dist_balance_weights(&m->setup->model,
                              head_slots(&m->setup->model, live, m->heads_per_worker), rates,
                              live, weights);
+    /* Memory: shares and micro-batches that fit each worker's budget. */
+    TW_TRY(dist_memory_fit(m->memory, o, &m->setup->model, m->transport, slot_of, live,
+                           m->heads_per_worker, o->mode != TW_DIST_IST, weights, &rates_known,
+                           m->report, m->context, m->round));
+    if (o->mode != TW_DIST_IST) return make_replicas(&m->setup->model, live, out);
     tw_ist_partition_options po = {.workers = live, .heads_per_worker = m->heads_per_worker,
                                    .weights = rates_known ? weights : NULL, .seed = o->seed,
                                    .round = round};
@@ -254,6 +261,7 @@ static tw_status extract_round(master_run *m, int round, const tw_ist_partition 
         job->local_steps = o->local_steps;
         job->active_workers = partition->workers;
         job->packed_floats = tw_ist_packed_floats(&job->config);
+        job->micro_batch = dist_memory_micro_batch(m->memory, w);
         if (w == o->fault_worker && round == o->fault_round)
             job->fail_after = o->local_steps > 1 ? 1 : 0;
         if (m->packed_capacity[w] < job->packed_floats) {
@@ -336,6 +344,9 @@ static void add_workers(cJSON *record, const master_run *m, double slowest) {
             }
             cJSON_AddNumberToObject(item, "heads", heads);
             cJSON_AddNumberToObject(item, "units", units);
+            dist_memory_record(m->memory, item, w);
+            if (r->peak_bytes) cJSON_AddNumberToObject(item, "device_peak_bytes",
+                                                       (double)r->peak_bytes);
             if (!r->ok) cJSON_AddStringToObject(item, "error", r->error);
         }
         cJSON_AddItemToArray(list, item);
@@ -438,6 +449,7 @@ static tw_status run_round(master_run *m, int round) {
     int slot_of[TW_DIST_MAX_WORKERS], failed[TW_DIST_MAX_WORKERS];
     tw_ist_partition *partition = NULL;
     double t = tw_now_seconds();
+    m->round = round;
     TW_TRY(partition_round(m, round, slot_of, &partition));
     p.partition = tw_now_seconds() - t;
     t = tw_now_seconds();
@@ -581,6 +593,7 @@ static void release(master_run *m) {
     tw_device_close(m->eval_device);
     tw_ist_master_free(m->master);
     tw_checkpoint_lock_release(m->lock);
+    dist_memory_free(m->memory);
 }
 
 tw_status dist_master_rounds(const tw_dist_options *options, const dist_setup *setup,
@@ -594,6 +607,9 @@ tw_status dist_master_rounds(const tw_dist_options *options, const dist_setup *s
      * as `twist train`'s). */
     if (status == TW_OK && options->out_dir)
         status = tw_checkpoint_lock_take(options->out_dir, NULL, &m.lock);
+    if (status == TW_OK)
+        status = dist_memory_create(options, transport, &setup->model, report, context,
+                                    &m.memory);
     if (status == TW_OK) status = init_master(&m);
     if (status == TW_OK)
         report_line(report, context, -1,

@@ -11,6 +11,7 @@
 
 #include "twist/error.h"
 #include "ist/dist_internal.h"
+#include "ist/dist_memory.h"
 #include "train/train_internal.h"
 #include "twist/clock.h"
 
@@ -30,7 +31,11 @@ tw_status dist_worker_init(dist_worker *worker, int index, int shard_count, cons
     snprintf(name, sizeof name, "training shard %d of %d", index, shard_count);
     TW_TRY(tw_loader_init(&worker->loader, dataset->train, dataset->train_tokens, options->batch,
                           options->model.max_seq_len, options->seed, index, shard_count, name));
-    return tw_device_open(device, &worker->device);
+    TW_TRY(tw_device_open(device, &worker->device));
+    /* --device-memory: this worker's own cap (per worker when several share the device) */
+    return tw_device_set_memory_cap(
+        worker->device,
+        tw_memory_caps_find(&options->device_memory, tw_device_get_info(worker->device)->spec));
 }
 
 static void drop_model(dist_worker *worker) {
@@ -137,7 +142,11 @@ static tw_status local_steps(dist_worker *worker, const dist_job *job, const dis
                                worker->index, s);
         double loss = 0.0;
         const double step_started = tw_now_seconds();
-        if (failure == TW_OK)
+        if (failure == TW_OK && job->micro_batch > 0)
+            failure = dist_compute_grads_micro(worker->model, &worker->loader, o->batch,
+                                               job->micro_batch, T, o->grad_accum,
+                                               worker->inputs, worker->targets, &loss);
+        else if (failure == TW_OK)
             failure = tw_train_compute_grads(worker->model, &worker->loader, o->batch, T,
                                              o->grad_accum, worker->inputs, worker->targets,
                                              &loss, NULL);
@@ -179,6 +188,7 @@ void dist_worker_train(dist_worker *worker, const dist_job *job, const dist_comm
     result->loss = NAN;
     const double started = tw_now_seconds();
     const size_t P = (size_t)(job->packed_floats / 3);
+    if (worker->device) tw_device_reset_peak(worker->device);
     /* Under MPI a rank that could not make room for the subnet received nothing. */
     tw_status status = worker->packed_capacity < job->packed_floats
                            ? tw_error(TW_ERR_OUT_OF_MEMORY,
@@ -200,6 +210,7 @@ void dist_worker_train(dist_worker *worker, const dist_job *job, const dist_comm
     }
     if (status == TW_OK) status = download_packed(worker, P);
     result->train_s = tw_now_seconds() - started;
+    if (worker->device) result->peak_bytes = tw_device_peak_bytes(worker->device);
     const double tokens = (double)job->local_steps * o->grad_accum * o->batch *
                           o->model.max_seq_len;
     result->tokens_per_s = result->train_s > 0 ? tokens / result->train_s : 0.0;
