@@ -247,15 +247,17 @@ tw_status tw_memory_plan_make(const tw_memory_plan_options *o, tw_memory_plan *p
         for (int attempt = 0; status == TW_OK; attempt++) {
             if (!water_fill(desired, cap, n, plan->weights) || attempt == 60) {
                 uint64_t total = 0;
-                char sum[32], whole[32];
+                char sum[32], whole[32], least[32];
                 for (int w = 0; w < n; w++) total += o->budgets[w];
                 status = tw_error(TW_ERR_OUT_OF_MEMORY,
-                                  "device memory: the %d workers' memory together (%s%s) cannot "
-                                  "hold every head and MLP unit of the model once, even at "
-                                  "micro-batch 1 (the whole model's training state needs %s at "
-                                  "micro-batch 1); add workers or memory, or a smaller model",
+                                  "device memory: the %d workers together (%s) cannot hold "
+                                  "every head and MLP unit of the model once, even at "
+                                  "micro-batch 1: each holds its own embeddings, LayerNorms and "
+                                  "logits (its smallest subnet needs %s; the whole model's "
+                                  "training state %s); add workers or memory, or train a "
+                                  "smaller model",
                                   n, tw_format_bytes(total, sum, sizeof sum),
-                                  total ? "" : ", not all known",
+                                  tw_format_bytes(share_need(o, 0.0, 1), least, sizeof least),
                                   tw_format_bytes(need_of(o->model, 1, o->seq_len), whole,
                                                   sizeof whole));
                 break;
