@@ -404,14 +404,16 @@ static tw_status check_memory(run *r) {
     return tw_error(TW_ERR_OUT_OF_MEMORY,
                     "the model does not fit: training it at batch %d x %d tokens needs %s "
                     "(parameters %s, gradients %s, AdamW moments %s, activations %s) but %s; "
-                    "a smaller --batch (with --accum for the same tokens per step), a smaller "
-                    "model, or `twist ist` over several workers needs less per device",
+                    "%sa smaller model, or `twist ist` over several workers needs less per "
+                    "device",
                     o->batch, o->model.max_seq_len,
                     tw_format_bytes(need.total, total, sizeof total),
                     tw_format_bytes(need.params, p, sizeof p),
                     tw_format_bytes(need.grads, g, sizeof g),
                     tw_format_bytes(need.moments, m, sizeof m),
-                    tw_format_bytes(need.activations + need.scratch, a, sizeof a), why);
+                    tw_format_bytes(need.activations + need.scratch, a, sizeof a), why,
+                    o->batch > 1 ? "a smaller --batch (with --accum for the same tokens per "
+                                   "step), " : "");
 }
 
 static tw_status fresh_start(run *r) {
