@@ -11,12 +11,19 @@
  *     (rounding included) within its budget, the small worker given less; micro-batches cut
  *     when the shares alone cannot fit; refusals when the smallest subnet cannot fit (naming
  *     worker, device, budget and need) and when the workers together cannot hold the model;
- *     the whole-model (data parallel) plan. */
+ *     the whole-model (data parallel) plan;
+ *   - a worker's micro-batched step (dist_compute_grads_micro) gives the gradients and loss of
+ *     the whole batch in one pass, to float rounding;
+ *   - opencl:0 and vulkan:0 (skipped, saying so, where absent) report free memory, and on
+ *     OpenCL it drops by exactly what twist allocates. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "harness.h"
+#include "ist/dist_memory.h"
+#include "train/train_internal.h"
 #include "twist/ist.h"
 #include "twist/memory.h"
 #include "twist/optim.h"
@@ -264,10 +271,119 @@ static void test_planner(void) {
              tw_last_error());
 }
 
+/* The gradients of one step over `batch` rows (x accum) on a fresh cpu model, either in one
+ * pass per loaded batch (micro 0) or in passes of `micro` rows. */
+static void step_grads(const tw_gpt_config *config, const int32_t *stream, size_t count,
+                       int batch, int micro, int accum, float *grads, double *loss) {
+    tw_device *cpu = NULL;
+    tw_gpt *model = NULL;
+    tw_loader loader;
+    const int T = config->max_seq_len;
+    int32_t *inputs = malloc((size_t)batch * T * sizeof *inputs);
+    int32_t *targets = malloc((size_t)batch * T * sizeof *targets);
+    TW_CHECK_OK(tw_device_open("cpu", &cpu));
+    TW_CHECK_OK(tw_gpt_create(cpu, config, &model));
+    TW_CHECK_OK(tw_gpt_init_params(model, 11));
+    TW_CHECK_OK(tw_loader_init(&loader, stream, count, batch, T, 5, 0, 1, "test stream"));
+    if (micro > 0)
+        TW_CHECK_OK(dist_compute_grads_micro(model, &loader, batch, micro, T, accum, inputs,
+                                             targets, loss));
+    else
+        TW_CHECK_OK(tw_train_compute_grads(model, &loader, batch, T, accum, inputs, targets,
+                                           loss, NULL));
+    TW_CHECK_OK(tw_buffer_download(tw_gpt_grads(model), 0, grads,
+                                   tw_gpt_param_count(model) * sizeof(float)));
+    free(inputs);
+    free(targets);
+    tw_gpt_destroy(model);
+    tw_device_close(cpu);
+}
+
+static void test_micro_batches(void) {
+    tw_gpt_config config;
+    TW_CHECK_OK(tw_gpt_config_uniform(384, 32, 2, 64, 4, &config));
+    const size_t count = 20000;
+    int32_t *stream = malloc(count * sizeof *stream);
+    for (size_t i = 0; stream && i < count; i++)
+        stream[i] = (int32_t)((i * 2654435761u >> 7) % 384);
+    tw_gpt_tensor *tensors = NULL;
+    int tensor_count = 0;
+    size_t P = 0, decay = 0;
+    TW_CHECK_OK(tw_gpt_layout(&config, &tensors, &tensor_count, &P, &decay));
+    free(tensors);
+    float *whole = malloc(P * sizeof *whole), *parts = malloc(P * sizeof *parts);
+    if (!stream || !whole || !parts) return;
+    const int micros[] = {1, 2};
+    for (int accum = 1; accum <= 2; accum++) {
+        double whole_loss = 0.0;
+        step_grads(&config, stream, count, 4, 0, accum, whole, &whole_loss);
+        for (size_t k = 0; k < sizeof micros / sizeof micros[0]; k++) {
+            double loss = 0.0;
+            step_grads(&config, stream, count, 4, micros[k], accum, parts, &loss);
+            double largest = 0.0, worst = 0.0;
+            for (size_t i = 0; i < P; i++) {
+                largest = fmax(largest, fabs(whole[i]));
+                worst = fmax(worst, fabs((double)whole[i] - parts[i]));
+            }
+            TW_CHECK(largest > 0.0 && worst <= 1e-5 * largest,
+                     "accum %d, micro-batch %d of 4: gradients differ by %g (largest %g)", accum,
+                     micros[k], worst, largest);
+            TW_CHECK(fabs(loss - whole_loss) <= 1e-5 * whole_loss,
+                     "accum %d, micro-batch %d of 4: loss %.9f, whole batch %.9f", accum,
+                     micros[k], loss, whole_loss);
+        }
+    }
+    TW_CHECK_ERROR(dist_compute_grads_micro(NULL, NULL, 4, 3, 32, 1, NULL, NULL, NULL),
+                   TW_ERR_INVALID_ARGUMENT, "does not divide");
+    free(stream);
+    free(whole);
+    free(parts);
+}
+
+static void test_backend_free_memory(void) {
+    const char *const specs[] = {"opencl:0", "vulkan:0"};
+    for (size_t i = 0; i < sizeof specs / sizeof specs[0]; i++) {
+        tw_device *device = NULL;
+        if (tw_device_open(specs[i], &device) != TW_OK) {
+            printf("skipped %s free memory: %s\n", specs[i], tw_last_error());
+            tw_clear_error();
+            continue;
+        }
+        const tw_device_info *info = tw_device_get_info(device);
+        uint64_t before = 0, after = 0;
+        tw_buffer *buffer = NULL;
+        TW_CHECK_OK(tw_device_spec_free_memory(specs[i], &before));
+        TW_CHECK_OK(tw_buffer_alloc(device, 8 << 20, &buffer));
+        TW_CHECK_OK(tw_buffer_fill_f32(buffer, 0, 2 << 20, 1.0f)); /* touch it */
+        TW_CHECK_OK(tw_device_sync(device));
+        TW_CHECK_OK(tw_device_spec_free_memory(specs[i], &after));
+        printf("%s (%s): %llu bytes of memory, free %llu before and %llu after allocating 8 MiB\n",
+               specs[i], info->name, (unsigned long long)info->memory_bytes,
+               (unsigned long long)before, (unsigned long long)after);
+        TW_CHECK(before > 0 && (!info->memory_bytes || before <= info->memory_bytes),
+                 "%s: free %llu of %llu", specs[i], (unsigned long long)before,
+                 (unsigned long long)info->memory_bytes);
+        if (info->backend == TW_BACKEND_OPENCL)
+            TW_CHECK(before - after == 8 << 20, "opencl: free memory dropped by %lld, not 8 MiB",
+                     (long long)(before - after));
+        /* a cap binds below the queried free memory */
+        uint64_t left = 0;
+        bool capped = false;
+        TW_CHECK_OK(tw_device_set_memory_cap(device, 9 << 20));
+        TW_CHECK_OK(tw_device_free_memory(device, &left, &capped));
+        TW_CHECK(capped && left == 1 << 20, "%s: capped free %llu", specs[i],
+                 (unsigned long long)left);
+        tw_buffer_free(buffer);
+        tw_device_close(device);
+    }
+}
+
 int main(void) {
     test_caps();
     test_allocator_cap();
     test_estimate();
     test_planner();
+    test_micro_batches();
+    test_backend_free_memory();
     return tw_test_finish("memory_plan");
 }
