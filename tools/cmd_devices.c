@@ -8,6 +8,7 @@
 #include "args.h"
 #include "cli.h"
 #include "output.h"
+#include "twist/memory.h"
 
 static const char *const PROG = "twist devices";
 
@@ -35,10 +36,21 @@ static int load_devices(device_list *list) {
 
 /* ---- table ----------------------------------------------------------------------------- */
 
-enum { COLUMNS = 8 };
+enum { COLUMNS = 9 };
+
+/* The device's free memory as its backend reports it now (twist/memory.h), 0 when unknown. */
+static uint64_t free_memory(const tw_device_info *info) {
+    uint64_t bytes = 0;
+    if (tw_device_spec_free_memory(info->spec, &bytes) != TW_OK) {
+        tw_clear_error();
+        bytes = 0;
+    }
+    return bytes;
+}
 
 static void device_cells(const tw_device_info *info, char cells[COLUMNS][288]) {
-    char memory[32];
+    char memory[32], free_text[32];
+    const uint64_t free_bytes = free_memory(info);
     snprintf(cells[0], 288, "%s", info->spec);
     snprintf(cells[1], 288, "%s", tw_device_type_name(info->type));
     snprintf(cells[2], 288, "%s", info->name);
@@ -51,10 +63,12 @@ static void device_cells(const tw_device_info *info, char cells[COLUMNS][288]) {
     snprintf(cells[6], 288, "%s",
              info->memory_bytes ? cli_format_bytes((double)info->memory_bytes, memory, sizeof memory)
                                 : "?");
+    snprintf(cells[7], 288, "%s",
+             free_bytes ? cli_format_bytes((double)free_bytes, free_text, sizeof free_text) : "?");
     if (info->peak_gflops_f32 > 0)
-        snprintf(cells[7], 288, "%.0f", info->peak_gflops_f32);
+        snprintf(cells[8], 288, "%.0f", info->peak_gflops_f32);
     else
-        snprintf(cells[7], 288, "?");
+        snprintf(cells[8], 288, "?");
 }
 
 static void print_row(char cells[COLUMNS][288], const int *widths) {
@@ -64,7 +78,8 @@ static void print_row(char cells[COLUMNS][288], const int *widths) {
 
 static void print_table(const device_list *list) {
     static const char *const headers[COLUMNS] = {"SPEC",    "TYPE", "NAME",   "VENDOR",
-                                                 "DRIVER",  "CUS",  "MEMORY", "PEAK GFLOP/S"};
+                                                 "DRIVER",  "CUS",  "MEMORY", "FREE",
+                                                 "PEAK GFLOP/S"};
     char cells[COLUMNS][288];
     int widths[COLUMNS];
     for (int c = 0; c < COLUMNS; c++) widths[c] = (int)strlen(headers[c]);
@@ -112,6 +127,9 @@ static void write_records(output *out, const device_list *list) {
         else tw_record_null(r, "compute_units");
         if (info->memory_bytes) tw_record_number(r, "memory_bytes", (double)info->memory_bytes);
         else tw_record_null(r, "memory_bytes");
+        const uint64_t free_bytes = free_memory(info);
+        if (free_bytes) tw_record_number(r, "free_memory_bytes", (double)free_bytes);
+        else tw_record_null(r, "free_memory_bytes");
         if (info->peak_gflops_f32 > 0) tw_record_number(r, "peak_gflops", info->peak_gflops_f32);
         else tw_record_null(r, "peak_gflops");
         output_record(out, r);
@@ -137,8 +155,9 @@ int cmd_devices(int argc, char **argv) {
         .name = PROG,
         .synopsis = "twist devices [--json[=FILE]]",
         .summary = "Lists every device of every backend built into this twist (spec, type, name,\n"
-                   "vendor, driver, compute units, memory, peak FP32 GFLOP/s where known), and the\n"
-                   "backends that are built but found no device or are not built at all.",
+                   "vendor, driver, compute units, memory, free memory, peak FP32 GFLOP/s where\n"
+                   "known), and the backends that are built but found no device or are not built\n"
+                   "at all.",
         .specs = specs,
         .count = (int)(sizeof specs / sizeof specs[0]),
     };
