@@ -9,6 +9,9 @@
 #           peak stays under it, the run completes and the validation loss falls
 #   dp      data parallel under a cap below the whole model at batch 4: micro-batches shrink and
 #           the run completes; under a cap below the whole model at micro-batch 1 it refuses
+#   mpi     the capped IST run over mpirun -np 4 --transport mpi (each rank caps its own device
+#           and rank 0 plans with the caps) saves the threads run's model byte for byte; skipped
+#           without mpirun or the MPI transport
 set -euo pipefail
 
 twist=${1:?usage: memory_test.sh PATH/TO/twist CASE}
@@ -122,8 +125,37 @@ PY
         fail "dp refusal: $(cat "$tmp/err")"
 }
 
+case_mpi() {
+    if ! command -v mpirun >/dev/null 2>&1; then
+        echo "skipped: mpirun is not installed (apt-get install openmpi-bin libopenmpi-dev)"
+        exit 77
+    fi
+    export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
+    export OMPI_MCA_mca_base_component_disable_dlclose=1
+    export LSAN_OPTIONS="${LSAN_OPTIONS:+$LSAN_OPTIONS:}fast_unwind_on_malloc=0"
+    local common=(--devices cpu --workers-per-device 4 --heads-per-worker 1 --rounds 2
+                  --local-steps 2 --warmup 1 "${model[@]}" --device-memory "cpu=$cap")
+    local probe
+    set +e
+    probe=$("$twist" ist "${common[@]}" --transport mpi --rounds 1 2>&1)
+    set -e
+    if grep -q "built without MPI" <<<"$probe"; then
+        echo "skipped: this twist was built without the MPI transport"
+        exit 77
+    fi
+    "$twist" ist "${common[@]}" --out "$tmp/threads" >/dev/null
+    timeout 300 mpirun -np 4 --oversubscribe "$twist" ist "${common[@]}" --transport mpi \
+        --json="$tmp/mpi.jsonl" --out "$tmp/mpi" >/dev/null ||
+        fail "capped ist over MPI exited $?"
+    for file in model.safetensors optimizer.safetensors; do
+        cmp -s "$tmp/threads/$file" "$tmp/mpi/$file" ||
+            fail "capped ist over MPI: $file differs from the threads run's"
+    done
+    grep -q '"micro_batch":2' "$tmp/mpi.jsonl" || fail "MPI run records no micro-batch 2"
+}
+
 case $case_name in
-flags | train | ist | dp) "case_$case_name" ;;
+flags | train | ist | dp | mpi) "case_$case_name" ;;
 *) echo "unknown case $case_name" >&2; exit 2 ;;
 esac
 if ((failures)); then

@@ -47,7 +47,9 @@ tw_status dist_memory_create(const tw_dist_options *o, const dist_transport *tra
         m->budget[w] = tw_memory_caps_find(&o->device_memory, spec);
         m->capped[w] = m->budget[w] > 0;
         any_cap = any_cap || m->capped[w];
-        if (m->capped[w]) continue;
+        /* Under MPI the workers' devices belong to other ranks, perhaps on other hosts: rank 0
+         * plans with the caps only (querying a GPU here would open a context on it). */
+        if (m->capped[w] || o->transport == TW_TRANSPORT_MPI) continue;
         /* Uncapped: the device's free memory, shared by the workers on it. */
         int sharing = 0;
         char normal[32], other[32];
