@@ -32,6 +32,7 @@ tw_status dist_memory_create(const tw_dist_options *o, const dist_transport *tra
     dist_memory *m = calloc(1, sizeof *m);
     if (m) {
         m->workers = n;
+        m->batch = o->batch;
         m->budget = calloc((size_t)n, sizeof *m->budget);
         m->capped = calloc((size_t)n, sizeof *m->capped);
         m->micro_batch = calloc((size_t)n, sizeof *m->micro_batch);
@@ -154,7 +155,8 @@ int dist_memory_micro_batch(const dist_memory *m, int w) {
 
 void dist_memory_record(const dist_memory *m, cJSON *item, int w) {
     if (!m || !item || w >= m->workers) return;
-    cJSON_AddNumberToObject(item, "micro_batch", m->micro_batch[w]);
+    const int micro = m->micro_batch[w] ? m->micro_batch[w] : m->batch;
+    cJSON_AddNumberToObject(item, "micro_batch", micro);
     if (m->budget[w]) cJSON_AddNumberToObject(item, "memory_budget", (double)m->budget[w]);
     else cJSON_AddNullToObject(item, "memory_budget");
     if (m->need[w]) cJSON_AddNumberToObject(item, "memory_need", (double)m->need[w]);

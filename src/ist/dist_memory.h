@@ -14,6 +14,7 @@ struct cJSON;
 
 typedef struct dist_memory {
     int workers;
+    int batch;         /* --batch: the micro-batch of a worker no plan cut */
     uint64_t *budget;  /* (workers) bytes, 0: unknown */
     bool *capped;      /* (workers) the budget is a --device-memory cap */
     int *micro_batch;  /* (workers) of the round planned last */
@@ -39,7 +40,8 @@ tw_status dist_memory_fit(dist_memory *memory, const tw_dist_options *options,
                           void *context, int round);
 /* Worker w's micro-batch for the round: 0 for the whole batch (no plan bound it). */
 int dist_memory_micro_batch(const dist_memory *memory, int w);
-/* Adds "micro_batch", "memory_budget" and "memory_need" (bytes) of worker w to its record. */
+/* Adds "micro_batch" (rows per forward pass), "memory_budget" and "memory_need" (bytes, null
+ * when unknown) of worker w to its record. */
 void dist_memory_record(const dist_memory *memory, struct cJSON *item, int w);
 
 /* One optimizer step's gradients (as tw_train_compute_grads) with each loaded batch of `batch`

@@ -391,7 +391,7 @@ static tw_status check_memory(run *r) {
     bool capped = false;
     TW_TRY(tw_device_free_memory(r->device, &free_bytes, &capped));
     const uint64_t have = free_bytes + tw_device_bytes_in_use(r->device);
-    if (!free_bytes || need.total <= have) return TW_OK;
+    if ((!free_bytes && !capped) || need.total <= have) return TW_OK; /* 0 uncapped: unknown */
     const char *spec = tw_device_get_info(r->device)->spec;
     char total[32], limit[32], p[32], g[32], m[32], a[32];
     char why[128];
