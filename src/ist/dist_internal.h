@@ -63,6 +63,7 @@ typedef struct dist_worker {
     size_t grads_capacity;
     float *packed;            /* the worker's packed subnet [params | exp_avg | exp_avg_sq] */
     size_t packed_capacity;   /* floats */
+    int micro_batch;          /* the model's activations are sized for it (dist_job) */
 } dist_worker;
 
 /* Opens the device and the data shard `index` of `shard_count` of the training stream. */

@@ -161,7 +161,6 @@ typedef struct master_run {
     uint64_t total_bytes;
     tw_checkpoint_lock *lock; /* on out_dir, from before the first round to after the save */
     dist_memory *memory;      /* budgets and the round's memory plan (dist_memory.h) */
-    int round;                /* the round being run, for the memory plan's report */
 } master_run;
 
 /* The GPT-2 initialisation of tw_gpt_init_params, through a CPU model, into the master. */
@@ -232,7 +231,7 @@ static tw_status partition_round(master_run *m, int round, int *slot_of,
     /* Memory: shares and micro-batches that fit each worker's budget. */
     TW_TRY(dist_memory_fit(m->memory, o, &m->setup->model, m->transport, slot_of, live,
                            m->heads_per_worker, o->mode != TW_DIST_IST, weights, &rates_known,
-                           m->report, m->context, m->round));
+                           m->report, m->context, round));
     if (o->mode != TW_DIST_IST) return make_replicas(&m->setup->model, live, out);
     tw_ist_partition_options po = {.workers = live, .heads_per_worker = m->heads_per_worker,
                                    .weights = rates_known ? weights : NULL, .seed = o->seed,
@@ -449,7 +448,6 @@ static tw_status run_round(master_run *m, int round) {
     int slot_of[TW_DIST_MAX_WORKERS], failed[TW_DIST_MAX_WORKERS];
     tw_ist_partition *partition = NULL;
     double t = tw_now_seconds();
-    m->round = round;
     TW_TRY(partition_round(m, round, slot_of, &partition));
     p.partition = tw_now_seconds() - t;
     t = tw_now_seconds();

@@ -196,6 +196,11 @@ void dist_worker_train(dist_worker *worker, const dist_job *job, const dist_comm
                                       "floats", worker->index,
                                       (unsigned long long)job->packed_floats)
                            : TW_OK;
+    /* Activations of another micro-batch would be allocated beside the old ones (a cap could
+     * refuse the sum): a new micro-batch starts from a new model (the packed subnet holds the
+     * state anyway). */
+    if (worker->model && worker->micro_batch != job->micro_batch) drop_model(worker);
+    worker->micro_batch = job->micro_batch;
     if (status == TW_OK) status = ensure_model(worker, &job->config);
     if (status == TW_OK && tw_gpt_param_count(worker->model) != P)
         status = tw_error(TW_ERR_INVALID_ARGUMENT,
