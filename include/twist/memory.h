@@ -82,11 +82,12 @@ const char *tw_format_bytes(uint64_t bytes, char *out, size_t capacity);
 /* Device bytes of one training step of `config` at `micro_batch` sequences of `seq_len`
  * tokens, estimated from the config alone (the allocations tw_gpt_create, tw_adamw_create and
  * the first forward/backward make; tests/test_memory_plan.c checks it against the allocator's
- * measured peak on the cpu):
+ * measured peak on the cpu, where all but the scratch must match exactly):
  *   params, grads     4 bytes per parameter each
  *   moments           AdamW's m and v, 8 bytes per parameter (+ 4 for the clipping norm)
  *   activations       every saved activation and the backward scratch of tw_gpt
- *   scratch           what backend ops allocate during a step (attention backward's row terms) */
+ *   scratch           the largest buffer a backend op allocates and frees within itself
+ *                     (attention backward's row terms, CUDA's column partial sums, ...) */
 typedef struct tw_training_memory {
     uint64_t params, grads, moments, activations, scratch;
     uint64_t total;

@@ -65,7 +65,9 @@ tw_status dist_memory_create(const tw_dist_options *o, const dist_transport *tra
             tw_clear_error(); /* a device rank 0 cannot see: no budget known */
             free_bytes = 0;
         }
-        m->budget[w] = sharing > 1 ? free_bytes / (uint64_t)sharing : free_bytes;
+        /* 90% of it: the rest for what twist's count does not see (allocator rounding and
+         * caches, vendor-library workspaces, the driver) */
+        m->budget[w] = (sharing > 1 ? free_bytes / (uint64_t)sharing : free_bytes) / 10 * 9;
     }
     if (any_cap) {
         char line[1024], need[32];

@@ -22,8 +22,8 @@ typedef struct dist_memory {
     bool reported;     /* the plan's first line was reported */
 } dist_memory;
 
-/* Budgets of the transport's workers: caps, else (threads) the device's free memory shared by
- * the workers on it; under MPI uncapped workers have no budget (rank 0 cannot see devices of
+/* Budgets of the transport's workers: caps, else (threads) 90% of the device's free memory
+ * shared by the workers on it; under MPI uncapped workers have no budget (rank 0 cannot see devices of
  * other ranks). Reports one line on the budgets when any device is capped. */
 tw_status dist_memory_create(const tw_dist_options *options, const dist_transport *transport,
                              const tw_gpt_config *model, tw_dist_report_fn report,

@@ -60,8 +60,19 @@ void tw_training_memory_of(const tw_gpt_config *c, int micro_batch, int seq_len,
     out->grads = 4 * P;
     out->moments = 8 * P + 4; /* m and v, and the clipping norm (1 float) */
     out->activations = 4 * acts;
-    /* attention backward's row terms (B, H, T) on every backend; Vulkan's sum_sq partials */
-    out->scratch = 4 * B * max_h * T + 4096;
+    /* Scratch that backend ops allocate and free within one op, so never two at once: the
+     * largest of attention backward's row terms (B, H, T) floats (every backend); the column
+     * partial sums of CUDA's LayerNorm and bias backward, 2 x min(256, ceil(N / 32)) segments x
+     * the widest row (C, 3A or M) doubles; CUDA's sum_sq partials (at most 1024 doubles) and
+     * OpenCL's and Vulkan's (4 KiB); OpenCL's embedding backward sort keys, 2N int32. */
+    const uint64_t segments = (N + 31) / 32 < 256 ? (N + 31) / 32 : 256;
+    uint64_t widest = C > 3 * max_a ? C : 3 * max_a;
+    if (max_m > widest) widest = max_m;
+    uint64_t scratch = 4 * B * max_h * T;
+    if (16 * segments * widest > scratch) scratch = 16 * segments * widest;
+    if (8 * 1024 > scratch) scratch = 8 * 1024;
+    if (8 * N > scratch) scratch = 8 * N;
+    out->scratch = scratch;
     out->total = out->params + out->grads + out->moments + out->activations + out->scratch;
 }
 

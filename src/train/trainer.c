@@ -403,7 +403,8 @@ static tw_status check_memory(run *r) {
                  tw_format_bytes(have, limit, sizeof limit));
     return tw_error(TW_ERR_OUT_OF_MEMORY,
                     "the model does not fit: training it at batch %d x %d tokens needs %s "
-                    "(parameters %s, gradients %s, AdamW moments %s, activations %s) but %s; "
+                    "(parameters %s, gradients %s, AdamW moments %s, activations and scratch %s) "
+                    "but %s; "
                     "%sa smaller model, or `twist ist` over several workers needs less per "
                     "device",
                     o->batch, o->model.max_seq_len,
