@@ -171,7 +171,8 @@ void dist_codec_encode(dist_codec_link *link, tw_dist_codec codec, bool worker_e
     }
 }
 
-void dist_codec_decode(dist_codec_link *link, tw_dist_codec codec, float *packed, size_t floats) {
+void dist_codec_decode(dist_codec_link *link, tw_dist_codec codec, bool worker_end,
+                       float *packed, size_t floats) {
     if (codec != TW_CODEC_BF16_DELTA) {
         for (size_t i = 0; i < floats; i++) packed[i] = dist_bf16_to_float(link->wire[i]);
         return;
@@ -182,8 +183,10 @@ void dist_codec_decode(dist_codec_link *link, tw_dist_codec codec, float *packed
         float *ref = link->ref + k * P, *x = packed + k * S;
         for (size_t i = 0; i < S; i++) {
             const size_t e = link->index[i];
-            ref[e] += dist_bf16_to_float(wire[i]);
-            x[i] = ref[e];
+            const float change = dist_bf16_to_float(wire[i]);
+            ref[e] += change;
+            /* worker end: the value; master end: the sent value plus the worker's change */
+            x[i] = worker_end ? ref[e] : x[i] + change;
         }
     }
 }

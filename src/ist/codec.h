@@ -16,7 +16,9 @@
  * element e carries q = bf16(x_e - ref_e (+ residual)), and both ends then set ref_e += q, in the
  * same float arithmetic, so they stay identical.
  *   master -> worker: the master's residual is implicit: x_e - ref_e after the send is exactly
- *     what the worker has not got yet, and is sent with the next delta of e on this link.
+ *     what the worker has not got yet, and is sent with the next delta of e on this link. The
+ *     master applies a worker's returned change to the exact x_e it sent (not to ref_e), so the
+ *     send's rounding never enters the master's weights.
  *   worker -> master: the worker's trained value is gone after the round (the next round starts
  *     from what the master sends), so its rounding residual r_e is kept by the worker and added
  *     to its next delta of e: it sends bf16((x_e - ref_e) + r_e) and keeps the new remainder.
@@ -81,8 +83,12 @@ tw_status dist_codec_reserve_wire(dist_codec_link *link, size_t values);
  * dist_codec_map, and updates the reference (and, worker end, the residuals). */
 void dist_codec_encode(dist_codec_link *link, tw_dist_codec codec, bool worker_end,
                        const float *packed, size_t floats);
-/* link->wire -> packed: what the receiver now holds. */
-void dist_codec_decode(dist_codec_link *link, tw_dist_codec codec, float *packed, size_t floats);
+/* link->wire -> packed: what the receiver now holds. bf16-delta at the master's end (the
+ * worker's return): packed holds the exact values the master sent this round, and the decoded
+ * change is added to them, so the rounding of the send never reaches the master's weights (it
+ * stays owed on the link: x - ref, sent with the next delta). */
+void dist_codec_decode(dist_codec_link *link, tw_dist_codec codec, bool worker_end,
+                       float *packed, size_t floats);
 
 /* Data parallel: data (count floats) becomes what the receiver decodes: bf16 of it (bf16), or
  * of it plus the residual kept in link->grad_resid, which keeps the new remainder

@@ -144,7 +144,7 @@ static tw_status threads_send(dist_transport *base, const dist_job *jobs, float 
         }
         dist_codec_encode(master, codec, false, packed[w], n);
         memcpy(end->wire, master->wire, n * sizeof *end->wire);
-        dist_codec_decode(end, codec, worker->packed, n);
+        dist_codec_decode(end, codec, true, worker->packed, n);
     }
     return TW_OK;
 }
@@ -199,7 +199,7 @@ static tw_status threads_receive(dist_transport *base, const dist_job *jobs,
         dist_codec_link *master = &base->links[w], *end = &worker->codec;
         dist_codec_encode(end, codec, true, worker->packed, n);
         memcpy(master->wire, end->wire, n * sizeof *master->wire);
-        dist_codec_decode(master, codec, packed[w], n);
+        dist_codec_decode(master, codec, false, packed[w], n);
     }
     return TW_OK;
 }

@@ -452,7 +452,7 @@ static tw_status codec_send(mpi_transport *t, const dist_job *jobs, float *const
                                            : mpi_failed(t, code, "MPI_Iscatterv of the subnets");
     free(send);
     if (waited == TW_OK && status == TW_OK && mine)
-        dist_codec_decode(end, codec, t->worker.packed, (size_t)mine);
+        dist_codec_decode(end, codec, true, t->worker.packed, (size_t)mine);
     /* A rank that failed here received nothing usable: its job fails in training. */
     if (status != TW_OK && mine) t->worker.packed_capacity = 0;
     if (waited != TW_OK) return waited;
@@ -587,7 +587,7 @@ static tw_status collect_receive(mpi_transport *t, const dist_job *jobs,
         }
         dist_codec_link *link = &t->base.links[r];
         memcpy(link->wire, receive16 + offsets[r], (size_t)counts[r] * sizeof *link->wire);
-        dist_codec_decode(link, codec, packed[r], (size_t)counts[r]);
+        dist_codec_decode(link, codec, false, packed[r], (size_t)counts[r]);
     }
     free(receive);
     if (status == TW_OK) t->in_round = false;
