@@ -6,7 +6,8 @@
 #              the records count the bytes on the wire: bf16 moves half of fp32's, local SGD at
 #              fp32 has ratio 1 against itself; dp allreduce and localsgd run under bf16-delta
 #   codec_mpi  mpirun -np 3 with --codec bf16-delta (IST) and bf16 (dp allreduce) gives the
-#              threads run's model byte for byte; skipped without mpirun or the MPI transport
+#              threads run's model byte for byte, and so does an MPI IST run stopped after 2 of
+#              4 rounds and resumed; skipped without mpirun or the MPI transport
 #   resume     ist, dp allreduce, dp localsgd (and ist with --codec bf16) stopped after 2 of 4
 #              rounds (--stop-after) and resumed with --resume end with the same model.safetensors
 #              and optimizer.safetensors, byte for byte, as the uninterrupted run; a conflicting
@@ -124,6 +125,15 @@ case_codec_mpi() {
         --codec bf16 --transport mpi --out "$tmp/dm" >/dev/null
     same_files "$tmp/dt" "$tmp/dm" "dp allreduce --codec bf16 over MPI"
     echo "mpirun -np 3: the coded runs equal the threads runs byte for byte"
+    # Resume under MPI: every rank reads the tokenizer from --out, rank 0 the rest.
+    local four=(--devices cpu --workers-per-device 3 --local-steps 2 --rounds 4 "${model[@]}")
+    "$twist" ist --heads-per-worker 2 "${four[@]}" --out "$tmp/whole" >/dev/null
+    timeout 300 mpirun -np 3 --oversubscribe "$twist" ist --heads-per-worker 2 "${four[@]}" \
+        --transport mpi --out "$tmp/mr" --stop-after 2 >/dev/null
+    timeout 300 mpirun -np 3 --oversubscribe "$twist" ist --heads-per-worker 2 "${four[@]}" \
+        --transport mpi --out "$tmp/mr" --resume >/dev/null
+    same_files "$tmp/whole" "$tmp/mr" "an MPI run stopped after round 2 and resumed"
+    echo "mpirun -np 3: stopped after round 2 of 4 and resumed: the threads run's weights"
 }
 
 # expect_refusal NEEDLE ARGS...: a non-zero exit, NEEDLE on stderr.
