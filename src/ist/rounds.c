@@ -385,20 +385,22 @@ static cJSON *round_record(master_run *m, int round, const round_phases *p, doub
     add_phases(record, p);
     add_workers(record, m, slowest);
     tw_record_number(record, "bytes_round", (double)round_bytes);
-    /* The yardstick of --codec: local SGD's fp32 bytes for the same workers (each sends and
-     * gets back the whole model's [params | exp_avg | exp_avg_sq]). */
-    static const char *const codecs[] = {"fp32", "bf16", "bf16-delta"};
-    tw_record_string(record, "codec", codecs[m->options->codec]);
-    const double localsgd = localsgd_bytes(m);
-    tw_record_number(record, "bytes_localsgd_fp32", localsgd);
+    /* Bytes on the wire under --codec, each way (the master's sends, the workers' returns), and
+     * the yardstick: local SGD's fp32 bytes for the same workers (each sends and gets back the
+     * whole model's [params | exp_avg | exp_avg_sq]). */
     uint64_t sent = 0, received = 0;
     for (int w = 0; w < m->workers; w++) {
         sent += bytes_to_worker(m, w);
         received += bytes_from_worker(m, w);
     }
+    static const char *const codecs[] = {"fp32", "bf16", "bf16-delta"};
+    const double localsgd = localsgd_bytes(m);
     tw_record_number(record, "bytes_sent", (double)sent);
     tw_record_number(record, "bytes_received", (double)received);
-    tw_record_number(record, "bytes_ratio_localsgd_fp32", localsgd > 0 ? round_bytes / localsgd : NAN);
+    tw_record_string(record, "codec", codecs[m->options->codec]);
+    tw_record_number(record, "bytes_localsgd_fp32", localsgd);
+    tw_record_number(record, "bytes_ratio_localsgd_fp32",
+                     localsgd > 0 ? round_bytes / localsgd : NAN);
     tw_record_number(record, "bytes_total", (double)m->total_bytes);
     tw_record_number(record, "loss", train_loss);
     tw_record_number(record, "elapsed_s", tw_now_seconds() - m->started);
