@@ -193,6 +193,13 @@ case_resume() {
         fail "--rounds 5 --resume: no word about the schedule"
     expect_refusal "saved by a localsgd run, not allreduce" dp --mode allreduce "${common[@]}" \
         --out "$tmp/dp-localsgd" --resume
+    # Usage errors name the flag (exit 2).
+    local rc=0
+    "$twist" ist --heads-per-worker 2 "${common[@]}" --codec zstd >/dev/null 2>"$tmp/err" || rc=$?
+    [[ $rc == 2 ]] && grep -q -- "--codec" "$tmp/err" || fail "--codec zstd: exit $rc"
+    rc=0
+    "$twist" ist --heads-per-worker 2 "${common[@]}" --resume >/dev/null 2>"$tmp/err" || rc=$?
+    [[ $rc == 2 ]] && grep -q -- "--resume needs --out" "$tmp/err" || fail "--resume alone: exit $rc"
     # bf16-delta: its references are not saved, and the resume says so.
     "$twist" ist --heads-per-worker 2 "${common[@]}" --codec bf16-delta --out "$tmp/delta" \
         --stop-after 1 >/dev/null
