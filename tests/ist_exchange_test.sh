@@ -196,10 +196,12 @@ case_resume() {
     # Usage errors name the flag (exit 2).
     local rc=0
     "$twist" ist --heads-per-worker 2 "${common[@]}" --codec zstd >/dev/null 2>"$tmp/err" || rc=$?
-    [[ $rc == 2 ]] && grep -q -- "--codec" "$tmp/err" || fail "--codec zstd: exit $rc"
+    if [[ $rc != 2 ]] || ! grep -q -- "--codec" "$tmp/err"; then fail "--codec zstd: exit $rc"; fi
     rc=0
     "$twist" ist --heads-per-worker 2 "${common[@]}" --resume >/dev/null 2>"$tmp/err" || rc=$?
-    [[ $rc == 2 ]] && grep -q -- "--resume needs --out" "$tmp/err" || fail "--resume alone: exit $rc"
+    if [[ $rc != 2 ]] || ! grep -q -- "--resume needs --out" "$tmp/err"; then
+        fail "--resume alone: exit $rc"
+    fi
     # bf16-delta: its references are not saved, and the resume says so.
     "$twist" ist --heads-per-worker 2 "${common[@]}" --codec bf16-delta --out "$tmp/delta" \
         --stop-after 1 >/dev/null
