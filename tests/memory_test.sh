@@ -9,6 +9,8 @@
 #           peak stays under it, the run completes and the validation loss falls
 #   dp      data parallel under a cap below the whole model at batch 4: micro-batches shrink and
 #           the run completes; under a cap below the whole model at micro-batch 1 it refuses
+#   resume  the capped IST run stopped after round 1 of 3 and resumed ends with the weights and
+#           moments of the uninterrupted run, byte for byte (the plan depends on the caps only)
 #   mpi     the capped IST run over mpirun -np 4 --transport mpi (each rank caps its own device
 #           and rank 0 plans with the caps) saves the threads run's model byte for byte; skipped
 #           without mpirun or the MPI transport
@@ -125,6 +127,18 @@ PY
         fail "dp refusal: $(cat "$tmp/err")"
 }
 
+case_resume() {
+    local common=(--devices cpu --workers-per-device 4 --heads-per-worker 1 --rounds 3
+                  --local-steps 2 --warmup 1 "${model[@]}" --device-memory "cpu=$cap")
+    "$twist" ist "${common[@]}" --out "$tmp/whole" >/dev/null || fail "uninterrupted run"
+    "$twist" ist "${common[@]}" --out "$tmp/parts" --stop-after 1 >/dev/null || fail "first part"
+    "$twist" ist "${common[@]}" --out "$tmp/parts" --resume >/dev/null || fail "resumed part"
+    for file in model.safetensors optimizer.safetensors; do
+        cmp -s "$tmp/whole/$file" "$tmp/parts/$file" ||
+            fail "capped ist resumed: $file differs from the uninterrupted run's"
+    done
+}
+
 case_mpi() {
     if ! command -v mpirun >/dev/null 2>&1; then
         echo "skipped: mpirun is not installed (apt-get install openmpi-bin libopenmpi-dev)"
@@ -155,7 +169,7 @@ case_mpi() {
 }
 
 case $case_name in
-flags | train | ist | dp | mpi) "case_$case_name" ;;
+flags | train | ist | dp | resume | mpi) "case_$case_name" ;;
 *) echo "unknown case $case_name" >&2; exit 2 ;;
 esac
 if ((failures)); then
