@@ -8,7 +8,7 @@
 #   - network.txt shows the private addresses and no default route in any namespace;
 #   - the namespaces are gone afterwards, after a SIGTERM in the middle of a run too (exit 130,
 #     no process of that run left), and a namespace left by a killed earlier run is removed;
-#   - bad flags give one message and write nothing.
+#   - --replot rewrites the same tables; bad flags give one message and write nothing.
 # Needs root, ip(8), tc(8), unshare(1), mpirun and python3; skipped (exit 77) otherwise.
 # Usage: links_smoke.sh PATH/TO/twist TOOLS_DIR
 set -euo pipefail
@@ -101,6 +101,14 @@ assert not any(l.startswith("default") for l in net.splitlines()), "a default ro
 assert ("tbf" in net) or ("netem" in net), "no shaper"
 print("ok   results.md, loss_vs_wall.svg and network.txt (private addresses, no default route)")
 EOF
+
+# --replot rewrites the tables and plot from the runs' records, the same numbers.
+cp "$tmp/exp/results.md" "$tmp/results.before.md"
+if ! "$exp" --out "$tmp/exp" --replot >/dev/null 2>"$tmp/rerr"; then
+    fail "--replot failed: $(cat "$tmp/rerr")"
+fi
+cmp -s "$tmp/exp/results.md" "$tmp/results.before.md" || fail "--replot changed results.md"
+echo "ok   --replot rewrites the same results.md"
 
 # Interrupted in the middle of a run: namespaces removed, the run's processes ended, exit 130.
 "$exp" "${tiny[@]}" --rounds 400 --out "$tmp/int" >"$tmp/iout" 2>"$tmp/ierr" &
