@@ -7,6 +7,7 @@
 #     it, and PyTorch (tools/torch_gpt2.py) opens it and gives the logits of the source with the
 #     dropped heads' and units' output rows zeroed and the block scales times H/K and M/m
 #     (--scale subnet) or unchanged (--scale keep) (when /usr/bin/python3 has torch);
+#   - tools/experiments/extract at tiny sizes writes the curve's table, JSON and SVG;
 #   - bad input (K above a layer's heads, M above its units, a damaged model, a non-empty --out,
 #     --out = --model) gives one message naming the flag or file, a non-zero exit, and writes
 #     nothing.
@@ -179,6 +180,34 @@ mkdir notes && echo mine >notes/log.txt
 expect_fail "--out notes is not empty" "" extract --model src --heads 1 --mlp 32 --out notes
 [[ $(ls notes) == log.txt ]] || fail "a refused extract wrote into notes/"
 expect_fail "is the --model checkpoint" "" extract --model src --heads 1 --mlp 32 --out src
+
+# ---- the extraction curve (tools/experiments/extract) at tiny sizes --------------------------
+if "$tools/experiments/extract" --twist "$twist" --out curve --data corpus.txt --vocab 300 \
+    --layers 2 --embd 32 --heads 4 --seq-len 16 --batch 4 --rounds 3 --local-steps 2 \
+    --eval-batches 4 >curve.out 2>curve.err; then
+    python3 - curve <<'PY' || fail "the extraction curve's results"
+import json, math, sys, xml.etree.ElementTree as ET
+out = sys.argv[1]
+doc = json.loads(open(out + "/results.json").read(),
+                 parse_constant=lambda c: (_ for _ in ()).throw(ValueError(c)))
+rows = doc["rows"]
+assert len(rows) == 2 * 4 * 2, len(rows)
+loss = {(r["model"], r["fraction"], r["scale"]): r["loss"] for r in rows}
+for r in rows:
+    assert math.isfinite(r["loss"]) and 0 < r["loss"] < 10, r
+for m in ("ist", "dense"):
+    # keeping everything: both scale rules are the source itself
+    assert loss[(m, 1.0, "subnet")] == loss[(m, 1.0, "keep")], m
+    assert [r["heads"] for r in rows if r["model"] == m and r["scale"] == "keep"] == [4, 3, 2, 1]
+root = ET.parse(out + "/loss_vs_fraction.svg").getroot()
+assert len(root.findall("{http://www.w3.org/2000/svg}polyline")) == 4
+md = open(out + "/results.md").read()
+assert md.count("\n| 0.25 | 1 | 32 |") == 1, md
+print("ok   tools/experiments/extract (tiny): 2 models x 4 fractions x 2 scale rules, table, SVG")
+PY
+else
+    fail "tools/experiments/extract failed: $(cat curve.err)"
+fi
 
 if ((failures)); then
     echo "$failures failure(s)" >&2
