@@ -7,6 +7,7 @@
 #     it, and PyTorch (tools/torch_gpt2.py) opens it and gives the logits of the source with the
 #     dropped heads' and units' output rows zeroed and the block scales times H/K and M/m
 #     (--scale subnet) or unchanged (--scale keep) (when /usr/bin/python3 has torch);
+#   - --select random: the same seed gives the same draw, another seed another;
 #   - tools/experiments/extract at tiny sizes writes the curve's table, JSON and SVG;
 #   - bad input (K above a layer's heads, M above its units, a damaged model, a non-empty --out,
 #     --out = --model) gives one message naming the flag or file, a non-zero exit, and writes
@@ -165,6 +166,24 @@ else
     echo "SKIP: /usr/bin/python3 cannot import torch: extracted checkpoints not opened in PyTorch"
 fi
 
+# ---- --select random: a fixed draw per seed, K distinct ascending heads per layer --------------
+expect_ok extract --model src --heads 2 --mlp 64 --out rand1 --select random --seed 5 --json=r1.json
+expect_ok extract --model src --heads 2 --mlp 64 --out rand2 --select random --seed 5 --json=r2.json
+expect_ok extract --model src --heads 2 --mlp 64 --out rand3 --select random --seed 6 --json=r3.json
+python3 - r1.json r2.json r3.json <<'PY' || fail "--select random"
+import json, sys
+k1, k2, k3 = (json.loads(open(f).read().splitlines()[-1])["kept"] for f in sys.argv[1:4])
+assert k1 == k2, "the same seed drew differently"
+assert k1 != k3, "seeds 5 and 6 drew the same heads and units"
+for layer in k1 + k3:
+    for key, n, limit in (("heads", 2, 4), ("units", 64, 128)):
+        v = layer[key]
+        assert len(v) == n and v == sorted(set(v)) and 0 <= v[0] and v[-1] < limit, (key, v)
+print("ok   --select random: the same seed, the same draw; another seed, another; valid indices")
+PY
+cmp -s rand1/model.safetensors rand2/model.safetensors || fail "--select random: same seed, other bytes"
+[[ -n $(loss_of rand1) ]] || fail "twist eval did not open the random cut"
+
 # ---- bad input: one message, non-zero exit, nothing written ---------------------------------
 expect_fail "--heads 5: layer 0 of src has 4 heads" bad1 extract --model src --heads 5 --mlp 64 --out bad1
 expect_fail "--mlp 129: layer 0 of src has 128 MLP units" bad2 extract --model src --heads 2 --mlp 129 --out bad2
@@ -180,6 +199,7 @@ mkdir notes && echo mine >notes/log.txt
 expect_fail "--out notes is not empty" "" extract --model src --heads 1 --mlp 32 --out notes
 [[ $(ls notes) == log.txt ]] || fail "a refused extract wrote into notes/"
 expect_fail "is the --model checkpoint" "" extract --model src --heads 1 --mlp 32 --out src
+expect_fail "--seed belongs to --select random" bad6 extract --model src --heads 1 --mlp 32 --seed 3 --out bad6
 
 # ---- the extraction curve (tools/experiments/extract) at tiny sizes --------------------------
 if "$tools/experiments/extract" --twist "$twist" --out curve --data corpus.txt --vocab 300 \
@@ -191,19 +211,19 @@ out = sys.argv[1]
 doc = json.loads(open(out + "/results.json").read(),
                  parse_constant=lambda c: (_ for _ in ()).throw(ValueError(c)))
 rows = doc["rows"]
-assert len(rows) == 2 * 4 * 2, len(rows)
+assert len(rows) == 2 * 4 * 3, len(rows)
 loss = {(r["model"], r["fraction"], r["scale"]): r["loss"] for r in rows}
 for r in rows:
     assert math.isfinite(r["loss"]) and 0 < r["loss"] < 10, r
 for m in ("ist", "dense"):
     # keeping everything: both scale rules are the source itself
-    assert loss[(m, 1.0, "subnet")] == loss[(m, 1.0, "keep")], m
+    assert loss[(m, 1.0, "subnet")] == loss[(m, 1.0, "keep")] == loss[(m, 1.0, "random")], m
     assert [r["heads"] for r in rows if r["model"] == m and r["scale"] == "keep"] == [4, 3, 2, 1]
 root = ET.parse(out + "/loss_vs_fraction.svg").getroot()
-assert len(root.findall("{http://www.w3.org/2000/svg}polyline")) == 4
+assert len(root.findall("{http://www.w3.org/2000/svg}polyline")) == 6
 md = open(out + "/results.md").read()
 assert md.count("\n| 0.25 | 1 | 32 |") == 1, md
-print("ok   tools/experiments/extract (tiny): 2 models x 4 fractions x 2 scale rules, table, SVG")
+print("ok   tools/experiments/extract (tiny): 2 models x 4 fractions x 3 picks, table, SVG")
 PY
 else
     fail "tools/experiments/extract failed: $(cat curve.err)"

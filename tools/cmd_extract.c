@@ -22,6 +22,7 @@
 #include "twist/train.h"
 
 static const char *const SCALES[] = {"subnet", "keep", NULL};
+static const char *const SELECTS[] = {"importance", "random", NULL};
 
 /* True when dir exists and holds any entry (even files the checkpoint rules would tolerate,
  * such as an old log.txt: an extracted model never shares a directory). */
@@ -72,7 +73,7 @@ static void add_kept(cJSON *record, const tw_ist_partition *keep) {
 
 int cmd_extract(int argc, char **argv) {
     const char *model_dir = NULL, *out_dir = NULL, *json = NULL;
-    int heads = 0, mlp = 0, scale = 0;
+    int heads = 0, mlp = 0, scale = 0, select = 0, seed = 1;
     arg_spec specs[] = {
         {.name = "--model", .kind = ARG_STRING, .dest = &model_dir, .metavar = "DIR",
          .required = true, .help = "the trained checkpoint to cut from"},
@@ -87,13 +88,19 @@ int cmd_extract(int argc, char **argv) {
          .choices = SCALES,
          .help = "block scales of the cut model: subnet (IST's 1/p: x H/K and x units/M, as "
                  "IST's subnets train; default) or keep (the source's)"},
+        {.name = "--select", .kind = ARG_CHOICE, .dest = &select, .metavar = "HOW",
+         .choices = SELECTS,
+         .help = "importance (default) or random: heads and units drawn uniformly (--seed), the "
+                 "baseline of the importance score"},
+        {.name = "--seed", .kind = ARG_INT, .dest = &seed, .metavar = "S", .min = 0,
+         .max = 2147483647, .help = "--select random: the draw (default 1)"},
         output_json_spec(&json, "an \"extract\" record (JSON, with the kept heads and units) on "
                                 "stdout instead of the text, or appended to FILE"),
     };
     args_command command = {
         "twist extract",
         "twist extract --model DIR --heads K --mlp M --out DIR [--scale subnet|keep] "
-        "[--json[=FILE]]",
+        "[--select importance|random [--seed S]] [--json[=FILE]]",
         "Cuts a smaller dense model from a trained checkpoint: in every layer the K heads and M "
         "MLP units of highest importance (head: |value weights| x |output projection rows|; "
         "unit: |input weights and bias| x |output projection row|), with IST's subnet "
@@ -102,6 +109,8 @@ int cmd_extract(int argc, char **argv) {
         specs, (int)(sizeof specs / sizeof specs[0])};
     args_result parsed = args_parse(&command, argc, argv);
     if (parsed != ARGS_OK) return parsed == ARGS_HELP ? CLI_EXIT_OK : CLI_EXIT_USAGE;
+    if (select == 0 && args_given(&command, "--seed"))
+        return args_usage_error(command.name, "--seed belongs to --select random");
     if (strcmp(model_dir, out_dir) == 0)
         return args_usage_error(command.name, "--out %s is the --model checkpoint", out_dir);
 
@@ -135,7 +144,9 @@ int cmd_extract(int argc, char **argv) {
                               "--mlp %d: layer %d of %s has %d MLP units (keep 1 .. %d)", mlp, l,
                               model_dir, layer->mlp_hidden, layer->mlp_hidden);
     }
-    if (status == TW_OK) status = tw_extract_plan(source, heads, mlp, &keep);
+    if (status == TW_OK)
+        status = select == 0 ? tw_extract_plan(source, heads, mlp, &keep)
+                             : tw_extract_plan_random(source, heads, mlp, (uint64_t)seed, &keep);
     if (status == TW_OK) status = tw_extract_model(source, keep, scale == 0, &cut);
     /* Lock --out (creating it) only now, so a refused cut leaves nothing behind. */
     if (status == TW_OK) {
@@ -155,6 +166,7 @@ int cmd_extract(int argc, char **argv) {
         tw_record_int(record, "heads", heads);
         tw_record_int(record, "mlp", mlp);
         tw_record_string(record, "scale", SCALES[scale]);
+        tw_record_string(record, "select", SELECTS[select]);
         tw_record_int(record, "source_params", (long long)source->param_count);
         tw_record_int(record, "params", (long long)cut->param_count);
         tw_record_number(record, "attn_scale_layer0", c->layers[0].attn_scale);
@@ -163,10 +175,10 @@ int cmd_extract(int argc, char **argv) {
         output_record(&out, record);
         output_line(&out,
                     "extracted %s from %s: every layer keeps %d of %d heads and %d of %d MLP "
-                    "units (layer 0; by importance), %zu of %zu parameters (%.1f%%), block "
+                    "units (layer 0; %s), %zu of %zu parameters (%.1f%%), block "
                     "scales %s (layer 0: attention %g, MLP %g)",
                     out_dir, model_dir, heads, s->layers[0].heads, mlp, s->layers[0].mlp_hidden,
-                    cut->param_count, source->param_count,
+                    select == 0 ? "by importance" : "drawn at random", cut->param_count, source->param_count,
                     100.0 * (double)cut->param_count / (double)source->param_count,
                     scale == 0 ? "as IST's subnets (1/p)" : "kept", c->layers[0].attn_scale,
                     c->layers[0].mlp_scale);

@@ -23,6 +23,7 @@
 #define TWIST_EXTRACT_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "twist/ist.h"
 
@@ -41,6 +42,11 @@ tw_status tw_extract_importance(const tw_ist_master *master, int layer, double *
  * tw_ist_partition_free. */
 tw_status tw_extract_plan(const tw_ist_master *master, int heads, int units,
                           tw_ist_partition **out);
+
+/* The same with the heads and units of every layer drawn uniformly at random (a fixed draw for
+ * each seed): the baseline the importance score is measured against. */
+tw_status tw_extract_plan_random(const tw_ist_master *master, int heads, int units,
+                                 uint64_t seed, tw_ist_partition **out);
 
 /* The model that worker 0 of `keep` holds, as a new master: parameters copied by tw_ist_extract,
  * AdamW moments zero and step 0 (a deployable model, not a run to resume). Block scales:

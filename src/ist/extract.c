@@ -1,6 +1,7 @@
 /* A smaller dense model cut from a trained one: importance scores, a one-worker partition of the
  * most important heads and units, and IST's own subnet extraction. See twist/extract.h. */
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -91,8 +92,28 @@ static void top_indices(const double *score, int n, int keep, int *order, int *o
     }
 }
 
-tw_status tw_extract_plan(const tw_ist_master *master, int heads, int units,
-                          tw_ist_partition **out) {
+/* splitmix64: the random scores of tw_extract_plan_random. */
+static uint64_t splitmix64(uint64_t *state) {
+    uint64_t z = (*state += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+/* Scores of layer l: importance, or (random) uniform draws in [0, 1) from (seed, l). */
+static tw_status layer_scores(const tw_ist_master *master, int l, bool random, uint64_t seed,
+                              double *hs, double *us) {
+    if (!random) return tw_extract_importance(master, l, hs, us);
+    uint64_t state = seed ^ (0x7f4a7c159e3779b9ULL * (uint64_t)(l + 1));
+    for (int h = 0; h < master->config.layers[l].heads; h++)
+        hs[h] = (double)(splitmix64(&state) >> 11) * 0x1.0p-53;
+    for (int u = 0; u < master->config.layers[l].mlp_hidden; u++)
+        us[u] = (double)(splitmix64(&state) >> 11) * 0x1.0p-53;
+    return TW_OK;
+}
+
+static tw_status plan(const tw_ist_master *master, int heads, int units, bool random,
+                      uint64_t seed, tw_ist_partition **out) {
     if (!master || !out) return tw_error(TW_ERR_INVALID_ARGUMENT, "extract: NULL argument");
     *out = NULL;
     const tw_gpt_config *c = &master->config;
@@ -126,7 +147,7 @@ tw_status tw_extract_plan(const tw_ist_master *master, int heads, int units,
         if (!hs || !us || !order || !s->heads || !s->units) {
             status = tw_error(TW_ERR_OUT_OF_MEMORY, "extract: out of host memory");
         } else {
-            status = tw_extract_importance(master, l, hs, us);
+            status = layer_scores(master, l, random, seed, hs, us);
             if (status == TW_OK) {
                 top_indices(hs, H, heads, order, s->heads);
                 top_indices(us, M, units, order, s->units);
@@ -144,6 +165,16 @@ tw_status tw_extract_plan(const tw_ist_master *master, int heads, int units,
     }
     *out = p;
     return TW_OK;
+}
+
+tw_status tw_extract_plan(const tw_ist_master *master, int heads, int units,
+                          tw_ist_partition **out) {
+    return plan(master, heads, units, false, 0, out);
+}
+
+tw_status tw_extract_plan_random(const tw_ist_master *master, int heads, int units,
+                                 uint64_t seed, tw_ist_partition **out) {
+    return plan(master, heads, units, true, seed, out);
 }
 
 tw_status tw_extract_model(const tw_ist_master *master, const tw_ist_partition *keep,
