@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # `twist extract` end to end, on the CPU:
-#   - keeping every head and unit writes the source's config and tensors bit for bit (so the same
+#   - keeping every head and unit (any --scale) writes the source's config and tensors bit for bit (so the same
 #     logits) and twist eval gives the same loss;
 #   - a cut (2 of 4 heads, 64 of 128 units) keeps exactly the top heads and units by the stated
 #     importance score (recomputed here in Python from the safetensors bytes), twist eval opens
 #     it, and PyTorch (tools/torch_gpt2.py) opens it and gives the logits of the source with the
 #     dropped heads' and units' output rows zeroed and the block scales times H/K and M/m
-#     (--scale subnet) or unchanged (--scale keep) (when /usr/bin/python3 has torch);
+#     (--scale subnet) or unchanged (--scale keep); --scale mass multiplies by all / kept importance (when /usr/bin/python3 has torch);
 #   - --select random: the same seed gives the same draw, another seed another;
 #   - tools/experiments/extract at tiny sizes writes the curve's table, JSON and SVG;
 #   - bad input (K above a layer's heads, M above its units, a damaged model, a non-empty --out,
@@ -57,7 +57,9 @@ expect_ok train --device cpu --data corpus.txt --vocab 300 --preset nano --layer
 
 # ---- keep everything: the same model --------------------------------------------------------
 expect_ok extract --model src --heads 4 --mlp 128 --out all
-python3 - src all <<'PY' || fail "extracting everything changed the model"
+expect_ok extract --model src --heads 4 --mlp 128 --out all_mass --scale mass
+for all in all all_mass; do
+python3 - src $all <<'PY' || fail "extracting everything changed the model ($all)"
 import json, struct, sys
 def tensors(d):
     blob = open(d + "/model.safetensors", "rb").read()
@@ -73,8 +75,10 @@ for k in a:
 ca = json.load(open(sys.argv[1] + "/config.json"))
 cb = json.load(open(sys.argv[2] + "/config.json"))
 assert ca == cb, (ca, cb)
-print("ok   keep everything: config.json and all %d tensors equal the source's bit for bit" % len(a))
+print("ok   keep everything (%s): config.json and all %d tensors equal the source's bit for bit"
+      % (sys.argv[2], len(a)))
 PY
+done
 want=$(loss_of src)
 got=$(loss_of all)
 [[ -n $want && $got == "$want" ]] || fail "keep everything: loss $got, the source's is $want"
@@ -83,10 +87,11 @@ echo "ok   keep everything: validation loss $got = source's $want"
 # ---- a cut: the top heads and units by the stated score ------------------------------------
 expect_ok extract --model src --heads 2 --mlp 64 --out cut --json=cut.json
 expect_ok extract --model src --heads 2 --mlp 64 --out cut_keep --scale keep --json=keep.json
+expect_ok extract --model src --heads 2 --mlp 64 --out cut_mass --scale mass --json=mass.json
 got=$(loss_of cut)
 [[ -n $got ]] || fail "twist eval did not open the cut model"
 echo "ok   cut (2 of 4 heads, 64 of 128 units): validation loss $got (source $want)"
-python3 - src cut cut.json <<'PY' || fail "the kept heads/units are not the top ones by the score"
+python3 - src cut cut.json cut_mass <<'PY' || fail "the kept heads/units are not the top ones by the score"
 import json, math, struct, sys
 def tensors(d):
     blob = open(d + "/model.safetensors", "rb").read()
@@ -125,12 +130,18 @@ for l, layer in enumerate(cfg["twist"]["layers"]):
     top_u = sorted(sorted(range(M), key=lambda u: -us[u])[:64])
     assert rec["kept"][l]["heads"] == top_h, (l, rec["kept"][l]["heads"], top_h)
     assert rec["kept"][l]["units"] == top_u, (l, rec["kept"][l]["units"], top_u)
+    # --scale mass: the source's scale (1 here) times all / kept importance
+    mass = json.load(open(sys.argv[4] + "/config.json"))["twist"]["layers"][l]
+    want_a = sum(hs) / sum(hs[h] for h in top_h)
+    want_m = sum(us) / sum(us[u] for u in top_u)
+    assert abs(mass["attn_scale"] - want_a) <= 1e-6 * want_a, (l, mass, want_a)
+    assert abs(mass["mlp_scale"] - want_m) <= 1e-6 * want_m, (l, mass, want_m)
 cut = json.load(open(sys.argv[2] + "/config.json"))["twist"]["layers"]
 for l, layer in enumerate(cut):
     assert layer["heads"] == 2 and layer["mlp_hidden"] == 64, layer
     assert layer["attn_scale"] == 2.0 and layer["mlp_scale"] == 2.0, layer
 print("ok   kept heads and units are the top ones by |W_V||W_O| and |W_fc,b_fc||W_proj|, "
-      "scales x2 (1/p)")
+      "scales x2 (1/p), --scale mass x all/kept importance")
 PY
 
 if /usr/bin/python3 -c 'import torch' >/dev/null 2>&1; then
@@ -204,26 +215,28 @@ expect_fail "--seed belongs to --select random" bad6 extract --model src --heads
 # ---- the extraction curve (tools/experiments/extract) at tiny sizes --------------------------
 if "$tools/experiments/extract" --twist "$twist" --out curve --data corpus.txt --vocab 300 \
     --layers 2 --embd 32 --heads 4 --seq-len 16 --batch 4 --rounds 3 --local-steps 2 \
-    --eval-batches 4 >curve.out 2>curve.err; then
+    --eval-batches 4 --random-draws 2 >curve.out 2>curve.err; then
     python3 - curve <<'PY' || fail "the extraction curve's results"
 import json, math, sys, xml.etree.ElementTree as ET
 out = sys.argv[1]
 doc = json.loads(open(out + "/results.json").read(),
                  parse_constant=lambda c: (_ for _ in ()).throw(ValueError(c)))
 rows = doc["rows"]
-assert len(rows) == 2 * 4 * 3, len(rows)
-loss = {(r["model"], r["fraction"], r["scale"]): r["loss"] for r in rows}
+assert len(rows) == 2 * 4 * (3 + 2), len(rows)
 for r in rows:
     assert math.isfinite(r["loss"]) and 0 < r["loss"] < 10, r
 for m in ("ist", "dense"):
-    # keeping everything: both scale rules are the source itself
-    assert loss[(m, 1.0, "subnet")] == loss[(m, 1.0, "keep")] == loss[(m, 1.0, "random")], m
-    assert [r["heads"] for r in rows if r["model"] == m and r["scale"] == "keep"] == [4, 3, 2, 1]
+    # keeping everything: every pick and scale rule is the source itself
+    assert len({r["loss"] for r in rows if r["model"] == m and r["fraction"] == 1.0}) == 1, m
+    assert [r["heads"] for r in rows if r["model"] == m and r["pick"] == "importance, kept"] == [4, 3, 2, 1]
+    assert len([r for r in rows if r["model"] == m and r["select"] == "random"]) == 4 * 2
+for s in doc["summary"]:
+    assert s["random_min"] <= s["random_mean"] <= s["random_max"], s
 root = ET.parse(out + "/loss_vs_fraction.svg").getroot()
-assert len(root.findall("{http://www.w3.org/2000/svg}polyline")) == 6
+assert len(root.findall("{http://www.w3.org/2000/svg}polyline")) == 8
 md = open(out + "/results.md").read()
-assert md.count("\n| 0.25 | 1 | 32 |") == 1, md
-print("ok   tools/experiments/extract (tiny): 2 models x 4 fractions x 3 picks, table, SVG")
+assert md.count("\n| IST | 0.25 | 1 | 32 |") == 1 and md.count("\n| dense | 1 | 4 | 128 |") == 1, md
+print("ok   tools/experiments/extract (tiny): 2 models x 4 fractions x 5 picks, table, SVG")
 PY
 else
     fail "tools/experiments/extract failed: $(cat curve.err)"

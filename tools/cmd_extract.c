@@ -21,7 +21,7 @@
 #include "twist/optim.h"
 #include "twist/train.h"
 
-static const char *const SCALES[] = {"subnet", "keep", NULL};
+static const char *const SCALES[] = {"subnet", "keep", "mass", NULL};
 static const char *const SELECTS[] = {"importance", "random", NULL};
 
 /* True when dir exists and holds any entry (even files the checkpoint rules would tolerate,
@@ -87,7 +87,8 @@ int cmd_extract(int argc, char **argv) {
         {.name = "--scale", .kind = ARG_CHOICE, .dest = &scale, .metavar = "HOW",
          .choices = SCALES,
          .help = "block scales of the cut model: subnet (IST's 1/p: x H/K and x units/M, as "
-                 "IST's subnets train; default) or keep (the source's)"},
+                 "IST's subnets train; default), keep (the source's) or mass (x all / kept "
+                 "importance)"},
         {.name = "--select", .kind = ARG_CHOICE, .dest = &select, .metavar = "HOW",
          .choices = SELECTS,
          .help = "importance (default) or random: heads and units drawn uniformly (--seed), the "
@@ -99,7 +100,7 @@ int cmd_extract(int argc, char **argv) {
     };
     args_command command = {
         "twist extract",
-        "twist extract --model DIR --heads K --mlp M --out DIR [--scale subnet|keep] "
+        "twist extract --model DIR --heads K --mlp M --out DIR [--scale subnet|keep|mass] "
         "[--select importance|random [--seed S]] [--json[=FILE]]",
         "Cuts a smaller dense model from a trained checkpoint: in every layer the K heads and M "
         "MLP units of highest importance (head: |value weights| x |output projection rows|; "
@@ -147,7 +148,7 @@ int cmd_extract(int argc, char **argv) {
     if (status == TW_OK)
         status = select == 0 ? tw_extract_plan(source, heads, mlp, &keep)
                              : tw_extract_plan_random(source, heads, mlp, (uint64_t)seed, &keep);
-    if (status == TW_OK) status = tw_extract_model(source, keep, scale == 0, &cut);
+    if (status == TW_OK) status = tw_extract_model(source, keep, (tw_extract_scale)scale, &cut);
     /* Lock --out (creating it) only now, so a refused cut leaves nothing behind. */
     if (status == TW_OK) {
         status = tw_checkpoint_lock_take(out_dir, &kind, &lock);
@@ -180,7 +181,9 @@ int cmd_extract(int argc, char **argv) {
                     out_dir, model_dir, heads, s->layers[0].heads, mlp, s->layers[0].mlp_hidden,
                     select == 0 ? "by importance" : "drawn at random", cut->param_count, source->param_count,
                     100.0 * (double)cut->param_count / (double)source->param_count,
-                    scale == 0 ? "as IST's subnets (1/p)" : "kept", c->layers[0].attn_scale,
+                    scale == 0 ? "as IST's subnets (1/p)"
+                               : scale == 1 ? "kept" : "x all / kept importance",
+                    c->layers[0].attn_scale,
                     c->layers[0].mlp_scale);
     }
     tw_ist_master_free(cut);

@@ -48,15 +48,27 @@ tw_status tw_extract_plan(const tw_ist_master *master, int heads, int units,
 tw_status tw_extract_plan_random(const tw_ist_master *master, int heads, int units,
                                  uint64_t seed, tw_ist_partition **out);
 
+/* Block scales of a cut model. */
+typedef enum tw_extract_scale {
+    /* IST's subnet scales: the master's times H_l / heads and M_l / units, the 1/p a subnet
+     * trains with, so that kept blocks add as much as the whole block did on average (exact in
+     * expectation for a uniformly random pick) */
+    TW_EXTRACT_SCALE_SUBNET,
+    /* the master's: the kept heads and units add exactly what they added in the full model,
+     * the dropped ones nothing */
+    TW_EXTRACT_SCALE_KEEP,
+    /* the master's times (sum of all heads' importance) / (sum of the kept heads'), and the same
+     * for units: 1/p measured in importance instead of in count, so that picking the largest
+     * heads is not scaled up as if they were average ones */
+    TW_EXTRACT_SCALE_MASS
+} tw_extract_scale;
+
 /* The model that worker 0 of `keep` holds, as a new master: parameters copied by tw_ist_extract,
- * AdamW moments zero and step 0 (a deployable model, not a run to resume). Block scales:
- * rescale = true gives IST's subnet scales (the master's times H_l / heads and M_l / units, the
- * 1/p a subnet trains with, so the kept blocks add as much as the whole block did on average);
- * false keeps the master's scales (the kept heads and units add exactly what they added in the
- * full model, the dropped ones nothing). Keeping everything returns the master's parameters and
- * scales bit for bit either way. */
+ * AdamW moments zero and step 0 (a deployable model, not a run to resume), block scales as
+ * `scale` says. Keeping everything returns the master's parameters and scales bit for bit
+ * whatever the scale rule. */
 tw_status tw_extract_model(const tw_ist_master *master, const tw_ist_partition *keep,
-                           bool rescale, tw_ist_master **out);
+                           tw_extract_scale scale, tw_ist_master **out);
 
 #ifdef __cplusplus
 }

@@ -177,8 +177,44 @@ tw_status tw_extract_plan_random(const tw_ist_master *master, int heads, int uni
     return plan(master, heads, units, true, seed, out);
 }
 
+/* Sum of score[i] over the ascending indices kept[0 .. count), and over all n (same order of
+ * addition, so keeping all gives the same double). */
+static double kept_share(const double *score, int n, const int *kept, int count) {
+    double all = 0.0, part = 0.0;
+    for (int i = 0, k = 0; i < n; i++) {
+        all += score[i];
+        if (k < count && kept[k] == i) {
+            part += score[i];
+            k++;
+        }
+    }
+    return all > 0.0 && part > 0.0 ? all / part : 1.0;
+}
+
+/* TW_EXTRACT_SCALE_MASS: the master's scales times all / kept importance, per layer. */
+static tw_status mass_scales(const tw_ist_master *master, const tw_ist_partition *keep,
+                             tw_gpt_config *config) {
+    for (int l = 0; l < config->n_layer; l++) {
+        const int H = master->config.layers[l].heads, M = master->config.layers[l].mlp_hidden;
+        double *hs = malloc((size_t)H * sizeof *hs), *us = malloc((size_t)M * sizeof *us);
+        tw_status status = hs && us ? tw_extract_importance(master, l, hs, us)
+                                    : tw_error(TW_ERR_OUT_OF_MEMORY, "extract: out of host memory");
+        if (status == TW_OK) {
+            const tw_ist_layer_share *s = tw_ist_share(keep, 0, l);
+            config->layers[l].attn_scale = (float)((double)master->config.layers[l].attn_scale *
+                                                   kept_share(hs, H, s->heads, s->head_count));
+            config->layers[l].mlp_scale = (float)((double)master->config.layers[l].mlp_scale *
+                                                  kept_share(us, M, s->units, s->unit_count));
+        }
+        free(hs);
+        free(us);
+        TW_TRY(status);
+    }
+    return TW_OK;
+}
+
 tw_status tw_extract_model(const tw_ist_master *master, const tw_ist_partition *keep,
-                           bool rescale, tw_ist_master **out) {
+                           tw_extract_scale scale, tw_ist_master **out) {
     if (!master || !keep || !out) return tw_error(TW_ERR_INVALID_ARGUMENT, "extract: NULL argument");
     *out = NULL;
     if (keep->workers != 1)
@@ -187,11 +223,13 @@ tw_status tw_extract_model(const tw_ist_master *master, const tw_ist_partition *
                         keep->workers);
     tw_gpt_config config;
     TW_TRY(tw_ist_subnet_config(&master->config, keep, 0, &config));
-    if (!rescale)
+    if (scale == TW_EXTRACT_SCALE_KEEP)
         for (int l = 0; l < config.n_layer; l++) {
             config.layers[l].attn_scale = master->config.layers[l].attn_scale;
             config.layers[l].mlp_scale = master->config.layers[l].mlp_scale;
         }
+    else if (scale == TW_EXTRACT_SCALE_MASS)
+        TW_TRY(mass_scales(master, keep, &config));
     tw_ist_master *m = NULL;
     TW_TRY(tw_ist_master_create(&config, &m));
     /* IST's extraction writes [params | exp_avg | exp_avg_sq] of the subnet; only the
