@@ -48,6 +48,7 @@ void dist_worker_free(dist_worker *worker) {
     free(worker->targets);
     free(worker->grads);
     free(worker->packed);
+    dist_codec_link_free(&worker->codec);
     memset(worker, 0, sizeof *worker);
 }
 
@@ -100,10 +101,13 @@ static tw_status average_grads(dist_worker *worker, const dist_comm *comm, bool 
     TW_TRY(grow(&worker->grads, &worker->grads_capacity, P));
     tw_buffer *grads = tw_gpt_grads(worker->model);
     if (ok) TW_TRY(tw_buffer_download(grads, 0, worker->grads, P * sizeof(float)));
+    /* What goes on the wire under --codec (codec.h): bf16, with this worker's residual. */
+    const tw_dist_codec codec = (tw_dist_codec)worker->options->codec;
+    if (ok) TW_TRY(dist_codec_quantize(&worker->codec, codec, worker->grads, P));
     int contributors = 0;
     TW_TRY(comm->average(comm->context, worker->index, worker->grads, P, ok, &contributors));
     if (!ok) return TW_OK;
-    *bytes += (uint64_t)P * sizeof(float);
+    *bytes += dist_codec_bytes(codec, P);
     if (contributors < 1)
         return tw_error(TW_ERR_BACKEND, "worker %d: no worker contributed gradients",
                         worker->index);
@@ -191,6 +195,8 @@ void dist_worker_train(dist_worker *worker, const dist_job *job, const dist_comm
         status = tw_error(TW_ERR_INVALID_ARGUMENT,
                           "worker %d: packed subnet of %zu parameters for a model of %zu",
                           worker->index, P, tw_gpt_param_count(worker->model));
+    if (status == TW_OK && job->set_loader)
+        status = tw_loader_set_state(&worker->loader, job->loader);
     if (status == TW_OK) status = upload_packed(worker, P);
     if (status == TW_OK) {
         tw_adamw_set_steps(worker->opt, job->start_step);
@@ -199,6 +205,7 @@ void dist_worker_train(dist_worker *worker, const dist_job *job, const dist_comm
         idle_averages(worker, job, comm, P);
     }
     if (status == TW_OK) status = download_packed(worker, P);
+    result->loader = tw_loader_get_state(&worker->loader);
     result->train_s = tw_now_seconds() - started;
     const double tokens = (double)job->local_steps * o->grad_accum * o->batch *
                           o->model.max_seq_len;
