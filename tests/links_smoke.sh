@@ -8,7 +8,7 @@
 #   - network.txt shows the private addresses and no default route in any namespace;
 #   - the namespaces are gone afterwards, after a SIGTERM in the middle of a run too (exit 130,
 #     no process of that run left), and a namespace left by a killed earlier run is removed;
-#   - --replot rewrites the same tables; bad flags give one message and write nothing.
+#   - --codec bf16 reaches twist (IST's bytes halve); --replot rewrites the same tables; bad flags give one message and write nothing.
 # Needs root, ip(8), tc(8), unshare(1), mpirun and python3; skipped (exit 77) otherwise.
 # Usage: links_smoke.sh PATH/TO/twist TOOLS_DIR
 set -euo pipefail
@@ -107,6 +107,26 @@ assert not any(l.startswith("default") for l in net.splitlines()), "a default ro
 assert ("tbf" in net) or ("netem" in net), "no shaper"
 print("ok   results.md, loss_vs_wall.svg and network.txt (private addresses, no default route)")
 EOF
+
+# --codec passes through to every method (when this twist has codecs): bf16 halves IST's bytes.
+if "$twist" ist --help 2>&1 | grep -q -- "--codec"; then
+    if "$exp" "${tiny[@]}" --bandwidths 1gbit --methods ist --codec bf16 --out "$tmp/bf16" \
+        >"$tmp/cout" 2>"$tmp/cerr"; then
+        python3 - "$tmp/exp" "$tmp/bf16" <<'EOF' || fail "--codec bf16"
+import json, sys
+fp32, bf16 = (json.load(open(d + "/results.json")) for d in sys.argv[1:3])
+assert bf16["config"]["codec"] == "bf16" and fp32["config"]["codec"] == "fp32"
+a = [r for r in fp32["runs"] if r["method"] == "ist" and r["bandwidth"] == "1gbit"][0]
+b = bf16["runs"][0]
+assert b["bytes_moved"] * 2 == a["bytes_moved"], (a["bytes_moved"], b["bytes_moved"])
+print("ok   --codec bf16: IST moves %d bytes, half of fp32's %d" % (b["bytes_moved"], a["bytes_moved"]))
+EOF
+    else
+        fail "--codec bf16 failed: $(cat "$tmp/cerr")"
+    fi
+else
+    echo "SKIP: this twist has no --codec: the pass-through is not checked"
+fi
 
 # --replot rewrites the tables and plot from the runs' records, the same numbers.
 cp "$tmp/exp/results.md" "$tmp/results.before.md"

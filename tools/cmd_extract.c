@@ -179,7 +179,8 @@ int cmd_extract(int argc, char **argv) {
                     "units (layer 0; %s), %zu of %zu parameters (%.1f%%), block "
                     "scales %s (layer 0: attention %g, MLP %g)",
                     out_dir, model_dir, heads, s->layers[0].heads, mlp, s->layers[0].mlp_hidden,
-                    select == 0 ? "by importance" : "drawn at random", cut->param_count, source->param_count,
+                    select == 0 ? "by importance" : "drawn at random", cut->param_count,
+                    source->param_count,
                     100.0 * (double)cut->param_count / (double)source->param_count,
                     scale == 0 ? "as IST's subnets (1/p)"
                                : scale == 1 ? "kept" : "x all / kept importance",

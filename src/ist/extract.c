@@ -22,7 +22,10 @@ static const tw_gpt_tensor *find_tensor(const tw_ist_master *m, int layer, const
 static double block_sq(const float *t, int cols, int r0, int r1, int c0, int c1) {
     double s = 0.0;
     for (int r = r0; r < r1; r++)
-        for (int c = c0; c < c1; c++) s += (double)t[(size_t)r * cols + c] * t[(size_t)r * cols + c];
+        for (int c = c0; c < c1; c++) {
+            const double v = t[(size_t)r * cols + c];
+            s += v * v;
+        }
     return s;
 }
 
@@ -215,7 +218,8 @@ static tw_status mass_scales(const tw_ist_master *master, const tw_ist_partition
 
 tw_status tw_extract_model(const tw_ist_master *master, const tw_ist_partition *keep,
                            tw_extract_scale scale, tw_ist_master **out) {
-    if (!master || !keep || !out) return tw_error(TW_ERR_INVALID_ARGUMENT, "extract: NULL argument");
+    if (!master || !keep || !out)
+        return tw_error(TW_ERR_INVALID_ARGUMENT, "extract: NULL argument");
     *out = NULL;
     if (keep->workers != 1)
         return tw_error(TW_ERR_INVALID_ARGUMENT,
