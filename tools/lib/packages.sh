@@ -18,7 +18,7 @@
 #   libpcre2-dev                       PCRE2: the tokenizer's GPT-2 pre-tokenisation regex with
 #                                      Unicode letter/number classes (ids equal Hugging Face's)
 #   libopenmpi-dev openmpi-bin         Open MPI: the MPI transport of `twist ist` and its test
-#   iproute2                           ip netns + veth: the two-host MPI test (mpi_hosts)
+#   iproute2                           ip netns + veth + tc: the two-host MPI test (mpi_hosts), tools/experiments/links
 #   python3 python3-torch              the tests that open twist checkpoints in PyTorch
 TWIST_PACKAGES=(
     build-essential cmake pkg-config
