@@ -33,6 +33,7 @@ static const cli_command commands[] = {
     {"grow", "grow a larger model from trained checkpoints (depth, combine, double)", cmd_grow},
     {"data", "prepare data: train a tokenizer, write graded synthetic text", cmd_data},
     {"profile", "per-op table of a trace written by --profile (summary)", cmd_profile},
+    {"report", "HTML page and SVG plots of runs, profiles and benchmarks", cmd_report},
 };
 enum { COMMAND_COUNT = sizeof commands / sizeof commands[0] };
 
