@@ -956,3 +956,31 @@ int cmd_report(int argc, char **argv) {
     free(inputs), free(options);
     return code < 0 ? CLI_EXIT_OK : code;
 }
+
+/* ---- the table of `twist bench all` ----------------------------------------------------- */
+
+int report_bench_markdown(const char *prog, const char *jsonl, strbuf *md) {
+    report r = {.prog = prog};
+    int code = read_input(&r, jsonl);
+    if (code == CLI_EXIT_OK) {
+        sb_printf(md, "| benchmark | device | result | relative speed (fastest = 1) |\n"
+                      "| --- | --- | --- | --- |\n");
+        for (int i = 0; i < r.bench_count; i++) {
+            const bench_row *b = &r.bench[i];
+            double best = NAN;
+            for (int j = 0; j < r.bench_count; j++) {
+                const bench_row *o = &r.bench[j];
+                if (strcmp(o->group, b->group) != 0 || !(o->value > 0)) continue;
+                if (!isfinite(best) || (o->higher_better ? o->value > best : o->value < best))
+                    best = o->value;
+            }
+            const double rel = b->value > 0 ? (b->higher_better ? b->value / best : best / b->value)
+                                            : NAN;
+            sb_printf(md, "| %s | %s | %.4g %s | %.3f |\n", b->group, b->device, b->value, b->unit,
+                      rel);
+        }
+        if (md->failed) code = oom(&r);
+    }
+    report_free(&r);
+    return code;
+}

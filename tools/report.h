@@ -5,6 +5,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "svg.h"
+
 /* Makes dir ready for a report: creates it (its parent must exist), or accepts it when empty;
  * a non-empty dir is refused unless overwrite, which removes only the files a report or
  * `bench all` writes (report.html, loss_*.svg, ist_timeline*.svg, ops_*.svg, bench*.svg,
@@ -22,5 +24,9 @@ int report_write(const char *prog, int count, const char *const *inputs, const c
 
 /* Writes data to path through a temporary file renamed into place (no partial file). */
 int report_write_file(const char *prog, const char *path, const char *data, size_t size);
+
+/* Appends the markdown table of the "bench" records in jsonl (one row per device and benchmark,
+ * with its speed relative to the fastest device) to md. Returns a CLI exit code. */
+int report_bench_markdown(const char *prog, const char *jsonl, strbuf *md);
 
 #endif
