@@ -16,6 +16,7 @@
 
 #include "core/device.h"
 #include "prof/profile_internal.h"
+#include "twist/peak.h"
 
 #define BATCH 1024 /* ops whose events wait to be read; 2 * BATCH events per track */
 
@@ -38,6 +39,7 @@ typedef struct prof_record {
 struct tw_prof_track {
     tw_device *device; /* NULL once closed or the session stopped */
     tw_device_info info;
+    tw_device_peak peak; /* spec or measured (twist/peak.h): "% of peak" */
     int tid;
     tw_event *origin;
     double origin_session; /* session seconds when origin was recorded */
@@ -138,6 +140,7 @@ tw_status tw_prof_attach(tw_device *device) {
     double origin = session.origin;
     pthread_mutex_unlock(&session_lock);
 
+    tw_device_peak_get(&device->info, &track->peak); /* reads the cache; never measures */
     /* Events are created once here, so the op path only records them. */
     tw_status status = tw_event_create(device, &track->origin);
     for (int i = 0; status == TW_OK && i < 2 * BATCH; i++)
@@ -479,8 +482,8 @@ static void write_trace(FILE *f) {
             fputs(",\"gbps\":", f);
             write_number(f, "%.6g", dev > 0 ? r->bytes / dev * 1e-9 : NAN);
             fputs(",\"peak_fraction\":", f);
-            write_number(f, "%.6g", dev > 0 && t->info.peak_gflops_f32 > 0
-                                        ? r->flops / dev * 1e-9 / t->info.peak_gflops_f32
+            write_number(f, "%.6g", dev > 0 && t->peak.gflops > 0
+                                        ? r->flops / dev * 1e-9 / t->peak.gflops
                                         : NAN);
             fprintf(f, ",\"mem_bytes\":%zu,\"peak_mem_bytes\":%zu}}", r->mem, r->peak);
         }
@@ -522,7 +525,11 @@ static void write_trace(FILE *f) {
         fputs(",\"name\":", f);
         write_string(f, t->info.name);
         fputs(",\"peak_gflops\":", f);
-        write_number(f, "%.6g", t->info.peak_gflops_f32 > 0 ? t->info.peak_gflops_f32 : NAN);
+        write_number(f, "%.6g", t->peak.gflops > 0 ? t->peak.gflops : NAN);
+        fprintf(f, ",\"peak_gflops_source\":\"%s\",\"peak_gbps\":",
+                tw_peak_source_name(t->peak.gflops_source));
+        write_number(f, "%.6g", t->peak.gbps > 0 ? t->peak.gbps : NAN);
+        fprintf(f, ",\"peak_gbps_source\":\"%s\"", tw_peak_source_name(t->peak.gbps_source));
         fprintf(f, ",\"memory_bytes\":%llu}", (unsigned long long)t->info.memory_bytes);
     }
     fputs("]}\n", f);
