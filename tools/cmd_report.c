@@ -397,15 +397,15 @@ static int by_seconds(const void *a, const void *b) {
     return x < y ? 1 : x > y ? -1 : strcmp(((const agg_row *)a)->key, ((const agg_row *)b)->key);
 }
 
-/* The name a trace's metadata gives thread (pid, tid), or NULL. */
-static const char *thread_name(const cJSON *events, double pid, double tid) {
-    const cJSON *e;
-    cJSON_ArrayForEach(e, events) {
-        const char *ph = str(e, "ph"), *name = str(e, "name");
-        if (ph && name && strcmp(ph, "M") == 0 && strcmp(name, "thread_name") == 0 &&
-            num(e, "pid") == pid && num(e, "tid") == tid)
-            return str(cJSON_GetObjectItemCaseSensitive(e, "args"), "name");
-    }
+/* The thread names of a trace's metadata ("thread_name" events), looked up by (pid, tid). */
+typedef struct track_name {
+    double pid, tid;
+    const char *name;
+} track_name;
+
+static const char *thread_name(const track_name *names, int count, double pid, double tid) {
+    for (int i = 0; i < count; i++)
+        if (names[i].pid == pid && names[i].tid == tid) return names[i].name;
     return NULL;
 }
 
@@ -420,14 +420,29 @@ static int read_trace(report *r, const char *path, const cJSON *trace) {
     cJSON_ArrayForEach(d, devices) {
         const char *spec = str(d, "spec"), *name = str(d, "name");
         size_t n = strlen(p.devices);
+        const char *source = str(d, "peak_gflops_source");
+        char peak[64] = "peak unknown";
+        if (num(d, "peak_gflops") > 0)
+            snprintf(peak, sizeof peak, "peak %.4g GFLOP/s, %s", num(d, "peak_gflops"),
+                     source ? source : "spec");
         if (spec && !strstr(p.devices, spec) && n + 8 < sizeof p.devices)
-            snprintf(p.devices + n, sizeof p.devices - n, "%s%s (%s, peak %s)", n ? ", " : "",
-                     spec, name ? name : "?", num(d, "peak_gflops") > 0 ? "known" : "unknown");
+            snprintf(p.devices + n, sizeof p.devices - n, "%s%s (%s, %s)", n ? ", " : "", spec,
+                     name ? name : "?", peak);
     }
     double first = INFINITY, last = -INFINITY;
-    int code = CLI_EXIT_OK, index = 0;
+    int code = CLI_EXIT_OK, index = 0, name_count = 0, name_cap = 0;
+    track_name *names = NULL;
     const cJSON *e;
     cJSON_ArrayForEach(e, events) {
+        const char *ph = str(e, "ph"), *name = str(e, "name");
+        const char *label = str(cJSON_GetObjectItemCaseSensitive(e, "args"), "name");
+        track_name t_name = {num(e, "pid"), num(e, "tid"), label};
+        if (ph && name && label && strcmp(ph, "M") == 0 && strcmp(name, "thread_name") == 0 &&
+            !PUSH(names, name_count, name_cap, t_name))
+            code = oom(r);
+    }
+    cJSON_ArrayForEach(e, events) {
+        if (code != CLI_EXIT_OK) break;
         index++;
         const char *ph = str(e, "ph"), *name = str(e, "name"), *cat = str(e, "cat");
         if (!ph || strcmp(ph, "X") != 0) continue;
@@ -439,7 +454,7 @@ static int read_trace(report *r, const char *path, const cJSON *trace) {
             break;
         }
         if (cat && strcmp(cat, "ist") == 0) { /* an IST worker's span (src/ist/round_trace.c) */
-            const char *track = thread_name(events, pid, tid);
+            const char *track = thread_name(names, name_count, pid, tid);
             int kind = 0;
             while (kind < SPAN_KIND_COUNT && strcmp(SPAN_KINDS[kind], name) != 0) kind++;
             if (kind < SPAN_KIND_COUNT &&
@@ -491,7 +506,7 @@ static int read_trace(report *r, const char *path, const cJSON *trace) {
         if (PUSH(r->timelines, r->timeline_count, r->timeline_cap, t)) t.rows = NULL, t.spans = NULL;
         else code = oom(r);
     }
-    free(p.ops), free(p.layers), free(t.rows), free(t.spans);
+    free(p.ops), free(p.layers), free(t.rows), free(t.spans), free(names);
     return code;
 }
 
@@ -708,8 +723,9 @@ static void profile_section(page *g, const report *r) {
         sb_printf(&g->html, "</h2>\n<p>%lld op calls, %.3f ms of device time over a %.3f ms "
                             "span. Devices: ", p->calls, p->device_s * 1e3, p->span_s * 1e3);
         sb_escaped(&g->html, p->devices);
-        sb_printf(&g->html, ". %% of peak uses the peak FP32 GFLOP/s 'twist devices' gives "
-                            "(a '-' where it is unknown).</p>\n");
+        sb_printf(&g->html, ". %% of peak is against the peak FP32 GFLOP/s 'twist devices' "
+                            "gives, from the driver's specification or measured (a '-' where "
+                            "it is unknown).</p>\n");
         char title[320];
         snprintf(title, sizeof title, "device time by op: %s", p->label);
         agg_chart(g, p->ops, p->op_count, p->device_s, "ops_by_op", i + 1, title);
