@@ -112,8 +112,9 @@ static int bench_all(const all_options *o) {
     }
     if (code == CLI_EXIT_OK) {
         printf("\n%s", md.data + strlen("# twist bench all\n\n"));
-        printf("\n%s: table in %s, records in %s, chart in %s/bench.svg\n", PROG, md_path, jsonl,
-               o->out);
+        if (failed < 3 * count)
+            printf("\n%s: table in %s, records in %s, chart in %s/bench.svg, page in "
+                   "%s/report.html\n", PROG, md_path, jsonl, o->out, o->out);
     }
     sb_free(&md);
     sb_free(&failures);
