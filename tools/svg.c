@@ -115,7 +115,7 @@ static void tick_label(double value, double step, char *out, size_t size) {
 
 void svg_lines(strbuf *b, const svg_line_chart *c) {
     const int width = c->width > 0 ? c->width : 640, height = c->height > 0 ? c->height : 360;
-    const double left = 64, right = width - 16.0, top = 34, bottom = height - 64.0;
+    const double left = 64, right = width - 28.0, top = 34, bottom = height - 64.0;
     double x0 = INFINITY, x1 = -INFINITY, y0 = INFINITY, y1 = -INFINITY;
     for (int s = 0; s < c->count; s++)
         for (int i = 0; i < c->series[s].count; i++) {
@@ -123,7 +123,19 @@ void svg_lines(strbuf *b, const svg_line_chart *c) {
             if (!isfinite(x) || !isfinite(y)) continue;
             x0 = fmin(x0, x), x1 = fmax(x1, x), y0 = fmin(y0, y), y1 = fmax(y1, y);
         }
-    open_svg(b, width, height, c->title);
+    /* the legend wraps into rows under the x axis label; the image grows by the extra rows */
+    int legend_rows = 1;
+    double legend_x = left;
+    for (int i = 0; i < c->count; i++) {
+        const char *label = c->series[i].label;
+        const double w = 26 + 7.0 * (double)strlen(label ? label : "");
+        if (legend_x + w > right && legend_x > left) {
+            legend_x = left;
+            legend_rows++;
+        }
+        legend_x += w;
+    }
+    open_svg(b, width, height + 14 * (legend_rows - 1), c->title);
     if (!isfinite(x0)) {
         text_at(b, width / 2.0, height / 2.0, "middle", "(no data)");
         sb_printf(b, "</svg>\n");
@@ -187,7 +199,7 @@ void svg_lines(strbuf *b, const svg_line_chart *c) {
         const double w = 26 + 7.0 * (double)strlen(c->series[s].label ? c->series[s].label : "");
         if (lx + w > right && lx > left) {
             lx = left;
-            ly += 14; /* the chart is sized for one legend row; more rows clip at the bottom */
+            ly += 14;
         }
         sb_printf(b, "<rect x=\"%.1f\" y=\"%.1f\" width=\"14\" height=\"4\" fill=\"%s\"/>\n", lx,
                   ly - 5, svg_color(c->series[s].color));
