@@ -245,6 +245,14 @@ static bool bench_rows(report *r, const cJSON *record, const char *command) {
         snprintf(row.unit, sizeof row.unit, "GFLOP/s");
         row.higher_better = true;
         if (!PUSH(r->bench, r->bench_count, r->bench_cap, row)) return false;
+        const cJSON *also = cJSON_GetObjectItemCaseSensitive(record, "also"); /* --also SPEC */
+        if (cJSON_IsObject(also)) {
+            const char *also_spec = str(also, "device"), *also_name = str(also, "device_name");
+            snprintf(row.device, sizeof row.device, "%s%s%s%s", also_spec ? also_spec : "?",
+                     also_name ? " (" : "", also_name ? also_name : "", also_name ? ")" : "");
+            row.value = num(also, "gflops");
+            if (!PUSH(r->bench, r->bench_count, r->bench_cap, row)) return false;
+        }
         const cJSON *peer = cJSON_GetObjectItemCaseSensitive(record, "peer");
         if (cJSON_IsObject(peer)) {
             snprintf(row.device, sizeof row.device, "%s (peer on %s)",
