@@ -117,6 +117,12 @@ grep -q "cannot read missing.jsonl" bad.log || fail "missing input message: $(ca
 if "$twist" report --out badrep >bad.log 2>&1; then fail "no input accepted"; fi
 [[ ! -e badrep ]] || fail "a refused report created its directory"
 
+# a trace written on one line (e.g. re-saved by another tool) is still read as a trace
+python3 -c 'import json, sys; json.dump(json.load(open(sys.argv[1])), open(sys.argv[2], "w"))' \
+    ist.json oneline.json
+"$twist" report oneline.json --out one >one.log 2>&1 || fail "a trace on one line: $(cat one.log)"
+[[ -f one/ops_by_op.svg && -f one/ist_timeline.svg ]] || fail "a trace on one line gave no plots"
+
 # bench all on the cpu, small sizes: three benchmarks, one row each, chart and page
 "$twist" bench all --out ba --devices cpu --gemm-size 64 --seq 32 --step-batch 1 --steps 1 \
     --repeat 1 >ba.log 2>&1 || fail "bench all: $(tail -5 ba.log)"

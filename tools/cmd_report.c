@@ -519,7 +519,8 @@ static int read_trace(report *r, const char *path, const cJSON *trace) {
 }
 
 /* A trace is one JSON object holding "traceEvents"; anything else is read as JSON lines. A
- * trace's first line ('{"displayTimeUnit":"ms","traceEvents":[') is not a JSON value alone. */
+ * trace's first line ('{"displayTimeUnit":"ms","traceEvents":[') is not a JSON value alone,
+ * unless the whole trace is on one line. */
 static int read_input(report *r, const char *path) {
     size_t size = 0;
     char *text = read_all(path, &size);
@@ -533,7 +534,8 @@ static int read_input(report *r, const char *path) {
     const char *eol = strchr(first, '\n');
     char *line1 = strndup(first, eol ? (size_t)(eol - first) : strlen(first));
     cJSON *head = line1 ? cJSON_Parse(line1) : NULL;
-    const bool lines = head != NULL;
+    /* a trace written on one line is still a trace */
+    const bool lines = head != NULL && !cJSON_HasObjectItem(head, "traceEvents");
     cJSON_Delete(head);
     free(line1);
     int code;
