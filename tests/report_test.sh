@@ -84,6 +84,10 @@ gemms = sum(1 for e in trace["traceEvents"] if e.get("ph") == "X" and e["args"][
 row = re.search(r"<tr><td>gemm</td><td>(\d+)</td>", html)
 assert row and int(row.group(1)) == gemms, f"gemm calls {row and row.group(1)} vs {gemms}"
 
+# the device memory high-water mark is the trace's
+peak = max(e["args"]["peak_mem_bytes"] for e in trace["traceEvents"] if e.get("ph") == "X")
+assert f"Device memory peaked at {peak / 2**20:.1f} MiB" in html, peak
+
 # the bench chart carries the record's figure
 bench = json.loads(open(bench_path).readline())
 label = f"{bench['twist']['gflops']:.4g} GFLOP/s"

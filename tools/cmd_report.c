@@ -95,6 +95,7 @@ typedef struct agg_row {
 typedef struct profile {
     char label[256];
     char devices[1024]; /* "cpu (AMD EPYC), opencl:0 (...)" */
+    double peak_mem; /* the largest device memory high-water mark of its ops (peak_mem_bytes) */
     long long calls;
     double device_s, span_s;
     agg_row *ops, *layers;
@@ -497,6 +498,7 @@ static int read_trace(report *r, const char *path, const cJSON *trace) {
         agg_add(a, dur, num(args, "flops"), num(args, "bytes"), peak);
         agg_add(b, dur, num(args, "flops"), num(args, "bytes"), peak);
         p.calls++;
+        if (num(args, "peak_mem_bytes") > p.peak_mem) p.peak_mem = num(args, "peak_mem_bytes");
         p.device_s += dur;
         first = fmin(first, ts);
         last = fmax(last, ts + dur);
@@ -733,6 +735,9 @@ static void profile_section(page *g, const report *r) {
         sb_printf(&g->html, "</h2>\n<p>%lld op calls, %.3f ms of device time over a %.3f ms "
                             "span. Devices: ", p->calls, p->device_s * 1e3, p->span_s * 1e3);
         sb_escaped(&g->html, p->devices);
+        char memory[32];
+        sb_printf(&g->html, ". Device memory peaked at %s (the largest high-water mark of one "
+                            "device)", cli_format_bytes(p->peak_mem, memory, sizeof memory));
         sb_printf(&g->html, ". %% of peak is against the peak FP32 GFLOP/s 'twist devices' "
                             "gives, from the driver's specification or measured (a '-' where "
                             "it is unknown).</p>\n");
