@@ -24,7 +24,8 @@ import json, math, sys
 COMMON = {"event", "command"}
 SCHEMA = {  # event: (required, optional)
     "device": ({"device", "backend", "type", "device_name", "vendor", "driver", "compute_units",
-                "memory_bytes", "peak_gflops"}, {"free_memory_bytes"}),
+                "memory_bytes", "peak_gflops", "peak_gflops_source", "peak_gbps",
+                "peak_gbps_source"}, {"free_memory_bytes"}),
     "backend": ({"backend", "built", "devices"}, {"no_device_reason"}),
     "bench": ({"device", "batch"},
               {"device_name", "m", "n", "k", "trans_a", "trans_b", "impl", "repeat", "flops",

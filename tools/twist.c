@@ -35,6 +35,7 @@ static const cli_command commands[] = {
      cmd_extract},
     {"data", "prepare data: train a tokenizer, write graded synthetic text", cmd_data},
     {"profile", "per-op table of a trace written by --profile (summary)", cmd_profile},
+    {"report", "HTML page and SVG plots of runs, profiles and benchmarks", cmd_report},
 };
 enum { COMMAND_COUNT = sizeof commands / sizeof commands[0] };
 

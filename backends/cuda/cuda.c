@@ -105,6 +105,13 @@ static void fill_info(int index, tw_device_info *info) {
         info->peak_gflops_f32 = 2.0 * fp32_lanes_per_sm(prop.major, prop.minor) *
                                 prop.multiProcessorCount * (double)clock_khz * 1e-6;
     }
+    int memory_khz = 0, bus_bits = 0;
+    if (cudaDeviceGetAttribute(&memory_khz, cudaDevAttrMemoryClockRate, index) == cudaSuccess &&
+        cudaDeviceGetAttribute(&bus_bits, cudaDevAttrGlobalMemoryBusWidth, index) == cudaSuccess) {
+        /* Two transfers per memory clock (double data rate; the driver reports HBM's and
+         * GDDR's clocks so that this holds) over a bus of bus_bits / 8 bytes. */
+        info->peak_gbps = 2.0 * (double)memory_khz * 1e3 * (bus_bits / 8.0) * 1e-9;
+    }
 }
 
 static int cuda_enumerate(tw_device_info *out, int capacity) {

@@ -12,6 +12,7 @@
 #include "twist/error.h"
 #include "ist/dist_internal.h"
 #include "ist/dist_memory.h"
+#include "ist/round_trace.h"
 #include "train/train_internal.h"
 #include "twist/record.h"
 #include "twist/train.h"
@@ -503,6 +504,8 @@ static tw_status run_round(master_run *m, int round) {
     t = tw_now_seconds();
     if (status == TW_OK) status = merge_round(m, partition, slot_of);
     p.merge = tw_now_seconds() - t;
+    dist_trace_round(round, m->workers, m->transport->worker_devices, m->jobs, m->results,
+                     t + p.merge, p.partition + p.extract, p.send, p.train, p.receive, p.merge);
     free_partition(m, partition);
     if (status != TW_OK) return status;
 
@@ -524,6 +527,7 @@ static tw_status run_round(master_run *m, int round) {
         TW_TRY(evaluate_master(m, &eval));
         val_loss = eval.loss;
         p.eval = tw_now_seconds() - t;
+        dist_trace_master(round, "eval", t, t + p.eval);
     }
     uint64_t round_bytes = 0;
     for (int w = 0; w < m->workers; w++)
