@@ -1,6 +1,26 @@
-/* IST merge: packed subnets back into the master. Every master element gets the mean of the
- * values the added workers returned for it (sums in double, one count per element); an element
- * no added worker held keeps its value. Parameters and both AdamW moments follow the same rule. */
+/* IST merge: packed subnets back into the master. Every master element gets the weighted mean of
+ * the values the added workers returned for it, sum_w(t_w x_w) / sum_w(t_w) with t_w the tokens
+ * worker w trained on (1 for tw_ist_merge_add); an element no added worker held keeps its value.
+ * Parameters and both AdamW moments follow the same rule.
+ *
+ * How it is fast. An add only records the worker's packed buffer and its runs (where its
+ * elements live in the master); finish does the work in one parallel pass over the master
+ * (OpenMP, the pool the CPU backend already uses): each thread owns contiguous chunks of CHUNK
+ * master elements and, per chunk, adds every worker's elements that fall in it. The sums live in
+ * a chunk-sized buffer per thread that stays in cache, so the master is read and written once
+ * and nothing of the parameters' size is allocated (the merge used to keep 3 x P doubles and P
+ * counts, 26 bytes per parameter, and walk them once per worker, on one core).
+ *
+ * Why the sums are still double: in the chunk buffer they cost no memory traffic, and they keep
+ * the identities exact. The weights are integers (the tokens over their greatest common divisor,
+ * so equal tokens are all 1) with a sum below 2^29; a float times such an integer, and the sum
+ * of such products for equal floats, are exact in double (24 + 29 bits). So a merge of one
+ * worker, or of workers that returned the same value, gives that value bit for bit; equal tokens
+ * give exactly the unweighted mean of the old merge (its sums were double in worker order too);
+ * and two workers give the correctly rounded weighted mean of their two values. Float sums would
+ * lose the identical-values identity (3x is not a float for most x). */
+#include <omp.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,26 +28,41 @@
 #include "twist/error.h"
 #include "ist/ist_internal.h"
 
-/* Counts are 16-bit to keep the merge at 26 bytes per parameter; more adds are refused. */
-enum { MAX_ADDS = UINT16_MAX };
+enum {
+    MAX_ADDS = 65535,
+    CHUNK = 4096 /* master elements per unit of parallel work: 128 KiB of sums and weights */
+};
+
+/* A run of elements contiguous in both the subnet and the master (see ist_run_fn). */
+typedef struct merge_run {
+    size_t sub, master, len;
+} merge_run;
+
+typedef struct merge_source {
+    int worker;
+    const float *packed; /* [params | exp_avg | exp_avg_sq], each sub_count floats: not owned */
+    size_t sub_count;
+    uint64_t tokens;
+    double weight;       /* set by finish: tokens / gcd, scaled below 2^29 in all */
+    merge_run *runs;     /* ascending in master */
+    size_t run_count, run_capacity;
+} merge_source;
 
 struct tw_ist_merge {
     tw_gpt_config config; /* the master's, with its layout: subnets are mapped against them */
     tw_gpt_tensor *tensors;
     int tensor_count;
     size_t param_count;
-    double *sums;     /* (3 * param_count): params, exp_avg, exp_avg_sq */
-    uint16_t *counts; /* (param_count): how many added workers held each element */
-    int *added;       /* (MAX_ADDS at most) worker indices added so far */
-    int added_count, added_capacity;
+    merge_source *sources;
+    int source_count, source_capacity;
+    int threads;          /* 0: omp_get_max_threads() */
 };
 
 void tw_ist_merge_abort(tw_ist_merge *merge) {
     if (!merge) return;
+    for (int i = 0; i < merge->source_count; i++) free(merge->sources[i].runs);
+    free(merge->sources);
     free(merge->tensors);
-    free(merge->sums);
-    free(merge->counts);
-    free(merge->added);
     free(merge);
 }
 
@@ -40,74 +75,190 @@ tw_status tw_ist_merge_begin(const tw_ist_master *master, tw_ist_merge **out) {
     merge->param_count = master->param_count;
     merge->tensor_count = master->tensor_count;
     merge->tensors = malloc(sizeof(tw_gpt_tensor) * (size_t)master->tensor_count);
-    merge->sums = calloc(3 * master->param_count, sizeof(double));
-    merge->counts = calloc(master->param_count, sizeof(uint16_t));
-    if (!merge->tensors || !merge->sums || !merge->counts) {
+    if (!merge->tensors) {
         tw_ist_merge_abort(merge);
-        return tw_error(TW_ERR_OUT_OF_MEMORY,
-                        "IST merge: out of host memory for the sums of %zu parameters",
-                        master->param_count);
+        return tw_error(TW_ERR_OUT_OF_MEMORY, "IST merge: out of host memory");
     }
     memcpy(merge->tensors, master->tensors, sizeof(tw_gpt_tensor) * (size_t)master->tensor_count);
     *out = merge;
     return TW_OK;
 }
 
-/* Refuses a worker added twice (its values would count double), then records it. */
-static tw_status record_worker(tw_ist_merge *merge, int worker) {
-    for (int i = 0; i < merge->added_count; i++)
-        if (merge->added[i] == worker)
-            return tw_error(TW_ERR_INVALID_ARGUMENT,
-                            "IST merge: worker %d was already added to this merge", worker);
-    if (merge->added_count >= MAX_ADDS)
-        return tw_error(TW_ERR_INVALID_ARGUMENT, "IST merge: more than %d workers added",
-                        MAX_ADDS);
-    if (merge->added_count == merge->added_capacity) {
-        int capacity = merge->added_capacity ? 2 * merge->added_capacity : 16;
-        int *grown = realloc(merge->added, sizeof(int) * (size_t)capacity);
-        if (!grown) return tw_error(TW_ERR_OUT_OF_MEMORY, "IST merge: out of host memory");
-        merge->added = grown;
-        merge->added_capacity = capacity;
-    }
-    merge->added[merge->added_count++] = worker;
-    return TW_OK;
+void tw_ist_merge_set_threads(tw_ist_merge *merge, int threads) {
+    if (merge) merge->threads = threads > 0 ? threads : 0;
 }
 
-typedef struct add_context {
-    tw_ist_merge *merge;
-    const float *packed;
-    size_t sub_count; /* the subnet's parameter count: the stride of the three packed parts */
-} add_context;
+typedef struct collect_context {
+    merge_source *source;
+    bool failed; /* out of memory */
+} collect_context;
 
-static void add_run(void *context, size_t sub, size_t master, size_t len) {
-    const add_context *a = context;
-    const size_t P = a->merge->param_count, S = a->sub_count;
-    double *sums = a->merge->sums;
-    for (size_t i = 0; i < len; i++) {
-        sums[master + i] += a->packed[sub + i];
-        sums[P + master + i] += a->packed[S + sub + i];
-        sums[2 * P + master + i] += a->packed[2 * S + sub + i];
-        a->merge->counts[master + i]++;
+static void collect_run(void *context, size_t sub, size_t master, size_t len) {
+    collect_context *c = context;
+    merge_source *s = c->source;
+    if (c->failed) return;
+    /* Neighbouring runs (rows of a whole tensor, say) are joined: fewer runs to walk. */
+    if (s->run_count > 0) {
+        merge_run *last = &s->runs[s->run_count - 1];
+        if (last->sub + last->len == sub && last->master + last->len == master) {
+            last->len += len;
+            return;
+        }
     }
+    if (s->run_count == s->run_capacity) {
+        const size_t capacity = s->run_capacity ? 2 * s->run_capacity : 256;
+        merge_run *grown = realloc(s->runs, capacity * sizeof *grown);
+        if (!grown) {
+            c->failed = true;
+            return;
+        }
+        s->runs = grown;
+        s->run_capacity = capacity;
+    }
+    s->runs[s->run_count++] = (merge_run){sub, master, len};
+}
+
+static int by_master(const void *a, const void *b) {
+    const size_t x = ((const merge_run *)a)->master, y = ((const merge_run *)b)->master;
+    return (x > y) - (x < y);
+}
+
+tw_status tw_ist_merge_add_weighted(tw_ist_merge *merge, const tw_ist_partition *partition,
+                                    int worker, const float *packed, uint64_t tokens) {
+    if (!merge || !partition || !packed)
+        return tw_error(TW_ERR_INVALID_ARGUMENT, "IST merge: NULL argument");
+    if (tokens == 0)
+        return tw_error(TW_ERR_INVALID_ARGUMENT,
+                        "IST merge: worker %d trained on 0 tokens (a worker's weight must be "
+                        "positive; leave a worker that did not train out of the merge)", worker);
+    for (int i = 0; i < merge->source_count; i++)
+        if (merge->sources[i].worker == worker)
+            return tw_error(TW_ERR_INVALID_ARGUMENT,
+                            "IST merge: worker %d was already added to this merge", worker);
+    if (merge->source_count >= MAX_ADDS)
+        return tw_error(TW_ERR_INVALID_ARGUMENT, "IST merge: more than %d workers added",
+                        MAX_ADDS);
+    ist_subnet_map map;
+    /* The map checks the partition against the master and the worker index before anything is
+     * recorded, so a refused add leaves the merge as it was. */
+    TW_TRY(ist_subnet_map_init(&map, &merge->config, merge->tensors, merge->tensor_count,
+                               partition, worker));
+    tw_status status = TW_OK;
+    if (merge->source_count == merge->source_capacity) {
+        const int capacity = merge->source_capacity ? 2 * merge->source_capacity : 16;
+        merge_source *grown = realloc(merge->sources, sizeof *grown * (size_t)capacity);
+        if (grown) {
+            merge->sources = grown;
+            merge->source_capacity = capacity;
+        } else {
+            status = tw_error(TW_ERR_OUT_OF_MEMORY, "IST merge: out of host memory");
+        }
+    }
+    merge_source source = {.worker = worker, .packed = packed, .sub_count = map.param_count,
+                           .tokens = tokens};
+    collect_context context = {&source, false};
+    if (status == TW_OK) status = ist_subnet_map_walk(&map, collect_run, &context);
+    if (status == TW_OK && context.failed)
+        status = tw_error(TW_ERR_OUT_OF_MEMORY, "IST merge: out of host memory for the runs of "
+                          "worker %d", worker);
+    ist_subnet_map_release(&map);
+    if (status != TW_OK) {
+        free(source.runs);
+        return status;
+    }
+    /* The layouts list tensors in the same order, so runs come ascending already; sorting is
+     * what finish's cursors rely on, so it is not left to that. */
+    for (size_t i = 1; i < source.run_count; i++)
+        if (source.runs[i].master < source.runs[i - 1].master) {
+            qsort(source.runs, source.run_count, sizeof *source.runs, by_master);
+            break;
+        }
+    merge->sources[merge->source_count++] = source;
+    return TW_OK;
 }
 
 tw_status tw_ist_merge_add(tw_ist_merge *merge, const tw_ist_partition *partition, int worker,
                            const float *packed) {
-    if (!merge || !partition || !packed)
-        return tw_error(TW_ERR_INVALID_ARGUMENT, "IST merge: NULL argument");
-    ist_subnet_map map;
-    /* The map checks the partition against the master and the worker index before any sum is
-     * touched, so a refused add leaves the merge as it was. */
-    tw_status status = ist_subnet_map_init(&map, &merge->config, merge->tensors,
-                                           merge->tensor_count, partition, worker);
-    if (status == TW_OK) status = record_worker(merge, worker);
-    if (status == TW_OK) {
-        add_context context = {merge, packed, map.param_count};
-        status = ist_subnet_map_walk(&map, add_run, &context);
-        if (status != TW_OK) merge->added_count--; /* fails before summing (memory) */
+    return tw_ist_merge_add_weighted(merge, partition, worker, packed, 1);
+}
+
+static uint64_t gcd(uint64_t a, uint64_t b) {
+    while (b) {
+        const uint64_t r = a % b;
+        a = b;
+        b = r;
     }
-    ist_subnet_map_release(&map);
-    return status;
+    return a;
+}
+
+/* Integer weights from the tokens: divided by their gcd (equal tokens: all 1), then, only if
+ * their sum is 2^29 or more, scaled to a sum below 2^29 and rounded (at least 1), which moves a
+ * weight by under 2^-28 of the total. */
+static void set_weights(tw_ist_merge *merge) {
+    uint64_t g = 0;
+    for (int i = 0; i < merge->source_count; i++) g = gcd(g, merge->sources[i].tokens);
+    double total = 0.0;
+    for (int i = 0; i < merge->source_count; i++) {
+        merge->sources[i].weight = (double)(merge->sources[i].tokens / g);
+        total += merge->sources[i].weight;
+    }
+    const double limit = 536870912.0; /* 2^29 */
+    if (total < limit) return;
+    const double scale = (limit / 2.0) / total;
+    for (int i = 0; i < merge->source_count; i++) {
+        const double w = (double)(uint64_t)(merge->sources[i].weight * scale + 0.5);
+        merge->sources[i].weight = w >= 1.0 ? w : 1.0;
+    }
+}
+
+/* The first run of s that ends after master element `at` (binary search). */
+static size_t first_run(const merge_source *s, size_t at) {
+    size_t lo = 0, hi = s->run_count;
+    while (lo < hi) {
+        const size_t mid = lo + (hi - lo) / 2;
+        if (s->runs[mid].master + s->runs[mid].len <= at) lo = mid + 1;
+        else hi = mid;
+    }
+    return lo;
+}
+
+/* Master elements [lo, hi) (at most CHUNK): every source's contribution summed into the
+ * thread's buffers (sums: 3 x CHUNK, weights: CHUNK), then the means written to the master.
+ * cursor[i] is source i's first run that may reach this chunk; it only moves forward. */
+static void merge_chunk(const tw_ist_merge *merge, size_t lo, size_t hi, size_t *cursor,
+                        double *sums, double *weights, float *const targets[3]) {
+    const size_t n = hi - lo;
+    memset(sums, 0, 3 * CHUNK * sizeof *sums);
+    memset(weights, 0, n * sizeof *weights);
+    for (int i = 0; i < merge->source_count; i++) {
+        const merge_source *s = &merge->sources[i];
+        const double w = s->weight;
+        const float *params = s->packed, *m1 = s->packed + s->sub_count,
+                    *m2 = s->packed + 2 * s->sub_count;
+        size_t r = cursor[i];
+        while (r < s->run_count && s->runs[r].master + s->runs[r].len <= lo) r++;
+        for (; r < s->run_count && s->runs[r].master < hi; r++) {
+            const merge_run *run = &s->runs[r];
+            const size_t start = run->master > lo ? run->master : lo;
+            const size_t end = run->master + run->len < hi ? run->master + run->len : hi;
+            const size_t from = run->sub + (start - run->master);
+            double *s0 = sums + (start - lo), *s1 = s0 + CHUNK, *s2 = s1 + CHUNK;
+            double *wt = weights + (start - lo);
+            for (size_t j = 0; j < end - start; j++) {
+                s0[j] += w * (double)params[from + j];
+                s1[j] += w * (double)m1[from + j];
+                s2[j] += w * (double)m2[from + j];
+                wt[j] += w;
+            }
+        }
+        /* The run that crosses into the next chunk is looked at again there. */
+        cursor[i] = r > 0 && s->runs[r - 1].master + s->runs[r - 1].len > hi ? r - 1 : r;
+    }
+    for (size_t j = 0; j < n; j++) {
+        if (weights[j] == 0.0) continue;
+        for (int part = 0; part < 3; part++)
+            targets[part][lo + j] = (float)(sums[(size_t)part * CHUNK + j] / weights[j]);
+    }
 }
 
 tw_status tw_ist_merge_finish(tw_ist_merge *merge, tw_ist_master *master) {
@@ -122,15 +273,46 @@ tw_status tw_ist_merge_finish(tw_ist_merge *merge, tw_ist_master *master) {
                         "IST merge: the master has %zu parameters but the merge was begun for %zu",
                         master->param_count, expected);
     }
-    const size_t P = merge->param_count;
-    float *targets[3] = {master->params, master->exp_avg, master->exp_avg_sq};
-    for (size_t i = 0; i < P; i++) {
-        if (merge->counts[i] == 0) continue;
-        const double n = (double)merge->counts[i];
-        /* Exact for n equal values: their double sum is exact, so sum / n is the value. */
-        for (int part = 0; part < 3; part++)
-            targets[part][i] = (float)(merge->sums[(size_t)part * P + i] / n);
+    if (merge->source_count == 0) {
+        tw_ist_merge_abort(merge);
+        return TW_OK;
     }
+    set_weights(merge);
+    const size_t P = merge->param_count;
+    const size_t chunks = (P + CHUNK - 1) / CHUNK;
+    int threads = merge->threads > 0 ? merge->threads : omp_get_max_threads();
+    if ((size_t)threads > chunks) threads = (int)chunks;
+    if (threads < 1) threads = 1;
+    float *const targets[3] = {master->params, master->exp_avg, master->exp_avg_sq};
+    /* Every thread's buffers are allocated before any element is written, so running out of
+     * memory leaves the master as it was. */
+    const size_t per_thread = 4 * CHUNK; /* sums (3 x CHUNK), weights (CHUNK) */
+    double *scratch = malloc((size_t)threads * per_thread * sizeof(double));
+    size_t *cursors = malloc((size_t)threads * (size_t)merge->source_count * sizeof(size_t));
+    if (!scratch || !cursors) {
+        free(scratch);
+        free(cursors);
+        tw_ist_merge_abort(merge);
+        return tw_error(TW_ERR_OUT_OF_MEMORY, "IST merge: out of host memory for %d threads",
+                        threads);
+    }
+#pragma omp parallel num_threads(threads)
+    {
+        /* Thread t takes the contiguous chunks [t chunks / T, (t + 1) chunks / T). */
+        const int t = omp_get_thread_num(), T = omp_get_num_threads();
+        const size_t first = chunks * (size_t)t / (size_t)T;
+        const size_t last = chunks * (size_t)(t + 1) / (size_t)T;
+        double *sums = scratch + (size_t)t * per_thread, *weights = sums + 3 * CHUNK;
+        size_t *cursor = cursors + (size_t)t * (size_t)merge->source_count;
+        for (int i = 0; i < merge->source_count && first < last; i++)
+            cursor[i] = first_run(&merge->sources[i], first * CHUNK);
+        for (size_t c = first; c < last; c++) {
+            const size_t lo = c * CHUNK, hi = lo + CHUNK < P ? lo + CHUNK : P;
+            merge_chunk(merge, lo, hi, cursor, sums, weights, targets);
+        }
+    }
+    free(scratch);
+    free(cursors);
     tw_ist_merge_abort(merge);
     return TW_OK;
 }
