@@ -132,8 +132,9 @@ tw_status tw_ist_extract(const tw_ist_master *master, const tw_ist_partition *pa
 typedef struct tw_ist_merge tw_ist_merge;
 
 tw_status tw_ist_merge_begin(const tw_ist_master *master, tw_ist_merge **out);
-/* Adds worker `worker`'s packed subnet with weight 1. packed is read by tw_ist_merge_finish, not
- * here: it must stay valid and unchanged until the merge is finished or aborted. */
+/* Adds worker `worker`'s packed subnet with weight 1 (the partition and worker index are checked
+ * here). packed and partition are read by tw_ist_merge_finish, not here: both must stay valid
+ * and unchanged until the merge is finished or aborted. */
 tw_status tw_ist_merge_add(tw_ist_merge *merge, const tw_ist_partition *partition, int worker,
                            const float *packed);
 /* The same, weighted by tokens (> 0): the training tokens behind the worker's values. */

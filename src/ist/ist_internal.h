@@ -38,5 +38,8 @@ typedef void (*ist_run_fn)(void *context, size_t sub, size_t master, size_t len)
 /* Walks every tensor of the subnet in layout order. Fails (with a message) only when the two
  * layouts do not match, which a map from ist_subnet_map_init never does. */
 tw_status ist_subnet_map_walk(const ist_subnet_map *map, ist_run_fn fn, void *context);
+/* The same for one tensor (index in the layout), so that tensors can be walked in parallel. */
+tw_status ist_subnet_map_walk_tensor(const ist_subnet_map *map, int tensor, ist_run_fn fn,
+                                     void *context);
 
 #endif

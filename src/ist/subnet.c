@@ -294,6 +294,34 @@ tw_status ist_subnet_map_walk(const ist_subnet_map *map, ist_run_fn fn, void *co
     return status;
 }
 
+tw_status ist_subnet_map_walk_tensor(const ist_subnet_map *map, int tensor, ist_run_fn fn,
+                                     void *context) {
+    if (map->tensor_count != map->master_tensor_count || tensor < 0 ||
+        tensor >= map->tensor_count ||
+        strcmp(map->tensors[tensor].name, map->master_tensors[tensor].name) != 0)
+        return tw_error(TW_ERR_INVALID_ARGUMENT, "IST subnet: tensor %d does not match the "
+                        "master's", tensor);
+    const tw_gpt_tensor *sub = &map->tensors[tensor], *master = &map->master_tensors[tensor];
+    int layer = -1;
+    const tensor_kind kind = kind_of(sub->name, &layer);
+    if (kind == KIND_WHOLE && sub->count != master->count)
+        return tw_error(TW_ERR_INVALID_ARGUMENT, "IST subnet: %s has %zu elements in the subnet "
+                        "but %zu in the master", sub->name, sub->count, master->count);
+    const int capacity = run_capacity(map->master_config);
+    axis_runs rows = {malloc(sizeof(axis_run) * (size_t)capacity), 0};
+    axis_runs cols = {malloc(sizeof(axis_run) * (size_t)capacity), 0};
+    tw_status status = TW_OK;
+    if (rows.runs && cols.runs) {
+        tensor_runs(map, sub, kind, layer, &rows, &cols);
+        walk_tensor(sub, master, &rows, &cols, fn, context);
+    } else {
+        status = tw_error(TW_ERR_OUT_OF_MEMORY, "IST subnet: out of host memory");
+    }
+    free(rows.runs);
+    free(cols.runs);
+    return status;
+}
+
 /* ------------------------------------------------------------------------------------------ */
 /* Extraction                                                                                 */
 /* ------------------------------------------------------------------------------------------ */
