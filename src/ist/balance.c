@@ -54,3 +54,54 @@ void dist_balance_weights(const tw_gpt_config *master, double head_slots, const 
         weights[w] = share > floor_share ? share : floor_share;
     }
 }
+
+/* --balance data: the micro-batch of each worker (sequences per step), so that all finish the
+ * round's local phase together. Unlike heads and units, the batch scales every FLOP of a step,
+ * the embedding and the tied logits included, so it can balance what shares cannot. A worker's
+ * local phase lasts fixed_w + b_w * seq_w: seq_w the seconds per sequence of its forward and
+ * backward passes over the round (K steps x grad_accum micro-batches), fixed_w the rest (AdamW
+ * updates, uploads, downloads), both measured and smoothed. */
+void dist_update_pace(dist_pace *pace, int batch, double grad_s, double compute_s) {
+    if (!(grad_s > 0.0) || !(compute_s >= grad_s) || batch < 1 || !isfinite(compute_s)) return;
+    /* The passes' time is a + batch * s: a per-micro-batch part (kernel launches, the loss read
+     * back) that does not shrink with the batch, which matters at small batches. Two rounds at
+     * different batches give s; with one, or a slope that noise made implausible (beyond
+     * [1/4, 1] of grad_s / batch, since a >= 0), the passes count as proportional. */
+    const double proportional = grad_s / (double)batch;
+    double seq = proportional;
+    if (pace->last_batch > 0 && pace->last_batch != batch) {
+        const double slope = (grad_s - pace->last_grad_s) / (double)(batch - pace->last_batch);
+        if (slope >= 0.25 * proportional && slope <= proportional) seq = slope;
+    }
+    const double fixed = compute_s - seq * (double)batch;
+    pace->last_batch = batch;
+    pace->last_grad_s = grad_s;
+    /* half the weight on the last round, as for the FLOP/s rates */
+    if (pace->seq_s > 0.0) {
+        pace->seq_s = 0.5 * pace->seq_s + 0.5 * seq;
+        pace->fixed_s = 0.5 * pace->fixed_s + 0.5 * fixed;
+    } else {
+        pace->seq_s = seq;
+        pace->fixed_s = fixed;
+    }
+}
+
+/* Deals `total` sequences (>= workers) one at a time, each to the worker whose local phase would
+ * end first with it, starting from one each: this minimises the slowest worker's time for
+ * integer batches (a sequence is the smallest unit a batch can move by). Keeps the total, so a
+ * balanced run trains the same tokens per round as an equal one. */
+void dist_balance_batches(const dist_pace *pace, int workers, int total, int *batches) {
+    for (int w = 0; w < workers; w++) batches[w] = 1;
+    for (int left = total - workers; left > 0; left--) {
+        int best = 0;
+        double best_end = INFINITY;
+        for (int w = 0; w < workers; w++) {
+            const double end = pace[w].fixed_s + (batches[w] + 1) * pace[w].seq_s;
+            if (end < best_end) {
+                best_end = end;
+                best = w;
+            }
+        }
+        batches[best]++;
+    }
+}

@@ -22,6 +22,9 @@ typedef struct dist_job {
     int active_workers; /* taking part in this round (data parallel averages over them) */
     uint64_t packed_floats; /* tw_ist_packed_floats(&config) */
     tw_gpt_config config;   /* the worker's subnet (the whole model outside IST) */
+    int batch;          /* sequences per micro-batch this round (--balance data varies it) */
+    float grad_scale;   /* allreduce: the gradient's factor before averaging, batch x active
+                           workers / the round's sequences, so the mean is token-weighted */
 } dist_job;
 
 enum { DIST_TRAIN = 1, DIST_QUIT = 2 };
@@ -34,6 +37,8 @@ typedef struct dist_result {
     double train_s;         /* wall time of its local phase (upload, K steps, download) */
     uint64_t comm_bytes;    /* bytes it sent during training (data parallel gradients) */
     char error[256];        /* why it failed */
+    double grad_s;          /* of train_s: forward and backward passes (scale with the batch) */
+    double wait_s;          /* of train_s: in gradient averaging (waiting for the others) */
 } dist_result;
 
 /* Averaging across the round's workers during local training (data parallel). Every active
@@ -57,6 +62,7 @@ typedef struct dist_worker {
     tw_adamw *opt;
     tw_gpt_config model_config;
     int32_t *inputs, *targets;/* (batch * seq_len) */
+    size_t batch_capacity;    /* ids each of inputs and targets hold */
     float *grads;             /* (param count) host copy of the gradients (data parallel) */
     size_t grads_capacity;
     float *packed;            /* the worker's packed subnet [params | exp_avg | exp_avg_sq] */
@@ -89,6 +95,23 @@ void dist_update_rate(double *rate, const tw_gpt_config *subnet, double tokens_p
  * FLOP/s rates; head_slots = sum of head quotas / heads (1 when each head is dealt once). */
 void dist_balance_weights(const tw_gpt_config *master, double head_slots, const double *rates,
                           int workers, double *weights);
+
+/* --balance data (balance.c): a worker's measured pace. Its round's local phase lasts about
+ * fixed_s + batch * seq_s: seq_s the seconds of forward and backward passes per sequence of its
+ * batch over the round, fixed_s the rest (updates, transfers, per-micro-batch overheads). 0: not
+ * measured yet. */
+typedef struct dist_pace {
+    double seq_s, fixed_s;
+    int last_batch;     /* the last round's batch and passes' time: the slope's other point */
+    double last_grad_s;
+} dist_pace;
+
+/* Folds a round of a worker that trained with `batch` (grad_s in forward and backward passes,
+ * compute_s in all, waits for other workers excluded) into its smoothed pace. */
+void dist_update_pace(dist_pace *pace, int batch, double grad_s, double compute_s);
+/* Batches (workers) summing to total (>= workers, each >= 1) that minimise the slowest worker's
+ * predicted local phase. */
+void dist_balance_batches(const dist_pace *pace, int workers, int total, int *batches);
 
 /* A transport: moves jobs, packed buffers and results between the master and the workers. */
 typedef struct dist_transport dist_transport;
