@@ -294,8 +294,9 @@ tw_status ist_subnet_map_walk(const ist_subnet_map *map, ist_run_fn fn, void *co
     return status;
 }
 
-tw_status ist_subnet_map_walk_tensor(const ist_subnet_map *map, int tensor, ist_run_fn fn,
-                                     void *context) {
+int ist_subnet_axis_capacity(const tw_gpt_config *master) { return run_capacity(master); }
+
+tw_status ist_subnet_map_axes(const ist_subnet_map *map, int tensor, ist_tensor_axes *out) {
     if (map->tensor_count != map->master_tensor_count || tensor < 0 ||
         tensor >= map->tensor_count ||
         strcmp(map->tensors[tensor].name, map->master_tensors[tensor].name) != 0)
@@ -307,19 +308,18 @@ tw_status ist_subnet_map_walk_tensor(const ist_subnet_map *map, int tensor, ist_
     if (kind == KIND_WHOLE && sub->count != master->count)
         return tw_error(TW_ERR_INVALID_ARGUMENT, "IST subnet: %s has %zu elements in the subnet "
                         "but %zu in the master", sub->name, sub->count, master->count);
-    const int capacity = run_capacity(map->master_config);
-    axis_runs rows = {malloc(sizeof(axis_run) * (size_t)capacity), 0};
-    axis_runs cols = {malloc(sizeof(axis_run) * (size_t)capacity), 0};
-    tw_status status = TW_OK;
-    if (rows.runs && cols.runs) {
-        tensor_runs(map, sub, kind, layer, &rows, &cols);
-        walk_tensor(sub, master, &rows, &cols, fn, context);
-    } else {
-        status = tw_error(TW_ERR_OUT_OF_MEMORY, "IST subnet: out of host memory");
-    }
-    free(rows.runs);
-    free(cols.runs);
-    return status;
+    /* axis_run and ist_axis_run are the same three ints */
+    axis_runs rows = {(axis_run *)out->rows, 0}, cols = {(axis_run *)out->cols, 0};
+    tensor_runs(map, sub, kind, layer, &rows, &cols);
+    out->row_count = rows.count;
+    out->col_count = cols.count;
+    out->sub_offset = sub->offset;
+    out->master_offset = master->offset;
+    out->master_count = master->count;
+    /* a tensor taken whole is one row of all its elements (walk_tensor visits row 0 only) */
+    out->sub_cols = kind == KIND_WHOLE ? sub->count : row_length(sub);
+    out->master_cols = kind == KIND_WHOLE ? master->count : row_length(master);
+    return TW_OK;
 }
 
 /* ------------------------------------------------------------------------------------------ */
