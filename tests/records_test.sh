@@ -45,7 +45,8 @@ SCHEMA = {  # event: (required, optional)
                      "gflops", "gbps", "peak_fraction"}, set()),
     "round": ({"mode", "round", "rounds", "step", "workers_in_round", "workers",
                "failed_workers", "phases_s", "per_worker", "bytes_round", "bytes_total", "loss",
-               "elapsed_s"}, set()),
+               "elapsed_s",
+               "idle_fraction_max"}, set()),
 }
 # Old or ambiguous names that must not come back.
 FORBIDDEN = {"val_loss", "train_loss", "val_perplexity", "spec", "seq", "bench", "median"}
