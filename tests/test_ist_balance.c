@@ -7,7 +7,9 @@
  *     equal paces give equal batches;
  *   - dist_update_pace: the first round counts the passes as proportional to the batch; a second
  *     round at another batch recovers the per-sequence slope of a + b x batch; implausible
- *     slopes and unusable measurements are ignored or fall back to proportional. */
+ *     slopes and unusable measurements are ignored or fall back to proportional; a first round
+ *     at a new batch twice slower than predicted (a compile) is left out once;
+ *   - dist_plan_batches keeps the previous batches unless the new split is 5% faster. */
 #include <math.h>
 #include <stdlib.h>
 
@@ -74,13 +76,13 @@ static void simple_splits(void) {
     dist_balance_batches(pace, 2, 16, batches);
     TW_CHECK(batches[0] == 12 && batches[1] == 4, "3x slower: batches %d and %d, expected 12 and 4",
              batches[0], batches[1]);
-    const dist_pace same[3] = {{0.2, 0.1, 0, 0}, {0.2, 0.1, 0, 0}, {0.2, 0.1, 0, 0}};
+    const dist_pace same[3] = {{0.2, 0.1, 0, 0, 0}, {0.2, 0.1, 0, 0, 0}, {0.2, 0.1, 0, 0, 0}};
     int three[3];
     dist_balance_batches(same, 3, 24, three);
     TW_CHECK(three[0] == 8 && three[1] == 8 && three[2] == 8, "equal paces: %d %d %d", three[0],
              three[1], three[2]);
     /* A worker whose fixed part alone exceeds the others' whole phase keeps one sequence. */
-    const dist_pace stuck[2] = {{0.1, 0.0, 0, 0}, {0.1, 5.0, 0, 0}};
+    const dist_pace stuck[2] = {{0.1, 0.0, 0, 0, 0}, {0.1, 5.0, 0, 0, 0}};
     dist_balance_batches(stuck, 2, 10, batches);
     TW_CHECK(batches[0] == 9 && batches[1] == 1, "slow fixed part: %d %d", batches[0], batches[1]);
 }
@@ -112,9 +114,45 @@ static void paces(void) {
     TW_CHECK(q.seq_s == before.seq_s && q.fixed_s == before.fixed_s, "an unusable round counted");
 }
 
+/* A first round at a new batch far slower than predicted (a kernel compile) is left out once;
+ * a second round at that batch counts. The plan keeps the previous batches unless the new split
+ * is predicted 5% faster. */
+static void outliers_and_keeping(void) {
+    dist_pace p = {0};
+    dist_update_pace(&p, 8, 1.0, 1.5); /* seq 0.125, fixed 0.5: 12 sequences predict 2.0 s */
+    const dist_pace before = p;
+    dist_update_pace(&p, 12, 9.0, 10.0);
+    TW_CHECK(p.seq_s == before.seq_s && p.fixed_s == before.fixed_s && p.skipped_batch == 12,
+             "an outlier at a new batch was counted (seq %.6f)", p.seq_s);
+    dist_update_pace(&p, 12, 9.0, 10.0);
+    TW_CHECK(p.seq_s > before.seq_s && p.last_batch == 12,
+             "a second slow round at that batch was not counted");
+    dist_pace q = {0};
+    dist_update_pace(&q, 8, 1.0, 1.5);
+    dist_update_pace(&q, 12, 1.4, 1.95); /* as predicted: counted */
+    TW_CHECK(q.last_batch == 12 && q.skipped_batch == 0, "a normal round was left out");
+
+    const dist_pace pace[2] = {{0.1, 0.0, 0, 0, 0}, {0.3, 0.0, 0, 0, 0}};
+    int batches[2];
+    const int close[2] = {11, 5}; /* 1.5 s against the best 1.2 s: replaced */
+    TW_CHECK(dist_plan_batches(pace, 2, 16, close, batches) && batches[0] == 12 &&
+                 batches[1] == 4, "previous 11/5: got %d/%d, expected 12/4", batches[0],
+             batches[1]);
+    const dist_pace near_pace[2] = {{0.1, 0.0, 0, 0, 0}, {0.305, 0.0, 0, 0, 0}};
+    const int kept[2] = {12, 4}; /* 1.22 s: the best split is 1.22 s too */
+    TW_CHECK(!dist_plan_batches(near_pace, 2, 16, kept, batches) && batches[0] == 12 &&
+                 batches[1] == 4, "previous 12/4 not kept: %d/%d", batches[0], batches[1]);
+    const int other_total[2] = {8, 4}; /* a worker left: the total changed */
+    TW_CHECK(dist_plan_batches(pace, 2, 16, other_total, batches) && batches[0] + batches[1] == 16,
+             "previous batches of another total kept");
+    TW_CHECK(dist_plan_batches(pace, 2, 16, NULL, batches) && batches[0] == 12,
+             "no previous batches");
+}
+
 int main(void) {
     optimal_against_brute_force();
     simple_splits();
     paces();
+    outliers_and_keeping();
     return tw_test_finish("ist_balance");
 }

@@ -220,7 +220,7 @@ static int run_command(int argc, char **argv, bool ist) {
         ist ? "twist ist" : "twist dp",
         ist ? "twist ist --heads-per-worker M [--devices SPEC[,SPEC...]] "
               "[--workers-per-device N] [--local-steps K] [--rounds R] [--data FILE] "
-              "[--preset NAME] [--balance speed] [--transport threads|mpi] [--json[=FILE]] "
+              "[--preset NAME] [--balance speed|data] [--transport threads|mpi] [--json[=FILE]] "
               "[--out DIR]"
             : "twist dp --mode allreduce|localsgd [--devices SPEC[,SPEC...]] "
               "[--workers-per-device N] [--local-steps K] [--rounds R] [--balance data] "

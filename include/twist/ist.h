@@ -127,7 +127,8 @@ tw_status tw_ist_extract(const tw_ist_master *master, const tw_ist_partition *pa
  * weighted by the tokens each worker trained on: sum_w(t_w x_w) / sum_w(t_w). Sums are kept in
  * double with integer weights (t_w over their gcd), so averaging equal values returns the value
  * itself (partition then merge with no training gives back the master bit for bit), equal token
- * counts give exactly the unweighted mean, and two workers the correctly rounded weighted mean.
+ * counts give exactly the unweighted mean, and two workers their weighted mean computed in
+ * double, rounded to float.
  * finish runs in parallel over the master's elements (OpenMP threads). */
 typedef struct tw_ist_merge tw_ist_merge;
 

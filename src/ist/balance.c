@@ -63,6 +63,16 @@ void dist_balance_weights(const tw_gpt_config *master, double head_slots, const 
  * updates, uploads, downloads), both measured and smoothed. */
 void dist_update_pace(dist_pace *pace, int batch, double grad_s, double compute_s) {
     if (!(grad_s > 0.0) || !(compute_s >= grad_s) || batch < 1 || !isfinite(compute_s)) return;
+    /* The first round at a new batch can include compiling kernels for the new shapes (PoCL with
+     * CLBlast took 142 s instead of about 15 at batch 24 in one round of `tiny`): a round at a
+     * new batch that took more than twice the prediction is left out, once; a second round at
+     * that batch counts whatever it took. */
+    const double predicted = pace->fixed_s + batch * pace->seq_s;
+    if (pace->seq_s > 0.0 && batch != pace->last_batch && batch != pace->skipped_batch &&
+        compute_s > 2.0 * predicted) {
+        pace->skipped_batch = batch;
+        return;
+    }
     /* The passes' time is a + batch * s: a per-micro-batch part (kernel launches, the loss read
      * back) that does not shrink with the batch, which matters at small batches. Two rounds at
      * different batches give s; with one, or a slope that noise made implausible (beyond
@@ -104,4 +114,34 @@ void dist_balance_batches(const dist_pace *pace, int workers, int total, int *ba
         }
         batches[best]++;
     }
+}
+
+/* The predicted local phase of the slowest worker with these batches. */
+static double slowest_phase(const dist_pace *pace, int workers, const int *batches) {
+    double worst = 0.0;
+    for (int w = 0; w < workers; w++) {
+        const double t = pace[w].fixed_s + batches[w] * pace[w].seq_s;
+        if (t > worst) worst = t;
+    }
+    return worst;
+}
+
+bool dist_plan_batches(const dist_pace *pace, int workers, int total, const int *previous,
+                       int *batches) {
+    dist_balance_batches(pace, workers, total, batches);
+    if (!previous) return true;
+    int sum = 0;
+    for (int w = 0; w < workers; w++) {
+        if (previous[w] < 1) return true;
+        sum += previous[w];
+    }
+    if (sum != total) return true;
+    /* Each new batch may cost a compile on some backends (see dist_update_pace) and a new
+     * activation allocation on all: the previous batches stay unless the new ones are predicted
+     * to end the phase at least 5% sooner. */
+    if (slowest_phase(pace, workers, previous) <= 1.05 * slowest_phase(pace, workers, batches)) {
+        for (int w = 0; w < workers; w++) batches[w] = previous[w];
+        return false;
+    }
+    return true;
 }

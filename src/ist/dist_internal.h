@@ -104,6 +104,7 @@ typedef struct dist_pace {
     double seq_s, fixed_s;
     int last_batch;     /* the last round's batch and passes' time: the slope's other point */
     double last_grad_s;
+    int skipped_batch;  /* a new batch whose first round was left out as an outlier */
 } dist_pace;
 
 /* Folds a round of a worker that trained with `batch` (grad_s in forward and backward passes,
@@ -112,6 +113,10 @@ void dist_update_pace(dist_pace *pace, int batch, double grad_s, double compute_
 /* Batches (workers) summing to total (>= workers, each >= 1) that minimise the slowest worker's
  * predicted local phase. */
 void dist_balance_batches(const dist_pace *pace, int workers, int total, int *batches);
+/* dist_balance_batches, but keeping `previous` (workers, may be NULL: none) when the new split
+ * is not predicted at least 5% faster; returns whether the batches changed. */
+bool dist_plan_batches(const dist_pace *pace, int workers, int total, const int *previous,
+                       int *batches);
 
 /* A transport: moves jobs, packed buffers and results between the master and the workers. */
 typedef struct dist_transport dist_transport;

@@ -245,19 +245,18 @@ static void free_partition(const master_run *m, tw_ist_partition *partition) {
 static int plan_batches(master_run *m, const int *slot_of) {
     const tw_dist_options *o = m->options;
     dist_pace pace[TW_DIST_MAX_WORKERS];
-    int live = 0, batches[TW_DIST_MAX_WORKERS];
+    int live = 0, batches[TW_DIST_MAX_WORKERS], previous[TW_DIST_MAX_WORKERS];
     bool measured = o->balance == TW_BALANCE_DATA;
     for (int w = 0; w < m->workers; w++) {
-        m->batch[w] = o->batch;
         if (slot_of[w] < 0) continue;
+        /* last round's batch (0 before the first: none to keep) */
+        previous[live] = m->batch[w];
         pace[live++] = m->pace[w];
         if (!(m->pace[w].seq_s > 0.0)) measured = false;
     }
-    if (measured) {
-        dist_balance_batches(pace, live, live * o->batch, batches);
-        for (int w = 0; w < m->workers; w++)
-            if (slot_of[w] >= 0) m->batch[w] = batches[slot_of[w]];
-    }
+    if (measured) dist_plan_batches(pace, live, live * o->batch, previous, batches);
+    for (int w = 0; w < m->workers; w++)
+        m->batch[w] = measured && slot_of[w] >= 0 ? batches[slot_of[w]] : o->batch;
     return live * o->batch;
 }
 
