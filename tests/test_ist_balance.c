@@ -7,9 +7,10 @@
  *     equal paces give equal batches;
  *   - dist_update_pace: the first round counts the passes as proportional to the batch; a second
  *     round at another batch recovers the per-sequence slope of a + b x batch; implausible
- *     slopes and unusable measurements are ignored or fall back to proportional; a first round
- *     at a new batch twice slower than predicted (a compile) is left out once;
- *   - dist_plan_batches keeps the previous batches unless the new split is 5% faster. */
+ *     slopes and unusable measurements are ignored or fall back to proportional; a round at a
+ *     larger batch twice slower than predicted caps the worker below that batch;
+ *   - the split keeps caps while it can; dist_plan_batches keeps the previous batches unless the
+ *     new split is 5% faster. */
 #include <math.h>
 #include <stdlib.h>
 
@@ -114,26 +115,37 @@ static void paces(void) {
     TW_CHECK(q.seq_s == before.seq_s && q.fixed_s == before.fixed_s, "an unusable round counted");
 }
 
-/* A first round at a new batch far slower than predicted (a kernel compile) is left out once;
- * a second round at that batch counts. The plan keeps the previous batches unless the new split
+/* A round at a larger batch far slower than predicted caps the worker below it and is not
+ * counted; rounds at smaller batches, or as predicted, count. The greedy split keeps caps while
+ * another worker can take a sequence. The plan keeps the previous batches unless the new split
  * is predicted 5% faster. */
-static void outliers_and_keeping(void) {
+static void cliffs_and_keeping(void) {
     dist_pace p = {0};
     dist_update_pace(&p, 8, 1.0, 1.5); /* seq 0.125, fixed 0.5: 12 sequences predict 2.0 s */
     const dist_pace before = p;
     dist_update_pace(&p, 12, 9.0, 10.0);
-    TW_CHECK(p.seq_s == before.seq_s && p.fixed_s == before.fixed_s && p.skipped_batch == 12,
-             "an outlier at a new batch was counted (seq %.6f)", p.seq_s);
-    dist_update_pace(&p, 12, 9.0, 10.0);
-    TW_CHECK(p.seq_s > before.seq_s && p.last_batch == 12,
-             "a second slow round at that batch was not counted");
+    TW_CHECK(p.seq_s == before.seq_s && p.fixed_s == before.fixed_s && p.cap == 11,
+             "a cliff at 12: seq %.6f, cap %d (expected the pace kept, cap 11)", p.seq_s, p.cap);
+    dist_update_pace(&p, 4, 1.0, 1.2); /* smaller batch, slow: counted, no cap change */
+    TW_CHECK(p.last_batch == 4 && p.cap == 11, "a round at a smaller batch was not counted");
     dist_pace q = {0};
     dist_update_pace(&q, 8, 1.0, 1.5);
     dist_update_pace(&q, 12, 1.4, 1.95); /* as predicted: counted */
-    TW_CHECK(q.last_batch == 12 && q.skipped_batch == 0, "a normal round was left out");
+    TW_CHECK(q.last_batch == 12 && q.cap == 0, "a normal round was taken for a cliff");
+
+    /* worker 0 is 3x faster but capped at 6: it takes 6, worker 1 the other 10 */
+    dist_pace capped[2] = {{0.1, 0.0, 0, 0, 6}, {0.3, 0.0, 0, 0, 0}};
+    int batches[2];
+    dist_balance_batches(capped, 2, 16, batches);
+    TW_CHECK(batches[0] == 6 && batches[1] == 10, "capped: %d/%d, expected 6/10", batches[0],
+             batches[1]);
+    /* both capped: the caps give way, fastest first */
+    capped[1].cap = 4;
+    dist_balance_batches(capped, 2, 16, batches);
+    TW_CHECK(batches[0] + batches[1] == 16 && batches[0] >= 6 && batches[1] >= 4,
+             "both capped: %d/%d", batches[0], batches[1]);
 
     const dist_pace pace[2] = {{0.1, 0.0, 0, 0, 0}, {0.3, 0.0, 0, 0, 0}};
-    int batches[2];
     const int close[2] = {11, 5}; /* 1.5 s against the best 1.2 s: replaced */
     TW_CHECK(dist_plan_batches(pace, 2, 16, close, batches) && batches[0] == 12 &&
                  batches[1] == 4, "previous 11/5: got %d/%d, expected 12/4", batches[0],
@@ -153,6 +165,6 @@ int main(void) {
     optimal_against_brute_force();
     simple_splits();
     paces();
-    outliers_and_keeping();
+    cliffs_and_keeping();
     return tw_test_finish("ist_balance");
 }

@@ -63,14 +63,13 @@ void dist_balance_weights(const tw_gpt_config *master, double head_slots, const 
  * updates, uploads, downloads), both measured and smoothed. */
 void dist_update_pace(dist_pace *pace, int batch, double grad_s, double compute_s) {
     if (!(grad_s > 0.0) || !(compute_s >= grad_s) || batch < 1 || !isfinite(compute_s)) return;
-    /* The first round at a new batch can include compiling kernels for the new shapes (PoCL with
-     * CLBlast took 142 s instead of about 15 at batch 24 in one round of `tiny`): a round at a
-     * new batch that took more than twice the prediction is left out, once; a second round at
-     * that batch counts whatever it took. */
+    /* A device can fall off a cliff at a larger batch: PoCL (through CLBlast) ran `tiny` at 16
+     * sequences in about 16 s a round and at 20 or 21 in 80 to 140 s. A round at a larger batch
+     * than the last that took more than twice the prediction caps the worker below that batch
+     * (for the rest of the run) and is not folded into the linear pace, which it does not fit. */
     const double predicted = pace->fixed_s + batch * pace->seq_s;
-    if (pace->seq_s > 0.0 && batch != pace->last_batch && batch != pace->skipped_batch &&
-        compute_s > 2.0 * predicted) {
-        pace->skipped_batch = batch;
+    if (pace->seq_s > 0.0 && batch > pace->last_batch && compute_s > 2.0 * predicted) {
+        if (pace->cap == 0 || batch - 1 < pace->cap) pace->cap = batch - 1;
         return;
     }
     /* The passes' time is a + batch * s: a per-micro-batch part (kernel launches, the loss read
@@ -99,19 +98,23 @@ void dist_update_pace(dist_pace *pace, int batch, double grad_s, double compute_
 /* Deals `total` sequences (>= workers) one at a time, each to the worker whose local phase would
  * end first with it, starting from one each: this minimises the slowest worker's time for
  * integer batches (a sequence is the smallest unit a batch can move by). Keeps the total, so a
- * balanced run trains the same tokens per round as an equal one. */
+ * balanced run trains the same tokens per round as an equal one. A worker's cap is kept while
+ * another worker can still take the sequence. */
 void dist_balance_batches(const dist_pace *pace, int workers, int total, int *batches) {
     for (int w = 0; w < workers; w++) batches[w] = 1;
     for (int left = total - workers; left > 0; left--) {
-        int best = 0;
+        int best = -1;
         double best_end = INFINITY;
-        for (int w = 0; w < workers; w++) {
-            const double end = pace[w].fixed_s + (batches[w] + 1) * pace[w].seq_s;
-            if (end < best_end) {
-                best_end = end;
-                best = w;
+        /* workers at their cap (see dist_update_pace) take more only when all are */
+        for (int pass = 0; pass < 2 && best < 0; pass++)
+            for (int w = 0; w < workers; w++) {
+                if (pass == 0 && pace[w].cap > 0 && batches[w] >= pace[w].cap) continue;
+                const double end = pace[w].fixed_s + (batches[w] + 1) * pace[w].seq_s;
+                if (best < 0 || end < best_end) {
+                    best_end = end;
+                    best = w;
+                }
             }
-        }
         batches[best]++;
     }
 }

@@ -104,7 +104,7 @@ typedef struct dist_pace {
     double seq_s, fixed_s;
     int last_batch;     /* the last round's batch and passes' time: the slope's other point */
     double last_grad_s;
-    int skipped_batch;  /* a new batch whose first round was left out as an outlier */
+    int cap;            /* the largest batch before the device's time fell off a cliff; 0 none */
 } dist_pace;
 
 /* Folds a round of a worker that trained with `batch` (grad_s in forward and backward passes,
