@@ -159,6 +159,11 @@ static void cliffs_and_keeping(void) {
              "previous batches of another total kept");
     TW_CHECK(dist_plan_batches(pace, 2, 16, NULL, batches) && batches[0] == 12,
              "no previous batches");
+    /* previous batches above a cap found since are not kept, however close */
+    const dist_pace capped_now[2] = {{0.1, 0.0, 0, 0, 11}, {0.305, 0.0, 0, 0, 0}};
+    TW_CHECK(dist_plan_batches(capped_now, 2, 16, kept, batches) && batches[0] == 11 &&
+                 batches[1] == 5, "previous 12/4 kept above the cap 11: %d/%d", batches[0],
+             batches[1]);
 }
 
 int main(void) {

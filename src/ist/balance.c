@@ -135,7 +135,8 @@ bool dist_plan_batches(const dist_pace *pace, int workers, int total, const int 
     if (!previous) return true;
     int sum = 0;
     for (int w = 0; w < workers; w++) {
-        if (previous[w] < 1) return true;
+        /* none before, or above a cap found since: not kept */
+        if (previous[w] < 1 || (pace[w].cap > 0 && previous[w] > pace[w].cap)) return true;
         sum += previous[w];
     }
     if (sum != total) return true;
