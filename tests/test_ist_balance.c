@@ -8,7 +8,7 @@
  *   - dist_update_pace: the first round counts the passes as proportional to the batch; a second
  *     round at another batch recovers the per-sequence slope of a + b x batch; implausible
  *     slopes and unusable measurements are ignored or fall back to proportional; a round at a
- *     larger batch twice slower than predicted caps the worker below that batch;
+ *     larger batch twice slower than predicted caps the worker at its last batch;
  *   - the split keeps caps while it can; dist_plan_batches keeps the previous batches unless the
  *     new split is 5% faster. */
 #include <math.h>
@@ -115,8 +115,8 @@ static void paces(void) {
     TW_CHECK(q.seq_s == before.seq_s && q.fixed_s == before.fixed_s, "an unusable round counted");
 }
 
-/* A round at a larger batch far slower than predicted caps the worker below it and is not
- * counted; rounds at smaller batches, or as predicted, count. The greedy split keeps caps while
+/* A round at a larger batch far slower than predicted caps the worker at its last batch and
+ * is not counted; rounds at smaller batches, or as predicted, count. The greedy split keeps caps while
  * another worker can take a sequence. The plan keeps the previous batches unless the new split
  * is predicted 5% faster. */
 static void cliffs_and_keeping(void) {
@@ -124,10 +124,10 @@ static void cliffs_and_keeping(void) {
     dist_update_pace(&p, 8, 1.0, 1.5); /* seq 0.125, fixed 0.5: 12 sequences predict 2.0 s */
     const dist_pace before = p;
     dist_update_pace(&p, 12, 9.0, 10.0);
-    TW_CHECK(p.seq_s == before.seq_s && p.fixed_s == before.fixed_s && p.cap == 11,
-             "a cliff at 12: seq %.6f, cap %d (expected the pace kept, cap 11)", p.seq_s, p.cap);
+    TW_CHECK(p.seq_s == before.seq_s && p.fixed_s == before.fixed_s && p.cap == 8,
+             "a cliff at 12: seq %.6f, cap %d (expected the pace kept, cap 8)", p.seq_s, p.cap);
     dist_update_pace(&p, 4, 1.0, 1.2); /* smaller batch, slow: counted, no cap change */
-    TW_CHECK(p.last_batch == 4 && p.cap == 11, "a round at a smaller batch was not counted");
+    TW_CHECK(p.last_batch == 4 && p.cap == 8, "a round at a smaller batch was not counted");
     dist_pace q = {0};
     dist_update_pace(&q, 8, 1.0, 1.5);
     dist_update_pace(&q, 12, 1.4, 1.95); /* as predicted: counted */
