@@ -10,7 +10,7 @@
  *     slopes and unusable measurements are ignored or fall back to proportional; a round at a
  *     larger batch twice slower than predicted caps the worker at its last batch;
  *   - the split keeps caps while it can; dist_plan_batches keeps the previous batches unless the
- *     new split is 5% faster. */
+ *     new split is 2% faster. */
 #include <math.h>
 #include <stdlib.h>
 
@@ -118,7 +118,7 @@ static void paces(void) {
 /* A round at a larger batch far slower than predicted caps the worker at its last batch and
  * is not counted; rounds at smaller batches, or as predicted, count. The greedy split keeps caps while
  * another worker can take a sequence. The plan keeps the previous batches unless the new split
- * is predicted 5% faster. */
+ * is predicted 2% faster. */
 static void cliffs_and_keeping(void) {
     dist_pace p = {0};
     dist_update_pace(&p, 8, 1.0, 1.5); /* seq 0.125, fixed 0.5: 12 sequences predict 2.0 s */
@@ -152,6 +152,9 @@ static void cliffs_and_keeping(void) {
              batches[1]);
     const dist_pace near_pace[2] = {{0.1, 0.0, 0, 0, 0}, {0.305, 0.0, 0, 0, 0}};
     const int kept[2] = {12, 4}; /* 1.22 s: the best split is 1.22 s too */
+    const int within[2] = {13, 3}; /* 1.3 s: 6.6% slower than the best, replaced */
+    TW_CHECK(dist_plan_batches(near_pace, 2, 16, within, batches) && batches[0] == 12,
+             "previous 13/3 kept: %d/%d", batches[0], batches[1]);
     TW_CHECK(!dist_plan_batches(near_pace, 2, 16, kept, batches) && batches[0] == 12 &&
                  batches[1] == 4, "previous 12/4 not kept: %d/%d", batches[0], batches[1]);
     const int other_total[2] = {8, 4}; /* a worker left: the total changed */

@@ -141,10 +141,11 @@ bool dist_plan_batches(const dist_pace *pace, int workers, int total, const int 
         sum += previous[w];
     }
     if (sum != total) return true;
-    /* Each new batch may cost a compile on some backends (see dist_update_pace) and a new
-     * activation allocation on all: the previous batches stay unless the new ones are predicted
-     * to end the phase at least 5% sooner. */
-    if (slowest_phase(pace, workers, previous) <= 1.05 * slowest_phase(pace, workers, batches)) {
+    /* Each new batch costs new activation buffers (and on some backends new kernels), and one
+     * round's noise should not move them back and forth: the previous batches stay unless the
+     * new ones are predicted to end the phase at least 2% sooner (5% kept a worker 20% idle for
+     * rounds: one sequence of a batch of 19 is about 5%). */
+    if (slowest_phase(pace, workers, previous) <= 1.02 * slowest_phase(pace, workers, batches)) {
         for (int w = 0; w < workers; w++) batches[w] = previous[w];
         return false;
     }

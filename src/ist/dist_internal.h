@@ -114,7 +114,7 @@ void dist_update_pace(dist_pace *pace, int batch, double grad_s, double compute_
  * predicted local phase. */
 void dist_balance_batches(const dist_pace *pace, int workers, int total, int *batches);
 /* dist_balance_batches, but keeping `previous` (workers, may be NULL: none) when the new split
- * is not predicted at least 5% faster; returns whether the batches changed. */
+ * is not predicted at least 2% faster; returns whether the batches changed. */
 bool dist_plan_batches(const dist_pace *pace, int workers, int total, const int *previous,
                        int *batches);
 
