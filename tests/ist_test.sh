@@ -18,6 +18,10 @@
 #              saves it (loadable, state.json at that round's step), exits 130 / 143
 #   mixed      cpu, opencl:0, vulkan:0 side by side (the absent ones skipped): the merged
 #              model's validation loss falls
+#   balance    --balance data with --slow-worker 1:8 (ist, dp allreduce, dp localsgd, 2 cpu
+#              workers): from round 2 the slow worker trains the smaller batch, the batches keep
+#              the round's total, each worker's tokens are K x batch x T, every worker's idle
+#              time is in the records and the text; --balance equal keeps the batches equal
 #   flags      bad flags: one clear message naming the flag, exit 2
 set -euo pipefail
 
@@ -331,6 +335,53 @@ sys.exit(0 if loss[-1] < loss[0] and all(b < a + 0.05 for a, b in zip(loss, loss
 EOF
 }
 
+# Checks the round records of a 2-worker run with --batch 4 and K 2 (T 32): prints each round's
+# batches; fails when a round's batches do not sum to 8, a worker's tokens are not
+# 2 x batch x 32, an idle time is missing, or (balanced) the last round does not give the slow
+# worker 1 the smaller batch.
+balance_records() { # FILE balanced(0|1)
+    python3 - "$1" "$2" <<'EOF'
+import json, sys
+rounds = [r for r in map(json.loads, open(sys.argv[1])) if r["event"] == "round"]
+balanced = sys.argv[2] == "1"
+for r in rounds:
+    ws = r["per_worker"]
+    b = [w["batch"] for w in ws]
+    print("round", r["round"], "batches", b, "idle",
+          ["%.0f%%" % (100 * w["idle_fraction"]) for w in ws])
+    if sum(b) != 8:
+        sys.exit("round %d: batches %s do not sum to 8" % (r["round"], b))
+    for w in ws:
+        if w["tokens"] != 2 * w["batch"] * 32:
+            sys.exit("round %d: worker tokens %s" % (r["round"], w["tokens"]))
+        if not (w["idle_s"] >= 0 and 0 <= w["idle_fraction"] <= 1 and w["compute_s"] > 0):
+            sys.exit("round %d: idle time missing or out of range: %s" % (r["round"], w))
+    if not 0 <= r["idle_fraction_max"] <= 1:
+        sys.exit("round %d: idle_fraction_max %s" % (r["round"], r["idle_fraction_max"]))
+    if not balanced and b != [4, 4]:
+        sys.exit("equal balance changed the batches: %s" % b)
+last = [w["batch"] for w in rounds[-1]["per_worker"]]
+if balanced and not last[1] < last[0]:
+    sys.exit("the slow worker 1 did not get the smaller batch: %s" % last)
+EOF
+}
+
+case_balance() {
+    local run=(--devices cpu --workers-per-device 2 --local-steps 2 --rounds 3 --slow-worker 1:8
+               "${model[@]}")
+    "$twist" ist "${run[@]}" --heads-per-worker 2 --balance data --json "$tmp/ist.jsonl" \
+        >"$tmp/ist.txt"
+    balance_records "$tmp/ist.jsonl" 1 || fail "ist --balance data"
+    grep -q "round 3: local phase .* s; idle w0 cpu .*, w1 cpu .*(.*%, batch [0-9]*)" \
+        "$tmp/ist.txt" || fail "ist: the text lacks the idle line"
+    for mode in allreduce localsgd; do
+        "$twist" dp --mode $mode "${run[@]}" --balance data --json "$tmp/$mode.jsonl" >/dev/null
+        balance_records "$tmp/$mode.jsonl" 1 || fail "dp --mode $mode --balance data"
+    done
+    "$twist" ist "${run[@]}" --heads-per-worker 2 --json "$tmp/equal.jsonl" >/dev/null
+    balance_records "$tmp/equal.jsonl" 0 || fail "ist --balance equal"
+}
+
 # expect_usage NEEDLE ARGS...: exit 2, stderr names NEEDLE, nothing on stdout.
 expect_usage() {
     local needle=$1 rc=0
@@ -348,6 +399,7 @@ case_flags() {
     expect_usage "--workers-per-device" ist "${base[@]}" --heads-per-worker 4 --workers-per-device 0
     expect_usage "--heads-per-worker" ist "${base[@]}" --heads-per-worker 1 --workers-per-device 2
     expect_usage "--heads-per-worker" ist "${base[@]}"
+    expect_usage "--balance speed" dp "${base[@]}" --mode allreduce --balance speed
     expect_usage "--mode" dp "${base[@]}" --mode ring
     expect_usage "--mode" dp "${base[@]}"
     expect_usage "--heads-per-worker" dp "${base[@]}" --mode allreduce --heads-per-worker 2
@@ -369,7 +421,7 @@ case_flags() {
 }
 
 case "$case_name" in
-identity | mpi | mpi_end | fault | replan | signal | mixed | flags) "case_$case_name" ;;
+identity | mpi | mpi_end | fault | replan | signal | mixed | balance | flags) "case_$case_name" ;;
 *) echo "unknown case $case_name" >&2; exit 2 ;;
 esac
 if ((failures)); then

@@ -47,7 +47,7 @@ SCHEMA = {  # event: (required, optional)
     "round": ({"mode", "round", "rounds", "step", "workers_in_round", "workers",
                "failed_workers", "phases_s", "per_worker", "bytes_round", "bytes_total", "loss",
                "elapsed_s", "bytes_sent", "bytes_received", "codec", "bytes_localsgd_fp32",
-               "bytes_ratio_localsgd_fp32"}, set()),
+               "bytes_ratio_localsgd_fp32", "idle_fraction_max"}, set()),
 }
 # Old or ambiguous names that must not come back.
 FORBIDDEN = {"val_loss", "train_loss", "val_perplexity", "spec", "seq", "bench", "median"}

@@ -9,6 +9,8 @@
  *     and units' output rows zeroed and the block scales multiplied by 1/p;
  *   - merging some workers: elements only absent workers held keep their values, an element two
  *     workers held becomes their average;
+ *   - the token-weighted merge: each element the weighted mean of its holders' values (checked
+ *     with the index formula), the same on 1 and 3 threads, equal tokens = the unweighted merge;
  *   - bad partitions, workers and masters are refused with a message. */
 #include <math.h>
 #include <stdbool.h>
@@ -432,6 +434,119 @@ static void partial_merge(void) {
 }
 
 /* ------------------------------------------------------------------------------------------ */
+/* Token-weighted merge                                                                       */
+/* ------------------------------------------------------------------------------------------ */
+
+/* Merges workers 0..2 of p (packed[w]) with the given tokens (0: tw_ist_merge_add) on `threads`
+ * threads into a copy of `from`. */
+static tw_ist_master *merged(const tw_ist_master *from, const tw_ist_partition *p,
+                             float *const *packed, const uint64_t *tokens, int threads) {
+    tw_ist_master *m = NULL;
+    TW_CHECK_OK(tw_ist_master_create(&from->config, &m));
+    if (!m) return NULL;
+    const size_t bytes = from->param_count * sizeof(float);
+    memcpy(m->params, from->params, bytes);
+    memcpy(m->exp_avg, from->exp_avg, bytes);
+    memcpy(m->exp_avg_sq, from->exp_avg_sq, bytes);
+    tw_ist_merge *merge = NULL;
+    TW_CHECK_OK(tw_ist_merge_begin(m, &merge));
+    tw_ist_merge_set_threads(merge, threads);
+    for (int w = 0; merge && w < 3; w++)
+        TW_CHECK_OK(tokens ? tw_ist_merge_add_weighted(merge, p, w, packed[w], tokens[w])
+                           : tw_ist_merge_add(merge, p, w, packed[w]));
+    if (merge) TW_CHECK_OK(tw_ist_merge_finish(merge, m));
+    return m;
+}
+
+static bool same_master(const tw_ist_master *a, const tw_ist_master *b) {
+    if (!a || !b) return false;
+    const size_t P = a->param_count;
+    return same_floats(a->params, b->params, P) &&
+           same_floats(a->exp_avg, b->exp_avg, P) && same_floats(a->exp_avg_sq, b->exp_avg_sq, P);
+}
+
+/* Three workers with different token counts on a model of many merge chunks (4096 elements):
+ * every element is sum_w(t_w x_w) / sum_w(t_w) over its holders, computed here from the
+ * independent index formula (double, in add order, weights t_w / gcd = 5, 2, 3); the result does
+ * not depend on the thread count; equal tokens give the unweighted merge bit for bit; 0 tokens
+ * are refused. */
+static void weighted_merge(void) {
+    tw_gpt_config c;
+    TW_CHECK_OK(tw_gpt_config_uniform(300, 16, 2, 48, 4, &c));
+    tw_ist_master *master = random_master(&c, 11);
+    tw_ist_partition *p = make_partition(&c, 3, 2, NULL, 4);
+    if (!master || !p) return;
+    const size_t P = master->param_count;
+    TW_CHECK(P > 8 * 4096, "the model must span several merge chunks (%zu parameters)", P);
+    float *packed[3];
+    size_t *maps[3], counts[3];
+    for (int w = 0; w < 3; w++) {
+        packed[w] = extract(master, p, w, &counts[w]);
+        maps[w] = element_map(master, p, w, &counts[w]);
+        /* distinct values per worker: the master's plus a worker-dependent shift */
+        for (size_t j = 0; j < 3 * counts[w]; j++) packed[w][j] += 0.25f * (float)(w + 1);
+    }
+    const uint64_t tokens[3] = {5 * 4096, 2 * 4096, 3 * 4096}, weight[3] = {5, 2, 3};
+
+    double *sums = calloc(3 * P, sizeof(double)), *total = calloc(P, sizeof(double));
+    unsigned char *held = calloc(P, 1);
+    for (int w = 0; w < 3; w++)
+        for (size_t j = 0; j < counts[w]; j++) {
+            const size_t i = maps[w][j];
+            for (int part = 0; part < 3; part++)
+                sums[(size_t)part * P + i] += (double)weight[w] * packed[w][part * counts[w] + j];
+            total[i] += (double)weight[w];
+            held[i]++;
+        }
+    const float *before[3] = {master->params, master->exp_avg, master->exp_avg_sq};
+    size_t by_holders[4] = {0};
+    for (int threads = 1; threads <= 3; threads += 2) {
+        tw_ist_master *m = merged(master, p, packed, tokens, threads);
+        if (!m) break;
+        const float *after[3] = {m->params, m->exp_avg, m->exp_avg_sq};
+        size_t wrong = 0;
+        for (size_t i = 0; i < P; i++) {
+            if (threads == 1) by_holders[held[i]]++;
+            for (int part = 0; part < 3; part++) {
+                const float expected = held[i] ? (float)(sums[(size_t)part * P + i] / total[i])
+                                               : before[part][i];
+                wrong += after[part][i] != expected;
+            }
+        }
+        TW_CHECK(wrong == 0, "weighted merge on %d threads: %zu of %zu values are not the "
+                 "token-weighted mean", threads, wrong, 3 * P);
+        tw_ist_master_free(m);
+    }
+    printf("weighted merge: %zu elements held by no worker, %zu by one, %zu by two, %zu by "
+           "three\n", by_holders[0], by_holders[1], by_holders[2], by_holders[3]);
+    TW_CHECK(by_holders[1] > 0 && by_holders[2] > 0 && by_holders[3] > 0,
+             "weighted merge: a case was never exercised");
+
+    /* Equal tokens: the unweighted merge, bit for bit (at any thread count). */
+    const uint64_t equal[3] = {81920, 81920, 81920};
+    tw_ist_master *plain = merged(master, p, packed, NULL, 1);
+    tw_ist_master *weighted = merged(master, p, packed, equal, 3);
+    TW_CHECK(same_master(plain, weighted), "equal tokens differ from the unweighted merge");
+    tw_ist_master_free(plain);
+    tw_ist_master_free(weighted);
+
+    tw_ist_merge *merge = NULL;
+    TW_CHECK_OK(tw_ist_merge_begin(master, &merge));
+    TW_CHECK_ERROR(tw_ist_merge_add_weighted(merge, p, 0, packed[0], 0), TW_ERR_INVALID_ARGUMENT,
+                   "0 tokens");
+    tw_ist_merge_abort(merge);
+    for (int w = 0; w < 3; w++) {
+        free(packed[w]);
+        free(maps[w]);
+    }
+    free(sums);
+    free(total);
+    free(held);
+    tw_ist_partition_free(p);
+    tw_ist_master_free(master);
+}
+
+/* ------------------------------------------------------------------------------------------ */
 /* Bad arguments                                                                              */
 /* ------------------------------------------------------------------------------------------ */
 
@@ -500,6 +615,7 @@ int main(void) {
     subnet_scales();
     subnet_logits();
     partial_merge();
+    weighted_merge();
     bad_arguments();
     return tw_test_finish("ist_subnet");
 }

@@ -19,7 +19,7 @@
 #include "twist/ist_run.h"
 #include "twist/train.h"
 
-static const char *const BALANCES[] = {"equal", "speed", NULL};
+static const char *const BALANCES[] = {"equal", "speed", "data", NULL};
 static const char *const TRANSPORTS[] = {"threads", "mpi", NULL};
 static const char *const DP_MODES[] = {"allreduce", "localsgd", NULL};
 static const char *const CODECS[] = {"fp32", "bf16", "bf16-delta", NULL};
@@ -217,14 +217,16 @@ static int run_command(int argc, char **argv, bool ist) {
          .metavar = "M", .help = "heads of each layer per worker (workers x M >= heads)",
          .required = true, .min = 1, .max = 4096},
         {.name = "--balance", .kind = ARG_CHOICE, .dest = &c.balance, .metavar = "NAME",
-         .help = "equal shares, or shares by each worker's measured speed (default equal)",
+         .help = "equal; speed (ist): heads and units by each worker's measured FLOP/s; data: "
+                 "each worker's batch by its measured time per sequence (default equal)",
          .choices = BALANCES},
         {.name = "--mode", .kind = ARG_CHOICE, .dest = &c.mode, .metavar = "MODE",
          .help = "allreduce (gradients averaged every step) or localsgd (replicas averaged "
                  "every K steps)", .required = true, .choices = DP_MODES},
     };
     const int common = (int)(sizeof own / sizeof own[0]) - 3;
-    /* ist: common + --heads-per-worker + --balance; dp: common + --mode (moved into place). */
+    /* ist: common + --heads-per-worker + --balance; dp: common + --mode (moved into place) +
+     * --balance. */
     if (!ist) own[common] = own[common + 2];
     arg_spec specs[MODEL_FLAG_COUNT + sizeof own / sizeof own[0]];
     model_flag_specs(&c.model, specs);
@@ -233,17 +235,18 @@ static int run_command(int argc, char **argv, bool ist) {
         ist ? "twist ist" : "twist dp",
         ist ? "twist ist --heads-per-worker M [--devices SPEC[,SPEC...]] "
               "[--workers-per-device N] [--local-steps K] [--rounds R] [--data FILE] "
-              "[--preset NAME] [--balance speed] [--transport threads|mpi] [--json[=FILE]] "
+              "[--preset NAME] [--balance speed|data] [--transport threads|mpi] [--json[=FILE]] "
               "[--out DIR]"
             : "twist dp --mode allreduce|localsgd [--devices SPEC[,SPEC...]] "
-              "[--workers-per-device N] [--local-steps K] [--rounds R] [options]",
+              "[--workers-per-device N] [--local-steps K] [--rounds R] [--balance data] "
+              "[options]",
         ist ? "Independent subnetwork training: each worker trains a subnetwork (some heads, "
               "some MLP units of every layer) for K steps on its own data shard; the host "
               "merges them and deals new ones every round."
             : "Baselines of `twist ist` in the same engine: data parallel (every step's "
               "gradients averaged over the workers) or local SGD (full replicas averaged every "
               "K steps).",
-        specs, MODEL_FLAG_COUNT + (ist ? common + 2 : common + 1)};
+        specs, MODEL_FLAG_COUNT + common + 2};
     args_result parsed = args_parse(&command, argc, argv);
     if (parsed != ARGS_OK) return parsed == ARGS_HELP ? CLI_EXIT_OK : CLI_EXIT_USAGE;
     int code = split_devices(&c, command.name);
@@ -284,7 +287,13 @@ static int run_command(int argc, char **argv, bool ist) {
     o.heads_per_worker = c.heads_per_worker;
     o.local_steps = c.local_steps;
     o.rounds = c.rounds;
-    o.balance = c.balance == 1 ? TW_BALANCE_SPEED : TW_BALANCE_EQUAL;
+    o.balance = c.balance == 1   ? TW_BALANCE_SPEED
+                : c.balance == 2 ? TW_BALANCE_DATA
+                                 : TW_BALANCE_EQUAL;
+    if (!ist && o.balance == TW_BALANCE_SPEED)
+        return args_usage_error(command.name, "--balance speed: dp workers hold the whole "
+                                "model, there are no heads or units to balance; --balance data "
+                                "balances their batches");
     o.transport = c.transport == 1 ? TW_TRANSPORT_MPI : TW_TRANSPORT_THREADS;
     o.data_path = c.model.data;
     o.tokenizer_path = c.model.tokenizer;

@@ -123,13 +123,27 @@ tw_status tw_ist_extract(const tw_ist_master *master, const tw_ist_partition *pa
                          int worker, float *packed);
 
 /* Merging: begin, add each returned packed subnet (any order; a failed worker is simply not
- * added), finish. Sums are kept in double, so averaging n equal values returns the value itself:
- * partition then merge with no training gives back the master bit for bit. */
+ * added), finish. Each element becomes the mean of the values the added workers hold for it,
+ * weighted by the tokens each worker trained on: sum_w(t_w x_w) / sum_w(t_w). Sums are kept in
+ * double with integer weights (t_w over their gcd), so averaging equal values returns the value
+ * itself (partition then merge with no training gives back the master bit for bit), equal token
+ * counts give exactly the unweighted mean, and two workers their weighted mean computed in
+ * double, rounded to float.
+ * finish runs in parallel over the master's elements (OpenMP threads). */
 typedef struct tw_ist_merge tw_ist_merge;
 
 tw_status tw_ist_merge_begin(const tw_ist_master *master, tw_ist_merge **out);
+/* Adds worker `worker`'s packed subnet with weight 1 (the partition and worker index are checked
+ * here). packed and partition are read by tw_ist_merge_finish, not here: both must stay valid
+ * and unchanged until the merge is finished or aborted. */
 tw_status tw_ist_merge_add(tw_ist_merge *merge, const tw_ist_partition *partition, int worker,
                            const float *packed);
+/* The same, weighted by tokens (> 0): the training tokens behind the worker's values. */
+tw_status tw_ist_merge_add_weighted(tw_ist_merge *merge, const tw_ist_partition *partition,
+                                    int worker, const float *packed, uint64_t tokens);
+/* Threads finish uses (0, the default: OpenMP's maximum, normally the available cores). The
+ * result does not depend on it. */
+void tw_ist_merge_set_threads(tw_ist_merge *merge, int threads);
 /* Writes the averages into master (elements no added worker held keep their values) and frees
  * merge. */
 tw_status tw_ist_merge_finish(tw_ist_merge *merge, tw_ist_master *master);

@@ -42,7 +42,11 @@ typedef enum tw_dist_mode {
 
 typedef enum tw_dist_balance {
     TW_BALANCE_EQUAL = 0, /* equal head quotas and unit shares */
-    TW_BALANCE_SPEED = 1  /* shares in proportion to each worker's tokens/s of the last round */
+    TW_BALANCE_SPEED = 1, /* shares in proportion to each worker's tokens/s of the last round */
+    /* equal shares; each worker's micro-batch from its measured time per sequence, so all end
+     * the local phase together (the round's sequences stay workers x batch). IST, data parallel
+     * and local SGD alike; the merge weights each worker by the tokens it trained. */
+    TW_BALANCE_DATA = 2
 } tw_dist_balance;
 
 typedef enum tw_dist_transport {

@@ -230,19 +230,23 @@ tw_status tw_grow_combine(const tw_ist_master *const *sources, int n, tw_ist_mas
     tw_status status = tw_ist_master_create(&c, &m);
     if (status == TW_OK) status = block_partition(sources, n, &partition);
     if (status == TW_OK) status = tw_ist_merge_begin(m, &merge);
+    /* The merge reads the packed sources at finish: they are kept until then. */
+    float **packed = calloc((size_t)n, sizeof *packed);
+    if (status == TW_OK && !packed)
+        status = tw_error(TW_ERR_OUT_OF_MEMORY, "grow combine: out of host memory");
     for (int i = 0; i < n && status == TW_OK; i++) {
         tw_gpt_config sub;
-        float *packed = NULL;
         status = tw_ist_subnet_config(&c, &partition, i, &sub);
-        if (status == TW_OK) status = pack_source(sources[i], &sub, &packed);
-        if (status == TW_OK) status = tw_ist_merge_add(merge, &partition, i, packed);
-        free(packed);
+        if (status == TW_OK) status = pack_source(sources[i], &sub, &packed[i]);
+        if (status == TW_OK) status = tw_ist_merge_add(merge, &partition, i, packed[i]);
     }
     if (status == TW_OK) {
         status = tw_ist_merge_finish(merge, m); /* frees merge */
         merge = NULL;
     }
     tw_ist_merge_abort(merge);
+    for (int i = 0; packed && i < n; i++) free(packed[i]);
+    free(packed);
     free_partition(&partition);
     if (status != TW_OK) {
         tw_ist_master_free(m);

@@ -54,3 +54,100 @@ void dist_balance_weights(const tw_gpt_config *master, double head_slots, const 
         weights[w] = share > floor_share ? share : floor_share;
     }
 }
+
+/* --balance data: the micro-batch of each worker (sequences per step), so that all finish the
+ * round's local phase together. Unlike heads and units, the batch scales every FLOP of a step,
+ * the embedding and the tied logits included, so it can balance what shares cannot. A worker's
+ * local phase lasts fixed_w + b_w * seq_w: seq_w the seconds per sequence of its forward and
+ * backward passes over the round (K steps x grad_accum micro-batches), fixed_w the rest (AdamW
+ * updates, uploads, downloads), both measured and smoothed. */
+void dist_update_pace(dist_pace *pace, int batch, double grad_s, double compute_s) {
+    if (!(grad_s > 0.0) || !(compute_s >= grad_s) || batch < 1 || !isfinite(compute_s)) return;
+    /* A device can fall off a cliff at a larger batch: PoCL (through CLBlast) ran a `tiny` round
+     * at 16 sequences in about 10 s and at 17 to 24 in 50 to 140 s. A round at a larger batch
+     * than the last that took more than twice the prediction caps the worker at the last batch,
+     * the largest known to be fine (probing for the edge would cost more such rounds), for the
+     * rest of the run; it is not folded into the linear pace, which it does not fit. */
+    const double predicted = pace->fixed_s + batch * pace->seq_s;
+    if (pace->seq_s > 0.0 && batch > pace->last_batch && compute_s > 2.0 * predicted) {
+        if (pace->cap == 0 || pace->last_batch < pace->cap) pace->cap = pace->last_batch;
+        return;
+    }
+    /* The passes' time is a + batch * s: a per-micro-batch part (kernel launches, the loss read
+     * back) that does not shrink with the batch, which matters at small batches. Two rounds at
+     * different batches give s; with one, or a slope that noise made implausible (beyond
+     * [1/4, 1] of grad_s / batch, since a >= 0), the passes count as proportional. */
+    const double proportional = grad_s / (double)batch;
+    double seq = proportional;
+    if (pace->last_batch > 0 && pace->last_batch != batch) {
+        const double slope = (grad_s - pace->last_grad_s) / (double)(batch - pace->last_batch);
+        if (slope >= 0.25 * proportional && slope <= proportional) seq = slope;
+    }
+    const double fixed = compute_s - seq * (double)batch;
+    pace->last_batch = batch;
+    pace->last_grad_s = grad_s;
+    /* half the weight on the last round, as for the FLOP/s rates */
+    if (pace->seq_s > 0.0) {
+        pace->seq_s = 0.5 * pace->seq_s + 0.5 * seq;
+        pace->fixed_s = 0.5 * pace->fixed_s + 0.5 * fixed;
+    } else {
+        pace->seq_s = seq;
+        pace->fixed_s = fixed;
+    }
+}
+
+/* Deals `total` sequences (>= workers) one at a time, each to the worker whose local phase would
+ * end first with it, starting from one each: this minimises the slowest worker's time for
+ * integer batches (a sequence is the smallest unit a batch can move by). Keeps the total, so a
+ * balanced run trains the same tokens per round as an equal one. A worker's cap is kept while
+ * another worker can still take the sequence. */
+void dist_balance_batches(const dist_pace *pace, int workers, int total, int *batches) {
+    for (int w = 0; w < workers; w++) batches[w] = 1;
+    for (int left = total - workers; left > 0; left--) {
+        int best = -1;
+        double best_end = INFINITY;
+        /* workers at their cap (see dist_update_pace) take more only when all are */
+        for (int pass = 0; pass < 2 && best < 0; pass++)
+            for (int w = 0; w < workers; w++) {
+                if (pass == 0 && pace[w].cap > 0 && batches[w] >= pace[w].cap) continue;
+                const double end = pace[w].fixed_s + (batches[w] + 1) * pace[w].seq_s;
+                if (best < 0 || end < best_end) {
+                    best_end = end;
+                    best = w;
+                }
+            }
+        batches[best]++;
+    }
+}
+
+/* The predicted local phase of the slowest worker with these batches. */
+static double slowest_phase(const dist_pace *pace, int workers, const int *batches) {
+    double worst = 0.0;
+    for (int w = 0; w < workers; w++) {
+        const double t = pace[w].fixed_s + batches[w] * pace[w].seq_s;
+        if (t > worst) worst = t;
+    }
+    return worst;
+}
+
+bool dist_plan_batches(const dist_pace *pace, int workers, int total, const int *previous,
+                       int *batches) {
+    dist_balance_batches(pace, workers, total, batches);
+    if (!previous) return true;
+    int sum = 0;
+    for (int w = 0; w < workers; w++) {
+        /* none before, or above a cap found since: not kept */
+        if (previous[w] < 1 || (pace[w].cap > 0 && previous[w] > pace[w].cap)) return true;
+        sum += previous[w];
+    }
+    if (sum != total) return true;
+    /* Each new batch costs new activation buffers (and on some backends new kernels), and one
+     * round's noise should not move them back and forth: the previous batches stay unless the
+     * new ones are predicted to end the phase at least 2% sooner (5% kept a worker 20% idle for
+     * rounds: one sequence of a batch of 19 is about 5%). */
+    if (slowest_phase(pace, workers, previous) <= 1.02 * slowest_phase(pace, workers, batches)) {
+        for (int w = 0; w < workers; w++) batches[w] = previous[w];
+        return false;
+    }
+    return true;
+}

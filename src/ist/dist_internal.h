@@ -28,6 +28,9 @@ typedef struct dist_job {
     int set_loader;         /* resume: the worker's data position is `loader` before training */
     tw_loader_state loader;
     int micro_batch;        /* rows per forward pass (a divisor of batch), 0: the whole batch */
+    int batch;          /* sequences per micro-batch this round (--balance data varies it) */
+    float grad_scale;   /* allreduce: the gradient's factor before averaging, batch x active
+                           workers / the round's sequences, so the mean is token-weighted */
 } dist_job;
 
 enum { DIST_TRAIN = 1, DIST_QUIT = 2 };
@@ -42,6 +45,8 @@ typedef struct dist_result {
     char error[256];        /* why it failed */
     tw_loader_state loader; /* the worker's data position after the round (resume) */
     uint64_t peak_bytes;    /* the worker device's allocation peak during the round */
+    double grad_s;          /* of train_s: forward and backward passes (scale with the batch) */
+    double wait_s;          /* of train_s: in gradient averaging (waiting for the others) */
 } dist_result;
 
 /* Averaging across the round's workers during local training (data parallel). Every active
@@ -65,6 +70,7 @@ typedef struct dist_worker {
     tw_adamw *opt;
     tw_gpt_config model_config;
     int32_t *inputs, *targets;/* (batch * seq_len) */
+    size_t batch_capacity;    /* ids each of inputs and targets hold */
     float *grads;             /* (param count) host copy of the gradients (data parallel) */
     size_t grads_capacity;
     float *packed;            /* the worker's packed subnet [params | exp_avg | exp_avg_sq] */
@@ -99,6 +105,28 @@ void dist_update_rate(double *rate, const tw_gpt_config *subnet, double tokens_p
  * FLOP/s rates; head_slots = sum of head quotas / heads (1 when each head is dealt once). */
 void dist_balance_weights(const tw_gpt_config *master, double head_slots, const double *rates,
                           int workers, double *weights);
+
+/* --balance data (balance.c): a worker's measured pace. Its round's local phase lasts about
+ * fixed_s + batch * seq_s: seq_s the seconds of forward and backward passes per sequence of its
+ * batch over the round, fixed_s the rest (updates, transfers, per-micro-batch overheads). 0: not
+ * measured yet. */
+typedef struct dist_pace {
+    double seq_s, fixed_s;
+    int last_batch;     /* the last round's batch and passes' time: the slope's other point */
+    double last_grad_s;
+    int cap;            /* the largest batch before the device's time fell off a cliff; 0 none */
+} dist_pace;
+
+/* Folds a round of a worker that trained with `batch` (grad_s in forward and backward passes,
+ * compute_s in all, waits for other workers excluded) into its smoothed pace. */
+void dist_update_pace(dist_pace *pace, int batch, double grad_s, double compute_s);
+/* Batches (workers) summing to total (>= workers, each >= 1) that minimise the slowest worker's
+ * predicted local phase. */
+void dist_balance_batches(const dist_pace *pace, int workers, int total, int *batches);
+/* dist_balance_batches, but keeping `previous` (workers, may be NULL: none) when the new split
+ * is not predicted at least 2% faster; returns whether the batches changed. */
+bool dist_plan_batches(const dist_pace *pace, int workers, int total, const int *previous,
+                       int *batches);
 
 /* A transport: moves jobs, packed buffers and results between the master and the workers. */
 typedef struct dist_transport dist_transport;

@@ -151,8 +151,12 @@ tw_status dist_memory_fit(dist_memory *m, const tw_dist_options *o, const tw_gpt
     return TW_OK;
 }
 
-int dist_memory_micro_batch(const dist_memory *m, int w) {
-    return m && w < m->workers ? m->micro_batch[w] : 0;
+int dist_memory_micro_batch(const dist_memory *m, int w, int batch) {
+    if (!m || w >= m->workers) return 0;
+    /* --balance data may give a capped worker more rows than the plan checked (--batch): it
+     * then runs them in passes of the planned size, so its memory stays within the plan */
+    if (m->micro_batch[w] == 0 && m->capped[w] && batch > m->batch) return m->batch;
+    return m->micro_batch[w];
 }
 
 void dist_memory_record(const dist_memory *m, cJSON *item, int w) {
@@ -168,22 +172,29 @@ void dist_memory_record(const dist_memory *m, cJSON *item, int w) {
 tw_status dist_compute_grads_micro(tw_gpt *model, tw_loader *loader, int batch, int micro_batch,
                                    int seq_len, int grad_accum, int32_t *inputs,
                                    int32_t *targets, double *loss) {
-    if (micro_batch < 1 || batch % micro_batch != 0)
-        return tw_error(TW_ERR_INVALID_ARGUMENT, "micro-batch %d does not divide batch %d",
-                        micro_batch, batch);
-    const int passes = batch / micro_batch;
-    const size_t rows = (size_t)micro_batch * (size_t)seq_len;
+    if (micro_batch < 1 || batch < 1)
+        return tw_error(TW_ERR_INVALID_ARGUMENT, "micro-batch %d of a batch of %d", micro_batch,
+                        batch);
+    /* --balance data may give a batch that micro_batch does not divide: the last pass takes the
+     * rest, and each pass's mean loss weighs by its rows (n_p / batch), so the gradient is the
+     * whole batch's. When micro_batch divides the batch every weight is 1 / passes. */
+    const int passes = (batch + micro_batch - 1) / micro_batch;
+    const bool even = batch % micro_batch == 0;
     double loss_sum = 0.0;
     TW_TRY(tw_gpt_zero_grad(model));
     for (int micro = 0; micro < grad_accum; micro++) {
         TW_TRY(tw_loader_next(loader, inputs, targets));
         for (int p = 0; p < passes; p++) {
+            const int rows_in_pass = p < passes - 1 || even ? micro_batch : batch % micro_batch;
+            const size_t first = (size_t)p * (size_t)micro_batch * (size_t)seq_len;
             tw_gpt_metrics metrics;
-            TW_TRY(tw_gpt_forward(model, inputs + (size_t)p * rows, targets + (size_t)p * rows,
-                                  micro_batch, seq_len));
-            TW_TRY(tw_gpt_backward(model, 1.0f / (float)(grad_accum * passes)));
+            TW_TRY(tw_gpt_forward(model, inputs + first, targets + first, rows_in_pass, seq_len));
+            const float scale = even ? 1.0f / (float)(grad_accum * passes)
+                                     : (float)rows_in_pass / (float)(grad_accum * batch);
+            TW_TRY(tw_gpt_backward(model, scale));
             TW_TRY(tw_gpt_metrics_read(model, &metrics));
-            loss_sum += metrics.loss / (grad_accum * passes);
+            loss_sum += even ? metrics.loss / (grad_accum * passes)
+                             : metrics.loss * rows_in_pass / ((double)grad_accum * batch);
         }
     }
     if (loss) *loss = loss_sum;

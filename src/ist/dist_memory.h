@@ -38,16 +38,20 @@ tw_status dist_memory_fit(dist_memory *memory, const tw_dist_options *options,
                           const int *slot_of, int live, int heads_per_worker, bool whole_model,
                           double *weights, bool *use_weights, tw_dist_report_fn report,
                           void *context, int round);
-/* Worker w's micro-batch for the round: 0 for the whole batch (no plan bound it). */
-int dist_memory_micro_batch(const dist_memory *memory, int w);
+/* Worker w's micro-batch for the round, when it trains `batch` sequences a step: 0 for the
+ * whole batch (no plan bound it); a capped worker given more than --batch by --balance data gets
+ * at most the rows the plan checked. */
+int dist_memory_micro_batch(const dist_memory *memory, int w, int batch);
 /* Adds "micro_batch" (rows per forward pass), "memory_budget" and "memory_need" (bytes, null
  * when unknown) of worker w to its record. */
 void dist_memory_record(const dist_memory *memory, struct cJSON *item, int w);
 
 /* One optimizer step's gradients (as tw_train_compute_grads) with each loaded batch of `batch`
- * rows run as batch / micro_batch forward and backward passes of micro_batch rows. Every pass
- * adds d(loss)/(passes x grad_accum): the same mean gradient as one pass over the batch when
- * every row has its full count of targets (the training stream's windows do). */
+ * rows run as ceil(batch / micro_batch) forward and backward passes of at most micro_batch rows
+ * (the last takes the rest when --balance data gives a batch micro_batch does not divide).
+ * A pass of n rows adds d(loss) x n / (batch x grad_accum): the same mean gradient as one pass
+ * over the batch when every row has its full count of targets (the training stream's windows
+ * do). */
 tw_status dist_compute_grads_micro(tw_gpt *model, tw_loader *loader, int batch, int micro_batch,
                                    int seq_len, int grad_accum, int32_t *inputs,
                                    int32_t *targets, double *loss);

@@ -38,5 +38,23 @@ typedef void (*ist_run_fn)(void *context, size_t sub, size_t master, size_t len)
 /* Walks every tensor of the subnet in layout order. Fails (with a message) only when the two
  * layouts do not match, which a map from ist_subnet_map_init never does. */
 tw_status ist_subnet_map_walk(const ist_subnet_map *map, ist_run_fn fn, void *context);
+/* The same runs in compact form, for visiting any range of master elements (the parallel
+ * merge): tensor `tensor` seen as a (rows, cols) matrix in both layouts, subnet row r
+ * (rows[i].sub + k) being master row rows[i].master + k, and likewise for columns. A tensor
+ * taken whole is one row of all its elements. Runs ascend in both sub and master. rows and cols
+ * must hold ist_subnet_axis_capacity(master config) runs each. */
+typedef struct ist_axis_run {
+    int sub, master, len;
+} ist_axis_run;
+
+typedef struct ist_tensor_axes {
+    ist_axis_run *rows, *cols;
+    int row_count, col_count;
+    size_t sub_offset, master_offset, master_count;
+    size_t sub_cols, master_cols; /* row lengths */
+} ist_tensor_axes;
+
+int ist_subnet_axis_capacity(const tw_gpt_config *master);
+tw_status ist_subnet_map_axes(const ist_subnet_map *map, int tensor, ist_tensor_axes *out);
 
 #endif

@@ -165,6 +165,8 @@ typedef struct master_run {
     tw_loader_state *loader;  /* (workers) data positions after the last round (resume) */
     bool set_loader;          /* resumed: the next jobs carry the saved data positions */
     dist_memory *memory;      /* budgets and the round's memory plan (dist_memory.h) */
+    dist_pace *pace;      /* (workers) --balance data: measured time per sequence, and the rest */
+    int *batch;           /* (workers) this round's micro-batch of each worker */
 } master_run;
 
 /* The GPT-2 initialisation of tw_gpt_init_params, through a CPU model, into the master. */
@@ -248,10 +250,31 @@ static void free_partition(const master_run *m, tw_ist_partition *partition) {
     else free_replicas(partition);
 }
 
+/* --balance data: the live workers' batches from their paces once every one is measured (round
+ * 1 on), summing to live x --batch; otherwise (and without it) --batch each. Returns the sum. */
+static int plan_batches(master_run *m, const int *slot_of) {
+    const tw_dist_options *o = m->options;
+    dist_pace pace[TW_DIST_MAX_WORKERS];
+    int live = 0, batches[TW_DIST_MAX_WORKERS], previous[TW_DIST_MAX_WORKERS];
+    bool measured = o->balance == TW_BALANCE_DATA;
+    for (int w = 0; w < m->workers; w++) {
+        if (slot_of[w] < 0) continue;
+        /* last round's batch (0 before the first: none to keep) */
+        previous[live] = m->batch[w];
+        pace[live++] = m->pace[w];
+        if (!(m->pace[w].seq_s > 0.0)) measured = false;
+    }
+    if (measured) dist_plan_batches(pace, live, live * o->batch, previous, batches);
+    for (int w = 0; w < m->workers; w++)
+        m->batch[w] = measured && slot_of[w] >= 0 ? batches[slot_of[w]] : o->batch;
+    return live * o->batch;
+}
+
 /* Jobs and packed subnets of the live workers. */
 static tw_status extract_round(master_run *m, int round, const tw_ist_partition *partition,
                                const int *slot_of) {
     const tw_dist_options *o = m->options;
+    const int sequences = plan_batches(m, slot_of);
     for (int w = 0; w < m->workers; w++) {
         dist_job *job = &m->jobs[w];
         memset(job, 0, sizeof *job);
@@ -263,8 +286,10 @@ static tw_status extract_round(master_run *m, int round, const tw_ist_partition 
         job->start_step = m->master->step;
         job->local_steps = o->local_steps;
         job->active_workers = partition->workers;
+        job->batch = m->batch[w];
+        job->grad_scale = (float)((double)m->batch[w] * partition->workers / sequences);
         job->packed_floats = tw_ist_packed_floats(&job->config);
-        job->micro_batch = dist_memory_micro_batch(m->memory, w);
+        job->micro_batch = dist_memory_micro_batch(m->memory, w, job->batch);
         if (w == o->fault_worker && round == o->fault_round)
             job->fail_after = o->local_steps > 1 ? 1 : 0;
         job->codec = (int)o->codec;
@@ -293,7 +318,11 @@ static tw_status merge_round(master_run *m, const tw_ist_partition *partition,
     TW_TRY(tw_ist_merge_begin(m->master, &merge));
     for (int w = 0; w < m->workers; w++) {
         if (slot_of[w] < 0 || !m->results[w].ok) continue;
-        tw_status status = tw_ist_merge_add(merge, partition, slot_of[w], m->packed[w]);
+        /* weighted by the tokens the worker trained on (--balance data: unequal batches) */
+        const uint64_t tokens = (uint64_t)m->options->local_steps * m->options->grad_accum *
+                                m->jobs[w].batch * m->setup->model.max_seq_len;
+        tw_status status =
+            tw_ist_merge_add_weighted(merge, partition, slot_of[w], m->packed[w], tokens);
         if (status != TW_OK) {
             tw_ist_merge_abort(merge);
             return status;
@@ -350,7 +379,17 @@ static void add_workers(cJSON *record, const master_run *m, double slowest) {
             tw_record_number(item, "loss", r->loss);
             tw_record_number(item, "tokens_per_s", r->tokens_per_s);
             tw_record_number(item, "train_s", r->train_s);
-            tw_record_number(item, "idle_s", slowest - r->train_s);
+            /* idle: the local phase (the slowest worker's) less this worker's own compute;
+             * time in gradient averaging (allreduce) is waiting for the others */
+            const double compute = r->train_s - r->wait_s;
+            tw_record_number(item, "compute_s", compute);
+            tw_record_number(item, "idle_s", slowest - compute);
+            tw_record_number(item, "idle_fraction", slowest > 0 ? (slowest - compute) / slowest
+                                                                : 0.0);
+            cJSON_AddNumberToObject(item, "batch", job->batch);
+            cJSON_AddNumberToObject(item, "tokens",
+                                    (double)job->local_steps * m->options->grad_accum *
+                                        job->batch * m->setup->model.max_seq_len);
             int heads = 0, units = 0;
             for (int l = 0; l < job->config.n_layer; l++) {
                 heads += job->config.layers[l].heads;
@@ -374,6 +413,62 @@ static double localsgd_bytes(const master_run *m) {
     return 2.0 * in_round * 3.0 * (double)m->master->param_count * 4.0;
 }
 
+/* The local phase's length (the slowest active worker's train_s) and worker w's idle part of it:
+ * the phase less its own compute (time in gradient averaging is waiting, not computing). */
+static double local_phase(const master_run *m) {
+    double slowest = 0.0;
+    for (int w = 0; w < m->workers; w++)
+        if (m->jobs[w].active && m->results[w].train_s > slowest) slowest = m->results[w].train_s;
+    return slowest;
+}
+
+static double idle_of(const master_run *m, int w) {
+    return local_phase(m) - (m->results[w].train_s - m->results[w].wait_s);
+}
+
+/* The largest idle fraction of the round's successful workers; *worker gets whose. */
+static double max_idle_fraction(const master_run *m, int *worker) {
+    const double phase = local_phase(m);
+    double most = 0.0;
+    if (worker) *worker = -1;
+    for (int w = 0; phase > 0.0 && w < m->workers; w++) {
+        if (!m->jobs[w].active || !m->results[w].ok) continue;
+        const double f = idle_of(m, w) / phase;
+        if (worker && (*worker < 0 || f > most)) *worker = w;
+        if (f > most) most = f;
+    }
+    return most;
+}
+
+/* One line per round with several workers: each one's idle time and batch (up to 8 workers;
+ * beyond, the largest idle fraction), so the effect of --balance is visible in the text. */
+static void report_idle(const master_run *m, int round) {
+    int in_round = 0;
+    for (int w = 0; w < m->workers; w++) in_round += m->jobs[w].active && m->results[w].ok;
+    if (in_round < 2) return;
+    const double phase = local_phase(m);
+    char line[2048];
+    int used = snprintf(line, sizeof line, "round %d: local phase %.2f s; idle", round + 1, phase);
+    if (in_round > 8) {
+        int worst = -1;
+        const double f = max_idle_fraction(m, &worst);
+        report_line(m->report, m->context, round, "%s at most %.0f%% (worker %d, %s)", line,
+                    100.0 * f, worst, worst >= 0 ? m->transport->worker_devices[worst] : "-");
+        return;
+    }
+    const char *separator = "";
+    for (int w = 0; w < m->workers && used > 0 && (size_t)used < sizeof line; w++) {
+        if (!m->jobs[w].active || !m->results[w].ok) continue;
+        const double idle = idle_of(m, w);
+        used += snprintf(line + used, sizeof line - (size_t)used,
+                         "%s w%d %s %.2f s (%.0f%%, batch %d)", separator, w,
+                         m->transport->worker_devices[w], idle,
+                         phase > 0 ? 100.0 * idle / phase : 0.0, m->jobs[w].batch);
+        separator = ",";
+    }
+    report_line(m->report, m->context, round, "%s", line);
+}
+
 /* The "round" record: round counted from 1 as in the text; loss is the mean training loss of
  * the round's workers (null when none has a finite one). */
 static cJSON *round_record(master_run *m, int round, const round_phases *p, double train_loss,
@@ -395,6 +490,7 @@ static cJSON *round_record(master_run *m, int round, const round_phases *p, doub
         cJSON_AddItemToArray(failures, cJSON_CreateNumber(failed[i]));
     add_phases(record, p);
     add_workers(record, m, slowest);
+    tw_record_number(record, "idle_fraction_max", max_idle_fraction(m, NULL));
     tw_record_number(record, "bytes_round", (double)round_bytes);
     /* Bytes on the wire under --codec, each way (the master's sends, the workers' returns), and
      * the yardstick: local SGD's fp32 bytes for the same workers (each sends and gets back the
@@ -429,6 +525,8 @@ static int retire_failures(master_run *m, int round, int *failed) {
         if (!m->jobs[w].active) continue;
         if (m->results[w].ok) {
             dist_update_rate(&m->rate[w], &m->jobs[w].config, m->results[w].tokens_per_s);
+            dist_update_pace(&m->pace[w], m->jobs[w].batch, m->results[w].grad_s,
+                             m->results[w].train_s - m->results[w].wait_s);
             continue;
         }
         m->alive[w] = false;
@@ -552,6 +650,7 @@ static tw_status run_round(master_run *m, int round) {
                             .train_loss = train_loss, .elapsed_s = tw_now_seconds() - m->started};
         m->report(m->context, &r);
         cJSON_Delete(record);
+        report_idle(m, round);
         if (evaluated) {
             /* the same "eval" record as twist train's, with the round */
             cJSON *e = tw_record_new(command_name(o->mode), "eval");
@@ -659,8 +758,10 @@ static tw_status allocate(master_run *m) {
     m->links = calloc(n, sizeof *m->links);
     m->loader = calloc(n, sizeof *m->loader);
     m->transport->links = m->links;
+    m->pace = calloc(n, sizeof *m->pace);
+    m->batch = calloc(n, sizeof *m->batch);
     if (!m->alive || !m->rate || !m->jobs || !m->results || !m->packed || !m->packed_capacity ||
-        !m->links || !m->loader)
+        !m->links || !m->loader || !m->pace || !m->batch)
         return tw_error(TW_ERR_OUT_OF_MEMORY, "distributed run: out of host memory");
     for (int w = 0; w < m->workers; w++) m->alive[w] = true;
     return TW_OK;
@@ -676,6 +777,8 @@ static void release(master_run *m) {
     free(m->loader);
     free(m->alive);
     free(m->rate);
+    free(m->pace);
+    free(m->batch);
     free(m->jobs);
     free(m->results);
     tw_gpt_destroy(m->eval_model);

@@ -88,8 +88,12 @@ static tw_status check_options(const tw_dist_options *o) {
         return tw_error(TW_ERR_INVALID_ARGUMENT, "--peer-timeout: must be >= 0 seconds");
     if (!(o->lr > 0.0f) || o->min_lr < 0.0f || o->min_lr > o->lr)
         return tw_error(TW_ERR_INVALID_ARGUMENT, "need --lr > 0 and 0 <= --min-lr <= --lr");
-    if (o->balance != TW_BALANCE_EQUAL && o->balance != TW_BALANCE_SPEED)
+    if (o->balance != TW_BALANCE_EQUAL && o->balance != TW_BALANCE_SPEED &&
+        o->balance != TW_BALANCE_DATA)
         return tw_error(TW_ERR_INVALID_ARGUMENT, "--balance: unknown balance %d", (int)o->balance);
+    if (o->balance == TW_BALANCE_SPEED && o->mode != TW_DIST_IST)
+        return tw_error(TW_ERR_INVALID_ARGUMENT, "--balance speed: only IST has heads and units "
+                        "to balance; data parallel and local SGD balance with --balance data");
     if (o->transport != TW_TRANSPORT_THREADS && o->transport != TW_TRANSPORT_MPI)
         return tw_error(TW_ERR_INVALID_ARGUMENT, "--transport: unknown transport %d",
                         (int)o->transport);

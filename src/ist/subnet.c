@@ -294,6 +294,34 @@ tw_status ist_subnet_map_walk(const ist_subnet_map *map, ist_run_fn fn, void *co
     return status;
 }
 
+int ist_subnet_axis_capacity(const tw_gpt_config *master) { return run_capacity(master); }
+
+tw_status ist_subnet_map_axes(const ist_subnet_map *map, int tensor, ist_tensor_axes *out) {
+    if (map->tensor_count != map->master_tensor_count || tensor < 0 ||
+        tensor >= map->tensor_count ||
+        strcmp(map->tensors[tensor].name, map->master_tensors[tensor].name) != 0)
+        return tw_error(TW_ERR_INVALID_ARGUMENT, "IST subnet: tensor %d does not match the "
+                        "master's", tensor);
+    const tw_gpt_tensor *sub = &map->tensors[tensor], *master = &map->master_tensors[tensor];
+    int layer = -1;
+    const tensor_kind kind = kind_of(sub->name, &layer);
+    if (kind == KIND_WHOLE && sub->count != master->count)
+        return tw_error(TW_ERR_INVALID_ARGUMENT, "IST subnet: %s has %zu elements in the subnet "
+                        "but %zu in the master", sub->name, sub->count, master->count);
+    /* axis_run and ist_axis_run are the same three ints */
+    axis_runs rows = {(axis_run *)out->rows, 0}, cols = {(axis_run *)out->cols, 0};
+    tensor_runs(map, sub, kind, layer, &rows, &cols);
+    out->row_count = rows.count;
+    out->col_count = cols.count;
+    out->sub_offset = sub->offset;
+    out->master_offset = master->offset;
+    out->master_count = master->count;
+    /* a tensor taken whole is one row of all its elements (walk_tensor visits row 0 only) */
+    out->sub_cols = kind == KIND_WHOLE ? sub->count : row_length(sub);
+    out->master_cols = kind == KIND_WHOLE ? master->count : row_length(master);
+    return TW_OK;
+}
+
 /* ------------------------------------------------------------------------------------------ */
 /* Extraction                                                                                 */
 /* ------------------------------------------------------------------------------------------ */

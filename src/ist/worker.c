@@ -27,6 +27,7 @@ tw_status dist_worker_init(dist_worker *worker, int index, int shard_count, cons
     worker->targets = malloc(N * sizeof *worker->targets);
     if (!worker->inputs || !worker->targets)
         return tw_error(TW_ERR_OUT_OF_MEMORY, "worker %d: out of host memory", index);
+    worker->batch_capacity = N;
     char name[256];
     snprintf(name, sizeof name, "training shard %d of %d", index, shard_count);
     TW_TRY(tw_loader_init(&worker->loader, dataset->train, dataset->train_tokens, options->batch,
@@ -70,6 +71,22 @@ tw_status dist_worker_reserve(dist_worker *worker, size_t floats) {
     return grow(&worker->packed, &worker->packed_capacity, floats);
 }
 
+/* Input and target scratch for micro-batches of `batch` sequences (--balance data changes it
+ * between rounds). */
+static tw_status ensure_batch(dist_worker *worker, int batch) {
+    const size_t N = (size_t)batch * (size_t)worker->options->model.max_seq_len;
+    if (N <= worker->batch_capacity) return TW_OK;
+    int32_t *inputs = realloc(worker->inputs, N * sizeof *inputs);
+    if (inputs) worker->inputs = inputs;
+    int32_t *targets = inputs ? realloc(worker->targets, N * sizeof *targets) : NULL;
+    if (targets) worker->targets = targets;
+    if (!inputs || !targets)
+        return tw_error(TW_ERR_OUT_OF_MEMORY, "worker %d: out of host memory for a batch of %d",
+                        worker->index, batch);
+    worker->batch_capacity = N;
+    return TW_OK;
+}
+
 /* A model and optimizer for the job's config: the previous round's when the config is the same
  * (data parallel and local SGD keep one shape), a new one otherwise (IST subnets change). */
 static tw_status ensure_model(dist_worker *worker, const tw_gpt_config *config) {
@@ -100,17 +117,26 @@ static tw_status download_packed(dist_worker *worker, size_t P) {
 }
 
 /* Data parallel: replace the gradients by their mean over the round's workers. */
-static tw_status average_grads(dist_worker *worker, const dist_comm *comm, bool ok,
-                               uint64_t *bytes) {
+static tw_status average_grads(dist_worker *worker, const dist_job *job, const dist_comm *comm,
+                               bool ok, dist_result *result) {
+    uint64_t *bytes = &result->comm_bytes;
     const size_t P = tw_gpt_param_count(worker->model);
     TW_TRY(grow(&worker->grads, &worker->grads_capacity, P));
     tw_buffer *grads = tw_gpt_grads(worker->model);
     if (ok) TW_TRY(tw_buffer_download(grads, 0, worker->grads, P * sizeof(float)));
     /* What goes on the wire under --codec (codec.h): bf16, with this worker's residual. */
     const tw_dist_codec codec = (tw_dist_codec)worker->options->codec;
+    /* --balance data: unequal batches; the plain mean of the scaled gradients is the
+     * token-weighted mean (equal batches: factor 1, the gradients untouched). */
+    if (ok && job->grad_scale != 1.0f && job->grad_scale > 0.0f)
+        for (size_t i = 0; i < P; i++) worker->grads[i] *= job->grad_scale;
     if (ok) TW_TRY(dist_codec_quantize(&worker->codec, codec, worker->grads, P));
     int contributors = 0;
-    TW_TRY(comm->average(comm->context, worker->index, worker->grads, P, ok, &contributors));
+    const double wait_started = tw_now_seconds();
+    tw_status averaged =
+        comm->average(comm->context, worker->index, worker->grads, P, ok, &contributors);
+    result->wait_s += tw_now_seconds() - wait_started;
+    TW_TRY(averaged);
     if (!ok) return TW_OK;
     *bytes += dist_codec_bytes(codec, P);
     if (contributors < 1)
@@ -119,8 +145,9 @@ static tw_status average_grads(dist_worker *worker, const dist_comm *comm, bool 
     return tw_buffer_upload(grads, 0, worker->grads, P * sizeof(float));
 }
 
-/* --slow-worker: sleeps (factor - 1) times the time since step_started (the step just done,
- * whose AdamW update has read the gradient norm back, so the device has finished it). */
+/* --slow-worker: sleeps (factor - 1) times the time since step_started (the part of a step just
+ * done: the forward and backward passes, whose loss was read back, or the AdamW update, which
+ * read the gradient norm back; either way the device has finished it). */
 static void pretend_slower(double factor, double step_started) {
     const double wait = (factor - 1.0) * (tw_now_seconds() - step_started);
     if (!(wait > 0.0)) return;
@@ -136,7 +163,10 @@ static tw_status local_steps(dist_worker *worker, const dist_job *job, const dis
     const tw_dist_options *o = worker->options;
     const bool allreduce = o->mode == TW_DIST_ALLREDUCE;
     const int T = o->model.max_seq_len;
+    const int B = job->batch > 0 ? job->batch : o->batch;
+    worker->loader.batch = B; /* --balance data: this round's batch */
     tw_lr_schedule schedule = {o->lr, o->min_lr, o->warmup, worker->total_steps};
+    const bool slow = worker->index == o->slow_worker;
     tw_status failure = TW_OK;
     double loss_sum = 0.0;
     int done = 0;
@@ -146,25 +176,29 @@ static tw_status local_steps(dist_worker *worker, const dist_job *job, const dis
                                worker->index, s);
         double loss = 0.0;
         const double step_started = tw_now_seconds();
+        /* B: this round's batch (--balance data); micro_batch: the most rows one forward
+         * pass may take (the memory plan), the batch's gradient accumulated over passes */
         if (failure == TW_OK && job->micro_batch > 0)
-            failure = dist_compute_grads_micro(worker->model, &worker->loader, o->batch,
+            failure = dist_compute_grads_micro(worker->model, &worker->loader, B,
                                                job->micro_batch, T, o->grad_accum,
                                                worker->inputs, worker->targets, &loss);
         else if (failure == TW_OK)
-            failure = tw_train_compute_grads(worker->model, &worker->loader, o->batch, T,
+            failure = tw_train_compute_grads(worker->model, &worker->loader, B, T,
                                              o->grad_accum, worker->inputs, worker->targets,
                                              &loss, NULL);
+        if (failure == TW_OK && slow) pretend_slower(o->slow_factor, step_started);
+        result->grad_s += tw_now_seconds() - step_started;
         if (allreduce) {
-            tw_status status = average_grads(worker, comm, failure == TW_OK,
-                                             &result->comm_bytes);
+            tw_status status = average_grads(worker, job, comm, failure == TW_OK, result);
             if (failure == TW_OK) failure = status;
         }
+        const double update_started = tw_now_seconds();
         if (failure == TW_OK)
             failure = tw_adamw_update(worker->opt, tw_lr_at(&schedule, job->start_step + s), NULL);
         if (failure == TW_OK) {
             loss_sum += loss;
             done++;
-            if (worker->index == o->slow_worker) pretend_slower(o->slow_factor, step_started);
+            if (slow) pretend_slower(o->slow_factor, update_started);
         }
         if (failure != TW_OK && !allreduce) break;
     }
@@ -205,6 +239,7 @@ void dist_worker_train(dist_worker *worker, const dist_job *job, const dist_comm
      * state anyway). */
     if (worker->model && worker->micro_batch != job->micro_batch) drop_model(worker);
     worker->micro_batch = job->micro_batch;
+    if (status == TW_OK) status = ensure_batch(worker, job->batch > 0 ? job->batch : o->batch);
     if (status == TW_OK) status = ensure_model(worker, &job->config);
     if (status == TW_OK && tw_gpt_param_count(worker->model) != P)
         status = tw_error(TW_ERR_INVALID_ARGUMENT,
@@ -223,8 +258,8 @@ void dist_worker_train(dist_worker *worker, const dist_job *job, const dist_comm
     result->loader = tw_loader_get_state(&worker->loader);
     result->train_s = tw_now_seconds() - started;
     if (worker->device) result->peak_bytes = tw_device_peak_bytes(worker->device);
-    const double tokens = (double)job->local_steps * o->grad_accum * o->batch *
-                          o->model.max_seq_len;
+    const double tokens = (double)job->local_steps * o->grad_accum *
+                          (job->batch > 0 ? job->batch : o->batch) * o->model.max_seq_len;
     result->tokens_per_s = result->train_s > 0 ? tokens / result->train_s : 0.0;
     result->ok = status == TW_OK;
     if (!result->ok) {
