@@ -11,10 +11,13 @@
 #     the large model on cpu, cut out of the trace and tabulated by twist profile summary, with
 #     positive times, FLOPs (large > 2 x small), memory and gemm/attention/AdamW rows, in
 #     results.json and as tables in results.md; the unlisted device is skipped with a message;
-#   - --seeds 2: a second seed set under runs/seed-2 and the mean/spread table over both;
-#   - --refine-lr/--refine-warmup (on the --overwrite run, two methods): scratch also runs with
-#     the grown models' schedule, the logged lr stays under the peak, and the reference is the
-#     scratch run that ends lower;
+#   - --budget 0.5 (default): every method also refined within half the reference's FLOPs with
+#     its own schedule (cost within the budget, the most steps that fit), scratch for half its
+#     steps, and the budget target decided from those final losses;
+#   - on the --overwrite run (two methods): --refine-lr/--refine-warmup run scratch with the
+#     grown models' schedule too, the logged lr stays under the peak, and the reference is the
+#     scratch run that ends lower; --seeds 2 adds a second seed set under runs/seed-2 and the
+#     mean/spread table over both;
 #   - a second run into the same --out is refused (naming --overwrite) and changes nothing;
 #     --overwrite replaces it; bad flags give one message and a non-zero exit.
 # Usage: growth_smoke.sh PATH/TO/twist TOOLS_DIR
@@ -31,7 +34,7 @@ exp="$tools/experiments/growth"
 tiny=(--twist "$twist" --data-dir "$tmp/no-such-dir" --synthetic-words 20000 --embd 32 --heads 2
       --layers 2 --seq-len 32 --batch 4 --vocab 512 --small-steps 20 --large-steps 20
       --eval-every 10 --eval-batches 2 --final-eval-batches 4)
-first=(--profile-devices cpu,nosuch:7 --seeds 2)
+first=(--profile-devices cpu,nosuch:7)
 
 start=$SECONDS
 if ! "$exp" "${tiny[@]}" "${first[@]}" --out "$tmp/exp" >"$tmp/out" 2>"$tmp/err"; then
@@ -83,7 +86,7 @@ assert rows["combine"]["small_flops"] == rows["concat"]["small_flops"] == 2 * ro
 for name in ("widen", "depth"):
     d = abs(rows[name]["loss_after_growth"] - rows["double"]["loss_after_growth"])
     assert d < 1e-3, (name, d)
-assert set(doc["targets"]) == {"flops_half", "multi_beats_single"}
+assert set(doc["targets"]) == {"flops_half", "multi_beats_single", "budget"}
 for t in doc["targets"].values():
     assert isinstance(t["met"], bool)
 md = open(out + "/results.md").read().splitlines()
@@ -95,19 +98,25 @@ for l in md[start + 2:]:
     table.append(l)
 labels = [l.split(" | ")[0][2:] for l in table]
 assert labels == [m["label"] for m in doc["methods"]], labels
-# --seeds 2: the second seed set has every method too, and the summary has both.
-assert len(doc["seed_sets"]) == 1 and doc["seed_sets"][0]["seed_set"] == 2
-assert sorted(m["method"] for m in doc["seed_sets"][0]["methods"]) == sorted(want)
-import os
-assert os.path.isdir(out + "/runs/seed-2/refined-concat") and os.path.isdir(out + "/runs/seed-2/scratch")
-for s in doc["seed_summary"]:
-    fl = s["final_loss"]
-    assert fl["n"] == 2 and fl["min"] <= fl["mean"] <= fl["max"] and fl["std"] >= 0, s
-    per = [rows[s["method"]]["final_loss"],
-           [m for m in doc["seed_sets"][0]["methods"] if m["method"] == s["method"]][0]["final_loss"]]
-    assert abs(fl["mean"] - sum(per) / 2) < 1e-9, (s["method"], fl, per)
-assert any(l.startswith("## Over 2 seed sets") for l in md)
-assert doc["target_counts"]["flops_half"]["of"] == 2
+# --budget 0.5 (default): every grown method refined within half of the reference's FLOPs
+# (small models included) with its own schedule, and the reference for half its steps.
+bud = {b["method"]: b for b in doc["budget"]}
+assert sorted(bud) == sorted(m for m in want if m == doc["reference_scratch"] or
+                             not m.startswith("scratch")), sorted(bud)
+ref = rows[doc["reference_scratch"]]
+for name, b in bud.items():
+    if "final_loss" not in b:
+        assert b["level1_steps"] == 0 and rows[name]["small_flops"] > 0.5 * ref["total_flops"], name
+        continue
+    per_step = rows[name]["flops_per_token"] * tpb
+    assert b["total_flops"] <= 0.5 * ref["total_flops"] * (1 + 1e-12), (name, b["flops_frac"])
+    assert b["total_flops"] + per_step > 0.5 * ref["total_flops"], name  # the most steps that fit
+    assert math.isfinite(b["final_loss"]) and 0 < b["final_loss"] < 10, name
+    recs = [json.loads(l) for l in open(out + "/runs/budget-" + name + "/metrics.jsonl") if l.strip()]
+    assert max(r["step"] for r in recs if r.get("event") == "step") == b["level1_steps"], name
+assert bud[doc["reference_scratch"]]["level1_steps"] == 10
+assert doc["targets"]["budget"]["met"] == (min(b["final_loss"] for n, b in bud.items()
+    if not n.startswith("scratch") and "final_loss" in b) <= ref["final_loss"])
 # The per-op profile: cpu small and large, the unlisted device skipped.
 prof = {(e["device"], e["model"]): e for e in doc["profile"]}
 assert sorted(prof) == [("cpu", "large"), ("cpu", "small")], sorted(prof)
@@ -142,7 +151,7 @@ for svg in ("loss_vs_tokens.svg", "loss_vs_flops.svg"):
         assert name in texts, (svg, name)
     assert "validation loss" in texts and ("tokens" in texts or "FLOPs" in texts), svg
 print("ok   results.json (strict), results.md and both SVGs have every method; profile "
-      "tables of one step (cpu small %.1f ms, large %.1f ms); 2 seed sets" % (
+      "tables of one step (cpu small %.1f ms, large %.1f ms); budget runs" % (
           prof[("cpu", "small")]["device_ms"], prof[("cpu", "large")]["device_ms"]))
 EOF
 
@@ -155,11 +164,11 @@ grep -q -- "--overwrite" "$tmp/err2" || fail "the refusal should name --overwrit
 echo "ok   non-empty --out refused: $(head -c 120 "$tmp/err2")"
 touch "$tmp/exp/NOTES.txt"
 if ! "$exp" "${tiny[@]}" --out "$tmp/exp" --overwrite --methods concat,single --refine-lr 3e-4 \
-        --refine-warmup 2 --profile-devices none >"$tmp/out3" 2>"$tmp/err3"; then
+        --refine-warmup 2 --profile-devices none --seeds 2 --budget 0 >"$tmp/out3" 2>"$tmp/err3"; then
     cat "$tmp/err3" >&2
     fail "--overwrite should replace the previous experiment"
 fi
-[[ -f "$tmp/exp/NOTES.txt" && -f "$tmp/exp/results.json" && ! -e "$tmp/exp/runs/seed-2" &&
+[[ -f "$tmp/exp/NOTES.txt" && -f "$tmp/exp/results.json" && ! -e "$tmp/exp/runs/refined-combine" &&
    ! -e "$tmp/exp/profile" ]] ||
     fail "--overwrite should keep the user's files, drop the old runs and profile, and write the results"
 echo "ok   --overwrite replaces the experiment's files and keeps others"
@@ -174,15 +183,32 @@ assert doc["config"]["refine_lr"] == 3e-4 and doc["config"]["refine_warmup"] == 
 finals = {m: rows[m]["curve"][-1]["loss"] for m in ("scratch", "scratch-refine")}
 assert doc["reference_scratch"] == min(finals, key=finals.get), (doc["reference_scratch"], finals)
 assert abs(rows[doc["reference_scratch"]]["flops_to_scratch_final_frac"] - 1) < 1e-9
-assert doc["profile"] == [] and doc["seed_sets"] == []
+assert doc["profile"] == [] and doc["budget"] == [] and "budget" not in doc["targets"]
+md = open(out + "/results.md").read().splitlines()
+want = sorted(rows)
+# --seeds 2: the second seed set has every method too, and the summary has both.
+assert len(doc["seed_sets"]) == 1 and doc["seed_sets"][0]["seed_set"] == 2
+assert sorted(m["method"] for m in doc["seed_sets"][0]["methods"]) == sorted(want)
+import os
+assert os.path.isdir(out + "/runs/seed-2/refined-concat") and os.path.isdir(out + "/runs/seed-2/scratch-refine")
+for s in doc["seed_summary"]:
+    fl = s["final_loss"]
+    assert fl["n"] == 2 and fl["min"] <= fl["mean"] <= fl["max"] and fl["std"] >= 0, s
+    per = [rows[s["method"]]["final_loss"],
+           [m for m in doc["seed_sets"][0]["methods"] if m["method"] == s["method"]][0]["final_loss"]]
+    assert abs(fl["mean"] - sum(per) / 2) < 1e-9, (s["method"], fl, per)
+assert any(l.startswith("## Over 2 seed sets") for l in md)
+assert doc["target_counts"]["flops_half"]["of"] == 2
 # The runs on the grown models' schedule logged no lr above its peak 3e-4.
 def peak_lr(run):
     recs = [json.loads(l) for l in open(out + "/runs/" + run + "/metrics.jsonl") if l.strip()]
     return max(r["lr"] for r in recs if r.get("event") == "step")
 for run in ("refined-concat", "refined-single", "scratch-refine"):
     assert peak_lr(run) <= 3e-4 * (1 + 1e-6), (run, peak_lr(run))
-print("ok   --refine-lr/--refine-warmup: scratch-refine row, reference %s (%.4f vs %.4f)" % (
-    doc["reference_scratch"], finals["scratch"], finals["scratch-refine"]))
+print("ok   --refine-lr/--refine-warmup: scratch-refine row, reference %s (%.4f vs %.4f); "
+      "--seeds 2: concat %.4f +- %.4f" % (doc["reference_scratch"], finals["scratch"],
+      finals["scratch-refine"], doc["seed_summary"][0]["final_loss"]["mean"],
+      doc["seed_summary"][0]["final_loss"]["std"]))
 EOF
 
 for bad in "--n 1" "--small-steps 0" "--embd 30 --heads 4" "--seeds 0" "--methods concat,foo" \
