@@ -66,7 +66,7 @@ edit() {
     rm -rf "${tmp:?}/$1"
     cp -r "$good" "$tmp/$1"
     python3 - "$tmp/$1" "$2" <<'EOF'
-import hashlib, json, os, struct, sys
+import hashlib, json, os, re, struct, sys
 ck, script = sys.argv[1], sys.argv[2]
 
 def config(f):
@@ -157,6 +157,12 @@ case_config() {
     edit heads_twice "text('config.json', lambda t: t.replace('\"heads\":', '\"heads\": 1, \"heads\":', 2).replace('\"heads\": 1, \"heads\":', '\"heads\":', 1))"
     expect_refused "$prefix/heads_twice/config.json: key 'heads' appears twice in twist.layers[1]" \
         $(eval_args heads_twice)
+    edit state_twice "text('state.json', lambda t: t.replace('\"step\":', '\"step\": 0, \"step\":', 1))"
+    expect_refused "$prefix/state_twice/state.json: key 'step' appears twice" \
+        $(eval_args state_twice)
+    edit vocab_twice "text('tokenizer.json', lambda t: re.sub('\"vocab\":\\\\s*{', '\"vocab\": {\"a\": 7, ', t, count=1))"
+    expect_refused "$prefix/vocab_twice/tokenizer.json: key 'a' appears twice in model.vocab" \
+        $(eval_args vocab_twice)
     edit format_new 'config(lambda c: c["twist"].update(format_version=2))'
     expect_refused "$prefix/format_new/config.json: twist.format_version 2 is not one this twist reads (1)" \
         $(eval_args format_new)

@@ -28,7 +28,8 @@ names_wanted = sys.argv[3].split(",") if len(sys.argv) > 3 and sys.argv[3] else 
 trace = json.load(open(path), parse_constant=reject)
 events = trace["traceEvents"]
 assert isinstance(events, list) and events, "no traceEvents"
-ops = [e for e in events if e["ph"] == "X"]
+ops = [e for e in events if e["ph"] == "X" and e.get("cat") != "ist"]
+spans = [e for e in events if e["ph"] == "X" and e.get("cat") == "ist"]
 meta = [e for e in events if e["ph"] == "M"]
 assert ops, "no X events"
 for e in ops:
@@ -48,7 +49,24 @@ assert len(tracks) >= min_tracks, f"{len(tracks)} tracks, want >= {min_tracks}"
 names = {e["name"] for e in ops}
 missing = [n for n in names_wanted if n not in names]
 assert not missing, f"names missing: {missing} (have e.g. {sorted(names)[:8]})"
-print(f"ok   {path.rsplit('/', 1)[-1]}: {len(ops)} ops on {len(tracks)} track(s)")
+# IST worker tracks (ist, dp): per worker send, compute, receive and merge spans of every round
+want_workers = int(sys.argv[4]) if len(sys.argv) > 4 else 0
+track_names = {(e["pid"], e["tid"]): e["args"]["name"] for e in meta if e["name"] == "thread_name"}
+kinds = {}
+for e in spans:
+    assert e["dur"] >= 0 and e["ts"] >= 0 and e["args"]["round"] >= 1, e
+    kinds.setdefault(track_names[(e["pid"], e["tid"])], {}).setdefault(e["name"], set()).add(
+        e["args"]["round"])
+workers = [t for t in kinds if t.startswith("worker ")]
+assert len(workers) == want_workers, f"{len(workers)} IST worker tracks, want {want_workers}"
+rounds = {r for k in kinds.values() for rs in k.values() for r in rs}
+for w in workers:
+    for kind in ("send", "compute", "receive", "merge"):
+        assert kinds[w].get(kind) == rounds, f"{w}: {kind} in rounds {kinds[w].get(kind)}"
+if want_workers:
+    assert {"extract", "merge", "eval"} <= set(kinds["master"]), kinds["master"]
+print(f"ok   {path.rsplit('/', 1)[-1]}: {len(ops)} ops on {len(tracks)} track(s), "
+      f"{len(workers)} IST worker track(s)")
 PY
 
 check_trace() { # FILE MIN_TRACKS NAMES
@@ -98,9 +116,9 @@ run step bench step --device cpu --preset nano --vocab 64 --batch 1 --seq-len 8 
 check_trace "$tmp/step.json" 1 "lm_head.gemm"
 dist=(--devices cpu --workers-per-device 2 --local-steps 1 --rounds 2 "${small[@]}")
 run ist ist "${dist[@]}" --heads-per-worker 1 --out "$tmp/ist" --profile "$tmp/ist.json"
-check_trace "$tmp/ist.json" 2 "block0.attn.qkv_gemm"
+check_trace "$tmp/ist.json" 2 "block0.attn.qkv_gemm" 2
 run dp dp "${dist[@]}" --mode localsgd --out "$tmp/dp" --profile "$tmp/dp.json"
-check_trace "$tmp/dp.json" 2 ""
+check_trace "$tmp/dp.json" 2 "" 2
 
 # Under mpirun every rank writes its own trace: rank 0 FILE, rank r FILE.rank<r>.
 if command -v mpirun >/dev/null 2>&1 && "$twist" --version | grep -q "MPI transport: built"; then
@@ -111,7 +129,7 @@ if command -v mpirun >/dev/null 2>&1 && "$twist" --version | grep -q "MPI transp
         mpirun -np 2 --oversubscribe "$twist" ist "${dist[@]}" --heads-per-worker 1 \
         --transport mpi --out "$tmp/mpi" --profile "$tmp/mpi.json" >"$tmp/mpi.out" 2>&1 || rc=$?
     ((rc == 0)) || { fail "mpirun ist --profile: exit $rc"; cat "$tmp/mpi.out" >&2; }
-    check_trace "$tmp/mpi.json" 1 "block0.attn.qkv_gemm"
+    check_trace "$tmp/mpi.json" 1 "block0.attn.qkv_gemm" 2
     check_trace "$tmp/mpi.json.rank1" 1 "block0.attn.qkv_gemm"
 else
     echo "skip mpirun: no mpirun or no MPI transport in this twist"

@@ -24,7 +24,8 @@ import json, math, sys
 COMMON = {"event", "command"}
 SCHEMA = {  # event: (required, optional)
     "device": ({"device", "backend", "type", "device_name", "vendor", "driver", "compute_units",
-                "memory_bytes", "peak_gflops"}, set()),
+                "memory_bytes", "peak_gflops", "peak_gflops_source", "peak_gbps",
+                "peak_gbps_source"}, {"free_memory_bytes"}),
     "backend": ({"backend", "built", "devices"}, {"no_device_reason"}),
     "bench": ({"device", "batch"},
               {"device_name", "m", "n", "k", "trans_a", "trans_b", "impl", "repeat", "flops",
@@ -45,7 +46,8 @@ SCHEMA = {  # event: (required, optional)
                      "gflops", "gbps", "peak_fraction"}, set()),
     "round": ({"mode", "round", "rounds", "step", "workers_in_round", "workers",
                "failed_workers", "phases_s", "per_worker", "bytes_round", "bytes_total", "loss",
-               "elapsed_s"}, set()),
+               "elapsed_s", "bytes_sent", "bytes_received", "codec", "bytes_localsgd_fp32",
+               "bytes_ratio_localsgd_fp32"}, set()),
 }
 # Old or ambiguous names that must not come back.
 FORBIDDEN = {"val_loss", "train_loss", "val_perplexity", "spec", "seq", "bench", "median"}

@@ -96,6 +96,20 @@ static bool store_value(const args_command *command, const arg_spec *spec, const
         }
         *(const char **)spec->dest = text;
         return true;
+    case ARG_STRING_LIST: {
+        arg_string_list *list = spec->dest;
+        if (*text == '\0') {
+            args_usage_error(command->name, "%s needs a non-empty value", spec->name);
+            return false;
+        }
+        if (list->count == ARG_LIST_MAX) {
+            args_usage_error(command->name, "%s given more than %d times", spec->name,
+                             ARG_LIST_MAX);
+            return false;
+        }
+        list->values[list->count++] = text;
+        return true;
+    }
     case ARG_FLAG: break;
     }
     return false;
@@ -111,7 +125,7 @@ static bool parse_option(const args_command *command, int argc, char **argv, int
         args_usage_error(command->name, "unknown option '%.*s'", (int)length, word);
         return false;
     }
-    if (spec->seen) {
+    if (spec->seen && spec->kind != ARG_STRING_LIST) {
         args_usage_error(command->name, "%s given more than once", spec->name);
         return false;
     }

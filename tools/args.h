@@ -17,9 +17,18 @@ typedef enum arg_kind {
     ARG_FLOAT,  /* number in [min_real, max_real]; dest is double* */
     ARG_STRING, /* any non-empty string; dest is const char** */
     ARG_CHOICE, /* one of `choices`; dest is int* (the index of the choice) */
-    ARG_OPTIONAL_STRING /* "--json" alone stores `implicit`; "--json=FILE" or "--json FILE"
-                         * stores FILE; dest is const char** (untouched when not given) */
+    ARG_OPTIONAL_STRING, /* "--json" alone stores `implicit`; "--json=FILE" or "--json FILE"
+                          * stores FILE; dest is const char** (untouched when not given) */
+    ARG_STRING_LIST /* a non-empty string, and the flag may be repeated; dest is an
+                     * arg_string_list* that collects the values in order */
 } arg_kind;
+
+enum { ARG_LIST_MAX = 16 };
+
+typedef struct arg_string_list {
+    const char *values[ARG_LIST_MAX];
+    int count;
+} arg_string_list;
 
 typedef struct arg_spec {
     const char *name;    /* "--m" */

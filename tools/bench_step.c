@@ -179,10 +179,11 @@ typedef struct step_result {
 } step_result;
 
 static void print_result(output *out, const step_options *o, const tw_gpt_config *c, size_t params,
-                         const step_result *r) {
+                         const step_result *r, const tw_device_info *info) {
     if (out->sink) {
         cJSON *j = output_new(out, "bench");
         tw_record_string(j, "device", o->device);
+        tw_record_string(j, "device_name", info->name);
         tw_record_string(j, "preset", PRESETS[o->preset]);
         tw_record_number(j, "params", (double)params);
         tw_record_int(j, "batch", o->batch);
@@ -285,7 +286,8 @@ int cmd_bench_step(int argc, char **argv) {
         step_result result = {tokens / cli_median(twist_ms, total) * 1e3, -1.0, 0.0};
         if (o.peer) result.tuned = tokens / cli_median(tuned_ms, total) * 1e3;
         if (two_peers) result.installed = tokens / cli_median(installed_ms, total) * 1e3;
-        print_result(&out, &o, &config, tw_gpt_param_count(side.model), &result);
+        print_result(&out, &o, &config, tw_gpt_param_count(side.model), &result,
+                     tw_device_get_info(side.device));
     }
     if (dir[0]) remove_scripts(dir);
     twist_side_free(&side);

@@ -23,6 +23,9 @@ int cmd_data(int argc, char **argv);
 int cmd_ist(int argc, char **argv);
 int cmd_dp(int argc, char **argv);
 int cmd_grow(int argc, char **argv);
+int cmd_extract(int argc, char **argv);
+int cmd_report(int argc, char **argv);
+int cmd_bench_all(int argc, char **argv);
 
 /* Prints "<prog>: <library message>" for a failed library call and returns CLI_EXIT_RUNTIME. */
 int cli_library_error(const char *prog, tw_status status);

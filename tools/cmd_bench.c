@@ -25,7 +25,8 @@ static void print_bench_usage(FILE *out) {
             "benchmarks:\n"
             "  gemm       fp32 GEMM GFLOP/s on a device, optionally against its vendor peer\n"
             "  attention  fused against unfused causal attention: time and peak device memory\n"
-            "  step       training-step tokens/s of a GPT preset, optionally against PyTorch\n\n"
+            "  step       training-step tokens/s of a GPT preset, optionally against PyTorch\n"
+            "  all        gemm, attention and step on every device: one table, chart and report\n\n"
             "Run 'twist bench <benchmark> --help' for its options.\n");
 }
 
@@ -41,8 +42,9 @@ int cmd_bench(int argc, char **argv) {
     if (strcmp(argv[0], "gemm") == 0) return cmd_bench_gemm(argc - 1, argv + 1);
     if (strcmp(argv[0], "attention") == 0) return cmd_bench_attention(argc - 1, argv + 1);
     if (strcmp(argv[0], "step") == 0) return cmd_bench_step(argc - 1, argv + 1);
+    if (strcmp(argv[0], "all") == 0) return cmd_bench_all(argc - 1, argv + 1);
     fprintf(stderr,
-            "twist bench: unknown benchmark '%s'; available: gemm, attention, step\n"
+            "twist bench: unknown benchmark '%s'; available: gemm, attention, step, all\n"
             "(run 'twist bench --help')\n",
             argv[0]);
     return CLI_EXIT_USAGE;

@@ -8,11 +8,14 @@
 #include "args.h"
 #include "cli.h"
 #include "output.h"
+#include "twist/memory.h"
+#include "twist/peak.h"
 
 static const char *const PROG = "twist devices";
 
 typedef struct device_list {
     tw_device_info *infos;
+    tw_device_peak *peaks; /* (count) spec, measured (cached) or unknown */
     int count;
     int per_backend[TW_BACKEND_COUNT];
 } device_list;
@@ -21,24 +24,67 @@ static int load_devices(device_list *list) {
     memset(list, 0, sizeof *list);
     list->count = tw_device_count();
     list->infos = calloc((size_t)(list->count > 0 ? list->count : 1), sizeof *list->infos);
-    if (!list->infos) return cli_runtime_error(PROG, "out of host memory");
+    list->peaks = calloc((size_t)(list->count > 0 ? list->count : 1), sizeof *list->peaks);
+    if (!list->infos || !list->peaks) {
+        free(list->infos), free(list->peaks);
+        return cli_runtime_error(PROG, "out of host memory");
+    }
     for (int i = 0; i < list->count; i++) {
         tw_status status = tw_device_info_at(i, &list->infos[i]);
         if (status != TW_OK) {
-            free(list->infos);
+            free(list->infos), free(list->peaks);
             return cli_library_error(PROG, status);
         }
+        tw_device_peak_get(&list->infos[i], &list->peaks[i]);
         list->per_backend[list->infos[i].backend]++;
     }
     return CLI_EXIT_OK;
 }
 
+/* Devices whose driver gives no peak are measured once (a short GEMM and a copy, twist/peak.h)
+ * and the result cached; later listings read the cache. A device that cannot be measured (out
+ * of memory under a limit, a driver error) keeps "?" and a note on stderr. */
+static void measure_unknown(device_list *list) {
+    for (int i = 0; i < list->count; i++) {
+        const tw_device_peak *p = &list->peaks[i];
+        if (p->gflops_source != TW_PEAK_UNKNOWN && p->gbps_source != TW_PEAK_UNKNOWN) continue;
+        fprintf(stderr, "%s: measuring the peak GFLOP/s and GB/s of %s once (a short GEMM and a "
+                        "copy; cached, see 'twist devices --help')\n",
+                PROG, list->infos[i].spec);
+        tw_device *device = NULL;
+        tw_status status = tw_device_open(list->infos[i].spec, &device);
+        if (status == TW_OK) status = tw_device_peak_measure(device, &list->peaks[i]);
+        tw_device_close(device);
+        if (status != TW_OK)
+            fprintf(stderr, "%s: could not measure %s: %s\n", PROG, list->infos[i].spec,
+                    tw_last_error());
+    }
+}
+
 /* ---- table ----------------------------------------------------------------------------- */
 
-enum { COLUMNS = 8 };
+enum { COLUMNS = 10 };
 
-static void device_cells(const tw_device_info *info, char cells[COLUMNS][288]) {
-    char memory[32];
+/* The device's free memory as its backend reports it now (twist/memory.h), 0 when unknown. */
+static uint64_t free_memory(const tw_device_info *info) {
+    uint64_t bytes = 0;
+    if (tw_device_spec_free_memory(info->spec, &bytes) != TW_OK) {
+        tw_clear_error();
+        bytes = 0;
+    }
+    return bytes;
+}
+
+/* "989 spec", "41.2 measured", "?" */
+static void peak_cell(double value, tw_peak_source source, char *out, size_t size) {
+    if (source == TW_PEAK_UNKNOWN || !(value > 0)) snprintf(out, size, "?");
+    else snprintf(out, size, "%.*f %s", value < 100 ? 1 : 0, value, tw_peak_source_name(source));
+}
+
+static void device_cells(const tw_device_info *info, const tw_device_peak *peak,
+                         char cells[COLUMNS][288]) {
+    char memory[32], free_text[32];
+    const uint64_t free_bytes = free_memory(info);
     snprintf(cells[0], 288, "%s", info->spec);
     snprintf(cells[1], 288, "%s", tw_device_type_name(info->type));
     snprintf(cells[2], 288, "%s", info->name);
@@ -51,10 +97,10 @@ static void device_cells(const tw_device_info *info, char cells[COLUMNS][288]) {
     snprintf(cells[6], 288, "%s",
              info->memory_bytes ? cli_format_bytes((double)info->memory_bytes, memory, sizeof memory)
                                 : "?");
-    if (info->peak_gflops_f32 > 0)
-        snprintf(cells[7], 288, "%.0f", info->peak_gflops_f32);
-    else
-        snprintf(cells[7], 288, "?");
+    snprintf(cells[7], 288, "%s",
+             free_bytes ? cli_format_bytes((double)free_bytes, free_text, sizeof free_text) : "?");
+    peak_cell(peak->gflops, peak->gflops_source, cells[8], 288);
+    peak_cell(peak->gbps, peak->gbps_source, cells[9], 288);
 }
 
 static void print_row(char cells[COLUMNS][288], const int *widths) {
@@ -64,19 +110,20 @@ static void print_row(char cells[COLUMNS][288], const int *widths) {
 
 static void print_table(const device_list *list) {
     static const char *const headers[COLUMNS] = {"SPEC",    "TYPE", "NAME",   "VENDOR",
-                                                 "DRIVER",  "CUS",  "MEMORY", "PEAK GFLOP/S"};
+                                                 "DRIVER",  "CUS",  "MEMORY", "FREE",
+                                                 "PEAK GFLOP/S", "PEAK GB/S"};
     char cells[COLUMNS][288];
     int widths[COLUMNS];
     for (int c = 0; c < COLUMNS; c++) widths[c] = (int)strlen(headers[c]);
     for (int i = 0; i < list->count; i++) {
-        device_cells(&list->infos[i], cells);
+        device_cells(&list->infos[i], &list->peaks[i], cells);
         for (int c = 0; c < COLUMNS; c++)
             if ((int)strlen(cells[c]) > widths[c]) widths[c] = (int)strlen(cells[c]);
     }
     for (int c = 0; c < COLUMNS; c++) snprintf(cells[c], 288, "%s", headers[c]);
     print_row(cells, widths);
     for (int i = 0; i < list->count; i++) {
-        device_cells(&list->infos[i], cells);
+        device_cells(&list->infos[i], &list->peaks[i], cells);
         print_row(cells, widths);
     }
     if (list->count == 0) printf("(no devices)\n");
@@ -112,8 +159,16 @@ static void write_records(output *out, const device_list *list) {
         else tw_record_null(r, "compute_units");
         if (info->memory_bytes) tw_record_number(r, "memory_bytes", (double)info->memory_bytes);
         else tw_record_null(r, "memory_bytes");
-        if (info->peak_gflops_f32 > 0) tw_record_number(r, "peak_gflops", info->peak_gflops_f32);
+        const uint64_t free_bytes = free_memory(info);
+        if (free_bytes) tw_record_number(r, "free_memory_bytes", (double)free_bytes);
+        else tw_record_null(r, "free_memory_bytes");
+        const tw_device_peak *peak = &list->peaks[i];
+        if (peak->gflops > 0) tw_record_number(r, "peak_gflops", peak->gflops);
         else tw_record_null(r, "peak_gflops");
+        tw_record_string(r, "peak_gflops_source", tw_peak_source_name(peak->gflops_source));
+        if (peak->gbps > 0) tw_record_number(r, "peak_gbps", peak->gbps);
+        else tw_record_null(r, "peak_gbps");
+        tw_record_string(r, "peak_gbps_source", tw_peak_source_name(peak->gbps_source));
         output_record(out, r);
     }
     for (int kind = 0; kind < TW_BACKEND_COUNT; kind++) {
@@ -129,16 +184,25 @@ static void write_records(output *out, const device_list *list) {
 
 int cmd_devices(int argc, char **argv) {
     const char *json = NULL;
+    bool no_measure = false;
     arg_spec specs[] = {
         output_json_spec(&json, "records (JSON lines) on stdout instead of the table, or "
                                 "appended to FILE"),
+        {.name = "--no-measure", .kind = ARG_FLAG, .dest = &no_measure,
+         .help = "do not measure the peaks the driver does not give (they show as '?' until "
+                 "measured)"},
     };
     args_command command = {
         .name = PROG,
         .synopsis = "twist devices [--json[=FILE]]",
         .summary = "Lists every device of every backend built into this twist (spec, type, name,\n"
-                   "vendor, driver, compute units, memory, peak FP32 GFLOP/s where known), and the\n"
-                   "backends that are built but found no device or are not built at all.",
+                   "vendor, driver, compute units, memory, free memory, peak FP32 GFLOP/s and\n"
+                   "memory GB/s), and the backends that are built but found no device or are not\n"
+                   "built at all.\n"
+                   "A peak is 'spec' when it comes from the driver's clocks and unit counts, or\n"
+                   "'measured': a short GEMM and a copy, timed once per device and driver and\n"
+                   "cached in the twist cache directory ($TWIST_CACHE_DIR, $XDG_CACHE_HOME/twist\n"
+                   "or ~/.cache/twist: peaks.json; delete it to measure again).",
         .specs = specs,
         .count = (int)(sizeof specs / sizeof specs[0]),
     };
@@ -151,8 +215,10 @@ int cmd_devices(int argc, char **argv) {
     device_list list;
     rc = load_devices(&list);
     if (rc != CLI_EXIT_OK) return output_close(&out, rc);
+    if (!no_measure) measure_unknown(&list);
     if (out.text) print_table(&list);
     if (out.sink) write_records(&out, &list);
     free(list.infos);
+    free(list.peaks);
     return output_close(&out, CLI_EXIT_OK);
 }

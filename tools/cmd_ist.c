@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "args.h"
+#include "device_memory_flag.h"
 #include "cli.h"
 #include "cli_profile.h"
 #include "model_flags.h"
@@ -21,6 +22,7 @@
 static const char *const BALANCES[] = {"equal", "speed", NULL};
 static const char *const TRANSPORTS[] = {"threads", "mpi", NULL};
 static const char *const DP_MODES[] = {"allreduce", "localsgd", NULL};
+static const char *const CODECS[] = {"fp32", "bf16", "bf16-delta", NULL};
 
 enum { MAX_DEVICE_SPECS = 64 };
 
@@ -30,9 +32,12 @@ typedef struct dist_cli {
     model_flags model;
     int workers_per_device, heads_per_worker, local_steps, rounds, balance, transport, mode;
     int batch, accum, warmup, seed, eval_every, eval_batches, save_every, peer_timeout;
+    int codec, stop_after;
+    bool resume;
     char device_text[1024];
     const char *device_list[MAX_DEVICE_SPECS];
     int device_count;
+    arg_string_list device_memory;
 } dist_cli;
 
 /* "cpu,opencl:0,vulkan:0" -> device_list. */
@@ -181,6 +186,7 @@ static int run_command(int argc, char **argv, bool ist) {
                                   "losses, idle time; validation passes; the save) on stdout "
                                   "instead of the text, or appended to FILE"),
         cli_profile_spec(&profile), /* read by cli_profile_run (twist.c) */
+        device_memory_spec(&c.device_memory),
         {.name = "--out", .kind = ARG_STRING, .dest = &c.out, .metavar = "DIR",
          .help = "save the merged model there as a twist checkpoint (a new or empty directory)"},
         {.name = "--overwrite", .kind = ARG_FLAG, .dest = &c.overwrite,
@@ -197,6 +203,15 @@ static int run_command(int argc, char **argv, bool ist) {
         {.name = "--slow-worker", .kind = ARG_STRING, .dest = &c.slow, .metavar = "W:F",
          .help = "for balance experiments: worker W runs F times slower (waits after each "
                  "step)"},
+        {.name = "--codec", .kind = ARG_CHOICE, .dest = &c.codec, .metavar = "NAME",
+         .help = "exchange codec: fp32 (default), bf16 (rounded), bf16-delta (bf16 of the "
+                 "change since the last value both ends know, with error feedback)",
+         .choices = CODECS},
+        {.name = "--resume", .kind = ARG_FLAG, .dest = &c.resume,
+         .help = "continue the run saved in --out (same options; --rounds may be larger)"},
+        {.name = "--stop-after", .kind = ARG_INT, .dest = &c.stop_after, .metavar = "R",
+         .help = "stop (and save, with --out) after R rounds of this invocation", .min = 1,
+         .max = 1 << 24},
         /* The command's own options follow. */
         {.name = "--heads-per-worker", .kind = ARG_INT, .dest = &c.heads_per_worker,
          .metavar = "M", .help = "heads of each layer per worker (workers x M >= heads)",
@@ -262,6 +277,9 @@ static int run_command(int argc, char **argv, bool ist) {
     }
     o.devices = c.device_list;
     o.device_count = c.device_count;
+    code = device_memory_caps(command.name, &c.device_memory, c.device_list, c.device_count,
+                              &o.device_memory);
+    if (code != CLI_EXIT_OK) return code;
     o.workers_per_device = c.workers_per_device;
     o.heads_per_worker = c.heads_per_worker;
     o.local_steps = c.local_steps;
@@ -282,6 +300,17 @@ static int run_command(int argc, char **argv, bool ist) {
     o.save_every = c.save_every;
     o.peer_timeout_s = c.peer_timeout;
     o.overwrite = c.overwrite;
+    o.codec = (tw_dist_codec)c.codec;
+    o.resume = c.resume;
+    o.stop_after = c.stop_after;
+    if (c.resume && c.overwrite)
+        return args_usage_error(command.name, "--resume and --overwrite exclude each other");
+    if (c.resume && !c.out)
+        return args_usage_error(command.name, "--resume needs --out DIR (the run to continue)");
+    if (c.resume && c.model.tokenizer)
+        return args_usage_error(command.name, "--resume: --tokenizer cannot be given: a "
+                                "resumed run uses the tokenizer saved in %s/tokenizer.json; "
+                                "drop --tokenizer", c.out);
     code = parse_fault(&c, command.name, workers, &o);
     if (code == CLI_EXIT_OK) code = parse_slow(&c, command.name, workers, &o);
     if (code != CLI_EXIT_OK) return code;
@@ -291,7 +320,7 @@ static int run_command(int argc, char **argv, bool ist) {
     quiet_usage_end();
     output out;
     code = output_open(&out, command.name, ist ? "ist" : "dp", c.json);
-    if (code == CLI_EXIT_OK && c.out) code = output_open_run_log(&out, c.out, false);
+    if (code == CLI_EXIT_OK && c.out) code = output_open_run_log(&out, c.out, c.resume);
     if (code != CLI_EXIT_OK) return output_close(&out, code);
     dist_progress progress = {.out = &out};
     /* One process (threads): a signal stops after the current round, with a save. Under

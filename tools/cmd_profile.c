@@ -264,6 +264,9 @@ static int cmd_profile_summary(int argc, char **argv) {
     cJSON_ArrayForEach(e, events) {
         const cJSON *ph = cJSON_GetObjectItemCaseSensitive(e, "ph");
         if (!cJSON_IsString(ph) || strcmp(ph->valuestring, "X") != 0) continue;
+        /* host spans of IST workers (compute, idle, send, ...) are not ops */
+        const cJSON *cat = cJSON_GetObjectItemCaseSensitive(e, "cat");
+        if (cJSON_IsString(cat) && strcmp(cat->valuestring, "ist") == 0) continue;
         const cJSON *name = cJSON_GetObjectItemCaseSensitive(e, "name");
         const cJSON *args = cJSON_GetObjectItemCaseSensitive(e, "args");
         const cJSON *op = cJSON_GetObjectItemCaseSensitive(args, "op");

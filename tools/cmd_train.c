@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "args.h"
+#include "device_memory_flag.h"
 #include "cli.h"
 #include "cli_profile.h"
 #include "model_flags.h"
@@ -131,6 +132,7 @@ typedef struct train_cli {
     int keep, stop_after;
     bool resume, overwrite, init_optimizer;
     const char *json, *init;
+    arg_string_list device_memory;
 } train_cli;
 
 /* Flags whose value a resumed run must not contradict, with their TW_TRAIN_GIVEN_* bit. */
@@ -211,6 +213,7 @@ int cmd_train(int argc, char **argv) {
         output_json_spec(&c.json, "records (JSON lines: steps, validation passes, saves) on "
                                   "stdout instead of the text, or appended to FILE"),
         cli_profile_spec(&profile), /* read by cli_profile_run (twist.c) */
+        device_memory_spec(&c.device_memory),
     };
     enum { OWN_COUNT = sizeof own / sizeof own[0] };
     arg_spec specs[MODEL_FLAG_COUNT + OWN_COUNT];
@@ -250,6 +253,8 @@ int cmd_train(int argc, char **argv) {
         code = model_flags_optimizer(&c.model, command.name, &o.lr, &o.min_lr, &o.adamw);
     if (code != CLI_EXIT_OK) return code;
     o.device = c.device;
+    code = device_memory_caps(command.name, &c.device_memory, &o.device, 1, &o.device_memory);
+    if (code != CLI_EXIT_OK) return code;
     o.data_path = c.model.data;
     o.tokenizer_path = c.model.tokenizer;
     o.vocab_size = c.model.vocab;

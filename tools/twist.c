@@ -31,8 +31,11 @@ static const cli_command commands[] = {
     {"ist", "independent subnetwork training over several devices (threads or MPI)", cmd_ist},
     {"dp", "data parallel and local SGD baselines of ist, in the same engine", cmd_dp},
     {"grow", "grow a larger model from trained checkpoints (depth, combine, double)", cmd_grow},
+    {"extract", "cut a smaller dense model (the most important heads and units) from a checkpoint",
+     cmd_extract},
     {"data", "prepare data: train a tokenizer, write graded synthetic text", cmd_data},
     {"profile", "per-op table of a trace written by --profile (summary)", cmd_profile},
+    {"report", "HTML page and SVG plots of runs, profiles and benchmarks", cmd_report},
 };
 enum { COMMAND_COUNT = sizeof commands / sizeof commands[0] };
 

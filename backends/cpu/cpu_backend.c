@@ -149,11 +149,29 @@ static tw_status cpu_event_elapsed_ms(void *context, void *start, void *end, dou
     return TW_OK;
 }
 
+/* Free memory: the kernel's estimate of what can be allocated without swapping (MemAvailable
+ * in /proc/meminfo, which counts reclaimable caches as free). */
+static tw_status cpu_free_memory(int index, uint64_t *free_bytes) {
+    (void)index;
+    FILE *file = fopen("/proc/meminfo", "r");
+    if (!file) return tw_error(TW_ERR_UNSUPPORTED, "cpu: /proc/meminfo cannot be read");
+    char line[256];
+    unsigned long long kib = 0;
+    bool found = false;
+    while (!found && fgets(line, sizeof line, file))
+        found = sscanf(line, "MemAvailable: %llu kB", &kib) == 1;
+    fclose(file);
+    if (!found) return tw_error(TW_ERR_UNSUPPORTED, "cpu: /proc/meminfo has no MemAvailable");
+    *free_bytes = (uint64_t)kib * 1024u;
+    return TW_OK;
+}
+
 static const tw_backend_vtable cpu_vtable = {
     .kind = TW_BACKEND_CPU,
     TW_BACKEND_DEVICE_INITIALISERS(cpu) /* cpu_enumerate, cpu_open, ... */
     TW_BACKEND_OP_INITIALISERS(tw_cpu) /* every op, from the list in twist/backend_support.h */
     .set_gemm_impl = NULL, /* OpenBLAS is the only GEMM here */
+    .free_memory = cpu_free_memory,
 };
 
 const tw_backend_vtable *tw_cpu_backend(void) { return &cpu_vtable; }

@@ -105,6 +105,13 @@ static void fill_info(int index, tw_device_info *info) {
         info->peak_gflops_f32 = 2.0 * fp32_lanes_per_sm(prop.major, prop.minor) *
                                 prop.multiProcessorCount * (double)clock_khz * 1e-6;
     }
+    int memory_khz = 0, bus_bits = 0;
+    if (cudaDeviceGetAttribute(&memory_khz, cudaDevAttrMemoryClockRate, index) == cudaSuccess &&
+        cudaDeviceGetAttribute(&bus_bits, cudaDevAttrGlobalMemoryBusWidth, index) == cudaSuccess) {
+        /* Two transfers per memory clock (double data rate; the driver reports HBM's and
+         * GDDR's clocks so that this holds) over a bus of bus_bits / 8 bytes. */
+        info->peak_gbps = 2.0 * (double)memory_khz * 1e3 * (bus_bits / 8.0) * 1e-9;
+    }
 }
 
 static int cuda_enumerate(tw_device_info *out, int capacity) {
@@ -352,12 +359,27 @@ static tw_status cuda_event_elapsed_ms(void *context, void *start, void *end, do
  * Vtable
  * ---------------------------------------------------------------------------------------------- */
 
+/* Free memory as the driver counts it on the device (every process's use included; blocks in
+ * twist's own caches count as used). The calling thread's current device is restored. */
+static tw_status cuda_free_memory(int index, uint64_t *free_bytes) {
+    int previous = 0;
+    const bool had_device = cudaGetDevice(&previous) == cudaSuccess;
+    cudaError_t err = cudaSetDevice(index);
+    size_t free_now = 0, total = 0;
+    if (err == cudaSuccess) err = cudaMemGetInfo(&free_now, &total);
+    if (had_device) cudaSetDevice(previous);
+    if (err != cudaSuccess) return tw_cuda_fail(err, "cudaMemGetInfo");
+    *free_bytes = (uint64_t)free_now;
+    return TW_OK;
+}
+
 static const tw_backend_vtable cuda_vtable = {
     .kind = TW_BACKEND_CUDA,
     TW_BACKEND_DEVICE_INITIALISERS(cuda) /* cuda_enumerate, cuda_open, ... */
     TW_BACKEND_OP_INITIALISERS(tw_cuda) /* every op, from the list in twist/backend_support.h */
     .set_gemm_impl = tw_cuda_set_gemm_impl,
     .no_device_reason = cuda_no_device_reason,
+    .free_memory = cuda_free_memory,
 };
 
 const tw_backend_vtable *tw_cuda_backend(void) { return &cuda_vtable; }

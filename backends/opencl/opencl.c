@@ -143,9 +143,31 @@ static tw_device_type device_type(cl_device_id device) {
     return TW_DEVICE_TYPE_OTHER;
 }
 
-/* Peak FP32 GFLOP/s is left at 0: OpenCL reports compute units and a clock but not the lanes
- * per compute unit, nor the FMA pipes per CPU core, and these differ between generations of one
- * vendor, so any formula would be a guess presented as a fact. */
+/* FP32 lanes per compute unit where the device says enough to know it, 0 otherwise. OpenCL gives
+ * compute units and a clock but not the lanes per unit, so only these are assumed:
+ *   - NVIDIA (cl_nv_device_attribute_query's compute capability): the CUDA backend's table;
+ *   - AMD GPUs: 64 lanes per CU (GCN, CDNA, RDNA; RDNA3's dual issue, which doubles it on
+ *     paper, is not counted);
+ *   - Intel GPUs: a compute unit is an EU (Gen9 to Xe) with 8 FP32 lanes.
+ * CPU devices (PoCL) and the rest stay unknown: `twist devices` measures them (twist/peak.h). */
+#define TW_CL_CC_MAJOR_NV 0x4000 /* CL_DEVICE_COMPUTE_CAPABILITY_MAJOR_NV */
+#define TW_CL_CC_MINOR_NV 0x4001
+static int fp32_lanes_per_unit(cl_device_id device, const tw_device_info *info) {
+    if (info->type != TW_DEVICE_TYPE_GPU && info->type != TW_DEVICE_TYPE_INTEGRATED_GPU) return 0;
+    cl_uint major = 0, minor = 0;
+    if (strstr(info->vendor, "NVIDIA") &&
+        clGetDeviceInfo(device, TW_CL_CC_MAJOR_NV, sizeof major, &major, NULL) == CL_SUCCESS &&
+        clGetDeviceInfo(device, TW_CL_CC_MINOR_NV, sizeof minor, &minor, NULL) == CL_SUCCESS) {
+        if (major == 7) return 64;
+        if (major == 8) return minor == 0 ? 64 : 128;
+        if (major == 9 || major == 10 || major == 12) return 128;
+        return 0;
+    }
+    if (strstr(info->vendor, "Advanced Micro Devices") || strstr(info->vendor, "AMD")) return 64;
+    if (strstr(info->vendor, "Intel")) return 8;
+    return 0;
+}
+
 static void fill_info(cl_device_id device, tw_device_info *info) {
     memset(info, 0, sizeof *info);
     device_string(device, CL_DEVICE_NAME, info->name, sizeof info->name);
@@ -161,7 +183,13 @@ static void fill_info(cl_device_id device, tw_device_info *info) {
     if (clGetDeviceInfo(device, CL_DEVICE_GLOBAL_MEM_SIZE, sizeof memory, &memory, NULL) ==
         CL_SUCCESS)
         info->memory_bytes = memory;
-    info->peak_gflops_f32 = 0.0;
+    cl_uint clock_mhz = 0;
+    const int lanes = fp32_lanes_per_unit(device, info);
+    if (lanes > 0 &&
+        clGetDeviceInfo(device, CL_DEVICE_MAX_CLOCK_FREQUENCY, sizeof clock_mhz, &clock_mhz,
+                        NULL) == CL_SUCCESS)
+        /* one FMA (2 FLOPs) per lane per clock */
+        info->peak_gflops_f32 = 2.0 * lanes * info->compute_units * (double)clock_mhz * 1e-3;
 }
 
 static int cl_enumerate(tw_device_info *out, int capacity) {

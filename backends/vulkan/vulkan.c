@@ -461,11 +461,59 @@ tw_vk_op_settings *tw_vk_op_settings_of(tw_vk_context *vk) { return &vk->op_sett
  * Vtable
  * ---------------------------------------------------------------------------------------------- */
 
+/* Free memory from VK_EXT_memory_budget: the largest device-local heap's budget less its usage
+ * (both for this process, as the driver estimates them). Without the extension (or Vulkan 1.1
+ * for vkGetPhysicalDeviceMemoryProperties2) TW_ERR_UNSUPPORTED: the front end then takes the
+ * heap size less what twist allocated. */
+static tw_status tw_vk_free_memory(int index, uint64_t *free_bytes) {
+    VkInstance instance;
+    uint32_t api = 0;
+    if (create_instance(NULL, &api, &instance) != VK_SUCCESS)
+        return tw_error(TW_ERR_UNSUPPORTED, "vulkan: no instance");
+    uint32_t count = 0;
+    VkPhysicalDevice *devices = physical_devices(instance, &count);
+    tw_status status = tw_error(TW_ERR_UNSUPPORTED, "vulkan: no VK_EXT_memory_budget");
+    if (devices && (uint32_t)index < count && api >= VK_API_VERSION_1_1) {
+        VkPhysicalDevice physical = devices[index];
+        uint32_t extensions = 0;
+        vkEnumerateDeviceExtensionProperties(physical, NULL, &extensions, NULL);
+        VkExtensionProperties *list = calloc(extensions ? extensions : 1, sizeof *list);
+        if (list && vkEnumerateDeviceExtensionProperties(physical, NULL, &extensions, list) ==
+                        VK_SUCCESS &&
+            has_extension(list, extensions, VK_EXT_MEMORY_BUDGET_EXTENSION_NAME)) {
+            VkPhysicalDeviceMemoryBudgetPropertiesEXT budget = {
+                .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_MEMORY_BUDGET_PROPERTIES_EXT};
+            VkPhysicalDeviceMemoryProperties2 memory = {
+                .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_MEMORY_PROPERTIES_2,
+                .pNext = &budget};
+            vkGetPhysicalDeviceMemoryProperties2(physical, &memory);
+            uint64_t best = 0, best_size = 0;
+            for (uint32_t h = 0; h < memory.memoryProperties.memoryHeapCount; h++) {
+                const VkMemoryHeap *heap = &memory.memoryProperties.memoryHeaps[h];
+                if (!(heap->flags & VK_MEMORY_HEAP_DEVICE_LOCAL_BIT) || heap->size <= best_size)
+                    continue;
+                best_size = heap->size;
+                best = budget.heapBudget[h] > budget.heapUsage[h]
+                           ? budget.heapBudget[h] - budget.heapUsage[h] : 0;
+            }
+            if (best_size > 0) {
+                *free_bytes = best;
+                status = TW_OK;
+            }
+        }
+        free(list);
+    }
+    free(devices);
+    vkDestroyInstance(instance, NULL);
+    return status;
+}
+
 static const tw_backend_vtable vk_vtable = {
     .kind = TW_BACKEND_VULKAN,
     TW_BACKEND_DEVICE_INITIALISERS(tw_vk) /* tw_vk_enumerate, tw_vk_open, ... */
     TW_BACKEND_OP_INITIALISERS(tw_vk) /* every op, from the list in twist/backend_support.h */
     .set_gemm_impl = tw_vk_set_gemm_impl,
+    .free_memory = tw_vk_free_memory,
 };
 
 const tw_backend_vtable *tw_vulkan_backend(void) { return &vk_vtable; }

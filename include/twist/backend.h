@@ -65,6 +65,8 @@ typedef struct tw_device_info {
     int compute_units;    /* cores, CUs or SMs; 0 if unknown */
     uint64_t memory_bytes; /* global memory; 0 if unknown */
     double peak_gflops_f32; /* theoretical peak FP32 GFLOP/s; 0 where it cannot be known */
+    double peak_gbps;       /* theoretical memory bandwidth, GB/s; 0 where unknown (twist/peak.h
+                             * measures and caches what the driver does not give) */
 } tw_device_info;
 
 /* "cpu", "opencl", "vulkan", "cuda". */

@@ -147,6 +147,11 @@ typedef struct tw_backend_vtable {
      * CUDA-capable device is detected"), for the message of a spec that names one; "" or NULL
      * when unknown. */
     const char *(*no_device_reason)(void);
+
+    /* OPTIONAL: the free memory of device `index` (backend-local) as the driver reports it now,
+     * without an opened context; TW_ERR_UNSUPPORTED when it cannot say (then the front end
+     * takes the device's memory_bytes less what twist allocated on it). */
+    tw_status (*free_memory)(int index, uint64_t *free_bytes);
 } tw_backend_vtable;
 
 /* ------------------------------------------------------------------------------------------------

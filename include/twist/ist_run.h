@@ -27,6 +27,7 @@
 #include <stdint.h>
 
 #include "twist/ist.h"
+#include "twist/memory.h"
 #include "twist/optim.h"
 
 #ifdef __cplusplus
@@ -48,6 +49,14 @@ typedef enum tw_dist_transport {
     TW_TRANSPORT_THREADS = 0, /* one thread per worker in this process */
     TW_TRANSPORT_MPI = 1      /* one MPI rank per worker; rank 0 holds the master */
 } tw_dist_transport;
+
+/* What the exchange sends (--codec; src/ist/codec.h says what is encoded where). */
+typedef enum tw_dist_codec {
+    TW_CODEC_FP32 = 0,      /* float32 as it is */
+    TW_CODEC_BF16 = 1,      /* every value rounded to bfloat16 (nearest even) */
+    TW_CODEC_BF16_DELTA = 2 /* bfloat16 of the change since the last value both ends know,
+                               with error feedback */
+} tw_dist_codec;
 
 enum { TW_DIST_MAX_WORKERS = 256 };
 
@@ -102,6 +111,24 @@ typedef struct tw_dist_options {
      * slower; -1: none. */
     int slow_worker;
     double slow_factor;
+
+    /* The exchange codec of the packed subnets (and, data parallel, the gradients). */
+    tw_dist_codec codec;
+    /* Continue the checkpoint in out_dir (saved by a run with the same options; rounds may be
+     * larger): the master's weights, AdamW moments and step, and the run state in state.json
+     * (round, live workers, head quota, measured rates, every worker's data position), so
+     * that an interrupted and resumed threads run ends with the same weights, bit for bit, as
+     * an uninterrupted one. bf16-delta's references and residuals are not saved: a resumed
+     * bf16-delta run starts them afresh (it says so). Excludes overwrite. */
+    bool resume;
+    /* > 0: stop (with a save, like a signal) after this many rounds of this invocation. */
+    int stop_after;
+    /* --device-memory: caps per device spec (twist/memory.h), applied to each worker's device
+     * context (per worker when several share a device); the master's host-side model
+     * (initialisation, merge, --eval-device) is not capped. Every worker's subnet, and its
+     * micro-batch, is planned to fit its cap, or its device's queried free memory shared
+     * among the workers on it. */
+    tw_memory_caps device_memory;
 } tw_dist_options;
 
 /* Defaults for everything but devices, data and model: one worker per device, K 10, 10 rounds,

@@ -59,6 +59,13 @@ typedef struct tw_profile_totals {
 } tw_profile_totals;
 tw_status tw_profile_totals_get(tw_profile_totals *out);
 
+/* Records a span of host time [start, end] (tw_now_seconds() values) on the track named `track`
+ * of the open session, e.g. IST worker 2's "compute" of round 3 (round counted from 1, or -1);
+ * the trace shows these tracks, one thread each, under one process "IST workers", besides the
+ * device tracks. Does nothing (TW_OK) without an open session. */
+tw_status tw_profile_span(const char *track, const char *name, double start, double end,
+                          int round);
+
 /* Writes the last stopped session as a Chrome trace JSON to path (atomically: a temporary file
  * renamed into place, so a failure leaves no partial file). */
 tw_status tw_profile_write_trace(const char *path);

@@ -18,6 +18,7 @@
 
 #include "twist/checkpoint.h"
 #include "twist/data.h"
+#include "twist/memory.h"
 #include "twist/model.h"
 #include "twist/optim.h"
 #include "twist/tokenizer.h"
@@ -176,6 +177,11 @@ typedef struct tw_train_options {
     /* When not NULL and nonzero (a signal handler sets it), the run stops after the current
      * step, saves a checkpoint and returns TW_OK; no step runs after it is seen. */
     volatile sig_atomic_t *stop;
+    /* --device-memory: a cap on the training device (twist/memory.h), enforced by its
+     * allocator. Before the model is allocated the run checks that the training state
+     * (tw_training_memory_of at batch x max_seq_len) fits the cap, or the device's queried free
+     * memory, and refuses naming both. A cap for another device is refused. */
+    tw_memory_caps device_memory;
 } tw_train_options;
 
 /* Sensible defaults for everything but device, data, model and out_dir (the TW_TRAIN_DEFAULT_*

@@ -214,6 +214,7 @@ static tw_status parse_checksums(const char *path, const char *text, cJSON **roo
                                  const cJSON **files) {
     *root = cJSON_Parse(text);
     if (!*root) return tw_error(TW_ERR_FORMAT, "%s: not valid JSON", path);
+    TW_TRY(tw_json_refuse_duplicate(*root, path));
     const cJSON *format = cJSON_GetObjectItemCaseSensitive(*root, "format");
     const cJSON *version = cJSON_GetObjectItemCaseSensitive(*root, "version");
     *files = cJSON_GetObjectItemCaseSensitive(*root, "files");
@@ -1227,6 +1228,8 @@ static tw_status open_dir(const char *dir, tw_checkpoint **out) {
             cJSON *parsed = cJSON_Parse((const char *)bytes);
             if (!parsed || strlen((const char *)bytes) != size) {
                 s = tw_error(TW_ERR_FORMAT, "%s: not valid JSON", path);
+                free(bytes);
+            } else if ((s = tw_json_refuse_duplicate(parsed, path)) != TW_OK) {
                 free(bytes);
             } else if (strcmp(name, k_std_names[STD_CONFIG]) == 0) {
                 c->config = (char *)bytes;

@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/json_keys.h"
 #include "twist/checkpoint.h"
 
 /* SHA-256 (FIPS 180-4), streaming. */
@@ -47,16 +48,6 @@ tw_status tw_safetensors_write_fd(const tw_safetensors_writer *writer, int fd, c
 tw_status tw_safetensors_parse(const char *path, uint8_t *bytes, size_t size,
                                tw_safetensors **out);
 
-/* The first key given twice in any object of a parsed JSON text (json_keys.c says why that is
- * refused), depth first: `key` (NULL when there is none), `top` the root member it lies under
- * (NULL for the root object itself) and `path` the JSON path of the object holding it ("" for
- * the root, "twist.layers[0]"). The strings point into the cJSON tree. */
-typedef struct cJSON cJSON;
-typedef struct tw_json_duplicate {
-    const char *key, *top;
-    char path[256];
-} tw_json_duplicate;
-tw_status tw_json_find_duplicate(const cJSON *root, tw_json_duplicate *out);
 
 /* Test hook: a save stops (returning TW_ERR_IO, leaving everything as it is on disk) at this
  * point, to simulate a crash. 0: never. The points are those of the save steps at the top of

@@ -1,12 +1,49 @@
 /* Devices, buffers and events: the front end that checks arguments, keeps the per-device byte
  * accounting, and forwards to the backend's vtable. A tw_device and its buffers are used from one
  * thread at a time (IST gives each worker thread its own device). */
+#include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/device.h"
 #include "core/registry.h"
 #include "prof/profile_internal.h"
+#include "twist/memory.h"
+
+/* Bytes twist holds on each device over all of its contexts in this process: OpenCL cannot
+ * report free memory, so the front end subtracts these from the device's global memory. One
+ * slot per device spec, found once per open under the lock, then updated atomically. */
+enum { SPEC_SLOTS = 256 };
+static struct {
+    char spec[32];
+    uint64_t bytes;
+} spec_slots[SPEC_SLOTS];
+static int spec_slot_count;
+static pthread_mutex_t spec_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static uint64_t *spec_bytes_of(const char *spec) {
+    uint64_t *found = NULL;
+    pthread_mutex_lock(&spec_lock);
+    for (int i = 0; i < spec_slot_count && !found; i++)
+        if (strcmp(spec_slots[i].spec, spec) == 0) found = &spec_slots[i].bytes;
+    if (!found && spec_slot_count < SPEC_SLOTS) {
+        snprintf(spec_slots[spec_slot_count].spec, sizeof spec_slots[0].spec, "%s", spec);
+        found = &spec_slots[spec_slot_count++].bytes;
+    }
+    pthread_mutex_unlock(&spec_lock);
+    return found;
+}
+
+static uint64_t spec_bytes_now(const char *spec) {
+    uint64_t bytes = 0;
+    pthread_mutex_lock(&spec_lock);
+    for (int i = 0; i < spec_slot_count; i++)
+        if (strcmp(spec_slots[i].spec, spec) == 0)
+            bytes = __atomic_load_n(&spec_slots[i].bytes, __ATOMIC_RELAXED);
+    pthread_mutex_unlock(&spec_lock);
+    return bytes;
+}
 
 tw_status tw_device_open(const char *spec, tw_device **out) {
     if (!out) return tw_error(TW_ERR_INVALID_ARGUMENT, "tw_device_open: out is NULL");
@@ -21,6 +58,7 @@ tw_status tw_device_open(const char *spec, tw_device **out) {
     if (!device) return tw_error(TW_ERR_OUT_OF_MEMORY, "out of host memory opening %s", spec);
     device->vtable = vtable;
     device->info = info;
+    device->spec_bytes = spec_bytes_of(info.spec);
     status = vtable->open(local_index, device, &device->context);
     if (status != TW_OK) {
         free(device);
@@ -55,6 +93,66 @@ size_t tw_device_bytes_in_use(const tw_device *device) { return device->bytes_in
 size_t tw_device_peak_bytes(const tw_device *device) { return device->peak_bytes; }
 void tw_device_reset_peak(tw_device *device) { device->peak_bytes = device->bytes_in_use; }
 
+/* ------------------------------------------------------------------------------------------ */
+/* Memory: caps and free bytes (twist/memory.h)                                               */
+/* ------------------------------------------------------------------------------------------ */
+
+tw_status tw_device_set_memory_cap(tw_device *device, uint64_t bytes) {
+    if (!device) return tw_error(TW_ERR_INVALID_ARGUMENT, "tw_device_set_memory_cap: no device");
+    if (bytes && device->bytes_in_use > bytes) {
+        char used[32], cap[32];
+        return tw_error(TW_ERR_OUT_OF_MEMORY,
+                        "--device-memory %s=%llu: %s already holds %s, more than the cap of %s",
+                        device->info.spec, (unsigned long long)bytes, device->info.spec,
+                        tw_format_bytes(device->bytes_in_use, used, sizeof used),
+                        tw_format_bytes(bytes, cap, sizeof cap));
+    }
+    device->memory_cap = bytes;
+    return TW_OK;
+}
+
+uint64_t tw_device_memory_cap(const tw_device *device) { return device ? device->memory_cap : 0; }
+
+tw_status tw_device_spec_free_memory(const char *spec, uint64_t *free_bytes) {
+    if (!free_bytes)
+        return tw_error(TW_ERR_INVALID_ARGUMENT, "tw_device_spec_free_memory: NULL argument");
+    *free_bytes = 0;
+    const tw_backend_vtable *vtable;
+    int local_index;
+    tw_device_info info;
+    TW_TRY(tw_registry_find(spec, &vtable, &local_index, &info));
+    if (vtable->free_memory) {
+        uint64_t reported = 0;
+        tw_status status = vtable->free_memory(local_index, &reported);
+        if (status == TW_OK) {
+            *free_bytes = reported;
+            return TW_OK;
+        }
+        if (status != TW_ERR_UNSUPPORTED) return status;
+        tw_clear_error();
+    }
+    /* The device's memory less what twist holds on it (other programs' use is not known). */
+    const uint64_t held = spec_bytes_now(info.spec);
+    *free_bytes = info.memory_bytes > held ? info.memory_bytes - held : 0;
+    return TW_OK;
+}
+
+tw_status tw_device_free_memory(tw_device *device, uint64_t *free_bytes, bool *capped) {
+    if (!device || !free_bytes)
+        return tw_error(TW_ERR_INVALID_ARGUMENT, "tw_device_free_memory: NULL argument");
+    TW_TRY(tw_device_spec_free_memory(device->info.spec, free_bytes));
+    if (capped) *capped = false;
+    if (device->memory_cap) {
+        const uint64_t left = device->memory_cap > device->bytes_in_use
+                                  ? device->memory_cap - device->bytes_in_use : 0;
+        if (*free_bytes == 0 || left <= *free_bytes) {
+            *free_bytes = left;
+            if (capped) *capped = true;
+        }
+    }
+    return TW_OK;
+}
+
 tw_status tw_device_set_gemm_impl(tw_device *device, tw_gemm_impl impl) {
     if (!device) return tw_error(TW_ERR_INVALID_ARGUMENT, "tw_device_set_gemm_impl: no device");
     if (impl != TW_GEMM_AUTO && impl != TW_GEMM_VENDOR && impl != TW_GEMM_OWN)
@@ -76,6 +174,20 @@ tw_status tw_buffer_alloc(tw_device *device, size_t bytes, tw_buffer **out) {
         return tw_error(TW_ERR_OUT_OF_MEMORY,
                         "cannot allocate %zu bytes on %s: the device has %llu bytes", bytes,
                         device->info.spec, (unsigned long long)device->info.memory_bytes);
+    /* --device-memory: the cap is enforced here, where every device buffer (the model's, the
+     * optimizer's, backend scratch) is allocated, so an emulated small device fails where a
+     * real one would. */
+    if (device->memory_cap && (bytes > device->memory_cap ||
+                               device->bytes_in_use > device->memory_cap - bytes)) {
+        char want[32], used[32], cap[32];
+        return tw_error(TW_ERR_OUT_OF_MEMORY,
+                        "out of memory on %s: allocating %s with %s in use exceeds its cap of %s "
+                        "(--device-memory %s=%llu)",
+                        device->info.spec, tw_format_bytes(bytes, want, sizeof want),
+                        tw_format_bytes(device->bytes_in_use, used, sizeof used),
+                        tw_format_bytes(device->memory_cap, cap, sizeof cap), device->info.spec,
+                        (unsigned long long)device->memory_cap);
+    }
     tw_buffer *buffer = calloc(1, sizeof *buffer);
     if (!buffer) return tw_error(TW_ERR_OUT_OF_MEMORY, "out of host memory");
     tw_status status = device->vtable->buffer_alloc(device->context, bytes, &buffer->handle);
@@ -86,6 +198,7 @@ tw_status tw_buffer_alloc(tw_device *device, size_t bytes, tw_buffer **out) {
     buffer->device = device;
     buffer->bytes = bytes;
     device->bytes_in_use += bytes;
+    if (device->spec_bytes) __atomic_fetch_add(device->spec_bytes, bytes, __ATOMIC_RELAXED);
     if (device->bytes_in_use > device->peak_bytes) device->peak_bytes = device->bytes_in_use;
     *out = buffer;
     return TW_OK;
@@ -96,6 +209,7 @@ void tw_buffer_free(tw_buffer *buffer) {
     tw_device *device = buffer->device;
     device->vtable->buffer_free(device->context, buffer->handle);
     device->bytes_in_use -= buffer->bytes;
+    if (device->spec_bytes) __atomic_fetch_sub(device->spec_bytes, buffer->bytes, __ATOMIC_RELAXED);
     free(buffer);
 }
 

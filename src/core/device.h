@@ -13,6 +13,9 @@ struct tw_device {
     size_t bytes_in_use;
     size_t peak_bytes;
     struct tw_prof_track *profile; /* the profiler's record of this device, or NULL (src/prof) */
+    uint64_t memory_cap;           /* tw_device_set_memory_cap; 0: none */
+    uint64_t *spec_bytes;          /* twist's bytes on this device over every context of the
+                                      process (device.c), updated atomically */
 };
 
 #endif

@@ -16,6 +16,7 @@
 #include <cjson/cJSON.h>
 
 #include "twist/error.h"
+#include "core/json_keys.h"
 #include "core/paths.h"
 #include "data/tokenizer_impl.h"
 
@@ -664,6 +665,13 @@ tw_status tw_tokenizer_from_json(const char *json, size_t length, const char *pa
                         used);
     }
     free(text);
+    /* {"model": {"vocab": {"a": 1, "a": 2}}} means id 1 to twist's first-match lookup and id 2
+     * to the tokenizers library: refused rather than encoding differently from HF. */
+    tw_status duplicate = tw_json_refuse_duplicate(root, path);
+    if (duplicate != TW_OK) {
+        cJSON_Delete(root);
+        return duplicate;
+    }
     loader l;
     memset(&l, 0, sizeof l);
     l.path = path;

@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "ist/codec.h"
 #include "twist/data.h"
 #include "twist/ist_run.h"
 #include "twist/tokenizer.h"
@@ -22,6 +23,11 @@ typedef struct dist_job {
     int active_workers; /* taking part in this round (data parallel averages over them) */
     uint64_t packed_floats; /* tw_ist_packed_floats(&config) */
     tw_gpt_config config;   /* the worker's subnet (the whole model outside IST) */
+    int codec;              /* tw_dist_codec of the exchange */
+    uint64_t share_ints;    /* bf16-delta: the share lists sent with the subnet (codec.h) */
+    int set_loader;         /* resume: the worker's data position is `loader` before training */
+    tw_loader_state loader;
+    int micro_batch;        /* rows per forward pass (a divisor of batch), 0: the whole batch */
 } dist_job;
 
 enum { DIST_TRAIN = 1, DIST_QUIT = 2 };
@@ -34,6 +40,8 @@ typedef struct dist_result {
     double train_s;         /* wall time of its local phase (upload, K steps, download) */
     uint64_t comm_bytes;    /* bytes it sent during training (data parallel gradients) */
     char error[256];        /* why it failed */
+    tw_loader_state loader; /* the worker's data position after the round (resume) */
+    uint64_t peak_bytes;    /* the worker device's allocation peak during the round */
 } dist_result;
 
 /* Averaging across the round's workers during local training (data parallel). Every active
@@ -61,6 +69,8 @@ typedef struct dist_worker {
     size_t grads_capacity;
     float *packed;            /* the worker's packed subnet [params | exp_avg | exp_avg_sq] */
     size_t packed_capacity;   /* floats */
+    dist_codec_link codec;    /* the worker's end of its link to the master (codec.h) */
+    int micro_batch;          /* the model's activations are sized for it (dist_job) */
 } dist_worker;
 
 /* Opens the device and the data shard `index` of `shard_count` of the training stream. */
@@ -108,6 +118,8 @@ struct dist_transport {
     const dist_transport_ops *ops;
     int workers;
     const char *const *worker_devices; /* (workers) device spec of each worker */
+    dist_codec_link *links; /* (workers) the master's ends of the links (codec.h), set by the
+                               round loop; used by send and receive when the codec is not fp32 */
 };
 
 /* In-process: one thread per worker, each with its own device. */
@@ -129,6 +141,29 @@ void dist_setup_free(dist_setup *setup);
 
 tw_status dist_master_rounds(const tw_dist_options *options, const dist_setup *setup,
                              dist_transport *transport, tw_dist_report_fn report, void *context);
+
+/* The run state beside the master's weights that a resumed run needs to go on exactly as an
+ * uninterrupted one (resume.c): saved in state.json's "distributed" object. */
+typedef struct dist_run_state {
+    int round;            /* rounds done */
+    int heads_per_worker; /* IST: the head quota (raised after failures) */
+    uint64_t total_bytes;
+    int workers;
+    bool alive[TW_DIST_MAX_WORKERS];
+    double rate[TW_DIST_MAX_WORKERS];            /* measured FLOP/s (--balance speed) */
+    tw_loader_state loader[TW_DIST_MAX_WORKERS]; /* each worker's data position */
+} dist_run_state;
+
+/* state.json of a save (malloc'd, NULL when out of memory): the master's step, the options a
+ * resume must agree with, and the run state. */
+char *dist_state_json(const tw_dist_options *options, const dist_setup *setup, int step,
+                      const dist_run_state *state);
+/* options->resume: the checkpoint in options->out_dir into master (weights, AdamW moments and
+ * step) and *state, after checking that it is this run's (model, data, options: a difference is
+ * refused naming the flag) and not finished. Says what it resumed through report. */
+tw_status dist_resume_load(const tw_dist_options *options, const dist_setup *setup,
+                           tw_ist_master *master, dist_run_state *state,
+                           tw_dist_report_fn report, void *context);
 
 #ifdef TWIST_HAVE_MPI
 /* MPI: every rank opens its worker; rank 0 gets a transport for the round loop, the other

@@ -11,6 +11,8 @@
 
 #include "twist/error.h"
 #include "ist/dist_internal.h"
+#include "ist/dist_memory.h"
+#include "ist/round_trace.h"
 #include "train/train_internal.h"
 #include "twist/record.h"
 #include "twist/train.h"
@@ -159,6 +161,10 @@ typedef struct master_run {
     double started;
     uint64_t total_bytes;
     tw_checkpoint_lock *lock; /* on out_dir, from before the first round to after the save */
+    dist_codec_link *links;   /* (workers) the master's ends of the exchange (codec.h) */
+    tw_loader_state *loader;  /* (workers) data positions after the last round (resume) */
+    bool set_loader;          /* resumed: the next jobs carry the saved data positions */
+    dist_memory *memory;      /* budgets and the round's memory plan (dist_memory.h) */
 } master_run;
 
 /* The GPT-2 initialisation of tw_gpt_init_params, through a CPU model, into the master. */
@@ -222,11 +228,15 @@ static tw_status partition_round(master_run *m, int round, int *slot_of,
         if (!(m->rate[w] > 0.0)) rates_known = false;
         live++;
     }
-    if (o->mode != TW_DIST_IST) return make_replicas(&m->setup->model, live, out);
-    if (rates_known)
+    if (rates_known && o->mode == TW_DIST_IST)
         dist_balance_weights(&m->setup->model,
                              head_slots(&m->setup->model, live, m->heads_per_worker), rates,
                              live, weights);
+    /* Memory: shares and micro-batches that fit each worker's budget. */
+    TW_TRY(dist_memory_fit(m->memory, o, &m->setup->model, m->transport, slot_of, live,
+                           m->heads_per_worker, o->mode != TW_DIST_IST, weights, &rates_known,
+                           m->report, m->context, round));
+    if (o->mode != TW_DIST_IST) return make_replicas(&m->setup->model, live, out);
     tw_ist_partition_options po = {.workers = live, .heads_per_worker = m->heads_per_worker,
                                    .weights = rates_known ? weights : NULL, .seed = o->seed,
                                    .round = round};
@@ -254,8 +264,18 @@ static tw_status extract_round(master_run *m, int round, const tw_ist_partition 
         job->local_steps = o->local_steps;
         job->active_workers = partition->workers;
         job->packed_floats = tw_ist_packed_floats(&job->config);
+        job->micro_batch = dist_memory_micro_batch(m->memory, w);
         if (w == o->fault_worker && round == o->fault_round)
             job->fail_after = o->local_steps > 1 ? 1 : 0;
+        job->codec = (int)o->codec;
+        job->set_loader = m->set_loader;
+        job->loader = m->loader[w];
+        if (o->codec == TW_CODEC_BF16_DELTA) {
+            /* The worker maps its subnet onto the full layout with the round's share lists. */
+            TW_TRY(dist_codec_set_shares(&m->links[w], partition, slot_of[w]));
+            TW_TRY(dist_codec_map(&m->links[w], &m->setup->model, false));
+            job->share_ints = m->links[w].share_count;
+        }
         if (m->packed_capacity[w] < job->packed_floats) {
             float *bigger = realloc(m->packed[w], job->packed_floats * sizeof(float));
             if (!bigger) return tw_error(TW_ERR_OUT_OF_MEMORY, "extract: out of host memory");
@@ -289,13 +309,15 @@ static tw_status merge_round(master_run *m, const tw_ist_partition *partition,
 static uint64_t bytes_to_worker(const master_run *m, int w) {
     const dist_job *job = &m->jobs[w];
     if (!job->active) return 0;
-    return job->packed_floats * sizeof(float) + m->results[w].comm_bytes;
+    return dist_codec_bytes(m->options->codec, job->packed_floats) +
+           job->share_ints * sizeof(int32_t) + m->results[w].comm_bytes;
 }
 
 static uint64_t bytes_from_worker(const master_run *m, int w) {
     const dist_job *job = &m->jobs[w];
     if (!job->active) return 0;
-    return (m->results[w].ok ? job->packed_floats * sizeof(float) : 0) + m->results[w].comm_bytes;
+    return (m->results[w].ok ? dist_codec_bytes(m->options->codec, job->packed_floats) : 0) +
+           m->results[w].comm_bytes;
 }
 
 static void add_phases(cJSON *record, const round_phases *p) {
@@ -336,10 +358,20 @@ static void add_workers(cJSON *record, const master_run *m, double slowest) {
             }
             cJSON_AddNumberToObject(item, "heads", heads);
             cJSON_AddNumberToObject(item, "units", units);
+            dist_memory_record(m->memory, item, w);
+            if (r->peak_bytes) cJSON_AddNumberToObject(item, "device_peak_bytes",
+                                                       (double)r->peak_bytes);
             if (!r->ok) cJSON_AddStringToObject(item, "error", r->error);
         }
         cJSON_AddItemToArray(list, item);
     }
+}
+
+/* Local SGD's fp32 bytes for this round's workers: the yardstick of the codecs. */
+static double localsgd_bytes(const master_run *m) {
+    int in_round = 0;
+    for (int w = 0; w < m->workers; w++) in_round += m->jobs[w].active;
+    return 2.0 * in_round * 3.0 * (double)m->master->param_count * 4.0;
 }
 
 /* The "round" record: round counted from 1 as in the text; loss is the mean training loss of
@@ -364,6 +396,22 @@ static cJSON *round_record(master_run *m, int round, const round_phases *p, doub
     add_phases(record, p);
     add_workers(record, m, slowest);
     tw_record_number(record, "bytes_round", (double)round_bytes);
+    /* Bytes on the wire under --codec, each way (the master's sends, the workers' returns), and
+     * the yardstick: local SGD's fp32 bytes for the same workers (each sends and gets back the
+     * whole model's [params | exp_avg | exp_avg_sq]). */
+    uint64_t sent = 0, received = 0;
+    for (int w = 0; w < m->workers; w++) {
+        sent += bytes_to_worker(m, w);
+        received += bytes_from_worker(m, w);
+    }
+    static const char *const codecs[] = {"fp32", "bf16", "bf16-delta"};
+    const double localsgd = localsgd_bytes(m);
+    tw_record_number(record, "bytes_sent", (double)sent);
+    tw_record_number(record, "bytes_received", (double)received);
+    tw_record_string(record, "codec", codecs[m->options->codec]);
+    tw_record_number(record, "bytes_localsgd_fp32", localsgd);
+    tw_record_number(record, "bytes_ratio_localsgd_fp32",
+                     localsgd > 0 ? round_bytes / localsgd : NAN);
     tw_record_number(record, "bytes_total", (double)m->total_bytes);
     tw_record_number(record, "loss", train_loss);
     tw_record_number(record, "elapsed_s", tw_now_seconds() - m->started);
@@ -456,9 +504,14 @@ static tw_status run_round(master_run *m, int round) {
     t = tw_now_seconds();
     if (status == TW_OK) status = merge_round(m, partition, slot_of);
     p.merge = tw_now_seconds() - t;
+    dist_trace_round(round, m->workers, m->transport->worker_devices, m->jobs, m->results,
+                     t + p.merge, p.partition + p.extract, p.send, p.train, p.receive, p.merge);
     free_partition(m, partition);
     if (status != TW_OK) return status;
 
+    for (int w = 0; w < m->workers; w++)
+        if (m->jobs[w].active && m->results[w].ok) m->loader[w] = m->results[w].loader;
+    m->set_loader = false;
     const int failed_count = retire_failures(m, round, failed);
     if (alive_count(m) == 0)
         return tw_error(TW_ERR_BACKEND, "round %d: every worker has failed (worker %d: %s)",
@@ -474,6 +527,7 @@ static tw_status run_round(master_run *m, int round) {
         TW_TRY(evaluate_master(m, &eval));
         val_loss = eval.loss;
         p.eval = tw_now_seconds() - t;
+        dist_trace_master(round, "eval", t, t + p.eval);
     }
     uint64_t round_bytes = 0;
     for (int w = 0; w < m->workers; w++)
@@ -484,10 +538,14 @@ static tw_status run_round(master_run *m, int round) {
         char message[512], val[32] = "";
         if (isfinite(val_loss)) snprintf(val, sizeof val, ", val loss %.4f", val_loss);
         snprintf(message, sizeof message,
-                 "round %d/%d: step %d, %d workers, train loss %.4f%s, %.1f MiB moved, "
-                 "training %.2f s, elapsed %.1f s",
+                 "round %d/%d: step %d, %d workers, train loss %.4f%s, %.1f MiB moved (%s: "
+                 "%.3f of local SGD's fp32), training %.2f s, elapsed %.1f s",
                  round + 1, o->rounds, m->master->step, alive_count(m), train_loss, val,
-                 (double)round_bytes / 1048576.0, p.train, tw_now_seconds() - m->started);
+                 (double)round_bytes / 1048576.0,
+                 o->codec == TW_CODEC_FP32 ? "fp32" : o->codec == TW_CODEC_BF16 ? "bf16"
+                                                                                : "bf16-delta",
+                 (double)round_bytes / localsgd_bytes(m), p.train,
+                 tw_now_seconds() - m->started);
         cJSON *record = round_record(m, round, &p, train_loss, round_bytes, failed, failed_count);
         tw_dist_report r = {.message = message, .record = record, .round = round,
                             .workers = alive_count(m), .val_loss = val_loss,
@@ -533,13 +591,25 @@ static tw_status save_master(master_run *m, int round) {
         status = tw_buffer_upload(tw_adamw_second_moment(opt), 0, m->master->exp_avg_sq, bytes);
     if (status == TW_OK) {
         tw_adamw_set_steps(opt, m->master->step);
-        char state[512];
-        snprintf(state, sizeof state,
-                 "{\"step\": %d, \"distributed\": {\"mode\": \"%s\", \"rounds\": %d, "
-                 "\"local_steps\": %d, \"workers\": %d, \"seed\": %llu}}",
-                 m->master->step, MODE_NAMES[o->mode], o->rounds, o->local_steps, m->workers,
-                 (unsigned long long)o->seed);
-        status = tw_train_save(o->out_dir, m->eval_model, opt, state, m->setup->tokenizer);
+        /* With what a resumed run needs (resume.c). */
+        dist_run_state *run = calloc(1, sizeof *run);
+        char *state = NULL;
+        if (run) {
+            run->round = round + 1;
+            run->heads_per_worker = m->heads_per_worker;
+            run->total_bytes = m->total_bytes;
+            run->workers = m->workers;
+            for (int w = 0; w < m->workers; w++) {
+                run->alive[w] = m->alive[w];
+                run->rate[w] = m->rate[w];
+                run->loader[w] = m->loader[w];
+            }
+            state = dist_state_json(o, m->setup, m->master->step, run);
+        }
+        status = state ? tw_train_save(o->out_dir, m->eval_model, opt, state, m->setup->tokenizer)
+                       : tw_error(TW_ERR_OUT_OF_MEMORY, "save: out of host memory");
+        free(state);
+        free(run);
     }
     tw_adamw_destroy(opt);
     if (status == TW_OK) {
@@ -555,6 +625,29 @@ static tw_status save_master(master_run *m, int round) {
     return status;
 }
 
+/* options->resume: the checkpoint's master and run state (resume.c); *first is the next
+ * round. */
+static tw_status resume_master(master_run *m, int *first) {
+    dist_run_state *run = calloc(1, sizeof *run);
+    if (!run) return tw_error(TW_ERR_OUT_OF_MEMORY, "--resume: out of host memory");
+    tw_status status = dist_resume_load(m->options, m->setup, m->master, run, m->report,
+                                        m->context);
+    if (status == TW_OK) {
+        *first = run->round;
+        m->heads_per_worker = run->heads_per_worker;
+        m->total_bytes = run->total_bytes;
+        m->saved_round = run->round - 1;
+        for (int w = 0; w < m->workers; w++) {
+            m->alive[w] = run->alive[w];
+            m->rate[w] = run->rate[w];
+            m->loader[w] = run->loader[w];
+        }
+        m->set_loader = true;
+    }
+    free(run);
+    return status;
+}
+
 static tw_status allocate(master_run *m) {
     const size_t n = (size_t)m->workers;
     m->alive = calloc(n, sizeof *m->alive);
@@ -563,7 +656,11 @@ static tw_status allocate(master_run *m) {
     m->results = calloc(n, sizeof *m->results);
     m->packed = calloc(n, sizeof *m->packed);
     m->packed_capacity = calloc(n, sizeof *m->packed_capacity);
-    if (!m->alive || !m->rate || !m->jobs || !m->results || !m->packed || !m->packed_capacity)
+    m->links = calloc(n, sizeof *m->links);
+    m->loader = calloc(n, sizeof *m->loader);
+    m->transport->links = m->links;
+    if (!m->alive || !m->rate || !m->jobs || !m->results || !m->packed || !m->packed_capacity ||
+        !m->links || !m->loader)
         return tw_error(TW_ERR_OUT_OF_MEMORY, "distributed run: out of host memory");
     for (int w = 0; w < m->workers; w++) m->alive[w] = true;
     return TW_OK;
@@ -573,6 +670,10 @@ static void release(master_run *m) {
     for (int w = 0; m->packed && w < m->workers; w++) free(m->packed[w]);
     free(m->packed);
     free(m->packed_capacity);
+    for (int w = 0; m->links && w < m->workers; w++) dist_codec_link_free(&m->links[w]);
+    free(m->links);
+    if (m->transport) m->transport->links = NULL;
+    free(m->loader);
     free(m->alive);
     free(m->rate);
     free(m->jobs);
@@ -581,6 +682,7 @@ static void release(master_run *m) {
     tw_device_close(m->eval_device);
     tw_ist_master_free(m->master);
     tw_checkpoint_lock_release(m->lock);
+    dist_memory_free(m->memory);
 }
 
 tw_status dist_master_rounds(const tw_dist_options *options, const dist_setup *setup,
@@ -594,16 +696,22 @@ tw_status dist_master_rounds(const tw_dist_options *options, const dist_setup *s
      * as `twist train`'s). */
     if (status == TW_OK && options->out_dir)
         status = tw_checkpoint_lock_take(options->out_dir, NULL, &m.lock);
+    if (status == TW_OK)
+        status = dist_memory_create(options, transport, &setup->model, report, context,
+                                    &m.memory);
     if (status == TW_OK) status = init_master(&m);
+    int first = 0;
+    if (status == TW_OK && options->resume) status = resume_master(&m, &first);
     if (status == TW_OK)
         report_line(report, context, -1,
                     "%s: %d workers, %d rounds of %d local steps, model of %zu parameters",
                     MODE_NAMES[options->mode], m.workers, options->rounds, options->local_steps,
                     m.master->param_count);
     bool stopped = options->stop && *options->stop;
-    for (int round = 0; status == TW_OK && !stopped && round < options->rounds; round++) {
+    for (int round = first; status == TW_OK && !stopped && round < options->rounds; round++) {
         status = run_round(&m, round);
         stopped = options->stop && *options->stop;
+        if (options->stop_after > 0 && round + 1 - first >= options->stop_after) stopped = true;
         /* Round-level saves: a run that ends early (a lost MPI rank, a signal) keeps the last
          * one. */
         const bool last = round == options->rounds - 1;
@@ -612,7 +720,8 @@ tw_status dist_master_rounds(const tw_dist_options *options, const dist_setup *s
              (options->save_every > 0 && (round + 1) % options->save_every == 0)))
             status = save_master(&m, round);
         if (status == TW_OK && stopped && !last)
-            report_line(report, context, round, "stopped on request after round %d of %d",
+            report_line(report, context, round, "stopped %s after round %d of %d",
+                        options->stop && *options->stop ? "on request" : "(--stop-after)",
                         round + 1, options->rounds);
     }
     if (status != TW_OK && m.saved_round >= 0) {

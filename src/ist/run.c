@@ -93,7 +93,21 @@ static tw_status check_options(const tw_dist_options *o) {
     if (o->transport != TW_TRANSPORT_THREADS && o->transport != TW_TRANSPORT_MPI)
         return tw_error(TW_ERR_INVALID_ARGUMENT, "--transport: unknown transport %d",
                         (int)o->transport);
-    if (o->out_dir) {
+    if (o->codec != TW_CODEC_FP32 && o->codec != TW_CODEC_BF16 && o->codec != TW_CODEC_BF16_DELTA)
+        return tw_error(TW_ERR_INVALID_ARGUMENT, "--codec: unknown codec %d", (int)o->codec);
+    if (o->stop_after < 0)
+        return tw_error(TW_ERR_INVALID_ARGUMENT, "--stop-after %d: must be >= 0", o->stop_after);
+    if (o->resume && (!o->out_dir || o->overwrite))
+        return tw_error(TW_ERR_INVALID_ARGUMENT, o->overwrite
+                                                     ? "--resume and --overwrite exclude each other"
+                                                     : "--resume needs --out DIR");
+    if (o->resume) {
+        tw_ckpt_target kind;
+        TW_TRY(tw_checkpoint_probe(o->out_dir, &kind));
+        if (kind != TW_CKPT_TARGET_CHECKPOINT)
+            return tw_error(TW_ERR_NOT_FOUND, "--resume: %s holds no checkpoint to continue "
+                            "(drop --resume to start a new run there)", o->out_dir);
+    } else if (o->out_dir) {
         /* The save's rules now, not after the rounds: a symbolic link, a directory of other
          * files or a foreign checksums.json would lose the whole run at the end. */
         tw_ckpt_target kind;
@@ -138,9 +152,16 @@ static tw_status run_threads(const tw_dist_options *options, tw_dist_report_fn r
 tw_status tw_dist_run(const tw_dist_options *options, tw_dist_report_fn report, void *context) {
     if (!options) return tw_error(TW_ERR_INVALID_ARGUMENT, "tw_dist_run: options is NULL");
     TW_TRY(check_options(options));
-    if (options->transport == TW_TRANSPORT_THREADS) return run_threads(options, report, context);
+    /* A resumed run uses the tokenizer saved in the checkpoint (its vocabulary and ids). */
+    tw_dist_options o = *options;
+    char tokenizer[4200];
+    if (o.resume && !o.tokenizer_path) {
+        snprintf(tokenizer, sizeof tokenizer, "%s/tokenizer.json", o.out_dir);
+        o.tokenizer_path = tokenizer;
+    }
+    if (o.transport == TW_TRANSPORT_THREADS) return run_threads(&o, report, context);
 #ifdef TWIST_HAVE_MPI
-    return dist_mpi_run(options, report, context);
+    return dist_mpi_run(&o, report, context);
 #else
     return tw_error(TW_ERR_UNSUPPORTED,
                     "--transport mpi: this twist was built without MPI (install libopenmpi-dev "

@@ -35,6 +35,8 @@ typedef struct average_point {
     size_t mean_capacity;
     int contributors;
     tw_status status;
+    dist_codec_link mean_link; /* the leader's end: the residual of the means it sends */
+    int mean_owner;            /* the leader that residual belongs to (-1: none) */
 } average_point;
 
 struct threads_transport {
@@ -45,6 +47,7 @@ struct threads_transport {
     int running;            /* threads still training this round */
     bool quit;
     average_point point;
+    int codec;              /* tw_dist_codec */
 };
 
 /* The leader's part: the mean over the ok slots, in worker order, summed in double. */
@@ -72,7 +75,15 @@ static tw_status leader_mean(threads_transport *t) {
             if (p->ok[w]) sum += (double)p->slots[w][i];
         p->mean[i] = (float)(sum / p->contributors);
     }
-    return TW_OK;
+    /* The mean goes back under --codec too; its residual is the leader's (as under MPI, where
+     * the leader rank keeps it), so a new leader starts afresh. */
+    if (p->mean_owner != p->leader) {
+        dist_codec_link_free(&p->mean_link);
+        p->mean_owner = p->leader;
+    }
+    return p->contributors > 0
+               ? dist_codec_quantize(&p->mean_link, (tw_dist_codec)t->codec, p->mean, count)
+               : TW_OK;
 }
 
 static tw_status threads_average(void *context, int worker, float *data, size_t count, bool ok,
@@ -109,13 +120,31 @@ static void *thread_main(void *argument) {
     return NULL;
 }
 
+/* Under a codec other than fp32 the master's end encodes, the wire is copied, and the worker's
+ * end decodes (bf16-delta: with the round's share lists sent first). */
 static tw_status threads_send(dist_transport *base, const dist_job *jobs, float *const *packed) {
     threads_transport *t = (threads_transport *)base;
     for (int w = 0; w < base->workers; w++) {
         if (!jobs[w].active) continue;
         dist_worker *worker = &t->threads[w].worker;
-        TW_TRY(dist_worker_reserve(worker, jobs[w].packed_floats));
-        memcpy(worker->packed, packed[w], jobs[w].packed_floats * sizeof(float));
+        const size_t n = jobs[w].packed_floats;
+        TW_TRY(dist_worker_reserve(worker, n));
+        const tw_dist_codec codec = (tw_dist_codec)jobs[w].codec;
+        if (codec == TW_CODEC_FP32) {
+            memcpy(worker->packed, packed[w], n * sizeof(float));
+            continue;
+        }
+        dist_codec_link *master = &base->links[w], *end = &worker->codec;
+        TW_TRY(dist_codec_reserve_wire(master, n));
+        TW_TRY(dist_codec_reserve_wire(end, n));
+        if (codec == TW_CODEC_BF16_DELTA) {
+            TW_TRY(dist_codec_reserve_shares(end, master->share_count));
+            memcpy(end->shares, master->shares, master->share_count * sizeof *end->shares);
+            TW_TRY(dist_codec_map(end, &worker->options->model, true));
+        }
+        dist_codec_encode(master, codec, false, packed[w], n);
+        memcpy(end->wire, master->wire, n * sizeof *end->wire);
+        dist_codec_decode(end, codec, true, worker->packed, n);
     }
     return TW_OK;
 }
@@ -158,9 +187,20 @@ static tw_status threads_train(dist_transport *base, const dist_job *jobs, dist_
 static tw_status threads_receive(dist_transport *base, const dist_job *jobs,
                                  const dist_result *results, float *const *packed) {
     threads_transport *t = (threads_transport *)base;
-    for (int w = 0; w < base->workers; w++)
-        if (jobs[w].active && results[w].ok)
-            memcpy(packed[w], t->threads[w].worker.packed, jobs[w].packed_floats * sizeof(float));
+    for (int w = 0; w < base->workers; w++) {
+        if (!jobs[w].active || !results[w].ok) continue;
+        dist_worker *worker = &t->threads[w].worker;
+        const size_t n = jobs[w].packed_floats;
+        const tw_dist_codec codec = (tw_dist_codec)jobs[w].codec;
+        if (codec == TW_CODEC_FP32) {
+            memcpy(packed[w], worker->packed, n * sizeof(float));
+            continue;
+        }
+        dist_codec_link *master = &base->links[w], *end = &worker->codec;
+        dist_codec_encode(end, codec, true, worker->packed, n);
+        memcpy(master->wire, end->wire, n * sizeof *master->wire);
+        dist_codec_decode(master, codec, false, packed[w], n);
+    }
     return TW_OK;
 }
 
@@ -183,6 +223,7 @@ static void threads_destroy(dist_transport *base) {
     free(t->point.ok);
     free(t->point.counts);
     free(t->point.mean);
+    dist_codec_link_free(&t->point.mean_link);
     free((void *)base->worker_devices);
     free(t->threads);
     free(t);
@@ -199,6 +240,8 @@ tw_status dist_threads_create(const tw_dist_options *options, const tw_dataset *
     if (!t) return tw_error(TW_ERR_OUT_OF_MEMORY, "threads transport: out of host memory");
     t->base.ops = &threads_ops;
     t->base.workers = workers;
+    t->codec = (int)options->codec;
+    t->point.mean_owner = -1;
     pthread_mutex_init(&t->lock, NULL);
     pthread_cond_init(&t->wake, NULL);
     pthread_cond_init(&t->done, NULL);

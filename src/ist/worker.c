@@ -11,6 +11,7 @@
 
 #include "twist/error.h"
 #include "ist/dist_internal.h"
+#include "ist/dist_memory.h"
 #include "train/train_internal.h"
 #include "twist/clock.h"
 
@@ -30,7 +31,11 @@ tw_status dist_worker_init(dist_worker *worker, int index, int shard_count, cons
     snprintf(name, sizeof name, "training shard %d of %d", index, shard_count);
     TW_TRY(tw_loader_init(&worker->loader, dataset->train, dataset->train_tokens, options->batch,
                           options->model.max_seq_len, options->seed, index, shard_count, name));
-    return tw_device_open(device, &worker->device);
+    TW_TRY(tw_device_open(device, &worker->device));
+    /* --device-memory: this worker's own cap (per worker when several share the device) */
+    return tw_device_set_memory_cap(
+        worker->device,
+        tw_memory_caps_find(&options->device_memory, tw_device_get_info(worker->device)->spec));
 }
 
 static void drop_model(dist_worker *worker) {
@@ -48,6 +53,7 @@ void dist_worker_free(dist_worker *worker) {
     free(worker->targets);
     free(worker->grads);
     free(worker->packed);
+    dist_codec_link_free(&worker->codec);
     memset(worker, 0, sizeof *worker);
 }
 
@@ -100,10 +106,13 @@ static tw_status average_grads(dist_worker *worker, const dist_comm *comm, bool 
     TW_TRY(grow(&worker->grads, &worker->grads_capacity, P));
     tw_buffer *grads = tw_gpt_grads(worker->model);
     if (ok) TW_TRY(tw_buffer_download(grads, 0, worker->grads, P * sizeof(float)));
+    /* What goes on the wire under --codec (codec.h): bf16, with this worker's residual. */
+    const tw_dist_codec codec = (tw_dist_codec)worker->options->codec;
+    if (ok) TW_TRY(dist_codec_quantize(&worker->codec, codec, worker->grads, P));
     int contributors = 0;
     TW_TRY(comm->average(comm->context, worker->index, worker->grads, P, ok, &contributors));
     if (!ok) return TW_OK;
-    *bytes += (uint64_t)P * sizeof(float);
+    *bytes += dist_codec_bytes(codec, P);
     if (contributors < 1)
         return tw_error(TW_ERR_BACKEND, "worker %d: no worker contributed gradients",
                         worker->index);
@@ -137,7 +146,11 @@ static tw_status local_steps(dist_worker *worker, const dist_job *job, const dis
                                worker->index, s);
         double loss = 0.0;
         const double step_started = tw_now_seconds();
-        if (failure == TW_OK)
+        if (failure == TW_OK && job->micro_batch > 0)
+            failure = dist_compute_grads_micro(worker->model, &worker->loader, o->batch,
+                                               job->micro_batch, T, o->grad_accum,
+                                               worker->inputs, worker->targets, &loss);
+        else if (failure == TW_OK)
             failure = tw_train_compute_grads(worker->model, &worker->loader, o->batch, T,
                                              o->grad_accum, worker->inputs, worker->targets,
                                              &loss, NULL);
@@ -179,6 +192,7 @@ void dist_worker_train(dist_worker *worker, const dist_job *job, const dist_comm
     result->loss = NAN;
     const double started = tw_now_seconds();
     const size_t P = (size_t)(job->packed_floats / 3);
+    if (worker->device) tw_device_reset_peak(worker->device);
     /* Under MPI a rank that could not make room for the subnet received nothing. */
     tw_status status = worker->packed_capacity < job->packed_floats
                            ? tw_error(TW_ERR_OUT_OF_MEMORY,
@@ -186,11 +200,18 @@ void dist_worker_train(dist_worker *worker, const dist_job *job, const dist_comm
                                       "floats", worker->index,
                                       (unsigned long long)job->packed_floats)
                            : TW_OK;
+    /* Activations of another micro-batch would be allocated beside the old ones (a cap could
+     * refuse the sum): a new micro-batch starts from a new model (the packed subnet holds the
+     * state anyway). */
+    if (worker->model && worker->micro_batch != job->micro_batch) drop_model(worker);
+    worker->micro_batch = job->micro_batch;
     if (status == TW_OK) status = ensure_model(worker, &job->config);
     if (status == TW_OK && tw_gpt_param_count(worker->model) != P)
         status = tw_error(TW_ERR_INVALID_ARGUMENT,
                           "worker %d: packed subnet of %zu parameters for a model of %zu",
                           worker->index, P, tw_gpt_param_count(worker->model));
+    if (status == TW_OK && job->set_loader)
+        status = tw_loader_set_state(&worker->loader, job->loader);
     if (status == TW_OK) status = upload_packed(worker, P);
     if (status == TW_OK) {
         tw_adamw_set_steps(worker->opt, job->start_step);
@@ -199,7 +220,9 @@ void dist_worker_train(dist_worker *worker, const dist_job *job, const dist_comm
         idle_averages(worker, job, comm, P);
     }
     if (status == TW_OK) status = download_packed(worker, P);
+    result->loader = tw_loader_get_state(&worker->loader);
     result->train_s = tw_now_seconds() - started;
+    if (worker->device) result->peak_bytes = tw_device_peak_bytes(worker->device);
     const double tokens = (double)job->local_steps * o->grad_accum * o->batch *
                           o->model.max_seq_len;
     result->tokens_per_s = result->train_s > 0 ? tokens / result->train_s : 0.0;

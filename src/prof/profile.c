@@ -16,6 +16,7 @@
 
 #include "core/device.h"
 #include "prof/profile_internal.h"
+#include "twist/peak.h"
 
 #define BATCH 1024 /* ops whose events wait to be read; 2 * BATCH events per track */
 
@@ -38,6 +39,7 @@ typedef struct prof_record {
 struct tw_prof_track {
     tw_device *device; /* NULL once closed or the session stopped */
     tw_device_info info;
+    tw_device_peak peak; /* spec or measured (twist/peak.h): "% of peak" */
     int tid;
     tw_event *origin;
     double origin_session; /* session seconds when origin was recorded */
@@ -51,11 +53,23 @@ struct tw_prof_track {
     char message[256];
 };
 
+/* A span of a named host track (tw_profile_span): IST workers' compute, idle, send, ... */
+typedef struct prof_span {
+    int track; /* index into span_tracks */
+    char name[32];
+    double start, end; /* session seconds */
+    int round;
+} prof_span;
+
 typedef struct prof_session {
     bool active;
     double origin; /* tw_now_seconds() at start */
     tw_prof_track **tracks;
     int track_count;
+    prof_span *spans;
+    size_t span_count, span_capacity;
+    char (*span_tracks)[96];
+    int span_track_count;
 } prof_session;
 
 static pthread_mutex_t session_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -126,6 +140,7 @@ tw_status tw_prof_attach(tw_device *device) {
     double origin = session.origin;
     pthread_mutex_unlock(&session_lock);
 
+    tw_device_peak_get(&device->info, &track->peak); /* reads the cache; never measures */
     /* Events are created once here, so the op path only records them. */
     tw_status status = tw_event_create(device, &track->origin);
     for (int i = 0; status == TW_OK && i < 2 * BATCH; i++)
@@ -228,6 +243,54 @@ static void release_tracks(void) {
     free(session.tracks);
     session.tracks = NULL;
     session.track_count = 0;
+    free(session.spans);
+    free(session.span_tracks);
+    session.spans = NULL;
+    session.span_tracks = NULL;
+    session.span_count = session.span_capacity = 0;
+    session.span_track_count = 0;
+}
+
+/* The index of the span track named `track`, added if new; -1 when out of memory. */
+static int span_track(const char *track) {
+    for (int i = 0; i < session.span_track_count; i++)
+        if (strcmp(session.span_tracks[i], track) == 0) return i;
+    char(*tracks)[96] = realloc(session.span_tracks,
+                                (size_t)(session.span_track_count + 1) * sizeof *tracks);
+    if (!tracks) return -1;
+    session.span_tracks = tracks;
+    snprintf(tracks[session.span_track_count], sizeof *tracks, "%s", track);
+    return session.span_track_count++;
+}
+
+tw_status tw_profile_span(const char *track, const char *name, double start, double end,
+                          int round) {
+    if (!track || !name)
+        return tw_error(TW_ERR_INVALID_ARGUMENT, "tw_profile_span: track and name are needed");
+    pthread_mutex_lock(&session_lock);
+    tw_status status = TW_OK;
+    if (session.active && session.span_count == session.span_capacity) {
+        size_t capacity = session.span_capacity ? 2 * session.span_capacity : 256;
+        prof_span *spans = realloc(session.spans, capacity * sizeof *spans);
+        if (spans) {
+            session.spans = spans;
+            session.span_capacity = capacity;
+        } else {
+            status = tw_error(TW_ERR_OUT_OF_MEMORY, "profiler: out of host memory for spans");
+        }
+    }
+    const int index = session.active && status == TW_OK ? span_track(track) : -2;
+    if (index == -1) status = tw_error(TW_ERR_OUT_OF_MEMORY, "profiler: out of host memory");
+    if (index >= 0) {
+        prof_span *s = &session.spans[session.span_count++];
+        s->track = index;
+        snprintf(s->name, sizeof s->name, "%s", name);
+        s->start = start - session.origin;
+        s->end = end - session.origin;
+        s->round = round;
+    }
+    pthread_mutex_unlock(&session_lock);
+    return status;
 }
 
 tw_status tw_profile_start(void) {
@@ -419,11 +482,38 @@ static void write_trace(FILE *f) {
             fputs(",\"gbps\":", f);
             write_number(f, "%.6g", dev > 0 ? r->bytes / dev * 1e-9 : NAN);
             fputs(",\"peak_fraction\":", f);
-            write_number(f, "%.6g", dev > 0 && t->info.peak_gflops_f32 > 0
-                                        ? r->flops / dev * 1e-9 / t->info.peak_gflops_f32
+            write_number(f, "%.6g", dev > 0 && t->peak.gflops > 0
+                                        ? r->flops / dev * 1e-9 / t->peak.gflops
                                         : NAN);
             fprintf(f, ",\"mem_bytes\":%zu,\"peak_mem_bytes\":%zu}}", r->mem, r->peak);
         }
+    }
+    /* Host tracks (tw_profile_span), one thread each under a process of their own after the
+     * devices' ("cat":"ist": not ops; `twist profile summary` leaves them out). */
+    int span_pid = 0;
+    for (int i = 0; i < session.track_count; i++)
+        if (spec_pid(i) > span_pid) span_pid = spec_pid(i);
+    span_pid++;
+    for (int i = 0; i < session.span_track_count; i++) {
+        if (i == 0)
+            fprintf(f, "%s{\"ph\":\"M\",\"name\":\"process_name\",\"pid\":%d,\"tid\":1,"
+                       "\"args\":{\"name\":\"IST workers\"}}",
+                    first ? "" : ",\n", span_pid);
+        first = false;
+        fprintf(f, ",\n{\"ph\":\"M\",\"name\":\"thread_name\",\"pid\":%d,\"tid\":%d,"
+                   "\"args\":{\"name\":", span_pid, i + 1);
+        write_string(f, session.span_tracks[i]);
+        fputs("}}", f);
+    }
+    for (size_t k = 0; k < session.span_count; k++) {
+        const prof_span *s = &session.spans[k];
+        fputs(",\n{\"ph\":\"X\",\"cat\":\"ist\",\"name\":", f);
+        write_string(f, s->name);
+        fprintf(f, ",\"pid\":%d,\"tid\":%d,\"ts\":", span_pid, s->track + 1);
+        write_number(f, "%.3f", s->start * 1e6);
+        fputs(",\"dur\":", f);
+        write_number(f, "%.3f", (s->end - s->start) * 1e6);
+        fprintf(f, ",\"args\":{\"round\":%d}}", s->round);
     }
     /* twist's own description of the tracks (Perfetto ignores keys it does not know): what
      * `twist profile summary` needs for "% of peak". */
@@ -435,7 +525,11 @@ static void write_trace(FILE *f) {
         fputs(",\"name\":", f);
         write_string(f, t->info.name);
         fputs(",\"peak_gflops\":", f);
-        write_number(f, "%.6g", t->info.peak_gflops_f32 > 0 ? t->info.peak_gflops_f32 : NAN);
+        write_number(f, "%.6g", t->peak.gflops > 0 ? t->peak.gflops : NAN);
+        fprintf(f, ",\"peak_gflops_source\":\"%s\",\"peak_gbps\":",
+                tw_peak_source_name(t->peak.gflops_source));
+        write_number(f, "%.6g", t->peak.gbps > 0 ? t->peak.gbps : NAN);
+        fprintf(f, ",\"peak_gbps_source\":\"%s\"", tw_peak_source_name(t->peak.gbps_source));
         fprintf(f, ",\"memory_bytes\":%llu}", (unsigned long long)t->info.memory_bytes);
     }
     fputs("]}\n", f);

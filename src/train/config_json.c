@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "ckpt/ckpt_internal.h"
+#include "core/json_keys.h"
 #include "twist/error.h"
 #include "twist/train.h"
 
@@ -151,11 +151,7 @@ tw_status tw_gpt_config_from_json(const char *json, const char *source, tw_gpt_c
         return tw_error(TW_ERR_FORMAT, "%s: not a JSON object", source);
     }
     /* {"n_layer": 2, "n_layer": 4} is 2 layers to cJSON and 4 to transformers: refused. */
-    tw_json_duplicate twice;
-    tw_status status = tw_json_find_duplicate(root, &twice);
-    if (status == TW_OK && twice.key)
-        status = tw_error(TW_ERR_FORMAT, "%s: key '%s' appears twice%s%s", source, twice.key,
-                          twice.path[0] ? " in " : "", twice.path);
+    tw_status status = tw_json_refuse_duplicate(root, source);
     if (status != TW_OK) goto done;
     out->layernorm_eps = 1e-5f;
     if ((status = read_int(root, "vocab_size", source, &out->vocab_size)) != TW_OK ||

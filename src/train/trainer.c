@@ -381,6 +381,42 @@ static tw_status load_data(run *r) {
                           r->options.model.max_seq_len, r->options.seed, 0, 1, name);
 }
 
+/* --device-memory, or the device's free memory: the training state must fit before any step.
+ * Bytes the device already holds for this run (a loaded checkpoint) count as available. */
+static tw_status check_memory(run *r) {
+    const tw_train_options *o = &r->options;
+    tw_training_memory need;
+    tw_training_memory_of(&o->model, o->batch, o->model.max_seq_len, &need);
+    uint64_t free_bytes = 0;
+    bool capped = false;
+    TW_TRY(tw_device_free_memory(r->device, &free_bytes, &capped));
+    const uint64_t have = free_bytes + tw_device_bytes_in_use(r->device);
+    if ((!free_bytes && !capped) || need.total <= have) return TW_OK; /* 0 uncapped: unknown */
+    const char *spec = tw_device_get_info(r->device)->spec;
+    char total[32], limit[32], p[32], g[32], m[32], a[32];
+    char why[128];
+    if (capped)
+        snprintf(why, sizeof why, "--device-memory caps %s at %s", spec,
+                 tw_format_bytes(tw_device_memory_cap(r->device), limit, sizeof limit));
+    else
+        snprintf(why, sizeof why, "%s has %s free", spec,
+                 tw_format_bytes(have, limit, sizeof limit));
+    return tw_error(TW_ERR_OUT_OF_MEMORY,
+                    "the model does not fit: training it at batch %d x %d tokens needs %s "
+                    "(parameters %s, gradients %s, AdamW moments %s, activations and scratch %s) "
+                    "but %s; "
+                    "%sa smaller model, or `twist ist` over several workers needs less per "
+                    "device",
+                    o->batch, o->model.max_seq_len,
+                    tw_format_bytes(need.total, total, sizeof total),
+                    tw_format_bytes(need.params, p, sizeof p),
+                    tw_format_bytes(need.grads, g, sizeof g),
+                    tw_format_bytes(need.moments, m, sizeof m),
+                    tw_format_bytes(need.activations + need.scratch, a, sizeof a), why,
+                    o->batch > 1 ? "a smaller --batch (with --accum for the same tokens per "
+                                   "step), " : "");
+}
+
 static tw_status fresh_start(run *r) {
     tw_train_options *o = &r->options;
     TW_TRY(choose_corpus(r));
@@ -404,6 +440,7 @@ static tw_status fresh_start(run *r) {
         TW_TRY(tw_train_prepare_tokenizer(r->corpus, o->tokenizer_path, o->vocab_size,
                                           &r->tokenizer, say_line, r));
         o->model.vocab_size = tw_tokenizer_vocab_size(r->tokenizer);
+        TW_TRY(check_memory(r));
         TW_TRY(tw_gpt_create(r->device, &o->model, &r->model));
         TW_TRY(tw_gpt_init_params(r->model, o->seed));
     }
@@ -741,6 +778,19 @@ static tw_status check_options(const tw_train_options *o) {
     return TW_OK;
 }
 
+/* --device-memory: the cap of the training device; a cap naming another device is refused. */
+static tw_status apply_memory_cap(run *r) {
+    const tw_memory_caps *caps = &r->options.device_memory;
+    const char *spec = tw_device_get_info(r->device)->spec;
+    for (int i = 0; i < caps->count; i++)
+        if (strcmp(caps->caps[i].spec, spec) != 0)
+            return tw_error(TW_ERR_INVALID_ARGUMENT,
+                            "--device-memory %s=%llu: training runs on %s only (--device %s)",
+                            caps->caps[i].spec, (unsigned long long)caps->caps[i].bytes, spec,
+                            r->options.device);
+    return tw_device_set_memory_cap(r->device, tw_memory_caps_find(caps, spec));
+}
+
 tw_status tw_train_run(const tw_train_options *options, tw_train_report_fn report,
                        void *context) {
     if (!options) return tw_error(TW_ERR_INVALID_ARGUMENT, "tw_train_run: options is NULL");
@@ -755,8 +805,10 @@ tw_status tw_train_run(const tw_train_options *options, tw_train_report_fn repor
         status = tw_error(TW_ERR_INVALID_ARGUMENT, "train: an output directory is needed");
     if (status == TW_OK) status = take_output_dir(&r);
     if (status == TW_OK) status = tw_device_open(options->device, &r.device);
+    if (status == TW_OK) status = apply_memory_cap(&r);
     if (status == TW_OK) status = options->resume ? resume(&r) : fresh_start(&r);
     if (status == TW_OK) status = check_options(&r.options);
+    if (status == TW_OK) status = check_memory(&r); /* resumed or --init models, and --batch */
     if (status == TW_OK) {
         const tw_device_info *info = tw_device_get_info(r.device);
         say(&r, TW_REPORT_INFO, "model: %zu parameters on %s (%s); %d steps of %d x %d tokens",

@@ -18,8 +18,10 @@
 #   libpcre2-dev                       PCRE2: the tokenizer's GPT-2 pre-tokenisation regex with
 #                                      Unicode letter/number classes (ids equal Hugging Face's)
 #   libopenmpi-dev openmpi-bin         Open MPI: the MPI transport of `twist ist` and its test
-#   iproute2                           ip netns + veth: the two-host MPI test (mpi_hosts)
+#   iproute2                           ip netns + veth + tc: the two-host MPI test (mpi_hosts), tools/experiments/links
 #   python3 python3-torch              the tests that open twist checkpoints in PyTorch
+#   chromium                           headless Chromium: the report_render test renders the
+#                                      `twist report` page and checks its screenshot
 TWIST_PACKAGES=(
     build-essential cmake pkg-config
     libopenblas-dev
@@ -28,6 +30,7 @@ TWIST_PACKAGES=(
     libcjson-dev libpcre2-dev
     libopenmpi-dev openmpi-bin iproute2
     python3 python3-torch
+    chromium
 )
 
 # Prints the packages of TWIST_PACKAGES that dpkg does not report as installed.

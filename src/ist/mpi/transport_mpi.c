@@ -86,6 +86,9 @@ typedef struct mpi_transport {
     rank_info *ranks;        /* (size) */
     bool remote_peers;       /* some rank is on another machine: --peer-timeout applies */
     struct { int rank, round; char what[16]; } test_fault; /* TWIST_TEST_MPI_FAIL */
+    dist_codec_link mean_link; /* averaging leader: the residual of the means it sends */
+    uint16_t *wire16;          /* averaging under a codec: (active ranks * count) bf16 */
+    size_t wire16_capacity;
 } mpi_transport;
 
 static void pause_s(double seconds) {
@@ -321,9 +324,28 @@ static tw_status mpi_average(void *context, int worker, float *data, size_t coun
         t->gathered = bigger;
         t->gathered_capacity = (size_t)n * count;
     }
-    MPI_TRY(t, MPI_Igather(data, c, MPI_FLOAT, t->gathered, c, MPI_FLOAT, 0, t->round_comm,
-                           &request), "MPI_Igather");
-    TW_TRY(wait_for(t, &request, "the gather of the gradients"));
+    /* Under a codec the gradients (already bf16 values, worker.c) travel as 2-byte bf16. */
+    const tw_dist_codec codec = t->options->codec;
+    if (codec != TW_CODEC_FP32) {
+        const size_t need = (size_t)(me == 0 ? n : 1) * count;
+        if (t->wire16_capacity < need) {
+            uint16_t *bigger = realloc(t->wire16, (need ? need : 1) * sizeof *bigger);
+            if (!bigger)
+                return job_ends(TW_ERR_OUT_OF_MEMORY, "MPI averaging: out of host memory");
+            t->wire16 = bigger;
+            t->wire16_capacity = need;
+        }
+        /* The leader's own slot is the first of the gathered ones (MPI_IN_PLACE). */
+        dist_bf16_pack(data, count, t->wire16);
+        MPI_TRY(t, MPI_Igather(me == 0 ? MPI_IN_PLACE : t->wire16, c, MPI_UINT16_T, t->wire16,
+                               c, MPI_UINT16_T, 0, t->round_comm, &request), "MPI_Igather");
+        TW_TRY(wait_for(t, &request, "the gather of the gradients"));
+        if (me == 0) dist_bf16_unpack(t->wire16, (size_t)n * count, t->gathered);
+    } else {
+        MPI_TRY(t, MPI_Igather(data, c, MPI_FLOAT, t->gathered, c, MPI_FLOAT, 0, t->round_comm,
+                               &request), "MPI_Igather");
+        TW_TRY(wait_for(t, &request, "the gather of the gradients"));
+    }
     int used = 0;
     if (me == 0) {
         for (int r = 0; r < n; r++) used += flags[r];
@@ -334,16 +356,109 @@ static tw_status mpi_average(void *context, int worker, float *data, size_t coun
                 if (flags[r]) sum += (double)t->gathered[(size_t)r * count + i];
             data[i] = (float)(sum / used);
         }
+        /* The mean goes back under the codec, with the leader's residual (as threads). */
+        if (used > 0) TW_TRY(dist_codec_quantize(&t->mean_link, codec, data, count));
     }
     MPI_TRY(t, MPI_Ibcast(&used, 1, MPI_INT, 0, t->round_comm, &request), "MPI_Ibcast");
     TW_TRY(wait_for(t, &request, "the broadcast of the contributors"));
-    MPI_TRY(t, MPI_Ibcast(data, c, MPI_FLOAT, 0, t->round_comm, &request), "MPI_Ibcast");
-    TW_TRY(wait_for(t, &request, "the broadcast of the mean gradients"));
+    if (codec != TW_CODEC_FP32) {
+        dist_bf16_pack(data, count, t->wire16);
+        MPI_TRY(t, MPI_Ibcast(t->wire16, c, MPI_UINT16_T, 0, t->round_comm, &request),
+                "MPI_Ibcast");
+        TW_TRY(wait_for(t, &request, "the broadcast of the mean gradients"));
+        dist_bf16_unpack(t->wire16, count, data);
+    } else {
+        MPI_TRY(t, MPI_Ibcast(data, c, MPI_FLOAT, 0, t->round_comm, &request), "MPI_Ibcast");
+        TW_TRY(wait_for(t, &request, "the broadcast of the mean gradients"));
+    }
     *contributors = used;
     return TW_OK;
 }
 
 /* ---- the three collectives of a round, the same on every rank ---------------------------- */
+
+/* The packed subnets under a codec other than fp32 (codec.h): bf16-delta first scatters the
+ * round's share lists (int32), then the encoded subnets go as 2-byte bf16; the root's end of
+ * each link encodes, each rank's own end decodes into its packed buffer. Same failure rules as
+ * the fp32 scatter below. */
+static tw_status codec_send(mpi_transport *t, const dist_job *jobs, float *const *packed) {
+    const tw_dist_codec codec = t->options->codec;
+    dist_codec_link *end = &t->worker.codec;
+    int counts[TW_DIST_MAX_WORKERS], offsets[TW_DIST_MAX_WORKERS];
+    MPI_Request request;
+    tw_status status = TW_OK, root_status = TW_OK;
+    int32_t scratch32 = 0;
+    uint16_t scratch16 = 0;
+    if (codec == TW_CODEC_BF16_DELTA) {
+        int32_t *send = NULL;
+        if (t->rank == 0) {
+            size_t total = 0;
+            for (int r = 0; r < t->size; r++) {
+                TW_TRY(float_count(jobs[r].active ? jobs[r].share_ints : 0, &counts[r]));
+                offsets[r] = (int)total;
+                total += (size_t)counts[r];
+            }
+            send = malloc((total ? total : 1) * sizeof *send);
+            if (!send) return tw_error(TW_ERR_OUT_OF_MEMORY, "MPI send: out of host memory");
+            for (int r = 0; r < t->size; r++)
+                if (counts[r])
+                    memcpy(send + offsets[r], t->base.links[r].shares,
+                           (size_t)counts[r] * sizeof *send);
+        }
+        int mine = 0;
+        status = float_count(t->job.active ? t->job.share_ints : 0, &mine);
+        if (status == TW_OK && mine) status = dist_codec_reserve_shares(end, (size_t)mine);
+        int code = MPI_Iscatterv(send, counts, offsets, MPI_INT32_T,
+                                 status == TW_OK && mine ? end->shares : &scratch32,
+                                 status == TW_OK ? mine : 0, MPI_INT32_T, 0, MPI_COMM_WORLD,
+                                 &request);
+        tw_status waited = code == MPI_SUCCESS
+                               ? wait_for(t, &request, "the scatter of the share lists")
+                               : mpi_failed(t, code, "MPI_Iscatterv of the share lists");
+        free(send);
+        TW_TRY(waited);
+        if (status == TW_OK && mine) status = dist_codec_map(end, &t->options->model, true);
+    }
+    uint16_t *send = NULL;
+    if (t->rank == 0) {
+        size_t total = 0;
+        for (int r = 0; r < t->size; r++) {
+            TW_TRY(float_count(jobs[r].active ? jobs[r].packed_floats : 0, &counts[r]));
+            offsets[r] = (int)total;
+            total += (size_t)counts[r];
+        }
+        if (total > (size_t)INT32_MAX)
+            return tw_error(TW_ERR_UNSUPPORTED, "MPI: the round's subnets exceed one message");
+        send = malloc((total ? total : 1) * sizeof *send);
+        if (!send) return tw_error(TW_ERR_OUT_OF_MEMORY, "MPI send: out of host memory");
+        for (int r = 0; root_status == TW_OK && r < t->size; r++) {
+            if (!counts[r]) continue;
+            dist_codec_link *link = &t->base.links[r];
+            root_status = dist_codec_reserve_wire(link, (size_t)counts[r]);
+            if (root_status != TW_OK) break;
+            dist_codec_encode(link, codec, false, packed[r], (size_t)counts[r]);
+            memcpy(send + offsets[r], link->wire, (size_t)counts[r] * sizeof *send);
+        }
+    }
+    int mine = 0;
+    if (status == TW_OK) status = float_count(t->job.active ? t->job.packed_floats : 0, &mine);
+    if (status == TW_OK && mine) status = dist_worker_reserve(&t->worker, (size_t)mine);
+    if (status == TW_OK && mine) status = dist_codec_reserve_wire(end, (size_t)mine);
+    int code = MPI_Iscatterv(send, counts, offsets, MPI_UINT16_T,
+                             status == TW_OK && mine ? end->wire : &scratch16,
+                             status == TW_OK ? mine : 0, MPI_UINT16_T, 0, MPI_COMM_WORLD,
+                             &request);
+    tw_status waited = code == MPI_SUCCESS ? wait_for(t, &request, "the scatter of the subnets")
+                                           : mpi_failed(t, code, "MPI_Iscatterv of the subnets");
+    free(send);
+    if (waited == TW_OK && status == TW_OK && mine)
+        dist_codec_decode(end, codec, true, t->worker.packed, (size_t)mine);
+    /* A rank that failed here received nothing usable: its job fails in training. */
+    if (status != TW_OK && mine) t->worker.packed_capacity = 0;
+    if (waited != TW_OK) return waited;
+    if (root_status != TW_OK) return root_status;
+    return t->rank == 0 ? status : TW_OK;
+}
 
 /* Every rank: its job, then its packed subnet (root: jobs and packed of every rank). */
 static tw_status collect_send(mpi_transport *t, const dist_job *jobs, float *const *packed) {
@@ -359,6 +474,7 @@ static tw_status collect_send(mpi_transport *t, const dist_job *jobs, float *con
     t->in_round = true;
     t->round++;
     TW_TRY(test_fault(t, t->round - 1, "send"));
+    if (t->options->codec != TW_CODEC_FP32) return codec_send(t, jobs, packed);
     int counts[TW_DIST_MAX_WORKERS], offsets[TW_DIST_MAX_WORKERS];
     float *send = NULL;
     if (t->rank == 0) {
@@ -447,15 +563,32 @@ static tw_status collect_receive(mpi_transport *t, const dist_job *jobs,
         receive = malloc((total ? total : 1) * sizeof *receive);
         if (!receive) return tw_error(TW_ERR_OUT_OF_MEMORY, "MPI receive: out of host memory");
     }
+    /* Under a codec (codec.h) each rank's end encodes its subnet into 2-byte bf16 (its wire
+     * buffer holds the round's size since the scatter), and the root's ends decode them;
+     * `receive` (floats) has room for the 2-byte values. */
+    const tw_dist_codec codec = t->options->codec;
+    const bool coded = codec != TW_CODEC_FP32;
+    if (coded && mine) dist_codec_encode(&t->worker.codec, codec, true, t->worker.packed,
+                                         (size_t)mine);
+    const void *send = !mine ? NULL : coded ? (const void *)t->worker.codec.wire
+                                            : (const void *)t->worker.packed;
+    MPI_Datatype type = coded ? MPI_UINT16_T : MPI_FLOAT;
     MPI_Request request;
-    int code = MPI_Igatherv(mine ? t->worker.packed : NULL, mine, MPI_FLOAT, receive, counts,
-                            offsets, MPI_FLOAT, 0, MPI_COMM_WORLD, &request);
+    int code = MPI_Igatherv(send, mine, type, receive, counts, offsets, type, 0, MPI_COMM_WORLD,
+                            &request);
     tw_status status = code == MPI_SUCCESS ? wait_for(t, &request, "the gather of the subnets")
                                            : mpi_failed(t, code, "MPI_Igatherv of the subnets");
-    if (status == TW_OK && t->rank == 0)
-        for (int r = 0; r < t->size; r++)
-            if (counts[r])
-                memcpy(packed[r], receive + offsets[r], (size_t)counts[r] * sizeof *receive);
+    const uint16_t *receive16 = (const uint16_t *)(void *)receive;
+    for (int r = 0; status == TW_OK && t->rank == 0 && r < t->size; r++) {
+        if (!counts[r]) continue;
+        if (!coded) {
+            memcpy(packed[r], receive + offsets[r], (size_t)counts[r] * sizeof *receive);
+            continue;
+        }
+        dist_codec_link *link = &t->base.links[r];
+        memcpy(link->wire, receive16 + offsets[r], (size_t)counts[r] * sizeof *link->wire);
+        dist_codec_decode(link, codec, false, packed[r], (size_t)counts[r]);
+    }
     free(receive);
     if (status == TW_OK) t->in_round = false;
     return status;
@@ -573,6 +706,8 @@ static tw_status run_ranks(const tw_dist_options *options, mpi_transport *t,
     t->options = NULL;
     dist_worker_free(&t->worker);
     free(t->gathered);
+    free(t->wire16);
+    dist_codec_link_free(&t->mean_link);
     free(t->devices);
     dist_setup_free(&setup);
     return status;

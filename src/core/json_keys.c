@@ -1,14 +1,15 @@
-/* Duplicate keys in parsed JSON (see ckpt_internal.h). cJSON keeps every member of an object,
+/* Duplicate keys in parsed JSON (see json_keys.h). cJSON keeps every member of an object,
  * duplicates included, and its lookups return the first, while Python's json (and so PyTorch's
  * safetensors and transformers) keeps the last: a file with a key given twice means one thing to
  * twist and another to them, so twist's readers refuse it. */
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <cjson/cJSON.h>
 
-#include "ckpt/ckpt_internal.h"
+#include "core/json_keys.h"
 #include "twist/error.h"
 
 static int compare_keys(const void *a, const void *b) {
@@ -67,4 +68,12 @@ tw_status tw_json_find_duplicate(const cJSON *root, tw_json_duplicate *out) {
     if (!search(root, NULL, out, 0))
         return tw_error(TW_ERR_OUT_OF_MEMORY, "JSON duplicate key check: out of host memory");
     return TW_OK;
+}
+
+tw_status tw_json_refuse_duplicate(const cJSON *root, const char *source) {
+    tw_json_duplicate twice;
+    TW_TRY(tw_json_find_duplicate(root, &twice));
+    if (!twice.key) return TW_OK;
+    return tw_error(TW_ERR_FORMAT, "%s: key '%s' appears twice%s%s", source, twice.key,
+                    twice.path[0] ? " in " : "", twice.path);
 }
