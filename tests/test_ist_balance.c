@@ -8,7 +8,7 @@
  *   - dist_update_pace: the first round counts the passes as proportional to the batch; a second
  *     round at another batch recovers the per-sequence slope of a + b x batch; implausible
  *     slopes and unusable measurements are ignored or fall back to proportional; a round at a
- *     larger batch twice slower than predicted caps the worker at its last batch;
+ *     larger batch over four times slower than predicted caps the worker at its last batch;
  *   - the split keeps caps while it can; dist_plan_batches keeps the previous batches unless the
  *     new split is 2% faster. */
 #include <math.h>
@@ -132,6 +132,11 @@ static void cliffs_and_keeping(void) {
     dist_update_pace(&q, 8, 1.0, 1.5);
     dist_update_pace(&q, 12, 1.4, 1.95); /* as predicted: counted */
     TW_CHECK(q.last_batch == 12 && q.cap == 0, "a normal round was taken for a cliff");
+    dist_pace noisy = {0};
+    dist_update_pace(&noisy, 8, 1.0, 1.5);
+    dist_update_pace(&noisy, 12, 5.0, 6.0); /* 3x the prediction: a loaded machine, no cap */
+    TW_CHECK(noisy.last_batch == 12 && noisy.cap == 0,
+             "a round 3x slower than predicted was taken for a cliff (cap %d)", noisy.cap);
 
     /* worker 0 is 3x faster but capped at 6: it takes 6, worker 1 the other 10 */
     dist_pace capped[2] = {{0.1, 0.0, 0, 0, 6}, {0.3, 0.0, 0, 0, 0}};

@@ -65,11 +65,13 @@ void dist_update_pace(dist_pace *pace, int batch, double grad_s, double compute_
     if (!(grad_s > 0.0) || !(compute_s >= grad_s) || batch < 1 || !isfinite(compute_s)) return;
     /* A device can fall off a cliff at a larger batch: PoCL (through CLBlast) ran a `tiny` round
      * at 16 sequences in about 10 s and at 17 to 24 in 50 to 140 s. A round at a larger batch
-     * than the last that took more than twice the prediction caps the worker at the last batch,
-     * the largest known to be fine (probing for the edge would cost more such rounds), for the
-     * rest of the run; it is not folded into the linear pace, which it does not fit. */
+     * than the last that took more than four times the prediction caps the worker at the last
+     * batch, the largest known to be fine (probing for the edge would cost more such rounds), for
+     * the rest of the run; it is not folded into the linear pace, which it does not fit. Four,
+     * not two: on a shared machine another job can make one round two or three times slower
+     * than predicted, and a cap taken for such noise would hold for the whole run. */
     const double predicted = pace->fixed_s + batch * pace->seq_s;
-    if (pace->seq_s > 0.0 && batch > pace->last_batch && compute_s > 2.0 * predicted) {
+    if (pace->seq_s > 0.0 && batch > pace->last_batch && compute_s > 4.0 * predicted) {
         if (pace->cap == 0 || pace->last_batch < pace->cap) pace->cap = pace->last_batch;
         return;
     }

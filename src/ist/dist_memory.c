@@ -159,9 +159,10 @@ int dist_memory_micro_batch(const dist_memory *m, int w, int batch) {
     return m->micro_batch[w];
 }
 
-void dist_memory_record(const dist_memory *m, cJSON *item, int w) {
+void dist_memory_record(const dist_memory *m, cJSON *item, int w, const dist_job *job) {
     if (!m || !item || w >= m->workers) return;
-    const int micro = m->micro_batch[w] ? m->micro_batch[w] : m->batch;
+    const int batch = job->batch > 0 ? job->batch : m->batch;
+    const int micro = job->micro_batch > 0 && job->micro_batch < batch ? job->micro_batch : batch;
     cJSON_AddNumberToObject(item, "micro_batch", micro);
     if (m->budget[w]) cJSON_AddNumberToObject(item, "memory_budget", (double)m->budget[w]);
     else cJSON_AddNullToObject(item, "memory_budget");

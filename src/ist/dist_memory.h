@@ -42,9 +42,10 @@ tw_status dist_memory_fit(dist_memory *memory, const tw_dist_options *options,
  * whole batch (no plan bound it); a capped worker given more than --batch by --balance data gets
  * at most the rows the plan checked. */
 int dist_memory_micro_batch(const dist_memory *memory, int w, int batch);
-/* Adds "micro_batch" (rows per forward pass), "memory_budget" and "memory_need" (bytes, null
- * when unknown) of worker w to its record. */
-void dist_memory_record(const dist_memory *memory, struct cJSON *item, int w);
+/* Adds "micro_batch" (rows per forward pass of the worker's job), "memory_budget" and
+ * "memory_need" (bytes, null when unknown) of worker w to its record. */
+void dist_memory_record(const dist_memory *memory, struct cJSON *item, int w,
+                        const dist_job *job);
 
 /* One optimizer step's gradients (as tw_train_compute_grads) with each loaded batch of `batch`
  * rows run as ceil(batch / micro_batch) forward and backward passes of at most micro_batch rows

@@ -397,7 +397,7 @@ static void add_workers(cJSON *record, const master_run *m, double slowest) {
             }
             cJSON_AddNumberToObject(item, "heads", heads);
             cJSON_AddNumberToObject(item, "units", units);
-            dist_memory_record(m->memory, item, w);
+            dist_memory_record(m->memory, item, w, job);
             if (r->peak_bytes) cJSON_AddNumberToObject(item, "device_peak_bytes",
                                                        (double)r->peak_bytes);
             if (!r->ok) cJSON_AddStringToObject(item, "error", r->error);
