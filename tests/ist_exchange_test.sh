@@ -18,19 +18,7 @@ set -euo pipefail
 twist=${1:?usage: ist_exchange_test.sh PATH/TO/twist CASE}
 case_name=${2:?usage: ist_exchange_test.sh PATH/TO/twist CASE}
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-
-corpus=$tmp/corpus.txt
-"$twist" data synth --level 0 --words 20000 --out "$corpus" >/dev/null
-# 2 layers, width 64, 4 heads, T 32, vocab 384 (as ist_test.sh).
-model=(--data "$corpus" --vocab 384 --preset nano --layers 2 --embd 64 --heads 4 --seq-len 32
-       --batch 4 --eval-batches 4 --seed 7)
-
-same_files() { # DIR_A DIR_B WHAT
-    local file
-    for file in model.safetensors optimizer.safetensors; do
-        cmp -s "$1/$file" "$2/$file" || fail "$3: $file differs from $1/$file"
-    done
-}
+source "$(dirname "${BASH_SOURCE[0]}")/ist_lib.sh"
 
 # "val_loss bytes_sent bytes_received ratio" of the last round of a --json file.
 last_round() {

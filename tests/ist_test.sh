@@ -28,18 +28,7 @@ set -euo pipefail
 twist=${1:?usage: ist_test.sh PATH/TO/twist CASE}
 case_name=${2:?usage: ist_test.sh PATH/TO/twist CASE}
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-
-corpus=$tmp/corpus.txt
-"$twist" data synth --level 0 --words 20000 --out "$corpus" >/dev/null
-# A model small enough for lavapipe: 2 layers, width 64, 4 heads, T 32, vocab 384.
-model=(--data "$corpus" --vocab 384 --preset nano --layers 2 --embd 64 --heads 4 --seq-len 32
-       --batch 4 --eval-batches 4 --seed 7)
-
-same_files() { # DIR_A DIR_B WHAT
-    for file in model.safetensors optimizer.safetensors; do
-        if ! cmp -s "$1/$file" "$2/$file"; then fail "$3: $file differs from $1/$file"; fi
-    done
-}
+source "$(dirname "${BASH_SOURCE[0]}")/ist_lib.sh"
 
 # Prints "round workers failed val_loss train_loss" per round: the "round" record (rounds
 # counted from 1) and the "eval" record of the same round.

@@ -19,13 +19,8 @@ set -euo pipefail
 twist=${1:?usage: memory_test.sh PATH/TO/twist CASE}
 case_name=${2:?usage: memory_test.sh PATH/TO/twist CASE}
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-
-corpus=$tmp/corpus.txt
-"$twist" data synth --level 0 --words 20000 --out "$corpus" >/dev/null
-# 2 layers, width 64, 4 heads, T 32, vocab 384: parameters, gradients and AdamW moments alone
-# take 1.9 MiB, above the 1.5 MiB cap.
-model=(--data "$corpus" --vocab 384 --preset nano --layers 2 --embd 64 --heads 4 --seq-len 32
-       --batch 4 --eval-batches 4 --seed 7)
+source "$(dirname "${BASH_SOURCE[0]}")/ist_lib.sh"
+# the model of ist_lib.sh needs 1.9 MiB for parameters, gradients and AdamW moments alone
 cap=1536K
 
 expect_usage() { # WHAT NEEDLE COMMAND...

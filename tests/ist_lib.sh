@@ -1,0 +1,16 @@
+# shellcheck shell=bash disable=SC2154,SC2034
+# Sourced after lib.sh by the IST test scripts (ist_test.sh, ist_exchange_test.sh,
+# memory_test.sh): a synthetic corpus in $tmp and `model`, the flags of a model small enough for
+# lavapipe (2 layers, width 64, 4 heads, T 32, vocab 384: parameters, gradients and AdamW moments
+# alone take 1.9 MiB); same_files compares two runs' saved tensors byte for byte.
+corpus=$tmp/corpus.txt
+"$twist" data synth --level 0 --words 20000 --out "$corpus" >/dev/null
+model=(--data "$corpus" --vocab 384 --preset nano --layers 2 --embd 64 --heads 4 --seq-len 32
+       --batch 4 --eval-batches 4 --seed 7)
+
+same_files() { # DIR_A DIR_B WHAT
+    local file
+    for file in model.safetensors optimizer.safetensors; do
+        cmp -s "$1/$file" "$2/$file" || fail "$3: $file differs from $1/$file"
+    done
+}
