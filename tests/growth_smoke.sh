@@ -211,17 +211,8 @@ print("ok   --refine-lr/--refine-warmup: scratch-refine row, reference %s (%.4f 
       doc["seed_summary"][0]["final_loss"]["std"]))
 EOF
 
-for bad in "--n 1" "--small-steps 0" "--embd 30 --heads 4" "--seeds 0" "--methods concat,foo" \
-           "--profile-steps 1" "--refine-lr 0"; do
-    # shellcheck disable=SC2086
-    if "$exp" --twist "$twist" $bad --out "$tmp/bad" >/dev/null 2>"$tmp/errb"; then
-        fail "$bad should be refused"
-    elif [[ $(wc -l <"$tmp/errb") != 1 ]] || [[ -e "$tmp/bad" ]]; then
-        fail "$bad: want one message and nothing written, got: $(cat "$tmp/errb")"
-    else
-        echo "ok   $bad refused: $(cat "$tmp/errb")"
-    fi
-done
+expect_refused_flags "$exp" "--n 1" "--small-steps 0" "--embd 30 --heads 4" "--seeds 0" \
+    "--methods concat,foo" "--profile-steps 1" "--refine-lr 0"
 
 if ((failures)); then
     echo "$failures failure(s)" >&2

@@ -157,16 +157,7 @@ fi
 [[ ! -e $tmp/int/results.json ]] || fail "an interrupted run wrote results.json"
 echo "ok   SIGTERM mid-run: exit 130, namespaces removed, no process left"
 
-for bad in "--hosts 1" "--bandwidths 1gbps" "--delays 1ms,2ms,3ms" "--methods ist,foo"; do
-    # shellcheck disable=SC2086
-    if "$exp" --twist "$twist" $bad --out "$tmp/bad" >/dev/null 2>"$tmp/errb"; then
-        fail "$bad should be refused"
-    elif [[ $(wc -l <"$tmp/errb") != 1 ]] || [[ -e "$tmp/bad" ]]; then
-        fail "$bad: want one message and nothing written, got: $(cat "$tmp/errb")"
-    else
-        echo "ok   $bad refused: $(cat "$tmp/errb")"
-    fi
-done
+expect_refused_flags "$exp" "--hosts 1" "--bandwidths 1gbps" "--delays 1ms,2ms,3ms" "--methods ist,foo"
 
 if ((failures)); then
     echo "$failures failure(s)" >&2
