@@ -88,13 +88,7 @@ EOF
 }
 
 case_codec_mpi() {
-    if ! command -v mpirun >/dev/null 2>&1; then
-        echo "skipped: mpirun is not installed (apt-get install openmpi-bin libopenmpi-dev)"
-        exit 77
-    fi
-    export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
-    export OMPI_MCA_mca_base_component_disable_dlclose=1
-    export LSAN_OPTIONS="${LSAN_OPTIONS:+$LSAN_OPTIONS:}fast_unwind_on_malloc=0"
+    use_mpirun
     local common=(--devices cpu --workers-per-device 3 --local-steps 2 --rounds 2 "${model[@]}")
     local probe
     set +e

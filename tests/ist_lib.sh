@@ -14,3 +14,17 @@ same_files() { # DIR_A DIR_B WHAT
         cmp -s "$1/$file" "$2/$file" || fail "$3: $file differs from $1/$file"
     done
 }
+
+# Skips the test (exit 77) without mpirun; otherwise sets what mpirun needs here: running as root,
+# more ranks than cores, components kept loaded so a sanitizer build can name (and suppress)
+# their leaks, and the slow unwinder for Open MPI's leaks at exit, which come through frames
+# without frame pointers (so the suppressions in tools/lib/lsan.supp can match their libraries).
+use_mpirun() {
+    if ! command -v mpirun >/dev/null 2>&1; then
+        echo "skipped: mpirun is not installed (apt-get install openmpi-bin libopenmpi-dev)"
+        exit 77
+    fi
+    export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
+    export OMPI_MCA_mca_base_component_disable_dlclose=1
+    export LSAN_OPTIONS="${LSAN_OPTIONS:+$LSAN_OPTIONS:}fast_unwind_on_malloc=0"
+}

@@ -61,17 +61,8 @@ case_identity() {
 }
 
 case_mpi() {
-    if ! command -v mpirun >/dev/null 2>&1; then
-        echo "skipped: mpirun is not installed (apt-get install openmpi-bin libopenmpi-dev)"
-        exit 77
-    fi
+    use_mpirun
     local common=(--devices cpu --workers-per-device 3 --local-steps 2 --rounds 2 "${model[@]}")
-    export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
-    # Components stay loaded, so a sanitizer build can name (and suppress) their leaks.
-    export OMPI_MCA_mca_base_component_disable_dlclose=1
-    # Open MPI's leaks at exit come through frames without frame pointers: the slow unwinder
-    # names their libraries, so the suppressions in tools/lib/lsan.supp can match them.
-    export LSAN_OPTIONS="${LSAN_OPTIONS:+$LSAN_OPTIONS:}fast_unwind_on_malloc=0"
     local probe
     set +e
     probe=$("$twist" ist --heads-per-worker 2 "${common[@]}" --transport mpi --rounds 1 2>&1)
@@ -94,13 +85,7 @@ case_mpi() {
 # Skips the case (exit 77) without mpirun or without the MPI transport; sets up Open MPI for
 # root, oversubscription and sanitizer builds.
 need_mpi() {
-    if ! command -v mpirun >/dev/null 2>&1; then
-        echo "skipped: mpirun is not installed (apt-get install openmpi-bin libopenmpi-dev)"
-        exit 77
-    fi
-    export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
-    export OMPI_MCA_mca_base_component_disable_dlclose=1
-    export LSAN_OPTIONS="${LSAN_OPTIONS:+$LSAN_OPTIONS:}fast_unwind_on_malloc=0"
+    use_mpirun
     local probe
     set +e
     probe=$("$twist" ist --heads-per-worker 2 --devices cpu --transport mpi --rounds 1 \

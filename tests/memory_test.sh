@@ -128,20 +128,11 @@ case_resume() {
     "$twist" ist "${common[@]}" --out "$tmp/whole" >/dev/null || fail "uninterrupted run"
     "$twist" ist "${common[@]}" --out "$tmp/parts" --stop-after 1 >/dev/null || fail "first part"
     "$twist" ist "${common[@]}" --out "$tmp/parts" --resume >/dev/null || fail "resumed part"
-    for file in model.safetensors optimizer.safetensors; do
-        cmp -s "$tmp/whole/$file" "$tmp/parts/$file" ||
-            fail "capped ist resumed: $file differs from the uninterrupted run's"
-    done
+    same_files "$tmp/whole" "$tmp/parts" "capped ist stopped and resumed"
 }
 
 case_mpi() {
-    if ! command -v mpirun >/dev/null 2>&1; then
-        echo "skipped: mpirun is not installed (apt-get install openmpi-bin libopenmpi-dev)"
-        exit 77
-    fi
-    export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
-    export OMPI_MCA_mca_base_component_disable_dlclose=1
-    export LSAN_OPTIONS="${LSAN_OPTIONS:+$LSAN_OPTIONS:}fast_unwind_on_malloc=0"
+    use_mpirun
     local common=(--devices cpu --workers-per-device 4 --heads-per-worker 1 --rounds 2
                   --local-steps 2 --warmup 1 "${model[@]}" --device-memory "cpu=$cap")
     local probe
