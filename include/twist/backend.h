@@ -317,6 +317,40 @@ typedef enum tw_gemm_impl {
 /* TW_ERR_UNSUPPORTED if the device has no such implementation. */
 tw_status tw_device_set_gemm_impl(tw_device *device, tw_gemm_impl impl);
 
+/* ------------------------------------------------------------------------------------------------
+ * Tuning: kernel variants chosen per (device, driver version, shape class).
+ *
+ * A backend with several variants of an op ("gemm", "attention_fwd", ...) times the candidates
+ * that suit a shape class the first time it meets it, keeps the fastest that also gave correct
+ * results, and caches the choice on disk beside its program/pipeline cache (see
+ * twist/backend_support.h: tw_tune_cache), so later processes start with it. A candidate that
+ * fails to build or gives wrong results is skipped. TWIST_TUNE=off|verbose changes this.
+ * ---------------------------------------------------------------------------------------------- */
+
+/* Progress of tw_device_tune: `done` of `total` shape classes finished; `label` names the one
+ * just timed ("gemm NN-m12-n12-k12-single: v3 412.0 GFLOP/s") . */
+typedef void (*tw_tune_progress)(int done, int total, const char *label, void *user);
+
+typedef struct tw_tune_request {
+    bool retune;               /* forget cached choices first and time everything again */
+    tw_tune_progress progress; /* may be NULL */
+    void *user;
+} tw_tune_request;
+
+/* Tunes every shape class of every tunable op of the device now (`twist tune`). TW_OK with no
+ * work on a device with nothing to tune. */
+tw_status tw_device_tune(tw_device *device, const tw_tune_request *request);
+
+/* Names of op `op`'s kernel variants on this device (up to `capacity` written to names; the
+ * strings are static). Returns how many exist; 0 when the op has a single kernel here. */
+int tw_device_kernel_variants(tw_device *device, const char *op, const char **names,
+                              int capacity);
+
+/* Makes every later call of `op` on this device use variant `name` (tests run every variant
+ * through the conformance suite this way; benchmarks compare them). NULL returns to the tuner's
+ * choice. TW_ERR_NOT_FOUND names the variants when `name` is not one of them. */
+tw_status tw_device_force_kernel_variant(tw_device *device, const char *op, const char *name);
+
 #ifdef __cplusplus
 }
 #endif

@@ -152,6 +152,15 @@ typedef struct tw_backend_vtable {
      * without an opened context; TW_ERR_UNSUPPORTED when it cannot say (then the front end
      * takes the device's memory_bytes less what twist allocated on it). */
     tw_status (*free_memory)(int index, uint64_t *free_bytes);
+
+    /* OPTIONAL: kernel variants (twist/backend.h, "Tuning"). `variants` lists the names of op
+     * `op`'s variants on this device, best-guess first (all of them, whether or not the tuner
+     * would consider them for a given shape); `force_variant` makes every later call of `op`
+     * use one (NULL: back to the tuner's choice); `tune` times every shape class of every
+     * tunable op now. */
+    int (*variants)(void *context, const char *op, const char **names, int capacity);
+    tw_status (*force_variant)(void *context, const char *op, const char *name);
+    tw_status (*tune)(void *context, const tw_tune_request *request);
 } tw_backend_vtable;
 
 /* ------------------------------------------------------------------------------------------------
@@ -201,6 +210,52 @@ bool tw_user_cache_dir(char *out, size_t capacity);
 #define TW_FNV1A_INIT 0xcbf29ce484222325ull
 #endif
 uint64_t tw_fnv1a64(uint64_t hash, const void *data, size_t bytes);
+
+/* ------------------------------------------------------------------------------------------------
+ * Tuning cache: the kernel variant each (device, driver, op, shape class) was measured to run
+ * fastest, shared by every backend that tunes (src/core/tune_cache.c).
+ *
+ * One text file per device in tw_user_cache_dir(): tune-<backend>-<16 hex digits of the FNV-1a of
+ * `identity`>.txt, holding
+ *     twist-tune 1
+ *     driver <driver version string>
+ *     <key> <variant>            one line per tuned class, e.g. "gemm NN-m12-n12-k12-single v3"
+ *     checksum <16 hex digits>   FNV-1a of every byte before this line
+ * rewritten whole to a temporary name and renamed into place on every put. A file written for
+ * another driver version, or one that fails any check (header, line syntax, checksum), is
+ * ignored with a note (tw_note) and replaced by the next put: never trusted. An unwritable
+ * directory only keeps the choices in memory. Keys and variants are single words (no spaces)
+ * below 96 characters; a cache holds at most 512 entries (later puts stay in memory only).
+ * ---------------------------------------------------------------------------------------------- */
+typedef struct tw_tune_cache tw_tune_cache;
+
+/* Opens (reads) the cache of one device. `backend` is "opencl", "vulkan", ...; `identity` names
+ * the device precisely (platform, device name, vendor id...); `driver` is its driver version.
+ * NULL only when out of memory. */
+tw_tune_cache *tw_tune_cache_open(const char *backend, const char *identity, const char *driver);
+void tw_tune_cache_close(tw_tune_cache *cache);
+
+/* The variant stored for `key`, or NULL. The pointer lives until the next put or close. */
+const char *tw_tune_cache_get(const tw_tune_cache *cache, const char *key);
+
+/* Stores key -> variant (replacing an older entry) and rewrites the file. False when it could
+ * not be written (the entry is still kept in memory) or the key/variant is not a single word. */
+bool tw_tune_cache_put(tw_tune_cache *cache, const char *key, const char *variant);
+
+/* Forgets every entry (memory and file): `twist tune --retune`. */
+void tw_tune_cache_clear(tw_tune_cache *cache);
+
+/* The path of the cache file ("" when there is no cache directory). */
+const char *tw_tune_cache_path(const tw_tune_cache *cache);
+
+/* What the environment asks of tuners, read at each call:
+ *   TWIST_TUNE unset or "auto": time candidates on the first call of an untuned shape class,
+ *                               then use the cached choice
+ *   TWIST_TUNE=off:             no timing: the backend's default variant for the shape
+ *   TWIST_TUNE=verbose:         as auto, and print each measurement to stderr
+ * Unknown values are treated as auto, with a note. */
+typedef enum tw_tune_mode { TW_TUNE_MODE_AUTO = 0, TW_TUNE_MODE_OFF, TW_TUNE_MODE_VERBOSE } tw_tune_mode;
+tw_tune_mode tw_tune_mode_from_env(void);
 
 #ifdef __cplusplus
 }

@@ -16,6 +16,12 @@ extern "C" {
 tw_status tw_error(tw_status status, const char *format, ...)
     __attribute__((format(printf, 2, 3)));
 
+/* A note for the person running twist, not an error: something the library ignored or worked
+ * around (a stale tuning cache, a damaged cache file) that they may want to know. Written to
+ * stderr as "twist: note: <message>", unless TWIST_QUIET is set to a non-empty value other
+ * than "0". printf-style; thread-safe (one write per note). */
+void tw_note(const char *format, ...) __attribute__((format(printf, 1, 2)));
+
 /* Returns from the enclosing function with the status of `call` when it is not TW_OK. */
 #define TW_TRY(call)                                        \
     do {                                                    \

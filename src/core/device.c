@@ -163,6 +163,31 @@ tw_status tw_device_set_gemm_impl(tw_device *device, tw_gemm_impl impl) {
                     device->info.spec);
 }
 
+tw_status tw_device_tune(tw_device *device, const tw_tune_request *request) {
+    if (!device) return tw_error(TW_ERR_INVALID_ARGUMENT, "tw_device_tune: no device");
+    tw_tune_request none = {0};
+    if (!device->vtable->tune) return TW_OK; /* nothing to tune on this backend */
+    return device->vtable->tune(device->context, request ? request : &none);
+}
+
+int tw_device_kernel_variants(tw_device *device, const char *op, const char **names,
+                              int capacity) {
+    if (!device || !op || capacity < 0 || (capacity > 0 && !names)) return 0;
+    if (!device->vtable->variants) return 0;
+    return device->vtable->variants(device->context, op, names, capacity);
+}
+
+tw_status tw_device_force_kernel_variant(tw_device *device, const char *op, const char *name) {
+    if (!device || !op)
+        return tw_error(TW_ERR_INVALID_ARGUMENT, "tw_device_force_kernel_variant: NULL argument");
+    if (!device->vtable->force_variant) {
+        if (!name) return TW_OK;
+        return tw_error(TW_ERR_NOT_FOUND, "%s has a single %s kernel: no variant \"%s\"",
+                        device->info.spec, op, name);
+    }
+    return device->vtable->force_variant(device->context, op, name);
+}
+
 /* ------------------------------------------------------------------------------------------ */
 /* Buffers                                                                                    */
 /* ------------------------------------------------------------------------------------------ */

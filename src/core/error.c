@@ -1,6 +1,7 @@
 /* Per-thread error messages behind tw_status. */
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <unistd.h>
@@ -65,4 +66,20 @@ tw_status tw_error(tw_status status, const char *format, ...) {
     if (status == TW_ERR_OUT_OF_MEMORY) add_address_limit(message, sizeof message);
     memcpy(last_error, message, sizeof message);
     return status;
+}
+
+void tw_note(const char *format, ...) {
+    const char *quiet = getenv("TWIST_QUIET");
+    if (quiet && *quiet && strcmp(quiet, "0") != 0) return;
+    char message[1200];
+    int length = snprintf(message, sizeof message, "twist: note: ");
+    va_list args;
+    va_start(args, format);
+    vsnprintf(message + length, sizeof message - (size_t)length - 1, format, args);
+    va_end(args);
+    size_t end = strlen(message);
+    message[end] = '\n';
+    /* One write, so notes from several threads do not interleave. */
+    ssize_t written = write(STDERR_FILENO, message, end + 1);
+    (void)written;
 }
