@@ -271,9 +271,43 @@ tw_status tw_cpu_gemm_widened(void *context, const tw_gemm_args *args) {
 /* The ops in every type: the vtable's entries (TW_BACKEND_OP_INITIALISERS(tw_cpu_typed))     */
 /* ------------------------------------------------------------------------------------------ */
 
+/* bf16 goes to the AVX512-BF16 kernel where the CPU has one (unless the openblas variant is
+ * forced); f16 is always widened to fp32 for OpenBLAS (x86 CPUs have no f16 dot product short
+ * of AVX512-FP16, which Zen 4 lacks). */
 tw_status tw_cpu_typed_gemm(void *context, const tw_gemm_args *args) {
+    const tw_cpu_context *cpu = context;
     if (!is_half(args->dtype)) return tw_cpu_gemm(context, args);
+    if (args->dtype == TW_DTYPE_BF16 && cpu->avx512_bf16 &&
+        cpu->gemm_variant != TW_CPU_GEMM_OPENBLAS)
+        return tw_cpu_gemm_bf16(context, args);
     return tw_cpu_gemm_widened(context, args);
+}
+
+/* The "gemm" variants: openblas always, avx512-bf16 where the CPU has it (other ops have one). */
+int tw_cpu_variants(void *context, const char *op, const char **names, int capacity) {
+    const tw_cpu_context *cpu = context;
+    if (strcmp(op, "gemm") != 0) return 0;
+    const char *all[] = {"openblas", "avx512-bf16"};
+    const int count = cpu->avx512_bf16 ? 2 : 1;
+    for (int i = 0; i < count && i < capacity; i++) names[i] = all[i];
+    return count;
+}
+
+tw_status tw_cpu_force_variant(void *context, const char *op, const char *name) {
+    tw_cpu_context *cpu = context;
+    if (strcmp(op, "gemm") != 0) {
+        if (!name) return TW_OK;
+        return tw_error(TW_ERR_NOT_FOUND, "cpu has a single %s kernel: no variant \"%s\"", op,
+                        name);
+    }
+    if (!name) cpu->gemm_variant = TW_CPU_GEMM_AUTO;
+    else if (strcmp(name, "openblas") == 0) cpu->gemm_variant = TW_CPU_GEMM_OPENBLAS;
+    else if (strcmp(name, "avx512-bf16") == 0 && cpu->avx512_bf16)
+        cpu->gemm_variant = TW_CPU_GEMM_AVX512_BF16;
+    else
+        return tw_error(TW_ERR_NOT_FOUND, "cpu gemm has no variant \"%s\" (variants: openblas%s)",
+                        name, cpu->avx512_bf16 ? ", avx512-bf16" : "; avx512-bf16 needs a CPU with AVX512-BF16");
+    return TW_OK;
 }
 
 static tw_status attention(void *context, const tw_attention_args *args, bool backward) {
