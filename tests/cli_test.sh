@@ -111,6 +111,14 @@ grep -qE '^cpu ' "$tmp/out" || fail "twist devices does not list cpu"
 expect_ok devices --json
 valid_json devices --json
 grep -q '"device":"cpu"' "$tmp/out" || fail "twist devices --json does not list cpu"
+# --ops: the op list with the data types per device (the cpu runs every op in bf16 and f16).
+expect_ok devices --ops --no-measure
+grep -qE '^gemm +f32 bf16 f16' "$tmp/out" || fail "twist devices --ops: cpu gemm not in f32 bf16 f16"
+grep -qE '^scatter_cols +f32 bf16 f16' "$tmp/out" || fail "twist devices --ops: no scatter_cols row"
+expect_ok devices --ops --no-measure --json
+valid_json devices --ops --json
+grep -q '"gemm":{"dtypes":\["f32","bf16","f16"\]' "$tmp/out" ||
+    fail "twist devices --ops --json: no dtypes for the cpu's gemm: $(head -c 400 "$tmp/out")"
 
 # ---- help ---------------------------------------------------------------------------------
 for command in "--help" "devices --help" "bench --help" "bench gemm --help" "bench attention --help"; do
