@@ -14,7 +14,10 @@
  * which keeps the aliasing the fp32 kernel expects. Only elements the kernel changed are written
  * back: elements inside a tensor's range that the op does not touch (the gaps between rows when
  * ld > cols, the other heads of a packed QKV) keep their bits, NaN payloads included.
- */
+ *
+ * Two exceptions go faster: gathers and overwriting scatters copy 16-bit elements as they are
+ * (cpu_ops.c), and bf16 GEMM uses AVX512-BF16 dot products where the CPU has them
+ * (cpu_gemm_bf16.c; f16 GEMM is widened for OpenBLAS's sgemm). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -502,17 +505,15 @@ tw_status tw_cpu_typed_adamw_step(void *context, size_t n, const tw_adamw_args *
     return WIDE_RUN(&op, tw_cpu_adamw_step(context, n, args, param, grad, m, v));
 }
 
+/* Gathers and overwriting scatters copy 16-bit elements as they are (cpu_ops.c). */
 tw_status tw_cpu_typed_gather_rows(void *context, int src_rows, int cols, int count, tw_mem idx,
                                    tw_mem src, tw_mem dst) {
-    wide_op op;
-    wide_init(&op, context);
-    wide_add(&op, &src, MATRIX(src_rows, cols), false);
-    wide_add(&op, &dst, MATRIX(count, cols), true);
-    return WIDE_RUN(&op, tw_cpu_gather_rows(context, src_rows, cols, count, idx, src, dst));
+    return tw_cpu_gather_rows(context, src_rows, cols, count, idx, src, dst);
 }
 
 tw_status tw_cpu_typed_scatter_rows(void *context, int dst_rows, int cols, int count, tw_mem idx,
                                     tw_mem src, tw_mem dst, bool accumulate) {
+    if (!accumulate) return tw_cpu_scatter_rows(context, dst_rows, cols, count, idx, src, dst, false);
     wide_op op;
     wide_init(&op, context);
     wide_add(&op, &src, MATRIX(count, cols), false);
@@ -523,15 +524,12 @@ tw_status tw_cpu_typed_scatter_rows(void *context, int dst_rows, int cols, int c
 
 tw_status tw_cpu_typed_gather_cols(void *context, int rows, int src_cols, int count, tw_mem idx,
                                    tw_mem src, tw_mem dst) {
-    wide_op op;
-    wide_init(&op, context);
-    wide_add(&op, &src, MATRIX(rows, src_cols), false);
-    wide_add(&op, &dst, MATRIX(rows, count), true);
-    return WIDE_RUN(&op, tw_cpu_gather_cols(context, rows, src_cols, count, idx, src, dst));
+    return tw_cpu_gather_cols(context, rows, src_cols, count, idx, src, dst);
 }
 
 tw_status tw_cpu_typed_scatter_cols(void *context, int rows, int dst_cols, int count, tw_mem idx,
                                     tw_mem src, tw_mem dst, bool accumulate) {
+    if (!accumulate) return tw_cpu_scatter_cols(context, rows, dst_cols, count, idx, src, dst, false);
     wide_op op;
     wide_init(&op, context);
     wide_add(&op, &src, MATRIX(rows, count), false);
