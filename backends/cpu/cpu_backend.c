@@ -71,7 +71,10 @@ static tw_status cpu_open(int index, tw_device *device, void **context) {
     return TW_OK;
 }
 
-static void cpu_close(void *context) { free(context); }
+static void cpu_close(void *context) {
+    tw_cpu_wide_release(context);
+    free(context);
+}
 
 static tw_status cpu_sync(void *context) {
     (void)context;

@@ -9,7 +9,8 @@
  * widened old value, so the sum is formed in fp32 and rounded once.
  *
  * Scratch comes from tw_buffer_alloc on the device, so it counts in the device's current and
- * peak bytes, and lives for one op. Tensors of one op on the same buffer whose element ranges
+ * peak bytes; it is kept for the next op (tw_cpu_context.wide_scratch) and grown when an op needs
+ * more. Tensors of one op on the same buffer whose element ranges
  * overlap (packed QKV and its gradients, an output aliasing an input) share one scratch region,
  * which keeps the aliasing the fp32 kernel expects. Only elements the kernel changed are written
  * back: elements inside a tensor's range that the op does not touch (the gaps between rows when
@@ -22,6 +23,7 @@
 #include <string.h>
 
 #include "cpu_internal.h"
+#include "cpu_math.h"
 #include "twist/dtype.h"
 
 /* Below this many elements a conversion loop is not worth waking the thread team. */
@@ -33,25 +35,103 @@ enum { CONVERT_PARALLEL_MIN = 1 << 15 };
 
 static bool is_half(tw_dtype dtype) { return dtype == TW_DTYPE_BF16 || dtype == TW_DTYPE_F16; }
 
+/* The conversion loops. twist/dtype.h's functions written without branches, so that GCC
+ * vectorises them (HOT_LOOP: AVX-512 and AVX2 clones), with the same results bit for bit: each
+ * case is computed and the right one selected. They run over chunks of CONVERT_CHUNK elements,
+ * the chunks spread over the threads (OpenMP outlines a parallel body before target clones are
+ * made, so the loops live in functions of their own). Buffers are reached as uint16_t/uint32_t
+ * arrays (their memory has no declared type). */
+enum { CONVERT_CHUNK = 1 << 14 };
+
+INLINE uint32_t widen_bits(tw_dtype dtype, uint32_t h) {
+    if (dtype == TW_DTYPE_BF16) return h << 16;
+    /* f16: exponent and mantissa moved into fp32 position, then scaled by 2^112 (exact, and
+     * right for subnormals, which are fp32 denormals before the scaling); infinities and NaNs
+     * keep an all-ones exponent. */
+    const uint32_t sign = (h & 0x8000u) << 16, magnitude = h & 0x7fffu;
+    const float scaled = tw_f32_from_bits(magnitude << 13) * 0x1p112f;
+    const uint32_t special = 0x7f800000u | (magnitude & 0x3ffu) << 13;
+    return sign | (magnitude >= 0x7c00u ? special : tw_f32_bits(scaled));
+}
+
+INLINE uint32_t narrow_bits(tw_dtype dtype, uint32_t bits) {
+    if (dtype == TW_DTYPE_BF16) {
+        const uint32_t nan = (bits >> 16) | 0x0040u;
+        const uint32_t rounded = (bits + 0x7fffu + ((bits >> 16) & 1u)) >> 16;
+        return (bits & 0x7fffffffu) > 0x7f800000u ? nan : rounded;
+    }
+    const uint32_t sign = (bits >> 16) & 0x8000u, magnitude = bits & 0x7fffffffu;
+    const uint32_t subnormal =
+        tw_f32_bits(tw_f32_from_bits(magnitude) + 0.5f) - 0x3f000000u; /* see tw_f32_to_f16 */
+    const uint32_t normal = (magnitude + 0xfffu + ((magnitude >> 13) & 1u) - (112u << 23)) >> 13;
+    uint32_t value = magnitude < 0x38800000u ? subnormal : normal;
+    value = magnitude >= 0x477ff000u ? 0x7c00u : value;
+    value = magnitude > 0x7f800000u ? 0x7e00u : value;
+    return sign | value;
+}
+
+HOT_LOOP static void widen_range(tw_dtype dtype, const uint16_t *src, uint32_t *dst, size_t n) {
+    if (dtype == TW_DTYPE_BF16) {
+#pragma omp simd
+        for (size_t i = 0; i < n; i++) dst[i] = widen_bits(TW_DTYPE_BF16, src[i]);
+    } else {
+#pragma omp simd
+        for (size_t i = 0; i < n; i++) dst[i] = widen_bits(TW_DTYPE_F16, src[i]);
+    }
+}
+
+HOT_LOOP static void narrow_range(tw_dtype dtype, const uint32_t *src, uint16_t *dst, size_t n) {
+    if (dtype == TW_DTYPE_BF16) {
+#pragma omp simd
+        for (size_t i = 0; i < n; i++) dst[i] = (uint16_t)narrow_bits(TW_DTYPE_BF16, src[i]);
+    } else {
+#pragma omp simd
+        for (size_t i = 0; i < n; i++) dst[i] = (uint16_t)narrow_bits(TW_DTYPE_F16, src[i]);
+    }
+}
+
+/* dst (16-bit) = src (fp32 scratch widened from dst) rounded, only where the kernel changed the
+ * bits; elsewhere dst keeps its own (NaN payloads included). */
+HOT_LOOP static void narrow_changed_range(tw_dtype dtype, const uint32_t *src, uint16_t *dst,
+                                          size_t n) {
+    if (dtype == TW_DTYPE_BF16) {
+#pragma omp simd
+        for (size_t i = 0; i < n; i++) {
+            const uint32_t old = dst[i];
+            dst[i] = (uint16_t)(src[i] == widen_bits(TW_DTYPE_BF16, old)
+                                    ? old : narrow_bits(TW_DTYPE_BF16, src[i]));
+        }
+    } else {
+#pragma omp simd
+        for (size_t i = 0; i < n; i++) {
+            const uint32_t old = dst[i];
+            dst[i] = (uint16_t)(src[i] == widen_bits(TW_DTYPE_F16, old)
+                                    ? old : narrow_bits(TW_DTYPE_F16, src[i]));
+        }
+    }
+}
+
 /* dst (n) fp32 = src (n) of a 16-bit type, exactly. */
 void tw_cpu_widen(tw_dtype dtype, const uint16_t *src, float *dst, size_t n) {
-    if (dtype == TW_DTYPE_BF16) {
+    uint32_t *out = (uint32_t *)(void *)dst;
+    const size_t chunks = (n + CONVERT_CHUNK - 1) / CONVERT_CHUNK;
 #pragma omp parallel for schedule(static) if (n >= CONVERT_PARALLEL_MIN)
-        for (size_t i = 0; i < n; i++) dst[i] = tw_bf16_to_f32(src[i]);
-    } else {
-#pragma omp parallel for schedule(static) if (n >= CONVERT_PARALLEL_MIN)
-        for (size_t i = 0; i < n; i++) dst[i] = tw_f16_to_f32(src[i]);
+    for (size_t chunk = 0; chunk < chunks; chunk++) {
+        const size_t begin = chunk * CONVERT_CHUNK;
+        widen_range(dtype, src + begin, out + begin,
+                    n - begin < CONVERT_CHUNK ? n - begin : CONVERT_CHUNK);
     }
 }
 
 /* dst (n) of a 16-bit type = src (n) fp32, rounded to nearest even. */
 void tw_cpu_narrow(tw_dtype dtype, const float *src, uint16_t *dst, size_t n) {
-    if (dtype == TW_DTYPE_BF16) {
+    const uint32_t *in = (const uint32_t *)(const void *)src;
+    const size_t chunks = (n + CONVERT_CHUNK - 1) / CONVERT_CHUNK;
 #pragma omp parallel for schedule(static) if (n >= CONVERT_PARALLEL_MIN)
-        for (size_t i = 0; i < n; i++) dst[i] = tw_f32_to_bf16(src[i]);
-    } else {
-#pragma omp parallel for schedule(static) if (n >= CONVERT_PARALLEL_MIN)
-        for (size_t i = 0; i < n; i++) dst[i] = tw_f32_to_f16(src[i]);
+    for (size_t chunk = 0; chunk < chunks; chunk++) {
+        const size_t begin = chunk * CONVERT_CHUNK;
+        narrow_range(dtype, in + begin, dst + begin,
+                     n - begin < CONVERT_CHUNK ? n - begin : CONVERT_CHUNK);
     }
 }
 
@@ -63,13 +143,15 @@ static uint16_t from_f32(tw_dtype dtype, float value) {
     return dtype == TW_DTYPE_BF16 ? tw_f32_to_bf16(value) : tw_f32_to_f16(value);
 }
 
-/* Writes back into dst (n, 16-bit) the elements of src (n, fp32 scratch that was widened from
- * dst) whose bits the kernel changed; the others keep their 16-bit bits. */
 static void narrow_changed(tw_dtype dtype, const float *src, uint16_t *dst, size_t n) {
+    const uint32_t *in = (const uint32_t *)(const void *)src;
+    const size_t chunks = (n + CONVERT_CHUNK - 1) / CONVERT_CHUNK;
 #pragma omp parallel for schedule(static) if (n >= CONVERT_PARALLEL_MIN)
-    for (size_t i = 0; i < n; i++)
-        if (tw_f32_bits(src[i]) != tw_f32_bits(to_f32(dtype, dst[i])))
-            dst[i] = from_f32(dtype, src[i]);
+    for (size_t chunk = 0; chunk < chunks; chunk++) {
+        const size_t begin = chunk * CONVERT_CHUNK;
+        narrow_changed_range(dtype, in + begin, dst + begin,
+                             n - begin < CONVERT_CHUNK ? n - begin : CONVERT_CHUNK);
+    }
 }
 
 /* The backend's `convert` entry: any two different float types (the front end copies equal
@@ -106,7 +188,7 @@ bool tw_cpu_supports_dtype(void *context, tw_op_id op, tw_dtype dtype) {
 /* ------------------------------------------------------------------------------------------ */
 
 /* Enough for the op with the most tensors (attention_bwd: q k v out dout dq dk dv). */
-enum { WIDE_MAX_TENSORS = 12 };
+enum { WIDE_MAX_TENSORS = TW_CPU_WIDE_MAX };
 
 typedef struct wide_tensor {
     tw_mem *mem;     /* the op's argument, rewritten to point into scratch */
@@ -147,7 +229,7 @@ static void wide_add(wide_op *op, tw_mem *mem, size_t extent, bool written) {
 }
 
 /* Groups overlapping ranges of one buffer, widens each group into fp32 scratch and points the
- * tensors there. On failure nothing is left allocated. */
+ * tensors there. */
 static tw_status wide_begin(wide_op *op) {
     for (int i = 0; i < op->count; i++) op->tensors[i].group = i;
     /* Union-find by repeated merging; at most WIDE_MAX_TENSORS tensors. */
@@ -200,12 +282,14 @@ static tw_status wide_begin(wide_op *op) {
     }
     for (int i = 0; i < op->groups; i++) {
         wide_group *g = &op->group[i];
-        tw_status status =
-            tw_buffer_alloc(op->cpu->device, (g->end - g->begin) * sizeof(float), &g->scratch);
-        if (status != TW_OK) {
-            for (int j = 0; j < i; j++) tw_buffer_free(op->group[j].scratch);
-            return status;
+        tw_buffer **kept = &op->cpu->wide_scratch[i];
+        const size_t bytes = (g->end - g->begin) * sizeof(float);
+        if (!*kept || tw_buffer_size(*kept) < bytes) {
+            tw_buffer_free(*kept);
+            *kept = NULL;
+            TW_TRY(tw_buffer_alloc(op->cpu->device, bytes, kept));
         }
+        g->scratch = *kept;
         tw_cpu_widen(g->dtype, (const uint16_t *)g->buffer->handle + g->begin,
                      (float *)g->scratch->handle, g->end - g->begin);
     }
@@ -217,17 +301,23 @@ static tw_status wide_begin(wide_op *op) {
     return TW_OK;
 }
 
-/* After the fp32 kernel returned `status`: rounds written groups back (when it succeeded) and
- * frees the scratch. */
+/* After the fp32 kernel returned `status`: rounds written groups back (when it succeeded); the
+ * scratch stays for the next op. */
 static tw_status wide_end(wide_op *op, tw_status status) {
     for (int i = 0; i < op->groups; i++) {
         wide_group *g = &op->group[i];
         if (status == TW_OK && g->written)
             narrow_changed(g->dtype, (const float *)g->scratch->handle,
                            (uint16_t *)g->buffer->handle + g->begin, g->end - g->begin);
-        tw_buffer_free(g->scratch);
     }
     return status;
+}
+
+void tw_cpu_wide_release(tw_cpu_context *cpu) {
+    for (int i = 0; i < TW_CPU_WIDE_MAX; i++) {
+        tw_buffer_free(cpu->wide_scratch[i]);
+        cpu->wide_scratch[i] = NULL;
+    }
 }
 
 /* Runs `call` (the fp32 kernel, on the rewritten arguments) between wide_begin and wide_end. */

@@ -16,8 +16,15 @@ typedef enum tw_cpu_gemm_variant {
     TW_CPU_GEMM_AVX512_BF16  /* cpu_gemm_bf16.c: VDPBF16PS dot products (bf16 only) */
 } tw_cpu_gemm_variant;
 
+/* Scratch regions of one 16-bit op (cpu_dtype.c): enough for the op with the most tensors. */
+enum { TW_CPU_WIDE_MAX = 12 };
+
 typedef struct tw_cpu_context {
     tw_device *device; /* the front-end device, for scratch buffers counted in its bytes */
+    /* fp32 scratch of the 16-bit ops, kept between ops and grown when an op needs more (fresh
+     * pages cost more than the conversion itself); freed when the device closes. A device is
+     * used by one thread at a time, like every device's in-order queue. */
+    tw_buffer *wide_scratch[TW_CPU_WIDE_MAX];
     bool avx512_bf16;  /* the CPU has AVX512-BF16 (VDPBF16PS) */
     tw_cpu_gemm_variant gemm_variant; /* forced with tw_device_force_kernel_variant */
 } tw_cpu_context;
@@ -42,6 +49,8 @@ tw_status tw_cpu_convert(void *context, size_t n, tw_mem src, tw_mem dst);
 /* dst (n) fp32 = src (n) bf16 or f16, exactly; and back, rounding to nearest even. */
 void tw_cpu_widen(tw_dtype dtype, const uint16_t *src, float *dst, size_t n);
 void tw_cpu_narrow(tw_dtype dtype, const float *src, uint16_t *dst, size_t n);
+/* Frees the kept scratch (at close). */
+void tw_cpu_wide_release(tw_cpu_context *cpu);
 
 /* Host pointer of a tw_mem (the handle of a cpu buffer is its host allocation). */
 static inline float *tw_cpu_f32(tw_mem mem) {
