@@ -67,6 +67,7 @@ static tw_status cpu_open(int index, tw_device *device, void **context) {
     if (!cpu) return tw_error(TW_ERR_OUT_OF_MEMORY, "cpu: out of host memory opening the device");
     cpu->device = device;
     cpu->avx512_bf16 = tw_cpu_has_avx512_bf16();
+    cpu->chunk_bytes = tw_cpu_chunk_bytes_from_env();
     *context = cpu;
     return TW_OK;
 }

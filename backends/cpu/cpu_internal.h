@@ -25,12 +25,20 @@ typedef struct tw_cpu_context {
      * pages cost more than the conversion itself); freed when the device closes. A device is
      * used by one thread at a time, like every device's in-order queue. */
     tw_buffer *wide_scratch[TW_CPU_WIDE_MAX];
+    size_t chunk_bytes; /* fp32 scratch budget per chunk of a 16-bit op (cpu_dtype.c) */
     bool avx512_bf16;  /* the CPU has AVX512-BF16 (VDPBF16PS) */
     tw_cpu_gemm_variant gemm_variant; /* forced with tw_device_force_kernel_variant */
 } tw_cpu_context;
 
 /* The ops (cpu_ops.c; attention in cpu_attention.c): tw_cpu_gemm, tw_cpu_attention_fwd, ... */
 TW_BACKEND_OP_PROTOTYPES(tw_cpu)
+
+/* Elementwise loops of cpu_ops.c over n fp32 elements, shared with the 16-bit ops (cpu_dtype.c):
+ * y = gelu(x); dx += gelu'(x) dy; AdamW on p, m, v given grad (twist/backend.h). */
+void tw_cpu_gelu_fwd_range(const float *x, float *y, size_t n);
+void tw_cpu_gelu_bwd_range(const float *x, const float *dy, float *dx, size_t n);
+void tw_cpu_adamw_range(const tw_adamw_args *args, float correction1, float correction2, size_t n,
+                        float *p, const float *grad, float *m, float *v);
 
 /* The same ops in every data type (cpu_dtype.c): fp32 goes straight to the kernels above, bf16
  * and f16 tensors are widened to fp32 scratch around them. These fill the vtable. */
@@ -49,6 +57,8 @@ tw_status tw_cpu_convert(void *context, size_t n, tw_mem src, tw_mem dst);
 /* dst (n) fp32 = src (n) bf16 or f16, exactly; and back, rounding to nearest even. */
 void tw_cpu_widen(tw_dtype dtype, const uint16_t *src, float *dst, size_t n);
 void tw_cpu_narrow(tw_dtype dtype, const float *src, uint16_t *dst, size_t n);
+/* The chunk budget: 16 MiB or $TWIST_CPU_CHUNK_BYTES (cpu_dtype.c). */
+size_t tw_cpu_chunk_bytes_from_env(void);
 /* Frees the kept scratch (at close). */
 void tw_cpu_wide_release(tw_cpu_context *cpu);
 

@@ -226,7 +226,7 @@ tw_status tw_cpu_layernorm_bwd(void *context, int rows, int cols, tw_mem dout, t
 #define GELU_CUBIC 0.044715f
 
 
-HOT_LOOP static void gelu_fwd_range(const float *x, float *y, size_t n) {
+HOT_LOOP void tw_cpu_gelu_fwd_range(const float *x, float *y, size_t n) {
 #pragma omp simd
     for (size_t i = 0; i < n; i++) {
         const float v = x[i];
@@ -235,7 +235,7 @@ HOT_LOOP static void gelu_fwd_range(const float *x, float *y, size_t n) {
 }
 
 /* dx += gelu'(x) dy; d/dv tanh(u(v)) = (1 - t^2) u'(v). */
-HOT_LOOP static void gelu_bwd_range(const float *x, const float *dy, float *dx, size_t n) {
+HOT_LOOP void tw_cpu_gelu_bwd_range(const float *x, const float *dy, float *dx, size_t n) {
 #pragma omp simd
     for (size_t i = 0; i < n; i++) {
         const float v = x[i];
@@ -255,7 +255,7 @@ tw_status tw_cpu_gelu_fwd(void *context, size_t n, tw_mem x, tw_mem out) {
     for (size_t chunk = 0; chunk < chunks; chunk++) {
         const size_t begin = chunk * ELEMENT_CHUNK;
         const size_t count = n - begin < ELEMENT_CHUNK ? n - begin : ELEMENT_CHUNK;
-        gelu_fwd_range(in + begin, y + begin, count);
+        tw_cpu_gelu_fwd_range(in + begin, y + begin, count);
     }
     return TW_OK;
 }
@@ -269,7 +269,7 @@ tw_status tw_cpu_gelu_bwd(void *context, size_t n, tw_mem x, tw_mem dout, tw_mem
     for (size_t chunk = 0; chunk < chunks; chunk++) {
         const size_t begin = chunk * ELEMENT_CHUNK;
         const size_t count = n - begin < ELEMENT_CHUNK ? n - begin : ELEMENT_CHUNK;
-        gelu_bwd_range(in + begin, dy + begin, d + begin, count);
+        tw_cpu_gelu_bwd_range(in + begin, dy + begin, d + begin, count);
     }
     return TW_OK;
 }
@@ -475,7 +475,7 @@ tw_status tw_cpu_sum_sq(void *context, size_t n, tw_mem x, tw_mem out) {
 }
 
 /* AdamW over n parameters (twist/backend.h has the update). */
-HOT_LOOP static void adamw_range(const tw_adamw_args *args, float correction1, float correction2,
+HOT_LOOP void tw_cpu_adamw_range(const tw_adamw_args *args, float correction1, float correction2,
                                  size_t n, float *p, const float *grad, float *m, float *v) {
     const float beta1 = args->beta1, beta2 = args->beta2, lr = args->lr, eps = args->eps;
     const float decay = args->weight_decay, scale = args->grad_scale;
@@ -501,7 +501,7 @@ tw_status tw_cpu_adamw_step(void *context, size_t n, const tw_adamw_args *args, 
     for (size_t chunk = 0; chunk < chunks; chunk++) {
         const size_t begin = chunk * ELEMENT_CHUNK;
         const size_t count = n - begin < ELEMENT_CHUNK ? n - begin : ELEMENT_CHUNK;
-        adamw_range(args, correction1, correction2, count, p + begin, g + begin, first + begin,
+        tw_cpu_adamw_range(args, correction1, correction2, count, p + begin, g + begin, first + begin,
                     second + begin);
     }
     return TW_OK;
