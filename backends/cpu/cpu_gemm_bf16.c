@@ -16,15 +16,17 @@
  * 16 zmm accumulators over the whole k (a 32-column panel of B is 64 k bytes: L2-resident for
  * k up to several thousand), then the epilogue applies alpha and beta and writes C, rounding to
  * bf16 once when C is bf16. Each element of C is summed by one thread in a fixed order, so the
- * result does not depend on the number of threads. Packed A and B are scratch buffers of the
- * device (counted in its peak bytes). */
+ * result does not depend on the number of threads. Packed A (MC rows at a time) and B are
+ * scratch buffers of the device (counted in its peak bytes). */
 #include <stdlib.h>
 #include <string.h>
 
 #include "cpu_internal.h"
 #include "twist/dtype.h"
 
-enum { MR = 8, NR = 32 };
+/* MC: rows of A packed at a time (16 blocks of MR), so that packed A stays small whatever m is
+ * (A can be the logits' gradient, (B*T, V)). */
+enum { MR = 8, NR = 32, MC = 128 };
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
@@ -153,10 +155,11 @@ tw_status tw_cpu_gemm_bf16(void *context, const tw_gemm_args *args) {
     tw_cpu_context *cpu = context;
     if (args->k == 0 || args->alpha == 0.0f) return tw_cpu_gemm_widened(context, args);
     const int m = args->m, n = args->n, k = args->k, kp = (k + 1) / 2;
-    const int blocks = (m + MR - 1) / MR, panels = (n + NR - 1) / NR;
+    const int chunk_rows = m < MC ? m : MC, panels = (n + NR - 1) / NR;
+    const int chunk_blocks = (chunk_rows + MR - 1) / MR;
     tw_buffer *a_pack = NULL, *b_pack = NULL;
-    TW_TRY(tw_buffer_alloc(cpu->device, (size_t)blocks * (size_t)kp * MR * sizeof(uint32_t),
-                           &a_pack));
+    TW_TRY(tw_buffer_alloc(cpu->device,
+                           (size_t)chunk_blocks * (size_t)kp * MR * sizeof(uint32_t), &a_pack));
     tw_status status = tw_buffer_alloc(
         cpu->device, (size_t)panels * (size_t)kp * 2 * NR * sizeof(uint16_t), &b_pack);
     if (status != TW_OK) {
@@ -170,23 +173,31 @@ tw_status tw_cpu_gemm_bf16(void *context, const tw_gemm_args *args) {
     const bool c_bf16 = args->c.dtype == TW_DTYPE_BF16;
     const size_t c_size = tw_dtype_size(args->c.dtype);
     for (int p = 0; p < args->batch; p++) {
-        pack_a(a + (size_t)p * (size_t)args->stride_a, args->lda, args->trans_a, m, k, kp, ap);
         if (p == 0 || args->stride_b != 0)
             pack_b(b + (size_t)p * (size_t)args->stride_b, args->ldb, args->trans_b, k, n, kp,
                    bp);
         char *c = (char *)args->c.buffer->handle +
                   (args->c.offset + (size_t)p * (size_t)args->stride_c) * c_size;
-        /* Tasks run panel by panel, so a thread's consecutive tasks share a panel of B. */
-        const int64_t tasks = (int64_t)blocks * panels;
-#pragma omp parallel for schedule(static) if (tasks > 1 && (int64_t)m * n * k >= (1 << 18))
-        for (int64_t task = 0; task < tasks; task++) {
-            const int panel = (int)(task / blocks), block = (int)(task % blocks);
-            float tile[MR * NR];
-            kernel(kp, ap + (size_t)block * (size_t)kp * MR,
-                   bp + (size_t)panel * (size_t)kp * 2 * NR, tile);
-            const int row0 = block * MR, col0 = panel * NR;
-            write_tile(args, c, c_bf16, row0, col0, m - row0 < MR ? m - row0 : MR,
-                       n - col0 < NR ? n - col0 : NR, tile);
+        const uint16_t *a_p = a + (size_t)p * (size_t)args->stride_a;
+        for (int r0 = 0; r0 < m; r0 += MC) {
+            /* Rows [r0, r0 + rows) of op(A): element (i, kk) of op(A) moves by r0 rows, which
+             * is r0 columns of A when it is stored transposed. */
+            const int rows = m - r0 < MC ? m - r0 : MC, blocks = (rows + MR - 1) / MR;
+            pack_a(a_p + (args->trans_a ? (size_t)r0 : (size_t)r0 * (size_t)args->lda),
+                   args->lda, args->trans_a, rows, k, kp, ap);
+            /* Tasks run panel by panel, so a thread's consecutive tasks share a panel of B. */
+            const int64_t tasks = (int64_t)blocks * panels;
+#pragma omp parallel for schedule(static) if (tasks > 1 && (int64_t)rows * n * k >= (1 << 18))
+            for (int64_t task = 0; task < tasks; task++) {
+                const int panel = (int)(task / blocks), block = (int)(task % blocks);
+                float tile[MR * NR];
+                kernel(kp, ap + (size_t)block * (size_t)kp * MR,
+                       bp + (size_t)panel * (size_t)kp * 2 * NR, tile);
+                const int row0 = block * MR, col0 = panel * NR;
+                write_tile(args, c, c_bf16, r0 + row0, col0,
+                           rows - row0 < MR ? rows - row0 : MR, n - col0 < NR ? n - col0 : NR,
+                           tile);
+            }
         }
     }
     tw_buffer_free(a_pack);
