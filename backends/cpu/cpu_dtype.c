@@ -351,26 +351,6 @@ static size_t bhtd_extent(const tw_attention_args *args, tw_bhtd_stride stride) 
            (size_t)(args->seq_len - 1) * (size_t)stride.t;
 }
 
-/* GEMM in a 16-bit type by widening A, B and (when 16-bit) C; C = alpha A B + beta C is formed
- * in fp32 by OpenBLAS and rounded once. */
-tw_status tw_cpu_gemm_widened(void *context, const tw_gemm_args *args) {
-    tw_gemm_args wide = *args;
-    wide_op op;
-    wide_init(&op, context);
-    if (args->k > 0 && args->alpha != 0.0f) {
-        wide_add(&op, &wide.a, strided_extent(args->batch, args->trans_a ? args->k : args->m,
-                                              args->trans_a ? args->m : args->k, args->lda,
-                                              args->stride_a), false);
-        wide_add(&op, &wide.b, strided_extent(args->batch, args->trans_b ? args->n : args->k,
-                                              args->trans_b ? args->k : args->n, args->ldb,
-                                              args->stride_b), false);
-    }
-    wide_add(&op, &wide.c, strided_extent(args->batch, args->m, args->n, args->ldc, args->stride_c),
-             true);
-    wide.dtype = TW_DTYPE_F32;
-    return WIDE_RUN(&op, tw_cpu_gemm(context, &wide));
-}
-
 /* ------------------------------------------------------------------------------------------ */
 /* The ops in every type: the vtable's entries (TW_BACKEND_OP_INITIALISERS(tw_cpu_typed))     */
 /* ------------------------------------------------------------------------------------------ */
@@ -462,6 +442,56 @@ static size_t min_size(size_t a, size_t b) { return a < b ? a : b; }
 
 #define MATRIX(rows, cols) ((size_t)(rows) * (size_t)(cols))
 
+/* Chunks of rows: `r0` the first row, `count` rows of this chunk. */
+#define FOR_CHUNKS(rows, floats_per_row, multiple)                                                \
+    for (size_t step_ = chunk_rows(context, (size_t)(rows), (floats_per_row), (multiple)),      \
+                r0 = 0,                                                                         \
+                count = min_size(step_, (size_t)(rows));                                        \
+         r0 < (size_t)(rows); r0 += step_, count = min_size(step_, (size_t)(rows) - r0))
+
+
+/* GEMM in a 16-bit type through OpenBLAS's sgemm: per matrix of the batch, B widened whole and
+ * A and C a chunk of rows at a time; C = alpha A B + beta C is formed in fp32 and rounded once
+ * (C is not widened when it is fp32). */
+tw_status tw_cpu_gemm_widened(void *context, const tw_gemm_args *args) {
+    const bool product = args->k > 0 && args->alpha != 0.0f; /* else C = beta C: A, B unread */
+    const size_t per_row = (product ? (size_t)args->k : 0) + (is_half(args->c.dtype) ? (size_t)args->n : 0);
+    for (int p = 0; p < args->batch; p++) {
+        tw_gemm_args one = *args;
+        one.batch = 1;
+        one.dtype = TW_DTYPE_F32;
+        one.a = advance(args->a, (size_t)p * (size_t)args->stride_a);
+        one.b = advance(args->b, (size_t)p * (size_t)args->stride_b);
+        one.c = advance(args->c, (size_t)p * (size_t)args->stride_c);
+        wide_op global;
+        wide_init_global(&global, context);
+        if (product)
+            wide_add(&global, &one.b, strided_extent(1, args->trans_b ? args->n : args->k,
+                                                     args->trans_b ? args->k : args->n,
+                                                     args->ldb, 0), false);
+        TW_TRY(wide_begin(&global));
+        tw_status status = TW_OK;
+        FOR_CHUNKS(args->m, per_row, 1) {
+            tw_gemm_args chunk = one;
+            chunk.m = (int)count;
+            /* Row r0 of op(A) is column r0 of A when A is stored transposed. */
+            chunk.a = advance(one.a, args->trans_a ? r0 : r0 * (size_t)args->lda);
+            chunk.c = advance(one.c, r0 * (size_t)args->ldc);
+            wide_op op;
+            wide_init(&op, context);
+            if (product)
+                wide_add(&op, &chunk.a, strided_extent(1, args->trans_a ? args->k : (int)count,
+                                                       args->trans_a ? (int)count : args->k,
+                                                       args->lda, 0), false);
+            wide_add(&op, &chunk.c, strided_extent(1, (int)count, args->n, args->ldc, 0), true);
+            status = WIDE_RUN(&op, tw_cpu_gemm(context, &chunk));
+            if (status != TW_OK) break;
+        }
+        TW_TRY(wide_end(&global, status));
+    }
+    return TW_OK;
+}
+
 /* Attention is independent per batch element: chunks of batches, offsets moved by the strides. */
 static tw_status attention(void *context, const tw_attention_args *args, bool backward) {
     const size_t qkv = bhtd_extent(args, args->qkv_stride), out = bhtd_extent(args, args->out_stride);
@@ -513,13 +543,6 @@ tw_status tw_cpu_typed_attention_bwd(void *context, const tw_attention_args *arg
     if (!is_half(args->dtype)) return tw_cpu_attention_bwd(context, args);
     return attention(context, args, true);
 }
-
-/* Chunks of rows: `r0` the first row, `count` rows of this chunk. */
-#define FOR_CHUNKS(rows, floats_per_row, multiple)                                                \
-    for (size_t step_ = chunk_rows(context, (size_t)(rows), (floats_per_row), (multiple)),      \
-                r0 = 0,                                                                         \
-                count = min_size(step_, (size_t)(rows));                                        \
-         r0 < (size_t)(rows); r0 += step_, count = min_size(step_, (size_t)(rows) - r0))
 
 tw_status tw_cpu_typed_softmax_fwd(void *context, int rows, int cols, int causal_t, tw_mem in,
                                    tw_mem out) {
