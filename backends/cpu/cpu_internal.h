@@ -57,7 +57,7 @@ tw_status tw_cpu_convert(void *context, size_t n, tw_mem src, tw_mem dst);
 /* dst (n) fp32 = src (n) bf16 or f16, exactly; and back, rounding to nearest even. */
 void tw_cpu_widen(tw_dtype dtype, const uint16_t *src, float *dst, size_t n);
 void tw_cpu_narrow(tw_dtype dtype, const float *src, uint16_t *dst, size_t n);
-/* The chunk budget: 16 MiB or $TWIST_CPU_CHUNK_BYTES (cpu_dtype.c). */
+/* The chunk budget: 4 MiB or $TWIST_CPU_CHUNK_BYTES (cpu_dtype.c). */
 size_t tw_cpu_chunk_bytes_from_env(void);
 /* Frees the kept scratch (at close). */
 void tw_cpu_wide_release(tw_cpu_context *cpu);
