@@ -149,14 +149,16 @@ static void test_variant(const char *variant) {
     printf("%-8s %d cases, %d failed\n", variant, cases + 2, failures);
 }
 
-int main(void) {
+/* argv[1], optional: test only that variant (to look at one). */
+int main(int argc, char **argv) {
     tw_status status = tw_device_open("opencl:0", &dev);
     if (status != TW_OK) tw_test_skip("no opencl:0 (%s)", tw_last_error());
     const char *names[32];
     const int count = tw_device_kernel_variants(dev, "gemm", names, 32);
     TW_CHECK(count >= 9, "opencl gemm lists %d variants, expected cpu, tiled, large, large32, "
              "wide, medium, small, splitk and vendor (PoCL allows every one)", count);
-    for (int i = 0; i < count && i < 32; i++) test_variant(names[i]);
+    for (int i = 0; i < count && i < 32; i++)
+        if (argc < 2 || strcmp(argv[1], names[i]) == 0) test_variant(names[i]);
 
     TW_CHECK_ERROR(tw_device_force_kernel_variant(dev, "gemm", "nonesuch"), TW_ERR_NOT_FOUND,
                    "large");
