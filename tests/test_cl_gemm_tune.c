@@ -81,6 +81,24 @@ static int child(void) {
     return code;
 }
 
+/* "tune" mode (by hand, not run by ctest: it times 4096^3 and the presets' shapes):
+ * tw_device_tune on opencl:0 with its progress printed. */
+static void progress(int done, int total, const char *label, void *user) {
+    (void)user;
+    printf("[%d/%d] %s\n", done, total, label);
+    fflush(stdout);
+}
+
+static int tune_all(void) {
+    tw_device *dev = NULL;
+    if (tw_device_open("opencl:0", &dev) != TW_OK) return TW_TEST_SKIP;
+    tw_tune_request request = {.retune = true, .progress = progress};
+    const tw_status status = tw_device_tune(dev, &request);
+    if (status != TW_OK) printf("tune: %s\n", tw_last_error());
+    tw_device_close(dev);
+    return status == TW_OK ? 0 : 1;
+}
+
 static char dir[256];
 static char self[4096];
 
@@ -190,6 +208,7 @@ static void expect_choice(const char *step, const char *variant) {
 
 int main(int argc, char **argv) {
     if (argc > 1 && strcmp(argv[1], "child") == 0) return child();
+    if (argc > 1 && strcmp(argv[1], "tune") == 0) return tune_all();
     ssize_t length = readlink("/proc/self/exe", self, sizeof self - 1);
     if (length <= 0) tw_test_skip("cannot find this program (/proc/self/exe)");
     self[length] = '\0';

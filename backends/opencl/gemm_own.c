@@ -474,9 +474,11 @@ static tw_status get_block_kernel(tw_cl_gemm_own *gemm, int config, int trans, c
         char options[256];
         snprintf(options, sizeof options,
                  "-DTW_GEMM_BLOCK -DBM=%d -DBN=%d -DBK=%d -DTM=%d -DTN=%d -DGV=%d -DLV=%d "
-                 "-DPAD=%d -DDB=%d -DTRANS_A=%d -DTRANS_B=%d%s",
+                 "-DPAD=%d -DDB=%d -DTRANS_A=%d -DTRANS_B=%d%s%s",
                  b->bm, b->bn, b->bk, b->tm, b->tn, b->gv, b->lv, b->pad, b->db, trans >> 1,
-                 trans & 1, gemm->use_fma ? " -DUSE_FMA" : "");
+                 trans & 1, gemm->use_fma ? " -DUSE_FMA" : "",
+                 /* CPU devices vectorise across work-items; unrolling only costs build time. */
+                 gemm->cpu_kernels ? " -DTW_NO_UNROLL" : "");
         tw_status status =
             build_kernel(gemm, b->variant, options, "tw_gemm_block",
                          &gemm->block_programs[config][trans], &gemm->block_kernels[config][trans]);

@@ -386,6 +386,8 @@ tw_gemm_tiled(int M, int N, int K, float alpha, float beta,
  *                       other tile afterwards, so one barrier per step and load latency hidden
  *                       behind the FMAs. 0: one tile, two barriers per step.
  *   TRANS_A, TRANS_B    A stored (K, M) / B stored (N, K)
+ *   TW_NO_UNROLL        no unroll hints (CPU devices, where the tests run these kernels: PoCL
+ *                       then compiles the 128x128 variants in ~9 s instead of ~35 s)
  * Split-K (deterministic, no atomics): get_global_id(2) = p * splits + s; split s covers
  * k in [s * k_chunk, min(K, (s + 1) * k_chunk)) (k_chunk a multiple of BK) and, when splits > 1,
  * writes its raw sums to W[((p * splits + s) * M + i) * N + j]; tw_gemm_reduce then adds the
@@ -458,7 +460,9 @@ gvec load_vec(const __global float *base, long ld, int row, int col, int row_end
 void load_tiles(gvec ra[A_LOADS], gvec rb[B_LOADS], const __global float *A, long lda,
                        const __global float *B, long ldb, int M, int N, int k0, int k_end,
                        int tile_row, int tile_col, int tid, int a_vec, int b_vec) {
+#ifndef TW_NO_UNROLL
 #pragma unroll
+#endif
     for (int s = 0; s < A_LOADS; ++s) {
         const int v = tid + s * THREADS;
 #if TRANS_A
@@ -467,7 +471,9 @@ void load_tiles(gvec ra[A_LOADS], gvec rb[B_LOADS], const __global float *A, lon
         ra[s] = load_vec(A, lda, tile_row + A_VROW(v), k0 + A_VCOL(v), M, k_end, a_vec);
 #endif
     }
+#ifndef TW_NO_UNROLL
 #pragma unroll
+#endif
     for (int s = 0; s < B_LOADS; ++s) {
         const int v = tid + s * THREADS;
 #if TRANS_B
@@ -481,10 +487,14 @@ void load_tiles(gvec ra[A_LOADS], gvec rb[B_LOADS], const __global float *A, lon
 /* The registers of load_tiles into the k-major local tiles at, (BK, AP) and (BK, BP) floats. */
 void store_tiles(const gvec ra[A_LOADS], const gvec rb[B_LOADS], __local float *at,
                         __local float *bt, int tid) {
+#ifndef TW_NO_UNROLL
 #pragma unroll
+#endif
     for (int s = 0; s < A_LOADS; ++s) {
         const int v = tid + s * THREADS;
+#ifndef TW_NO_UNROLL
 #pragma unroll
+#endif
         for (int e = 0; e < GV; ++e) {
 #if TRANS_A
             at[A_VROW(v) * AP + A_VCOL(v) + e] = GLANE(ra[s], e);
@@ -493,10 +503,14 @@ void store_tiles(const gvec ra[A_LOADS], const gvec rb[B_LOADS], __local float *
 #endif
         }
     }
+#ifndef TW_NO_UNROLL
 #pragma unroll
+#endif
     for (int s = 0; s < B_LOADS; ++s) {
         const int v = tid + s * THREADS;
+#ifndef TW_NO_UNROLL
 #pragma unroll
+#endif
         for (int e = 0; e < GV; ++e) {
 #if TRANS_B
             bt[(B_VCOL(v) + e) * BP + B_VROW(v)] = GLANE(rb[s], e);
@@ -514,31 +528,45 @@ void store_tiles(const gvec ra[A_LOADS], const gvec rb[B_LOADS], __local float *
 /* acc += the (TM, TN) products of one local tile pair. */
 void multiply_tiles(float acc[TM][TN], const __local float *at, const __local float *bt,
                            int tx, int ty) {
+#ifndef TW_NO_UNROLL
 #pragma unroll
+#endif
     for (int kk = 0; kk < BK; ++kk) {
         float a[TM], b[TN];
 #if LV == 4
         const __local float4 *a_row = (const __local float4 *)(at + kk * AP + ty * 4);
         const __local float4 *b_row = (const __local float4 *)(bt + kk * BP + tx * 4);
+#ifndef TW_NO_UNROLL
 #pragma unroll
+#endif
         for (int g = 0; g < TM / 4; ++g) {
             const float4 v = a_row[g * LY];
             a[4 * g] = v.x, a[4 * g + 1] = v.y, a[4 * g + 2] = v.z, a[4 * g + 3] = v.w;
         }
+#ifndef TW_NO_UNROLL
 #pragma unroll
+#endif
         for (int g = 0; g < TN / 4; ++g) {
             const float4 v = b_row[g * LX];
             b[4 * g] = v.x, b[4 * g + 1] = v.y, b[4 * g + 2] = v.z, b[4 * g + 3] = v.w;
         }
 #else
+#ifndef TW_NO_UNROLL
 #pragma unroll
+#endif
         for (int r = 0; r < TM; ++r) a[r] = at[kk * AP + OWN_ROW(ty, r)];
+#ifndef TW_NO_UNROLL
 #pragma unroll
+#endif
         for (int t = 0; t < TN; ++t) b[t] = bt[kk * BP + OWN_COL(tx, t)];
 #endif
+#ifndef TW_NO_UNROLL
 #pragma unroll
+#endif
         for (int r = 0; r < TM; ++r)
+#ifndef TW_NO_UNROLL
 #pragma unroll
+#endif
             for (int t = 0; t < TN; ++t) acc[r][t] = MAD(a[r], b[t], acc[r][t]);
     }
 }
@@ -569,9 +597,13 @@ tw_gemm_block(int M, int N, int K, float alpha, float beta,
     const int k_end = min(K, k_begin + k_chunk);
 
     float acc[TM][TN];
+#ifndef TW_NO_UNROLL
 #pragma unroll
+#endif
     for (int r = 0; r < TM; ++r)
+#ifndef TW_NO_UNROLL
 #pragma unroll
+#endif
         for (int t = 0; t < TN; ++t) acc[r][t] = 0.0f;
 
     gvec ra[A_LOADS], rb[B_LOADS];
@@ -609,11 +641,15 @@ tw_gemm_block(int M, int N, int K, float alpha, float beta,
     if (splits > 1) {
         /* Raw partial sums, (M, N) dense per (p, split). */
         W += ((long)z * M) * N;
+#ifndef TW_NO_UNROLL
 #pragma unroll
+#endif
         for (int r = 0; r < TM; ++r) {
             const int i = tile_row + OWN_ROW(ty, r);
             if (i >= M) continue;
+#ifndef TW_NO_UNROLL
 #pragma unroll
+#endif
             for (int t = 0; t < TN; ++t) {
                 const int j = tile_col + OWN_COL(tx, t);
                 if (j < N) W[(long)i * N + j] = acc[r][t];
@@ -623,12 +659,16 @@ tw_gemm_block(int M, int N, int K, float alpha, float beta,
     }
 
     C += c_off + p * c_batch;
+#ifndef TW_NO_UNROLL
 #pragma unroll
+#endif
     for (int r = 0; r < TM; ++r) {
         const int i = tile_row + OWN_ROW(ty, r);
         if (i >= M) continue;
         __global float *c_row = C + (long)i * ldc;
+#ifndef TW_NO_UNROLL
 #pragma unroll
+#endif
         for (int g = 0; g < TN / LV; ++g) {
             const int j0 = tile_col + OWN_COL(tx, g * LV);
 #if LV == 4
@@ -641,7 +681,9 @@ tw_gemm_block(int M, int N, int K, float alpha, float beta,
                 continue;
             }
 #endif
+#ifndef TW_NO_UNROLL
 #pragma unroll
+#endif
             for (int e = 0; e < LV; ++e) {
                 const int j = j0 + e;
                 if (j < N) c_row[j] = TW_EPILOGUE(acc[r][g * LV + e], c_row + j);
