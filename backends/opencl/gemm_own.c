@@ -479,10 +479,26 @@ static tw_status get_block_kernel(tw_cl_gemm_own *gemm, int config, int trans, c
                  trans & 1, gemm->use_fma ? " -DUSE_FMA" : "",
                  /* CPU devices vectorise across work-items; unrolling only costs build time. */
                  gemm->cpu_kernels ? " -DTW_NO_UNROLL" : "");
-        tw_status status =
-            build_kernel(gemm, b->variant, options, "tw_gemm_block",
-                         &gemm->block_programs[config][trans], &gemm->block_kernels[config][trans]);
+        cl_program program = NULL;
+        cl_kernel kernel = NULL;
+        tw_status status = build_kernel(gemm, b->variant, options, "tw_gemm_block", &program,
+                                        &kernel);
         if (status != TW_OK) return status;
+        /* The compiler may need more registers than the work-group leaves (the kernel then
+         * cannot run at its required size): a clear error, which the tuner skips. */
+        size_t most = 0;
+        if (clGetKernelWorkGroupInfo(kernel, gemm->device, CL_KERNEL_WORK_GROUP_SIZE, sizeof most,
+                                     &most, NULL) == CL_SUCCESS &&
+            most < block_threads(b)) {
+            clReleaseKernel(kernel);
+            clReleaseProgram(program);
+            return tw_error(TW_ERR_UNSUPPORTED,
+                            "opencl gemm: variant %s needs work-groups of %zu, the compiled "
+                            "kernel allows %zu on this device",
+                            own_names[b->variant], block_threads(b), most);
+        }
+        gemm->block_programs[config][trans] = program;
+        gemm->block_kernels[config][trans] = kernel;
     }
     *out = gemm->block_kernels[config][trans];
     return TW_OK;
