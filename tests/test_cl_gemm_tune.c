@@ -11,7 +11,10 @@
  *      the result check;
  *   6. with test-only faults (TWIST_CL_TUNE_FAULT) a candidate whose program fails to build and
  *      candidates with wrong results are skipped, and the choice is a correct one;
- *   7. TWIST_TUNE=off times nothing and writes no file.
+ *   7. a cache saying CLBlast wins ("gemm <class> vendor") with "gemm <class>.own small": the
+ *      default choice runs CLBlast, tw_device_set_gemm_impl(TW_GEMM_OWN) runs small, neither
+ *      times anything (a wrong-results fault in the variant that must run shows that it ran);
+ *   8. TWIST_TUNE=off times nothing and writes no file.
  * Skips when there is no opencl:0. */
 #include <dirent.h>
 #include <fcntl.h>
@@ -36,12 +39,13 @@ static const char class_line[] = "gemm NN-m7-n7-k6-single ";
 static const char measured[] = "twist opencl gemm: NN-m7-n7-k6-single:";
 
 /* Child: one GEMM (beta 0 over NaN) checked against the reference; exit 0, 1, or 77. */
-static int child(void) {
+static int child(bool own) {
     tw_device *dev = NULL;
     if (tw_device_open("opencl:0", &dev) != TW_OK) {
         printf("no opencl:0 (%s)\n", tw_last_error());
         return TW_TEST_SKIP;
     }
+    if (own && tw_device_set_gemm_impl(dev, TW_GEMM_OWN) != TW_OK) return 1;
     float a[M * K], b[K * N], c[M * N];
     double ad[M * K], bd[K * N], cd[M * N];
     tw_test_rng rng;
@@ -125,7 +129,7 @@ static void cache_file(char *out, size_t size) {
 
 /* Runs the child with `env` (NAME=value strings, NULL-terminated) added to ours; returns its
  * exit code and its stderr (caller frees). */
-static int run_child(const char *const *env, char **err_text) {
+static int run_child_impl(const char *const *env, const char *impl, char **err_text) {
     char err_path[512];
     snprintf(err_path, sizeof err_path, "%s/stderr.txt", dir);
     posix_spawn_file_actions_t actions;
@@ -145,7 +149,7 @@ static int run_child(const char *const *env, char **err_text) {
         envp[n++] = environ[i];
     }
     for (int i = 0; env[i] && n < count + 15; i++) envp[n++] = (char *)env[i];
-    char *argv[] = {self, "child", NULL};
+    char *argv[] = {self, "child", (char *)impl, NULL};
     pid_t pid = 0;
     int code = -1;
     if (posix_spawn(&pid, self, &actions, NULL, argv, envp) == 0) {
@@ -158,6 +162,10 @@ static int run_child(const char *const *env, char **err_text) {
     *err_text = read_all(err_path);
     if (!*err_text) *err_text = calloc(1, 1);
     return code;
+}
+
+static int run_child(const char *const *env, char **err_text) {
+    return run_child_impl(env, NULL, err_text);
 }
 
 static int count_lines(const char *text, const char *needle) {
@@ -207,7 +215,8 @@ static void expect_choice(const char *step, const char *variant) {
 }
 
 int main(int argc, char **argv) {
-    if (argc > 1 && strcmp(argv[1], "child") == 0) return child();
+    if (argc > 1 && strcmp(argv[1], "child") == 0)
+        return child(argc > 2 && strcmp(argv[2], "own") == 0);
     if (argc > 1 && strcmp(argv[1], "tune") == 0) return tune_all();
     ssize_t length = readlink("/proc/self/exe", self, sizeof self - 1);
     if (length <= 0) tw_test_skip("cannot find this program (/proc/self/exe)");
@@ -304,14 +313,56 @@ int main(int argc, char **argv) {
     expect_choice("step 6", "cpu");
     free(err);
 
-    /* 7. TWIST_TUNE=off: the default variant, nothing timed, no file. */
+    /* 7. A cache saying CLBlast wins and the best own variant is small: the AUTO child runs
+     * CLBlast and the TW_GEMM_OWN child small, without timing; a wrong-results fault in the
+     * variant that must run shows that it did. */
+    cache_file(path, sizeof path);
+    if (!path[0]) snprintf(path, sizeof path, "%s/none", dir);
+    text = read_all(path);
+    char *driver_line = text ? strstr(text, "\ndriver ") : NULL;
+    TW_CHECK(driver_line != NULL, "step 7: no cache file to start from");
+    if (driver_line) {
+        char out[4096];
+        const int used = snprintf(out, sizeof out, "twist-tune 1%.*s\n%svendor\n%.23s.own small\n",
+                              (int)strcspn(driver_line + 1, "\n") + 1, driver_line, class_line,
+                              class_line);
+        snprintf(out + used, sizeof out - (size_t)used, "checksum %016llx\n",
+                 (unsigned long long)tw_fnv1a64(TW_FNV1A_INIT, out, (size_t)used));
+        FILE *file = fopen(path, "wb");
+        if (file) {
+            fputs(out, file);
+            fclose(file);
+        }
+        const char *plain[] = {"TWIST_TUNE=verbose", NULL};
+        const char *vendor_wrong[] = {"TWIST_TUNE=verbose", "TWIST_CL_TUNE_FAULT=vendor:wrong",
+                                      NULL};
+        const char *small_wrong[] = {"TWIST_TUNE=verbose", "TWIST_CL_TUNE_FAULT=small:wrong",
+                                     NULL};
+        const struct {
+            const char *const *env;
+            const char *impl;
+            int expect;
+        } runs[] = {{plain, NULL, 0}, {vendor_wrong, NULL, 1}, {small_wrong, NULL, 0},
+                    {plain, "own", 0}, {small_wrong, "own", 1}, {vendor_wrong, "own", 0}};
+        for (size_t r = 0; r < sizeof runs / sizeof runs[0]; r++) {
+            code = run_child_impl(runs[r].env, runs[r].impl, &err);
+            TW_CHECK(code == runs[r].expect, "step 7 (%s, %s): child exit %d, expected %d: %s",
+                     runs[r].impl ? "own" : "auto", runs[r].env[1] ? runs[r].env[1] : "no fault",
+                     code, runs[r].expect, err);
+            TW_CHECK(count_lines(err, measured) == 0, "step 7: timed despite the cache: %s", err);
+            free(err);
+        }
+    }
+    free(text);
+
+    /* 8. TWIST_TUNE=off: the default variant, nothing timed, no file. */
     remove(path);
     const char *off[] = {"TWIST_TUNE=off", NULL};
     code = run_child(off, &err);
-    TW_CHECK(code == 0, "step 7: child exit %d: %s", code, err);
-    TW_CHECK(count_lines(err, measured) == 0, "step 7: timed with TWIST_TUNE=off: %s", err);
+    TW_CHECK(code == 0, "step 8: child exit %d: %s", code, err);
+    TW_CHECK(count_lines(err, measured) == 0, "step 8: timed with TWIST_TUNE=off: %s", err);
     cache_file(path, sizeof path);
-    TW_CHECK(path[0] == '\0', "step 7: TWIST_TUNE=off wrote %s", path);
+    TW_CHECK(path[0] == '\0', "step 8: TWIST_TUNE=off wrote %s", path);
     free(err);
 
     const int failures = tw_test_failures();
