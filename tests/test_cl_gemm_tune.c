@@ -65,7 +65,7 @@ static int child(bool own) {
         tw_buffer_upload(bc, 0, c, sizeof c) == TW_OK) {
         tw_gemm_args g = {.dtype = TW_DTYPE_F32, .m = M, .n = N, .k = K, .batch = 1,
                           .alpha = 1.0f, .beta = 0.0f, .lda = K, .ldb = N, .ldc = N,
-                          .a = {ba, 0}, .b = {bb, 0}, .c = {bc, 0}};
+                          .a = tw_at(ba, 0), .b = tw_at(bb, 0), .c = tw_at(bc, 0)};
         if (tw_gemm(dev, &g) == TW_OK && tw_buffer_download(bc, 0, c, sizeof c) == TW_OK) {
             ref_gemm(false, false, M, N, K, 1, 1.0, ad, K, 0, bd, N, 0, 0.0, cd, N, 0);
             double worst = 0.0;

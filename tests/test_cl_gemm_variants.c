@@ -65,9 +65,9 @@ static bool run_case(const char *variant, const gemm_case *c, float *bits) {
                           .n = c->n, .k = c->k, .batch = c->batch, .alpha = c->alpha,
                           .beta = c->beta, .lda = lda, .ldb = ldb, .ldc = ldc, .stride_a = sa,
                           .stride_b = sb, .stride_c = sc};
-        g.a = (tw_mem){ba, c->off};
-        g.b = (tw_mem){bb, c->off};
-        g.c = (tw_mem){bc, c->off};
+        g.a = tw_at(ba, c->off);
+        g.b = tw_at(bb, c->off);
+        g.c = tw_at(bc, c->off);
         tw_status status = tw_gemm(dev, &g);
         if (status == TW_OK) status = tw_buffer_download(bc, 0, cc, nc * 4);
         if (status != TW_OK) {
