@@ -157,7 +157,8 @@ typedef struct tw_backend_vtable {
      * `op`'s variants on this device, best-guess first (all of them, whether or not the tuner
      * would consider them for a given shape); `force_variant` makes every later call of `op`
      * use one (NULL: back to the tuner's choice); `tune` times every shape class of every
-     * tunable op now. */
+     * tunable op now, in the calling thread, reading and writing each class's choice through
+     * its tw_tune_cache during the call (tw_device_tune reports the choices from there). */
     int (*variants)(void *context, const char *op, const char **names, int capacity);
     tw_status (*force_variant)(void *context, const char *op, const char *name);
     tw_status (*tune)(void *context, const tw_tune_request *request);
