@@ -248,6 +248,21 @@ static int expand_specs(const tune_options *o, char specs[][32], int *count) {
         }
     }
     if (*count == 0) return args_usage_error(PROG, "--device: no device named");
+    /* Every spec is checked before any device is tuned: one not listed gets the library's
+     * reason from tw_device_open (a spec it accepts, such as "auto", is fine). */
+    const int listed = tw_device_count();
+    for (int i = 0; i < *count; i++) {
+        bool found = false;
+        for (int d = 0; d < listed && !found; d++) {
+            tw_device_info info;
+            found = tw_device_info_at(d, &info) == TW_OK && strcmp(info.spec, specs[i]) == 0;
+        }
+        if (found) continue;
+        tw_device *device = NULL;
+        tw_status status = tw_device_open(specs[i], &device);
+        if (status != TW_OK) return cli_library_error(PROG, status);
+        tw_device_close(device);
+    }
     return CLI_EXIT_OK;
 }
 
