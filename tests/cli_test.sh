@@ -389,9 +389,12 @@ expect_fail 2 "--device needs a value" tune --device
 expect_fail 2 "--device: no device named" tune --device ,
 expect_fail 2 "unexpected argument 'cpu'" tune cpu
 expect_fail 1 "unknown device spec 'gpu:0'" tune --device cpu,gpu:0
-expect_ok tune --device cpu
+expect_ok tune --device cpu --retune
 grep -q "^cpu (.*): nothing to tune" "$tmp/out" || fail "tune --device cpu: $(cat "$tmp/out")"
-expect_ok tune --device all --retune
+# every device, tuned into a scratch cache (never the user's)
+export TWIST_CACHE_DIR=$tmp/tune-cache
+expect_ok tune --device all
+unset TWIST_CACHE_DIR
 # one line per device: nothing to tune, or its classes tuned now
 [[ $(grep -cE "nothing to tune|shape class\(es\) in .* tuned now" "$tmp/out") == \
    $("$twist" devices --no-measure --json | grep -c '"event":"device"') ]] ||

@@ -138,7 +138,7 @@ corpus=$tmp/corpus.txt
 run_json synth "data synth" data data synth --level 0 --words 20000 --out "$corpus"
 run_json tokenizer "data tokenizer" data data tokenizer --data "$corpus" --vocab 300 --out "$tmp/tok.json"
 run_json devices devices device,backend devices
-run_json tune tune tune tune --device all --retune
+TWIST_CACHE_DIR=$tmp/tune-cache run_json tune tune tune tune --device cpu --retune
 grep -q '"device":"cpu"' "$tmp/devices.stdout.jsonl" || fail "devices: no cpu record"
 run_json gemm "bench gemm" bench bench gemm --device cpu --m 16 --n 8 --k 4 --repeat 1 --peer
 run_json attention "bench attention" bench bench attention --device cpu --batch 1 --heads 2 \
