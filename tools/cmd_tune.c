@@ -6,7 +6,7 @@
  * earlier run's choice was kept. A device whose ops all have a single kernel says so; that is
  * not an error.
  *
- * The command knows no backend: the ops come from the op list (TW_BACKEND_OPS), their variants
+ * The command knows no backend: the ops come from the op list (tw_op_name), their variants
  * from tw_device_kernel_variants and the choices from tw_tune_request.choice. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,15 +16,12 @@
 #include "args.h"
 #include "cli.h"
 #include "output.h"
-#include "twist/backend_support.h" /* TW_BACKEND_OPS: the op names */
+#include "twist/backend_support.h" /* the op list: tw_op_name, TW_OP_COUNT */
 #include "twist/clock.h"
 
 static const char *const PROG = "twist tune";
 
-#define TUNE_OP_NAME_(prefix, name, params) #name,
-static const char *const op_names[] = {TW_BACKEND_OPS(TUNE_OP_NAME_, unused)};
-#undef TUNE_OP_NAME_
-enum { OP_COUNT = sizeof op_names / sizeof op_names[0], MAX_VARIANTS = 64, MAX_SPECS = 64 };
+enum { MAX_VARIANTS = 64, MAX_SPECS = 64 };
 
 typedef struct tune_choice {
     char op[96], shape_class[96], variant[96];
@@ -106,21 +103,22 @@ typedef struct tune_options {
 static int list_variants(tw_device *device, cJSON *record, output *text) {
     int tunable = 0;
     cJSON *variants = record ? cJSON_AddObjectToObject(record, "variants") : NULL;
-    for (int op = 0; op < OP_COUNT; op++) {
+    for (int id = 0; id < TW_OP_COUNT; id++) {
+        const char *op = tw_op_name((tw_op_id)id);
         const char *names[MAX_VARIANTS];
-        int n = tw_device_kernel_variants(device, op_names[op], names, MAX_VARIANTS);
+        int n = tw_device_kernel_variants(device, op, names, MAX_VARIANTS);
         if (n <= 0) continue;
         tunable++;
         if (n > MAX_VARIANTS) n = MAX_VARIANTS;
         if (text) {
             char line[2048];
-            size_t length = (size_t)snprintf(line, sizeof line, "  %-16s %d variant(s):",
-                                             op_names[op], n);
+            size_t length = (size_t)snprintf(line, sizeof line, "  %-16s %d variant(s):", op,
+                                             n);
             for (int v = 0; v < n && length < sizeof line; v++)
                 length += (size_t)snprintf(line + length, sizeof line - length, " %s", names[v]);
             output_line(text, "%s", line);
         }
-        cJSON *list = variants ? cJSON_AddArrayToObject(variants, op_names[op]) : NULL;
+        cJSON *list = variants ? cJSON_AddArrayToObject(variants, op) : NULL;
         for (int v = 0; list && v < n; v++) cJSON_AddItemToArray(list, cJSON_CreateString(names[v]));
     }
     return tunable;
