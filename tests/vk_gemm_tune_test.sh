@@ -7,6 +7,7 @@
 #     the class is timed again and the file rewritten;
 #   - a candidate whose pipeline fails to build, or that computes a wrong result, is skipped
 #     (test-only fault injection: TWIST_VK_TUNE_FAULT=<variant>:build|wrong);
+#   - the GPU candidates (test-only TWIST_VK_TUNE_AS_GPU=1 on a CPU device) all run and agree;
 #   - TWIST_TUNE=off times nothing and writes no cache.
 # Usage: vk_gemm_tune_test.sh PATH/TO/twist
 set -euo pipefail
@@ -17,7 +18,7 @@ if ! command -v python3 >/dev/null 2>&1; then
 fi
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 export TWIST_CACHE_DIR=$tmp/cache
-unset TWIST_VK_TUNE_FAULT TWIST_QUIET
+unset TWIST_VK_TUNE_FAULT TWIST_VK_TUNE_AS_GPU TWIST_QUIET TWIST_TUNE
 
 # A 256^3 GEMM: aligned rows, so texel and direct are both candidates on a CPU device, and the
 # tiled variants on a GPU. Class key "gemm NN-m9-n9-k9-single-a4".
@@ -92,7 +93,25 @@ for fault in build wrong; do
     echo "ok   $chosen with a $fault fault skipped"
 done
 
-# 6. TWIST_TUNE=off: the default, nothing timed, no cache.
+# 6. The GPU candidates (tiled variants; split-K ones for a skinny shape with a long k), tried on
+#    this device through the test-only TWIST_VK_TUNE_AS_GPU=1: all of them run, agree with the
+#    default and are timed; the choice is one of them.
+for shape in "256 256 256 NN-m9-n9-k9" "64 48 4096 NN-m7-n6-k13"; do
+    read -r m n k class <<<"$shape"
+    rm -rf "$TWIST_CACHE_DIR"
+    TWIST_VK_TUNE_AS_GPU=1 TWIST_TUNE=verbose "$twist" bench gemm --device vulkan:0 --m "$m" \
+        --n "$n" --k "$k" --repeat 1 >"$tmp/out" 2>"$tmp/err" || fail "GPU-candidate bench failed"
+    timed=$(grep -c "tune gemm $class-single-a4: t.* GFLOP/s" "$tmp/err" || true)
+    [[ $timed -ge 2 ]] || fail "$class: $timed tiled candidates timed: $(cat "$tmp/err")"
+    grep -q skipped "$tmp/err" && fail "$class: a tiled candidate was skipped: $(cat "$tmp/err")"
+    grep -q "chose t" "$tmp/err" || fail "$class: no tiled variant chosen: $(cat "$tmp/err")"
+    if [[ $class == NN-m7* ]]; then
+        grep -q "_sk .* GFLOP/s" "$tmp/err" || fail "$class: no split-K candidate timed"
+    fi
+    echo "ok   GPU candidates for $class: $timed timed, $(grep -o 'chose .*' "$tmp/err")"
+done
+
+# 7. TWIST_TUNE=off: the default, nothing timed, no cache.
 rm -rf "$TWIST_CACHE_DIR"
 mode=off bench || fail "bench with TWIST_TUNE=off failed"
 [[ $(timings) == 0 ]] || fail "TWIST_TUNE=off timed candidates"

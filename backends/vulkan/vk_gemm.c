@@ -212,7 +212,10 @@ typedef struct gemm_variant {
     gemm_kind kind;
     uint32_t bm, bn, bk, wm, wn, tm, tn, wniter, nbuf;
     bool split_k;
+    unsigned sizes; /* the shape sizes whose classes time it (SIZE_*: see candidates()) */
 } gemm_variant;
+
+enum { SIZE_S = 1, SIZE_M = 2, SIZE_L = 4 };
 
 enum { WARP_THREADS = 32, CPU_GEMM_K_CHUNK = 16384, SPLIT_GROUPS = 256, SPLIT_MAX = 32 };
 
@@ -233,17 +236,21 @@ enum { WARP_THREADS = 32, CPU_GEMM_K_CHUNK = 16384, SPLIT_GROUPS = 256, SPLIT_MA
  *                                 4-float aligned, else gemm_direct.comp; direct: always the
  *                                 latter): barrier-free register tiles, lavapipe's fastest */
 static const gemm_variant VARIANTS[] = {
-    {"t128x128_w64x64_r4x4_k16", GEMM_TILED, 128, 128, 16, 64, 64, 4, 4, 2, 1, false},
-    {"t128x128_w64x64_r4x4_k8_db", GEMM_TILED, 128, 128, 8, 64, 64, 4, 4, 2, 2, false},
-    {"t128x128_w32x64_r4x4_k16", GEMM_TILED, 128, 128, 16, 32, 64, 4, 4, 2, 1, false},
-    {"t128x64_w64x32_r4x4_k16_db", GEMM_TILED, 128, 64, 16, 64, 32, 4, 4, 1, 2, false},
-    {"t64x64_w32x32_r4x4_k16", GEMM_TILED, 64, 64, 16, 32, 32, 4, 4, 1, 1, false},
-    {"t64x64_w32x32_r4x4_k16_db", GEMM_TILED, 64, 64, 16, 32, 32, 4, 4, 1, 2, false},
-    {"t32x32_w16x16_r2x2_k16", GEMM_TILED, 32, 32, 16, 16, 16, 2, 2, 1, 1, false},
-    {"t64x64_w32x32_r4x4_k16_sk", GEMM_TILED, 64, 64, 16, 32, 32, 4, 4, 1, 1, true},
-    {"t32x32_w16x16_r2x2_k16_sk", GEMM_TILED, 32, 32, 16, 16, 16, 2, 2, 1, 1, true},
-    {"texel", GEMM_TEXEL, 0, 0, 0, 0, 0, 0, 0, 0, 0, false},
-    {"direct", GEMM_DIRECT, 0, 0, 0, 0, 0, 0, 0, 0, 0, false},
+    {"t128x128_w64x64_r4x4_k16", GEMM_TILED, 128, 128, 16, 64, 64, 4, 4, 2, 1, false, SIZE_L},
+    {"t128x128_w64x64_r4x4_k8_db", GEMM_TILED, 128, 128, 8, 64, 64, 4, 4, 2, 2, false, SIZE_L},
+    {"t128x128_w32x64_r4x4_k16", GEMM_TILED, 128, 128, 16, 32, 64, 4, 4, 2, 1, false, SIZE_L},
+    {"t128x64_w64x32_r4x4_k16_db", GEMM_TILED, 128, 64, 16, 64, 32, 4, 4, 1, 2, false,
+     SIZE_L | SIZE_M},
+    {"t64x64_w32x32_r4x4_k16", GEMM_TILED, 64, 64, 16, 32, 32, 4, 4, 1, 1, false, SIZE_M | SIZE_S},
+    {"t64x64_w32x32_r4x4_k16_db", GEMM_TILED, 64, 64, 16, 32, 32, 4, 4, 1, 2, false,
+     SIZE_L | SIZE_M},
+    {"t32x32_w16x16_r2x2_k16", GEMM_TILED, 32, 32, 16, 16, 16, 2, 2, 1, 1, false, SIZE_M | SIZE_S},
+    {"t64x64_w32x32_r4x4_k16_sk", GEMM_TILED, 64, 64, 16, 32, 32, 4, 4, 1, 1, true,
+     SIZE_M | SIZE_S},
+    {"t32x32_w16x16_r2x2_k16_sk", GEMM_TILED, 32, 32, 16, 16, 16, 2, 2, 1, 1, true,
+     SIZE_M | SIZE_S},
+    {"texel", GEMM_TEXEL, 0, 0, 0, 0, 0, 0, 0, 0, 0, false, SIZE_L | SIZE_M | SIZE_S},
+    {"direct", GEMM_DIRECT, 0, 0, 0, 0, 0, 0, 0, 0, 0, false, SIZE_L | SIZE_M | SIZE_S},
 };
 enum { VARIANT_COUNT = (int)(sizeof VARIANTS / sizeof VARIANTS[0]) };
 
@@ -481,12 +488,20 @@ static double gemm_flops(const tw_gemm_args *args) {
 }
 
 /* The variants the tuner times for this shape: on CPU devices the CPU shaders (texel only where
- * it applies), on GPUs the tiled ones, split-K only where the 64 x 64 tiles give few workgroups
- * and k is long. */
+ * it applies); on GPUs the tiled ones made for the shape's size (large: 32 or more 128 x 128
+ * tiles; medium: 32 or more 64 x 64 tiles; small: the rest), split-K only where the 64 x 64 tiles
+ * give few workgroups and k is long. Fewer candidates per class means fewer pipelines to build
+ * on a cold start (each is a driver compilation). */
 static int candidates(tw_vk_context *vk, const tw_gemm_args *args, int *out) {
-    const bool cpu = tw_vk_get_limits(vk)->is_cpu;
+    /* TWIST_VK_TUNE_AS_GPU=1 (test-only: tests/vk_gemm_tune_test.sh) gives a CPU device the GPU
+     * candidates, so lavapipe proves the GPU side of the tuner. */
+    const char *as_gpu = getenv("TWIST_VK_TUNE_AS_GPU");
+    const bool cpu = tw_vk_get_limits(vk)->is_cpu && !(as_gpu && strcmp(as_gpu, "1") == 0);
     const uint64_t tiles64 = ((uint64_t)args->m + 63) / 64 * (((uint64_t)args->n + 63) / 64) *
                              (uint64_t)args->batch;
+    const uint64_t tiles128 = ((uint64_t)args->m + 127) / 128 *
+                              (((uint64_t)args->n + 127) / 128) * (uint64_t)args->batch;
+    const unsigned size = tiles128 >= 32 ? SIZE_L : tiles64 >= 32 ? SIZE_M : SIZE_S;
     const bool skinny = tiles64 < 128 && args->k >= 1024;
     int count = 0;
     for (int i = 0; i < VARIANT_COUNT; i++) {
@@ -494,7 +509,7 @@ static int candidates(tw_vk_context *vk, const tw_gemm_args *args, int *out) {
         if (!variant_usable(vk, v)) continue;
         if (cpu != (v->kind != GEMM_TILED)) continue;
         if (v->kind == GEMM_TEXEL && !class_aligned(args)) continue;
-        if (v->split_k && !skinny) continue;
+        if (v->split_k ? !skinny : !(v->sizes & size)) continue;
         out[count++] = i;
     }
     return count;
