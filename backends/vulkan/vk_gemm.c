@@ -1,19 +1,37 @@
-/* twist Vulkan backend: GEMM (shaders/gemm.comp, gemm_texel.comp, gemm_direct.comp,
- * gemm_coopmat.comp).
+/* twist Vulkan backend: GEMM (shaders/gemm_tiled.comp, gemm_reduce.comp, gemm_texel.comp,
+ * gemm_direct.comp, gemm_coopmat.comp).
  *
- * Two implementations, named through tw_device_set_gemm_impl:
- *   TW_GEMM_OWN     fp32. GPUs: shaders/gemm.comp, shared-memory tiles whose sizes are
- *                   specialization constants chosen per device (gemm_tiles below). CPU devices
- *                   (lavapipe): register tiles with no shared memory and no barriers, reading A
- *                   and B as texel buffers (gemm_texel.comp, ~3x faster than gemm_direct there)
- *                   where rows are 4-float aligned, else as storage buffers (gemm_direct.comp).
+ * Implementations, named through tw_device_set_gemm_impl:
+ *   TW_GEMM_OWN, TW_GEMM_AUTO  fp32: one of the named variants below, chosen per call as
+ *                   1. the variant forced with tw_device_force_kernel_variant(device, "gemm"),
+ *                   2. else, with TWIST_TUNE=off or below 4 MFLOP, the default (default_variant),
+ *                   3. else the shape class's entry in the tuning cache, 4. else the tuner
+ *                   times the class's candidates now (tune_class) and caches the winner.
+ *                   (AUTO never picks the cooperative-matrix shader: tw_gemm's contract is fp32,
+ *                   and fp16 inputs give relative errors ~1e-3 where the conformance tolerance
+ *                   is 1e-5 * sqrt(k).)
  *   TW_GEMM_VENDOR  shaders/gemm_coopmat.comp: cooperative matrices (VK_KHR_cooperative_matrix),
  *                   A and B rounded to fp16 on their way into shared memory, fp32 accumulation.
  *                   Where the device (or this build's glslc) lacks it: TW_ERR_UNSUPPORTED.
- *   TW_GEMM_AUTO    the fp32 shader of TW_GEMM_OWN, always: tw_gemm's contract is fp32, and fp16
- *                   inputs give relative errors ~1e-3 (1e-5 * sqrt(k) is the conformance
- *                   tolerance), so the cooperative-matrix shader is opt-in (benchmarks, tests).
- * All three shaders share one push-constant block and the bindings A = 0, B = 1, C = 2. */
+ *
+ * The family (VARIANTS below; README "Vulkan GEMM variants and tuner"):
+ *   - tiled variants, gemm_tiled.comp with BM x BN workgroup tiles, 32-thread warp tiles WM x WN,
+ *     TM x TN register tiles per thread and sub-tile, BK per shared-memory step, padded fp32
+ *     shared rows, optional double buffering and split-K (partials to scratch, then the
+ *     fixed-order gemm_reduce.comp: deterministic). One pipeline per variant: transposes and
+ *     vec4 loads (where offsets, leading dimensions and strides are multiples of 4) are
+ *     push-constant flags. A variant is offered only where its threads and shared memory fit
+ *     the device (variant_usable).
+ *   - texel / direct: the CPU-device shaders (lavapipe), barrier-free register tiles.
+ * Shape class (class_key): transposes, bit lengths of m, n, k, batched or not, rows 4-float
+ * aligned or not: "gemm NT-m11-n12-k8-single-a4". Tuning (tune_class): scratch operands of the
+ * call's shape, the default variant's result as reference, every candidate run once and
+ * compared (relative error <= 4e-5 sqrt(k)), then timed (one run, more up to ~20 ms); a failure
+ * or a wrong result skips the candidate (stderr with TWIST_TUNE=verbose). The choice goes to the
+ * device's tw_tune_cache (vk_tune.c), which a damaged file or another driver version resets.
+ * Test-only environment: TWIST_VK_TUNE_FAULT=<variant>:build|wrong, TWIST_VK_TUNE_AS_GPU=1.
+ * All shaders share the bindings A = 0, B = 1, C = 2; gemm_tiled's push constants extend the
+ * others'. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
