@@ -631,7 +631,7 @@ static tw_status run_and_wait(tw_vk_context *vk, const gemm_variant *v, const tw
 }
 
 /* Times the candidates for `shape`'s class on scratch operands, stores the fastest one that
- * built and agreed with the default variant (within 4e-5 sqrt(k) of its largest value: two fp32
+ * built, agreed with the default variant and beat it by 10% (else the default) (within 4e-5 sqrt(k) of its largest value: two fp32
  * summation orders), and returns its index. A candidate that fails is skipped (a note with
  * TWIST_TUNE=verbose). `label` (may be NULL) receives "<key>: <variant> <GFLOP/s>". */
 static tw_status tune_class(tw_vk_context *vk, const tw_gemm_args *shape, const char *key,
@@ -659,7 +659,7 @@ static tw_status tune_class(tw_vk_context *vk, const tw_gemm_args *shape, const 
     }
     const double tol = 4e-5 * sqrt(shape->k > 1 ? (double)shape->k : 1.0);
     const double flops = gemm_flops(&o.args);
-    double best_seconds = INFINITY;
+    double best_seconds = INFINITY, default_seconds = INFINITY;
     int best = -1;
     for (int c = 0; c < count; c++) {
         const gemm_variant *v = &VARIANTS[list[c]];
@@ -708,12 +708,19 @@ static tw_status tune_class(tw_vk_context *vk, const tw_gemm_args *shape, const 
         if (verbose)
             fprintf(stderr, "twist: %s tune %s: %s %.3f ms, %.2f GFLOP/s\n", spec, key,
                     v->name, seconds * 1e3, flops / seconds * 1e-9);
+        if (list[c] == fallback) default_seconds = seconds;
         if (seconds < best_seconds) {
             best_seconds = seconds;
             best = list[c];
         }
     }
     operands_free(&o);
+    /* The default stays unless a candidate beats it by 10%: timing noise (a loaded machine) must
+     * not flip the choice between processes, since variants round differently. */
+    if (best >= 0 && default_seconds < INFINITY && best_seconds > 0.9 * default_seconds) {
+        best = fallback;
+        best_seconds = default_seconds;
+    }
     if (best >= 0) *chosen = best;
     if (verbose)
         fprintf(stderr, "twist: %s tune %s: chose %s\n", spec, key,
