@@ -9,7 +9,12 @@
  * NaN in C (must not reach the result), 1 and -0.5; k = 0; long-k skinny shapes where the split-K
  * variants split. Around every C the buffer holds NaN padding that must come back unchanged.
  * Each case runs twice: split-K's fixed-order reduction must give the same bits both times.
- * Tolerance: 1e-5 * sqrt(max(k, 1)) relative to the largest |C| (as the conformance suite). */
+ * Tolerance: 1e-5 * sqrt(max(k, 1)) relative to the largest |C| (as the conformance suite).
+ *
+ * Then tw_device_tune (`twist tune`) over the shape classes up to 3e8 flops (test-only
+ * TWIST_VK_TUNE_MAX_FLOPS; the tiny preset's smallest GEMMs), in a fresh cache directory: every
+ * class reported once through the progress callback and written to the cache; a second tune
+ * finds them all cached; a retune times them again. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -143,6 +148,60 @@ static bool run_case(tw_device *device, const char *variant, const gemm_case *gc
     return ok;
 }
 
+typedef struct progress_log {
+    int calls, last_done, total, cached;
+    char labels[4096];
+} progress_log;
+
+static void on_progress(int done, int total, const char *label, void *user) {
+    progress_log *log = user;
+    TW_CHECK(done == log->last_done + 1 && done <= total, "progress %d of %d after %d", done,
+             total, log->last_done);
+    log->calls++;
+    log->last_done = done;
+    log->total = total;
+    if (strstr(label, "(cached)")) log->cached++;
+    if (strlen(log->labels) + strlen(label) + 2 < sizeof log->labels) {
+        strcat(log->labels, label);
+        strcat(log->labels, "\n");
+    }
+}
+
+/* Runs tw_device_tune and returns what the progress callback saw. */
+static progress_log tune(tw_device *device, bool retune) {
+    progress_log log = {0};
+    tw_tune_request request = {.retune = retune, .progress = on_progress, .user = &log};
+    TW_CHECK_OK(tw_device_tune(device, &request));
+    return log;
+}
+
+static void check_tune(tw_device *device, const char *cache_dir) {
+    progress_log first = tune(device, false);
+    printf("tune: %d classes\n%s", first.calls, first.labels);
+    TW_CHECK(first.calls >= 2 && first.calls == first.total && first.cached == 0,
+             "first tune: %d calls of %d, %d cached", first.calls, first.total, first.cached);
+    char path[1200];
+    snprintf(path, sizeof path, "%s", cache_dir);
+    FILE *list = NULL;
+    char command[1400];
+    snprintf(command, sizeof command, "cat %s/tune-vulkan-*.txt 2>/dev/null | grep -c '^gemm '",
+             cache_dir);
+    list = popen(command, "r");
+    int entries = 0;
+    if (list) {
+        if (fscanf(list, "%d", &entries) != 1) entries = 0;
+        pclose(list);
+    }
+    TW_CHECK(entries == first.calls, "the tuning cache in %s holds %d gemm entries, want %d",
+             path, entries, first.calls);
+    progress_log again = tune(device, false);
+    TW_CHECK(again.calls == first.calls && again.cached == again.calls,
+             "second tune: %d of %d classes cached", again.cached, again.calls);
+    progress_log retuned = tune(device, true);
+    TW_CHECK(retuned.calls == first.calls && retuned.cached == 0,
+             "retune: %d of %d classes came from the cache", retuned.cached, retuned.calls);
+}
+
 int main(int argc, char **argv) {
     const char *spec = "vulkan:0";
     for (int i = 1; i < argc; i++) {
@@ -152,6 +211,12 @@ int main(int argc, char **argv) {
             return 2;
         }
     }
+    /* The tuning part writes its cache here (set before the device opens its cache). */
+    char cache_dir[1024];
+    tw_test_temp_dir("vk-gemm-tune", cache_dir, sizeof cache_dir);
+    setenv("TWIST_CACHE_DIR", cache_dir, 1);
+    setenv("TWIST_VK_TUNE_MAX_FLOPS", "3e8", 1);
+    unsetenv("TWIST_TUNE");
     tw_device *device = NULL;
     if (tw_device_open(spec, &device) != TW_OK) tw_test_skip("%s", tw_last_error());
     tw_test_rng_seed(&rng, 20261205);
@@ -190,8 +255,10 @@ int main(int argc, char **argv) {
         fflush(stdout);
     }
     TW_CHECK_OK(tw_device_force_kernel_variant(device, "gemm", NULL));
+    check_tune(device, cache_dir);
     TW_CHECK(tw_device_bytes_in_use(device) == 0, "device bytes still in use: %zu",
              tw_device_bytes_in_use(device));
     tw_device_close(device);
+    if (tw_test_failures() == 0) tw_test_remove_temp_dir(cache_dir);
     return tw_test_finish("vk_gemm_variants");
 }

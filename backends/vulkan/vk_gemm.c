@@ -29,7 +29,8 @@
  * compared (relative error <= 4e-5 sqrt(k)), then timed (one run, more up to ~20 ms); a failure
  * or a wrong result skips the candidate (stderr with TWIST_TUNE=verbose). The choice goes to the
  * device's tw_tune_cache (vk_tune.c), which a damaged file or another driver version resets.
- * Test-only environment: TWIST_VK_TUNE_FAULT=<variant>:build|wrong, TWIST_VK_TUNE_AS_GPU=1.
+ * Test-only environment: TWIST_VK_TUNE_FAULT=<variant>:build|wrong, TWIST_VK_TUNE_AS_GPU=1,
+ * TWIST_VK_TUNE_MAX_FLOPS.
  * All shaders share the bindings A = 0, B = 1, C = 2; gemm_tiled's push constants extend the
  * others'. */
 #include <math.h>
@@ -831,6 +832,15 @@ typedef struct tune_shape {
     int m, n, k;
 } tune_shape;
 
+static tw_gemm_args shape_args(const tune_shape *s) {
+    tw_gemm_args g = {.dtype = TW_DTYPE_F32, .trans_a = s->ta, .trans_b = s->tb, .m = s->m,
+                      .n = s->n, .k = s->k, .batch = 1, .alpha = 1.0f, .beta = 0.0f};
+    g.lda = s->ta ? s->m : s->k;
+    g.ldb = s->tb ? s->k : s->n;
+    g.ldc = s->n;
+    return g;
+}
+
 static int tune_shapes(tw_vk_context *vk, tune_shape *out, int capacity) {
     int count = 0;
     const bool cpu = tw_vk_get_limits(vk)->is_cpu;
@@ -851,20 +861,26 @@ static int tune_shapes(tw_vk_context *vk, tune_shape *out, int capacity) {
             for (int j = 0; j < 3 && count < capacity; j++) out[count++] = s[j];
         }
     }
+    /* TWIST_VK_TUNE_MAX_FLOPS (test-only: test_vk_gemm_variants) lowers the cap. */
+    double cap = cpu ? 8589934592.0 : INFINITY;
+    const char *max_flops = getenv("TWIST_VK_TUNE_MAX_FLOPS");
+    if (max_flops && *max_flops && atof(max_flops) > 0) cap = atof(max_flops);
     int kept = 0;
-    for (int i = 0; i < count; i++)
-        if (!cpu || 2.0 * out[i].m * (double)out[i].n * out[i].k <= 8589934592.0)
-            out[kept++] = out[i];
+    for (int i = 0; i < count; i++) {
+        if (2.0 * out[i].m * (double)out[i].n * out[i].k > cap) continue;
+        /* Classes met twice (two shapes in one bucket) are tuned once. */
+        char key[96], other[96];
+        tw_gemm_args g = shape_args(&out[i]);
+        class_key(&g, key, sizeof key);
+        bool seen = false;
+        for (int j = 0; j < kept && !seen; j++) {
+            tw_gemm_args h = shape_args(&out[j]);
+            class_key(&h, other, sizeof other);
+            seen = strcmp(key, other) == 0;
+        }
+        if (!seen) out[kept++] = out[i];
+    }
     return kept;
-}
-
-static tw_gemm_args shape_args(const tune_shape *s) {
-    tw_gemm_args g = {.dtype = TW_DTYPE_F32, .trans_a = s->ta, .trans_b = s->tb, .m = s->m,
-                      .n = s->n, .k = s->k, .batch = 1, .alpha = 1.0f, .beta = 0.0f};
-    g.lda = s->ta ? s->m : s->k;
-    g.ldb = s->tb ? s->k : s->n;
-    g.ldc = s->n;
-    return g;
 }
 
 int tw_vk_gemm_tune_count(tw_vk_context *vk) {
