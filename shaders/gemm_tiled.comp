@@ -8,8 +8,8 @@
  * Blocking (specialization constants, one pipeline per variant):
  *   - a workgroup computes a (BM, BN) tile of C, walking k in steps of BK; each step copies the
  *     (BM, BK) slice of op(A) and the (BK, BN) slice of op(B) into shared memory, stored k-major
- *     (As[kk][row], Bs[kk][col]) with rows padded by one float, so the transposing stores of the
- *     copy and the per-thread reads hit distinct banks;
+ *     (As[kk][row], Bs[kk][col]) with rows padded by 4 floats (at most 2-way bank conflicts in
+ *     the transposing stores, 16-byte aligned runs for the per-thread reads);
  *   - the workgroup is (BM / WM) * (BN / WN) warp tiles of WS threads each (WS = 32: a warp on
  *     NVIDIA, half a wave64 on AMD; only a grouping of threads, correct for any subgroup size);
  *   - a warp tile (WM, WN) is WMITER * WNITER sub-tiles of (WSUBM, WSUBN); in each, a thread owns
@@ -53,8 +53,11 @@ const uint TCOLS = WSUBN / TN;  /* threads across a sub-tile's columns */
 const uint TROWS = WS / TCOLS;  /* threads down a sub-tile's rows */
 const uint WSUBM = TROWS * TM;
 const uint WMITER = WM / WSUBM;
-const uint AS_LD = BM + 1;      /* padded shared rows */
-const uint BS_LD = BN + 1;
+/* Shared rows padded by 4 floats: consecutive k rows start 4 banks apart, and every row and
+ * every thread's TM (TN) run stays 16-byte aligned, so a GPU compiler can turn the 4 scalar
+ * accesses of a quad into one 128-bit shared load or store. */
+const uint AS_LD = BM + 4;
+const uint BS_LD = BN + 4;
 const uint A_SLICE = BK * AS_LD, B_SLICE = BK * BS_LD;
 const uint QUADS_A = BM * BK / 4, QUADS_B = BK * BN / 4; /* 4-float pieces per slice */
 

@@ -16,8 +16,8 @@
  *
  * The family (VARIANTS below; README "Vulkan GEMM variants and tuner"):
  *   - tiled variants, gemm_tiled.comp with BM x BN workgroup tiles, 32-thread warp tiles WM x WN,
- *     TM x TN register tiles per thread and sub-tile, BK per shared-memory step, padded fp32
- *     shared rows, optional double buffering and split-K (partials to scratch, then the
+ *     TM x TN register tiles per thread and sub-tile, BK per shared-memory step, fp32 shared
+ *     rows padded by 4 floats, optional double buffering and split-K (partials to scratch, then the
  *     fixed-order gemm_reduce.comp: deterministic). One pipeline per variant: transposes and
  *     vec4 loads (where offsets, leading dimensions and strides are multiples of 4) are
  *     push-constant flags. A variant is offered only where its threads and shared memory fit
@@ -238,13 +238,14 @@ enum { SIZE_S = 1, SIZE_M = 2, SIZE_L = 4 };
 
 enum { WARP_THREADS = 32, CPU_GEMM_K_CHUNK = 16384, SPLIT_GROUPS = 256, SPLIT_MAX = 32 };
 
-/* Best guess first within each group. Shared memory of a tiled variant: nbuf * bk * (bm + 1 +
- * bn + 1) floats; every one fits 32 KiB (lavapipe's limit, so the conformance suite runs each
+/* Best guess first within each group. Shared memory of a tiled variant: nbuf * bk * (bm + 4 +
+ * bn + 4) floats; every one fits 32 KiB (lavapipe's limit, so the conformance suite runs each
  * there) and the Vulkan minimum of 128 invocations except t128x128_w32x64 (256 threads).
  *   t128x128_w64x64_r4x4_k16      llama.cpp's large NVIDIA tile (128 threads, 128 x 128, warp
  *                                 tile 64 x 64, 4 x 4 per thread and sub-tile, 128 accumulators)
- *                                 with BK 16: its BK 32 needs 33 KiB in fp32
- *   t128x128_w64x64_r4x4_k8_db    the same, double-buffered (16.5 KiB)
+ *                                 with BK 16: its BK 32 needs 34 KiB in fp32, over the 32 KiB
+ *                                 of lavapipe, where every variant must run to be tested
+ *   t128x128_w64x64_r4x4_k8_db    the same, double-buffered (17 KiB)
  *   t128x128_w32x64_r4x4_k16      256 threads, 64 accumulators: for GPUs with fewer registers
  *                                 per thread (AMD, Intel)
  *   t128x64_w64x32_r4x4_k16_db    tall tiles, double-buffered
@@ -278,7 +279,7 @@ static uint32_t variant_threads(const gemm_variant *v) {
 }
 
 static uint32_t variant_shared_bytes(const gemm_variant *v) {
-    return v->nbuf * v->bk * (v->bm + 1 + v->bn + 1) * (uint32_t)sizeof(float);
+    return v->nbuf * v->bk * (v->bm + 4 + v->bn + 4) * (uint32_t)sizeof(float);
 }
 
 /* Whether the tile sizes divide the way gemm_tiled.comp derives its layout (tested over the
