@@ -456,8 +456,16 @@ static tw_status run_chunked(tw_vk_context *vk, const gemm_variant *v, const tw_
 /* The variant when nothing is tuned (TWIST_TUNE=off, tiny shapes, failed tuning): CPU devices
  * texel (direct where the rows are not aligned), GPUs the largest tile that still gives 64
  * workgroups, among those the device can run. */
+/* Whether the tuner treats the device as a CPU device. TWIST_VK_TUNE_AS_GPU=1 (test-only:
+ * tests/vk_gemm_tune_test.sh) makes it pick defaults and candidates as on a GPU, so lavapipe
+ * proves the GPU side of the tuner (a conformance run so shows the GEMM pipelines a GPU builds). */
+static bool tune_as_cpu(tw_vk_context *vk) {
+    const char *as_gpu = getenv("TWIST_VK_TUNE_AS_GPU");
+    return tw_vk_get_limits(vk)->is_cpu && !(as_gpu && strcmp(as_gpu, "1") == 0);
+}
+
 static int default_variant(tw_vk_context *vk, const tw_gemm_args *args) {
-    if (tw_vk_get_limits(vk)->is_cpu)
+    if (tune_as_cpu(vk))
         return variant_index(tw_vk_get_limits(vk)->texel_buffers ? "texel" : "direct");
     static const char *const by_size[] = {"t128x128_w64x64_r4x4_k16", "t64x64_w32x32_r4x4_k16",
                                           "t32x32_w16x16_r2x2_k16"};
@@ -513,10 +521,7 @@ static double gemm_flops(const tw_gemm_args *args) {
  * give few workgroups and k is long. Fewer candidates per class means fewer pipelines to build
  * on a cold start (each is a driver compilation). */
 static int candidates(tw_vk_context *vk, const tw_gemm_args *args, int *out) {
-    /* TWIST_VK_TUNE_AS_GPU=1 (test-only: tests/vk_gemm_tune_test.sh) gives a CPU device the GPU
-     * candidates, so lavapipe proves the GPU side of the tuner. */
-    const char *as_gpu = getenv("TWIST_VK_TUNE_AS_GPU");
-    const bool cpu = tw_vk_get_limits(vk)->is_cpu && !(as_gpu && strcmp(as_gpu, "1") == 0);
+    const bool cpu = tune_as_cpu(vk);
     const uint64_t tiles64 = ((uint64_t)args->m + 63) / 64 * (((uint64_t)args->n + 63) / 64) *
                              (uint64_t)args->batch;
     const uint64_t tiles128 = ((uint64_t)args->m + 127) / 128 *
