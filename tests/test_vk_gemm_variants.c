@@ -3,9 +3,9 @@
  *
  *   test_vk_gemm_variants [--device vulkan:N]      (default vulkan:0; skipped without one)
  *
- * Cases: the four transpose cases (two per shape, alternating); odd sizes (edges of every tile, quads crossing the matrix
- * edge); aligned rows (vec4 loads, the texel shader) and unaligned ones (offsets and leading
- * dimensions not multiples of 4); strided batches and a broadcast B (batch stride 0); beta 0 with
+ * Cases: the four transpose cases (two per shape, alternating); odd sizes (edges of every tile,
+ * quads crossing the matrix edge); aligned rows (vec4 loads, the texel shader) and unaligned
+ * ones (offsets and leading dimensions not multiples of 4); strided batches and a broadcast B (batch stride 0); beta 0 with
  * NaN in C (must not reach the result), 1 and -0.5; k = 0; long-k skinny shapes where the split-K
  * variants split. Around every C the buffer holds NaN padding that must come back unchanged.
  * Each case runs twice: split-K's fixed-order reduction must give the same bits both times.
@@ -136,9 +136,9 @@ static bool run_case(tw_device *device, const char *variant, const gemm_case *gc
         }
         const double tol = 1e-5 * sqrt(gc->k > 1 ? (double)gc->k : 1.0);
         if (ok && err > tol * fmax(scale, 1e-30)) {
-            tw_test_fail(__FILE__, __LINE__, "%s: error %.3g > %.3g (element %zu: got %.9g, want %.9g)",
-                         shape, err / fmax(scale, 1e-30), tol, worst, (double)got[worst],
-                         want[worst]);
+            tw_test_fail(__FILE__, __LINE__,
+                         "%s: error %.3g > %.3g (element %zu: got %.9g, want %.9g)", shape,
+                         err / fmax(scale, 1e-30), tol, worst, (double)got[worst], want[worst]);
             ok = false;
         }
     }

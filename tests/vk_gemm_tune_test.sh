@@ -36,7 +36,8 @@ cache_file() { ls "$TWIST_CACHE_DIR"/tune-vulkan-*.txt 2>/dev/null | head -1; }
 
 # 1. First call: candidates timed, the choice cached.
 bench || fail "first bench failed: $(cat "$tmp/err")"
-[[ $(timings) -ge 2 ]] || fail "the first call timed $(timings) candidates, want 2 or more: $(cat "$tmp/err")"
+[[ $(timings) -ge 2 ]] ||
+    fail "the first call timed $(timings) candidates, want 2 or more: $(cat "$tmp/err")"
 file=$(cache_file)
 [[ -n $file ]] || fail "no tuning cache written under $TWIST_CACHE_DIR"
 chosen=$(grep "^$key " "$file" | awk '{print $3}')

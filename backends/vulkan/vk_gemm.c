@@ -99,11 +99,12 @@ static tw_status gemm_dispatch(tw_vk_context *vk, tw_vk_kernel *kernel, const tw
  * columns (scalar path) or wn column quads (vec4 path) of C. The vec4 path needs untransposed
  * operands and A, B offsets, leading dimensions, batch strides, k and n all multiples of 4.
  *
- * Why not gemm.comp on CPUs: lavapipe (Mesa 22.3.6, llvmpipe 256-bit, 2 cores here) compiles every
- * storage-buffer and shared-memory load to a loop over the 8 SIMD lanes with a bounds-check branch
- * per component (gallivm emit_load_mem; only one loop per lane for all components of a vector),
- * and splits the workgroup at each barrier. Loads, not fma, bound the speed, so the register tile
- * must maximise fma per load, and vec4 loads amortise the lane loop. At 1024^3, same session,
+ * Why not a shared-memory tiled shader on CPUs (the former gemm.comp; now gemm_tiled.comp):
+ * lavapipe (Mesa 22.3.6, llvmpipe 256-bit, 2 cores here) compiles every storage-buffer and
+ * shared-memory load to a loop over the 8 SIMD lanes with a bounds-check branch per component
+ * (gallivm emit_load_mem; only one loop per lane for all components of a vector), and splits
+ * the workgroup at each barrier. Loads, not fma, bound the speed, so the register tile must
+ * maximise fma per load, and vec4 loads amortise the lane loop. At 1024^3, same session,
  * OpenBLAS ~90-100 GFLOP/s:
  *   gemm.comp {64,64,16,8,8} (best tile)            1.3 GFLOP/s (2.4 on a quieter machine)
  *   scalar path {local,wm,wn}: {64,8,1} 0.7, {64,4,2} 1.1, {64,8,2} 1.1, {8,8,8} 2.3-3.4,
@@ -637,10 +638,11 @@ static tw_status run_and_wait(tw_vk_context *vk, const gemm_variant *v, const tw
     return tw_device_sync(tw_vk_device(vk));
 }
 
-/* Times the candidates for `shape`'s class on scratch operands, stores the fastest one that
- * built, agreed with the default variant and beat it by 10% (else the default) (within 4e-5 sqrt(k) of its largest value: two fp32
- * summation orders), and returns its index. A candidate that fails is skipped (a note with
- * TWIST_TUNE=verbose). `label` (may be NULL) receives "<key>: <variant> <GFLOP/s>". */
+/* Times the candidates for `shape`'s class on scratch operands and stores (and returns the
+ * index of) the fastest that built and agreed with the default variant (within 4e-5 sqrt(k) of
+ * the largest value: two fp32 summation orders), if it beat the default by 10%; else the
+ * default. A candidate that fails is skipped (a line on stderr with TWIST_TUNE=verbose).
+ * `label` (may be NULL) receives "<key>: <variant> <GFLOP/s>". */
 static tw_status tune_class(tw_vk_context *vk, const tw_gemm_args *shape, const char *key,
                             bool verbose, int *chosen, char *label, size_t label_size) {
     int list[VARIANT_COUNT];
@@ -766,10 +768,11 @@ static tw_status choose_variant(tw_vk_context *vk, const tw_gemm_args *args, int
     if (tune_class(vk, args, key, mode == TW_TUNE_MODE_VERBOSE, out, NULL, 0) != TW_OK) {
         /* Tuning needs scratch operands of the call's size: without the memory (a
          * --device-memory cap), the call still runs, with the default. */
-        tw_note("%s: tuning gemm %s failed (%s); using %s", tw_device_get_info(tw_vk_device(vk))->spec,
-                key, tw_last_error(), VARIANTS[default_variant(vk, args)].name);
-        tw_clear_error();
         *out = default_variant(vk, args);
+        tw_note("%s: tuning gemm %s failed (%s); using %s",
+                tw_device_get_info(tw_vk_device(vk))->spec, key, tw_last_error(),
+                VARIANTS[*out].name);
+        tw_clear_error();
     }
     return TW_OK;
 }
@@ -852,7 +855,8 @@ static int tune_shapes(tw_vk_context *vk, tune_shape *out, int capacity) {
     const bool cpu = tw_vk_get_limits(vk)->is_cpu;
     static const int cubes[] = {4096, 1024};
     for (size_t i = 0; i < 2; i++)
-        if (count < capacity) out[count++] = (tune_shape){false, false, cubes[i], cubes[i], cubes[i]};
+        if (count < capacity)
+            out[count++] = (tune_shape){false, false, cubes[i], cubes[i], cubes[i]};
     static const int presets[][2] = {{16 * 128, 256}, {32 * 256, 512}}; /* N, C */
     const int vocab = 4096;
     for (size_t p = 0; p < 2; p++) {
