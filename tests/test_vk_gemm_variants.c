@@ -5,9 +5,10 @@
  *
  * Cases: the four transpose cases (two per shape, alternating); odd sizes (edges of every tile,
  * quads crossing the matrix edge); aligned rows (vec4 loads, the texel shader) and unaligned
- * ones (offsets and leading dimensions not multiples of 4); strided batches and a broadcast B (batch stride 0); beta 0 with
- * NaN in C (must not reach the result), 1 and -0.5; k = 0; long-k skinny shapes where the split-K
- * variants split. Around every C the buffer holds NaN padding that must come back unchanged.
+ * ones (offsets and leading dimensions not multiples of 4); strided batches and a broadcast B
+ * (batch stride 0); beta 0 with NaN in C (must not reach the result), 1 and -0.5; k = 0; long-k
+ * skinny shapes where the split-K variants split. Around every C the buffer holds NaN padding
+ * that must come back unchanged.
  * Each case runs twice: split-K's fixed-order reduction must give the same bits both times.
  * Tolerance: 1e-5 * sqrt(max(k, 1)) relative to the largest |C| (as the conformance suite).
  *
