@@ -100,9 +100,9 @@ static bool run_case(tw_device *device, const char *variant, const gemm_case *gc
             ok = false;
             break;
         }
-        g.a = (tw_mem){ba, off_a};
-        g.b = (tw_mem){bb, off_b};
-        g.c = (tw_mem){bc, off_c};
+        g.a = (tw_mem){.buffer = ba, .offset = off_a};
+        g.b = (tw_mem){.buffer = bb, .offset = off_b};
+        g.c = (tw_mem){.buffer = bc, .offset = off_c};
         tw_status status = tw_gemm(device, &g);
         if (status == TW_OK) status = tw_buffer_download(bc, 0, got, nc * sizeof(float));
         tw_buffer_free(bc);
