@@ -206,7 +206,11 @@ static bool save(const tw_tune_cache *cache) {
     char *slash = strrchr(dir, '/');
     if (slash) *slash = '\0';
     char temp[4200];
-    snprintf(temp, sizeof temp, "%s.tmp.%ld", cache->path, (long)getpid());
+    /* Unique per process and per call: two threads of one process (IST workers on two devices
+     * of one backend) may save at the same moment. */
+    static _Atomic unsigned long saves;
+    unsigned long serial = saves++;
+    snprintf(temp, sizeof temp, "%s.tmp.%ld.%lu", cache->path, (long)getpid(), serial);
     bool ok = slash && tw_make_dirs(dir);
     FILE *file = ok ? fopen(temp, "wb") : NULL;
     ok = file && fwrite(text, 1, length, file) == length;
