@@ -11,6 +11,15 @@
  * op the device does not run in the type is reported ("vulkan:0 gemm f16: unsupported") and
  * does not fail.
  *
+ *   test_conformance --device SPEC --all-variants [--dtype ...]
+ *
+ * --all-variants: every kernel variant of every op that has several on the device
+ * (tw_device_kernel_variants, e.g. the GEMM tilings a tuner picks from) runs that op's section
+ * once, forced with tw_device_force_kernel_variant, so no variant ships untested whatever the
+ * tuner would pick here; every failure line names the variant ("gemm[variant=v3] m=..."). Ops
+ * without variants are left to the plain run of the suite (their own ctest entry). On a device
+ * with no variants at all the plain suite runs once and says "no variants".
+ *
  * Written once and parameterised by the device, so every backend runs it unchanged. A device this
  * machine lacks (backend not built, or no device behind it) prints "SKIP: <reason>" and exits 77;
  * a spec that names no backend at all ("foo") is a failure.
@@ -72,6 +81,7 @@
 
 #include "harness.h"
 #include "reference.h"
+#include "twist/backend_support.h" /* TW_BACKEND_OPS: one section per op */
 #include "twist/clock.h"
 #include "twist/dtype.h"
 
@@ -115,7 +125,7 @@ typedef tw_status (*run_fn)(tw_device *device, const void *params, tw_buffer *co
 typedef void (*ref_fn)(const void *params, double *const *d, int32_t *const *i);
 
 typedef struct family {
-    char name[40];
+    char name[160]; /* the op, and "[variant=NAME]" when --all-variants forces one */
     int cases, failures;
     double worst_ratio, worst_err, worst_tol;
     char worst_shape[200];
@@ -132,6 +142,7 @@ static struct {
     int total_cases;
     tw_dtype dtype;                    /* the data type the device under test runs the ops in */
     tw_dtype mem_dtype[MAX_TENSORS];   /* per tensor, for the run in progress (AT below) */
+    const char *variant; /* the kernel variant forced now (--all-variants), or NULL */
 } S;
 
 /* Tensor j of the run in progress at element `off`, tagged with its type on this run. */
@@ -478,7 +489,8 @@ static void check_case(op_case *c, run_fn run, ref_fn ref, const void *params) {
 
 static void family_begin(const char *name) {
     memset(&S.fam, 0, sizeof S.fam);
-    snprintf(S.fam.name, sizeof S.fam.name, "%s", name);
+    if (S.variant) snprintf(S.fam.name, sizeof S.fam.name, "%s[variant=%s]", name, S.variant);
+    else snprintf(S.fam.name, sizeof S.fam.name, "%s", name);
     S.fam.start = tw_now_seconds();
 }
 
@@ -616,7 +628,8 @@ static void gemm_families(void) {
     TW_CHECK_OK(tw_device_set_gemm_impl(S.dut, TW_GEMM_AUTO));
     /* The cpu's 16-bit GEMM has two paths (widened to fp32 for OpenBLAS, and AVX512-BF16 dot
      * products for bf16): each forced in turn. (Other backends' variants: --all-variants.) */
-    if (S.dtype == TW_DTYPE_F32 || tw_device_get_info(S.dut)->backend != TW_BACKEND_CPU) return;
+    if (S.variant || S.dtype == TW_DTYPE_F32 || tw_device_get_info(S.dut)->backend != TW_BACKEND_CPU)
+        return;
     const char *variants[8];
     int count = tw_device_kernel_variants(S.dut, "gemm", variants, 8);
     for (int i = 0; i < count && i < 8; i++) {
@@ -1474,6 +1487,82 @@ static void gather_family(int kind) {
 }
 
 /* ------------------------------------------------------------------------------------------ */
+/* Sections by op, for --all-variants                                                         */
+/* ------------------------------------------------------------------------------------------ */
+
+static void section_gemm(void) { gemm_family("gemm"); }
+static void section_attention_fwd(void) { attention_family(false); }
+static void section_attention_bwd(void) { attention_family(true); }
+static void section_softmax_fwd(void) { softmax_family(false); }
+static void section_softmax_bwd(void) { softmax_family(true); }
+static void section_layernorm_fwd(void) { layernorm_family(false); }
+static void section_layernorm_bwd(void) { layernorm_family(true); }
+static void section_gelu_fwd(void) { gelu_family(false); }
+static void section_gelu_bwd(void) { gelu_family(true); }
+static void section_embedding_fwd(void) { embedding_family(false); }
+static void section_embedding_bwd(void) { embedding_family(true); }
+static void section_softmax_xent_fwd(void) { xent_family(false); }
+static void section_softmax_xent_bwd(void) { xent_family(true); }
+static void section_bias_add(void) { bias_family(false); }
+static void section_bias_bwd(void) { bias_family(true); }
+static void section_add(void) { add_family(); }
+static void section_scale(void) { scale_family(); }
+static void section_sum_sq(void) { sum_sq_family(); }
+static void section_adamw_step(void) { adamw_family(); }
+static void section_gather_rows(void) { gather_family(GATHER_ROWS); }
+static void section_scatter_rows(void) { gather_family(SCATTER_ROWS); }
+static void section_gather_cols(void) { gather_family(GATHER_COLS); }
+static void section_scatter_cols(void) { gather_family(SCATTER_COLS); }
+
+/* One entry per op of the op list (TW_BACKEND_OPS), in its order: a new op that lacks a
+ * section here does not compile. */
+typedef struct section {
+    const char *op;
+    void (*run)(void);
+} section;
+#define SECTION_(prefix, name, params) {#name, section_##name},
+static const section sections[] = {TW_BACKEND_OPS(SECTION_, unused)};
+#undef SECTION_
+enum { SECTION_COUNT = sizeof sections / sizeof sections[0], MAX_VARIANTS = 64 };
+
+/* Runs every variant of every op that has several on the device under test through its
+ * section. Returns how many variants ran; the device is back on the tuner's choices after. */
+static int run_all_variants(void) {
+    const char *spec = tw_device_get_info(S.dut)->spec;
+    int ran = 0;
+    for (int op = 0; op < SECTION_COUNT; op++) {
+        const char *names[MAX_VARIANTS];
+        int n = tw_device_kernel_variants(S.dut, sections[op].op, names, MAX_VARIANTS);
+        if (n <= 0) continue;
+        if (!tw_device_supports_dtype(S.dut, sections[op].op, S.dtype)) {
+            printf("%s %s %s: unsupported\n", spec, sections[op].op, tw_dtype_name(S.dtype));
+            continue;
+        }
+        if (n > MAX_VARIANTS) n = MAX_VARIANTS;
+        printf("%s: %d variant(s) on %s, each forced in turn\n", sections[op].op, n, spec);
+        for (int v = 0; v < n; v++) {
+            tw_status status = tw_device_force_kernel_variant(S.dut, sections[op].op, names[v]);
+            if (status != TW_OK) {
+                tw_test_fail(__FILE__, __LINE__, "%s[variant=%s]: cannot force it on %s: %s",
+                             sections[op].op, names[v], spec, tw_last_error());
+                continue;
+            }
+            S.variant = names[v];
+            /* Every variant of an op meets the same cases. */
+            tw_test_rng_seed(&S.rng, 20261123u + (uint64_t)op);
+            sections[op].run();
+            S.variant = NULL;
+            ran++;
+        }
+        tw_status status = tw_device_force_kernel_variant(S.dut, sections[op].op, NULL);
+        if (status != TW_OK)
+            tw_test_fail(__FILE__, __LINE__, "%s: back to the tuner's choice on %s: %s",
+                         sections[op].op, spec, tw_last_error());
+    }
+    return ran;
+}
+
+/* ------------------------------------------------------------------------------------------ */
 /* Main                                                                                       */
 /* ------------------------------------------------------------------------------------------ */
 
@@ -1515,36 +1604,16 @@ static bool family_supported(const char *op) {
     return false;
 }
 
-/* Every family, in the data type S.dtype. */
-static void run_families(void) {
-    if (family_supported("gemm")) gemm_families();
-    if (family_supported("attention_fwd")) attention_family(false);
-    if (family_supported("attention_bwd")) attention_family(true);
-    if (family_supported("softmax_fwd")) softmax_family(false);
-    if (family_supported("softmax_bwd")) softmax_family(true);
-    if (family_supported("layernorm_fwd")) layernorm_family(false);
-    if (family_supported("layernorm_bwd")) layernorm_family(true);
-    if (family_supported("gelu_fwd")) gelu_family(false);
-    if (family_supported("gelu_bwd")) gelu_family(true);
-    if (family_supported("embedding_fwd")) embedding_family(false);
-    if (family_supported("embedding_bwd")) embedding_family(true);
-    if (family_supported("softmax_xent_fwd")) xent_family(false);
-    if (family_supported("softmax_xent_bwd")) xent_family(true);
-    if (family_supported("bias_add")) bias_family(false);
-    if (family_supported("bias_bwd")) bias_family(true);
-    if (family_supported("add")) add_family();
-    if (family_supported("scale")) scale_family();
-    if (family_supported("sum_sq")) sum_sq_family();
-    if (family_supported("adamw_step")) adamw_family();
-    static const char *const gathers[] = {"gather_rows", "scatter_rows", "gather_cols",
-                                          "scatter_cols"};
-    for (int kind = GATHER_ROWS; kind <= SCATTER_COLS; kind++)
-        if (family_supported(gathers[kind])) gather_family(kind);
+/* The whole suite in the data type S.dtype: every op's section, with the tuner's choice of
+ * variant (ops the device does not run in the type are reported). */
+static void run_suite(void) {
+    for (int op = 0; op < SECTION_COUNT; op++)
+        if (family_supported(sections[op].op)) sections[op].run();
 }
 
 static int usage(const char *program) {
     fprintf(stderr,
-            "usage: %s --device SPEC [--dtype f32|bf16|f16|all]\n"
+            "usage: %s --device SPEC [--dtype f32|bf16|f16|all] [--all-variants]\n"
             "  SPEC: cpu, opencl:N, vulkan:N, cuda:N; --dtype: the ops' data type (default f32;\n"
             "  all: f32, then bf16, then f16)\n",
             program);
@@ -1553,9 +1622,11 @@ static int usage(const char *program) {
 
 int main(int argc, char **argv) {
     const char *spec = NULL, *dtype_name = "f32";
+    bool all_variants = false;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--device") == 0 && i + 1 < argc) spec = argv[++i];
         else if (strcmp(argv[i], "--dtype") == 0 && i + 1 < argc) dtype_name = argv[++i];
+        else if (strcmp(argv[i], "--all-variants") == 0) all_variants = true;
         else return usage(argv[0]);
     }
     if (!spec) return usage(argv[0]);
@@ -1588,9 +1659,13 @@ int main(int argc, char **argv) {
                    S.dtype == TW_DTYPE_BF16 ? "1e-2" : "1e-3");
         else
             printf("data type f32\n");
-        run_families();
+        if (!all_variants || run_all_variants() == 0) {
+            if (all_variants)
+                printf("no variants: every op has a single kernel on %s; the plain suite runs "
+                       "once\n", tw_device_get_info(S.dut)->spec);
+            run_suite();
+        }
     }
-
     printf("%d cases in %.1f s on %s\n", S.total_cases, tw_now_seconds() - start,
            tw_device_get_info(S.dut)->spec);
     /* Leaks are caught per case (repeat runs); what remains is scratch the backend keeps. */
