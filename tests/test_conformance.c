@@ -1607,8 +1607,12 @@ static bool family_supported(const char *op) {
 /* The whole suite in the data type S.dtype: every op's section, with the tuner's choice of
  * variant (ops the device does not run in the type are reported). */
 static void run_suite(void) {
-    for (int op = 0; op < SECTION_COUNT; op++)
-        if (family_supported(sections[op].op)) sections[op].run();
+    for (int op = 0; op < SECTION_COUNT; op++) {
+        if (!family_supported(sections[op].op)) continue;
+        /* GEMM: also each implementation the device offers (gemm_families). */
+        if (strcmp(sections[op].op, "gemm") == 0) gemm_families();
+        else sections[op].run();
+    }
 }
 
 static int usage(const char *program) {

@@ -175,10 +175,16 @@ static int tune_one(const char *spec, const tune_options *o, output *out) {
     tw_status status = tw_device_open(spec, &device);
     if (status != TW_OK) return cli_library_error(PROG, status);
     const tw_device_info *info = tw_device_get_info(device);
-    const int tunable = list_variants(device, NULL, NULL);
+    /* Variants without a tuner (the cpu's bf16 GEMM paths) are chosen by data type: nothing
+     * to time. */
+    const int with_variants = list_variants(device, NULL, NULL);
+    const int tunable = tw_device_tunable(device) ? with_variants : 0;
     tune_session r = {.spec = info->spec, .terminal = isatty(STDERR_FILENO) != 0,
                       .start = tw_now_seconds()};
-    if (!tunable) {
+    if (!tunable && with_variants) {
+        output_line(out, "%s (%s): nothing to tune: its kernel variants are chosen by data type, "
+                    "not timed", info->spec, info->name);
+    } else if (!tunable) {
         output_line(out, "%s (%s): nothing to tune: every op has a single kernel on this device",
                     info->spec, info->name);
     } else {

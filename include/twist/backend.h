@@ -402,6 +402,11 @@ typedef struct tw_tune_request {
  * work on a device with nothing to tune. */
 tw_status tw_device_tune(tw_device *device, const tw_tune_request *request);
 
+/* Whether tw_device_tune times anything on this device (its backend has a tuner). A device may
+ * list kernel variants without one: the cpu's bf16 GEMM paths are chosen by data type, not
+ * timed. */
+bool tw_device_tunable(const tw_device *device);
+
 /* Names of op `op`'s kernel variants on this device (up to `capacity` written to names; the
  * strings are static). Returns how many exist; 0 when the op has a single kernel here. */
 int tw_device_kernel_variants(tw_device *device, const char *op, const char **names,

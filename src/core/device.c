@@ -164,6 +164,10 @@ tw_status tw_device_set_gemm_impl(tw_device *device, tw_gemm_impl impl) {
                     device->info.spec);
 }
 
+bool tw_device_tunable(const tw_device *device) {
+    return device && device->vtable->tune != NULL;
+}
+
 tw_status tw_device_tune(tw_device *device, const tw_tune_request *request) {
     if (!device) return tw_error(TW_ERR_INVALID_ARGUMENT, "tw_device_tune: no device");
     tw_tune_request none = {0};
