@@ -87,11 +87,21 @@ const tw_vk_limits *tw_vk_get_limits(const tw_vk_context *vk);
 
 /* Per-device settings that op files keep in the context: the host zeroes them at open and never
  * reads them. gemm_impl: the tw_gemm_impl set by tw_vk_set_gemm_impl (vk_gemm.c). */
+typedef struct tw_vk_attention_state tw_vk_attention_state; /* vk_attention.c */
 typedef struct tw_vk_op_settings {
     int gemm_impl;
+    tw_vk_attention_state *attention; /* forced variants, tuning cache (vk_attention.c) */
 } tw_vk_op_settings;
 
 tw_vk_op_settings *tw_vk_op_settings_of(tw_vk_context *vk);
+
+/* Attention variants (vk_attention.c): "rows" and "tiled" of "attention_fwd" and
+ * "attention_bwd" (the vtable's `variants` / `force_variant` reach them through vk_tune.c);
+ * tw_vk_attention_release frees their state at close. */
+int tw_vk_attention_variants(tw_vk_context *vk, const char *op, const char **names,
+                             int capacity);
+tw_status tw_vk_attention_force_variant(tw_vk_context *vk, const char *op, const char *name);
+void tw_vk_attention_release(tw_vk_context *vk);
 
 /* Largest element count a uint32 push-constant offset or size can name. */
 #define TW_VK_MAX_ELEMENTS 0xFFFFFFFFull

@@ -23,4 +23,8 @@ TW_BACKEND_OP_PROTOTYPES(tw_vk)
  * the cooperative-matrix shader (TW_ERR_UNSUPPORTED where the device lacks it). */
 tw_status tw_vk_set_gemm_impl(void *context, tw_gemm_impl impl);
 
+/* OPTIONAL entries (vk_tune.c): kernel variants by op name (twist/backend_support.h). */
+int tw_vk_variants(void *context, const char *op, const char **names, int capacity);
+tw_status tw_vk_force_variant(void *context, const char *op, const char *name);
+
 #endif

@@ -398,6 +398,7 @@ static void tw_vk_close(void *context) {
     if (!vk) return;
     if (vk->dev) {
         tw_vk_finish(vk);
+        tw_vk_attention_release(vk);
         tw_vk_pipelines_release(vk);
         tw_vk_submit_release(vk);
         tw_vk_memory_release(vk);
@@ -514,6 +515,8 @@ static const tw_backend_vtable vk_vtable = {
     TW_BACKEND_OP_INITIALISERS(tw_vk) /* every op, from the list in twist/backend_support.h */
     .set_gemm_impl = tw_vk_set_gemm_impl,
     .free_memory = tw_vk_free_memory,
+    .variants = tw_vk_variants,
+    .force_variant = tw_vk_force_variant,
 };
 
 const tw_backend_vtable *tw_vulkan_backend(void) { return &vk_vtable; }

@@ -257,6 +257,34 @@ const char *tw_tune_cache_path(const tw_tune_cache *cache);
 typedef enum tw_tune_mode { TW_TUNE_MODE_AUTO = 0, TW_TUNE_MODE_OFF, TW_TUNE_MODE_VERBOSE } tw_tune_mode;
 tw_tune_mode tw_tune_mode_from_env(void);
 
+/* ------------------------------------------------------------------------------------------------
+ * Attention kernel variants (src/core/attention_variants.c): what the Vulkan and OpenCL backends
+ * share to choose between their attention_fwd / attention_bwd variants ("rows": one work-item
+ * per pair of rows, for CPU devices; "tiled": flash-attention tiles in shared memory, for GPUs).
+ *
+ * The shape class of a call is "<op> d<D>-t<T bucket>" (the smallest power of two >= T, at
+ * least 64), the key under which a tw_tune_cache stores the variant measured fastest.
+ * tw_attention_measure times each usable variant on scratch tensors of the call's T and D
+ * (one batch, min(B*H, 8) heads, contiguous layout, so the caller's tensors are untouched):
+ * one untimed run (which builds the kernels), then the best of two timed runs. A variant that
+ * fails is skipped. `run(context, args, variant)` runs variant `variant` of the op.
+ * ---------------------------------------------------------------------------------------------- */
+typedef tw_status (*tw_attention_variant_fn)(void *context, const tw_attention_args *args,
+                                             int variant);
+
+/* Writes the shape class of (op, head_dim, seq_len) into key (at least 48 bytes). */
+void tw_attention_class_key(char *key, size_t capacity, const char *op, int head_dim,
+                            int seq_len);
+
+/* Times the variants with usable[v] set for op attention_fwd (backward false) or attention_bwd;
+ * *best gets the fastest index (-1 and TW_ERR_UNSUPPORTED when none ran). ms[v] (may be NULL)
+ * gets each time in milliseconds, or a negative value for a variant not run. The backward
+ * first runs fwd_variant of the forward to get out and lse. */
+tw_status tw_attention_measure(tw_device *device, const tw_attention_args *args, bool backward,
+                               tw_attention_variant_fn fwd, tw_attention_variant_fn bwd,
+                               void *context, int fwd_variant, const bool *usable, int count,
+                               int *best, double *ms);
+
 #ifdef __cplusplus
 }
 #endif
