@@ -223,6 +223,28 @@ int main(int argc, char **argv) {
     force_both(device, NULL);
     check_shape(device, cpu, "chosen", shapes[1]);
 
+    /* The device's choice for a small class (T <= 64, measured even on CPU devices) is measured
+     * and stored in the tuning cache: a second context, opened once TWIST_CACHE_DIR names a
+     * fresh directory, writes its entries there. */
+    char dir[512];
+    tw_test_temp_dir("attention-variants", dir, sizeof dir);
+    setenv("TWIST_CACHE_DIR", dir, 1);
+    setenv("TWIST_TUNE", "auto", 1);
+    tw_device *fresh = NULL;
+    TW_CHECK_OK(tw_device_open(spec, &fresh));
+    if (fresh) {
+        shape small = {1, 2, 40, 32};
+        check_shape(fresh, cpu, "tuned", small);
+        tw_device_close(fresh);
+        char command[2200];
+        snprintf(command, sizeof command,
+                 "grep -q '^attention_fwd d32-t64 ' %s/tune-*.txt && "
+                 "grep -q '^attention_bwd d32-t64 ' %s/tune-*.txt",
+                 dir, dir);
+        TW_CHECK(system(command) == 0, "no tuned attention entries in %s/tune-*.txt", dir);
+    }
+    if (tw_test_failures() == 0) tw_test_remove_temp_dir(dir);
+
     tw_device_close(device);
     tw_device_close(cpu);
     return tw_test_finish("attention_variants");

@@ -385,9 +385,14 @@ static tw_status bwd_tiled(tw_vk_context *vk, const tw_attention_args *args) {
  * Variants and their choice. "rows" (the pair-of-rows shaders, reading texels where rows are
  * aligned) suits CPU devices; "tiled" suits GPUs. Unless forced (tw_device_force_kernel_variant),
  * the first call of a shape class (tw_attention_class_key: op, D, T bucket) measures both on
- * scratch tensors (tw_attention_measure) and caches the faster in tw_tune_cache; on a CPU device
- * tiled must win by 10% (its kernels were written for GPUs, and a close call should keep the
- * kernels tuned for the CPU). TWIST_TUNE=off skips measuring: tiled on GPUs, rows on CPUs. */
+ * scratch tensors (tw_attention_measure: up to 16 heads) and caches the faster in tw_tune_cache.
+ * CPU devices measure only classes up to T = 64 (and tiled must win there by 10%): on lavapipe
+ * tiled ran 16x slower than rows (`twist bench attention --device vulkan:0 --batch 4 --heads 8
+ * --seq 256 --head-dim 64 --variants`: fwd 832 vs 47 ms, bwd 5.6 s vs 0.30 s; barriers and
+ * shared memory are costly on llvmpipe), and measuring tiled at T = 2048 there would take
+ * minutes; larger classes get rows. TWIST_TUNE=off skips measuring: tiled on GPUs, rows on CPU
+ * devices. */
+enum { CPU_MEASURED_T = 64, MEASURE_HEADS = 16 };
 enum { VARIANT_ROWS = 0, VARIANT_TILED = 1, VARIANT_COUNT = 2 };
 static const char *const VARIANT_NAMES[VARIANT_COUNT] = {"rows", "tiled"};
 
@@ -465,7 +470,7 @@ static tw_status choose(tw_vk_context *vk, const tw_attention_args *args, bool b
     }
     *variant = cpu ? VARIANT_ROWS : VARIANT_TILED;
     const tw_tune_mode mode = tw_tune_mode_from_env();
-    if (mode == TW_TUNE_MODE_OFF) return TW_OK;
+    if (mode == TW_TUNE_MODE_OFF || (cpu && args->seq_len > CPU_MEASURED_T)) return TW_OK;
     const char *op = backward ? "attention_bwd" : "attention_fwd";
     char key[64];
     tw_attention_class_key(key, sizeof key, op, args->head_dim, args->seq_len);
@@ -481,8 +486,8 @@ static tw_status choose(tw_vk_context *vk, const tw_attention_args *args, bool b
     int best = -1;
     /* The backward's measurement needs a forward first: the variant this device defaults to. */
     tw_status status = tw_attention_measure(tw_vk_device(vk), args, backward, run_fwd, run_bwd,
-                                            vk, cpu ? VARIANT_ROWS : VARIANT_TILED, usable,
-                                            VARIANT_COUNT, &best, ms);
+                                            vk, cpu ? VARIANT_ROWS : VARIANT_TILED,
+                                            MEASURE_HEADS, usable, VARIANT_COUNT, &best, ms);
     if (status != TW_OK) return status;
     if (cpu && best == VARIANT_TILED && ms[VARIANT_ROWS] >= 0 &&
         ms[VARIANT_TILED] > 0.9 * ms[VARIANT_ROWS])

@@ -265,7 +265,7 @@ tw_tune_mode tw_tune_mode_from_env(void);
  * The shape class of a call is "<op> d<D>-t<T bucket>" (the smallest power of two >= T, at
  * least 64), the key under which a tw_tune_cache stores the variant measured fastest.
  * tw_attention_measure times each usable variant on scratch tensors of the call's T and D
- * (one batch, min(B*H, 8) heads, contiguous layout, so the caller's tensors are untouched):
+ * (one batch, min(B*H, max_heads) heads, contiguous layout, so the caller's tensors are untouched):
  * one untimed run (which builds the kernels), then the best of two timed runs. A variant that
  * fails is skipped. `run(context, args, variant)` runs variant `variant` of the op.
  * ---------------------------------------------------------------------------------------------- */
@@ -282,8 +282,8 @@ void tw_attention_class_key(char *key, size_t capacity, const char *op, int head
  * first runs fwd_variant of the forward to get out and lse. */
 tw_status tw_attention_measure(tw_device *device, const tw_attention_args *args, bool backward,
                                tw_attention_variant_fn fwd, tw_attention_variant_fn bwd,
-                               void *context, int fwd_variant, const bool *usable, int count,
-                               int *best, double *ms);
+                               void *context, int fwd_variant, int max_heads, const bool *usable,
+                               int count, int *best, double *ms);
 
 #ifdef __cplusplus
 }

@@ -32,9 +32,9 @@ static void scratch_free(scratch *s) {
 }
 
 static tw_status scratch_make(tw_device *device, const tw_attention_args *args, bool backward,
-                              scratch *s, tw_attention_args *a) {
+                              int max_heads, scratch *s, tw_attention_args *a) {
     const int64_t bh = (int64_t)args->batch * args->heads;
-    const int H = bh < 8 ? (int)bh : 8, T = args->seq_len, D = args->head_dim;
+    const int H = bh < max_heads ? (int)bh : max_heads, T = args->seq_len, D = args->head_dim;
     const size_t hd = (size_t)H * T * D;
     memset(s, 0, sizeof *s);
     TW_TRY(tw_buffer_alloc(device, 3 * hd * sizeof(float), &s->qkv));
@@ -89,13 +89,13 @@ static tw_status timed_run(tw_device *device, tw_attention_variant_fn fn, void *
 
 tw_status tw_attention_measure(tw_device *device, const tw_attention_args *args, bool backward,
                                tw_attention_variant_fn fwd, tw_attention_variant_fn bwd,
-                               void *context, int fwd_variant, const bool *usable, int count,
-                               int *best, double *ms) {
+                               void *context, int fwd_variant, int max_heads, const bool *usable,
+                               int count, int *best, double *ms) {
     *best = -1;
     for (int v = 0; v < count && ms; v++) ms[v] = -1.0;
     scratch s;
     tw_attention_args a;
-    TW_TRY(scratch_make(device, args, backward, &s, &a));
+    TW_TRY(scratch_make(device, args, backward, max_heads > 0 ? max_heads : 1, &s, &a));
     tw_status status = TW_OK;
     if (backward) {
         double ignored;
