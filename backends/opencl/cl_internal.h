@@ -43,6 +43,11 @@ typedef struct tw_cl_attention_program {
     int head_dim;
     cl_program program;
     cl_kernel fwd, delta, dq, dkdv;
+    /* The tiled variant (kernels/attention_tiled.cl), built on its first use: block sizes of
+     * the forward, dQ and dK/dV kernels, and the kernels. */
+    int tiled_blk[3];
+    cl_program tiled;
+    cl_kernel fwd_tiled, dq_tiled, dkdv_tiled;
 } tw_cl_attention_program;
 
 /* A GEMM shape class and the implementation measured fastest for it. */
@@ -70,6 +75,12 @@ typedef struct tw_cl_context {
     int kernel_count;
     tw_cl_attention_program attention[TW_CL_MAX_ATTENTION_PROGRAMS];
     int attention_count;
+    /* Attention variants (cl_attention.c): forced per op (0 fwd, 1 bwd; -1: the choice), and the
+     * tuning cache of measured choices (opened on first need). */
+    int attention_forced[2];
+    bool attention_forced_set;
+    tw_tune_cache *attention_cache;
+    bool attention_cache_opened;
 
     /* GEMM. */
     tw_cl_gemm_own *gemm_own;
@@ -117,6 +128,12 @@ void tw_cl_arg(cl_kernel kernel, cl_uint *index, size_t size, const void *value,
 TW_BACKEND_OP_PROTOTYPES(tw_cl)
 tw_status tw_cl_set_gemm_impl(void *context, tw_gemm_impl impl);
 void tw_cl_attention_release(tw_cl_context *cl);
+/* Variants "rows" and "tiled" of "attention_fwd" / "attention_bwd" (cl_tune.c dispatches the
+ * vtable's `variants` / `force_variant` here). */
+int tw_cl_attention_variants(tw_cl_context *cl, const char *op, const char **names, int capacity);
+tw_status tw_cl_attention_force_variant(tw_cl_context *cl, const char *op, const char *name);
+int tw_cl_variants(void *context, const char *op, const char **names, int capacity);
+tw_status tw_cl_force_variant(void *context, const char *op, const char *name);
 
 /* The cl_mem of a tensor argument. */
 static inline cl_mem tw_cl_mem(tw_mem mem) { return (cl_mem)mem.buffer->handle; }

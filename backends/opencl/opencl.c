@@ -378,6 +378,8 @@ static const tw_backend_vtable opencl_vtable = {
     TW_BACKEND_DEVICE_INITIALISERS(cl) /* cl_enumerate, cl_open, ... */
     TW_BACKEND_OP_INITIALISERS(tw_cl) /* every op, from the list in twist/backend_support.h */
     .set_gemm_impl = tw_cl_set_gemm_impl,
+    .variants = tw_cl_variants,
+    .force_variant = tw_cl_force_variant,
 };
 
 const tw_backend_vtable *tw_opencl_backend(void) { return &opencl_vtable; }
