@@ -266,8 +266,10 @@ tw_tune_mode tw_tune_mode_from_env(void);
  * least 64), the key under which a tw_tune_cache stores the variant measured fastest.
  * tw_attention_measure times each usable variant on scratch tensors of the call's T and D
  * (one batch, min(B*H, max_heads) heads, contiguous layout, so the caller's tensors are untouched):
- * one untimed run (which builds the kernels), then the best of two timed runs. A variant that
- * fails is skipped. `run(context, args, variant)` runs variant `variant` of the op.
+ * one untimed run (which builds the kernels and whose results are compared with those of
+ * fwd_variant, the backend's default, on the same varied inputs), then the best of two timed
+ * runs. A variant that fails or disagrees beyond 1e-3 of the largest result is
+ * skipped. `run(context, args, variant)` runs variant `variant` of the op.
  * ---------------------------------------------------------------------------------------------- */
 typedef tw_status (*tw_attention_variant_fn)(void *context, const tw_attention_args *args,
                                              int variant);
@@ -278,8 +280,8 @@ void tw_attention_class_key(char *key, size_t capacity, const char *op, int head
 
 /* Times the variants with usable[v] set for op attention_fwd (backward false) or attention_bwd;
  * *best gets the fastest index (-1 and TW_ERR_UNSUPPORTED when none ran). ms[v] (may be NULL)
- * gets each time in milliseconds, or a negative value for a variant not run. The backward
- * first runs fwd_variant of the forward to get out and lse. */
+ * gets each time in milliseconds, or a negative value for a variant not run or skipped. The
+ * backward first runs fwd_variant of the forward to get out and lse. */
 tw_status tw_attention_measure(tw_device *device, const tw_attention_args *args, bool backward,
                                tw_attention_variant_fn fwd, tw_attention_variant_fn bwd,
                                void *context, int fwd_variant, int max_heads, const bool *usable,

@@ -1,6 +1,7 @@
 /* Choosing between a backend's attention kernel variants by measurement
  * (twist/backend_support.h: tw_attention_measure). Used by the Vulkan (vk_attention.c) and
  * OpenCL (cl_attention.c) backends; the choice is cached per shape class in tw_tune_cache. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,10 +45,18 @@ static tw_status scratch_make(tw_device *device, const tw_attention_args *args, 
         status = tw_buffer_alloc(device, hd * sizeof(float), &s->dout);
     if (status == TW_OK && backward)
         status = tw_buffer_alloc(device, 3 * hd * sizeof(float), &s->dqkv);
-    /* Small constant inputs: every variant does the same arithmetic whatever the values. */
-    if (status == TW_OK) status = tw_buffer_fill_f32(s->qkv, 0, 3 * hd, 0.05f);
-    if (status == TW_OK && backward) status = tw_buffer_fill_f32(s->dout, 0, hd, 0.01f);
-    if (status == TW_OK && backward) status = tw_buffer_fill_f32(s->dqkv, 0, 3 * hd, 0.0f);
+    /* Varied inputs, so that the results of the variants can be compared. */
+    float *host = status == TW_OK ? malloc(3 * hd * sizeof(float)) : NULL;
+    if (status == TW_OK && !host) status = tw_error(TW_ERR_OUT_OF_MEMORY, "attention tuning");
+    if (status == TW_OK) {
+        for (size_t i = 0; i < 3 * hd; i++) host[i] = (float)sin(0.37 * (double)i);
+        status = tw_buffer_upload(s->qkv, 0, host, 3 * hd * sizeof(float));
+    }
+    if (status == TW_OK && backward) {
+        for (size_t i = 0; i < hd; i++) host[i] = 0.5f * (float)cos(0.11 * (double)i);
+        status = tw_buffer_upload(s->dout, 0, host, hd * sizeof(float));
+    }
+    free(host);
     if (status != TW_OK) {
         scratch_free(s);
         return status;
@@ -77,6 +86,30 @@ static tw_status scratch_make(tw_device *device, const tw_attention_args *args, 
     return TW_OK;
 }
 
+/* The results of one run of variant v from scratch: forward out and lse, or the backward's
+ * gradients added into zeros. */
+static tw_status results_of(tw_device *device, tw_attention_variant_fn fn, void *context,
+                            const tw_attention_args *a, bool backward, int v, float *host,
+                            size_t count) {
+    const size_t hd = (size_t)a->heads * a->seq_len * a->head_dim;
+    if (backward) TW_TRY(tw_buffer_fill_f32(a->dq.buffer, 0, 3 * hd, 0.0f));
+    TW_TRY(fn(context, a, v));
+    if (backward) return tw_buffer_download(a->dq.buffer, 0, host, count * sizeof(float));
+    TW_TRY(tw_buffer_download(a->out.buffer, 0, host, hd * sizeof(float)));
+    return tw_buffer_download(a->lse.buffer, 0, host + hd, (count - hd) * sizeof(float));
+}
+
+/* Whether got agrees with want to fp32 accuracy (sums in other orders). */
+static bool agrees(const float *got, const float *want, size_t count) {
+    double largest = 0.0, worst = 0.0;
+    for (size_t i = 0; i < count; i++) {
+        double w = fabs((double)want[i]), e = fabs((double)got[i] - (double)want[i]);
+        if (w > largest) largest = w;
+        if (!(e <= worst)) worst = e; /* NaN sticks */
+    }
+    return worst <= 1e-3 * (1.0 + largest);
+}
+
 /* One run of variant v, waited for; seconds in *seconds. */
 static tw_status timed_run(tw_device *device, tw_attention_variant_fn fn, void *context,
                            const tw_attention_args *a, int v, double *seconds) {
@@ -101,23 +134,39 @@ tw_status tw_attention_measure(tw_device *device, const tw_attention_args *args,
         double ignored;
         status = timed_run(device, fwd, context, &a, fwd_variant, &ignored);
     }
+    /* Results: the reference variant's (fwd_variant, the backend's default, run first), and
+     * each candidate's, compared with it: a variant that disagrees is skipped. */
+    const size_t hd = (size_t)a.heads * a.seq_len * a.head_dim;
+    const size_t result_count = backward ? 3 * hd : hd + (size_t)a.heads * a.seq_len;
+    float *want = malloc(result_count * sizeof(float)), *got = malloc(result_count * sizeof(float));
+    if (status == TW_OK && (!want || !got))
+        status = tw_error(TW_ERR_OUT_OF_MEMORY, "attention tuning: out of host memory");
+    tw_attention_variant_fn fn = backward ? bwd : fwd;
+    bool have_reference = false;
+    if (status == TW_OK && fwd_variant >= 0 && fwd_variant < count && usable[fwd_variant])
+        have_reference = results_of(device, fn, context, &a, backward, fwd_variant, want,
+                                    result_count) == TW_OK;
     double best_seconds = 0.0;
     for (int v = 0; v < count && status == TW_OK; v++) {
         if (!usable[v]) continue;
-        tw_attention_variant_fn fn = backward ? bwd : fwd;
-        double first = 0.0, second = 0.0, third = 0.0;
-        /* The untimed run builds the kernels; a variant that fails is skipped. */
-        if (timed_run(device, fn, context, &a, v, &first) != TW_OK ||
-            timed_run(device, fn, context, &a, v, &second) != TW_OK ||
-            timed_run(device, fn, context, &a, v, &third) != TW_OK)
+        double first = 0.0, second = 0.0;
+        /* The first run builds the kernels and gives the results; a variant that fails or
+         * disagrees with the reference is skipped. */
+        if (results_of(device, fn, context, &a, backward, v, got, result_count) != TW_OK ||
+            (have_reference && !agrees(got, want, result_count)))
             continue;
-        double seconds = second < third ? second : third;
+        if (timed_run(device, fn, context, &a, v, &first) != TW_OK ||
+            timed_run(device, fn, context, &a, v, &second) != TW_OK)
+            continue;
+        double seconds = first < second ? first : second;
         if (ms) ms[v] = seconds * 1e3;
         if (*best < 0 || seconds < best_seconds) {
             *best = v;
             best_seconds = seconds;
         }
     }
+    free(want);
+    free(got);
     scratch_free(&s);
     if (status != TW_OK) return status;
     if (*best < 0)
