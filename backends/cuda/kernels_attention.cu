@@ -383,6 +383,382 @@ bool grid_size(const tw_cuda_attention *a, int per_head, unsigned *blocks) {
     return true;
 }
 
+
+// ------------------------------------------------------------------------------------------
+// The tiled variant ("tiled"; the one above is "warp"): the work split of the Vulkan and OpenCL
+// tiled kernels (shaders/attention_*_tiled.comp, backends/opencl/kernels/attention_tiled.cl),
+// which run on lavapipe and PoCL in tests; this CUDA transcription compiles here but has not run
+// on a GPU (the backend measures it against "warp" on first use and skips it if it disagrees).
+//
+// A block of 128 threads owns BLK (32 or 16) query rows (forward, dQ) or key rows (dK/dV) of
+// one (b, h) and walks the other side's blocks in order, staging their rows in shared memory
+// (row strides D + 1 and BLK + 1: the rows a warp reads at once are in different banks).
+// Thread t = (ry, kx) = (t / 8, t % 8): in a score phase it computes the scores of rows
+// ry + 16 a (a < TM = BLK / 16) against columns kx + 8 n (n < TN = BLK / 8); in an accumulation
+// phase it owns rows ry + 16 a and columns d = kx + 8 c (c < NC, NC * 8 >= D, a template
+// parameter so the accumulators stay in registers). Every sum runs in a fixed order and every
+// output element has one owner: deterministic, no atomics. Dynamic shared memory, at most 48 KB
+// (tiled_shared_floats on the host side of this file).
+// ------------------------------------------------------------------------------------------
+
+constexpr int kTiledThreads = 128;
+constexpr float kNegBig = -3.0e38f; // a finite -infinity: exp(kNegBig - m) is 0
+
+__host__ __device__ constexpr int tiled_shared_floats(int blk, int D, int pass) {
+    // pass 0 forward: Q, KV, P, two (BLK, 8) partials; 1 dQ: Q, dO, K, V, dS, lse, delta;
+    // 2 dK/dV: the same and P.
+    return pass == 0   ? 2 * blk * (D + 1) + blk * (blk + 1) + 16 * blk
+           : pass == 1 ? 4 * blk * (D + 1) + blk * (blk + 1) + 2 * blk
+                       : 4 * blk * (D + 1) + 2 * blk * (blk + 1) + 2 * blk;
+}
+
+// Rows r0 .. r0 + BLK - 1 (zeros from T on) into dst with row stride D + 1.
+template <int BLK>
+__device__ __forceinline__ void tiled_load(float *dst, const float *src, int64_t stride, int r0,
+                                           int T, int D) {
+    for (int e = threadIdx.x; e < BLK * D; e += kTiledThreads) {
+        const int r = e / D, d = e % D, t = r0 + r;
+        dst[r * (D + 1) + d] = t < T ? src[(int64_t)t * stride + d] : 0.0f;
+    }
+}
+
+template <int BLK, int NC>
+__global__ void __launch_bounds__(kTiledThreads)
+attention_fwd_tiled_kernel(tw_cuda_attention a, int nblk) {
+    constexpr int TM = BLK / 16, TN = BLK / 8, BP = BLK + 1;
+    extern __shared__ float smem[];
+    const int T = a.seq_len, D = a.head_dim, HDP = D + 1;
+    float *Qs = smem, *KVs = Qs + BLK * HDP, *Ps = KVs + BLK * HDP;
+    float *red_max = Ps + BLK * BP, *red_sum = red_max + BLK * 8;
+    const long long bh = blockIdx.x / nblk;
+    const int i0 = (nblk - 1 - (int)(blockIdx.x % nblk)) * BLK; // longest rows first
+    const int ry = threadIdx.x / 8, kx = threadIdx.x % 8;
+    const head hd = head_of(bh, a.heads);
+    const int64_t base = hd.b * a.qkv_b + hd.h * a.qkv_h;
+    const float *q = a.q + base, *k = a.k + base, *v = a.v + base;
+
+    for (int e = threadIdx.x; e < BLK * D; e += kTiledThreads) {
+        const int r = e / D, d = e % D, i = i0 + r;
+        Qs[r * HDP + d] = i < T ? q[(int64_t)i * a.qkv_t + d] * a.scale : 0.0f;
+    }
+    float m[TM], l[TM], o[TM][NC];
+#pragma unroll
+    for (int x = 0; x < TM; x++) {
+        m[x] = kNegBig;
+        l[x] = 0.0f;
+#pragma unroll
+        for (int c = 0; c < NC; c++) o[x][c] = 0.0f;
+    }
+    const int last = min(i0 + BLK, T) - 1;
+    for (int j0 = 0; j0 <= last; j0 += BLK) {
+        __syncthreads(); // the previous block's readers of KVs and Ps are done
+        tiled_load<BLK>(KVs, k, a.qkv_t, j0, T, D);
+        __syncthreads();
+        float s[TM][TN];
+#pragma unroll
+        for (int x = 0; x < TM; x++)
+#pragma unroll
+            for (int n = 0; n < TN; n++) s[x][n] = 0.0f;
+        for (int d = 0; d < D; d++) {
+            float qv[TM], kv[TN];
+#pragma unroll
+            for (int x = 0; x < TM; x++) qv[x] = Qs[(ry + 16 * x) * HDP + d];
+#pragma unroll
+            for (int n = 0; n < TN; n++) kv[n] = KVs[(kx + 8 * n) * HDP + d];
+#pragma unroll
+            for (int x = 0; x < TM; x++)
+#pragma unroll
+                for (int n = 0; n < TN; n++) s[x][n] = fmaf(qv[x], kv[n], s[x][n]);
+        }
+#pragma unroll
+        for (int x = 0; x < TM; x++) {
+            const int i = i0 + ry + 16 * x;
+            float part = kNegBig;
+#pragma unroll
+            for (int n = 0; n < TN; n++) {
+                const int j = j0 + kx + 8 * n;
+                if (j > i || j >= T) s[x][n] = kNegBig;
+                part = fmaxf(part, s[x][n]);
+            }
+            red_max[(ry + 16 * x) * 8 + kx] = part;
+        }
+        __syncthreads(); // red_max complete; K no longer read
+        float corr[TM];
+#pragma unroll
+        for (int x = 0; x < TM; x++) {
+            const int r = ry + 16 * x;
+            float block_max = red_max[r * 8];
+#pragma unroll
+            for (int g = 1; g < 8; g++) block_max = fmaxf(block_max, red_max[r * 8 + g]);
+            const float new_m = fmaxf(m[x], block_max);
+            corr[x] = expf(m[x] - new_m);
+            m[x] = new_m;
+            float part = 0.0f;
+#pragma unroll
+            for (int n = 0; n < TN; n++) {
+                const float p = expf(s[x][n] - new_m);
+                Ps[r * BP + kx + 8 * n] = p;
+                part += p;
+            }
+            red_sum[r * 8 + kx] = part;
+        }
+        tiled_load<BLK>(KVs, v, a.qkv_t, j0, T, D);
+        __syncthreads();
+#pragma unroll
+        for (int x = 0; x < TM; x++) {
+            const int r = ry + 16 * x;
+            float sum = 0.0f;
+#pragma unroll
+            for (int g = 0; g < 8; g++) sum += red_sum[r * 8 + g];
+            l[x] = l[x] * corr[x] + sum;
+#pragma unroll
+            for (int c = 0; c < NC; c++) o[x][c] *= corr[x];
+        }
+        for (int j = 0; j < BLK; j++) {
+            float p[TM];
+#pragma unroll
+            for (int x = 0; x < TM; x++) p[x] = Ps[(ry + 16 * x) * BP + j];
+#pragma unroll
+            for (int c = 0; c < NC; c++) {
+                const int d = kx + 8 * c;
+                const float vd = d < D ? KVs[j * HDP + d] : 0.0f;
+#pragma unroll
+                for (int x = 0; x < TM; x++) o[x][c] = fmaf(p[x], vd, o[x][c]);
+            }
+        }
+    }
+    float *out = a.out + hd.b * a.out_b + hd.h * a.out_h;
+#pragma unroll
+    for (int x = 0; x < TM; x++) {
+        const int i = i0 + ry + 16 * x;
+        if (i >= T) continue;
+        const float inverse = 1.0f / l[x];
+#pragma unroll
+        for (int c = 0; c < NC; c++) {
+            const int d = kx + 8 * c;
+            if (d < D) out[(int64_t)i * a.out_t + d] = o[x][c] * inverse;
+        }
+        if (kx == 0) a.lse[bh * T + i] = m[x] + logf(l[x]);
+    }
+}
+
+// Scores of query rows ry + 16 x (Qs, Gs) against key rows kx + 8 n (Ks, Vs): s = q . k,
+// dp = dO . v.
+template <int TM, int TN>
+__device__ __forceinline__ void tiled_bwd_scores(const float *Qs, const float *Gs,
+                                                 const float *Ks, const float *Vs, int HDP,
+                                                 int D, int ry, int kx, float (&s)[TM][TN],
+                                                 float (&dp)[TM][TN]) {
+#pragma unroll
+    for (int x = 0; x < TM; x++)
+#pragma unroll
+        for (int n = 0; n < TN; n++) s[x][n] = dp[x][n] = 0.0f;
+    for (int d = 0; d < D; d++) {
+        float qv[TM], gv[TM], kv[TN], vv[TN];
+#pragma unroll
+        for (int x = 0; x < TM; x++) {
+            qv[x] = Qs[(ry + 16 * x) * HDP + d];
+            gv[x] = Gs[(ry + 16 * x) * HDP + d];
+        }
+#pragma unroll
+        for (int n = 0; n < TN; n++) {
+            kv[n] = Ks[(kx + 8 * n) * HDP + d];
+            vv[n] = Vs[(kx + 8 * n) * HDP + d];
+        }
+#pragma unroll
+        for (int x = 0; x < TM; x++)
+#pragma unroll
+            for (int n = 0; n < TN; n++) {
+                s[x][n] = fmaf(qv[x], kv[n], s[x][n]);
+                dp[x][n] = fmaf(gv[x], vv[n], dp[x][n]);
+            }
+    }
+}
+
+// dK, dV over key blocks (key block 0, the most query rows, first); query blocks from the
+// diagonal on: dv_j += sum_i P_ij dO_i, dk_j += scale sum_i dS_ij q_i.
+template <int BLK, int NC>
+__global__ void __launch_bounds__(kTiledThreads)
+attention_dkdv_tiled_kernel(tw_cuda_attention a, int nblk) {
+    constexpr int TM = BLK / 16, TN = BLK / 8, BP = BLK + 1;
+    extern __shared__ float smem[];
+    const int T = a.seq_len, D = a.head_dim, HDP = D + 1;
+    float *Ks = smem, *Vs = Ks + BLK * HDP, *Qs = Vs + BLK * HDP, *Gs = Qs + BLK * HDP;
+    float *Ps = Gs + BLK * HDP, *Ds = Ps + BLK * BP, *lse_s = Ds + BLK * BP;
+    float *delta_s = lse_s + BLK;
+    const long long bh = blockIdx.x / nblk;
+    const int j0 = (int)(blockIdx.x % nblk) * BLK;
+    const int ry = threadIdx.x / 8, kx = threadIdx.x % 8;
+    const head hd = head_of(bh, a.heads);
+    const int64_t base = hd.b * a.qkv_b + hd.h * a.qkv_h;
+    const float *q = a.q + base, *g = a.dout + hd.b * a.out_b + hd.h * a.out_h;
+    tiled_load<BLK>(Ks, a.k + base, a.qkv_t, j0, T, D);
+    tiled_load<BLK>(Vs, a.v + base, a.qkv_t, j0, T, D);
+    float dk[TM][NC], dv[TM][NC];
+#pragma unroll
+    for (int x = 0; x < TM; x++)
+#pragma unroll
+        for (int c = 0; c < NC; c++) dk[x][c] = dv[x][c] = 0.0f;
+    for (int i0 = j0; i0 < T; i0 += BLK) {
+        __syncthreads();
+        tiled_load<BLK>(Qs, q, a.qkv_t, i0, T, D);
+        tiled_load<BLK>(Gs, g, a.out_t, i0, T, D);
+        if (threadIdx.x < BLK) {
+            const int i = i0 + threadIdx.x;
+            lse_s[threadIdx.x] = i < T ? a.lse[bh * T + i] : 0.0f;
+            delta_s[threadIdx.x] = i < T ? a.delta[bh * T + i] : 0.0f;
+        }
+        __syncthreads();
+        float s[TM][TN], dp[TM][TN];
+        tiled_bwd_scores<TM, TN>(Qs, Gs, Ks, Vs, HDP, D, ry, kx, s, dp);
+#pragma unroll
+        for (int x = 0; x < TM; x++) {
+            const int r = ry + 16 * x, i = i0 + r;
+#pragma unroll
+            for (int n = 0; n < TN; n++) {
+                const int c = kx + 8 * n, j = j0 + c;
+                const float p = (i < T && j <= i) ? expf(a.scale * s[x][n] - lse_s[r]) : 0.0f;
+                Ps[r * BP + c] = p;
+                Ds[r * BP + c] = p * (dp[x][n] - delta_s[r]);
+            }
+        }
+        __syncthreads();
+        for (int i = 0; i < BLK; i++) {
+            float p[TM], ds[TM];
+#pragma unroll
+            for (int x = 0; x < TM; x++) {
+                p[x] = Ps[i * BP + ry + 16 * x];
+                ds[x] = Ds[i * BP + ry + 16 * x];
+            }
+#pragma unroll
+            for (int c = 0; c < NC; c++) {
+                const int d = kx + 8 * c;
+                const float gd = d < D ? Gs[i * HDP + d] : 0.0f;
+                const float qd = d < D ? Qs[i * HDP + d] : 0.0f;
+#pragma unroll
+                for (int x = 0; x < TM; x++) {
+                    dv[x][c] = fmaf(p[x], gd, dv[x][c]);
+                    dk[x][c] = fmaf(ds[x], qd, dk[x][c]);
+                }
+            }
+        }
+    }
+#pragma unroll
+    for (int x = 0; x < TM; x++) {
+        const int j = j0 + ry + 16 * x;
+        if (j >= T) continue;
+#pragma unroll
+        for (int c = 0; c < NC; c++) {
+            const int d = kx + 8 * c;
+            if (d >= D) continue;
+            a.dk[base + (int64_t)j * a.qkv_t + d] += a.scale * dk[x][c];
+            a.dv[base + (int64_t)j * a.qkv_t + d] += dv[x][c];
+        }
+    }
+}
+
+// dQ over query blocks (the longest rows first); key blocks 0 .. the diagonal:
+// dq_i += scale sum_j dS_ij k_j.
+template <int BLK, int NC>
+__global__ void __launch_bounds__(kTiledThreads)
+attention_dq_tiled_kernel(tw_cuda_attention a, int nblk) {
+    constexpr int TM = BLK / 16, TN = BLK / 8, BP = BLK + 1;
+    extern __shared__ float smem[];
+    const int T = a.seq_len, D = a.head_dim, HDP = D + 1;
+    float *Qs = smem, *Gs = Qs + BLK * HDP, *Ks = Gs + BLK * HDP, *Vs = Ks + BLK * HDP;
+    float *Ds = Vs + BLK * HDP, *lse_s = Ds + BLK * BP, *delta_s = lse_s + BLK;
+    const long long bh = blockIdx.x / nblk;
+    const int i0 = (nblk - 1 - (int)(blockIdx.x % nblk)) * BLK;
+    const int ry = threadIdx.x / 8, kx = threadIdx.x % 8;
+    const head hd = head_of(bh, a.heads);
+    const int64_t base = hd.b * a.qkv_b + hd.h * a.qkv_h;
+    tiled_load<BLK>(Qs, a.q + base, a.qkv_t, i0, T, D);
+    tiled_load<BLK>(Gs, a.dout + hd.b * a.out_b + hd.h * a.out_h, a.out_t, i0, T, D);
+    if (threadIdx.x < BLK) {
+        const int i = i0 + threadIdx.x;
+        lse_s[threadIdx.x] = i < T ? a.lse[bh * T + i] : 0.0f;
+        delta_s[threadIdx.x] = i < T ? a.delta[bh * T + i] : 0.0f;
+    }
+    float acc[TM][NC];
+#pragma unroll
+    for (int x = 0; x < TM; x++)
+#pragma unroll
+        for (int c = 0; c < NC; c++) acc[x][c] = 0.0f;
+    const int last = min(i0 + BLK, T) - 1;
+    for (int j0 = 0; j0 <= last; j0 += BLK) {
+        __syncthreads();
+        tiled_load<BLK>(Ks, a.k + base, a.qkv_t, j0, T, D);
+        tiled_load<BLK>(Vs, a.v + base, a.qkv_t, j0, T, D);
+        __syncthreads();
+        float s[TM][TN], dp[TM][TN];
+        tiled_bwd_scores<TM, TN>(Qs, Gs, Ks, Vs, HDP, D, ry, kx, s, dp);
+#pragma unroll
+        for (int x = 0; x < TM; x++) {
+            const int r = ry + 16 * x, i = i0 + r;
+#pragma unroll
+            for (int n = 0; n < TN; n++) {
+                const int c = kx + 8 * n, j = j0 + c;
+                const float p = (i < T && j <= i) ? expf(a.scale * s[x][n] - lse_s[r]) : 0.0f;
+                Ds[r * BP + c] = p * (dp[x][n] - delta_s[r]);
+            }
+        }
+        __syncthreads();
+        for (int j = 0; j < BLK; j++) {
+            float ds[TM];
+#pragma unroll
+            for (int x = 0; x < TM; x++) ds[x] = Ds[(ry + 16 * x) * BP + j];
+#pragma unroll
+            for (int c = 0; c < NC; c++) {
+                const int d = kx + 8 * c;
+                const float kd = d < D ? Ks[j * HDP + d] : 0.0f;
+#pragma unroll
+                for (int x = 0; x < TM; x++) acc[x][c] = fmaf(ds[x], kd, acc[x][c]);
+            }
+        }
+    }
+#pragma unroll
+    for (int x = 0; x < TM; x++) {
+        const int i = i0 + ry + 16 * x;
+        if (i >= T) continue;
+#pragma unroll
+        for (int c = 0; c < NC; c++) {
+            const int d = kx + 8 * c;
+            if (d < D) a.dq[base + (int64_t)i * a.qkv_t + d] += a.scale * acc[x][c];
+        }
+    }
+}
+
+constexpr int kTiledSharedLimit = 48 * 1024; // static limit without the opt-in attribute
+
+// The block size of a pass at head dimension D: 32 where its tiles fit 48 KB, else 16.
+int tiled_block(int D, int pass) {
+    return tiled_shared_floats(32, D, pass) * (int)sizeof(float) <= kTiledSharedLimit ? 32 : 16;
+}
+
+// Launches kernel<BLK, NC> for NC = 4, 8, 12 or 16 (the least with NC * 8 >= D).
+#define TW_TILED_LAUNCH(kernel, blk, a, nblk, shared, stream)                                 \
+    do {                                                                                       \
+        const int nc_ = ((a)->head_dim + 7) / 8;                                               \
+        const dim3 grid_((unsigned)((long long)(a)->batch * (a)->heads * (nblk)));             \
+        if (blk == 32) {                                                                       \
+            if (nc_ <= 4) kernel<32, 4><<<grid_, kTiledThreads, shared, stream>>>(*(a), nblk); \
+            else if (nc_ <= 8) kernel<32, 8><<<grid_, kTiledThreads, shared, stream>>>(*(a), nblk); \
+            else if (nc_ <= 12) kernel<32, 12><<<grid_, kTiledThreads, shared, stream>>>(*(a), nblk); \
+            else kernel<32, 16><<<grid_, kTiledThreads, shared, stream>>>(*(a), nblk);         \
+        } else {                                                                               \
+            if (nc_ <= 4) kernel<16, 4><<<grid_, kTiledThreads, shared, stream>>>(*(a), nblk); \
+            else if (nc_ <= 8) kernel<16, 8><<<grid_, kTiledThreads, shared, stream>>>(*(a), nblk); \
+            else if (nc_ <= 12) kernel<16, 12><<<grid_, kTiledThreads, shared, stream>>>(*(a), nblk); \
+            else kernel<16, 16><<<grid_, kTiledThreads, shared, stream>>>(*(a), nblk);         \
+        }                                                                                      \
+    } while (0)
+
+// Work-groups of one tiled pass fit a 1-D grid (2^31 - 1 blocks).
+bool tiled_grid_fits(const tw_cuda_attention *a, int nblk) {
+    const long long total = (long long)a->batch * a->heads * nblk;
+    return total >= 1 && total <= 0x7fffffffLL;
+}
+
 } // namespace
 
 extern "C" {
@@ -407,6 +783,34 @@ cudaError_t tw_cuda_launch_attention_bwd(cudaStream_t stream, const tw_cuda_atte
     attention_delta_kernel<<<(unsigned)delta_blocks, kThreads, 0, stream>>>(*a);
     attention_dq_kernel<<<blocks, kThreads, 0, stream>>>(*a, blocks_per_head);
     attention_dkdv_kernel<<<blocks, kThreads, 0, stream>>>(*a, blocks_per_head);
+    return cudaGetLastError();
+}
+
+cudaError_t tw_cuda_launch_attention_fwd_tiled(cudaStream_t stream, const tw_cuda_attention *a) {
+    if (a->head_dim > kMaxD) return cudaErrorInvalidValue;
+    const int blk = tiled_block(a->head_dim, 0), nblk = (a->seq_len + blk - 1) / blk;
+    if (!tiled_grid_fits(a, nblk)) return cudaErrorInvalidConfiguration;
+    const size_t shared = (size_t)tiled_shared_floats(blk, a->head_dim, 0) * sizeof(float);
+    TW_TILED_LAUNCH(attention_fwd_tiled_kernel, blk, a, nblk, shared, stream);
+    return cudaGetLastError();
+}
+
+cudaError_t tw_cuda_launch_attention_bwd_tiled(cudaStream_t stream, const tw_cuda_attention *a) {
+    if (a->head_dim > kMaxD) return cudaErrorInvalidValue;
+    const int blk_dkdv = tiled_block(a->head_dim, 2), blk_dq = tiled_block(a->head_dim, 1);
+    const int nblk_dkdv = (a->seq_len + blk_dkdv - 1) / blk_dkdv;
+    const int nblk_dq = (a->seq_len + blk_dq - 1) / blk_dq;
+    if (!tiled_grid_fits(a, nblk_dkdv) || !tiled_grid_fits(a, nblk_dq))
+        return cudaErrorInvalidConfiguration;
+    const long long rows = (long long)a->batch * a->heads * a->seq_len;
+    long long delta_blocks = (rows + kWarps - 1) / kWarps;
+    if (delta_blocks > (1 << 20)) delta_blocks = 1 << 20;
+    attention_delta_kernel<<<(unsigned)delta_blocks, kThreads, 0, stream>>>(*a);
+    const size_t dkdv_shared =
+        (size_t)tiled_shared_floats(blk_dkdv, a->head_dim, 2) * sizeof(float);
+    TW_TILED_LAUNCH(attention_dkdv_tiled_kernel, blk_dkdv, a, nblk_dkdv, dkdv_shared, stream);
+    const size_t dq_shared = (size_t)tiled_shared_floats(blk_dq, a->head_dim, 1) * sizeof(float);
+    TW_TILED_LAUNCH(attention_dq_tiled_kernel, blk_dq, a, nblk_dq, dq_shared, stream);
     return cudaGetLastError();
 }
 
