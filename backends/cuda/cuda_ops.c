@@ -238,10 +238,11 @@ static tw_status attention_view(const tw_attention_args *args, bool backward,
 /* Variants: "warp" (the first kernels: a warp per few rows, lanes over keys) and "tiled"
  * (flash-attention blocks of 32 or 16 rows in shared memory, the work split of the Vulkan and
  * OpenCL "tiled" kernels, which are tested on lavapipe and PoCL; this one has not yet run on a
- * GPU). Unless forced, the first call of a shape class (tw_attention_class_key) measures both
- * on scratch tensors with tw_attention_measure, which also compares tiled's results with warp's
- * and skips it if they disagree, and caches the faster in tw_tune_cache. TWIST_TUNE=off: warp. */
-enum { VARIANT_WARP = 0, VARIANT_TILED = 1, VARIANT_COUNT = 2, MEASURE_HEADS = 16 };
+ * GPU). Unless forced, the first forward call of a shape class (tw_attention_class_key) measures
+ * both in place with tw_attention_measure, which also compares tiled's results with warp's and
+ * skips it if they disagree, and caches the faster in tw_tune_cache for the class's forward and
+ * backward (a backward before any forward of its class takes warp). TWIST_TUNE=off: warp. */
+enum { VARIANT_WARP = 0, VARIANT_TILED = 1, VARIANT_COUNT = 2 };
 static const char *const VARIANT_NAMES[VARIANT_COUNT] = {"warp", "tiled"};
 
 static tw_status fwd_variant(tw_cuda_context *cu, const tw_attention_args *args, int variant) {
@@ -276,9 +277,6 @@ static tw_status bwd_variant(tw_cuda_context *cu, const tw_attention_args *args,
 static tw_status run_fwd(void *context, const tw_attention_args *args, int variant) {
     return fwd_variant(context, args, variant);
 }
-static tw_status run_bwd(void *context, const tw_attention_args *args, int variant) {
-    return bwd_variant(context, args, variant);
-}
 
 static tw_status choose_variant(tw_cuda_context *cu, const tw_attention_args *args,
                                 bool backward, int *variant) {
@@ -305,15 +303,23 @@ static tw_status choose_variant(tw_cuda_context *cu, const tw_attention_args *ar
             *variant = v;
             return TW_OK;
         }
+    /* The backward takes what its class's forward measured (it cannot run twice in place). */
+    if (backward) return TW_OK;
     const bool usable[VARIANT_COUNT] = {true, true};
     double ms[VARIANT_COUNT];
     int best = -1;
-    TW_TRY(tw_attention_measure(cu->device, args, backward, run_fwd, run_bwd, cu, VARIANT_WARP,
-                                MEASURE_HEADS, usable, VARIANT_COUNT, &best, ms));
+    TW_TRY(tw_attention_measure(cu->device, args, run_fwd, cu, VARIANT_WARP, usable,
+                                VARIANT_COUNT, &best, ms));
     if (mode == TW_TUNE_MODE_VERBOSE)
         fprintf(stderr, "twist: tune: cuda %s: warp %.3f ms, tiled %.3f ms -> %s\n", key,
                 ms[VARIANT_WARP], ms[VARIANT_TILED], VARIANT_NAMES[best]);
-    if (cu->attention_cache) tw_tune_cache_put(cu->attention_cache, key, VARIANT_NAMES[best]);
+    if (cu->attention_cache) {
+        char bwd_key[64];
+        tw_attention_class_key(bwd_key, sizeof bwd_key, "attention_bwd", args->head_dim,
+                               args->seq_len);
+        tw_tune_cache_put(cu->attention_cache, key, VARIANT_NAMES[best]);
+        tw_tune_cache_put(cu->attention_cache, bwd_key, VARIANT_NAMES[best]);
+    }
     *variant = best;
     return TW_OK;
 }

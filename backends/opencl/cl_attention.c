@@ -356,12 +356,13 @@ static tw_status bwd_tiled(tw_cl_context *cl, const tw_attention_args *args) {
 /* ------------------------------------------------------------------------------------------------
  * Variants and their choice: the same policy as the Vulkan backend (vk_attention.c). Forced, or
  * the measured choice per shape class (tw_attention_class_key) cached in tw_tune_cache, measured
- * on the first call of the class (tw_attention_measure); CPU devices measure only classes up to
+ * in place on the first forward call of the class (tw_attention_measure) and used for its
+ * backward too; CPU devices measure only classes up to
  * T = 64, where tiled must also win by 10%: on PoCL tiled ran several times slower than rows
  * (README, "OpenCL"), and larger classes get rows. TWIST_TUNE=off: tiled on GPUs, rows on CPU
  * devices. */
 enum { VARIANT_ROWS = 0, VARIANT_TILED = 1, VARIANT_COUNT = 2 };
-enum { CPU_MEASURED_T = 64, MEASURE_HEADS = 16 };
+enum { CPU_MEASURED_T = 64 };
 static const char *const VARIANT_NAMES[VARIANT_COUNT] = {"rows", "tiled"};
 
 static int forced_of(tw_cl_context *cl, int which) {
@@ -376,9 +377,6 @@ static tw_status run_variant(tw_cl_context *cl, const tw_attention_args *args, b
 
 static tw_status run_fwd(void *context, const tw_attention_args *args, int variant) {
     return run_variant(context, args, false, variant);
-}
-static tw_status run_bwd(void *context, const tw_attention_args *args, int variant) {
-    return run_variant(context, args, true, variant);
 }
 
 static tw_tune_cache *cache_of(tw_cl_context *cl) {
@@ -416,19 +414,26 @@ static tw_status choose(tw_cl_context *cl, const tw_attention_args *args, bool b
             *variant = v;
             return TW_OK;
         }
+    /* The backward takes what its class's forward measured (it cannot run twice in place). */
+    if (backward) return TW_OK;
     const bool usable[VARIANT_COUNT] = {true, true};
     double ms[VARIANT_COUNT];
     int best = -1;
-    TW_TRY(tw_attention_measure(cl->device, args, backward, run_fwd, run_bwd, cl,
-                                cpu ? VARIANT_ROWS : VARIANT_TILED, MEASURE_HEADS, usable,
-                                VARIANT_COUNT, &best, ms));
+    TW_TRY(tw_attention_measure(cl->device, args, run_fwd, cl, cpu ? VARIANT_ROWS : VARIANT_TILED,
+                                usable, VARIANT_COUNT, &best, ms));
     if (cpu && best == VARIANT_TILED && ms[VARIANT_ROWS] >= 0 &&
         ms[VARIANT_TILED] > 0.9 * ms[VARIANT_ROWS])
         best = VARIANT_ROWS;
     if (mode == TW_TUNE_MODE_VERBOSE)
         fprintf(stderr, "twist: tune: opencl %s: rows %.3f ms, tiled %.3f ms -> %s\n", key,
                 ms[VARIANT_ROWS], ms[VARIANT_TILED], VARIANT_NAMES[best]);
-    if (cache) tw_tune_cache_put(cache, key, VARIANT_NAMES[best]);
+    if (cache) {
+        char bwd_key[64];
+        tw_attention_class_key(bwd_key, sizeof bwd_key, "attention_bwd", args->head_dim,
+                               args->seq_len);
+        tw_tune_cache_put(cache, key, VARIANT_NAMES[best]);
+        tw_tune_cache_put(cache, bwd_key, VARIANT_NAMES[best]);
+    }
     *variant = best;
     return TW_OK;
 }

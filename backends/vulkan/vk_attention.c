@@ -384,15 +384,17 @@ static tw_status bwd_tiled(tw_vk_context *vk, const tw_attention_args *args) {
 /* ------------------------------------------------------------------------------------------------
  * Variants and their choice. "rows" (the pair-of-rows shaders, reading texels where rows are
  * aligned) suits CPU devices; "tiled" suits GPUs. Unless forced (tw_device_force_kernel_variant),
- * the first call of a shape class (tw_attention_class_key: op, D, T bucket) measures both on
- * scratch tensors (tw_attention_measure: up to 16 heads) and caches the faster in tw_tune_cache.
+ * the first forward call of a shape class (tw_attention_class_key: D, T bucket) measures both in
+ * place (tw_attention_measure: no extra device memory) and caches the faster in tw_tune_cache for
+ * the forward and the backward of the class (a backward before any forward of its class takes
+ * the default below without caching).
  * CPU devices measure only classes up to T = 64 (and tiled must win there by 10%): on lavapipe
  * tiled ran 16x slower than rows (`twist bench attention --device vulkan:0 --batch 4 --heads 8
  * --seq 256 --head-dim 64 --variants`: fwd 832 vs 47 ms, bwd 5.6 s vs 0.30 s; barriers and
  * shared memory are costly on llvmpipe), and measuring tiled at T = 2048 there would take
  * minutes; larger classes get rows. TWIST_TUNE=off skips measuring: tiled on GPUs, rows on CPU
  * devices. */
-enum { CPU_MEASURED_T = 64, MEASURE_HEADS = 16 };
+enum { CPU_MEASURED_T = 64 };
 enum { VARIANT_ROWS = 0, VARIANT_TILED = 1, VARIANT_COUNT = 2 };
 static const char *const VARIANT_NAMES[VARIANT_COUNT] = {"rows", "tiled"};
 
@@ -428,9 +430,6 @@ static tw_status run_variant(tw_vk_context *vk, const tw_attention_args *args, b
 
 static tw_status run_fwd(void *context, const tw_attention_args *args, int variant) {
     return run_variant(context, args, false, variant);
-}
-static tw_status run_bwd(void *context, const tw_attention_args *args, int variant) {
-    return run_variant(context, args, true, variant);
 }
 
 /* Whether the tiled variant can run this call, without reporting why not. */
@@ -481,21 +480,27 @@ static tw_status choose(tw_vk_context *vk, const tw_attention_args *args, bool b
             *variant = v;
             return TW_OK;
         }
+    /* The backward takes what its class's forward measured (it cannot run twice in place). */
+    if (backward) return TW_OK;
     const bool usable[VARIANT_COUNT] = {true, true};
     double ms[VARIANT_COUNT];
     int best = -1;
-    /* The backward's measurement needs a forward first: the variant this device defaults to. */
-    tw_status status = tw_attention_measure(tw_vk_device(vk), args, backward, run_fwd, run_bwd,
-                                            vk, cpu ? VARIANT_ROWS : VARIANT_TILED,
-                                            MEASURE_HEADS, usable, VARIANT_COUNT, &best, ms);
-    if (status != TW_OK) return status;
+    TW_TRY(tw_attention_measure(tw_vk_device(vk), args, run_fwd, vk,
+                                cpu ? VARIANT_ROWS : VARIANT_TILED, usable, VARIANT_COUNT, &best,
+                                ms));
     if (cpu && best == VARIANT_TILED && ms[VARIANT_ROWS] >= 0 &&
         ms[VARIANT_TILED] > 0.9 * ms[VARIANT_ROWS])
         best = VARIANT_ROWS;
     if (mode == TW_TUNE_MODE_VERBOSE)
         fprintf(stderr, "twist: tune: vulkan %s: rows %.3f ms, tiled %.3f ms -> %s\n", key,
                 ms[VARIANT_ROWS], ms[VARIANT_TILED], VARIANT_NAMES[best]);
-    if (cache) tw_tune_cache_put(cache, key, VARIANT_NAMES[best]);
+    if (cache) {
+        char bwd_key[64];
+        tw_attention_class_key(bwd_key, sizeof bwd_key, "attention_bwd", args->head_dim,
+                               args->seq_len);
+        tw_tune_cache_put(cache, key, VARIANT_NAMES[best]);
+        tw_tune_cache_put(cache, bwd_key, VARIANT_NAMES[best]);
+    }
     *variant = best;
     return TW_OK;
 }
