@@ -1,4 +1,6 @@
-/* twist OpenCL backend: fused causal attention (kernels/attention.cl).
+/* twist OpenCL backend: fused causal attention, variants "rows" (kernels/attention.cl, described
+ * here) and "tiled" (kernels/attention_tiled.cl, for GPUs; second half of this file), and the
+ * choice between them (backends/opencl/README.md, "Attention").
  *
  * The kernels are compiled per head dimension D (-DHD=D: private rows of exactly D floats), on
  * first use of each D, through the cached program build. Forward: one launch (O and lse).

@@ -1,6 +1,8 @@
-/* twist Vulkan backend: fused causal attention (shaders/attention_fwd.comp,
- * attention_bwd_delta.comp, attention_bwd_dq.comp, attention_bwd_dkdv.comp; shared declarations
- * in shaders/attention_common.glsl).
+/* twist Vulkan backend: fused causal attention, two variants (backends/vulkan/README.md):
+ * "rows" (shaders/attention_fwd.comp, attention_bwd_delta.comp, attention_bwd_dq.comp,
+ * attention_bwd_dkdv.comp; shared declarations in shaders/attention_common.glsl), described
+ * first, and "tiled" for GPUs (shaders/attention_*_tiled.comp; the second half of this file),
+ * then the choice between them.
  *
  * The pipelines are specialised per head dimension D (constant 1: private rows of exactly D
  * floats), built on first use of each D and cached by the host. Forward: one dispatch (O and

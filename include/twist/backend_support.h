@@ -270,7 +270,8 @@ tw_tune_mode tw_tune_mode_from_env(void);
  * the conformance suite's scratch limits hold on the measuring call too): the reference variant
  * first (the backend's default; its results are kept on the host), then each other one once
  * (building its kernels; results compared with the reference's, a variant that fails or
- * disagrees beyond 1e-3 of the largest value is skipped), each timed as the best of two runs.
+ * disagrees beyond 1e-3 of the largest value is skipped, one 8 times slower than the best so far
+ * is not timed further), each timed as the best of two runs.
  * *best gets the fastest index and ms[v] (may be NULL) each time in milliseconds (negative: not
  * run or skipped); out and lse hold some variant's results after it (the caller then runs the
  * chosen one). The backward cannot
