@@ -141,8 +141,13 @@ static void test_gemm_checks(tw_device *cpu, tw_device *other_cpu) {
     args.m = 0;
     TW_CHECK_ERROR(tw_gemm(cpu, &args), TW_ERR_INVALID_ARGUMENT, "m must be >= 1");
     args = gemm_4x4(a, b, c);
-    args.dtype = TW_DTYPE_F16;
-    TW_CHECK_ERROR(tw_gemm(cpu, &args), TW_ERR_UNSUPPORTED, "f32");
+    args.dtype = TW_DTYPE_I32;
+    TW_CHECK_ERROR(tw_gemm(cpu, &args), TW_ERR_INVALID_ARGUMENT, "i32 is not a data type");
+    args.dtype = (tw_dtype)99;
+    TW_CHECK_ERROR(tw_gemm(cpu, &args), TW_ERR_INVALID_ARGUMENT, "not a data type");
+    args = gemm_4x4(a, b, c);
+    args.b.dtype = TW_DTYPE_BF16; /* B must share the op's type (f32 here) */
+    TW_CHECK_ERROR(tw_gemm(cpu, &args), TW_ERR_INVALID_ARGUMENT, "B is bf16 but must be f32");
     args = gemm_4x4(a, b, foreign);
     TW_CHECK_ERROR(tw_gemm(cpu, &args), TW_ERR_INVALID_ARGUMENT, "lives on");
     args = gemm_4x4(a, b, c);
@@ -174,6 +179,35 @@ static void test_op_checks(tw_device *cpu) {
                  "x needs elements");
     TW_CHECK_ERROR(tw_layernorm_fwd(cpu, 2, 4, NAN, m, m, m, m, m, m), TW_ERR_INVALID_ARGUMENT,
                  "eps");
+    /* Data types: statistics stay f32 whatever the op's type; a bf16 byte count bounds a bf16
+     * tensor's elements (64 floats of bytes hold 128 bf16 elements); a type the device lacks
+     * is refused naming it, the op and the device. */
+    tw_mem bf16 = tw_at_typed(small, 0, TW_DTYPE_BF16);
+    TW_CHECK_ERROR(tw_layernorm_fwd(cpu, 2, 4, 1e-5f, m, m, m, m, bf16, m), TW_ERR_INVALID_ARGUMENT,
+                   "mean is bf16 but must be f32");
+    TW_CHECK_ERROR(tw_gelu_fwd(cpu, 8, m, bf16), TW_ERR_INVALID_ARGUMENT, "out is bf16 but must be f32");
+    if (!tw_device_supports_dtype(cpu, "gelu_fwd", TW_DTYPE_F16))
+        TW_CHECK_ERROR(tw_gelu_fwd(cpu, 4, tw_at_typed(small, 0, TW_DTYPE_F16),
+                                   tw_at_typed(small, 8, TW_DTYPE_F16)),
+                       TW_ERR_UNSUPPORTED, "gelu_fwd: f16 is not supported on cpu");
+    TW_CHECK(tw_device_supports_dtype(cpu, "gemm", TW_DTYPE_F32), "every op runs in f32");
+    TW_CHECK(!tw_device_supports_dtype(cpu, "no_such_op", TW_DTYPE_F32), "unknown op names: false");
+    TW_CHECK(tw_dtype_size(TW_DTYPE_BF16) == 2 && tw_dtype_size(TW_DTYPE_F32) == 4, "dtype sizes");
+    tw_dtype parsed = TW_DTYPE_F32;
+    TW_CHECK(tw_dtype_parse("bfloat16", &parsed) && parsed == TW_DTYPE_BF16, "dtype names");
+    TW_CHECK(!tw_dtype_parse("f8", &parsed), "unknown dtype names are refused");
+    /* tw_convert: f32 -> f32 is a copy everywhere; overlapping or non-float tensors are refused. */
+    TW_CHECK_OK(tw_buffer_fill_f32(small, 0, 8, 2.5f));
+    TW_CHECK_OK(tw_convert(cpu, 8, tw_at(small, 0), tw_at(small, 8)));
+    float copied[16];
+    TW_CHECK_OK(tw_buffer_download(small, 0, copied, sizeof copied));
+    TW_CHECK(copied[15] == 2.5f, "convert f32 -> f32 copies");
+    TW_CHECK_ERROR(tw_convert(cpu, 8, tw_at(small, 0), tw_at(small, 4)), TW_ERR_INVALID_ARGUMENT,
+                   "overlap");
+    TW_CHECK_ERROR(tw_convert(cpu, 8, tw_at_typed(small, 0, TW_DTYPE_I32), tw_at(small, 8)),
+                   TW_ERR_INVALID_ARGUMENT, "i32, not a float type");
+    TW_CHECK_ERROR(tw_convert(cpu, 200, tw_at(small, 0), bf16), TW_ERR_INVALID_ARGUMENT,
+                   "needs elements");
     TW_CHECK_ERROR(tw_softmax_fwd(cpu, 0, 4, 0, m, m), TW_ERR_INVALID_ARGUMENT, "rows");
     TW_CHECK_ERROR(tw_softmax_xent_fwd(cpu, 2, 8, 4, m, m, m, m, m), TW_ERR_INVALID_ARGUMENT,
                  "ld 4 is below vocab 8");

@@ -77,7 +77,7 @@ typedef double (*loss_fn)(void *context);
 
 /* Central differences of L with respect to each of x[0..n), perturbing x in place. */
 static double *finite_diff(double *x, size_t n, loss_fn loss, void *context) {
-    double *fd = malloc((n ? n : 1) * sizeof *fd);
+    double *fd = calloc(n ? n : 1, sizeof *fd); /* zeroed: GCC 12 otherwise warns of a maybe-uninitialised read */
     for (size_t j = 0; j < n; j++) {
         double saved = x[j];
         x[j] = saved + FD_STEP;

@@ -5,8 +5,9 @@
  * every other backend is tested against it (tests/test_conformance.c).
  *
  * Conventions that hold for every op below:
- *   - Tensors are row-major. A tensor argument is a tw_mem: a buffer plus an offset counted in
- *     elements of the tensor's type (float or int32_t, both 4 bytes). The library checks that
+ *   - Tensors are row-major. A tensor argument is a tw_mem: a buffer, an offset counted in
+ *     elements of the tensor's type, and that type (tw_dtype: f32, f16, bf16, i32; see "Data
+ *     types" above the ops). The library checks that
  *     every element an op touches lies inside its buffer before anything is enqueued.
  *   - Ops are enqueued on the device's single in-order queue and may return before they finish.
  *     tw_buffer_download() and tw_device_sync() wait. On the CPU backend ops run at once.
@@ -53,7 +54,24 @@ typedef enum tw_device_type {
     TW_DEVICE_TYPE_OTHER
 } tw_device_type;
 
-typedef enum tw_dtype { TW_DTYPE_F32 = 0, TW_DTYPE_F16, TW_DTYPE_BF16 } tw_dtype;
+/* Element types. Every tensor argument (tw_mem) carries one; sizes come from tw_dtype_size().
+ * F32 is the zero value, so a tw_mem built with tw_at() or left zero is fp32. I32 is for index
+ * data (tokens, targets, gather/scatter indices). */
+typedef enum tw_dtype {
+    TW_DTYPE_F32 = 0,
+    TW_DTYPE_F16,  /* IEEE binary16 */
+    TW_DTYPE_BF16, /* bfloat16: the top 16 bits of an fp32 */
+    TW_DTYPE_I32,
+    TW_DTYPE_COUNT
+} tw_dtype;
+
+/* Bytes per element: 4, 2, 2, 4 (0 for a value out of range). */
+size_t tw_dtype_size(tw_dtype dtype);
+/* "f32", "f16", "bf16", "i32" ("?" out of range). */
+const char *tw_dtype_name(tw_dtype dtype);
+/* Parses a name above (also "fp32", "fp16", "float32", "float16", "bfloat16", "int32");
+ * false when it names none. */
+bool tw_dtype_parse(const char *name, tw_dtype *out);
 
 typedef struct tw_device_info {
     char spec[32];        /* "cpu", "opencl:0", "vulkan:1", "cuda:0" */
@@ -132,14 +150,22 @@ tw_status tw_buffer_copy(tw_buffer *dst, size_t dst_offset, const tw_buffer *src
 /* Sets `count` floats starting at element `offset` to `value`. */
 tw_status tw_buffer_fill_f32(tw_buffer *dst, size_t offset, size_t count, float value);
 
-/* A tensor argument: buffer plus offset in elements (4-byte floats or int32s). */
+/* A tensor argument: buffer, offset in elements of the tensor's dtype, and that dtype. */
 typedef struct tw_mem {
     tw_buffer *buffer;
     size_t offset;
+    tw_dtype dtype;
 } tw_mem;
 
+/* An fp32 (or, for index arguments, int32) tensor at element `offset`. */
 static inline tw_mem tw_at(tw_buffer *buffer, size_t offset) {
-    tw_mem mem = {buffer, offset};
+    tw_mem mem = {buffer, offset, TW_DTYPE_F32};
+    return mem;
+}
+
+/* A tensor of type `dtype` at element `offset` (counted in elements of that type). */
+static inline tw_mem tw_at_typed(tw_buffer *buffer, size_t offset, tw_dtype dtype) {
+    tw_mem mem = {buffer, offset, dtype};
     return mem;
 }
 
@@ -157,9 +183,31 @@ tw_status tw_event_record(tw_event *event);
 tw_status tw_event_elapsed_ms(tw_event *start, tw_event *end, double *ms);
 
 /* ------------------------------------------------------------------------------------------------
- * Ops. All fp32 for now: dtype fields exist so f16/bf16 can follow; other values return
- * TW_ERR_UNSUPPORTED.
+ * Ops.
+ *
+ * Data types. Each op has one data type: the dtype of its principal tensor (GEMM and attention:
+ * args->dtype; LayerNorm: x; GELU, scale, sum_sq: x; add: a; bias ops: out / dout; embedding:
+ * wte / dout; cross-entropy: logits; AdamW: grad; gather/scatter: src). Its other float tensors
+ * share that type, except those that are always fp32 whatever it is:
+ *   attention lse; LayerNorm mean and rstd; cross-entropy losses, lse and correct; sum_sq's out;
+ *   AdamW's param (the fp32 master weights), m and v.
+ * GEMM's C may be the data type or fp32 (low-precision inputs, fp32 output); GEMM and attention
+ * accumulate in fp32 whatever the type; so do the row statistics of LayerNorm, softmax and
+ * cross-entropy. Index tensors (tokens, targets, idx) are I32 (the default F32 tag is read as
+ * int32 too, both being 4 bytes). Every device runs every op in fp32; other types where
+ * tw_device_supports_dtype() says so, and elsewhere the op fails with TW_ERR_UNSUPPORTED naming
+ * the op, the type and the device. A tensor of the wrong type is TW_ERR_INVALID_ARGUMENT.
  * ---------------------------------------------------------------------------------------------- */
+
+/* Whether `op` (an op name of this header without "tw_": "gemm", "layernorm_fwd", ...) runs in
+ * data type `dtype` on the device. False for unknown op names. */
+bool tw_device_supports_dtype(tw_device *device, const char *op, tw_dtype dtype);
+
+/* dst (n) = src (n) converted between float types (f32, f16, bf16 in any direction; equal types
+ * copy), rounding to nearest even; NaN stays NaN, values past the target's range become +-inf.
+ * Regions must not overlap. Where the device has no conversion kernel for the pair,
+ * TW_ERR_UNSUPPORTED (f32 -> f32 always works). */
+tw_status tw_convert(tw_device *device, size_t n, tw_mem src, tw_mem dst);
 
 /* GEMM, strided-batched, row-major (the CBLAS RowMajor convention):
  *   for p in [0, batch): C_p (m, n) = alpha * op(A_p) op(B_p) + beta * C_p

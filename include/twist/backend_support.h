@@ -8,8 +8,9 @@
  * backend itself.
  *
  * The front end (src/core/device.c, src/core/ops.c) has already checked every argument before an
- * entry is called: specs parsed, shapes positive, every tw_mem extent inside its buffer, dtype
- * F32. A backend therefore trusts its arguments and only reports driver failures, through
+ * entry is called: specs parsed, shapes positive, every tw_mem extent inside its buffer, every
+ * tensor's dtype as the op's rules say (twist/backend.h, "Data types") and a data type other than
+ * F32 only where supports_dtype said yes. A backend therefore trusts its arguments and only reports driver failures, through
  * tw_error(). Buffers arrive as tw_buffer*, whose `handle` is the backend's own object (a host
  * pointer for cpu, a cl_mem for opencl, ...). Offsets in tw_mem are in elements. */
 #ifndef TWIST_BACKEND_SUPPORT_H
@@ -41,7 +42,8 @@ struct tw_event {
 
 /* ------------------------------------------------------------------------------------------------
  * The ops, declared once. X(prefix, name, parameters) per op, with the arguments of the public
- * tw_<name>() in twist/backend.h after a `void *context` in place of the device. From this list
+ * tw_<name>() in twist/backend.h after a `void *context` in place of the device. (tw_convert is
+ * not in this list: it is the optional `convert` entry.) From this list
  * come the vtable slots below, each backend's prototypes (TW_BACKEND_OP_PROTOTYPES(tw_cpu)
  * declares tw_cpu_gemm, tw_cpu_attention_fwd, ...) and its initialisers
  * (TW_BACKEND_OP_INITIALISERS(tw_cpu) sets .gemm = tw_cpu_gemm, ...). A backend that has only
@@ -85,6 +87,12 @@ struct tw_event {
                             tw_mem src, tw_mem dst))                                              \
     X(prefix, scatter_cols, (void *context, int rows, int dst_cols, int count, tw_mem idx,        \
                              tw_mem src, tw_mem dst, bool accumulate))
+
+/* One id per op of the list, in list order: TW_OP_gemm, TW_OP_attention_fwd, ... */
+#define TW_OP_ID_(prefix, name, params) TW_OP_##name,
+typedef enum tw_op_id { TW_BACKEND_OPS(TW_OP_ID_, unused) TW_OP_COUNT } tw_op_id;
+/* "gemm", "attention_fwd", ...; NULL out of range. */
+const char *tw_op_name(tw_op_id op);
 
 #define TW_BACKEND_OP_SLOT_(prefix, name, params) tw_status(*name) params;
 #define TW_BACKEND_OP_PROTOTYPE_(prefix, name, params) tw_status prefix##_##name params;
@@ -158,6 +166,15 @@ typedef struct tw_backend_vtable {
      * would consider them for a given shape); `force_variant` makes every later call of `op`
      * use one (NULL: back to the tuner's choice); `tune` times every shape class of every
      * tunable op now. */
+    /* OPTIONAL: whether the device runs `op` with data type `dtype` (never asked for F32,
+     * which every op supports). NULL: fp32 only. The answer must not change while the device
+     * is open. */
+    bool (*supports_dtype)(void *context, tw_op_id op, tw_dtype dtype);
+
+    /* OPTIONAL: tw_convert between two different float types (f32, f16, bf16); TW_ERR_UNSUPPORTED
+     * for a pair it lacks. NULL: no conversions (f32 -> f32 is done by the front end). */
+    tw_status (*convert)(void *context, size_t n, tw_mem src, tw_mem dst);
+
     int (*variants)(void *context, const char *op, const char **names, int capacity);
     tw_status (*force_variant)(void *context, const char *op, const char *name);
     tw_status (*tune)(void *context, const tw_tune_request *request);
