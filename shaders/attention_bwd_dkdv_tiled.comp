@@ -25,9 +25,10 @@ TW_BUFFER_RO(5, float, delta_data)
 TW_BUFFER(6, float, dk_data)
 TW_BUFFER(7, float, dv_data)
 
-shared float Ks[BLK * HDP], Vs[BLK * HDP]; // this block's key rows
-shared float Qs[BLK * HDP], Gs[BLK * HDP]; // the current query block's q and dO rows
-shared float Ps[BLK * BP], Ds[BLK * BP];   // P and dS: [query row * BP + key row]
+shared vec4 Ks[BLK * RS], Vs[BLK * RS]; // this block's key rows
+shared vec4 Qs[BLK * RS], Gs[BLK * RS]; // the current query block's q and dO rows
+// P and dS transposed, key-major: element (query i, key j) at [j * PS + i / 4][i % 4].
+shared vec4 Pt[BLK * PS], Dt[BLK * PS];
 shared float lse_s[BLK], delta_s[BLK];
 
 void main() {
@@ -38,25 +39,17 @@ void main() {
     const uint lid = gl_LocalInvocationID.x, ry = lid / 8, kx = lid % 8;
     const uint base = tw_qkv_base(bh), gbase = pc.dout_off + tw_out_base(bh);
 
-    for (uint e = lid; e < BLK * HD; e += TW_ATTN_WG) {
-        uint r = e / HD, d = e % HD, j = j0 + r;
-        bool inside = j < T;
-        Ks[r * HDP + d] = inside ? k_data[pc.k_off + base + j * pc.st + d] : 0.0;
-        Vs[r * HDP + d] = inside ? v_data[pc.v_off + base + j * pc.st + d] : 0.0;
-    }
-    float dk[TM * NC], dv[TM * NC];
-    TW_UNROLL for (uint x = 0; x < TM * NC; x++) {
-        dk[x] = 0.0;
-        dv[x] = 0.0;
+    TW_TILE_LOAD(Ks, k_data, pc.k_off + base, pc.st, j0, T, 1.0)
+    TW_TILE_LOAD(Vs, v_data, pc.v_off + base, pc.st, j0, T, 1.0)
+    vec4 dk[TM * NC4], dv[TM * NC4];
+    TW_UNROLL for (uint x = 0; x < TM * NC4; x++) {
+        dk[x] = vec4(0.0);
+        dv[x] = vec4(0.0);
     }
     for (uint i0 = j0; i0 < T; i0 += BLK) {
-        barrier(); // the previous block's readers of Qs, Gs, Ps, Ds are done
-        for (uint e = lid; e < BLK * HD; e += TW_ATTN_WG) {
-            uint r = e / HD, d = e % HD, i = i0 + r;
-            bool inside = i < T;
-            Qs[r * HDP + d] = inside ? q_data[pc.q_off + base + i * pc.st + d] : 0.0;
-            Gs[r * HDP + d] = inside ? dout_data[gbase + i * pc.ot + d] : 0.0;
-        }
+        barrier(); // the previous block's readers of Qs, Gs, Pt, Dt are done
+        TW_TILE_LOAD(Qs, q_data, pc.q_off + base, pc.st, i0, T, 1.0)
+        TW_TILE_LOAD(Gs, dout_data, gbase, pc.ot, i0, T, 1.0)
         if (lid < BLK) {
             uint i = i0 + lid;
             lse_s[lid] = i < T ? lse_data[pc.lse_off + bh * T + i] : 0.0;
@@ -69,20 +62,20 @@ void main() {
             s[x] = 0.0;
             dp[x] = 0.0;
         }
-        for (uint d = 0; d < HD; d++) {
-            float qv[TM], gv[TM], kv[TN], vv[TN];
+        for (uint cv = 0; cv < HDV; cv++) {
+            vec4 qv[TM], gv[TM], kv[TN], vv[TN];
             TW_UNROLL for (uint a = 0; a < TM; a++) {
-                qv[a] = Qs[(ry + RG * a) * HDP + d];
-                gv[a] = Gs[(ry + RG * a) * HDP + d];
+                qv[a] = Qs[(ry + RG * a) * RS + cv];
+                gv[a] = Gs[(ry + RG * a) * RS + cv];
             }
             TW_UNROLL for (uint n = 0; n < TN; n++) {
-                kv[n] = Ks[(kx + 8 * n) * HDP + d];
-                vv[n] = Vs[(kx + 8 * n) * HDP + d];
+                kv[n] = Ks[(kx + 8 * n) * RS + cv];
+                vv[n] = Vs[(kx + 8 * n) * RS + cv];
             }
             TW_UNROLL for (uint a = 0; a < TM; a++)
                 TW_UNROLL for (uint n = 0; n < TN; n++) {
-                    s[a * TN + n] = fma(qv[a], kv[n], s[a * TN + n]);
-                    dp[a * TN + n] = fma(gv[a], vv[n], dp[a * TN + n]);
+                    s[a * TN + n] = tw_dot4(qv[a], kv[n], s[a * TN + n]);
+                    dp[a * TN + n] = tw_dot4(gv[a], vv[n], dp[a * TN + n]);
                 }
         }
         TW_UNROLL for (uint a = 0; a < TM; a++) {
@@ -91,25 +84,28 @@ void main() {
                 const uint c = kx + 8 * n, j = j0 + c;
                 const bool visible = i < T && j <= i;
                 const float p = visible ? exp(pc.scale * s[a * TN + n] - lse_s[r]) : 0.0;
-                Ps[r * BP + c] = p;
-                Ds[r * BP + c] = p * (dp[a * TN + n] - delta_s[r]);
+                Pt[c * PS + r / 4][r % 4] = p;
+                Dt[c * PS + r / 4][r % 4] = p * (dp[a * TN + n] - delta_s[r]);
             }
         }
         barrier();
-        // Accumulate over the block's query rows in order: key rows ry + RG a, columns kx + 8 c.
-        for (uint i = 0; i < BLK; i++) {
-            float p[TM], ds[TM];
+        // Accumulate over the block's query rows in order, 4 at a time: key rows ry + RG a,
+        // column groups kx + 8 c.
+        for (uint i4 = 0; i4 < BLK / 4; i4++) {
+            vec4 p[TM], ds[TM];
             TW_UNROLL for (uint a = 0; a < TM; a++) {
-                p[a] = Ps[i * BP + ry + RG * a];
-                ds[a] = Ds[i * BP + ry + RG * a];
+                p[a] = Pt[(ry + RG * a) * PS + i4];
+                ds[a] = Dt[(ry + RG * a) * PS + i4];
             }
-            TW_UNROLL for (uint c = 0; c < NC; c++) {
-                const uint d = kx + 8 * c;
-                const float g = d < HD ? Gs[i * HDP + d] : 0.0;
-                const float x = d < HD ? Qs[i * HDP + d] : 0.0;
-                TW_UNROLL for (uint a = 0; a < TM; a++) {
-                    dv[a * NC + c] = fma(p[a], g, dv[a * NC + c]);
-                    dk[a * NC + c] = fma(ds[a], x, dk[a * NC + c]);
+            TW_UNROLL for (uint ii = 0; ii < 4; ii++) {
+                TW_UNROLL for (uint c = 0; c < NC4; c++) {
+                    const uint cv = kx + 8 * c;
+                    const vec4 g = cv < HDV ? Gs[(4 * i4 + ii) * RS + cv] : vec4(0.0);
+                    const vec4 x = cv < HDV ? Qs[(4 * i4 + ii) * RS + cv] : vec4(0.0);
+                    TW_UNROLL for (uint a = 0; a < TM; a++) {
+                        dv[a * NC4 + c] = fma(vec4(p[a][ii]), g, dv[a * NC4 + c]);
+                        dk[a * NC4 + c] = fma(vec4(ds[a][ii]), x, dk[a * NC4 + c]);
+                    }
                 }
             }
         }
@@ -118,11 +114,14 @@ void main() {
         const uint j = j0 + ry + RG * a;
         if (j >= T) continue;
         const uint kr = base + j * pc.st;
-        TW_UNROLL for (uint c = 0; c < NC; c++) {
-            const uint d = kx + 8 * c;
-            if (d >= HD) continue;
-            dk_data[pc.dk_off + kr + d] += pc.scale * dk[a * NC + c];
-            dv_data[pc.dv_off + kr + d] += dv[a * NC + c];
+        TW_UNROLL for (uint c = 0; c < NC4; c++) {
+            const uint cv = kx + 8 * c;
+            TW_UNROLL for (uint e = 0; e < 4; e++) {
+                const uint d = 4 * cv + e;
+                if (d >= HD) continue;
+                dk_data[pc.dk_off + kr + d] += pc.scale * dk[a * NC4 + c][e];
+                dv_data[pc.dv_off + kr + d] += dv[a * NC4 + c][e];
+            }
         }
     }
 }

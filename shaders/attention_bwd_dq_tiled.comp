@@ -22,9 +22,9 @@ TW_BUFFER_RO(4, float, lse_data)
 TW_BUFFER_RO(5, float, delta_data)
 TW_BUFFER(6, float, dq_data)
 
-shared float Qs[BLK * HDP], Gs[BLK * HDP]; // this block's q and dO rows
-shared float Ks[BLK * HDP], Vs[BLK * HDP]; // the current key block
-shared float Ds[BLK * BP];                 // dS: [query row * BP + key row]
+shared vec4 Qs[BLK * RS], Gs[BLK * RS]; // this block's q and dO rows
+shared vec4 Ks[BLK * RS], Vs[BLK * RS]; // the current key block
+shared vec4 Ds[BLK * PS];               // dS: (query i, key j) at [i * PS + j / 4][j % 4]
 shared float lse_s[BLK], delta_s[BLK];
 
 void main() {
@@ -35,48 +35,40 @@ void main() {
     const uint lid = gl_LocalInvocationID.x, ry = lid / 8, kx = lid % 8;
     const uint base = tw_qkv_base(bh), gbase = pc.dout_off + tw_out_base(bh);
 
-    for (uint e = lid; e < BLK * HD; e += TW_ATTN_WG) {
-        uint r = e / HD, d = e % HD, i = i0 + r;
-        bool inside = i < T;
-        Qs[r * HDP + d] = inside ? q_data[pc.q_off + base + i * pc.st + d] : 0.0;
-        Gs[r * HDP + d] = inside ? dout_data[gbase + i * pc.ot + d] : 0.0;
-    }
+    TW_TILE_LOAD(Qs, q_data, pc.q_off + base, pc.st, i0, T, 1.0)
+    TW_TILE_LOAD(Gs, dout_data, gbase, pc.ot, i0, T, 1.0)
     if (lid < BLK) {
         uint i = i0 + lid;
         lse_s[lid] = i < T ? lse_data[pc.lse_off + bh * T + i] : 0.0;
         delta_s[lid] = i < T ? delta_data[bh * T + i] : 0.0;
     }
-    float acc[TM * NC];
-    TW_UNROLL for (uint x = 0; x < TM * NC; x++) acc[x] = 0.0;
+    vec4 acc[TM * NC4];
+    TW_UNROLL for (uint x = 0; x < TM * NC4; x++) acc[x] = vec4(0.0);
     const uint last = min(i0 + BLK, T) - 1;
     for (uint j0 = 0; j0 <= last; j0 += BLK) {
         barrier(); // the previous block's readers of Ks and Ds are done
-        for (uint e = lid; e < BLK * HD; e += TW_ATTN_WG) {
-            uint r = e / HD, d = e % HD, j = j0 + r;
-            bool inside = j < T;
-            Ks[r * HDP + d] = inside ? k_data[pc.k_off + base + j * pc.st + d] : 0.0;
-            Vs[r * HDP + d] = inside ? v_data[pc.v_off + base + j * pc.st + d] : 0.0;
-        }
+        TW_TILE_LOAD(Ks, k_data, pc.k_off + base, pc.st, j0, T, 1.0)
+        TW_TILE_LOAD(Vs, v_data, pc.v_off + base, pc.st, j0, T, 1.0)
         barrier();
         float s[TM * TN], dp[TM * TN];
         TW_UNROLL for (uint x = 0; x < TM * TN; x++) {
             s[x] = 0.0;
             dp[x] = 0.0;
         }
-        for (uint d = 0; d < HD; d++) {
-            float qv[TM], gv[TM], kv[TN], vv[TN];
+        for (uint cv = 0; cv < HDV; cv++) {
+            vec4 qv[TM], gv[TM], kv[TN], vv[TN];
             TW_UNROLL for (uint a = 0; a < TM; a++) {
-                qv[a] = Qs[(ry + RG * a) * HDP + d];
-                gv[a] = Gs[(ry + RG * a) * HDP + d];
+                qv[a] = Qs[(ry + RG * a) * RS + cv];
+                gv[a] = Gs[(ry + RG * a) * RS + cv];
             }
             TW_UNROLL for (uint n = 0; n < TN; n++) {
-                kv[n] = Ks[(kx + 8 * n) * HDP + d];
-                vv[n] = Vs[(kx + 8 * n) * HDP + d];
+                kv[n] = Ks[(kx + 8 * n) * RS + cv];
+                vv[n] = Vs[(kx + 8 * n) * RS + cv];
             }
             TW_UNROLL for (uint a = 0; a < TM; a++)
                 TW_UNROLL for (uint n = 0; n < TN; n++) {
-                    s[a * TN + n] = fma(qv[a], kv[n], s[a * TN + n]);
-                    dp[a * TN + n] = fma(gv[a], vv[n], dp[a * TN + n]);
+                    s[a * TN + n] = tw_dot4(qv[a], kv[n], s[a * TN + n]);
+                    dp[a * TN + n] = tw_dot4(gv[a], vv[n], dp[a * TN + n]);
                 }
         }
         TW_UNROLL for (uint a = 0; a < TM; a++) {
@@ -85,26 +77,34 @@ void main() {
                 const uint c = kx + 8 * n, j = j0 + c;
                 const bool visible = i < T && j <= i;
                 const float p = visible ? exp(pc.scale * s[a * TN + n] - lse_s[r]) : 0.0;
-                Ds[r * BP + c] = p * (dp[a * TN + n] - delta_s[r]);
+                Ds[r * PS + c / 4][c % 4] = p * (dp[a * TN + n] - delta_s[r]);
             }
         }
         barrier();
-        for (uint j = 0; j < BLK; j++) {
-            float ds[TM];
-            TW_UNROLL for (uint a = 0; a < TM; a++) ds[a] = Ds[(ry + RG * a) * BP + j];
-            TW_UNROLL for (uint c = 0; c < NC; c++) {
-                const uint d = kx + 8 * c;
-                const float x = d < HD ? Ks[j * HDP + d] : 0.0;
-                TW_UNROLL for (uint a = 0; a < TM; a++) acc[a * NC + c] = fma(ds[a], x, acc[a * NC + c]);
+        // dq += dS K over the block's keys in order, 4 at a time.
+        for (uint j4 = 0; j4 < BLK / 4; j4++) {
+            vec4 ds[TM];
+            TW_UNROLL for (uint a = 0; a < TM; a++) ds[a] = Ds[(ry + RG * a) * PS + j4];
+            TW_UNROLL for (uint jj = 0; jj < 4; jj++) {
+                TW_UNROLL for (uint c = 0; c < NC4; c++) {
+                    const uint cv = kx + 8 * c;
+                    const vec4 x = cv < HDV ? Ks[(4 * j4 + jj) * RS + cv] : vec4(0.0);
+                    TW_UNROLL for (uint a = 0; a < TM; a++)
+                        acc[a * NC4 + c] = fma(vec4(ds[a][jj]), x, acc[a * NC4 + c]);
+                }
             }
         }
     }
     TW_UNROLL for (uint a = 0; a < TM; a++) {
         const uint i = i0 + ry + RG * a;
         if (i >= T) continue;
-        TW_UNROLL for (uint c = 0; c < NC; c++) {
-            const uint d = kx + 8 * c;
-            if (d < HD) dq_data[pc.dq_off + base + i * pc.st + d] += pc.scale * acc[a * NC + c];
+        TW_UNROLL for (uint c = 0; c < NC4; c++) {
+            const uint cv = kx + 8 * c;
+            TW_UNROLL for (uint e = 0; e < 4; e++) {
+                const uint d = 4 * cv + e;
+                if (d < HD)
+                    dq_data[pc.dq_off + base + i * pc.st + d] += pc.scale * acc[a * NC4 + c][e];
+            }
         }
     }
 }

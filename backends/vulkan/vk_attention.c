@@ -276,9 +276,10 @@ enum { TILED_WG = 128 };
 /* Workgroup size of the tiled shaders at block size blk (attention_tiled.glsl). */
 static uint32_t tiled_wg(uint32_t blk) { return blk == 8 ? 64 : TILED_WG; }
 
-/* Shared-memory floats of a tiled shader at block size blk (the arrays it declares). */
+/* Shared-memory floats of a tiled shader at block size blk (the arrays it declares: tiles of
+ * vec4 rows, attention_tiled.glsl). */
 static uint64_t tiled_shared_floats(uint64_t blk, uint64_t D, int pass) {
-    const uint64_t tile = blk * (D + 1), scores = blk * (blk + 1);
+    const uint64_t tile = blk * ((D + 3) / 4 + 1) * 4, scores = blk * (blk / 4 + 1) * 4;
     switch (pass) {
     case 0: return 2 * tile + scores + 16 * blk;       /* forward: Qs, KVs, Ps, red_max/sum */
     case 1: return 4 * tile + scores + 2 * blk;        /* dQ: Qs, Gs, Ks, Vs, Ds, lse, delta */
@@ -312,8 +313,9 @@ static tw_status tiled_check(tw_vk_context *vk, const tw_attention_args *args, b
                             "vulkan: tiled attention with head_dim %d needs more shared memory "
                             "than this device's %u bytes",
                             args->head_dim, tw_vk_get_limits(vk)->shared_memory_bytes);
-        const uint64_t loads = (blk * D + tiled_wg(blk) - 1) / tiled_wg(blk);
-        const uint64_t per_block = 2 * loads + D + blk + 8, blocks = (T + blk - 1) / blk;
+        const uint64_t loads = (blk * ((D + 3) / 4) + tiled_wg(blk) - 1) / tiled_wg(blk);
+        const uint64_t per_block = 2 * loads + (D + 3) / 4 + blk + 8;
+        const uint64_t blocks = (T + blk - 1) / blk;
         if (is_llvmpipe(vk) && loads + blocks * per_block > LOOP_BUDGET)
             return tw_error(TW_ERR_UNSUPPORTED,
                             "vulkan: tiled attention at T=%d, head_dim %d is beyond what llvmpipe "
