@@ -205,9 +205,10 @@ static tw_status bwd_rows(tw_cl_context *cl, const tw_attention_args *args) {
  * the same work split as the Vulkan shaders. Work-groups of 128 work-items (64 at block 8) per
  * (b, h, block of BLK rows). */
 
-/* Local-memory floats of a tiled kernel at block size blk: pass 0 forward, 1 dQ, 2 dK/dV. */
+/* Local-memory floats of a tiled kernel at block size blk: pass 0 forward, 1 dQ, 2 dK/dV
+ * (float4 tiles, kernels/attention_tiled.cl). */
 static uint64_t tiled_local_floats(uint64_t blk, uint64_t D, int pass) {
-    const uint64_t tile = blk * (D + 1), scores = blk * (blk + 1);
+    const uint64_t tile = blk * ((D + 3) / 4 + 1) * 4, scores = blk * (blk / 4 + 1) * 4;
     switch (pass) {
     case 0: return 2 * tile + scores + 16 * blk;
     case 1: return 4 * tile + scores + 2 * blk;
