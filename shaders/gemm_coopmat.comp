@@ -1,7 +1,7 @@
 /* twist Vulkan: GEMM on cooperative matrices (VK_KHR_cooperative_matrix), fp16 inputs and fp32
  * accumulation (host side: backends/vulkan/vk_gemm.c, which uses it only when asked for with
  * tw_device_set_gemm_impl(TW_GEMM_VENDOR): rounding A and B to fp16 gives relative errors ~1e-3,
- * outside the fp32 contract of tw_gemm, so TW_GEMM_AUTO keeps the fp32 tiled shader gemm.comp).
+ * outside the fp32 contract of tw_gemm, so TW_GEMM_AUTO keeps the fp32 variants, gemm_tiled.comp).
  *
  *   for p in [0, batch): C_p (m, n) = alpha * op(A_p) op(B_p) + beta * C_p   (row-major)
  *

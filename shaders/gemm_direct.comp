@@ -4,7 +4,7 @@
  *   for p in [0, batch): C_p (m, n) = alpha * op(A_p) op(B_p) + beta * C_p   (row-major)
  *
  * Why: a CPU Vulkan driver (lavapipe) runs a workgroup's invocations as SIMD lanes, a loop of
- * lane-vectors split at each barrier, so gemm.comp's shared-memory staging spills every register
+ * lane-vectors split at each barrier, so a shared-memory tiled shader's staging spills every register
  * tile to memory at every barrier and reaches a few GFLOP/s. Here each invocation keeps its
  * (WM, WN) tile of C in registers over the whole k loop, like a BLAS micro-kernel (the same
  * finding as TW_GEMM_VEC in backends/opencl/kernels/gemm.cl on PoCL).
@@ -22,7 +22,7 @@
  *
  * Groups over (column blocks, row blocks, batch), grid-stride over what exceeds the device's
  * group-count limits. beta == 0 never reads C (NaNs in C must not propagate); k == 0 gives
- * C = beta C. Push constants and bindings are gemm.comp's. */
+ * C = beta C. Push constants and bindings are gemm_texel.comp's. */
 #version 450
 #include "common.glsl"
 

@@ -19,7 +19,7 @@
  *
  * Needs k and n multiples of 4, and a_off, b_off, lda, ldb, stride_a, stride_b multiples of 4
  * (texel-aligned rows); with TRANS_A also m and WM multiples of 4. beta == 0 never reads C (NaNs
- * in C must not propagate); k == 0 gives C = beta C. Push constants are gemm.comp's; bindings:
+ * in C must not propagate); k == 0 gives C = beta C. Push constants are gemm_direct.comp's; bindings:
  * 0 A (texels), 1 B (texels), 2 C. */
 #version 450
 #include "common.glsl"

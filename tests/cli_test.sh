@@ -380,6 +380,28 @@ expect_ok eval --model "$tmp/istow" --data "$corpus" --device cpu
     fail "eval --model . failed: $(cat "$tmp/err")"
 grep -q "loss" "$tmp/out" && echo "ok   exit 0  (cd ck && twist eval --model .)"
 
+# twist tune: flags refused by name; a device with nothing to tune says so and exits 0 (the
+# devices' real tuners run in the conformance *_variants tests and on GPUs through gpu-check).
+expect_fail 2 "missing required option --device" tune
+expect_fail 2 "unknown option '--bogus'" tune --device cpu --bogus
+expect_fail 2 "--retune takes no value" tune --device cpu --retune=yes
+expect_fail 2 "--device needs a value" tune --device
+expect_fail 2 "--device: no device named" tune --device ,
+expect_fail 2 "unexpected argument 'cpu'" tune cpu
+expect_fail 1 "unknown device spec 'gpu:0'" tune --device cpu,gpu:0
+expect_ok tune --device cpu --retune
+grep -q "^cpu (.*): nothing to tune" "$tmp/out" || fail "tune --device cpu: $(cat "$tmp/out")"
+# every device, tuned into a scratch cache (never the user's)
+# (the CLI is under test here, not the tuners: the backends' test-only knobs keep the timing
+# small, Vulkan to classes under 20 MFLOP and OpenCL to its reference candidate)
+export TWIST_CACHE_DIR=$tmp/tune-cache TWIST_VK_TUNE_MAX_FLOPS=2e7 TWIST_CL_TUNE_CANDIDATES=cpu
+expect_ok tune --device all
+unset TWIST_CACHE_DIR TWIST_VK_TUNE_MAX_FLOPS TWIST_CL_TUNE_CANDIDATES
+# one line per device: nothing to tune, or its classes tuned now
+[[ $(grep -cE "nothing to tune|shape class\(es\) in .* tuned now" "$tmp/out") == \
+   $("$twist" devices --no-measure --json | grep -c '"event":"device"') ]] ||
+    fail "tune --device all: not one summary line per device: $(cat "$tmp/out")"
+
 if ((failures)); then
     echo "cli_test: $failures failure(s)"
     exit 1

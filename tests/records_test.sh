@@ -48,6 +48,8 @@ SCHEMA = {  # event: (required, optional)
                "failed_workers", "phases_s", "per_worker", "bytes_round", "bytes_total", "loss",
                "elapsed_s", "bytes_sent", "bytes_received", "codec", "bytes_localsgd_fp32",
                "bytes_ratio_localsgd_fp32", "idle_fraction_max"}, set()),
+    "tune": ({"device", "device_name", "driver", "retune", "tunable", "tune_s", "variants",
+              "choices", "classes", "classes_tuned"}, set()),
 }
 # Old or ambiguous names that must not come back.
 FORBIDDEN = {"val_loss", "train_loss", "val_perplexity", "spec", "seq", "bench", "median"}
@@ -136,6 +138,7 @@ corpus=$tmp/corpus.txt
 run_json synth "data synth" data data synth --level 0 --words 20000 --out "$corpus"
 run_json tokenizer "data tokenizer" data data tokenizer --data "$corpus" --vocab 300 --out "$tmp/tok.json"
 run_json devices devices device,backend devices
+TWIST_CACHE_DIR=$tmp/tune-cache run_json tune tune tune tune --device cpu --retune
 grep -q '"device":"cpu"' "$tmp/devices.stdout.jsonl" || fail "devices: no cpu record"
 run_json gemm "bench gemm" bench bench gemm --device cpu --m 16 --n 8 --k 4 --repeat 1 --peer
 run_json attention "bench attention" bench bench attention --device cpu --batch 1 --heads 2 \

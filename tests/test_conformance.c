@@ -1,6 +1,14 @@
 /* twist op conformance suite: every op of twist/backend.h on one device, against a reference.
  *
  *   test_conformance --device SPEC        (SPEC: cpu, opencl:0, vulkan:0, cuda:0, ...)
+ *   test_conformance --device SPEC --all-variants
+ *
+ * --all-variants: every kernel variant of every op that has several on the device
+ * (tw_device_kernel_variants, e.g. the GEMM tilings a tuner picks from) runs that op's section
+ * once, forced with tw_device_force_kernel_variant, so no variant ships untested whatever the
+ * tuner would pick here; every failure line names the variant ("gemm[variant=v3] m=..."). Ops
+ * without variants are left to the plain run of the suite (their own ctest entry). On a device
+ * with no variants at all the plain suite runs once and says "no variants".
  *
  * Written once and parameterised by the device, so every backend runs it unchanged. A device this
  * machine lacks (backend not built, or no device behind it) prints "SKIP: <reason>" and exits 77;
@@ -63,6 +71,7 @@
 
 #include "harness.h"
 #include "reference.h"
+#include "twist/backend_support.h" /* TW_BACKEND_OPS: one section per op */
 #include "twist/clock.h"
 
 enum { MAX_TENSORS = 8, GUARD = 3 };
@@ -104,7 +113,7 @@ typedef tw_status (*run_fn)(tw_device *device, const void *params, tw_buffer *co
 typedef void (*ref_fn)(const void *params, double *const *d, int32_t *const *i);
 
 typedef struct family {
-    char name[40];
+    char name[160]; /* the op, and "[variant=NAME]" when --all-variants forces one */
     int cases, failures;
     double worst_ratio, worst_err, worst_tol;
     char worst_shape[200];
@@ -119,6 +128,7 @@ static struct {
     tw_test_rng rng;
     family fam;
     int total_cases;
+    const char *variant; /* the kernel variant forced now (--all-variants), or NULL */
 } S;
 
 static float uniform(float lo, float hi) { return tw_test_rng_uniform(&S.rng, lo, hi); }
@@ -369,7 +379,8 @@ static void check_case(op_case *c, run_fn run, ref_fn ref, const void *params) {
 
 static void family_begin(const char *name) {
     memset(&S.fam, 0, sizeof S.fam);
-    snprintf(S.fam.name, sizeof S.fam.name, "%s", name);
+    if (S.variant) snprintf(S.fam.name, sizeof S.fam.name, "%s[variant=%s]", name, S.variant);
+    else snprintf(S.fam.name, sizeof S.fam.name, "%s", name);
     S.fam.start = tw_now_seconds();
 }
 
@@ -1343,6 +1354,78 @@ static void gather_family(int kind) {
 }
 
 /* ------------------------------------------------------------------------------------------ */
+/* Sections by op, for --all-variants                                                         */
+/* ------------------------------------------------------------------------------------------ */
+
+static void section_gemm(void) { gemm_family("gemm"); }
+static void section_attention_fwd(void) { attention_family(false); }
+static void section_attention_bwd(void) { attention_family(true); }
+static void section_softmax_fwd(void) { softmax_family(false); }
+static void section_softmax_bwd(void) { softmax_family(true); }
+static void section_layernorm_fwd(void) { layernorm_family(false); }
+static void section_layernorm_bwd(void) { layernorm_family(true); }
+static void section_gelu_fwd(void) { gelu_family(false); }
+static void section_gelu_bwd(void) { gelu_family(true); }
+static void section_embedding_fwd(void) { embedding_family(false); }
+static void section_embedding_bwd(void) { embedding_family(true); }
+static void section_softmax_xent_fwd(void) { xent_family(false); }
+static void section_softmax_xent_bwd(void) { xent_family(true); }
+static void section_bias_add(void) { bias_family(false); }
+static void section_bias_bwd(void) { bias_family(true); }
+static void section_add(void) { add_family(); }
+static void section_scale(void) { scale_family(); }
+static void section_sum_sq(void) { sum_sq_family(); }
+static void section_adamw_step(void) { adamw_family(); }
+static void section_gather_rows(void) { gather_family(GATHER_ROWS); }
+static void section_scatter_rows(void) { gather_family(SCATTER_ROWS); }
+static void section_gather_cols(void) { gather_family(GATHER_COLS); }
+static void section_scatter_cols(void) { gather_family(SCATTER_COLS); }
+
+/* One entry per op of the op list (TW_BACKEND_OPS), in its order: a new op that lacks a
+ * section here does not compile. */
+typedef struct section {
+    const char *op;
+    void (*run)(void);
+} section;
+#define SECTION_(prefix, name, params) {#name, section_##name},
+static const section sections[] = {TW_BACKEND_OPS(SECTION_, unused)};
+#undef SECTION_
+enum { SECTION_COUNT = sizeof sections / sizeof sections[0], MAX_VARIANTS = 64 };
+
+/* Runs every variant of every op that has several on the device under test through its
+ * section. Returns how many variants ran; the device is back on the tuner's choices after. */
+static int run_all_variants(void) {
+    const char *spec = tw_device_get_info(S.dut)->spec;
+    int ran = 0;
+    for (int op = 0; op < SECTION_COUNT; op++) {
+        const char *names[MAX_VARIANTS];
+        int n = tw_device_kernel_variants(S.dut, sections[op].op, names, MAX_VARIANTS);
+        if (n <= 0) continue;
+        if (n > MAX_VARIANTS) n = MAX_VARIANTS;
+        printf("%s: %d variant(s) on %s, each forced in turn\n", sections[op].op, n, spec);
+        for (int v = 0; v < n; v++) {
+            tw_status status = tw_device_force_kernel_variant(S.dut, sections[op].op, names[v]);
+            if (status != TW_OK) {
+                tw_test_fail(__FILE__, __LINE__, "%s[variant=%s]: cannot force it on %s: %s",
+                             sections[op].op, names[v], spec, tw_last_error());
+                continue;
+            }
+            S.variant = names[v];
+            /* Every variant of an op meets the same cases. */
+            tw_test_rng_seed(&S.rng, 20261123u + (uint64_t)op);
+            sections[op].run();
+            S.variant = NULL;
+            ran++;
+        }
+        tw_status status = tw_device_force_kernel_variant(S.dut, sections[op].op, NULL);
+        if (status != TW_OK)
+            tw_test_fail(__FILE__, __LINE__, "%s: back to the tuner's choice on %s: %s",
+                         sections[op].op, spec, tw_last_error());
+    }
+    return ran;
+}
+
+/* ------------------------------------------------------------------------------------------ */
 /* Main                                                                                       */
 /* ------------------------------------------------------------------------------------------ */
 
@@ -1376,30 +1459,8 @@ static void print_device(void) {
                                       "ops: accumulate semantics here, values in gradcheck");
 }
 
-int main(int argc, char **argv) {
-    const char *spec = NULL;
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--device") == 0 && i + 1 < argc) spec = argv[++i];
-        else {
-            fprintf(stderr, "usage: %s --device SPEC (cpu, opencl:N, vulkan:N, cuda:N)\n", argv[0]);
-            return 2;
-        }
-    }
-    if (!spec) {
-        fprintf(stderr, "usage: %s --device SPEC (cpu, opencl:N, vulkan:N, cuda:N)\n", argv[0]);
-        return 2;
-    }
-    S.dut = open_device_under_test(spec);
-    if (tw_device_get_info(S.dut)->backend != TW_BACKEND_CPU) {
-        if (tw_device_open("cpu", &S.cpu) != TW_OK) {
-            fprintf(stderr, "FAIL: cannot open the reference device cpu: %s\n", tw_last_error());
-            return 1;
-        }
-    }
-    tw_test_rng_seed(&S.rng, 20261123);
-    print_device();
-    double start = tw_now_seconds();
-
+/* The whole suite: every op's section, with the tuner's choice of variant. */
+static void run_suite(void) {
     gemm_families();
     attention_family(false);
     attention_family(true);
@@ -1420,7 +1481,42 @@ int main(int argc, char **argv) {
     sum_sq_family();
     adamw_family();
     for (int kind = GATHER_ROWS; kind <= SCATTER_COLS; kind++) gather_family(kind);
+}
 
+int main(int argc, char **argv) {
+    const char *spec = NULL;
+    bool all_variants = false;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--device") == 0 && i + 1 < argc) spec = argv[++i];
+        else if (strcmp(argv[i], "--all-variants") == 0) all_variants = true;
+        else {
+            fprintf(stderr, "usage: %s --device SPEC (cpu, opencl:N, vulkan:N, cuda:N) "
+                            "[--all-variants]\n", argv[0]);
+            return 2;
+        }
+    }
+    if (!spec) {
+        fprintf(stderr, "usage: %s --device SPEC (cpu, opencl:N, vulkan:N, cuda:N) "
+                        "[--all-variants]\n", argv[0]);
+        return 2;
+    }
+    S.dut = open_device_under_test(spec);
+    if (tw_device_get_info(S.dut)->backend != TW_BACKEND_CPU) {
+        if (tw_device_open("cpu", &S.cpu) != TW_OK) {
+            fprintf(stderr, "FAIL: cannot open the reference device cpu: %s\n", tw_last_error());
+            return 1;
+        }
+    }
+    tw_test_rng_seed(&S.rng, 20261123);
+    print_device();
+    double start = tw_now_seconds();
+
+    if (!all_variants || run_all_variants() == 0) {
+        if (all_variants)
+            printf("no variants: every op has a single kernel on %s; the plain suite runs once\n",
+                   tw_device_get_info(S.dut)->spec);
+        run_suite();
+    }
     printf("%d cases in %.1f s on %s\n", S.total_cases, tw_now_seconds() - start,
            tw_device_get_info(S.dut)->spec);
     /* Leaks are caught per case (repeat runs); what remains is scratch the backend keeps. */

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "core/device.h" /* a tw_device around the test's own tuner (white box) */
 #include "harness.h"
 #include "twist/backend_support.h"
 
@@ -124,6 +125,78 @@ static void test_bad_keys_and_clear(void) {
     tw_tune_cache_close(cache);
 }
 
+/* tw_device_tune's choice callback (twist/backend.h): the front end reports what the backend's
+ * tune stored in or read from its tuning cache during the call. The tuner here is the test's
+ * own (a device struct around a vtable with only `tune`), doing what a backend's does: it opens
+ * its cache (an earlier run left "gemm NN-a" there), keeps that class, reads another cached one,
+ * times two new classes, and with retune clears the cache first. */
+typedef struct seen_choices {
+    char text[1024];
+    int count;
+} seen_choices;
+
+static void note_choice(const char *op, const char *shape_class, const char *variant,
+                        bool measured, void *user) {
+    seen_choices *seen = user;
+    size_t length = strlen(seen->text);
+    snprintf(seen->text + length, sizeof seen->text - length, "%s/%s=%s:%s;", op, shape_class,
+             variant, measured ? "tuned" : "cached");
+    seen->count++;
+}
+
+static tw_status test_tuner(void *context, const tw_tune_request *request) {
+    (void)context;
+    tw_tune_cache *cache = tw_tune_cache_open("test", "device T", "d");
+    if (request->retune) tw_tune_cache_clear(cache);
+    (void)tw_tune_cache_get(cache, "gemm NN-b"); /* read, cached or not */
+    (void)tw_tune_cache_get(cache, "gemm NN-missing");
+    tw_tune_cache_put(cache, "gemm TN-c", "v2");
+    tw_tune_cache_put(cache, "attention_fwd D64", "flash");
+    tw_tune_cache_put(cache, "gemm TN-c", "v3"); /* timed again: the last choice counts */
+    if (request->progress) request->progress(3, 3, "gemm TN-c: v3", request->user);
+    tw_tune_cache_close(cache);
+    return TW_OK;
+}
+
+static void test_tune_reports_choices(void) {
+    tw_tune_cache *cache = tw_tune_cache_open("test", "device T", "d");
+    TW_CHECK(tw_tune_cache_put(cache, "gemm NN-a", "v1") && tw_tune_cache_put(cache, "gemm NN-b", "v4"),
+             "an earlier run's choices");
+    tw_tune_cache_close(cache);
+    tw_backend_vtable vtable = {.tune = test_tuner};
+    struct tw_device device = {.vtable = &vtable};
+
+    seen_choices seen = {0};
+    tw_tune_request request = {.choice = note_choice, .user = &seen};
+    TW_CHECK_OK(tw_device_tune(&device, &request));
+    const char *want = "gemm/NN-a=v1:cached;gemm/NN-b=v4:cached;gemm/TN-c=v3:tuned;"
+                       "attention_fwd/D64=flash:tuned;";
+    TW_CHECK(strcmp(seen.text, want) == 0, "choices reported:\n  got  %s\n  want %s", seen.text,
+             want);
+
+    /* --retune: what was only read before the clear is no choice of this call. */
+    memset(&seen, 0, sizeof seen);
+    request.retune = true;
+    TW_CHECK_OK(tw_device_tune(&device, &request));
+    want = "gemm/TN-c=v3:tuned;attention_fwd/D64=flash:tuned;";
+    TW_CHECK(strcmp(seen.text, want) == 0, "choices after a retune:\n  got  %s\n  want %s",
+             seen.text, want);
+
+    /* Outside a tune call nothing is noted; without a callback the tuner still runs. */
+    memset(&seen, 0, sizeof seen);
+    cache = tw_tune_cache_open("test", "device T", "d");
+    tw_tune_cache_put(cache, "gemm NN-z", "v9");
+    tw_tune_cache_close(cache);
+    request.choice = NULL;
+    TW_CHECK_OK(tw_device_tune(&device, &request));
+    TW_CHECK(seen.count == 0, "no callback: nothing reported (%d)", seen.count);
+    cache = tw_tune_cache_open("test", "device T", "d");
+    const char *got = tw_tune_cache_get(cache, "gemm TN-c");
+    TW_CHECK(got && strcmp(got, "v3") == 0 && !tw_tune_cache_get(cache, "gemm NN-z"),
+             "the retune without a callback cleared and rebuilt the cache");
+    tw_tune_cache_close(cache);
+}
+
 int main(void) {
     if (!mkdtemp(cache_dir)) tw_test_skip("cannot make a temporary directory");
     setenv("TWIST_CACHE_DIR", cache_dir, 1);
@@ -132,6 +205,7 @@ int main(void) {
     test_other_driver_ignored();
     test_damaged_ignored();
     test_bad_keys_and_clear();
+    test_tune_reports_choices();
     char command[256];
     snprintf(command, sizeof command, "rm -rf '%s'", cache_dir);
     if (system(command) != 0) fprintf(stderr, "could not remove %s\n", cache_dir);

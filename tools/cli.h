@@ -26,6 +26,7 @@ int cmd_grow(int argc, char **argv);
 int cmd_extract(int argc, char **argv);
 int cmd_report(int argc, char **argv);
 int cmd_bench_all(int argc, char **argv);
+int cmd_tune(int argc, char **argv);
 
 /* Prints "<prog>: <library message>" for a failed library call and returns CLI_EXIT_RUNTIME. */
 int cli_library_error(const char *prog, tw_status status);

@@ -36,6 +36,8 @@ static const cli_command commands[] = {
     {"data", "prepare data: train a tokenizer, write graded synthetic text", cmd_data},
     {"profile", "per-op table of a trace written by --profile (summary)", cmd_profile},
     {"report", "HTML page and SVG plots of runs, profiles and benchmarks", cmd_report},
+    {"tune", "time each device's kernel variants now and cache the fastest per shape class",
+     cmd_tune},
 };
 enum { COMMAND_COUNT = sizeof commands / sizeof commands[0] };
 

@@ -32,12 +32,7 @@ static void release_programs(tw_cl_context *cl) {
     cl->attention_count = 0;
 }
 
-void tw_cl_attention_release(tw_cl_context *cl) {
-    release_programs(cl);
-    tw_tune_cache_close(cl->attention_cache);
-    cl->attention_cache = NULL;
-    cl->attention_cache_opened = false;
-}
+void tw_cl_attention_release(tw_cl_context *cl) { release_programs(cl); }
 
 static bool device_has_fma(cl_device_id device) {
     cl_device_fp_config config = 0;
@@ -361,7 +356,7 @@ static tw_status bwd_tiled(tw_cl_context *cl, const tw_attention_args *args) {
  * the measured choice per shape class (tw_attention_class_key) cached in tw_tune_cache, measured
  * in place on the first forward call of the class (tw_attention_measure) and used for its
  * backward too; CPU devices measure only classes up to
- * T = 64, where tiled must also win by 10%: on PoCL tiled ran several times slower than rows
+ * T = 64, where tiled must also win by 10%: on PoCL tiled ran 7x slower than rows
  * (README, "OpenCL"), and larger classes get rows. TWIST_TUNE=off: tiled on GPUs, rows on CPU
  * devices. */
 enum { VARIANT_ROWS = 0, VARIANT_TILED = 1, VARIANT_COUNT = 2 };
@@ -382,18 +377,6 @@ static tw_status run_fwd(void *context, const tw_attention_args *args, int varia
     return run_variant(context, args, false, variant);
 }
 
-static tw_tune_cache *cache_of(tw_cl_context *cl) {
-    if (!cl->attention_cache_opened) {
-        cl->attention_cache_opened = true;
-        char identity[1100];
-        /* Its own file beside the GEMM tuner's (the key prefix is the op name). */
-        snprintf(identity, sizeof identity, "%s|attention", cl->identity);
-        cl->attention_cache =
-            tw_tune_cache_open("opencl", identity, tw_device_get_info(cl->device)->driver);
-    }
-    return cl->attention_cache;
-}
-
 static tw_status choose(tw_cl_context *cl, const tw_attention_args *args, bool backward,
                         int *variant) {
     const int forced = forced_of(cl, backward);
@@ -410,7 +393,7 @@ static tw_status choose(tw_cl_context *cl, const tw_attention_args *args, bool b
     char key[64];
     tw_attention_class_key(key, sizeof key, backward ? "attention_bwd" : "attention_fwd",
                            args->head_dim, args->seq_len);
-    tw_tune_cache *cache = cache_of(cl);
+    tw_tune_cache *cache = tw_cl_tune_cache(cl); /* the device's, shared with GEMM */
     const char *cached = cache ? tw_tune_cache_get(cache, key) : NULL;
     for (int v = 0; cached && v < VARIANT_COUNT; v++)
         if (strcmp(cached, VARIANT_NAMES[v]) == 0) {

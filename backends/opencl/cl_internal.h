@@ -1,6 +1,7 @@
 /* twist OpenCL backend: state shared by its files (opencl.c: devices, buffers, events, vtable;
  * cl_program_cache.c: program builds with an on-disk binary cache; cl_ops.c: op launches;
- * cl_attention.c: fused attention; cl_gemm.c: CLBlast or own GEMM, chosen per shape class).
+ * cl_attention.c: fused attention; cl_gemm.c: CLBlast or own GEMM variants, tuned per shape
+ * class; cl_tune.c: kernel variants and tuning by op name).
  *
  * Device order: opencl:N is the N-th device when walking the platforms in clGetPlatformIDs order
  * and, within each platform, clGetDeviceIDs(CL_DEVICE_TYPE_ALL) order. Anything else that names
@@ -30,7 +31,7 @@ typedef enum tw_cl_family {
     TW_CL_FAMILY_COUNT
 } tw_cl_family;
 
-enum { TW_CL_MAX_KERNELS = 64, TW_CL_MAX_ATTENTION_PROGRAMS = 16, TW_CL_MAX_GEMM_CLASSES = 256 };
+enum { TW_CL_MAX_KERNELS = 64, TW_CL_MAX_ATTENTION_PROGRAMS = 16 };
 
 typedef struct tw_cl_kernel_entry {
     tw_cl_family family;
@@ -50,11 +51,8 @@ typedef struct tw_cl_attention_program {
     cl_kernel fwd_tiled, dq_tiled, dkdv_tiled;
 } tw_cl_attention_program;
 
-/* A GEMM shape class and the implementation measured fastest for it. */
-typedef struct tw_cl_gemm_choice {
-    char key[48];
-    tw_gemm_impl impl; /* TW_GEMM_VENDOR or TW_GEMM_OWN */
-} tw_cl_gemm_choice;
+/* GEMM variants: the own ones (tw_cl_own_variant) and then CLBlast ("vendor"). */
+enum { TW_CL_GEMM_VENDOR_VARIANT = TW_CL_OWN_COUNT, TW_CL_GEMM_VARIANTS };
 
 typedef struct tw_cl_context {
     tw_device *device; /* front-end device: scratch goes through tw_buffer_alloc on it */
@@ -75,19 +73,19 @@ typedef struct tw_cl_context {
     int kernel_count;
     tw_cl_attention_program attention[TW_CL_MAX_ATTENTION_PROGRAMS];
     int attention_count;
-    /* Attention variants (cl_attention.c): forced per op (0 fwd, 1 bwd; -1: the choice), and the
-     * tuning cache of measured choices (opened on first need). */
+    /* Attention variants (cl_attention.c): forced per op (0 fwd, 1 bwd; -1: the choice; valid
+     * once attention_forced_set). Their measured choices live in tune_cache (below). */
     int attention_forced[2];
     bool attention_forced_set;
-    tw_tune_cache *attention_cache;
-    bool attention_cache_opened;
 
-    /* GEMM. */
+    /* GEMM (cl_gemm.c). */
     tw_cl_gemm_own *gemm_own;
-    tw_gemm_impl gemm_impl; /* forced by set_gemm_impl, or AUTO */
-    tw_cl_gemm_choice gemm_choices[TW_CL_MAX_GEMM_CLASSES];
-    int gemm_choice_count;
-    bool gemm_choices_loaded;
+    tw_gemm_impl gemm_impl;   /* forced by set_gemm_impl, or AUTO */
+    int gemm_forced;          /* variant forced by force_variant, or -1 */
+    bool gemm_ready;          /* tune_cache opened, faults parsed */
+    tw_tune_cache *tune_cache; /* shared tuning cache (NULL when out of memory) */
+    bool gemm_fault_wrong[TW_CL_GEMM_VARIANTS]; /* test-only TWIST_CL_TUNE_FAULT */
+    bool gemm_fault_vendor_build;
 } tw_cl_context;
 
 /* "CL_OUT_OF_RESOURCES" etc. */
@@ -127,13 +125,28 @@ void tw_cl_arg(cl_kernel kernel, cl_uint *index, size_t size, const void *value,
 /* Ops (cl_ops.c, cl_attention.c, cl_gemm.c): tw_cl_gemm, tw_cl_attention_fwd, ... */
 TW_BACKEND_OP_PROTOTYPES(tw_cl)
 tw_status tw_cl_set_gemm_impl(void *context, tw_gemm_impl impl);
+
+/* GEMM variants and tuning (cl_gemm.c), reached through cl_tune.c's vtable entries. */
+int tw_cl_gemm_variants(tw_cl_context *cl, const char **names, int capacity);
+tw_status tw_cl_gemm_force_variant(tw_cl_context *cl, const char *name);
+/* Number of shape classes tw_cl_gemm_tune times. */
+int tw_cl_gemm_tune_count(void);
+/* Tunes them; *done counts finished classes across ops, `total` is the count over all ops. */
+tw_status tw_cl_gemm_tune(tw_cl_context *cl, const tw_tune_request *request, int *done,
+                          int total);
+void tw_cl_gemm_release(tw_cl_context *cl);
+
+/* The vtable's `variants`, `force_variant` and `tune` (cl_tune.c): dispatch by op name. */
+int tw_cl_variants(void *context, const char *op, const char **names, int capacity);
+tw_status tw_cl_force_variant(void *context, const char *op, const char *name);
+tw_status tw_cl_tune(void *context, const tw_tune_request *request);
+/* The device's shared tuning cache (cl_gemm.c opens it on first need; NULL when out of memory). */
+tw_tune_cache *tw_cl_tune_cache(tw_cl_context *cl);
 void tw_cl_attention_release(tw_cl_context *cl);
 /* Variants "rows" and "tiled" of "attention_fwd" / "attention_bwd" (cl_tune.c dispatches the
  * vtable's `variants` / `force_variant` here). */
 int tw_cl_attention_variants(tw_cl_context *cl, const char *op, const char **names, int capacity);
 tw_status tw_cl_attention_force_variant(tw_cl_context *cl, const char *op, const char *name);
-int tw_cl_variants(void *context, const char *op, const char **names, int capacity);
-tw_status tw_cl_force_variant(void *context, const char *op, const char *name);
 
 /* The cl_mem of a tensor argument. */
 static inline cl_mem tw_cl_mem(tw_mem mem) { return (cl_mem)mem.buffer->handle; }

@@ -1,13 +1,19 @@
-/* twist OpenCL backend: twist's own SGEMM (kernels in kernels/gemm.cl).
+/* twist OpenCL backend: twist's own SGEMM variants (kernels in kernels/gemm.cl; names and
+ * purposes in gemm_own.h).
  *
- * Two families of kernels, chosen per device:
- *   - CPU devices (PoCL and the like) run TW_GEMM_VEC / TW_GEMM_DOT: barrier-free register-tiled
- *     micro-kernels with explicit vectors as wide as the device prefers. Local memory on a CPU is
- *     ordinary cache, and barriers force a CPU OpenCL compiler to spill every work-item's
- *     accumulators to memory, so staging tiles in local memory only costs time there.
- *   - GPUs (and anything else) run TW_GEMM_TILED: local-memory tiles, a register tile per
- *     work-item, coalesced loads, padded local arrays.
- * Each (kernel, transpose) variant is built on first use through the backend's build callback
+ * Three kernel families:
+ *   - CPU devices (PoCL and the like) run TW_GEMM_VEC / TW_GEMM_DOT (variant "cpu"):
+ *     barrier-free register-tiled micro-kernels with explicit vectors as wide as the device
+ *     prefers. Local memory on a CPU is ordinary cache, and barriers force a CPU OpenCL compiler
+ *     to spill every work-item's accumulators to memory, so staging tiles in local memory only
+ *     costs time there.
+ *   - TW_GEMM_TILED ("tiled"): the first GPU kernel: local-memory tiles, a scalar register tile
+ *     per work-item, padded local arrays; its tile shrinks on devices with small work-groups.
+ *   - TW_GEMM_BLOCK ("large", "large32", "wide", "medium", "small", "splitk"): the GPU family
+ *     parameterised by -D options (block_configs below): float4 global loads where aligned,
+ *     float4 local reads, optional double buffering, optional split-K with a deterministic
+ *     reduction (TW_GEMM_REDUCE).
+ * Each (kernel, transpose) program is built on first use through the backend's build callback
  * and kept for the life of the object. */
 #include "gemm_own.h"
 
@@ -40,6 +46,32 @@ typedef struct tw_cl_gemm_cpu_tile {
     int wm, wn, vw, lx, ly;
 } tw_cl_gemm_cpu_tile;
 
+/* A TW_GEMM_BLOCK variant: work-group tile (bm, bn), per-work-item tile (tm, tn), k step bk,
+ * global vector width gv, local vector width lv, local padding, double buffering, split-K.
+ * Work-items per group: (bn / tn) * (bm / tm); local floats: (db + 1) * bk * (bm + bn + 2 pad). */
+typedef struct tw_cl_block_config {
+    tw_cl_own_variant variant;
+    int bm, bn, bk, tm, tn, gv, lv, pad, db;
+    bool split_k;
+} tw_cl_block_config;
+
+/* Sizes after the public SGEMMs that reach 0.7-0.9 of cuBLAS with plain FMA: 128x128 tiles of
+ * 8x8 per thread with float4 traffic on NVIDIA (256 threads, 33 KiB of the 48 KiB local
+ * memory), a 128x64 tile for AMD's 64-wide waves, 64x64 and 32x32 tiles where the output has
+ * too few large tiles to fill the device or the work-group size is small (Intel). */
+static const tw_cl_block_config block_configs[] = {
+    {TW_CL_OWN_LARGE, 128, 128, 16, 8, 8, 4, 4, 4, 1, false},
+    {TW_CL_OWN_LARGE32, 128, 128, 32, 8, 8, 4, 4, 4, 0, false},
+    {TW_CL_OWN_WIDE, 128, 64, 16, 8, 4, 4, 4, 4, 1, false},
+    {TW_CL_OWN_MEDIUM, 64, 64, 16, 4, 4, 4, 4, 4, 1, false},
+    {TW_CL_OWN_SMALL, 32, 32, 16, 4, 4, 4, 4, 4, 0, false},
+    {TW_CL_OWN_SPLITK, 64, 64, 16, 4, 4, 4, 4, 4, 0, true},
+};
+enum { TW_CL_BLOCK_COUNT = (int)(sizeof block_configs / sizeof block_configs[0]) };
+
+static const char *const own_names[TW_CL_OWN_COUNT] = {
+    "cpu", "tiled", "large", "large32", "wide", "medium", "small", "splitk"};
+
 /* TW_GEMM_TILED: a (tm, tn) tile of C per work-group, (wm, wn) per work-item, k staged tk at a
  * time, local rows padded by pad floats. */
 typedef struct tw_cl_gemm_gpu_tile {
@@ -50,6 +82,11 @@ struct tw_cl_gemm_own {
     cl_context context;
     cl_device_id device;
     cl_command_queue queue;
+    tw_device *front; /* for split-K scratch (tw_buffer_alloc) */
+    size_t max_group;
+    cl_ulong local_bytes;
+    int compute_units;
+    bool fault_build[TW_CL_OWN_COUNT]; /* test-only: build with -DTW_FAULT_BUILD */
     tw_cl_build_fn build;
     void *build_context;
     bool cpu_kernels; /* VEC/DOT rather than TILED */
@@ -58,6 +95,10 @@ struct tw_cl_gemm_own {
     tw_cl_gemm_gpu_tile tiled;
     cl_program programs[TW_CL_GEMM_VARIANT_COUNT];
     cl_kernel kernels[TW_CL_GEMM_VARIANT_COUNT];
+    cl_program block_programs[TW_CL_BLOCK_COUNT][4]; /* [config][trans_a * 2 + trans_b] */
+    cl_kernel block_kernels[TW_CL_BLOCK_COUNT][4];
+    cl_program reduce_program;
+    cl_kernel reduce_kernel;
 };
 
 /* One kernel launch: the operands as (offset, strides) views and the sizes it computes. */
@@ -144,14 +185,27 @@ static bool device_has_fma(cl_device_id device) {
     return (config & CL_FP_FMA) != 0;
 }
 
-tw_status tw_cl_gemm_own_create(cl_context context, cl_device_id device, cl_command_queue queue,
-                                tw_cl_build_fn build, void *build_context, tw_cl_gemm_own **out) {
+tw_status tw_cl_gemm_own_create(cl_context context, cl_device_id device,
+                                cl_command_queue queue, tw_device *front, tw_cl_build_fn build,
+                                void *build_context, tw_cl_gemm_own **out) {
     *out = NULL;
     tw_cl_gemm_own *gemm = calloc(1, sizeof(*gemm));
     if (!gemm) return tw_error(TW_ERR_OUT_OF_MEMORY, "opencl gemm: out of host memory");
     gemm->context = context;
     gemm->device = device;
     gemm->queue = queue;
+    gemm->front = front;
+    cl_uint units = 1;
+    if (clGetDeviceInfo(device, CL_DEVICE_MAX_WORK_GROUP_SIZE, sizeof gemm->max_group,
+                        &gemm->max_group, NULL) != CL_SUCCESS)
+        gemm->max_group = 64;
+    if (clGetDeviceInfo(device, CL_DEVICE_LOCAL_MEM_SIZE, sizeof gemm->local_bytes,
+                        &gemm->local_bytes, NULL) != CL_SUCCESS)
+        gemm->local_bytes = 16384;
+    if (clGetDeviceInfo(device, CL_DEVICE_MAX_COMPUTE_UNITS, sizeof units, &units, NULL) !=
+            CL_SUCCESS || units == 0)
+        units = 1;
+    gemm->compute_units = (int)units;
     gemm->build = build;
     gemm->build_context = build_context;
 
@@ -175,6 +229,14 @@ void tw_cl_gemm_own_destroy(tw_cl_gemm_own *gemm) {
         if (gemm->kernels[v]) clReleaseKernel(gemm->kernels[v]);
         if (gemm->programs[v]) clReleaseProgram(gemm->programs[v]);
     }
+    for (int c = 0; c < TW_CL_BLOCK_COUNT; ++c) {
+        for (int t = 0; t < 4; ++t) {
+            if (gemm->block_kernels[c][t]) clReleaseKernel(gemm->block_kernels[c][t]);
+            if (gemm->block_programs[c][t]) clReleaseProgram(gemm->block_programs[c][t]);
+        }
+    }
+    if (gemm->reduce_kernel) clReleaseKernel(gemm->reduce_kernel);
+    if (gemm->reduce_program) clReleaseProgram(gemm->reduce_program);
     free(gemm);
 }
 
@@ -217,22 +279,35 @@ static void variant_options(const tw_cl_gemm_own *gemm, tw_cl_gemm_variant varia
     }
 }
 
+/* Builds gemm.cl with `options` (plus the test-only fault of `owner`) and creates `name`. */
+static tw_status build_kernel(tw_cl_gemm_own *gemm, tw_cl_own_variant owner, const char *options,
+                              const char *name, cl_program *program_out, cl_kernel *kernel_out) {
+    char full[320];
+    snprintf(full, sizeof full, "%s%s", options,
+             gemm->fault_build[owner] ? " -DTW_FAULT_BUILD" : "");
+    cl_program program = NULL;
+    tw_status status =
+        gemm->build(gemm->build_context, twist_cl_gemm_cl, twist_cl_gemm_cl_size, full, &program);
+    if (status != TW_OK) return status;
+    cl_int err = CL_SUCCESS;
+    cl_kernel kernel = clCreateKernel(program, name, &err);
+    if (err != CL_SUCCESS) {
+        clReleaseProgram(program);
+        return cl_fail(err, "clCreateKernel(gemm)");
+    }
+    *program_out = program;
+    *kernel_out = kernel;
+    return TW_OK;
+}
+
 static tw_status get_kernel(tw_cl_gemm_own *gemm, tw_cl_gemm_variant variant, cl_kernel *out) {
     if (!gemm->kernels[variant]) {
         char options[256];
         variant_options(gemm, variant, options, sizeof(options));
-        cl_program program = NULL;
-        tw_status status = gemm->build(gemm->build_context, twist_cl_gemm_cl,
-                                       twist_cl_gemm_cl_size, options, &program);
+        tw_status status = build_kernel(
+            gemm, variant < TW_CL_GEMM_TILED_NN ? TW_CL_OWN_CPU : TW_CL_OWN_TILED, options,
+            variant_kernel_name(variant), &gemm->programs[variant], &gemm->kernels[variant]);
         if (status != TW_OK) return status;
-        cl_int err = CL_SUCCESS;
-        cl_kernel kernel = clCreateKernel(program, variant_kernel_name(variant), &err);
-        if (err != CL_SUCCESS) {
-            clReleaseProgram(program);
-            return cl_fail(err, "clCreateKernel(gemm)");
-        }
-        gemm->programs[variant] = program;
-        gemm->kernels[variant] = kernel;
     }
     *out = gemm->kernels[variant];
     return TW_OK;
@@ -371,14 +446,247 @@ static void plan_cpu(const tw_cl_gemm_own *gemm, const tw_gemm_args *args, cl_me
                                                        : TW_CL_GEMM_VEC_COLS_NARROW;
 }
 
-tw_status tw_cl_gemm_own_enqueue(tw_cl_gemm_own *gemm, const tw_gemm_args *args, cl_mem a,
-                                 cl_mem b, cl_mem c) {
+/* ------------------------------------------------------------------------------------------------
+ * TW_GEMM_BLOCK variants
+ * ---------------------------------------------------------------------------------------------- */
+
+static const tw_cl_block_config *block_config(tw_cl_own_variant variant) {
+    for (int c = 0; c < TW_CL_BLOCK_COUNT; ++c)
+        if (block_configs[c].variant == variant) return &block_configs[c];
+    return NULL;
+}
+
+static size_t block_threads(const tw_cl_block_config *b) {
+    return (size_t)(b->bn / b->tn) * (size_t)(b->bm / b->tm);
+}
+
+/* The kernel's __local arrays: (db + 1) * bk * (bm + pad) floats for A and the same for B, each
+ * rounded to float4 plus one. */
+static size_t block_local_bytes(const tw_cl_block_config *b) {
+    const size_t a = (size_t)(b->db + 1) * b->bk * (b->bm + b->pad) / 4 + 1;
+    const size_t bb = (size_t)(b->db + 1) * b->bk * (b->bn + b->pad) / 4 + 1;
+    return (a + bb) * 4 * sizeof(float);
+}
+
+static tw_status get_block_kernel(tw_cl_gemm_own *gemm, int config, int trans, cl_kernel *out) {
+    if (!gemm->block_kernels[config][trans]) {
+        const tw_cl_block_config *b = &block_configs[config];
+        char options[256];
+        snprintf(options, sizeof options,
+                 "-DTW_GEMM_BLOCK -DBM=%d -DBN=%d -DBK=%d -DTM=%d -DTN=%d -DGV=%d -DLV=%d "
+                 "-DPAD=%d -DDB=%d -DTRANS_A=%d -DTRANS_B=%d%s%s",
+                 b->bm, b->bn, b->bk, b->tm, b->tn, b->gv, b->lv, b->pad, b->db, trans >> 1,
+                 trans & 1, gemm->use_fma ? " -DUSE_FMA" : "",
+                 /* CPU devices vectorise across work-items; unrolling only costs build time. */
+                 gemm->cpu_kernels ? " -DTW_NO_UNROLL" : "");
+        cl_program program = NULL;
+        cl_kernel kernel = NULL;
+        tw_status status = build_kernel(gemm, b->variant, options, "tw_gemm_block", &program,
+                                        &kernel);
+        if (status != TW_OK) return status;
+        /* The compiler may need more registers than the work-group leaves (the kernel then
+         * cannot run at its required size): a clear error, which the tuner skips. */
+        size_t most = 0;
+        if (clGetKernelWorkGroupInfo(kernel, gemm->device, CL_KERNEL_WORK_GROUP_SIZE, sizeof most,
+                                     &most, NULL) == CL_SUCCESS &&
+            most < block_threads(b)) {
+            clReleaseKernel(kernel);
+            clReleaseProgram(program);
+            return tw_error(TW_ERR_UNSUPPORTED,
+                            "opencl gemm: variant %s needs work-groups of %zu, the compiled "
+                            "kernel allows %zu on this device",
+                            own_names[b->variant], block_threads(b), most);
+        }
+        gemm->block_programs[config][trans] = program;
+        gemm->block_kernels[config][trans] = kernel;
+    }
+    *out = gemm->block_kernels[config][trans];
+    return TW_OK;
+}
+
+/* Splits along k for a split-K variant: enough work-groups for two per compute unit (at least
+ * 8), each split at least 4 steps of bk long. Returns the split count and its k_chunk (a
+ * multiple of bk, so every split's global loads stay 4-float aligned). */
+static int split_count(const tw_cl_gemm_own *gemm, const tw_cl_block_config *b,
+                       const tw_gemm_args *args, int *k_chunk) {
+    const long tiles = (long)((args->m + b->bm - 1) / b->bm) * ((args->n + b->bn - 1) / b->bn) *
+                       args->batch;
+    const long target = gemm->compute_units * 2 > 8 ? gemm->compute_units * 2 : 8;
+    long splits = 1;
+    if (b->split_k && tiles < target) {
+        splits = (target + tiles - 1) / tiles;
+        const long most = args->k / (4 * b->bk);
+        if (splits > most) splits = most;
+        if (splits > 64) splits = 64;
+        if (splits < 1) splits = 1;
+    }
+    long chunk = (args->k + splits - 1) / splits;
+    chunk = (chunk + b->bk - 1) / b->bk * b->bk;
+    *k_chunk = (int)chunk;
+    return (int)((args->k + chunk - 1) / chunk);
+}
+
+/* Whether an operand allows aligned float4 loads/stores: element offset, leading dimension and
+ * (with more than one product) batch stride multiples of 4. */
+static cl_int vec_aligned(size_t offset, int64_t ld, int64_t stride, int batch) {
+    return offset % 4 == 0 && ld % 4 == 0 && (batch == 1 || stride % 4 == 0);
+}
+
+static tw_status enqueue_block(tw_cl_gemm_own *gemm, const tw_cl_block_config *b,
+                               const tw_gemm_args *args, cl_mem a, cl_mem bmem, cl_mem c) {
+    const int config = (int)(b - block_configs);
+    const int trans = (args->trans_a ? 2 : 0) + (args->trans_b ? 1 : 0);
+    cl_kernel kernel = NULL;
+    tw_status status = get_block_kernel(gemm, config, trans, &kernel);
+    if (status != TW_OK) return status;
+
+    int k_chunk = args->k;
+    const cl_int splits = split_count(gemm, b, args, &k_chunk);
+    tw_buffer *scratch = NULL;
+    cl_mem w = c; /* unused by the kernel when splits == 1, but must be a valid cl_mem */
+    if (splits > 1) {
+        /* (batch, splits, m, n) partial sums. */
+        const size_t floats = (size_t)args->batch * (size_t)splits * (size_t)args->m *
+                              (size_t)args->n;
+        status = tw_buffer_alloc(gemm->front, floats * sizeof(float), &scratch);
+        if (status != TW_OK) return status;
+        w = (cl_mem)scratch->handle;
+    }
+
+    const cl_int m = args->m, n = args->n, k = args->k;
+    const cl_ulong a_off = args->a.offset, b_off = args->b.offset, c_off = args->c.offset;
+    const cl_long lda = args->lda, ldb = args->ldb, ldc = args->ldc;
+    const cl_long a_batch = args->stride_a, b_batch = args->stride_b, c_batch = args->stride_c;
+    const cl_int a_vec = vec_aligned(args->a.offset, args->lda, args->stride_a, args->batch);
+    const cl_int b_vec = vec_aligned(args->b.offset, args->ldb, args->stride_b, args->batch);
+    const cl_int c_vec = vec_aligned(args->c.offset, args->ldc, args->stride_c, args->batch);
+    const cl_int chunk = k_chunk;
+    cl_uint i = 0;
+    cl_int err = CL_SUCCESS;
+    TW_CL_ARG(kernel, &i, m, &err);
+    TW_CL_ARG(kernel, &i, n, &err);
+    TW_CL_ARG(kernel, &i, k, &err);
+    TW_CL_ARG(kernel, &i, args->alpha, &err);
+    TW_CL_ARG(kernel, &i, args->beta, &err);
+    TW_CL_ARG(kernel, &i, a, &err);
+    TW_CL_ARG(kernel, &i, a_off, &err);
+    TW_CL_ARG(kernel, &i, lda, &err);
+    TW_CL_ARG(kernel, &i, a_batch, &err);
+    TW_CL_ARG(kernel, &i, a_vec, &err);
+    TW_CL_ARG(kernel, &i, bmem, &err);
+    TW_CL_ARG(kernel, &i, b_off, &err);
+    TW_CL_ARG(kernel, &i, ldb, &err);
+    TW_CL_ARG(kernel, &i, b_batch, &err);
+    TW_CL_ARG(kernel, &i, b_vec, &err);
+    TW_CL_ARG(kernel, &i, c, &err);
+    TW_CL_ARG(kernel, &i, c_off, &err);
+    TW_CL_ARG(kernel, &i, ldc, &err);
+    TW_CL_ARG(kernel, &i, c_batch, &err);
+    TW_CL_ARG(kernel, &i, c_vec, &err);
+    TW_CL_ARG(kernel, &i, splits, &err);
+    TW_CL_ARG(kernel, &i, chunk, &err);
+    TW_CL_ARG(kernel, &i, w, &err);
+    if (err != CL_SUCCESS) status = cl_fail(err, "clSetKernelArg(gemm block)");
+
+    const size_t local[3] = {(size_t)(b->bn / b->tn), (size_t)(b->bm / b->tm), 1};
+    const size_t global[3] = {ceil_div((size_t)n, (size_t)b->bn) * local[0],
+                              ceil_div((size_t)m, (size_t)b->bm) * local[1],
+                              (size_t)args->batch * (size_t)splits};
+    if (status == TW_OK) {
+        err = clEnqueueNDRangeKernel(gemm->queue, kernel, 3, NULL, global, local, 0, NULL, NULL);
+        if (err != CL_SUCCESS) status = cl_fail(err, "clEnqueueNDRangeKernel(gemm block)");
+    }
+    if (status == TW_OK && splits > 1) {
+        if (!gemm->reduce_kernel)
+            status = build_kernel(gemm, b->variant, "-DTW_GEMM_REDUCE", "tw_gemm_reduce",
+                                  &gemm->reduce_program, &gemm->reduce_kernel);
+        if (status == TW_OK) {
+            cl_kernel reduce = gemm->reduce_kernel;
+            i = 0;
+            TW_CL_ARG(reduce, &i, m, &err);
+            TW_CL_ARG(reduce, &i, n, &err);
+            TW_CL_ARG(reduce, &i, args->alpha, &err);
+            TW_CL_ARG(reduce, &i, args->beta, &err);
+            TW_CL_ARG(reduce, &i, splits, &err);
+            TW_CL_ARG(reduce, &i, w, &err);
+            TW_CL_ARG(reduce, &i, c, &err);
+            TW_CL_ARG(reduce, &i, c_off, &err);
+            TW_CL_ARG(reduce, &i, ldc, &err);
+            TW_CL_ARG(reduce, &i, c_batch, &err);
+            if (err != CL_SUCCESS) status = cl_fail(err, "clSetKernelArg(gemm reduce)");
+            /* One work-item per element of C, exact global size: the driver picks the
+             * work-group (any size is valid here). */
+            const size_t rglobal[3] = {(size_t)n, (size_t)m, (size_t)args->batch};
+            if (status == TW_OK) {
+                err = clEnqueueNDRangeKernel(gemm->queue, reduce, 3, NULL, rglobal, NULL, 0, NULL,
+                                             NULL);
+                if (err != CL_SUCCESS) status = cl_fail(err, "clEnqueueNDRangeKernel(gemm reduce)");
+            }
+        }
+    }
+    /* Safe with the kernels still queued: OpenCL keeps the object until they finish. */
+    if (scratch) tw_buffer_free(scratch);
+    return status;
+}
+
+/* ------------------------------------------------------------------------------------------------
+ * Variants
+ * ---------------------------------------------------------------------------------------------- */
+
+const char *tw_cl_own_variant_name(tw_cl_own_variant variant) {
+    return (int)variant >= 0 && variant < TW_CL_OWN_COUNT ? own_names[variant] : "?";
+}
+
+int tw_cl_own_variant_find(const char *name) {
+    for (int v = 0; v < TW_CL_OWN_COUNT; ++v)
+        if (strcmp(own_names[v], name) == 0) return v;
+    return -1;
+}
+
+bool tw_cl_own_variant_fits(const tw_cl_gemm_own *gemm, tw_cl_own_variant variant) {
+    const tw_cl_block_config *b = block_config(variant);
+    if (!b) return true; /* cpu and tiled size themselves from the device */
+    return block_threads(b) <= gemm->max_group && block_local_bytes(b) <= gemm->local_bytes;
+}
+
+tw_cl_own_variant tw_cl_own_default_variant(const tw_cl_gemm_own *gemm) {
+    return gemm->cpu_kernels ? TW_CL_OWN_CPU : TW_CL_OWN_TILED;
+}
+
+bool tw_cl_own_variant_suits(const tw_cl_gemm_own *gemm, tw_cl_own_variant variant,
+                             const tw_gemm_args *args) {
+    if (!tw_cl_own_variant_fits(gemm, variant)) return false;
+    /* On CPU devices the local-memory kernels run at 3-7 GFLOP/s where "cpu" reaches ~200: not
+     * worth timing (they are still run by the tests through tw_device_force_kernel_variant). */
+    if (gemm->cpu_kernels) return variant == TW_CL_OWN_CPU;
+    if (variant == TW_CL_OWN_CPU) return false;
+    const tw_cl_block_config *b = block_config(variant);
+    if (!b) return true;
+    /* A tile much larger than the output computes mostly padding. */
+    if (args->m < b->bm / 2 || args->n < b->bn / 2) return false;
+    if (b->split_k) {
+        int chunk = 0;
+        return split_count(gemm, b, args, &chunk) > 1;
+    }
+    return true;
+}
+
+void tw_cl_own_inject_build_fault(tw_cl_gemm_own *gemm, tw_cl_own_variant variant) {
+    if ((int)variant >= 0 && variant < TW_CL_OWN_COUNT) gemm->fault_build[variant] = true;
+}
+
+tw_status tw_cl_gemm_own_enqueue(tw_cl_gemm_own *gemm, tw_cl_own_variant variant,
+                                 const tw_gemm_args *args, cl_mem a, cl_mem b, cl_mem c) {
     if (args->dtype != TW_DTYPE_F32)
         return tw_error(TW_ERR_UNSUPPORTED, "opencl gemm: only f32 is supported");
     if (args->m <= 0 || args->n <= 0 || args->batch <= 0) return TW_OK;
+    const tw_cl_block_config *block = block_config(variant);
+    /* k == 0 or alpha == 0 (C = beta C, A and B unread) go to the simplest kernel. */
+    if (block && args->k > 0 && args->alpha != 0.0f)
+        return enqueue_block(gemm, block, args, a, b, c);
     tw_cl_gemm_launch l;
     memset(&l, 0, sizeof(l));
-    if (gemm->cpu_kernels) {
+    if (variant == TW_CL_OWN_CPU || (block && gemm->cpu_kernels)) {
         plan_cpu(gemm, args, a, b, &l);
     } else {
         plan_direct(args, a, b, &l);

@@ -212,6 +212,7 @@ static void cl_close(void *context) {
     if (!cl) return;
     if (cl->queue) clFinish(cl->queue);
     tw_cl_gemm_own_destroy(cl->gemm_own);
+    tw_cl_gemm_release(cl);
     tw_cl_attention_release(cl);
     tw_cl_release_programs(cl);
     if (cl->queue) clReleaseCommandQueue(cl->queue);
@@ -251,7 +252,8 @@ static tw_status cl_open(int index, tw_device *device, void **context) {
     }
     tw_cl_cache_init(cl);
     cl->gemm_impl = TW_GEMM_AUTO;
-    tw_status status = tw_cl_gemm_own_create(cl->context, cl->device_id, cl->queue,
+    cl->gemm_forced = -1;
+    tw_status status = tw_cl_gemm_own_create(cl->context, cl->device_id, cl->queue, device,
                                               tw_cl_build_program, cl, &cl->gemm_own);
     if (status != TW_OK) {
         cl_close(cl);
@@ -380,6 +382,7 @@ static const tw_backend_vtable opencl_vtable = {
     .set_gemm_impl = tw_cl_set_gemm_impl,
     .variants = tw_cl_variants,
     .force_variant = tw_cl_force_variant,
+    .tune = tw_cl_tune,
 };
 
 const tw_backend_vtable *tw_opencl_backend(void) { return &opencl_vtable; }

@@ -393,10 +393,10 @@ static tw_status bwd_tiled(tw_vk_context *vk, const tw_attention_args *args) {
  * the forward and the backward of the class (a backward before any forward of its class takes
  * the default below without caching).
  * CPU devices measure only classes up to T = 64 (and tiled must win there by 10%): on lavapipe
- * tiled ran 16x slower than rows (`twist bench attention --device vulkan:0 --batch 4 --heads 8
- * --seq 256 --head-dim 64 --variants`: fwd 832 vs 47 ms, bwd 5.6 s vs 0.30 s; barriers and
- * shared memory are costly on llvmpipe), and measuring tiled at T = 2048 there would take
- * minutes; larger classes get rows. TWIST_TUNE=off skips measuring: tiled on GPUs, rows on CPU
+ * tiled ran 7-12x slower than rows (`twist bench attention --device vulkan:0 --batch 4 --heads 8
+ * --seq 256 --head-dim 64 --variants`: fwd 260 vs 30 ms, bwd 1.78 s vs 0.15 s; barriers and
+ * shared memory are costly on llvmpipe), and measuring tiled at T = 2048 there would take long;
+ * larger classes get rows. TWIST_TUNE=off skips measuring: tiled on GPUs, rows on CPU
  * devices. */
 enum { CPU_MEASURED_T = 64 };
 enum { VARIANT_ROWS = 0, VARIANT_TILED = 1, VARIANT_COUNT = 2 };
@@ -404,8 +404,6 @@ static const char *const VARIANT_NAMES[VARIANT_COUNT] = {"rows", "tiled"};
 
 struct tw_vk_attention_state {
     int forced[2]; /* per op (0 forward, 1 backward): a variant, or -1 */
-    tw_tune_cache *cache;
-    bool cache_opened;
 };
 
 static tw_vk_attention_state *state_of(tw_vk_context *vk) {
@@ -421,7 +419,6 @@ static tw_vk_attention_state *state_of(tw_vk_context *vk) {
 void tw_vk_attention_release(tw_vk_context *vk) {
     tw_vk_op_settings *settings = tw_vk_op_settings_of(vk);
     if (!settings->attention) return;
-    tw_tune_cache_close(settings->attention->cache);
     free(settings->attention);
     settings->attention = NULL;
 }
@@ -445,18 +442,6 @@ static bool tiled_usable(tw_vk_context *vk, const tw_attention_args *args, bool 
     return tiled_check(vk, args, backward) == TW_OK; /* its message stays unreported */
 }
 
-static tw_tune_cache *cache_of(tw_vk_context *vk, tw_vk_attention_state *state) {
-    if (!state->cache_opened) {
-        state->cache_opened = true;
-        const tw_device_info *info = tw_device_get_info(tw_vk_device(vk));
-        char identity[600];
-        /* Its own file beside the GEMM tuner's (the key prefix is the op name). */
-        snprintf(identity, sizeof identity, "%s|%s|attention", info->name, info->vendor);
-        state->cache = tw_tune_cache_open("vulkan", identity, info->driver);
-    }
-    return state->cache;
-}
-
 /* The variant for this call: forced, cached, measured now, or the default. */
 static tw_status choose(tw_vk_context *vk, const tw_attention_args *args, bool backward,
                         int *variant) {
@@ -477,7 +462,7 @@ static tw_status choose(tw_vk_context *vk, const tw_attention_args *args, bool b
     const char *op = backward ? "attention_bwd" : "attention_fwd";
     char key[64];
     tw_attention_class_key(key, sizeof key, op, args->head_dim, args->seq_len);
-    tw_tune_cache *cache = cache_of(vk, state);
+    tw_tune_cache *cache = tw_vk_tune_cache(vk); /* the device's, shared with GEMM */
     const char *cached = cache ? tw_tune_cache_get(cache, key) : NULL;
     for (int v = 0; cached && v < VARIANT_COUNT; v++)
         if (strcmp(cached, VARIANT_NAMES[v]) == 0) {

@@ -143,6 +143,8 @@ struct tw_vk_context {
     char pipeline_cache_path[1024];
     size_t pipeline_cache_loaded_bytes; /* saved at close only when it grew */
     tw_vk_kernel *kernels;
+    int pipelines_built;       /* vkCreateComputePipelines calls, for TWIST_VK_PIPELINE_LOG */
+    double pipeline_seconds;   /* and the time they took */
 
     tw_vk_op_settings op_settings; /* the op files' own (vk_internal.h); zero at open */
 };

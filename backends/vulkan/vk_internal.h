@@ -86,14 +86,37 @@ typedef struct tw_vk_limits {
 const tw_vk_limits *tw_vk_get_limits(const tw_vk_context *vk);
 
 /* Per-device settings that op files keep in the context: the host zeroes them at open and never
- * reads them. gemm_impl: the tw_gemm_impl set by tw_vk_set_gemm_impl (vk_gemm.c). */
+ * reads them, except that it calls tw_vk_tune_release and tw_vk_attention_release at close. gemm_impl: the tw_gemm_impl set
+ * by tw_vk_set_gemm_impl (vk_gemm.c); gemm_forced: 1 + the index of the variant
+ * tw_device_force_kernel_variant forced, 0 for the tuner's choice; tune_cache: the device's
+ * tuning cache (vk_tune.c, opened on first use). */
 typedef struct tw_vk_attention_state tw_vk_attention_state; /* vk_attention.c */
 typedef struct tw_vk_op_settings {
     int gemm_impl;
-    tw_vk_attention_state *attention; /* forced variants, tuning cache (vk_attention.c) */
+    int gemm_forced;
+    tw_tune_cache *tune_cache;
+    bool tune_cache_opened;
+    tw_vk_attention_state *attention; /* forced attention variants (vk_attention.c) */
 } tw_vk_op_settings;
 
 tw_vk_op_settings *tw_vk_op_settings_of(tw_vk_context *vk);
+
+/* Tuning (vk_tune.c): the device's tuning cache (tw_tune_cache in twist/backend_support.h),
+ * keyed by the device's name, vendor and device ids and pipeline-cache UUID, checked against its
+ * driver version; opened on first use. NULL when out of memory (then nothing is cached: every
+ * get misses and every put is dropped). */
+tw_tune_cache *tw_vk_tune_cache(tw_vk_context *vk);
+/* Closes the tuning cache (the host calls it when the device closes). */
+void tw_vk_tune_release(tw_vk_context *vk);
+
+/* GEMM variants (vk_gemm.c), reached through vk_tune.c's dispatch by op name. */
+int tw_vk_gemm_variants(tw_vk_context *vk, const char **names, int capacity);
+tw_status tw_vk_gemm_force(tw_vk_context *vk, const char *name);
+/* How many shape classes tw_vk_gemm_tune visits, and the visit: each class is timed unless
+ * cached, *done counts up and request->progress is called per class out of `total`. */
+int tw_vk_gemm_tune_count(tw_vk_context *vk);
+tw_status tw_vk_gemm_tune(tw_vk_context *vk, const tw_tune_request *request, int *done,
+                          int total);
 
 /* Attention variants (vk_attention.c): "rows" and "tiled" of "attention_fwd" and
  * "attention_bwd" (the vtable's `variants` / `force_variant` reach them through vk_tune.c);

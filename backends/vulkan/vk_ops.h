@@ -23,8 +23,10 @@ TW_BACKEND_OP_PROTOTYPES(tw_vk)
  * the cooperative-matrix shader (TW_ERR_UNSUPPORTED where the device lacks it). */
 tw_status tw_vk_set_gemm_impl(void *context, tw_gemm_impl impl);
 
-/* OPTIONAL entries (vk_tune.c): kernel variants by op name (twist/backend_support.h). */
+/* OPTIONAL entries (vk_tune.c): kernel variants and tuning, dispatched by op name ("gemm":
+ * vk_gemm.c, "attention_fwd" / "attention_bwd": vk_attention.c). */
 int tw_vk_variants(void *context, const char *op, const char **names, int capacity);
 tw_status tw_vk_force_variant(void *context, const char *op, const char *name);
+tw_status tw_vk_tune(void *context, const tw_tune_request *request);
 
 #endif

@@ -6,7 +6,11 @@
  * <cache dir>/vulkan/pipelines-<pipelineCacheUUID>-<vendor>-<device>-<driverVersion>.bin (cache
  * dir: $TWIST_CACHE_DIR, $XDG_CACHE_HOME/twist or ~/.cache/twist) and written back at close
  * when it grew; a file whose header does not match this device and driver, or that the driver
- * rejects, is ignored (the cache starts empty and the file is rewritten). */
+ * rejects, is ignored (the cache starts empty and the file is rewritten).
+ *
+ * TWIST_VK_PIPELINE_LOG=1 prints every pipeline creation (shader, constants, milliseconds) and,
+ * at close, how many were built and how long they took in all: on a GPU a cold run's time goes
+ * there (the driver compiles each pipeline to machine code). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -180,6 +184,11 @@ static tw_status create_module(tw_vk_context *vk, const tw_vk_shader_blob *blob,
     return result == VK_SUCCESS ? TW_OK : tw_vk_fail(result, "vkCreateShaderModule");
 }
 
+static bool pipeline_log(void) {
+    const char *log = getenv("TWIST_VK_PIPELINE_LOG");
+    return log && *log && strcmp(log, "0") != 0;
+}
+
 static tw_status create_pipeline(tw_vk_context *vk, const tw_vk_shader_blob *blob,
                                  tw_vk_kernel *k) {
     VkShaderModule module;
@@ -200,9 +209,21 @@ static tw_status create_pipeline(tw_vk_context *vk, const tw_vk_shader_blob *blo
                   .pName = "main",
                   .pSpecializationInfo = k->spec_count ? &spec : NULL},
         .layout = k->layout};
+    const double start = tw_now_seconds();
     VkResult result =
         vkCreateComputePipelines(vk->dev, vk->pipeline_cache, 1, &info, NULL, &k->pipeline);
+    const double seconds = tw_now_seconds() - start;
     vkDestroyShaderModule(vk->dev, module, NULL);
+    vk->pipelines_built++;
+    vk->pipeline_seconds += seconds;
+    if (pipeline_log()) {
+        char constants[TW_VK_MAX_SPEC * 12 + 1] = "";
+        for (int i = 0; i < k->spec_count; i++)
+            snprintf(constants + strlen(constants), sizeof constants - strlen(constants), "%s%u",
+                     i ? "," : "", k->spec[i]);
+        fprintf(stderr, "twist: vulkan:%d pipeline %s [%s] built in %.1f ms\n", vk->index,
+                k->name, constants, seconds * 1e3);
+    }
     if (result != VK_SUCCESS) {
         k->pipeline = VK_NULL_HANDLE;
         return tw_vk_fail(result, "vkCreateComputePipelines");
@@ -268,6 +289,9 @@ tw_status tw_vk_kernel_get_texel(tw_vk_context *vk, const char *shader, int buff
 }
 
 void tw_vk_pipelines_release(tw_vk_context *vk) {
+    if (pipeline_log())
+        fprintf(stderr, "twist: vulkan:%d built %d pipelines in %.2f s\n", vk->index,
+                vk->pipelines_built, vk->pipeline_seconds);
     while (vk->kernels) {
         tw_vk_kernel *next = vk->kernels->next;
         kernel_destroy(vk, vk->kernels);

@@ -399,6 +399,7 @@ static void tw_vk_close(void *context) {
     if (vk->dev) {
         tw_vk_finish(vk);
         tw_vk_attention_release(vk);
+        tw_vk_tune_release(vk);
         tw_vk_pipelines_release(vk);
         tw_vk_submit_release(vk);
         tw_vk_memory_release(vk);
@@ -517,6 +518,7 @@ static const tw_backend_vtable vk_vtable = {
     .free_memory = tw_vk_free_memory,
     .variants = tw_vk_variants,
     .force_variant = tw_vk_force_variant,
+    .tune = tw_vk_tune,
 };
 
 const tw_backend_vtable *tw_vulkan_backend(void) { return &vk_vtable; }

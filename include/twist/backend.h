@@ -379,10 +379,21 @@ tw_status tw_device_set_gemm_impl(tw_device *device, tw_gemm_impl impl);
  * just timed ("gemm NN-m12-n12-k12-single: v3 412.0 GFLOP/s") . */
 typedef void (*tw_tune_progress)(int done, int total, const char *label, void *user);
 
+/* A choice tw_device_tune ends with: op `op` ("gemm") uses `variant` for shape class
+ * `shape_class`; `measured` when it was timed during this call, false when it came from the
+ * cache of an earlier run. */
+typedef void (*tw_tune_choice)(const char *op, const char *shape_class, const char *variant,
+                               bool measured, void *user);
+
 typedef struct tw_tune_request {
     bool retune;               /* forget cached choices first and time everything again */
     tw_tune_progress progress; /* may be NULL */
     void *user;
+    /* May be NULL: called after the backend's tune returns, once per shape class whose choice
+     * the backend stored in or read from its tuning cache (tw_tune_cache) during the call, in
+     * the order first met; `user` is passed along. The front end collects these from the
+     * cache itself, so every backend that tunes through it reports its choices. */
+    tw_tune_choice choice;
 } tw_tune_request;
 
 /* Tunes every shape class of every tunable op of the device now (`twist tune`). TW_OK with no

@@ -165,7 +165,8 @@ typedef struct tw_backend_vtable {
      * `op`'s variants on this device, best-guess first (all of them, whether or not the tuner
      * would consider them for a given shape); `force_variant` makes every later call of `op`
      * use one (NULL: back to the tuner's choice); `tune` times every shape class of every
-     * tunable op now. */
+     * tunable op now, in the calling thread, reading and writing each class's choice through
+     * its tw_tune_cache during the call (tw_device_tune reports the choices from there). */
     /* OPTIONAL: whether the device runs `op` with data type `dtype` (never asked for F32,
      * which every op supports). NULL: fp32 only. The answer must not change while the device
      * is open. */

@@ -8,6 +8,7 @@
 
 #include "core/device.h"
 #include "core/registry.h"
+#include "core/tune_observe.h"
 #include "prof/profile_internal.h"
 #include "twist/memory.h"
 
@@ -166,8 +167,24 @@ tw_status tw_device_set_gemm_impl(tw_device *device, tw_gemm_impl impl) {
 tw_status tw_device_tune(tw_device *device, const tw_tune_request *request) {
     if (!device) return tw_error(TW_ERR_INVALID_ARGUMENT, "tw_device_tune: no device");
     tw_tune_request none = {0};
+    if (!request) request = &none;
     if (!device->vtable->tune) return TW_OK; /* nothing to tune on this backend */
-    return device->vtable->tune(device->context, request ? request : &none);
+    if (!request->choice) return device->vtable->tune(device->context, request);
+    /* The choices are what the backend's tuning cache met during the call (tune_observe.h). */
+    tw_tune_observer observer = {.seen = calloc(TW_TUNE_SEEN_MAX, sizeof *observer.seen)};
+    if (!observer.seen) return tw_error(TW_ERR_OUT_OF_MEMORY, "tw_device_tune: out of host memory");
+    tw_tune_observe_begin(&observer);
+    tw_status status = device->vtable->tune(device->context, request);
+    tw_tune_observe_end();
+    for (int i = 0; i < observer.count; i++) {
+        tw_tune_seen *seen = &observer.seen[i];
+        char *space = strchr(seen->key, ' '); /* keys are "<op> <class>" (tw_tune_cache_put) */
+        if (!space) continue;
+        *space = '\0';
+        request->choice(seen->key, space + 1, seen->variant, seen->measured, request->user);
+    }
+    free(observer.seen);
+    return status;
 }
 
 int tw_device_kernel_variants(tw_device *device, const char *op, const char **names,

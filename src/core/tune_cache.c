@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "core/paths.h"
+#include "core/tune_observe.h"
 #include "twist/backend_support.h"
 #include "twist/error.h"
 
@@ -29,6 +30,42 @@ struct tw_tune_cache {
 };
 
 static const char tune_magic[] = "twist-tune 1";
+
+/* ---- the observer of a tw_device_tune call (tune_observe.h) ------------------------------ */
+
+static _Thread_local tw_tune_observer *observer;
+
+void tw_tune_observe_begin(tw_tune_observer *o) {
+    o->count = 0;
+    observer = o;
+}
+
+void tw_tune_observe_end(void) { observer = NULL; }
+
+/* Notes key -> variant: a put (measured) replaces what was noted; a read keeps an earlier note. */
+static void observe(const char *key, const char *variant, bool measured) {
+    if (!observer) return;
+    tw_tune_seen *seen = observer->seen;
+    int at = 0;
+    while (at < observer->count && strcmp(seen[at].key, key) != 0) at++;
+    if (at < observer->count && !measured) return;
+    if (at == observer->count) {
+        if (observer->count == TW_TUNE_SEEN_MAX) return;
+        observer->count++;
+    }
+    snprintf(seen[at].key, sizeof seen[at].key, "%s", key);
+    snprintf(seen[at].variant, sizeof seen[at].variant, "%s", variant);
+    seen[at].measured = measured;
+}
+
+/* A cleared cache (--retune): what was only read from it is no longer a choice. */
+static void observe_clear(void) {
+    if (!observer) return;
+    int kept = 0;
+    for (int i = 0; i < observer->count; i++)
+        if (observer->seen[i].measured) observer->seen[kept++] = observer->seen[i];
+    observer->count = kept;
+}
 
 /* A single word: printable, no spaces, below TUNE_WORD characters. */
 static bool is_word(const char *text) {
@@ -130,6 +167,8 @@ tw_tune_cache *tw_tune_cache_open(const char *backend, const char *identity, con
         if (written < 0 || (size_t)written >= sizeof cache->path) cache->path[0] = '\0';
     }
     load(cache);
+    for (int i = 0; i < cache->count; i++)
+        observe(cache->entries[i].key, cache->entries[i].variant, false);
     return cache;
 }
 
@@ -142,7 +181,9 @@ void tw_tune_cache_close(tw_tune_cache *cache) {
 const char *tw_tune_cache_get(const tw_tune_cache *cache, const char *key) {
     if (!cache || !key) return NULL;
     int at = find(cache, key);
-    return at < 0 ? NULL : cache->entries[at].variant;
+    if (at < 0) return NULL;
+    observe(key, cache->entries[at].variant, false);
+    return cache->entries[at].variant;
 }
 
 const char *tw_tune_cache_path(const tw_tune_cache *cache) { return cache ? cache->path : ""; }
@@ -165,7 +206,11 @@ static bool save(const tw_tune_cache *cache) {
     char *slash = strrchr(dir, '/');
     if (slash) *slash = '\0';
     char temp[4200];
-    snprintf(temp, sizeof temp, "%s.tmp.%ld", cache->path, (long)getpid());
+    /* Unique per process and per call: two threads of one process (IST workers on two devices
+     * of one backend) may save at the same moment. */
+    static _Atomic unsigned long saves;
+    unsigned long serial = saves++;
+    snprintf(temp, sizeof temp, "%s.tmp.%ld.%lu", cache->path, (long)getpid(), serial);
     bool ok = slash && tw_make_dirs(dir);
     FILE *file = ok ? fopen(temp, "wb") : NULL;
     ok = file && fwrite(text, 1, length, file) == length;
@@ -193,12 +238,14 @@ bool tw_tune_cache_put(tw_tune_cache *cache, const char *key, const char *varian
     }
     snprintf(cache->entries[at].key, TUNE_WORD, "%s", key);
     snprintf(cache->entries[at].variant, TUNE_WORD, "%s", variant);
+    observe(key, variant, true);
     return save(cache);
 }
 
 void tw_tune_cache_clear(tw_tune_cache *cache) {
     if (!cache) return;
     cache->count = 0;
+    observe_clear();
     if (cache->path[0] && remove(cache->path) != 0 && errno != ENOENT)
         tw_note("could not remove the tuning cache %s: %s", cache->path, strerror(errno));
 }
