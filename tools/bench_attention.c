@@ -34,8 +34,11 @@ typedef struct attention_options {
     const char *device;
     const char *against; /* a second device for the fused ops, or NULL */
     int batch, heads, seq, head_dim, layout, repeat;
+    bool variants; /* --variants: also time every kernel variant of the fused ops, forced */
     const char *json;
 } attention_options;
+
+enum { MAX_VARIANTS = 8 };
 
 /* Element counts of each buffer, overflow-checked at parse time. */
 typedef struct attention_sizes {
@@ -60,6 +63,12 @@ typedef struct attention_run {
     /* --against: the fused ops on the other device against this one's. */
     char against_spec[32];
     double against_out, against_dq, against_dk, against_dv;
+    /* --variants: the device's attention_fwd variants (the same names for attention_bwd), each
+     * forced on both ops, timed in the same rounds as the device's own choice ("fused"). */
+    const char *variant_names[MAX_VARIANTS];
+    int variant_count;
+    double *variant_times[MAX_VARIANTS][2];
+    double variant_ms[MAX_VARIANTS][2];
 } attention_run;
 
 static bool sizes_of(const attention_options *o, attention_sizes *z) {
@@ -188,6 +197,7 @@ static void cleanup(attention_run *r) {
     free(r->grad_fused);
     free(r->grad_unfused);
     for (int i = 0; i < 4; i++) free(r->times[i]);
+    for (int v = 0; v < MAX_VARIANTS; v++) free(r->variant_times[v][0]), free(r->variant_times[v][1]);
 }
 
 typedef tw_status (*attention_op)(tw_device *device, const tw_attention_args *args);
@@ -308,11 +318,58 @@ static int against(const attention_options *o, const attention_sizes *z, attenti
     return rc;
 }
 
-/* R rounds of fused fwd, fused bwd, unfused fwd, unfused bwd, interleaved so machine noise
- * falls on both paths alike. The fused backward reads the fused forward's out and lse. */
+/* --variants: the device's variants and room for their times. */
+static int variants_prepare(const attention_options *o, attention_run *r) {
+    r->variant_count = tw_device_kernel_variants(r->device, "attention_fwd", r->variant_names,
+                                                 MAX_VARIANTS);
+    if (r->variant_count > MAX_VARIANTS) r->variant_count = MAX_VARIANTS;
+    for (int v = 0; v < r->variant_count; v++)
+        for (int k = 0; k < 2; k++) {
+            r->variant_times[v][k] = calloc((size_t)o->repeat, sizeof(double));
+            if (!r->variant_times[v][k]) return cli_runtime_error(PROG, "out of host memory");
+        }
+    return CLI_EXIT_OK;
+}
+
+/* One round of every variant forced on both ops (fwd, then bwd on its out and lse), then the
+ * device's own choice again. */
+static int variants_round(attention_run *r, int round) {
+    for (int v = 0; v < r->variant_count; v++) {
+        size_t peak = 0, scratch = 0;
+        tw_status status = tw_device_force_kernel_variant(r->device, "attention_fwd",
+                                                          r->variant_names[v]);
+        if (status == TW_OK)
+            status = tw_device_force_kernel_variant(r->device, "attention_bwd",
+                                                    r->variant_names[v]);
+        if (status != TW_OK) return cli_library_error(PROG, status);
+        int rc = timed_op(r, tw_attention_fwd, false, &r->variant_times[v][0][round], &peak,
+                          &scratch);
+        if (rc == CLI_EXIT_OK)
+            rc = timed_op(r, tw_attention_bwd, true, &r->variant_times[v][1][round], &peak,
+                          &scratch);
+        if (rc != CLI_EXIT_OK) return rc;
+    }
+    tw_status status = tw_device_force_kernel_variant(r->device, "attention_fwd", NULL);
+    if (status == TW_OK) status = tw_device_force_kernel_variant(r->device, "attention_bwd", NULL);
+    return status == TW_OK ? CLI_EXIT_OK : cli_library_error(PROG, status);
+}
+
+/* R rounds of fused fwd, fused bwd, unfused fwd, unfused bwd (and with --variants every
+ * variant's fwd and bwd), interleaved so machine noise falls on all alike. The fused backward
+ * reads the fused forward's out and lse. */
 static int measure(const attention_options *o, attention_run *r) {
     path_stats *f = &r->fused, *u = &r->unfused;
+    if (o->variants) {
+        int rc = variants_prepare(o, r);
+        /* An untimed round first: a variant's first call builds its kernels. */
+        if (rc == CLI_EXIT_OK && r->variant_count > 0) rc = variants_round(r, 0);
+        if (rc != CLI_EXIT_OK) return rc;
+    }
     for (int i = 0; i < o->repeat; i++) {
+        if (o->variants && r->variant_count > 0) {
+            int rc = variants_round(r, i);
+            if (rc != CLI_EXIT_OK) return rc;
+        }
         int rc = timed_op(r, tw_attention_fwd, false, &r->times[0][i], &f->fwd_peak, &f->fwd_scratch);
         if (rc == CLI_EXIT_OK)
             rc = timed_op(r, tw_attention_bwd, true, &r->times[1][i], &f->bwd_peak, &f->bwd_scratch);
@@ -328,6 +385,9 @@ static int measure(const attention_options *o, attention_run *r) {
     f->bwd_ms = cli_median(r->times[1], o->repeat);
     u->fwd_ms = cli_median(r->times[2], o->repeat);
     u->bwd_ms = cli_median(r->times[3], o->repeat);
+    for (int v = 0; v < r->variant_count; v++)
+        for (int k = 0; k < 2; k++)
+            r->variant_ms[v][k] = cli_median(r->variant_times[v][k], o->repeat);
     return CLI_EXIT_OK;
 }
 
@@ -352,6 +412,13 @@ static void print_text(const attention_options *o, const attention_sizes *z,
     print_path_text("unfused", &r->unfused);
     printf("  fused speedup: fwd %.2fx, bwd %.2fx\n", r->unfused.fwd_ms / r->fused.fwd_ms,
            r->unfused.bwd_ms / r->fused.bwd_ms);
+    if (o->variants && r->variant_count == 0)
+        printf("  variants: the device has a single fused attention kernel\n");
+    for (int v = 0; v < r->variant_count; v++)
+        printf("  variant %-8s fwd %10.3f ms  bwd %12.3f ms   (fused, the device's choice: "
+               "%.2fx / %.2fx of it)\n",
+               r->variant_names[v], r->variant_ms[v][0], r->variant_ms[v][1],
+               r->variant_ms[v][0] / r->fused.fwd_ms, r->variant_ms[v][1] / r->fused.bwd_ms);
     printf("  peak = all benchmark buffers on the device (%s: q, k, v, out, lse, dout, dq, dk, dv)"
            " + the op's scratch\n",
            cli_format_bytes((double)z->args_bytes, args_text, 32));
@@ -394,6 +461,14 @@ static void write_record(output *out, const attention_options *o, const attentio
     tw_record_number(diff, "dq", r->diff_dq);
     tw_record_number(diff, "dk", r->diff_dk);
     tw_record_number(diff, "dv", r->diff_dv);
+    if (j && r->variant_count > 0) {
+        cJSON *variants = cJSON_AddObjectToObject(j, "variants");
+        for (int v = 0; v < r->variant_count; v++) {
+            cJSON *one = variants ? cJSON_AddObjectToObject(variants, r->variant_names[v]) : NULL;
+            tw_record_number(one, "fwd_ms", r->variant_ms[v][0]);
+            tw_record_number(one, "bwd_ms", r->variant_ms[v][1]);
+        }
+    }
     if (j && o->against) {
         cJSON *against = cJSON_AddObjectToObject(j, "against");
         tw_record_string(against, "device", r->against_spec);
@@ -469,6 +544,9 @@ int cmd_bench_attention(int argc, char **argv) {
         {.name = "--against", .kind = ARG_STRING, .dest = &o.against, .metavar = "SPEC",
          .help = "also run the fused ops once on SPEC (e.g. cpu) with the same inputs and "
                  "check that both devices agree"},
+        {.name = "--variants", .kind = ARG_FLAG, .dest = &o.variants,
+         .help = "also time each kernel variant of the fused ops (forced in turn) in the same "
+                 "rounds"},
         output_json_spec(&o.json, "a record (JSON) on stdout instead of the text, or appended "
                                   "to FILE"),
     };
@@ -476,7 +554,7 @@ int cmd_bench_attention(int argc, char **argv) {
         .name = PROG,
         .synopsis = "twist bench attention --device SPEC --batch B --heads H --seq T --head-dim D\n"
                     "                             [--layout packed|contiguous] [--repeat R] "
-                    "[--against SPEC] [--json[=FILE]]",
+                    "[--against SPEC] [--variants] [--json[=FILE]]",
         .summary = "Times fused causal attention (forward and backward) against the unfused path\n"
                    "(GEMM + softmax, materialising the (B, H, T, T) scores) on one device, with\n"
                    "their peak device memory, and prints the largest difference between the two.",

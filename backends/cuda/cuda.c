@@ -217,6 +217,7 @@ static void cuda_close(void *context) {
     if (!cu) return;
     if (cudaSetDevice(cu->index) == cudaSuccess && cu->stream) cudaStreamSynchronize(cu->stream);
     release_cache(cu);
+    tw_tune_cache_close(cu->attention_cache);
     if (cu->cublas) cublasDestroy(cu->cublas);
     if (cu->stream) cudaStreamDestroy(cu->stream);
     cudaGetLastError();
@@ -378,6 +379,8 @@ static const tw_backend_vtable cuda_vtable = {
     TW_BACKEND_DEVICE_INITIALISERS(cuda) /* cuda_enumerate, cuda_open, ... */
     TW_BACKEND_OP_INITIALISERS(tw_cuda) /* every op, from the list in twist/backend_support.h */
     .set_gemm_impl = tw_cuda_set_gemm_impl,
+    .variants = tw_cuda_variants,
+    .force_variant = tw_cuda_force_variant,
     .no_device_reason = cuda_no_device_reason,
     .free_memory = cuda_free_memory,
 };

@@ -31,6 +31,12 @@ typedef struct tw_cuda_context {
      * held from the driver, cached blocks included. */
     tw_cuda_block *cache;
     size_t reserved_bytes, cached_bytes;
+    /* Attention variants (cuda_ops.c): forced per op (0 fwd, 1 bwd; -1: the choice; valid once
+     * attention_forced_set), and the tuning cache of measured choices (opened on first need). */
+    int attention_forced[2];
+    bool attention_forced_set;
+    tw_tune_cache *attention_cache;
+    bool attention_cache_opened;
 } tw_cuda_context;
 
 /* tw_error(TW_ERR_OUT_OF_MEMORY or TW_ERR_BACKEND, "cuda: <what> failed: <CUDA error text>"). */
@@ -51,6 +57,9 @@ static inline int32_t *tw_cuda_i32(tw_mem mem) {
  * launch are tw_cuda_launch_<op> (cuda_kernels.h). */
 TW_BACKEND_OP_PROTOTYPES(tw_cuda)
 tw_status tw_cuda_set_gemm_impl(void *context, tw_gemm_impl impl);
+/* Kernel variants (cuda_ops.c): "warp" and "tiled" of "attention_fwd" / "attention_bwd". */
+int tw_cuda_variants(void *context, const char *op, const char **names, int capacity);
+tw_status tw_cuda_force_variant(void *context, const char *op, const char *name);
 
 /* NVTX range named after the op around each launch: "twist:<op>". */
 void tw_cuda_range_push(const char *op);

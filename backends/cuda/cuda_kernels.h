@@ -101,6 +101,10 @@ typedef struct tw_cuda_attention {
 
 cudaError_t tw_cuda_launch_attention_fwd(cudaStream_t stream, const tw_cuda_attention *a);
 cudaError_t tw_cuda_launch_attention_bwd(cudaStream_t stream, const tw_cuda_attention *a);
+/* The tiled variant (kernels_attention.cu): flash-attention blocks of 32 or 16 rows in shared
+ * memory, the work split of the Vulkan and OpenCL "tiled" kernels. */
+cudaError_t tw_cuda_launch_attention_fwd_tiled(cudaStream_t stream, const tw_cuda_attention *a);
+cudaError_t tw_cuda_launch_attention_bwd_tiled(cudaStream_t stream, const tw_cuda_attention *a);
 
 #ifdef __cplusplus
 }

@@ -3,6 +3,8 @@
  * in the device's bytes), and launch errors turned into tw_status. The kernels are in the .cu
  * files (cuda_kernels.h). */
 #include <math.h>
+#include <stdio.h>
+#include <string.h>
 
 #include "cuda_internal.h"
 #include "cuda_kernels.h"
@@ -233,15 +235,25 @@ static tw_status attention_view(const tw_attention_args *args, bool backward,
     return TW_OK;
 }
 
-tw_status tw_cuda_attention_fwd(void *context, const tw_attention_args *args) {
-    tw_cuda_context *cu = context;
+/* Variants: "warp" (the first kernels: a warp per few rows, lanes over keys) and "tiled"
+ * (flash-attention blocks of 32 or 16 rows in shared memory, the work split of the Vulkan and
+ * OpenCL "tiled" kernels, which are tested on lavapipe and PoCL; this one has not yet run on a
+ * GPU). Unless forced, the first forward call of a shape class (tw_attention_class_key) measures
+ * both in place with tw_attention_measure, which also compares tiled's results with warp's and
+ * skips it if they disagree, and caches the faster in tw_tune_cache for the class's forward and
+ * backward (a backward before any forward of its class takes warp). TWIST_TUNE=off: warp. */
+enum { VARIANT_WARP = 0, VARIANT_TILED = 1, VARIANT_COUNT = 2 };
+static const char *const VARIANT_NAMES[VARIANT_COUNT] = {"warp", "tiled"};
+
+static tw_status fwd_variant(tw_cuda_context *cu, const tw_attention_args *args, int variant) {
     tw_cuda_attention a;
     TW_TRY(attention_view(args, false, &a));
+    if (variant == VARIANT_TILED)
+        CUDA_OP(cu, "attention_fwd", tw_cuda_launch_attention_fwd_tiled(cu->stream, &a));
     CUDA_OP(cu, "attention_fwd", tw_cuda_launch_attention_fwd(cu->stream, &a));
 }
 
-tw_status tw_cuda_attention_bwd(void *context, const tw_attention_args *args) {
-    tw_cuda_context *cu = context;
+static tw_status bwd_variant(tw_cuda_context *cu, const tw_attention_args *args, int variant) {
     tw_cuda_attention a;
     TW_TRY(attention_view(args, true, &a));
     /* delta (B, H, T): rowwise dO . O, the only scratch. */
@@ -252,10 +264,112 @@ tw_status tw_cuda_attention_bwd(void *context, const tw_attention_args *args) {
     tw_status status = tw_cuda_activate(cu);
     if (status == TW_OK) {
         tw_cuda_range_push("twist:attention_bwd");
-        cudaError_t err = tw_cuda_launch_attention_bwd(cu->stream, &a);
+        cudaError_t err = variant == VARIANT_TILED
+                              ? tw_cuda_launch_attention_bwd_tiled(cu->stream, &a)
+                              : tw_cuda_launch_attention_bwd(cu->stream, &a);
         tw_cuda_range_pop();
         if (err != cudaSuccess) status = tw_cuda_fail(err, "attention_bwd");
     }
     tw_buffer_free(delta);
     return status;
+}
+
+static tw_status run_fwd(void *context, const tw_attention_args *args, int variant) {
+    return fwd_variant(context, args, variant);
+}
+
+static tw_status choose_variant(tw_cuda_context *cu, const tw_attention_args *args,
+                                bool backward, int *variant) {
+    *variant = VARIANT_WARP;
+    if (cu->attention_forced_set && cu->attention_forced[backward] >= 0) {
+        *variant = cu->attention_forced[backward];
+        return TW_OK;
+    }
+    const tw_tune_mode mode = tw_tune_mode_from_env();
+    if (mode == TW_TUNE_MODE_OFF) return TW_OK;
+    char key[64];
+    tw_attention_class_key(key, sizeof key, backward ? "attention_bwd" : "attention_fwd",
+                           args->head_dim, args->seq_len);
+    if (!cu->attention_cache_opened) {
+        cu->attention_cache_opened = true;
+        const tw_device_info *info = tw_device_get_info(cu->device);
+        char identity[600];
+        snprintf(identity, sizeof identity, "%s|%s|attention", info->name, info->vendor);
+        cu->attention_cache = tw_tune_cache_open("cuda", identity, info->driver);
+    }
+    const char *cached = cu->attention_cache ? tw_tune_cache_get(cu->attention_cache, key) : NULL;
+    for (int v = 0; cached && v < VARIANT_COUNT; v++)
+        if (strcmp(cached, VARIANT_NAMES[v]) == 0) {
+            *variant = v;
+            return TW_OK;
+        }
+    /* The backward takes what its class's forward measured (it cannot run twice in place). */
+    if (backward) return TW_OK;
+    const bool usable[VARIANT_COUNT] = {true, true};
+    double ms[VARIANT_COUNT];
+    int best = -1;
+    TW_TRY(tw_attention_measure(cu->device, args, run_fwd, cu, VARIANT_WARP, usable,
+                                VARIANT_COUNT, &best, ms));
+    if (mode == TW_TUNE_MODE_VERBOSE)
+        fprintf(stderr, "twist: tune: cuda %s: warp %.3f ms, tiled %.3f ms -> %s\n", key,
+                ms[VARIANT_WARP], ms[VARIANT_TILED], VARIANT_NAMES[best]);
+    if (cu->attention_cache) {
+        char bwd_key[64];
+        tw_attention_class_key(bwd_key, sizeof bwd_key, "attention_bwd", args->head_dim,
+                               args->seq_len);
+        tw_tune_cache_put(cu->attention_cache, key, VARIANT_NAMES[best]);
+        tw_tune_cache_put(cu->attention_cache, bwd_key, VARIANT_NAMES[best]);
+    }
+    *variant = best;
+    return TW_OK;
+}
+
+tw_status tw_cuda_attention_fwd(void *context, const tw_attention_args *args) {
+    int variant = VARIANT_WARP;
+    TW_TRY(choose_variant(context, args, false, &variant));
+    return fwd_variant(context, args, variant);
+}
+
+tw_status tw_cuda_attention_bwd(void *context, const tw_attention_args *args) {
+    int variant = VARIANT_WARP;
+    TW_TRY(choose_variant(context, args, true, &variant));
+    return bwd_variant(context, args, variant);
+}
+
+static int attention_op_index(const char *op) {
+    if (strcmp(op, "attention_fwd") == 0) return 0;
+    if (strcmp(op, "attention_bwd") == 0) return 1;
+    return -1;
+}
+
+int tw_cuda_variants(void *context, const char *op, const char **names, int capacity) {
+    (void)context;
+    if (attention_op_index(op) < 0) return 0;
+    for (int i = 0; i < VARIANT_COUNT && i < capacity; i++) names[i] = VARIANT_NAMES[i];
+    return VARIANT_COUNT;
+}
+
+tw_status tw_cuda_force_variant(void *context, const char *op, const char *name) {
+    tw_cuda_context *cu = context;
+    const int which = attention_op_index(op);
+    if (which < 0) {
+        if (!name) return TW_OK;
+        return tw_error(TW_ERR_NOT_FOUND, "cuda: %s has a single kernel here: no variant \"%s\"",
+                        op, name);
+    }
+    if (!cu->attention_forced_set) {
+        cu->attention_forced[0] = cu->attention_forced[1] = -1;
+        cu->attention_forced_set = true;
+    }
+    if (!name) {
+        cu->attention_forced[which] = -1;
+        return TW_OK;
+    }
+    for (int v = 0; v < VARIANT_COUNT; v++)
+        if (strcmp(name, VARIANT_NAMES[v]) == 0) {
+            cu->attention_forced[which] = v;
+            return TW_OK;
+        }
+    return tw_error(TW_ERR_NOT_FOUND, "cuda: %s has no variant \"%s\" (variants: warp, tiled)",
+                    op, name);
 }

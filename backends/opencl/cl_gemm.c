@@ -111,6 +111,11 @@ static void gemm_init(tw_cl_context *cl) {
     parse_faults(cl);
 }
 
+tw_tune_cache *tw_cl_tune_cache(tw_cl_context *cl) {
+    gemm_init(cl);
+    return cl->tune_cache;
+}
+
 void tw_cl_gemm_release(tw_cl_context *cl) {
     tw_tune_cache_close(cl->tune_cache);
     cl->tune_cache = NULL;

@@ -44,6 +44,11 @@ typedef struct tw_cl_attention_program {
     int head_dim;
     cl_program program;
     cl_kernel fwd, delta, dq, dkdv;
+    /* The tiled variant (kernels/attention_tiled.cl), built on its first use: block sizes of
+     * the forward, dQ and dK/dV kernels, and the kernels. */
+    int tiled_blk[3];
+    cl_program tiled;
+    cl_kernel fwd_tiled, dq_tiled, dkdv_tiled;
 } tw_cl_attention_program;
 
 /* GEMM variants: the own ones (tw_cl_own_variant) and then CLBlast ("vendor"). */
@@ -68,6 +73,10 @@ typedef struct tw_cl_context {
     int kernel_count;
     tw_cl_attention_program attention[TW_CL_MAX_ATTENTION_PROGRAMS];
     int attention_count;
+    /* Attention variants (cl_attention.c): forced per op (0 fwd, 1 bwd; -1: the choice; valid
+     * once attention_forced_set). Their measured choices live in tune_cache (below). */
+    int attention_forced[2];
+    bool attention_forced_set;
 
     /* GEMM (cl_gemm.c). */
     tw_cl_gemm_own *gemm_own;
@@ -131,7 +140,13 @@ void tw_cl_gemm_release(tw_cl_context *cl);
 int tw_cl_variants(void *context, const char *op, const char **names, int capacity);
 tw_status tw_cl_force_variant(void *context, const char *op, const char *name);
 tw_status tw_cl_tune(void *context, const tw_tune_request *request);
+/* The device's shared tuning cache (cl_gemm.c opens it on first need; NULL when out of memory). */
+tw_tune_cache *tw_cl_tune_cache(tw_cl_context *cl);
 void tw_cl_attention_release(tw_cl_context *cl);
+/* Variants "rows" and "tiled" of "attention_fwd" / "attention_bwd" (cl_tune.c dispatches the
+ * vtable's `variants` / `force_variant` here). */
+int tw_cl_attention_variants(tw_cl_context *cl, const char *op, const char **names, int capacity);
+tw_status tw_cl_attention_force_variant(tw_cl_context *cl, const char *op, const char *name);
 
 /* The cl_mem of a tensor argument. */
 static inline cl_mem tw_cl_mem(tw_mem mem) { return (cl_mem)mem.buffer->handle; }

@@ -1,6 +1,8 @@
-/* twist Vulkan backend: fused causal attention (shaders/attention_fwd.comp,
- * attention_bwd_delta.comp, attention_bwd_dq.comp, attention_bwd_dkdv.comp; shared declarations
- * in shaders/attention_common.glsl).
+/* twist Vulkan backend: fused causal attention, two variants (backends/vulkan/README.md):
+ * "rows" (shaders/attention_fwd.comp, attention_bwd_delta.comp, attention_bwd_dq.comp,
+ * attention_bwd_dkdv.comp; shared declarations in shaders/attention_common.glsl), described
+ * first, and "tiled" for GPUs (shaders/attention_*_tiled.comp; the second half of this file),
+ * then the choice between them.
  *
  * The pipelines are specialised per head dimension D (constant 1: private rows of exactly D
  * floats), built on first use of each D and cached by the host. Forward: one dispatch (O and
@@ -13,6 +15,7 @@
  * backward (allocated with tw_buffer_alloc so it counts in the device's bytes), nothing in the
  * forward; nothing of size T x T anywhere. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "vk_internal.h"
@@ -181,8 +184,7 @@ static tw_status check_loop_limits(tw_vk_context *vk, const tw_attention_args *a
                     args->seq_len);
 }
 
-tw_status tw_vk_attention_fwd(void *context, const tw_attention_args *args) {
-    tw_vk_context *vk = context;
+static tw_status fwd_rows(tw_vk_context *vk, const tw_attention_args *args) {
     TW_TRY(check_loop_limits(vk, args, false));
     attention_push push;
     TW_TRY(push_make(args, false, &push));
@@ -244,18 +246,298 @@ static tw_status backward(tw_vk_context *vk, const tw_attention_args *args,
     return TW_OK;
 }
 
-tw_status tw_vk_attention_bwd(void *context, const tw_attention_args *args) {
-    tw_vk_context *vk = context;
-    TW_TRY(check_loop_limits(vk, args, true));
+/* The backward's dQ and dK/dV dispatches of one variant, given the delta scratch. */
+typedef tw_status (*backward_fn)(tw_vk_context *vk, const tw_attention_args *args,
+                                const attention_push *push, tw_buffer *delta);
+
+static tw_status backward_with_delta(tw_vk_context *vk, const tw_attention_args *args,
+                                     backward_fn passes) {
     attention_push push;
     TW_TRY(push_make(args, true, &push));
     size_t rows = (size_t)args->batch * (size_t)args->heads * (size_t)args->seq_len;
     tw_device *device = tw_vk_device(vk);
     tw_buffer *delta = NULL;
     TW_TRY(tw_buffer_alloc(device, rows * sizeof(float), &delta));
-    tw_status status = backward(vk, args, &push, delta);
+    tw_status status = passes(vk, args, &push, delta);
     /* The dispatches read delta on the device: wait for them before the memory can be reused. */
     tw_status synced = tw_device_sync(device);
     tw_buffer_free(delta);
     return status != TW_OK ? status : synced;
+}
+
+/* ------------------------------------------------------------------------------------------------
+ * The tiled variant (shaders/attention_*_tiled.comp, layout of the work in attention_tiled.glsl):
+ * flash-attention tiles for GPUs. A workgroup of TILED_WG invocations per (b, h, block of BLK
+ * rows) stages blocks of the other side's rows in shared memory, so every key and value row read
+ * from global memory serves BLK query rows (the rows variant reads them once per pair of rows,
+ * from every invocation). */
+enum { TILED_WG = 128 };
+
+/* Workgroup size of the tiled shaders at block size blk (attention_tiled.glsl). */
+static uint32_t tiled_wg(uint32_t blk) { return blk == 8 ? 64 : TILED_WG; }
+
+/* Shared-memory floats of a tiled shader at block size blk (the arrays it declares: tiles of
+ * vec4 rows, attention_tiled.glsl). */
+static uint64_t tiled_shared_floats(uint64_t blk, uint64_t D, int pass) {
+    const uint64_t tile = blk * ((D + 3) / 4 + 1) * 4, scores = blk * (blk / 4 + 1) * 4;
+    switch (pass) {
+    case 0: return 2 * tile + scores + 16 * blk;       /* forward: Qs, KVs, Ps, red_max/sum */
+    case 1: return 4 * tile + scores + 2 * blk;        /* dQ: Qs, Gs, Ks, Vs, Ds, lse, delta */
+    default: return 4 * tile + 2 * scores + 2 * blk;   /* dK/dV: also Ps */
+    }
+}
+
+/* BLK for a pass (0 forward, 1 dQ, 2 dK/dV) at head dimension D: 32, or 16 or 8 where 32 does
+ * not fit the device's shared memory (lavapipe has 32 KB: the backward at D = 128 takes 8); 0
+ * where none does. */
+static uint32_t tiled_block(tw_vk_context *vk, int D, int pass) {
+    const tw_vk_limits *limits = tw_vk_get_limits(vk);
+    if (limits->max_workgroup_size < TILED_WG) return 0;
+    for (uint32_t blk = 32; blk >= 8; blk /= 2)
+        if (tiled_shared_floats(blk, (uint64_t)D, pass) * sizeof(float) <=
+            limits->shared_memory_bytes)
+            return blk;
+    return 0;
+}
+
+/* Whether the tiled variant computes this call correctly here; else TW_ERR_UNSUPPORTED saying
+ * why. On llvmpipe each invocation's loop iterations must stay within LOOP_BUDGET (see
+ * backward_range): per block of rows it loops over the tile loads, HD and BLK. */
+static tw_status tiled_check(tw_vk_context *vk, const tw_attention_args *args, bool backward) {
+    const uint64_t D = (uint64_t)args->head_dim, T = (uint64_t)args->seq_len;
+    const int passes[2] = {backward ? 1 : 0, backward ? 2 : 0};
+    for (int p = 0; p < 2; p++) {
+        const uint32_t blk = tiled_block(vk, args->head_dim, passes[p]);
+        if (blk == 0)
+            return tw_error(TW_ERR_UNSUPPORTED,
+                            "vulkan: tiled attention with head_dim %d needs more shared memory "
+                            "than this device's %u bytes",
+                            args->head_dim, tw_vk_get_limits(vk)->shared_memory_bytes);
+        const uint64_t loads = (blk * ((D + 3) / 4) + tiled_wg(blk) - 1) / tiled_wg(blk);
+        const uint64_t per_block = 2 * loads + (D + 3) / 4 + blk + 8;
+        const uint64_t blocks = (T + blk - 1) / blk;
+        if (is_llvmpipe(vk) && loads + blocks * per_block > LOOP_BUDGET)
+            return tw_error(TW_ERR_UNSUPPORTED,
+                            "vulkan: tiled attention at T=%d, head_dim %d is beyond what llvmpipe "
+                            "(lavapipe) computes correctly (it stops a shader's loops after 65535 "
+                            "iterations); the rows variant handles it",
+                            args->seq_len, args->head_dim);
+    }
+    return TW_OK;
+}
+
+/* One dispatch of tiled shader `shader` over B*H*ceil(T/blk) workgroups (x, then y). */
+static tw_status tiled_dispatch(tw_vk_context *vk, const char *shader, uint32_t blk,
+                                const tw_attention_args *args, const attention_push *push,
+                                tw_buffer *const *buffers, int buffer_count) {
+    const uint32_t spec[3] = {tiled_wg(blk), (uint32_t)args->head_dim, blk};
+    tw_vk_kernel *kernel = NULL;
+    TW_TRY(tw_vk_kernel_get(vk, shader, buffer_count, sizeof *push, spec, 3, &kernel));
+    const uint64_t blocks = ((uint64_t)args->seq_len + blk - 1) / blk;
+    const uint64_t groups = (uint64_t)args->batch * (uint64_t)args->heads * blocks;
+    if (groups == 0) return TW_OK;
+    const tw_vk_limits *limits = tw_vk_get_limits(vk);
+    const uint64_t x = groups < limits->max_workgroup_count[0] ? groups
+                                                               : limits->max_workgroup_count[0];
+    const uint64_t y = (groups + x - 1) / x;
+    if (y > limits->max_workgroup_count[1])
+        return tw_error(TW_ERR_UNSUPPORTED, "vulkan: %s: %llu workgroups exceed the device's grid",
+                        shader, (unsigned long long)groups);
+    return tw_vk_dispatch(vk, kernel, buffers, buffer_count, push, sizeof *push, (uint32_t)x,
+                          (uint32_t)y, 1);
+}
+
+static tw_status fwd_tiled(tw_vk_context *vk, const tw_attention_args *args) {
+    TW_TRY(tiled_check(vk, args, false));
+    attention_push push;
+    TW_TRY(push_make(args, false, &push));
+    tw_buffer *buffers[5] = {args->q.buffer, args->k.buffer, args->v.buffer, args->out.buffer,
+                             args->lse.buffer};
+    return tiled_dispatch(vk, "attention_fwd_tiled", tiled_block(vk, args->head_dim, 0), args,
+                          &push, buffers, 5);
+}
+
+/* delta, then dK/dV over key blocks, then dQ over query blocks (both read delta). */
+static tw_status backward_tiled(tw_vk_context *vk, const tw_attention_args *args,
+                                const attention_push *push, tw_buffer *delta) {
+    uint64_t rows = (uint64_t)args->batch * (uint64_t)args->heads * (uint64_t)args->seq_len;
+    tw_buffer *delta_buffers[3] = {args->out.buffer, args->dout.buffer, delta};
+    TW_TRY(attention_dispatch(vk, "attention_bwd_delta", false, args, push, delta_buffers, 3,
+                              rows));
+    tw_buffer *dkdv[8] = {args->q.buffer,    args->k.buffer,   args->v.buffer,
+                          args->dout.buffer, args->lse.buffer, delta,
+                          args->dk.buffer,   args->dv.buffer};
+    TW_TRY(tiled_dispatch(vk, "attention_bwd_dkdv_tiled", tiled_block(vk, args->head_dim, 2),
+                          args, push, dkdv, 8));
+    tw_buffer *dq[7] = {args->q.buffer,    args->k.buffer, args->v.buffer, args->dout.buffer,
+                        args->lse.buffer, delta,          args->dq.buffer};
+    return tiled_dispatch(vk, "attention_bwd_dq_tiled", tiled_block(vk, args->head_dim, 1), args,
+                          push, dq, 7);
+}
+
+static tw_status bwd_rows(tw_vk_context *vk, const tw_attention_args *args) {
+    TW_TRY(check_loop_limits(vk, args, true));
+    return backward_with_delta(vk, args, backward);
+}
+
+static tw_status bwd_tiled(tw_vk_context *vk, const tw_attention_args *args) {
+    TW_TRY(tiled_check(vk, args, true));
+    return backward_with_delta(vk, args, backward_tiled);
+}
+
+/* ------------------------------------------------------------------------------------------------
+ * Variants and their choice. "rows" (the pair-of-rows shaders, reading texels where rows are
+ * aligned) suits CPU devices; "tiled" suits GPUs. Unless forced (tw_device_force_kernel_variant),
+ * the first forward call of a shape class (tw_attention_class_key: D, T bucket) measures both in
+ * place (tw_attention_measure: no extra device memory) and caches the faster in tw_tune_cache for
+ * the forward and the backward of the class (a backward before any forward of its class takes
+ * the default below without caching).
+ * CPU devices measure only classes up to T = 64 (and tiled must win there by 10%): on lavapipe
+ * tiled ran 7-12x slower than rows (`twist bench attention --device vulkan:0 --batch 4 --heads 8
+ * --seq 256 --head-dim 64 --variants`: fwd 260 vs 30 ms, bwd 1.78 s vs 0.15 s; barriers and
+ * shared memory are costly on llvmpipe), and measuring tiled at T = 2048 there would take long;
+ * larger classes get rows. TWIST_TUNE=off skips measuring: tiled on GPUs, rows on CPU
+ * devices. */
+enum { CPU_MEASURED_T = 64 };
+enum { VARIANT_ROWS = 0, VARIANT_TILED = 1, VARIANT_COUNT = 2 };
+static const char *const VARIANT_NAMES[VARIANT_COUNT] = {"rows", "tiled"};
+
+struct tw_vk_attention_state {
+    int forced[2]; /* per op (0 forward, 1 backward): a variant, or -1 */
+};
+
+static tw_vk_attention_state *state_of(tw_vk_context *vk) {
+    tw_vk_op_settings *settings = tw_vk_op_settings_of(vk);
+    if (!settings->attention) {
+        settings->attention = calloc(1, sizeof *settings->attention);
+        if (!settings->attention) return NULL;
+        settings->attention->forced[0] = settings->attention->forced[1] = -1;
+    }
+    return settings->attention;
+}
+
+void tw_vk_attention_release(tw_vk_context *vk) {
+    tw_vk_op_settings *settings = tw_vk_op_settings_of(vk);
+    if (!settings->attention) return;
+    free(settings->attention);
+    settings->attention = NULL;
+}
+
+static tw_status run_variant(tw_vk_context *vk, const tw_attention_args *args, bool backward,
+                             int variant) {
+    if (variant == VARIANT_TILED) return backward ? bwd_tiled(vk, args) : fwd_tiled(vk, args);
+    return backward ? bwd_rows(vk, args) : fwd_rows(vk, args);
+}
+
+static tw_status run_fwd(void *context, const tw_attention_args *args, int variant) {
+    return run_variant(context, args, false, variant);
+}
+
+/* Whether the tiled variant can run this call, without reporting why not. */
+static bool tiled_usable(tw_vk_context *vk, const tw_attention_args *args, bool backward) {
+    const uint32_t passes[2] = {backward ? 1u : 0u, backward ? 2u : 0u};
+    for (int p = 0; p < 2; p++)
+        if (tiled_block(vk, args->head_dim, (int)passes[p]) == 0) return false;
+    if (!is_llvmpipe(vk)) return true;
+    return tiled_check(vk, args, backward) == TW_OK; /* its message stays unreported */
+}
+
+/* The variant for this call: forced, cached, measured now, or the default. */
+static tw_status choose(tw_vk_context *vk, const tw_attention_args *args, bool backward,
+                        int *variant) {
+    tw_vk_attention_state *state = state_of(vk);
+    if (!state) return tw_error(TW_ERR_OUT_OF_MEMORY, "vulkan: attention: out of memory");
+    if (state->forced[backward] >= 0) {
+        *variant = state->forced[backward];
+        return TW_OK;
+    }
+    const bool cpu = tw_vk_get_limits(vk)->is_cpu;
+    if (!tiled_usable(vk, args, backward)) {
+        *variant = VARIANT_ROWS;
+        return TW_OK;
+    }
+    *variant = cpu ? VARIANT_ROWS : VARIANT_TILED;
+    const tw_tune_mode mode = tw_tune_mode_from_env();
+    if (mode == TW_TUNE_MODE_OFF || (cpu && args->seq_len > CPU_MEASURED_T)) return TW_OK;
+    const char *op = backward ? "attention_bwd" : "attention_fwd";
+    char key[64];
+    tw_attention_class_key(key, sizeof key, op, args->head_dim, args->seq_len);
+    tw_tune_cache *cache = tw_vk_tune_cache(vk); /* the device's, shared with GEMM */
+    const char *cached = cache ? tw_tune_cache_get(cache, key) : NULL;
+    for (int v = 0; cached && v < VARIANT_COUNT; v++)
+        if (strcmp(cached, VARIANT_NAMES[v]) == 0) {
+            *variant = v;
+            return TW_OK;
+        }
+    /* The backward takes what its class's forward measured (it cannot run twice in place). */
+    if (backward) return TW_OK;
+    const bool usable[VARIANT_COUNT] = {true, true};
+    double ms[VARIANT_COUNT];
+    int best = -1;
+    TW_TRY(tw_attention_measure(tw_vk_device(vk), args, run_fwd, vk,
+                                cpu ? VARIANT_ROWS : VARIANT_TILED, usable, VARIANT_COUNT, &best,
+                                ms));
+    if (cpu && best == VARIANT_TILED && ms[VARIANT_ROWS] >= 0 &&
+        ms[VARIANT_TILED] > 0.9 * ms[VARIANT_ROWS])
+        best = VARIANT_ROWS;
+    if (mode == TW_TUNE_MODE_VERBOSE)
+        fprintf(stderr, "twist: tune: vulkan %s: rows %.3f ms, tiled %.3f ms -> %s\n", key,
+                ms[VARIANT_ROWS], ms[VARIANT_TILED], VARIANT_NAMES[best]);
+    if (cache) {
+        char bwd_key[64];
+        tw_attention_class_key(bwd_key, sizeof bwd_key, "attention_bwd", args->head_dim,
+                               args->seq_len);
+        tw_tune_cache_put(cache, key, VARIANT_NAMES[best]);
+        tw_tune_cache_put(cache, bwd_key, VARIANT_NAMES[best]);
+    }
+    *variant = best;
+    return TW_OK;
+}
+
+tw_status tw_vk_attention_fwd(void *context, const tw_attention_args *args) {
+    int variant = VARIANT_ROWS;
+    TW_TRY(choose(context, args, false, &variant));
+    return run_variant(context, args, false, variant);
+}
+
+tw_status tw_vk_attention_bwd(void *context, const tw_attention_args *args) {
+    int variant = VARIANT_ROWS;
+    TW_TRY(choose(context, args, true, &variant));
+    return run_variant(context, args, true, variant);
+}
+
+/* Which op of the two `op` names: 0 forward, 1 backward, -1 neither. */
+static int op_index(const char *op) {
+    if (strcmp(op, "attention_fwd") == 0) return 0;
+    if (strcmp(op, "attention_bwd") == 0) return 1;
+    return -1;
+}
+
+int tw_vk_attention_variants(tw_vk_context *vk, const char *op, const char **names,
+                             int capacity) {
+    if (op_index(op) < 0) return 0;
+    /* Best guess first: tiled on GPUs, rows on CPU devices. */
+    const bool cpu = tw_vk_get_limits(vk)->is_cpu;
+    const char *order[VARIANT_COUNT] = {VARIANT_NAMES[cpu ? VARIANT_ROWS : VARIANT_TILED],
+                                        VARIANT_NAMES[cpu ? VARIANT_TILED : VARIANT_ROWS]};
+    for (int i = 0; i < VARIANT_COUNT && i < capacity; i++) names[i] = order[i];
+    return VARIANT_COUNT;
+}
+
+tw_status tw_vk_attention_force_variant(tw_vk_context *vk, const char *op, const char *name) {
+    const int which = op_index(op);
+    if (which < 0) return tw_error(TW_ERR_NOT_FOUND, "vulkan: no attention op \"%s\"", op);
+    tw_vk_attention_state *state = state_of(vk);
+    if (!state) return tw_error(TW_ERR_OUT_OF_MEMORY, "vulkan: attention: out of memory");
+    if (!name) {
+        state->forced[which] = -1;
+        return TW_OK;
+    }
+    for (int v = 0; v < VARIANT_COUNT; v++)
+        if (strcmp(name, VARIANT_NAMES[v]) == 0) {
+            state->forced[which] = v;
+            return TW_OK;
+        }
+    return tw_error(TW_ERR_NOT_FOUND, "vulkan: %s has no variant \"%s\" (variants: rows, tiled)",
+                    op, name);
 }

@@ -86,15 +86,17 @@ typedef struct tw_vk_limits {
 const tw_vk_limits *tw_vk_get_limits(const tw_vk_context *vk);
 
 /* Per-device settings that op files keep in the context: the host zeroes them at open and never
- * reads them, except that it calls tw_vk_tune_release at close. gemm_impl: the tw_gemm_impl set
+ * reads them, except that it calls tw_vk_tune_release and tw_vk_attention_release at close. gemm_impl: the tw_gemm_impl set
  * by tw_vk_set_gemm_impl (vk_gemm.c); gemm_forced: 1 + the index of the variant
  * tw_device_force_kernel_variant forced, 0 for the tuner's choice; tune_cache: the device's
  * tuning cache (vk_tune.c, opened on first use). */
+typedef struct tw_vk_attention_state tw_vk_attention_state; /* vk_attention.c */
 typedef struct tw_vk_op_settings {
     int gemm_impl;
     int gemm_forced;
     tw_tune_cache *tune_cache;
     bool tune_cache_opened;
+    tw_vk_attention_state *attention; /* forced attention variants (vk_attention.c) */
 } tw_vk_op_settings;
 
 tw_vk_op_settings *tw_vk_op_settings_of(tw_vk_context *vk);
@@ -115,6 +117,14 @@ tw_status tw_vk_gemm_force(tw_vk_context *vk, const char *name);
 int tw_vk_gemm_tune_count(tw_vk_context *vk);
 tw_status tw_vk_gemm_tune(tw_vk_context *vk, const tw_tune_request *request, int *done,
                           int total);
+
+/* Attention variants (vk_attention.c): "rows" and "tiled" of "attention_fwd" and
+ * "attention_bwd" (the vtable's `variants` / `force_variant` reach them through vk_tune.c);
+ * tw_vk_attention_release frees their state at close. */
+int tw_vk_attention_variants(tw_vk_context *vk, const char *op, const char **names,
+                             int capacity);
+tw_status tw_vk_attention_force_variant(tw_vk_context *vk, const char *op, const char *name);
+void tw_vk_attention_release(tw_vk_context *vk);
 
 /* Largest element count a uint32 push-constant offset or size can name. */
 #define TW_VK_MAX_ELEMENTS 0xFFFFFFFFull

@@ -24,7 +24,7 @@ TW_BACKEND_OP_PROTOTYPES(tw_vk)
 tw_status tw_vk_set_gemm_impl(void *context, tw_gemm_impl impl);
 
 /* OPTIONAL entries (vk_tune.c): kernel variants and tuning, dispatched by op name ("gemm":
- * vk_gemm.c). */
+ * vk_gemm.c, "attention_fwd" / "attention_bwd": vk_attention.c). */
 int tw_vk_variants(void *context, const char *op, const char **names, int capacity);
 tw_status tw_vk_force_variant(void *context, const char *op, const char *name);
 tw_status tw_vk_tune(void *context, const tw_tune_request *request);

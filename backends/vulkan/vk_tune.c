@@ -1,6 +1,7 @@
 /* twist Vulkan backend: kernel variants and tuning (the vtable's optional `variants`,
  * `force_variant` and `tune` entries), dispatched by op name to the op files: "gemm" to
- * vk_gemm.c. The device's tuning cache (tw_tune_cache, shared with every op) lives here.
+ * vk_gemm.c, "attention_fwd" / "attention_bwd" to vk_attention.c (whose classes are measured on
+ * their first forward call, not by `tune`). The device's tuning cache (tw_tune_cache, shared with every op) lives here.
  *
  * Cache identity: the device name, PCI vendor and device ids and pipelineCacheUUID (the driver's
  * own notion of "same compiled code"); the driver check is the driverVersion. A cache for another
@@ -38,12 +39,15 @@ void tw_vk_tune_release(tw_vk_context *vk) {
 int tw_vk_variants(void *context, const char *op, const char **names, int capacity) {
     tw_vk_context *vk = context;
     if (strcmp(op, "gemm") == 0) return tw_vk_gemm_variants(vk, names, capacity);
+    if (strncmp(op, "attention_", 10) == 0)
+        return tw_vk_attention_variants(vk, op, names, capacity);
     return 0;
 }
 
 tw_status tw_vk_force_variant(void *context, const char *op, const char *name) {
     tw_vk_context *vk = context;
     if (strcmp(op, "gemm") == 0) return tw_vk_gemm_force(vk, name);
+    if (strncmp(op, "attention_", 10) == 0) return tw_vk_attention_force_variant(vk, op, name);
     if (!name) return TW_OK;
     return tw_error(TW_ERR_NOT_FOUND, "vulkan:%d has a single %s kernel: no variant \"%s\"",
                     vk->index, op, name);

@@ -398,6 +398,7 @@ static void tw_vk_close(void *context) {
     if (!vk) return;
     if (vk->dev) {
         tw_vk_finish(vk);
+        tw_vk_attention_release(vk);
         tw_vk_tune_release(vk);
         tw_vk_pipelines_release(vk);
         tw_vk_submit_release(vk);

@@ -275,6 +275,38 @@ const char *tw_tune_cache_path(const tw_tune_cache *cache);
 typedef enum tw_tune_mode { TW_TUNE_MODE_AUTO = 0, TW_TUNE_MODE_OFF, TW_TUNE_MODE_VERBOSE } tw_tune_mode;
 tw_tune_mode tw_tune_mode_from_env(void);
 
+/* ------------------------------------------------------------------------------------------------
+ * Attention kernel variants (src/core/attention_variants.c): what the Vulkan, OpenCL and CUDA
+ * backends share to choose between their attention_fwd / attention_bwd variants (e.g. "rows": one
+ * work-item per pair of rows, for CPU devices; "tiled": flash-attention tiles in shared memory,
+ * for GPUs).
+ *
+ * The shape class of a call is "<op> d<D>-t<T bucket>" (T rounded up to a power of two, at least
+ * 64), the key under which a tw_tune_cache stores the variant measured fastest.
+ * tw_attention_measure times the forward variants with usable[v] set on the caller's own
+ * tensors (the forward only writes out and lse, so this needs no device memory beyond the op's:
+ * the conformance suite's scratch limits hold on the measuring call too): the reference variant
+ * first (the backend's default; its results are kept on the host), then each other one once
+ * (building its kernels; results compared with the reference's, a variant that fails or
+ * disagrees beyond 1e-3 of the largest value is skipped, one 8 times slower than the best so far
+ * is not timed further), each timed as the best of two runs.
+ * *best gets the fastest index and ms[v] (may be NULL) each time in milliseconds (negative: not
+ * run or skipped); out and lse hold some variant's results after it (the caller then runs the
+ * chosen one). The backward cannot
+ * be run twice in place (it adds into the gradients), so backends give attention_bwd the
+ * variant their forward measured for the same class.
+ * ---------------------------------------------------------------------------------------------- */
+typedef tw_status (*tw_attention_variant_fn)(void *context, const tw_attention_args *args,
+                                             int variant);
+
+/* Writes the shape class of (op, head_dim, seq_len) into key (at least 48 bytes). */
+void tw_attention_class_key(char *key, size_t capacity, const char *op, int head_dim,
+                            int seq_len);
+
+tw_status tw_attention_measure(tw_device *device, const tw_attention_args *args,
+                               tw_attention_variant_fn fwd, void *context, int reference,
+                               const bool *usable, int count, int *best, double *ms);
+
 #ifdef __cplusplus
 }
 #endif
