@@ -23,4 +23,8 @@ TW_BACKEND_OP_PROTOTYPES(tw_vk)
  * the cooperative-matrix shader (TW_ERR_UNSUPPORTED where the device lacks it). */
 tw_status tw_vk_set_gemm_impl(void *context, tw_gemm_impl impl);
 
+/* OPTIONAL entries (vk_gpu16.c): which ops run in f16 / bf16 here, and tw_convert. */
+bool tw_vk_supports_dtype(void *context, tw_op_id op, tw_dtype dtype);
+tw_status tw_vk_convert(void *context, size_t n, tw_mem src, tw_mem dst);
+
 #endif

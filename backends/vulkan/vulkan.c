@@ -354,6 +354,7 @@ static tw_status create_device(tw_vk_context *vk) {
     VkPhysicalDeviceFeatures2 features = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2,
                                           .pNext = &f11};
     choose_features(vk->physical, &f11, &f12, &features);
+    vk->limits.storage16 = f11.storageBuffer16BitAccess == VK_TRUE;
     const float priority = 1.0f;
     VkDeviceQueueCreateInfo queue = {.sType = VK_STRUCTURE_TYPE_DEVICE_QUEUE_CREATE_INFO,
                                      .queueFamilyIndex = vk->queue_family,
@@ -514,6 +515,8 @@ static const tw_backend_vtable vk_vtable = {
     TW_BACKEND_OP_INITIALISERS(tw_vk) /* every op, from the list in twist/backend_support.h */
     .set_gemm_impl = tw_vk_set_gemm_impl,
     .free_memory = tw_vk_free_memory,
+    .supports_dtype = tw_vk_supports_dtype,
+    .convert = tw_vk_convert,
 };
 
 const tw_backend_vtable *tw_vulkan_backend(void) { return &vk_vtable; }
