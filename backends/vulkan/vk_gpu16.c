@@ -8,8 +8,9 @@
  * Support, per device: both 16-bit types are stored as uint16_t and need the Vulkan 1.1 feature
  * storageBuffer16BitAccess (VK_KHR_16bit_storage), which vulkan.c enables where the device has
  * it (lavapipe, NVIDIA, AMD and Intel do). Without it no op runs in 16 bits: supports_dtype says
- * no and the front end refuses the op as unsupported. GEMM and attention have no 16-bit shaders
- * here yet (they are fp32 only), so supports_dtype says no for them in both types.
+ * no and the front end refuses the op as unsupported. GEMM in 16 bits is shaders/matmul16.comp
+ * (tiled, fp32 accumulation, C in the type or fp32), reached through tw_vk_gemm_typed. Attention
+ * has no 16-bit shaders yet, so supports_dtype says no for attention_fwd/bwd in both types.
  *
  * Cooperative matrices: shaders/gemm_coopmat.comp (GL_KHR_cooperative_matrix, fp16 inputs, fp32
  * accumulation) is left out of the build by Debian 12's glslang (11.x); GL_NV_cooperative_matrix,
@@ -31,7 +32,6 @@ bool tw_vk_supports_dtype(void *context, tw_op_id op, tw_dtype dtype) {
     if (dtype != TW_DTYPE_F16 && dtype != TW_DTYPE_BF16) return false;
     if (!tw_vk_get_limits(context)->storage16) return false;
     switch (op) {
-    case TW_OP_gemm:
     case TW_OP_attention_fwd:
     case TW_OP_attention_bwd: return false;
     default: return true;
@@ -61,4 +61,47 @@ tw_status tw_vk_convert(void *context, size_t n, tw_mem src, tw_mem dst) {
                                                           (uint32_t)dst.offset};
     tw_buffer *buffers[4] = {src.buffer, src.buffer, dst.buffer, dst.buffer};
     return tw_vk_dispatch_1d(vk, kernel, buffers, 4, &push, sizeof push, n, wg);
+}
+
+/* Largest element index a GEMM operand reaches: off + (batch-1) stride + (rows-1) ld + cols - 1. */
+static bool operand_fits(tw_mem mem, int batch, int64_t stride, int rows, int cols, int64_t ld) {
+    uint64_t last = (uint64_t)mem.offset + (uint64_t)(batch - 1) * (uint64_t)stride +
+                    (uint64_t)(rows - 1) * (uint64_t)ld + (uint64_t)cols - 1;
+    return last <= TW_VK_MAX_ELEMENTS && (uint64_t)ld <= TW_VK_MAX_ELEMENTS &&
+           (uint64_t)stride <= TW_VK_MAX_ELEMENTS;
+}
+
+static tw_status gemm16(tw_vk_context *vk, const tw_gemm_args *g) {
+    const tw_vk_limits *limits = tw_vk_get_limits(vk);
+    const int a_rows = g->trans_a ? g->k : g->m, a_cols = g->trans_a ? g->m : g->k;
+    const int b_rows = g->trans_b ? g->n : g->k, b_cols = g->trans_b ? g->k : g->n;
+    if ((g->k > 0 && (!operand_fits(g->a, g->batch, g->stride_a, a_rows, a_cols, g->lda) ||
+                      !operand_fits(g->b, g->batch, g->stride_b, b_rows, b_cols, g->ldb))) ||
+        !operand_fits(g->c, g->batch, g->stride_c, g->m, g->n, g->ldc))
+        return tw_error(TW_ERR_UNSUPPORTED,
+                        "vulkan: gemm in %s: operands reaching 2^32 elements into their buffer "
+                        "are not supported (32-bit shader offsets)", tw_dtype_name(g->dtype));
+    const uint32_t td = limits->max_workgroup_size >= 256 ? 16 : 8, tm = 4 * td;
+    const uint32_t groups_x = ((uint32_t)g->n + tm - 1) / tm, groups_y = ((uint32_t)g->m + tm - 1) / tm;
+    const uint32_t spec[2] = {td, g->c.dtype == TW_DTYPE_F32 ? 1u : 0u};
+    tw_vk_kernel *kernel = NULL;
+    const struct {
+        uint32_t m, n, k, trans_a, trans_b, lda, ldb, ldc, a_off, b_off, c_off;
+        uint32_t stride_a, stride_b, stride_c;
+        float alpha, beta;
+    } push = {(uint32_t)g->m, (uint32_t)g->n, (uint32_t)g->k, g->trans_a ? 1u : 0u,
+              g->trans_b ? 1u : 0u, (uint32_t)g->lda, (uint32_t)g->ldb, (uint32_t)g->ldc,
+              (uint32_t)g->a.offset, (uint32_t)g->b.offset, (uint32_t)g->c.offset,
+              (uint32_t)g->stride_a, (uint32_t)g->stride_b, (uint32_t)g->stride_c, g->alpha,
+              g->beta};
+    TW_TRY(tw_vk_kernel_get(vk, TW_VK_TYPED("matmul16", g->dtype), 4, sizeof push, spec, 2,
+                            &kernel));
+    tw_buffer *buffers[4] = {g->a.buffer, g->b.buffer, g->c.buffer, g->c.buffer};
+    return tw_vk_dispatch(vk, kernel, buffers, 4, &push, sizeof push, groups_x, groups_y,
+                          (uint32_t)g->batch);
+}
+
+tw_status tw_vk_gemm_typed(void *context, const tw_gemm_args *args) {
+    if (args->dtype == TW_DTYPE_F32) return tw_vk_gemm(context, args);
+    return gemm16(context, args);
 }

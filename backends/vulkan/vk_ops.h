@@ -26,5 +26,7 @@ tw_status tw_vk_set_gemm_impl(void *context, tw_gemm_impl impl);
 /* OPTIONAL entries (vk_gpu16.c): which ops run in f16 / bf16 here, and tw_convert. */
 bool tw_vk_supports_dtype(void *context, tw_op_id op, tw_dtype dtype);
 tw_status tw_vk_convert(void *context, size_t n, tw_mem src, tw_mem dst);
+/* The vtable's gemm entry: f16/bf16 here (shaders/matmul16.comp), fp32 to tw_vk_gemm. */
+tw_status tw_vk_gemm_typed(void *context, const tw_gemm_args *args);
 
 #endif
