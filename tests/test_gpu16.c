@@ -1,3 +1,6 @@
+/* setenv / unsetenv (POSIX). */
+#define _POSIX_C_SOURCE 200809L
+
 /* Every op in f16 and bf16 on a GPU backend (OpenCL, Vulkan) against the cpu backend's fp32
  * result on the same inputs rounded to that type.
  *
@@ -12,6 +15,7 @@
  * while the cpu keeps fp32. Ops the device does not support in a type are listed as
  * unsupported, not failed. tw_convert is checked bit-exactly against twist/dtype.h. */
 #include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,6 +46,7 @@ typedef struct op_case {
     int count;
     tensor_spec tensors[MAX_TENSORS];
     run_fn run;
+    bool tiled; /* run with TWIST_GEMM16=tiled: the tiled kernel even on CPU devices */
 } op_case;
 
 /* ------------------------------------------------------------------------------------------------
@@ -202,75 +207,84 @@ static tw_status scatter_cols(tw_device *d, const tw_mem *t, tw_dtype dt) {
 static const op_case cases[] = {
     {"gemm NN", "gemm", NULL, 3,
      {T_DATA(GB * GM * GK, -1, 1), T_DATA(GB * GK * GN, -1, 1), T_DATA(GB * GM * GN, -1, 1)},
-     gemm_nn},
+     gemm_nn, false},
     {"gemm TN beta, C f32", "gemm", NULL, 3,
      {T_DATA(GB * GM * GK, -1, 1), T_DATA(GB * GK * GN, -1, 1), T_F32(GB * GM * GN, -1, 1)},
-     gemm_tn_beta},
+     gemm_tn_beta, false},
     {"gemm NT beta", "gemm", NULL, 3,
      {T_DATA(GB * GM * GK, -1, 1), T_DATA(GB * GK * GN, -1, 1), T_DATA(GB * GM * GN, -1, 1)},
-     gemm_nt_beta},
+     gemm_nt_beta, false},
+    {"gemm NN tiled", "gemm", NULL, 3,
+     {T_DATA(GB * GM * GK, -1, 1), T_DATA(GB * GK * GN, -1, 1), T_DATA(GB * GM * GN, -1, 1)},
+     gemm_nn, true},
+    {"gemm TN beta, C f32 tiled", "gemm", NULL, 3,
+     {T_DATA(GB * GM * GK, -1, 1), T_DATA(GB * GK * GN, -1, 1), T_F32(GB * GM * GN, -1, 1)},
+     gemm_tn_beta, true},
+    {"gemm NT beta tiled", "gemm", NULL, 3,
+     {T_DATA(GB * GM * GK, -1, 1), T_DATA(GB * GK * GN, -1, 1), T_DATA(GB * GM * GN, -1, 1)},
+     gemm_nt_beta, true},
     {"attention_fwd", "attention_fwd", NULL, 5,
      {T_DATA(AB * AT * 3 * AC, -2, 2), T_DATA(AB * AT * AC, 0, 0), T_F32(AB * AH * AT, 0, 0),
       T_DATA(AB * AT * AC, -1, 1), T_DATA(AB * AT * 3 * AC, -1, 1)},
-     attention_fwd},
+     attention_fwd, false},
     {"attention_bwd", "attention_bwd", "attention_fwd", 5,
      {T_DATA(AB * AT * 3 * AC, -2, 2), T_DATA(AB * AT * AC, 0, 0), T_F32(AB * AH * AT, 0, 0),
       T_DATA(AB * AT * AC, -1, 1), T_DATA(AB * AT * 3 * AC, -1, 1)},
-     attention_bwd},
+     attention_bwd, false},
     {"softmax_fwd", "softmax_fwd", NULL, 3,
      {T_DATA(ROWS * COLS, -4, 4), T_DATA(ROWS * COLS, 0, 0), T_DATA(14 * 7, 0, 0)},
-     softmax_fwd},
+     softmax_fwd, false},
     {"softmax_bwd", "softmax_bwd", "softmax_fwd", 4,
      {T_DATA(ROWS * COLS, -4, 4), T_DATA(ROWS * COLS, 0, 0), T_DATA(ROWS * COLS, -1, 1),
       T_DATA(ROWS * COLS, -1, 1)},
-     softmax_bwd},
+     softmax_bwd, false},
     {"layernorm_fwd", "layernorm_fwd", NULL, 6,
      {T_DATA(ROWS * COLS, -2, 3), T_DATA(COLS, 0.5f, 1.5f), T_DATA(COLS, -0.5f, 0.5f),
       T_DATA(ROWS * COLS, 0, 0), T_F32(ROWS, 0, 0), T_F32(ROWS, 0, 0)},
-     layernorm_fwd},
+     layernorm_fwd, false},
     {"layernorm_bwd", "layernorm_bwd", "layernorm_fwd", 10,
      {T_DATA(ROWS * COLS, -2, 3), T_DATA(COLS, 0.5f, 1.5f), T_DATA(COLS, -0.5f, 0.5f),
       T_DATA(ROWS * COLS, 0, 0), T_F32(ROWS, 0, 0), T_F32(ROWS, 0, 0),
       T_DATA(ROWS * COLS, -1, 1), T_DATA(ROWS * COLS, -1, 1), T_DATA(COLS, -1, 1),
       T_DATA(COLS, -1, 1)},
-     layernorm_bwd},
-    {"gelu_fwd", "gelu_fwd", NULL, 2, {T_DATA(N, -4, 4), T_DATA(N, 0, 0)}, gelu_fwd},
+     layernorm_bwd, false},
+    {"gelu_fwd", "gelu_fwd", NULL, 2, {T_DATA(N, -4, 4), T_DATA(N, 0, 0)}, gelu_fwd, false},
     {"gelu_bwd", "gelu_bwd", NULL, 3, {T_DATA(N, -4, 4), T_DATA(N, -1, 1), T_DATA(N, -1, 1)},
-     gelu_bwd},
+     gelu_bwd, false},
     {"embedding_fwd", "embedding_fwd", NULL, 4,
      {T_INT(EB * ET, EV), T_DATA(EV * EC, -1, 1), T_DATA(ET * EC, -1, 1),
       T_DATA(EB * ET * EC, 0, 0)},
-     embedding_fwd},
+     embedding_fwd, false},
     {"embedding_bwd", "embedding_bwd", NULL, 4,
      {T_INT(EB * ET, EV), T_DATA(EV * EC, -1, 1), T_DATA(ET * EC, -1, 1),
       T_DATA(EB * ET * EC, -1, 1)},
-     embedding_bwd},
+     embedding_bwd, false},
     {"softmax_xent_fwd", "softmax_xent_fwd", NULL, 5,
      {T_DATA(ROWS * LD, -3, 3), T_INT(ROWS, VOCAB), T_F32(ROWS, 0, 0), T_F32(ROWS, 0, 0),
       T_F32(ROWS, 0, 0)},
-     xent_fwd},
+     xent_fwd, false},
     {"softmax_xent_bwd", "softmax_xent_bwd", "softmax_xent_fwd", 6,
      {T_DATA(ROWS * LD, -3, 3), T_INT(ROWS, VOCAB), T_F32(ROWS, 0, 0), T_F32(ROWS, 0, 0),
       T_F32(ROWS, 0, 0), T_DATA(ROWS * LD, -0.1f, 0.1f)},
-     xent_bwd},
+     xent_bwd, false},
     {"bias_add", "bias_add", NULL, 2, {T_DATA(COLS, -1, 1), T_DATA(ROWS * COLS, -1, 1)},
-     bias_add},
+     bias_add, false},
     {"bias_bwd", "bias_bwd", NULL, 2, {T_DATA(ROWS * COLS, -1, 1), T_DATA(COLS, -1, 1)},
-     bias_bwd},
-    {"add", "add", NULL, 3, {T_DATA(N, -1, 1), T_DATA(N, -1, 1), T_DATA(N, 0, 0)}, add},
-    {"scale", "scale", NULL, 2, {T_DATA(N, -1, 1), T_DATA(N, 0, 0)}, scale},
-    {"sum_sq", "sum_sq", NULL, 2, {T_DATA(N, -1, 1), T_F32(1, 0, 0)}, sum_sq},
+     bias_bwd, false},
+    {"add", "add", NULL, 3, {T_DATA(N, -1, 1), T_DATA(N, -1, 1), T_DATA(N, 0, 0)}, add, false},
+    {"scale", "scale", NULL, 2, {T_DATA(N, -1, 1), T_DATA(N, 0, 0)}, scale, false},
+    {"sum_sq", "sum_sq", NULL, 2, {T_DATA(N, -1, 1), T_F32(1, 0, 0)}, sum_sq, false},
     {"adamw_step", "adamw_step", NULL, 4,
      {T_F32(N, -1, 1), T_DATA(N, -1, 1), T_F32(N, -0.1f, 0.1f), T_F32(N, 0.001f, 0.01f)},
-     adamw},
+     adamw, false},
     {"gather_rows", "gather_rows", NULL, 3,
-     {T_IDX(SK, SR), T_DATA(SR * SC, -1, 1), T_DATA(SK * SC, 0, 0)}, gather_rows},
+     {T_IDX(SK, SR), T_DATA(SR * SC, -1, 1), T_DATA(SK * SC, 0, 0)}, gather_rows, false},
     {"scatter_rows", "scatter_rows", NULL, 3,
-     {T_IDX(SK, SR), T_DATA(SK * SC, -1, 1), T_DATA(SR * SC, -1, 1)}, scatter_rows},
+     {T_IDX(SK, SR), T_DATA(SK * SC, -1, 1), T_DATA(SR * SC, -1, 1)}, scatter_rows, false},
     {"gather_cols", "gather_cols", NULL, 3,
-     {T_IDX(SK, SC), T_DATA(SR * SC, -1, 1), T_DATA(SR * SK, 0, 0)}, gather_cols},
+     {T_IDX(SK, SC), T_DATA(SR * SC, -1, 1), T_DATA(SR * SK, 0, 0)}, gather_cols, false},
     {"scatter_cols", "scatter_cols", NULL, 3,
-     {T_IDX(SK, SC), T_DATA(SR * SK, -1, 1), T_DATA(SR * SC, -1, 1)}, scatter_cols},
+     {T_IDX(SK, SC), T_DATA(SR * SK, -1, 1), T_DATA(SR * SC, -1, 1)}, scatter_cols, false},
 };
 
 /* ------------------------------------------------------------------------------------------------
@@ -384,7 +398,9 @@ static double check_case(tw_device *device, tw_device *cpu, const op_case *c, tw
     tw_status s = run_on(cpu, c, TW_DTYPE_F32, f, ints, ref);
     TW_CHECK(s == TW_OK, "%s: cpu fp32 run failed: %s", c->name, tw_last_error());
     if (s == TW_OK) {
+        if (c->tiled) setenv("TWIST_GEMM16", "tiled", 1);
         s = run_on(device, c, dt, f, ints, got);
+        if (c->tiled) unsetenv("TWIST_GEMM16");
         TW_CHECK(s == TW_OK, "%s %s: %s", c->name, tw_dtype_name(dt), tw_last_error());
     }
     if (s == TW_OK) {
