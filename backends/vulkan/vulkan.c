@@ -509,7 +509,8 @@ static tw_status tw_vk_free_memory(int index, uint64_t *free_bytes) {
     return status;
 }
 
-/* A later designated initialiser overrides the op list's .gemm (below), on purpose. */
+/* Later designated initialisers override the op list's .gemm and .attention_* (below), on
+ * purpose. */
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Woverride-init"
 static const tw_backend_vtable vk_vtable = {
@@ -520,7 +521,10 @@ static const tw_backend_vtable vk_vtable = {
     .free_memory = tw_vk_free_memory,
     .supports_dtype = tw_vk_supports_dtype,
     .convert = tw_vk_convert,
-    .gemm = tw_vk_gemm_typed, /* f16/bf16 in vk_gpu16.c, fp32 passed on to tw_vk_gemm */
+    /* f16/bf16 in vk_gpu16.c, fp32 passed on to tw_vk_gemm / tw_vk_attention_*: */
+    .gemm = tw_vk_gemm_typed,
+    .attention_fwd = tw_vk_attention_fwd_typed,
+    .attention_bwd = tw_vk_attention_bwd_typed,
 };
 #pragma GCC diagnostic pop
 
