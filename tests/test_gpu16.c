@@ -46,7 +46,8 @@ typedef struct op_case {
     int count;
     tensor_spec tensors[MAX_TENSORS];
     run_fn run;
-    bool tiled; /* run with TWIST_GEMM16=tiled: the tiled kernel even on CPU devices */
+    bool tiled; /* run with TWIST_GEMM16=tiled TWIST_ATTENTION16=tiled: the tiled kernels even
+                   on CPU devices (which otherwise go through fp32, gpu16_via_f32.h) */
 } op_case;
 
 /* ------------------------------------------------------------------------------------------------
@@ -231,6 +232,14 @@ static const op_case cases[] = {
      {T_DATA(AB * AT * 3 * AC, -2, 2), T_DATA(AB * AT * AC, 0, 0), T_F32(AB * AH * AT, 0, 0),
       T_DATA(AB * AT * AC, -1, 1), T_DATA(AB * AT * 3 * AC, -1, 1)},
      attention_bwd, false},
+    {"attention_fwd tiled", "attention_fwd", NULL, 5,
+     {T_DATA(AB * AT * 3 * AC, -2, 2), T_DATA(AB * AT * AC, 0, 0), T_F32(AB * AH * AT, 0, 0),
+      T_DATA(AB * AT * AC, -1, 1), T_DATA(AB * AT * 3 * AC, -1, 1)},
+     attention_fwd, true},
+    {"attention_bwd tiled", "attention_bwd", "attention_fwd", 5,
+     {T_DATA(AB * AT * 3 * AC, -2, 2), T_DATA(AB * AT * AC, 0, 0), T_F32(AB * AH * AT, 0, 0),
+      T_DATA(AB * AT * AC, -1, 1), T_DATA(AB * AT * 3 * AC, -1, 1)},
+     attention_bwd, true},
     {"softmax_fwd", "softmax_fwd", NULL, 3,
      {T_DATA(ROWS * COLS, -4, 4), T_DATA(ROWS * COLS, 0, 0), T_DATA(14 * 7, 0, 0)},
      softmax_fwd, false},
@@ -398,9 +407,15 @@ static double check_case(tw_device *device, tw_device *cpu, const op_case *c, tw
     tw_status s = run_on(cpu, c, TW_DTYPE_F32, f, ints, ref);
     TW_CHECK(s == TW_OK, "%s: cpu fp32 run failed: %s", c->name, tw_last_error());
     if (s == TW_OK) {
-        if (c->tiled) setenv("TWIST_GEMM16", "tiled", 1);
+        if (c->tiled) {
+            setenv("TWIST_GEMM16", "tiled", 1);
+            setenv("TWIST_ATTENTION16", "tiled", 1);
+        }
         s = run_on(device, c, dt, f, ints, got);
-        if (c->tiled) unsetenv("TWIST_GEMM16");
+        if (c->tiled) {
+            unsetenv("TWIST_GEMM16");
+            unsetenv("TWIST_ATTENTION16");
+        }
         TW_CHECK(s == TW_OK, "%s %s: %s", c->name, tw_dtype_name(dt), tw_last_error());
     }
     if (s == TW_OK) {

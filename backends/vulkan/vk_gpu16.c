@@ -24,6 +24,7 @@
 
 #include "vk_internal.h"
 #include "vk_ops.h"
+#include "../gpu16_via_f32.h"
 
 const char *tw_vk_shader_variant(char *out, size_t size, const char *shader, tw_dtype dtype) {
     const char *suffix = dtype == TW_DTYPE_F16 ? "_f16" : dtype == TW_DTYPE_BF16 ? "_bf16" : "";
@@ -100,72 +101,13 @@ static tw_status gemm16(tw_vk_context *vk, const tw_gemm_args *g) {
                           (uint32_t)g->batch);
 }
 
-/* ------------------------------------------------------------------------------------------------
- * 16-bit GEMM on CPU devices (PoCL, lavapipe): their compilers run the tiled 16-bit kernel
- * 50-90x slower than the tuned fp32 GEMM (barriers across hundreds of work-items per group), so
- * there the operands are converted to fp32 scratch, the fp32 GEMM runs, and a C in the type is
- * converted back: O(n^2) conversions around O(n^3) work, same fp32 accumulation. Each operand's
- * whole span (first to last element of every batch entry, gaps included) is converted, so the
- * fp32 GEMM sees the same offsets, leading dimensions and strides; gap elements go back with the
- * same bits (f16/bf16 -> f32 -> same type is exact).
- * ---------------------------------------------------------------------------------------------- */
-
-/* TWIST_GEMM16=tiled keeps the tiled 16-bit kernel on CPU devices too (tests/test_gpu16.c runs
- * the GEMM cases both ways, so the kernel a GPU gets is proven here as well). */
-static bool gemm16_tiled_forced(void) {
-    const char *mode = getenv("TWIST_GEMM16");
-    return mode && strcmp(mode, "tiled") == 0;
-}
-
-/* Elements from an operand's offset to its last element. */
-static size_t operand_span(int batch, int64_t stride, int rows, int cols, int64_t ld) {
-    return (size_t)(batch - 1) * (size_t)stride + (size_t)(rows - 1) * (size_t)ld + (size_t)cols;
-}
-
-typedef tw_status (*gemm16_convert_fn)(void *context, size_t n, tw_mem src, tw_mem dst);
-typedef tw_status (*gemm16_f32_fn)(void *context, const tw_gemm_args *args);
-
-/* An fp32 copy of `mem`'s span (to_f32) or back (!to_f32); *scratch is allocated on the way in. */
-static tw_status span_to_f32(void *context, tw_device *device, gemm16_convert_fn convert,
-                             tw_mem mem, size_t span, tw_buffer **scratch) {
-    TW_TRY(tw_buffer_alloc(device, span * sizeof(float), scratch));
-    return convert(context, span, mem, tw_at(*scratch, 0));
-}
-
-static tw_status gemm16_via_f32(void *context, tw_device *device, const tw_gemm_args *g,
-                                gemm16_convert_fn convert, gemm16_f32_fn gemm32) {
-    const int a_rows = g->trans_a ? g->k : g->m, a_cols = g->trans_a ? g->m : g->k;
-    const int b_rows = g->trans_b ? g->n : g->k, b_cols = g->trans_b ? g->k : g->n;
-    const size_t a_span = operand_span(g->batch, g->stride_a, a_rows, a_cols, g->lda);
-    const size_t b_span = operand_span(g->batch, g->stride_b, b_rows, b_cols, g->ldb);
-    const size_t c_span = operand_span(g->batch, g->stride_c, g->m, g->n, g->ldc);
-    const bool c_typed = g->c.dtype != TW_DTYPE_F32;
-    tw_buffer *a = NULL, *b = NULL, *c = NULL;
-    tw_status status = span_to_f32(context, device, convert, g->a, a_span, &a);
-    if (status == TW_OK) status = span_to_f32(context, device, convert, g->b, b_span, &b);
-    if (status == TW_OK && c_typed)
-        status = span_to_f32(context, device, convert, g->c, c_span, &c);
-    if (status == TW_OK) {
-        tw_gemm_args f = *g;
-        f.dtype = TW_DTYPE_F32;
-        f.a = tw_at(a, 0);
-        f.b = tw_at(b, 0);
-        if (c_typed) f.c = tw_at(c, 0);
-        status = gemm32(context, &f);
-    }
-    if (status == TW_OK && c_typed) status = convert(context, c_span, tw_at(c, 0), g->c);
-    /* Freed once the queued work is done with them (both backends defer the release). */
-    tw_buffer_free(a);
-    tw_buffer_free(b);
-    tw_buffer_free(c);
-    return status;
-}
 
 tw_status tw_vk_gemm_typed(void *context, const tw_gemm_args *args) {
     if (args->dtype == TW_DTYPE_F32) return tw_vk_gemm(context, args);
-    if (tw_vk_get_limits(context)->is_cpu && !gemm16_tiled_forced() && args->m > 0 && args->n > 0 && args->k > 0 &&
-        args->batch > 0)
-        return gemm16_via_f32(context, tw_vk_device(context), args, tw_vk_convert, tw_vk_gemm);
+    if (tw_vk_get_limits(context)->is_cpu && !tw_gpu16_tiled_forced("TWIST_GEMM16") &&
+        args->m > 0 && args->n > 0 && args->k > 0 && args->batch > 0)
+        return tw_gpu16_gemm_via_f32(context, tw_vk_device(context), args, tw_vk_convert,
+                                     tw_vk_gemm);
     return gemm16(context, args);
 }
 
@@ -270,10 +212,16 @@ static tw_status attention16_bwd(tw_vk_context *vk, const tw_attention_args *a) 
 
 tw_status tw_vk_attention_fwd_typed(void *context, const tw_attention_args *args) {
     if (args->dtype == TW_DTYPE_F32) return tw_vk_attention_fwd(context, args);
+    if (tw_vk_get_limits(context)->is_cpu && !tw_gpu16_tiled_forced("TWIST_ATTENTION16"))
+        return tw_gpu16_attention_via_f32(context, tw_vk_device(context), args, false,
+                                          tw_vk_convert, tw_vk_attention_fwd);
     return attention16_fwd(context, args);
 }
 
 tw_status tw_vk_attention_bwd_typed(void *context, const tw_attention_args *args) {
     if (args->dtype == TW_DTYPE_F32) return tw_vk_attention_bwd(context, args);
+    if (tw_vk_get_limits(context)->is_cpu && !tw_gpu16_tiled_forced("TWIST_ATTENTION16"))
+        return tw_gpu16_attention_via_f32(context, tw_vk_device(context), args, true,
+                                          tw_vk_convert, tw_vk_attention_bwd);
     return attention16_bwd(context, args);
 }
