@@ -271,7 +271,7 @@ static uint32_t embedding_buckets(const tw_vk_context *vk, int channels) {
 
 /* dwpe (T, C) by one invocation per element summing over the batch (embedding_dwpe.comp), then
  * dwte (vocab, C) by (column, token bucket) invocations that add positions in order
- * (embedding_dwte.comp). Both fixed-order, no atomics, no scratch. */
+ * (embedding_dwte.comp). Both fixed-order, no atomics; scratch only for a 16-bit dwte. */
 tw_status tw_vk_embedding_bwd(void *context, int batch, int seq_len, int channels, int vocab,
                               tw_mem tokens, tw_mem dout, tw_mem dwte, tw_mem dwpe) {
     tw_vk_context *vk = context;
@@ -295,8 +295,24 @@ tw_status tw_vk_embedding_bwd(void *context, int batch, int seq_len, int channel
                  U32(tokens.offset), U32(dout.offset), U32(dwte.offset)};
     tw_buffer *te_buffers[] = {tokens.buffer, dout.buffer, dwte.buffer};
     uint32_t wg = pow2_wg(vk, ELEMENT_WG);
-    return launch_2d(vk, TW_VK_TYPED("embedding_dwte", dout.dtype), te_buffers, 3, &push_te, sizeof push_te, wg,
-                     group_count(vk, (size_t)channels, wg), buckets);
+    const char *dwte_shader = TW_VK_TYPED("embedding_dwte", dout.dtype);
+    if (dwte.dtype == TW_DTYPE_F32)
+        return launch_2d(vk, dwte_shader, te_buffers, 3, &push_te, sizeof push_te, wg,
+                         group_count(vk, (size_t)channels, wg), buckets);
+    /* 16-bit dwte: the shader adds into fp32 (embedding_dwte.comp), so the (vocab, C) rows go
+     * through fp32 scratch and are rounded once. */
+    const size_t rows = (size_t)vocab * (size_t)channels;
+    tw_buffer *scratch = NULL;
+    TW_TRY(tw_buffer_alloc(tw_vk_device(vk), rows * sizeof(float), &scratch));
+    tw_status status = tw_vk_convert(vk, rows, dwte, tw_at(scratch, 0));
+    te_buffers[2] = scratch;
+    push_te.dwte_off = 0;
+    if (status == TW_OK)
+        status = launch_2d(vk, dwte_shader, te_buffers, 3, &push_te, sizeof push_te, wg,
+                           group_count(vk, (size_t)channels, wg), buckets);
+    if (status == TW_OK) status = tw_vk_convert(vk, rows, tw_at(scratch, 0), dwte);
+    tw_buffer_free(scratch); /* released once the submissions using it complete */
+    return status;
 }
 
 /* ------------------------------------------------------------------------------------------------
