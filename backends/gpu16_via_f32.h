@@ -137,7 +137,8 @@ static inline tw_status tw_gpu16_attention_via_f32(void *context, tw_device *dev
                                                    const tw_attention_args *a, bool backward,
                                                    tw_gpu16_convert_fn convert,
                                                    tw_gpu16_attention_fn attention32) {
-    const size_t qkv = tw_gpu16_bhtd_span(a, a->qkv_stride), out = tw_gpu16_bhtd_span(a, a->out_stride);
+    const size_t qkv = tw_gpu16_bhtd_span(a, a->qkv_stride);
+    const size_t out = tw_gpu16_bhtd_span(a, a->out_stride);
     tw_gpu16_staging s = {.count = 0};
     tw_gpu16_add(&s, a->q, qkv, false);
     tw_gpu16_add(&s, a->k, qkv, false);

@@ -10,6 +10,12 @@
 // shared by every row of the group; the (T, T) scores exist nowhere (online softmax forward, P
 // recomputed from lse backward). Rows past T take part in the barriers but do no work.
 // Constants: 0 = WG (workgroup size), 1 = HD (head dimension; private rows of HD floats).
+//
+// lavapipe: Mesa's gallivm stops a shader's loops after 65535 iterations in all (one counter
+// shared by every loop of an invocation, LP_MAX_TGSI_LOOP_ITERATIONS), and these loops over d run
+// about 2-3 HD times per key: with HD 64 query rows past ~450 end early. lavapipe therefore takes
+// the fp32 path (backends/gpu16_via_f32.h); forcing these shaders there (TWIST_ATTENTION16=tiled)
+// is only sound for T * HD below ~25000. GPUs have no such limit.
 #ifndef TW_ATTN16_COMMON_GLSL
 #define TW_ATTN16_COMMON_GLSL
 

@@ -16,5 +16,6 @@ layout(push_constant) uniform Push {
 void main() {
     uint i = tw_global_index();
     if (i >= p.n) return;
-    TW_ST(result, p.out_off + i, TW_LD(result, p.out_off + i) + (TW_LD(bias, p.bias_off + i % p.cols)));
+    TW_ST(result, p.out_off + i,
+          TW_LD(result, p.out_off + i) + TW_LD(bias, p.bias_off + i % p.cols));
 }

@@ -34,7 +34,8 @@ void main() {
         for (uint i = 0; i < p.bt; i++) {
             uint token = uint(tokens[p.tokens_off + i]);
             if (token % p.buckets != k) continue;
-            dwte[p.dwte_off + token * p.channels + c] += TW_LD(dout, p.dout_off + i * p.channels + c);
+            dwte[p.dwte_off + token * p.channels + c] +=
+                TW_LD(dout, p.dout_off + i * p.channels + c);
         }
     }
 }

@@ -36,7 +36,9 @@ void main() {
         for (uint c = lid; c < p.cols; c += TW_WG) {
             float xhat = (TW_LD(x, p.x_off + base + c) - mu) * s;
             float dnorm = TW_LD(dout, p.dout_off + base + c) * TW_LD(w, p.w_off + c);
-            TW_ST(dx, p.dx_off + base + c, TW_LD(dx, p.dx_off + base + c) + ((dnorm - dnorm_mean - xhat * dnorm_xhat_mean) * s));
+            TW_ST(dx, p.dx_off + base + c,
+                  TW_LD(dx, p.dx_off + base + c) +
+                      (dnorm - dnorm_mean - xhat * dnorm_xhat_mean) * s);
         }
     }
 }

@@ -34,7 +34,8 @@ void main() {
         }
         float s = 1.0 / sqrt(tw_wg_sum(sq) / float(p.cols) + p.eps);
         for (uint c = lid; c < p.cols; c += TW_WG)
-            TW_ST(y, dst + c, (TW_LD(x, src + c) - mu) * s * TW_LD(w, p.w_off + c) + TW_LD(b, p.b_off + c));
+            TW_ST(y, dst + c,
+                  (TW_LD(x, src + c) - mu) * s * TW_LD(w, p.w_off + c) + TW_LD(b, p.b_off + c));
         if (lid == 0) {
             mean[p.mean_off + r] = mu;
             rstd[p.rstd_off + r] = s;

@@ -23,6 +23,8 @@ void main() {
             dot += TW_LD(dy, p.dy_off + base + c) * TW_LD(y, p.y_off + base + c);
         dot = tw_wg_sum(dot);
         for (uint c = lid; c < p.cols; c += TW_WG)
-            TW_ST(dx, p.dx_off + base + c, TW_LD(dx, p.dx_off + base + c) + (TW_LD(y, p.y_off + base + c) * (TW_LD(dy, p.dy_off + base + c) - dot)));
+            TW_ST(dx, p.dx_off + base + c,
+                  TW_LD(dx, p.dx_off + base + c) +
+                      TW_LD(y, p.y_off + base + c) * (TW_LD(dy, p.dy_off + base + c) - dot));
     }
 }

@@ -26,7 +26,8 @@ void main() {
         uint src = p.logits_off + r * p.ld, dst = p.dlogits_off + r * p.ld;
         for (uint c = lid; c < p.vocab; c += gl_WorkGroupSize.x) {
             float prob = exp(TW_LD(z, src + c) - row_lse);
-            TW_ST(dz, dst + c, TW_LD(dz, dst + c) + (p.grad_scale * (c == uint(t) ? prob - 1.0 : prob)));
+            TW_ST(dz, dst + c,
+                  TW_LD(dz, dst + c) + p.grad_scale * (c == uint(t) ? prob - 1.0 : prob));
         }
     }
 }

@@ -25,7 +25,8 @@
 #include "twist/error.h"
 
 typedef enum role { DATA, F32, I32 } role;
-/* Initial values: uniform in [lo, hi) (ints: [0, hi)); DISTINCT: a permutation prefix of [0, hi). */
+/* Initial values: uniform in [lo, hi) (ints: [0, hi)); DISTINCT: a permutation prefix of
+ * [0, hi). */
 typedef enum init_kind { UNIFORM, DISTINCT } init_kind;
 
 typedef struct tensor_spec {

@@ -82,7 +82,8 @@ static tw_status gemm16(tw_vk_context *vk, const tw_gemm_args *g) {
                         "vulkan: gemm in %s: operands reaching 2^32 elements into their buffer "
                         "are not supported (32-bit shader offsets)", tw_dtype_name(g->dtype));
     const uint32_t td = limits->max_workgroup_size >= 256 ? 16 : 8, tm = 4 * td;
-    const uint32_t groups_x = ((uint32_t)g->n + tm - 1) / tm, groups_y = ((uint32_t)g->m + tm - 1) / tm;
+    const uint32_t groups_x = ((uint32_t)g->n + tm - 1) / tm;
+    const uint32_t groups_y = ((uint32_t)g->m + tm - 1) / tm;
     const uint32_t spec[2] = {td, g->c.dtype == TW_DTYPE_F32 ? 1u : 0u};
     tw_vk_kernel *kernel = NULL;
     const struct {

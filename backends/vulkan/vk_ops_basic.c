@@ -89,5 +89,6 @@ tw_status tw_vk_bias_bwd(void *context, int rows, int cols, tw_mem dout, tw_mem 
     const struct { uint32_t rows, cols, dout_off, dbias_off; } push = {
         (uint32_t)rows, (uint32_t)cols, (uint32_t)dout.offset, (uint32_t)dbias.offset};
     tw_buffer *buffers[] = {dout.buffer, dbias.buffer};
-    return launch(context, TW_VK_TYPED("bias_bwd", dout.dtype), (size_t)cols, buffers, 2, &push, sizeof push);
+    return launch(context, TW_VK_TYPED("bias_bwd", dout.dtype),
+                  (size_t)cols, buffers, 2, &push, sizeof push);
 }

@@ -1,6 +1,7 @@
 /* twist OpenCL kernels: AdamW with decoupled weight decay, in place (host side: cl_ops.c).
  * Built per data type after kernels/dtype.cl: grad is TW_T; param (the fp32 master weights),
- * m and v stay float. The bias corrections 1 - beta^step are computed once on the host (in double). */
+ * m and v stay float. The bias corrections 1 - beta^step are computed once on the host (in
+ * double). */
 __kernel void tw_adamw(ulong n, float lr, float beta1, float beta2, float eps, float weight_decay,
                        float grad_scale, float correction1, float correction2,
                        __global float *param, ulong param_off, __global const TW_T *grad,

@@ -1,6 +1,7 @@
 /* twist OpenCL kernels: gather and scatter of matrix rows and columns (host side: cl_ops.c).
- * Built per data type after kernels/dtype.cl (src and dst TW_T). One work-item per moved element. Indices are in range and, for scatters, distinct (the caller
- * guarantees it), so no two work-items write one element. */
+ * Built per data type after kernels/dtype.cl (src and dst TW_T). One work-item per moved
+ * element. Indices are in range and, for scatters, distinct (the caller guarantees it), so no
+ * two work-items write one element. */
 
 /* dst (count, cols)[i][c] = src (src_rows, cols)[idx[i]][c] */
 __kernel void tw_gather_rows(int count, int cols, __global const int *idx, ulong idx_off,

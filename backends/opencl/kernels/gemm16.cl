@@ -32,7 +32,8 @@ static void gemm_tile(int m, int n, int k, int trans_a, int trans_b, __global co
             int row = row0 + r, kg = k0 + kk;
             float value = 0.0f;
             if (row < m && kg < k)
-                value = TW_LD(a, a_base + (trans_a ? (ulong)kg * lda + row : (ulong)row * lda + kg));
+                value = TW_LD(a, a_base + (trans_a ? (ulong)kg * lda + row
+                                                   : (ulong)row * lda + kg));
             As[kk][r] = value;
         }
         for (int e = lid; e < BK * TM; e += TD * TD) {
@@ -41,7 +42,8 @@ static void gemm_tile(int m, int n, int k, int trans_a, int trans_b, __global co
             int col = col0 + c, kg = k0 + kk;
             float value = 0.0f;
             if (col < n && kg < k)
-                value = TW_LD(b, b_base + (trans_b ? (ulong)col * ldb + kg : (ulong)kg * ldb + col));
+                value = TW_LD(b, b_base + (trans_b ? (ulong)col * ldb + kg
+                                                   : (ulong)kg * ldb + col));
             Bs[kk][c] = value;
         }
         barrier(CLK_LOCAL_MEM_FENCE);

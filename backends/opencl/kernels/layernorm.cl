@@ -1,8 +1,8 @@
 /* twist OpenCL kernels: LayerNorm over the last dimension (host side: cl_ops.c).
  * Built per data type after kernels/dtype.cl: x, weight, bias, out and the gradients are TW_T;
- * mean and rstd stay float. Row statistics use one work-item per row looping over the columns in order (deterministic,
- * and on CPU devices a row is one core's sequential stream); the weight and bias gradients use
- * one work-item per column looping over the rows in order. */
+ * mean and rstd stay float. Row statistics use one work-item per row looping over the columns
+ * in order (deterministic, and on CPU devices a row is one core's sequential stream); the weight
+ * and bias gradients use one work-item per column looping over the rows in order. */
 
 /* x (N, C) -> out (N, C), mean (N), rstd (N); variance biased, two passes for accuracy. */
 __kernel void tw_layernorm_fwd(int rows, int cols, float eps, __global const TW_T *x,

@@ -1,6 +1,7 @@
 /* twist OpenCL kernels: fused softmax + cross-entropy (host side: cl_ops.c).
  * Built per data type after kernels/dtype.cl: logits and dlogits are TW_T, losses, lse and
- * correct float. logits (N, ld) of which the first V columns are classes; targets (N) int32, < 0 = ignored. */
+ * correct float. logits (N, ld) of which the first V columns are classes; targets (N) int32,
+ * < 0 = ignored. */
 
 /* One work-item per row: lse (N) = log sum exp, losses (N) = lse - logit[target] (0 if
  * ignored), correct (N) = 1 where target is the argmax (first maximum on ties). */
