@@ -33,19 +33,35 @@ function(twist_vulkan_shaders out_var)
                 continue()
             endif()
         endif()
-        set(spv "${spirv_dir}/${name}.spv")
-        add_custom_command(
-            OUTPUT "${spv}"
-            COMMAND ${TWIST_GLSLC} --target-env=vulkan1.2 -O -Werror -I "${PROJECT_SOURCE_DIR}/shaders"
-                    -o "${spv}" "${source}"
-            DEPENDS "${source}" ${includes}
-            COMMENT "Compiling shader ${name}.comp to SPIR-V"
-            VERBATIM)
-        list(APPEND spirv_files "${spv}")
-        string(MAKE_C_IDENTIFIER "twist_spv_${name}.spv" symbol)
-        string(APPEND declarations
-               "extern const char ${symbol}[];\nextern const size_t ${symbol}_size;\n")
-        string(APPEND entries "    {\"${name}\", ${symbol}, &${symbol}_size},\n")
+        # A shader that includes dtype.glsl (without fixing TW_DTYPE itself) is compiled once per
+        # data type: <name> (fp32), <name>_f16 and <name>_bf16, with -DTW_DTYPE=0/1/2
+        # (backends/vulkan/vk_gpu16.c picks the op's).
+        file(STRINGS "${source}" typed REGEX "^#include \"dtype.glsl\"")
+        file(STRINGS "${source}" fixed REGEX "^#define TW_DTYPE")
+        set(variants "${name}|-DTW_UNTYPED")
+        if(typed AND NOT fixed)
+            set(variants "${name}|-DTW_DTYPE=0" "${name}_f16|-DTW_DTYPE=1"
+                         "${name}_bf16|-DTW_DTYPE=2")
+        endif()
+        foreach(variant IN LISTS variants)
+            string(REPLACE "|" ";" parts "${variant}")
+            list(GET parts 0 vname)
+            list(GET parts 1 define)
+            set(spv "${spirv_dir}/${vname}.spv")
+            add_custom_command(
+                OUTPUT "${spv}"
+                COMMAND ${TWIST_GLSLC} --target-env=vulkan1.2 -O -Werror
+                        -I "${PROJECT_SOURCE_DIR}/shaders" ${define}
+                        -o "${spv}" "${source}"
+                DEPENDS "${source}" ${includes}
+                COMMENT "Compiling shader ${name}.comp to ${vname}.spv"
+                VERBATIM)
+            list(APPEND spirv_files "${spv}")
+            string(MAKE_C_IDENTIFIER "twist_spv_${vname}.spv" symbol)
+            string(APPEND declarations
+                   "extern const char ${symbol}[];\nextern const size_t ${symbol}_size;\n")
+            string(APPEND entries "    {\"${vname}\", ${symbol}, &${symbol}_size},\n")
+        endforeach()
     endforeach()
     set(embedded)
     twist_embed_files(embedded twist_spv ${spirv_files})

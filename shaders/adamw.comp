@@ -3,10 +3,11 @@
 // backends/vulkan/vk_ops.c). The bias corrections 1 - beta^step come from the host, computed as
 // the CPU reference does. One invocation per parameter.
 #include "common.glsl"
+#include "dtype.glsl"
 TW_LOCAL_SIZE_X_SPEC
 
 layout(std430, set = 0, binding = 0) buffer Param { float param[]; };
-layout(std430, set = 0, binding = 1) readonly buffer Grad { float grad[]; };
+layout(std430, set = 0, binding = 1) readonly buffer Grad { TW_T grad[]; };
 layout(std430, set = 0, binding = 2) buffer M { float m[]; };
 layout(std430, set = 0, binding = 3) buffer V { float v[]; };
 
@@ -19,7 +20,7 @@ layout(push_constant) uniform Push {
 void main() {
     const uint i = tw_global_index();
     if (i < p.n) {
-        float g = p.grad_scale * grad[p.grad_off + i];
+        float g = p.grad_scale * TW_LD(grad, p.grad_off + i);
         float mi = p.beta1 * m[p.m_off + i] + (1.0 - p.beta1) * g;
         float vi = p.beta2 * v[p.v_off + i] + (1.0 - p.beta2) * g * g;
         m[p.m_off + i] = mi;

@@ -2,10 +2,11 @@
 // out (rows, cols) += bias (cols) broadcast over rows (vk_ops_basic.c): one invocation per
 // element, n = rows * cols.
 #include "common.glsl"
+#include "dtype.glsl"
 
 TW_LOCAL_SIZE_X_SPEC
-TW_BUFFER_RO(0, float, bias)
-TW_BUFFER(1, float, result)
+TW_BUFFER_RO(0, TW_T, bias)
+TW_BUFFER(1, TW_T, result)
 
 layout(push_constant) uniform Push {
     uint n, cols;
@@ -15,5 +16,6 @@ layout(push_constant) uniform Push {
 void main() {
     uint i = tw_global_index();
     if (i >= p.n) return;
-    result[p.out_off + i] += bias[p.bias_off + i % p.cols];
+    TW_ST(result, p.out_off + i,
+          TW_LD(result, p.out_off + i) + TW_LD(bias, p.bias_off + i % p.cols));
 }

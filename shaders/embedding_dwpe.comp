@@ -2,10 +2,11 @@
 // twist: position-embedding gradient (host side: backends/vulkan/vk_ops.c).
 // dwpe[t][c] += dout[b][t][c] for b = 0, 1, ... in order; one invocation per (t, c).
 #include "common.glsl"
+#include "dtype.glsl"
 TW_LOCAL_SIZE_X_SPEC
 
-layout(std430, set = 0, binding = 0) readonly buffer DOut { float dout[]; };
-layout(std430, set = 0, binding = 1) buffer DWpe { float dwpe[]; };
+layout(std430, set = 0, binding = 0) readonly buffer DOut { TW_T dout[]; };
+layout(std430, set = 0, binding = 1) buffer DWpe { TW_T dwpe[]; };
 
 layout(push_constant) uniform Push {
     uint n, batch; // n = T*C
@@ -15,8 +16,8 @@ layout(push_constant) uniform Push {
 void main() {
     const uint e = tw_global_index();
     if (e < p.n) {
-        float acc = dwpe[p.dwpe_off + e];
-        for (uint b = 0; b < p.batch; b++) acc += dout[p.dout_off + b * p.n + e];
-        dwpe[p.dwpe_off + e] = acc;
+        float acc = TW_LD(dwpe, p.dwpe_off + e);
+        for (uint b = 0; b < p.batch; b++) acc += TW_LD(dout, p.dout_off + b * p.n + e);
+        TW_ST(dwpe, p.dwpe_off + e, acc);
     }
 }

@@ -8,11 +8,15 @@
 // all positions in order and adds the ones with its tokens. Every element of dwte has exactly one
 // owner, and no scratch is needed. buckets (the y groups) trades redundant token scans for
 // parallelism: 1 on CPU devices, more on GPUs where C columns alone are too few invocations.
+// dout has the op's data type; dwte is fp32 in every variant: a 16-bit dwte is converted to fp32
+// scratch by the host around this shader (vk_ops.c), so a row that many positions add into is
+// rounded once, not once per position.
 #include "common.glsl"
+#include "dtype.glsl"
 TW_LOCAL_SIZE_X_SPEC
 
 layout(std430, set = 0, binding = 0) readonly buffer Tokens { int tokens[]; };
-layout(std430, set = 0, binding = 1) readonly buffer DOut { float dout[]; };
+layout(std430, set = 0, binding = 1) readonly buffer DOut { TW_T dout[]; };
 layout(std430, set = 0, binding = 2) buffer DWte { float dwte[]; };
 
 layout(push_constant) uniform Push {
@@ -30,7 +34,8 @@ void main() {
         for (uint i = 0; i < p.bt; i++) {
             uint token = uint(tokens[p.tokens_off + i]);
             if (token % p.buckets != k) continue;
-            dwte[p.dwte_off + token * p.channels + c] += dout[p.dout_off + i * p.channels + c];
+            dwte[p.dwte_off + token * p.channels + c] +=
+                TW_LD(dout, p.dout_off + i * p.channels + c);
         }
     }
 }

@@ -7,6 +7,7 @@
 //   MODE_GATHER_COLS:  dst (rows, count)[r][i] = src (rows, cols)[r][idx[i]]
 //   MODE_SCATTER_COLS: dst (rows, cols)[r][idx[i]] (+)= src (rows, count)[r][i]
 #include "common.glsl"
+#include "dtype.glsl"
 TW_LOCAL_SIZE_X_SPEC
 
 #define MODE_GATHER_ROWS 0u
@@ -15,8 +16,8 @@ TW_LOCAL_SIZE_X_SPEC
 #define MODE_SCATTER_COLS 3u
 
 layout(std430, set = 0, binding = 0) readonly buffer Idx { int idx[]; };
-layout(std430, set = 0, binding = 1) readonly buffer Src { float src[]; };
-layout(std430, set = 0, binding = 2) buffer Dst { float dst[]; };
+layout(std430, set = 0, binding = 1) readonly buffer Src { TW_T src[]; };
+layout(std430, set = 0, binding = 2) buffer Dst { TW_T dst[]; };
 
 layout(push_constant) uniform Push {
     uint n;          // elements moved: count * cols (rows) or rows * count (cols)
@@ -42,11 +43,11 @@ void main() {
     if (e < p.n) {
         uint big = big_index(e);
         if (gather) {
-            dst[p.dst_off + e] = src[p.src_off + big];
+            TW_ST(dst, p.dst_off + e, TW_LD(src, p.src_off + big));
         } else {
-            float value = src[p.src_off + e];
+            float value = TW_LD(src, p.src_off + e);
             uint d = p.dst_off + big;
-            dst[d] = p.accumulate != 0 ? dst[d] + value : value;
+            TW_ST(dst, d, p.accumulate != 0 ? TW_LD(dst, d) + value : value);
         }
     }
 }

@@ -5,16 +5,17 @@
 // l sums rows l, l + LANES, ... in order, then the lanes combine in a fixed tree. Reads of a row
 // segment are contiguous across x.
 #include "common.glsl"
+#include "dtype.glsl"
 layout(local_size_x = 32, local_size_y = 8) in;
 #define COLS 32
 #define LANES 8
 
-layout(std430, set = 0, binding = 0) readonly buffer DOut { float dout[]; };
-layout(std430, set = 0, binding = 1) readonly buffer X { float x[]; };
+layout(std430, set = 0, binding = 0) readonly buffer DOut { TW_T dout[]; };
+layout(std430, set = 0, binding = 1) readonly buffer X { TW_T x[]; };
 layout(std430, set = 0, binding = 2) readonly buffer Mean { float mean[]; };
 layout(std430, set = 0, binding = 3) readonly buffer Rstd { float rstd[]; };
-layout(std430, set = 0, binding = 4) buffer DW { float dweight[]; };
-layout(std430, set = 0, binding = 5) buffer DB { float dbias[]; };
+layout(std430, set = 0, binding = 4) buffer DW { TW_T dweight[]; };
+layout(std430, set = 0, binding = 5) buffer DB { TW_T dbias[]; };
 
 layout(push_constant) uniform Push {
     uint rows, cols;
@@ -32,8 +33,8 @@ void main() {
         if (c < p.cols) {
             for (uint r = ly; r < p.rows; r += LANES) {
                 uint e = r * p.cols + c;
-                float dy = dout[p.dout_off + e];
-                dw += dy * ((x[p.x_off + e] - mean[p.mean_off + r]) * rstd[p.rstd_off + r]);
+                float dy = TW_LD(dout, p.dout_off + e);
+                dw += dy * ((TW_LD(x, p.x_off + e) - mean[p.mean_off + r]) * rstd[p.rstd_off + r]);
                 db += dy;
             }
         }
@@ -48,8 +49,8 @@ void main() {
             barrier();
         }
         if (ly == 0 && c < p.cols) {
-            dweight[p.dw_off + c] += s_dw[0][lx];
-            dbias[p.db_off + c] += s_db[0][lx];
+            TW_ST(dweight, p.dw_off + c, TW_LD(dweight, p.dw_off + c) + (s_dw[0][lx]));
+            TW_ST(dbias, p.db_off + c, TW_LD(dbias, p.db_off + c) + (s_db[0][lx]));
         }
         barrier();
     }

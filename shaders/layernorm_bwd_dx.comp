@@ -3,14 +3,15 @@
 // dx (rows, cols) += (dnorm - mean_c(dnorm) - xhat mean_c(dnorm xhat)) rstd per row, with
 // xhat = (x - mean) rstd and dnorm = dout weight. One workgroup per row, both row sums in one tree.
 #include "common.glsl"
+#include "dtype.glsl"
 #include "reduce_wg.glsl"
 
-layout(std430, set = 0, binding = 0) readonly buffer DOut { float dout[]; };
-layout(std430, set = 0, binding = 1) readonly buffer X { float x[]; };
-layout(std430, set = 0, binding = 2) readonly buffer W { float w[]; };
+layout(std430, set = 0, binding = 0) readonly buffer DOut { TW_T dout[]; };
+layout(std430, set = 0, binding = 1) readonly buffer X { TW_T x[]; };
+layout(std430, set = 0, binding = 2) readonly buffer W { TW_T w[]; };
 layout(std430, set = 0, binding = 3) readonly buffer Mean { float mean[]; };
 layout(std430, set = 0, binding = 4) readonly buffer Rstd { float rstd[]; };
-layout(std430, set = 0, binding = 5) buffer DX { float dx[]; };
+layout(std430, set = 0, binding = 5) buffer DX { TW_T dx[]; };
 
 layout(push_constant) uniform Push {
     uint rows, cols;
@@ -24,8 +25,8 @@ void main() {
         float mu = mean[p.mean_off + r], s = rstd[p.rstd_off + r];
         float dnorm_sum = 0.0, dnorm_xhat_sum = 0.0;
         for (uint c = lid; c < p.cols; c += TW_WG) {
-            float xhat = (x[p.x_off + base + c] - mu) * s;
-            float dnorm = dout[p.dout_off + base + c] * w[p.w_off + c];
+            float xhat = (TW_LD(x, p.x_off + base + c) - mu) * s;
+            float dnorm = TW_LD(dout, p.dout_off + base + c) * TW_LD(w, p.w_off + c);
             dnorm_sum += dnorm;
             dnorm_xhat_sum += dnorm * xhat;
         }
@@ -33,9 +34,11 @@ void main() {
         float dnorm_mean = dnorm_sum / float(p.cols);
         float dnorm_xhat_mean = dnorm_xhat_sum / float(p.cols);
         for (uint c = lid; c < p.cols; c += TW_WG) {
-            float xhat = (x[p.x_off + base + c] - mu) * s;
-            float dnorm = dout[p.dout_off + base + c] * w[p.w_off + c];
-            dx[p.dx_off + base + c] += (dnorm - dnorm_mean - xhat * dnorm_xhat_mean) * s;
+            float xhat = (TW_LD(x, p.x_off + base + c) - mu) * s;
+            float dnorm = TW_LD(dout, p.dout_off + base + c) * TW_LD(w, p.w_off + c);
+            TW_ST(dx, p.dx_off + base + c,
+                  TW_LD(dx, p.dx_off + base + c) +
+                      (dnorm - dnorm_mean - xhat * dnorm_xhat_mean) * s);
         }
     }
 }

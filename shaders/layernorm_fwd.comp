@@ -4,12 +4,13 @@
 // with rstd = 1 / sqrt(var + eps), var biased. One workgroup per row; the mean and then the
 // variance about it are two workgroup sums (two passes over the row, which stays in cache).
 #include "common.glsl"
+#include "dtype.glsl"
 #include "reduce_wg.glsl"
 
-layout(std430, set = 0, binding = 0) readonly buffer X { float x[]; };
-layout(std430, set = 0, binding = 1) readonly buffer W { float w[]; };
-layout(std430, set = 0, binding = 2) readonly buffer B { float b[]; };
-layout(std430, set = 0, binding = 3) buffer Out { float y[]; };
+layout(std430, set = 0, binding = 0) readonly buffer X { TW_T x[]; };
+layout(std430, set = 0, binding = 1) readonly buffer W { TW_T w[]; };
+layout(std430, set = 0, binding = 2) readonly buffer B { TW_T b[]; };
+layout(std430, set = 0, binding = 3) buffer Out { TW_T y[]; };
 layout(std430, set = 0, binding = 4) buffer Mean { float mean[]; };
 layout(std430, set = 0, binding = 5) buffer Rstd { float rstd[]; };
 
@@ -24,16 +25,17 @@ void main() {
     for (uint r = gl_WorkGroupID.x; r < p.rows; r += gl_NumWorkGroups.x) {
         uint src = p.x_off + r * p.cols, dst = p.out_off + r * p.cols;
         float sum = 0.0;
-        for (uint c = lid; c < p.cols; c += TW_WG) sum += x[src + c];
+        for (uint c = lid; c < p.cols; c += TW_WG) sum += TW_LD(x, src + c);
         float mu = tw_wg_sum(sum) / float(p.cols);
         float sq = 0.0;
         for (uint c = lid; c < p.cols; c += TW_WG) {
-            float d = x[src + c] - mu;
+            float d = TW_LD(x, src + c) - mu;
             sq += d * d;
         }
         float s = 1.0 / sqrt(tw_wg_sum(sq) / float(p.cols) + p.eps);
         for (uint c = lid; c < p.cols; c += TW_WG)
-            y[dst + c] = (x[src + c] - mu) * s * w[p.w_off + c] + b[p.b_off + c];
+            TW_ST(y, dst + c,
+                  (TW_LD(x, src + c) - mu) * s * TW_LD(w, p.w_off + c) + TW_LD(b, p.b_off + c));
         if (lid == 0) {
             mean[p.mean_off + r] = mu;
             rstd[p.rstd_off + r] = s;

@@ -6,9 +6,10 @@
 // adds the partials. Float accumulation: each invocation's run is short, so the error stays near
 // that of a pairwise sum.
 #include "common.glsl"
+#include "dtype.glsl"
 #include "reduce_wg.glsl"
 
-layout(std430, set = 0, binding = 0) readonly buffer X { float x[]; };
+layout(std430, set = 0, binding = 0) readonly buffer X { TW_T x[]; };
 layout(std430, set = 0, binding = 1) buffer Partials { float partials[]; };
 
 layout(push_constant) uniform Push {
@@ -23,7 +24,7 @@ void main() {
         uint count = min(p.chunk, p.n - begin);
         float sum = 0.0;
         for (uint k = lid; k < count; k += TW_WG) {
-            float v = x[p.x_off + begin + k];
+            float v = TW_LD(x, p.x_off + begin + k);
             sum += v * v;
         }
         sum = tw_wg_sum(sum);

@@ -2,11 +2,12 @@
 // twist: row softmax backward (host side: backends/vulkan/vk_ops.c).
 // dx (rows, cols) += y (dy - sum_c dy y) per row, y the forward output. One workgroup per row.
 #include "common.glsl"
+#include "dtype.glsl"
 #include "reduce_wg.glsl"
 
-layout(std430, set = 0, binding = 0) readonly buffer Y { float y[]; };
-layout(std430, set = 0, binding = 1) readonly buffer DY { float dy[]; };
-layout(std430, set = 0, binding = 2) buffer DX { float dx[]; };
+layout(std430, set = 0, binding = 0) readonly buffer Y { TW_T y[]; };
+layout(std430, set = 0, binding = 1) readonly buffer DY { TW_T dy[]; };
+layout(std430, set = 0, binding = 2) buffer DX { TW_T dx[]; };
 
 layout(push_constant) uniform Push {
     uint rows, cols;
@@ -19,9 +20,11 @@ void main() {
         uint base = r * p.cols;
         float dot = 0.0;
         for (uint c = lid; c < p.cols; c += TW_WG)
-            dot += dy[p.dy_off + base + c] * y[p.y_off + base + c];
+            dot += TW_LD(dy, p.dy_off + base + c) * TW_LD(y, p.y_off + base + c);
         dot = tw_wg_sum(dot);
         for (uint c = lid; c < p.cols; c += TW_WG)
-            dx[p.dx_off + base + c] += y[p.y_off + base + c] * (dy[p.dy_off + base + c] - dot);
+            TW_ST(dx, p.dx_off + base + c,
+                  TW_LD(dx, p.dx_off + base + c) +
+                      TW_LD(y, p.y_off + base + c) * (TW_LD(dy, p.dy_off + base + c) - dot));
     }
 }

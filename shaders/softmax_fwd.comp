@@ -5,10 +5,11 @@
 // over the columns. out may alias in: every element is read before the barrier that precedes
 // the writes, and each is then rewritten by the invocation that reads it.
 #include "common.glsl"
+#include "dtype.glsl"
 #include "reduce_wg.glsl"
 
-layout(std430, set = 0, binding = 0) readonly buffer In { float x[]; };
-layout(std430, set = 0, binding = 1) buffer Out { float y[]; };
+layout(std430, set = 0, binding = 0) readonly buffer In { TW_T x[]; };
+layout(std430, set = 0, binding = 1) buffer Out { TW_T y[]; };
 
 layout(push_constant) uniform Push {
     uint rows, cols, causal_t;
@@ -22,10 +23,10 @@ void main() {
         uint src = p.in_off + r * p.cols, dst = p.out_off + r * p.cols;
         float m = -1.0 / 0.0, s = 0.0;
         uint arg = 0;
-        for (uint c = lid; c < visible; c += TW_WG) tw_lse_add(m, s, arg, x[src + c], c);
+        for (uint c = lid; c < visible; c += TW_WG) tw_lse_add(m, s, arg, TW_LD(x, src + c), c);
         tw_wg_lse(m, s, arg);
         float inv = 1.0 / s;
         for (uint c = lid; c < p.cols; c += TW_WG)
-            y[dst + c] = c < visible ? exp(x[src + c] - m) * inv : 0.0;
+            TW_ST(y, dst + c, c < visible ? exp(TW_LD(x, src + c) - m) * inv : 0.0);
     }
 }

@@ -18,7 +18,9 @@
 #include "twist/backend_support.h"
 #include "gemm_own.h"
 
-/* One program per kernel file (kernels/<family>.cl); attention is built per head dimension. */
+/* One program per kernel file (kernels/<family>.cl) and data type (f32, f16, bf16: the file is
+ * built after kernels/dtype.cl with -DTW_DTYPE=<tw_dtype>); attention is built per head
+ * dimension. */
 typedef enum tw_cl_family {
     TW_CL_ELEMENTWISE = 0,
     TW_CL_REDUCE,
@@ -28,13 +30,16 @@ typedef enum tw_cl_family {
     TW_CL_EMBEDDING,
     TW_CL_ADAMW,
     TW_CL_GATHER,
+    TW_CL_CONVERT,     /* kernels/convert.cl: dtype conversions (built once, as bf16) */
+    TW_CL_GEMM16,      /* kernels/gemm16.cl: f16/bf16 GEMM, fp32 accumulation */
     TW_CL_FAMILY_COUNT
 } tw_cl_family;
 
-enum { TW_CL_MAX_KERNELS = 64, TW_CL_MAX_ATTENTION_PROGRAMS = 16 };
+enum { TW_CL_MAX_KERNELS = 192, TW_CL_DTYPES = 3, TW_CL_MAX_ATTENTION_PROGRAMS = 16 };
 
 typedef struct tw_cl_kernel_entry {
     tw_cl_family family;
+    tw_dtype dtype;
     const char *name; /* a string literal */
     cl_kernel kernel;
 } tw_cl_kernel_entry;
@@ -68,7 +73,12 @@ typedef struct tw_cl_context {
     char cache_dir[4096];
     bool cache_usable;
 
-    cl_program programs[TW_CL_FAMILY_COUNT];
+    cl_program programs[TW_CL_FAMILY_COUNT][TW_CL_DTYPES];
+    /* 16-bit storage (cl_gpu16.c): whether half loads/stores build and run here (probed once),
+     * and the 16-bit attention programs, one per (dtype, head dimension). */
+    int half_probe; /* 0 not probed, 1 works, -1 does not */
+    tw_cl_attention_program attention16[2][TW_CL_MAX_ATTENTION_PROGRAMS];
+    int attention16_count[2];
     tw_cl_kernel_entry kernels[TW_CL_MAX_KERNELS];
     int kernel_count;
     tw_cl_attention_program attention[TW_CL_MAX_ATTENTION_PROGRAMS];
@@ -108,9 +118,15 @@ bool tw_cl_cache_read(const tw_cl_context *cl, const char *name, char *data, siz
 void tw_cl_cache_write(const tw_cl_context *cl, const char *name, const void *data,
                        size_t length);
 
-/* Kernel of a family, built and created on first use. */
+/* Kernel of a family, built and created on first use (fp32 variant). */
 tw_status tw_cl_kernel(tw_cl_context *cl, tw_cl_family family, const char *name,
                        cl_kernel *out);
+/* The same for data type `dtype` (F32, F16, BF16): the family's file after kernels/dtype.cl. */
+tw_status tw_cl_kernel_typed(tw_cl_context *cl, tw_cl_family family, tw_dtype dtype,
+                             const char *name, cl_kernel *out);
+/* Builds kernels/dtype.cl + `source` for `dtype` with `extra_options` (cached like any build). */
+tw_status tw_cl_build_typed(tw_cl_context *cl, const char *source, size_t length, tw_dtype dtype,
+                            const char *extra_options, cl_program *out);
 void tw_cl_release_programs(tw_cl_context *cl);
 
 /* Enqueues a 1-D launch over `items` work-items (rounded up to the work-group size; kernels
@@ -147,6 +163,19 @@ void tw_cl_attention_release(tw_cl_context *cl);
  * vtable's `variants` / `force_variant` here). */
 int tw_cl_attention_variants(tw_cl_context *cl, const char *op, const char **names, int capacity);
 tw_status tw_cl_attention_force_variant(tw_cl_context *cl, const char *op, const char *name);
+
+/* 16-bit data types (cl_gpu16.c): supports_dtype and convert entries, the f16/bf16 GEMM and
+ * attention, and the release of their programs. */
+bool tw_cl_supports_dtype(void *context, tw_op_id op, tw_dtype dtype);
+tw_status tw_cl_convert(void *context, size_t n, tw_mem src, tw_mem dst);
+tw_status tw_cl_gemm16(tw_cl_context *cl, const tw_gemm_args *args);
+tw_status tw_cl_attention16_fwd(tw_cl_context *cl, const tw_attention_args *args);
+tw_status tw_cl_attention16_bwd(tw_cl_context *cl, const tw_attention_args *args);
+void tw_cl_gpu16_release(tw_cl_context *cl);
+/* The vtable's gemm / attention entries: 16-bit types here, fp32 to tw_cl_gemm etc. */
+tw_status tw_cl_gemm_typed(void *context, const tw_gemm_args *args);
+tw_status tw_cl_attention_fwd_typed(void *context, const tw_attention_args *args);
+tw_status tw_cl_attention_bwd_typed(void *context, const tw_attention_args *args);
 
 /* The cl_mem of a tensor argument. */
 static inline cl_mem tw_cl_mem(tw_mem mem) { return (cl_mem)mem.buffer->handle; }

@@ -15,12 +15,13 @@ typedef struct tw_cl_call {
     const char *name;
 } tw_cl_call;
 
+/* dtype: the op's data type (twist/backend.h, "Data types"), which picks the family's build. */
 static tw_status call_begin(tw_cl_call *call, void *context, tw_cl_family family,
-                            const char *name) {
+                            tw_dtype dtype, const char *name) {
     memset(call, 0, sizeof *call);
     call->cl = context;
     call->name = name;
-    return tw_cl_kernel(call->cl, family, name, &call->kernel);
+    return tw_cl_kernel_typed(call->cl, family, dtype, name, &call->kernel);
 }
 
 static void arg_int(tw_cl_call *call, int value) {
@@ -55,7 +56,7 @@ static tw_status call_launch(tw_cl_call *call, size_t items) {
 
 tw_status tw_cl_add(void *context, size_t n, tw_mem a, tw_mem b, tw_mem out) {
     tw_cl_call call;
-    TW_TRY(call_begin(&call, context, TW_CL_ELEMENTWISE, "tw_add"));
+    TW_TRY(call_begin(&call, context, TW_CL_ELEMENTWISE, a.dtype, "tw_add"));
     arg_ulong(&call, n);
     arg_mem(&call, a);
     arg_mem(&call, b);
@@ -65,7 +66,7 @@ tw_status tw_cl_add(void *context, size_t n, tw_mem a, tw_mem b, tw_mem out) {
 
 tw_status tw_cl_scale(void *context, size_t n, float alpha, tw_mem x, tw_mem out) {
     tw_cl_call call;
-    TW_TRY(call_begin(&call, context, TW_CL_ELEMENTWISE, "tw_scale"));
+    TW_TRY(call_begin(&call, context, TW_CL_ELEMENTWISE, x.dtype, "tw_scale"));
     arg_ulong(&call, n);
     arg_float(&call, alpha);
     arg_mem(&call, x);
@@ -75,7 +76,7 @@ tw_status tw_cl_scale(void *context, size_t n, float alpha, tw_mem x, tw_mem out
 
 tw_status tw_cl_gelu_fwd(void *context, size_t n, tw_mem x, tw_mem out) {
     tw_cl_call call;
-    TW_TRY(call_begin(&call, context, TW_CL_ELEMENTWISE, "tw_gelu_fwd"));
+    TW_TRY(call_begin(&call, context, TW_CL_ELEMENTWISE, x.dtype, "tw_gelu_fwd"));
     arg_ulong(&call, n);
     arg_mem(&call, x);
     arg_mem(&call, out);
@@ -84,7 +85,7 @@ tw_status tw_cl_gelu_fwd(void *context, size_t n, tw_mem x, tw_mem out) {
 
 tw_status tw_cl_gelu_bwd(void *context, size_t n, tw_mem x, tw_mem dout, tw_mem dx) {
     tw_cl_call call;
-    TW_TRY(call_begin(&call, context, TW_CL_ELEMENTWISE, "tw_gelu_bwd"));
+    TW_TRY(call_begin(&call, context, TW_CL_ELEMENTWISE, x.dtype, "tw_gelu_bwd"));
     arg_ulong(&call, n);
     arg_mem(&call, x);
     arg_mem(&call, dout);
@@ -94,7 +95,7 @@ tw_status tw_cl_gelu_bwd(void *context, size_t n, tw_mem x, tw_mem dout, tw_mem 
 
 tw_status tw_cl_bias_add(void *context, int rows, int cols, tw_mem bias, tw_mem out) {
     tw_cl_call call;
-    TW_TRY(call_begin(&call, context, TW_CL_ELEMENTWISE, "tw_bias_add"));
+    TW_TRY(call_begin(&call, context, TW_CL_ELEMENTWISE, out.dtype, "tw_bias_add"));
     arg_int(&call, rows);
     arg_int(&call, cols);
     arg_mem(&call, bias);
@@ -104,7 +105,7 @@ tw_status tw_cl_bias_add(void *context, int rows, int cols, tw_mem bias, tw_mem 
 
 tw_status tw_cl_bias_bwd(void *context, int rows, int cols, tw_mem dout, tw_mem dbias) {
     tw_cl_call call;
-    TW_TRY(call_begin(&call, context, TW_CL_ELEMENTWISE, "tw_bias_bwd"));
+    TW_TRY(call_begin(&call, context, TW_CL_ELEMENTWISE, dout.dtype, "tw_bias_bwd"));
     arg_int(&call, rows);
     arg_int(&call, cols);
     arg_mem(&call, dout);
@@ -126,7 +127,7 @@ static tw_status sum_sq_launch(tw_cl_context *cl, size_t n, tw_mem x, tw_mem out
     int parts = (int)((n + chunk - 1) / chunk);
     tw_cl_call call;
     if (parts > 0) {
-        TW_TRY(call_begin(&call, cl, TW_CL_REDUCE, "tw_sum_sq_partial"));
+        TW_TRY(call_begin(&call, cl, TW_CL_REDUCE, x.dtype, "tw_sum_sq_partial"));
         arg_ulong(&call, n);
         arg_ulong(&call, chunk);
         arg_int(&call, parts);
@@ -134,7 +135,7 @@ static tw_status sum_sq_launch(tw_cl_context *cl, size_t n, tw_mem x, tw_mem out
         arg_cl_mem(&call, partials);
         TW_TRY(call_launch(&call, (size_t)parts));
     }
-    TW_TRY(call_begin(&call, cl, TW_CL_REDUCE, "tw_sum_sq_final"));
+    TW_TRY(call_begin(&call, cl, TW_CL_REDUCE, x.dtype, "tw_sum_sq_final"));
     arg_int(&call, parts);
     arg_cl_mem(&call, partials);
     arg_mem(&call, out);
@@ -159,7 +160,7 @@ tw_status tw_cl_sum_sq(void *context, size_t n, tw_mem x, tw_mem out) {
 tw_status tw_cl_adamw_step(void *context, size_t n, const tw_adamw_args *args, tw_mem param,
                            tw_mem grad, tw_mem m, tw_mem v) {
     tw_cl_call call;
-    TW_TRY(call_begin(&call, context, TW_CL_ADAMW, "tw_adamw"));
+    TW_TRY(call_begin(&call, context, TW_CL_ADAMW, grad.dtype, "tw_adamw"));
     arg_ulong(&call, n);
     arg_float(&call, args->lr);
     arg_float(&call, args->beta1);
@@ -183,7 +184,7 @@ tw_status tw_cl_adamw_step(void *context, size_t n, const tw_adamw_args *args, t
 tw_status tw_cl_softmax_fwd(void *context, int rows, int cols, int causal_t, tw_mem in,
                             tw_mem out) {
     tw_cl_call call;
-    TW_TRY(call_begin(&call, context, TW_CL_SOFTMAX, "tw_softmax_fwd"));
+    TW_TRY(call_begin(&call, context, TW_CL_SOFTMAX, in.dtype, "tw_softmax_fwd"));
     arg_int(&call, rows);
     arg_int(&call, cols);
     arg_int(&call, causal_t);
@@ -194,7 +195,7 @@ tw_status tw_cl_softmax_fwd(void *context, int rows, int cols, int causal_t, tw_
 
 tw_status tw_cl_softmax_bwd(void *context, int rows, int cols, tw_mem y, tw_mem dy, tw_mem dx) {
     tw_cl_call call;
-    TW_TRY(call_begin(&call, context, TW_CL_SOFTMAX, "tw_softmax_bwd"));
+    TW_TRY(call_begin(&call, context, TW_CL_SOFTMAX, y.dtype, "tw_softmax_bwd"));
     arg_int(&call, rows);
     arg_int(&call, cols);
     arg_mem(&call, y);
@@ -206,7 +207,7 @@ tw_status tw_cl_softmax_bwd(void *context, int rows, int cols, tw_mem y, tw_mem 
 tw_status tw_cl_layernorm_fwd(void *context, int rows, int cols, float eps, tw_mem x,
                               tw_mem weight, tw_mem bias, tw_mem out, tw_mem mean, tw_mem rstd) {
     tw_cl_call call;
-    TW_TRY(call_begin(&call, context, TW_CL_LAYERNORM, "tw_layernorm_fwd"));
+    TW_TRY(call_begin(&call, context, TW_CL_LAYERNORM, x.dtype, "tw_layernorm_fwd"));
     arg_int(&call, rows);
     arg_int(&call, cols);
     arg_float(&call, eps);
@@ -223,7 +224,7 @@ tw_status tw_cl_layernorm_bwd(void *context, int rows, int cols, tw_mem dout, tw
                               tw_mem weight, tw_mem mean, tw_mem rstd, tw_mem dx, tw_mem dweight,
                               tw_mem dbias) {
     tw_cl_call call;
-    TW_TRY(call_begin(&call, context, TW_CL_LAYERNORM, "tw_layernorm_bwd_dx"));
+    TW_TRY(call_begin(&call, context, TW_CL_LAYERNORM, x.dtype, "tw_layernorm_bwd_dx"));
     arg_int(&call, rows);
     arg_int(&call, cols);
     arg_mem(&call, dout);
@@ -234,7 +235,7 @@ tw_status tw_cl_layernorm_bwd(void *context, int rows, int cols, tw_mem dout, tw
     arg_mem(&call, dx);
     TW_TRY(call_launch(&call, (size_t)rows));
 
-    TW_TRY(call_begin(&call, context, TW_CL_LAYERNORM, "tw_layernorm_bwd_dw"));
+    TW_TRY(call_begin(&call, context, TW_CL_LAYERNORM, x.dtype, "tw_layernorm_bwd_dw"));
     arg_int(&call, rows);
     arg_int(&call, cols);
     arg_mem(&call, dout);
@@ -249,7 +250,7 @@ tw_status tw_cl_layernorm_bwd(void *context, int rows, int cols, tw_mem dout, tw
 tw_status tw_cl_softmax_xent_fwd(void *context, int rows, int vocab, int ld, tw_mem logits,
                                  tw_mem targets, tw_mem losses, tw_mem lse, tw_mem correct) {
     tw_cl_call call;
-    TW_TRY(call_begin(&call, context, TW_CL_XENT, "tw_xent_fwd"));
+    TW_TRY(call_begin(&call, context, TW_CL_XENT, logits.dtype, "tw_xent_fwd"));
     arg_int(&call, rows);
     arg_int(&call, vocab);
     arg_int(&call, ld);
@@ -264,7 +265,7 @@ tw_status tw_cl_softmax_xent_fwd(void *context, int rows, int vocab, int ld, tw_
 tw_status tw_cl_softmax_xent_bwd(void *context, int rows, int vocab, int ld, float grad_scale,
                                  tw_mem logits, tw_mem targets, tw_mem lse, tw_mem dlogits) {
     tw_cl_call call;
-    TW_TRY(call_begin(&call, context, TW_CL_XENT, "tw_xent_bwd"));
+    TW_TRY(call_begin(&call, context, TW_CL_XENT, logits.dtype, "tw_xent_bwd"));
     arg_int(&call, rows);
     arg_int(&call, vocab);
     arg_int(&call, ld);
@@ -285,7 +286,7 @@ tw_status tw_cl_embedding_fwd(void *context, int batch, int seq_len, int channel
     (void)vocab;
     tw_cl_call call;
     int bt = batch * seq_len;
-    TW_TRY(call_begin(&call, context, TW_CL_EMBEDDING, "tw_embedding_fwd"));
+    TW_TRY(call_begin(&call, context, TW_CL_EMBEDDING, wte.dtype, "tw_embedding_fwd"));
     arg_int(&call, bt);
     arg_int(&call, seq_len);
     arg_int(&call, channels);
@@ -307,14 +308,17 @@ static tw_status embedding_dwte(tw_cl_context *cl, int bt, int channels, tw_mem 
                                      (size_t)bt * 4, 0, NULL, NULL);
     if (err != CL_SUCCESS) return tw_cl_fail(err, "clEnqueueFillBuffer");
     tw_cl_call call;
-    tw_status status = call_begin(&call, cl, TW_CL_EMBEDDING, "tw_embedding_links");
+    /* links does not touch data tensors; dout's type keeps to one program per run. */
+    tw_status status =
+        call_begin(&call, cl, TW_CL_EMBEDDING, dout.dtype, "tw_embedding_links");
     if (status == TW_OK) {
         arg_int(&call, bt);
         arg_mem(&call, tokens);
         arg_cl_mem(&call, mem);
         status = call_launch(&call, (size_t)bt);
     }
-    if (status == TW_OK) status = call_begin(&call, cl, TW_CL_EMBEDDING, "tw_embedding_dwte");
+    if (status == TW_OK)
+        status = call_begin(&call, cl, TW_CL_EMBEDDING, dout.dtype, "tw_embedding_dwte");
     if (status == TW_OK) {
         arg_int(&call, bt);
         arg_int(&call, channels);
@@ -333,7 +337,7 @@ tw_status tw_cl_embedding_bwd(void *context, int batch, int seq_len, int channel
     tw_cl_context *cl = context;
     int bt = batch * seq_len;
     tw_cl_call call;
-    TW_TRY(call_begin(&call, context, TW_CL_EMBEDDING, "tw_embedding_dwpe"));
+    TW_TRY(call_begin(&call, context, TW_CL_EMBEDDING, dout.dtype, "tw_embedding_dwpe"));
     arg_int(&call, batch);
     arg_int(&call, seq_len);
     arg_int(&call, channels);
@@ -356,7 +360,7 @@ tw_status tw_cl_gather_rows(void *context, int src_rows, int cols, int count, tw
                             tw_mem src, tw_mem dst) {
     (void)src_rows;
     tw_cl_call call;
-    TW_TRY(call_begin(&call, context, TW_CL_GATHER, "tw_gather_rows"));
+    TW_TRY(call_begin(&call, context, TW_CL_GATHER, src.dtype, "tw_gather_rows"));
     arg_int(&call, count);
     arg_int(&call, cols);
     arg_mem(&call, idx);
@@ -369,7 +373,7 @@ tw_status tw_cl_scatter_rows(void *context, int dst_rows, int cols, int count, t
                              tw_mem src, tw_mem dst, bool accumulate) {
     (void)dst_rows;
     tw_cl_call call;
-    TW_TRY(call_begin(&call, context, TW_CL_GATHER, "tw_scatter_rows"));
+    TW_TRY(call_begin(&call, context, TW_CL_GATHER, src.dtype, "tw_scatter_rows"));
     arg_int(&call, count);
     arg_int(&call, cols);
     arg_int(&call, accumulate ? 1 : 0);
@@ -382,7 +386,7 @@ tw_status tw_cl_scatter_rows(void *context, int dst_rows, int cols, int count, t
 tw_status tw_cl_gather_cols(void *context, int rows, int src_cols, int count, tw_mem idx,
                             tw_mem src, tw_mem dst) {
     tw_cl_call call;
-    TW_TRY(call_begin(&call, context, TW_CL_GATHER, "tw_gather_cols"));
+    TW_TRY(call_begin(&call, context, TW_CL_GATHER, src.dtype, "tw_gather_cols"));
     arg_int(&call, rows);
     arg_int(&call, src_cols);
     arg_int(&call, count);
@@ -395,7 +399,7 @@ tw_status tw_cl_gather_cols(void *context, int rows, int src_cols, int count, tw
 tw_status tw_cl_scatter_cols(void *context, int rows, int dst_cols, int count, tw_mem idx,
                              tw_mem src, tw_mem dst, bool accumulate) {
     tw_cl_call call;
-    TW_TRY(call_begin(&call, context, TW_CL_GATHER, "tw_scatter_cols"));
+    TW_TRY(call_begin(&call, context, TW_CL_GATHER, src.dtype, "tw_scatter_cols"));
     arg_int(&call, rows);
     arg_int(&call, dst_cols);
     arg_int(&call, count);

@@ -215,10 +215,11 @@ tw_status tw_cl_build_program(void *build_context, const char *source, size_t le
 /* kernels/<family>.cl, embedded at build time (cmake/embed.cmake). */
 extern const char twist_cl_elementwise_cl[], twist_cl_reduce_cl[], twist_cl_layernorm_cl[],
     twist_cl_softmax_cl[], twist_cl_xent_cl[], twist_cl_embedding_cl[], twist_cl_adamw_cl[],
-    twist_cl_gather_cl[];
+    twist_cl_gather_cl[], twist_cl_dtype_cl[], twist_cl_convert_cl[], twist_cl_gemm16_cl[];
 extern const size_t twist_cl_elementwise_cl_size, twist_cl_reduce_cl_size,
     twist_cl_layernorm_cl_size, twist_cl_softmax_cl_size, twist_cl_xent_cl_size,
-    twist_cl_embedding_cl_size, twist_cl_adamw_cl_size, twist_cl_gather_cl_size;
+    twist_cl_embedding_cl_size, twist_cl_adamw_cl_size, twist_cl_gather_cl_size,
+    twist_cl_dtype_cl_size, twist_cl_convert_cl_size, twist_cl_gemm16_cl_size;
 
 static void family_source(tw_cl_family family, const char **source, size_t *length) {
     switch (family) {
@@ -235,32 +236,63 @@ static void family_source(tw_cl_family family, const char **source, size_t *leng
         TW_CL_SOURCE(TW_CL_EMBEDDING, embedding_cl)
         TW_CL_SOURCE(TW_CL_ADAMW, adamw_cl)
         TW_CL_SOURCE(TW_CL_GATHER, gather_cl)
+        TW_CL_SOURCE(TW_CL_CONVERT, convert_cl)
+        TW_CL_SOURCE(TW_CL_GEMM16, gemm16_cl)
 #undef TW_CL_SOURCE
     default: *source = ""; *length = 0;
     }
 }
 
+/* The build options select the data type; the source is kernels/dtype.cl followed by the
+ * family's file (the cache key covers both, and the options). */
+tw_status tw_cl_build_typed(tw_cl_context *cl, const char *source, size_t length, tw_dtype dtype,
+                            const char *extra_options, cl_program *out) {
+    size_t prelude = twist_cl_dtype_cl_size;
+    char *joined = malloc(prelude + 1 + length + 1);
+    if (!joined) return tw_error(TW_ERR_OUT_OF_MEMORY, "opencl: out of host memory");
+    memcpy(joined, twist_cl_dtype_cl, prelude);
+    joined[prelude] = '\n';
+    memcpy(joined + prelude + 1, source, length);
+    joined[prelude + 1 + length] = '\0';
+    char options[256];
+    snprintf(options, sizeof options, "-DTW_DTYPE=%d%s%s", (int)dtype,
+             extra_options[0] ? " " : "", extra_options);
+    tw_status status = tw_cl_build_program(cl, joined, prelude + 1 + length, options, out);
+    free(joined);
+    return status;
+}
+
 tw_status tw_cl_kernel(tw_cl_context *cl, tw_cl_family family, const char *name,
                        cl_kernel *out) {
+    return tw_cl_kernel_typed(cl, family, TW_DTYPE_F32, name, out);
+}
+
+tw_status tw_cl_kernel_typed(tw_cl_context *cl, tw_cl_family family, tw_dtype dtype,
+                             const char *name, cl_kernel *out) {
+    if ((int)dtype < 0 || (int)dtype >= TW_CL_DTYPES)
+        return tw_error(TW_ERR_BACKEND, "opencl: no %s kernels for data type %s", name,
+                        tw_dtype_name(dtype));
     for (int i = 0; i < cl->kernel_count; i++) {
-        if (cl->kernels[i].family == family && strcmp(cl->kernels[i].name, name) == 0) {
+        if (cl->kernels[i].family == family && cl->kernels[i].dtype == dtype &&
+            strcmp(cl->kernels[i].name, name) == 0) {
             *out = cl->kernels[i].kernel;
             return TW_OK;
         }
     }
     if (cl->kernel_count == TW_CL_MAX_KERNELS)
         return tw_error(TW_ERR_BACKEND, "opencl: kernel table full creating %s", name);
-    if (!cl->programs[family]) {
+    cl_program *program = &cl->programs[family][dtype];
+    if (!*program) {
         const char *source;
         size_t length;
         family_source(family, &source, &length);
-        tw_status status = tw_cl_build_program(cl, source, length, "", &cl->programs[family]);
+        tw_status status = tw_cl_build_typed(cl, source, length, dtype, "", program);
         if (status != TW_OK) return status;
     }
     cl_int err = CL_SUCCESS;
-    cl_kernel kernel = clCreateKernel(cl->programs[family], name, &err);
+    cl_kernel kernel = clCreateKernel(*program, name, &err);
     if (err != CL_SUCCESS) return tw_cl_fail(err, "clCreateKernel");
-    cl->kernels[cl->kernel_count++] = (tw_cl_kernel_entry){family, name, kernel};
+    cl->kernels[cl->kernel_count++] = (tw_cl_kernel_entry){family, dtype, name, kernel};
     *out = kernel;
     return TW_OK;
 }
@@ -269,8 +301,10 @@ void tw_cl_release_programs(tw_cl_context *cl) {
     for (int i = 0; i < cl->kernel_count; i++) clReleaseKernel(cl->kernels[i].kernel);
     cl->kernel_count = 0;
     for (int f = 0; f < TW_CL_FAMILY_COUNT; f++) {
-        if (cl->programs[f]) clReleaseProgram(cl->programs[f]);
-        cl->programs[f] = NULL;
+        for (int t = 0; t < TW_CL_DTYPES; t++) {
+            if (cl->programs[f][t]) clReleaseProgram(cl->programs[f][t]);
+            cl->programs[f][t] = NULL;
+        }
     }
 }
 

@@ -214,6 +214,7 @@ static void cl_close(void *context) {
     tw_cl_gemm_own_destroy(cl->gemm_own);
     tw_cl_gemm_release(cl);
     tw_cl_attention_release(cl);
+    tw_cl_gpu16_release(cl);
     tw_cl_release_programs(cl);
     if (cl->queue) clReleaseCommandQueue(cl->queue);
     if (cl->context) clReleaseContext(cl->context);
@@ -375,6 +376,9 @@ static tw_status cl_event_elapsed_ms(void *context, void *start, void *end, doub
  * Vtable
  * ---------------------------------------------------------------------------------------------- */
 
+/* Later designated initialisers override the op list's (see .gemm below), on purpose. */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Woverride-init"
 static const tw_backend_vtable opencl_vtable = {
     .kind = TW_BACKEND_OPENCL,
     TW_BACKEND_DEVICE_INITIALISERS(cl) /* cl_enumerate, cl_open, ... */
@@ -383,6 +387,14 @@ static const tw_backend_vtable opencl_vtable = {
     .variants = tw_cl_variants,
     .force_variant = tw_cl_force_variant,
     .tune = tw_cl_tune,
+    .supports_dtype = tw_cl_supports_dtype,
+    .convert = tw_cl_convert,
+    /* GEMM and attention by data type (cl_gpu16.c): these replace the list's .gemm,
+     * .attention_fwd and .attention_bwd, which stay the fp32 paths they call. */
+    .gemm = tw_cl_gemm_typed,
+    .attention_fwd = tw_cl_attention_fwd_typed,
+    .attention_bwd = tw_cl_attention_bwd_typed,
 };
+#pragma GCC diagnostic pop
 
 const tw_backend_vtable *tw_opencl_backend(void) { return &opencl_vtable; }

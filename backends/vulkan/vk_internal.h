@@ -81,6 +81,8 @@ typedef struct tw_vk_limits {
     bool cooperative_matrix;            /* VK_KHR_cooperative_matrix with an f16 x f16 -> f32
                                            shape the GEMM can use */
     uint32_t coopmat_m, coopmat_n, coopmat_k; /* that shape */
+    bool storage16;                     /* storageBuffer16BitAccess enabled: f16/bf16 data
+                                           (vk_gpu16.c) */
 } tw_vk_limits;
 
 const tw_vk_limits *tw_vk_get_limits(const tw_vk_context *vk);
@@ -125,6 +127,11 @@ int tw_vk_attention_variants(tw_vk_context *vk, const char *op, const char **nam
                              int capacity);
 tw_status tw_vk_attention_force_variant(tw_vk_context *vk, const char *op, const char *name);
 void tw_vk_attention_release(tw_vk_context *vk);
+/* Shader name of the variant for data type `dtype` (cmake/vulkan_shaders.cmake builds
+ * <name>, <name>_f16, <name>_bf16 of a shader that includes dtype.glsl), written into `out`
+ * (at least 48 bytes); TW_VK_TYPED uses a temporary buffer that lives for the statement. */
+const char *tw_vk_shader_variant(char *out, size_t size, const char *shader, tw_dtype dtype);
+#define TW_VK_TYPED(shader, dtype) tw_vk_shader_variant((char[48]){0}, 48, (shader), (dtype))
 
 /* Largest element count a uint32 push-constant offset or size can name. */
 #define TW_VK_MAX_ELEMENTS 0xFFFFFFFFull

@@ -126,7 +126,8 @@ tw_status tw_vk_softmax_fwd(void *context, int rows, int cols, int causal_t, tw_
     } push = {U32(rows), U32(cols), U32(causal_t > 0 ? causal_t : 0), U32(in.offset),
               U32(out.offset)};
     tw_buffer *buffers[] = {in.buffer, out.buffer};
-    return launch_rows(context, "softmax_fwd", buffers, 2, &push, sizeof push, rows);
+    return launch_rows(context, TW_VK_TYPED("softmax_fwd", in.dtype),
+                       buffers, 2, &push, sizeof push, rows);
 }
 
 tw_status tw_vk_softmax_bwd(void *context, int rows, int cols, tw_mem y, tw_mem dy, tw_mem dx) {
@@ -137,7 +138,8 @@ tw_status tw_vk_softmax_bwd(void *context, int rows, int cols, tw_mem y, tw_mem 
         uint32_t rows, cols, y_off, dy_off, dx_off;
     } push = {U32(rows), U32(cols), U32(y.offset), U32(dy.offset), U32(dx.offset)};
     tw_buffer *buffers[] = {y.buffer, dy.buffer, dx.buffer};
-    return launch_rows(context, "softmax_bwd", buffers, 3, &push, sizeof push, rows);
+    return launch_rows(context, TW_VK_TYPED("softmax_bwd", y.dtype),
+                       buffers, 3, &push, sizeof push, rows);
 }
 
 /* ------------------------------------------------------------------------------------------------
@@ -159,7 +161,8 @@ tw_status tw_vk_layernorm_fwd(void *context, int rows, int cols, float eps, tw_m
               U32(out.offset),   U32(mean.offset),   U32(rstd.offset)};
     tw_buffer *buffers[] = {x.buffer, weight.buffer, bias.buffer,
                             out.buffer, mean.buffer, rstd.buffer};
-    return launch_rows(context, "layernorm_fwd", buffers, 6, &push, sizeof push, rows);
+    return launch_rows(context, TW_VK_TYPED("layernorm_fwd", x.dtype),
+                       buffers, 6, &push, sizeof push, rows);
 }
 
 /* Two dispatches: dx by rows (layernorm_bwd_dx.comp), then dweight and dbias by columns
@@ -180,7 +183,8 @@ tw_status tw_vk_layernorm_bwd(void *context, int rows, int cols, tw_mem dout, tw
                  U32(weight.offset), U32(mean.offset), U32(rstd.offset), U32(dx.offset)};
     tw_buffer *dx_buffers[] = {dout.buffer, x.buffer,    weight.buffer,
                                mean.buffer, rstd.buffer, dx.buffer};
-    TW_TRY(launch_rows(vk, "layernorm_bwd_dx", dx_buffers, 6, &push_dx, sizeof push_dx, rows));
+    TW_TRY(launch_rows(vk, TW_VK_TYPED("layernorm_bwd_dx", x.dtype),
+                       dx_buffers, 6, &push_dx, sizeof push_dx, rows));
 
     struct {
         uint32_t rows, cols, dout_off, x_off, mean_off, rstd_off, dw_off, db_off;
@@ -188,7 +192,8 @@ tw_status tw_vk_layernorm_bwd(void *context, int rows, int cols, tw_mem dout, tw
                  U32(mean.offset), U32(rstd.offset), U32(dweight.offset), U32(dbias.offset)};
     tw_buffer *dw_buffers[] = {dout.buffer, x.buffer,       mean.buffer,
                                rstd.buffer, dweight.buffer, dbias.buffer};
-    return launch(vk, "layernorm_bwd_dw", dw_buffers, 6, &push_dw, sizeof push_dw, 0,
+    return launch(vk, TW_VK_TYPED("layernorm_bwd_dw", x.dtype),
+                  dw_buffers, 6, &push_dw, sizeof push_dw, 0,
                   group_count(vk, (size_t)cols, LAYERNORM_DW_COLS));
 }
 
@@ -216,7 +221,8 @@ tw_status tw_vk_softmax_xent_fwd(void *context, int rows, int vocab, int ld, tw_
               U32(lse.offset),     U32(correct.offset)};
     tw_buffer *buffers[] = {logits.buffer, targets.buffer, losses.buffer, lse.buffer,
                             correct.buffer};
-    return launch_rows(context, "xent_fwd", buffers, 5, &push, sizeof push, rows);
+    return launch_rows(context, TW_VK_TYPED("xent_fwd", logits.dtype),
+                       buffers, 5, &push, sizeof push, rows);
 }
 
 tw_status tw_vk_softmax_xent_bwd(void *context, int rows, int vocab, int ld, float grad_scale,
@@ -232,7 +238,8 @@ tw_status tw_vk_softmax_xent_bwd(void *context, int rows, int vocab, int ld, flo
     } push = {U32(rows),          U32(vocab),          U32(ld),          grad_scale,
               U32(logits.offset), U32(targets.offset), U32(lse.offset), U32(dlogits.offset)};
     tw_buffer *buffers[] = {logits.buffer, targets.buffer, lse.buffer, dlogits.buffer};
-    return launch_rows(context, "xent_bwd", buffers, 4, &push, sizeof push, rows);
+    return launch_rows(context, TW_VK_TYPED("xent_bwd", logits.dtype),
+                       buffers, 4, &push, sizeof push, rows);
 }
 
 /* ------------------------------------------------------------------------------------------------
@@ -252,7 +259,8 @@ tw_status tw_vk_embedding_fwd(void *context, int batch, int seq_len, int channel
     } push = {U32(n),           U32(seq_len),     U32(channels),   U32(tokens.offset),
               U32(wte.offset),  U32(wpe.offset),  U32(out.offset)};
     tw_buffer *buffers[] = {tokens.buffer, wte.buffer, wpe.buffer, out.buffer};
-    return launch_elements(context, "embedding_fwd", buffers, 4, &push, sizeof push, n);
+    return launch_elements(context, TW_VK_TYPED("embedding_fwd", wte.dtype),
+                           buffers, 4, &push, sizeof push, n);
 }
 
 /* Token buckets of embedding_dwte.comp: each (column, bucket) invocation scans all B*T tokens,
@@ -271,7 +279,7 @@ static uint32_t embedding_buckets(const tw_vk_context *vk, int channels) {
 
 /* dwpe (T, C) by one invocation per element summing over the batch (embedding_dwpe.comp), then
  * dwte (vocab, C) by (column, token bucket) invocations that add positions in order
- * (embedding_dwte.comp). Both fixed-order, no atomics, no scratch. */
+ * (embedding_dwte.comp). Both fixed-order, no atomics; scratch only for a 16-bit dwte. */
 tw_status tw_vk_embedding_bwd(void *context, int batch, int seq_len, int channels, int vocab,
                               tw_mem tokens, tw_mem dout, tw_mem dwte, tw_mem dwpe) {
     tw_vk_context *vk = context;
@@ -286,7 +294,8 @@ tw_status tw_vk_embedding_bwd(void *context, int batch, int seq_len, int channel
         uint32_t n, batch, dout_off, dwpe_off;
     } push_pe = {U32(tc), U32(batch), U32(dout.offset), U32(dwpe.offset)};
     tw_buffer *pe_buffers[] = {dout.buffer, dwpe.buffer};
-    TW_TRY(launch_elements(vk, "embedding_dwpe", pe_buffers, 2, &push_pe, sizeof push_pe, tc));
+    TW_TRY(launch_elements(vk, TW_VK_TYPED("embedding_dwpe", dout.dtype),
+                           pe_buffers, 2, &push_pe, sizeof push_pe, tc));
 
     uint32_t buckets = embedding_buckets(vk, channels);
     struct {
@@ -295,8 +304,24 @@ tw_status tw_vk_embedding_bwd(void *context, int batch, int seq_len, int channel
                  U32(tokens.offset), U32(dout.offset), U32(dwte.offset)};
     tw_buffer *te_buffers[] = {tokens.buffer, dout.buffer, dwte.buffer};
     uint32_t wg = pow2_wg(vk, ELEMENT_WG);
-    return launch_2d(vk, "embedding_dwte", te_buffers, 3, &push_te, sizeof push_te, wg,
-                     group_count(vk, (size_t)channels, wg), buckets);
+    const char *dwte_shader = TW_VK_TYPED("embedding_dwte", dout.dtype);
+    if (dwte.dtype == TW_DTYPE_F32)
+        return launch_2d(vk, dwte_shader, te_buffers, 3, &push_te, sizeof push_te, wg,
+                         group_count(vk, (size_t)channels, wg), buckets);
+    /* 16-bit dwte: the shader adds into fp32 (embedding_dwte.comp), so the (vocab, C) rows go
+     * through fp32 scratch and are rounded once. */
+    const size_t rows = (size_t)vocab * (size_t)channels;
+    tw_buffer *scratch = NULL;
+    TW_TRY(tw_buffer_alloc(tw_vk_device(vk), rows * sizeof(float), &scratch));
+    tw_status status = tw_vk_convert(vk, rows, dwte, tw_at(scratch, 0));
+    te_buffers[2] = scratch;
+    push_te.dwte_off = 0;
+    if (status == TW_OK)
+        status = launch_2d(vk, dwte_shader, te_buffers, 3, &push_te, sizeof push_te, wg,
+                           group_count(vk, (size_t)channels, wg), buckets);
+    if (status == TW_OK) status = tw_vk_convert(vk, rows, tw_at(scratch, 0), dwte);
+    tw_buffer_free(scratch); /* released once the submissions using it complete */
+    return status;
 }
 
 /* ------------------------------------------------------------------------------------------------
@@ -314,7 +339,8 @@ static tw_status sum_sq_record(tw_vk_context *vk, size_t n, tw_mem x, tw_mem out
         uint32_t n, chunk, parts, x_off;
     } push1 = {U32(n), U32(chunk), U32(parts), U32(x.offset)};
     tw_buffer *buffers1[] = {x.buffer, partials};
-    TW_TRY(launch(vk, "reduce_sum_sq", buffers1, 2, &push1, sizeof push1, row_wg(vk),
+    TW_TRY(launch(vk, TW_VK_TYPED("reduce_sum_sq", x.dtype),
+                  buffers1, 2, &push1, sizeof push1, row_wg(vk),
                   group_count(vk, parts, 1)));
     struct {
         uint32_t parts, out_off;
@@ -364,7 +390,8 @@ tw_status tw_vk_adamw_step(void *context, size_t n, const tw_adamw_args *args, t
               U32(m.offset),
               U32(v.offset)};
     tw_buffer *buffers[] = {param.buffer, grad.buffer, m.buffer, v.buffer};
-    return launch_elements(context, "adamw", buffers, 4, &push, sizeof push, n);
+    return launch_elements(context, TW_VK_TYPED("adamw", grad.dtype),
+                           buffers, 4, &push, sizeof push, n);
 }
 
 /* ------------------------------------------------------------------------------------------------
@@ -389,7 +416,8 @@ static tw_status gather_launch(tw_vk_context *vk, const char *op, int mode, int 
     } push = {U32(small),      U32(mode),       accumulate ? 1u : 0u, U32(cols), U32(count),
               U32(idx.offset), U32(src.offset), U32(dst.offset)};
     tw_buffer *buffers[] = {idx.buffer, src.buffer, dst.buffer};
-    return launch_elements(vk, "gather", buffers, 3, &push, sizeof push, small);
+    return launch_elements(vk, TW_VK_TYPED("gather", src.dtype),
+                           buffers, 3, &push, sizeof push, small);
 }
 
 tw_status tw_vk_gather_rows(void *context, int src_rows, int cols, int count, tw_mem idx,

@@ -28,5 +28,13 @@ tw_status tw_vk_set_gemm_impl(void *context, tw_gemm_impl impl);
 int tw_vk_variants(void *context, const char *op, const char **names, int capacity);
 tw_status tw_vk_force_variant(void *context, const char *op, const char *name);
 tw_status tw_vk_tune(void *context, const tw_tune_request *request);
+/* OPTIONAL entries (vk_gpu16.c): which ops run in f16 / bf16 here, and tw_convert. */
+bool tw_vk_supports_dtype(void *context, tw_op_id op, tw_dtype dtype);
+tw_status tw_vk_convert(void *context, size_t n, tw_mem src, tw_mem dst);
+/* The vtable's gemm entry: f16/bf16 here (shaders/matmul16.comp), fp32 to tw_vk_gemm. */
+tw_status tw_vk_gemm_typed(void *context, const tw_gemm_args *args);
+/* The vtable's attention entries: f16/bf16 here (shaders/attn16_*.comp), fp32 passed on. */
+tw_status tw_vk_attention_fwd_typed(void *context, const tw_attention_args *args);
+tw_status tw_vk_attention_bwd_typed(void *context, const tw_attention_args *args);
 
 #endif

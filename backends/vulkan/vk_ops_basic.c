@@ -40,7 +40,7 @@ tw_status tw_vk_add(void *context, size_t n, tw_mem a, tw_mem b, tw_mem out) {
     const struct { uint32_t n, a_off, b_off, out_off; } push = {
         (uint32_t)n, (uint32_t)a.offset, (uint32_t)b.offset, (uint32_t)out.offset};
     tw_buffer *buffers[] = {a.buffer, b.buffer, out.buffer};
-    return launch(context, "add", n, buffers, 3, &push, sizeof push);
+    return launch(context, TW_VK_TYPED("add", a.dtype), n, buffers, 3, &push, sizeof push);
 }
 
 tw_status tw_vk_scale(void *context, size_t n, float alpha, tw_mem x, tw_mem out) {
@@ -49,7 +49,7 @@ tw_status tw_vk_scale(void *context, size_t n, float alpha, tw_mem x, tw_mem out
     const struct { uint32_t n, x_off, out_off; float alpha; } push = {
         (uint32_t)n, (uint32_t)x.offset, (uint32_t)out.offset, alpha};
     tw_buffer *buffers[] = {x.buffer, out.buffer};
-    return launch(context, "scale", n, buffers, 2, &push, sizeof push);
+    return launch(context, TW_VK_TYPED("scale", x.dtype), n, buffers, 2, &push, sizeof push);
 }
 
 tw_status tw_vk_gelu_fwd(void *context, size_t n, tw_mem x, tw_mem out) {
@@ -58,7 +58,7 @@ tw_status tw_vk_gelu_fwd(void *context, size_t n, tw_mem x, tw_mem out) {
     const struct { uint32_t n, x_off, out_off; } push = {(uint32_t)n, (uint32_t)x.offset,
                                                          (uint32_t)out.offset};
     tw_buffer *buffers[] = {x.buffer, out.buffer};
-    return launch(context, "gelu_fwd", n, buffers, 2, &push, sizeof push);
+    return launch(context, TW_VK_TYPED("gelu_fwd", x.dtype), n, buffers, 2, &push, sizeof push);
 }
 
 tw_status tw_vk_gelu_bwd(void *context, size_t n, tw_mem x, tw_mem dout, tw_mem dx) {
@@ -68,7 +68,7 @@ tw_status tw_vk_gelu_bwd(void *context, size_t n, tw_mem x, tw_mem dout, tw_mem 
     const struct { uint32_t n, x_off, dout_off, dx_off; } push = {
         (uint32_t)n, (uint32_t)x.offset, (uint32_t)dout.offset, (uint32_t)dx.offset};
     tw_buffer *buffers[] = {x.buffer, dout.buffer, dx.buffer};
-    return launch(context, "gelu_bwd", n, buffers, 3, &push, sizeof push);
+    return launch(context, TW_VK_TYPED("gelu_bwd", x.dtype), n, buffers, 3, &push, sizeof push);
 }
 
 /* out (rows, cols) += bias (cols): one invocation per element. */
@@ -79,7 +79,7 @@ tw_status tw_vk_bias_add(void *context, int rows, int cols, tw_mem bias, tw_mem 
     const struct { uint32_t n, cols, bias_off, out_off; } push = {
         (uint32_t)n, (uint32_t)cols, (uint32_t)bias.offset, (uint32_t)out.offset};
     tw_buffer *buffers[] = {bias.buffer, out.buffer};
-    return launch(context, "bias_add", n, buffers, 2, &push, sizeof push);
+    return launch(context, TW_VK_TYPED("bias_add", out.dtype), n, buffers, 2, &push, sizeof push);
 }
 
 /* dbias (cols) += column sums of dout (rows, cols): one invocation per column, rows in order. */
@@ -89,5 +89,6 @@ tw_status tw_vk_bias_bwd(void *context, int rows, int cols, tw_mem dout, tw_mem 
     const struct { uint32_t rows, cols, dout_off, dbias_off; } push = {
         (uint32_t)rows, (uint32_t)cols, (uint32_t)dout.offset, (uint32_t)dbias.offset};
     tw_buffer *buffers[] = {dout.buffer, dbias.buffer};
-    return launch(context, "bias_bwd", (size_t)cols, buffers, 2, &push, sizeof push);
+    return launch(context, TW_VK_TYPED("bias_bwd", dout.dtype),
+                  (size_t)cols, buffers, 2, &push, sizeof push);
 }

@@ -354,6 +354,7 @@ static tw_status create_device(tw_vk_context *vk) {
     VkPhysicalDeviceFeatures2 features = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2,
                                           .pNext = &f11};
     choose_features(vk->physical, &f11, &f12, &features);
+    vk->limits.storage16 = f11.storageBuffer16BitAccess == VK_TRUE;
     const float priority = 1.0f;
     VkDeviceQueueCreateInfo queue = {.sType = VK_STRUCTURE_TYPE_DEVICE_QUEUE_CREATE_INFO,
                                      .queueFamilyIndex = vk->queue_family,
@@ -510,6 +511,10 @@ static tw_status tw_vk_free_memory(int index, uint64_t *free_bytes) {
     return status;
 }
 
+/* Later designated initialisers override the op list's .gemm and .attention_* (below), on
+ * purpose. */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Woverride-init"
 static const tw_backend_vtable vk_vtable = {
     .kind = TW_BACKEND_VULKAN,
     TW_BACKEND_DEVICE_INITIALISERS(tw_vk) /* tw_vk_enumerate, tw_vk_open, ... */
@@ -519,6 +524,13 @@ static const tw_backend_vtable vk_vtable = {
     .variants = tw_vk_variants,
     .force_variant = tw_vk_force_variant,
     .tune = tw_vk_tune,
+    .supports_dtype = tw_vk_supports_dtype,
+    .convert = tw_vk_convert,
+    /* f16/bf16 in vk_gpu16.c, fp32 passed on to tw_vk_gemm / tw_vk_attention_*: */
+    .gemm = tw_vk_gemm_typed,
+    .attention_fwd = tw_vk_attention_fwd_typed,
+    .attention_bwd = tw_vk_attention_bwd_typed,
 };
+#pragma GCC diagnostic pop
 
 const tw_backend_vtable *tw_vulkan_backend(void) { return &vk_vtable; }
