@@ -5,9 +5,9 @@
 #include "model/gpt_internal.h"
 #include "twist/profile.h"
 
+/* Every caller zeroes from the start of a region (offset 0 of its buffer). */
 static tw_status zero(tw_gpt *m, size_t offset, size_t count) {
-    const tw_mem at = gpt_act(m, offset);
-    return tw_buffer_fill_f32(at.buffer, at.offset, count, 0.0f);
+    return tw_gpt_zero_mem(gpt_act(m, offset), count);
 }
 
 /* Backward of res_out = res_in + scale * (x (N, I) @ W (I, C)) + b given dres = dL/dres_out:
