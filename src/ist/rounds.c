@@ -400,6 +400,13 @@ static void add_workers(cJSON *record, const master_run *m, double slowest) {
             dist_memory_record(m->memory, item, w, job);
             if (r->peak_bytes) cJSON_AddNumberToObject(item, "device_peak_bytes",
                                                        (double)r->peak_bytes);
+            if (r->precision != TW_DTYPE_F32)
+                cJSON_AddStringToObject(item, "precision", tw_dtype_name((tw_dtype)r->precision));
+            if (r->precision == TW_DTYPE_F16) {
+                /* fp16's dynamic loss scaling on this worker */
+                cJSON_AddNumberToObject(item, "skipped_steps", r->skipped_steps);
+                cJSON_AddNumberToObject(item, "loss_scale", r->loss_scale);
+            }
             if (!r->ok) cJSON_AddStringToObject(item, "error", r->error);
         }
         cJSON_AddItemToArray(list, item);
