@@ -552,7 +552,7 @@ tw_dtype tw_gpt_default_dtype(tw_device *device, const char **why) {
     } else if (info->backend != TW_BACKEND_CUDA) {
         /* CPUs convert bf16 to fp32 to compute; PoCL, lavapipe and Vulkan/OpenCL GPUs have no
          * bf16 matrix path in twist: bf16 saves memory there, not time. */
-        reason = "no fast bf16 path on this backend (bf16 saves memory, not time)";
+        reason = "no fast bf16 path on this backend: bf16 saves memory, not time";
     } else if (cuda_capability(info) < 80) {
         reason = "compute capability below 8.0: no bf16 tensor cores";
     } else if (tw_gpt_check_dtype(device, TW_DTYPE_BF16) != TW_OK) {
