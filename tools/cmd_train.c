@@ -72,7 +72,8 @@ static void show_step(progress *p, const tw_train_report *r) {
     tw_record_number(record, "grad_norm", r->grad_norm);
     tw_record_number(record, "tokens_per_s", r->tokens_per_s);
     tw_record_number(record, "elapsed_s", r->elapsed_s);
-    if (r->precision != TW_DTYPE_F32) tw_record_string(record, "precision", tw_dtype_name(r->precision));
+    if (r->precision != TW_DTYPE_F32)
+        tw_record_string(record, "precision", r->precision == TW_DTYPE_F16 ? "fp16" : "bf16");
     if (r->precision == TW_DTYPE_F16) {
         /* fp16's dynamic loss scaling: the scale after this step, steps skipped so far */
         tw_record_number(record, "loss_scale", r->loss_scale);

@@ -853,6 +853,11 @@ static tw_status check_options(const tw_train_options *o) {
 /* The run's precision: asked for, the checkpoint's on --resume (another one asked is a
  * conflict), or the device's default; fp16 starts its loss scaler (a resumed run keeps the
  * checkpoint's). */
+/* The --precision spelling of a type: fp32, fp16, bf16. */
+static const char *precision_name(tw_dtype dtype) {
+    return dtype == TW_DTYPE_F16 ? "fp16" : dtype == TW_DTYPE_BF16 ? "bf16" : "fp32";
+}
+
 static tw_status apply_precision(run *r) {
     const tw_train_options *o = &r->options;
     tw_dtype dtype = TW_DTYPE_F32;
@@ -860,8 +865,8 @@ static tw_status apply_precision(run *r) {
     if (o->resume) {
         const tw_dtype had = r->state.has_precision ? r->state.precision : TW_DTYPE_F32;
         if (o->precision_set && o->precision != had)
-            return conflict(r, "--precision", tw_dtype_name(o->precision), "precision",
-                            tw_dtype_name(had));
+            return conflict(r, "--precision", precision_name(o->precision), "precision",
+                            precision_name(had));
         TW_TRY(tw_gpt_check_dtype(r->device, had));
         dtype = had;
         why = "the checkpoint's";
@@ -873,14 +878,13 @@ static tw_status apply_precision(run *r) {
     }
     r->state.precision = dtype;
     TW_TRY(tw_gpt_set_dtype(r->model, dtype));
-    const char *names[3] = {"fp32", "fp16", "bf16"};
     if (dtype == TW_DTYPE_F32)
         say(r, TW_REPORT_INFO, "precision: fp32 (%s)", why);
     else
         say(r, TW_REPORT_INFO,
             "precision: %s activations, gradients and working weights (%s); fp32 master "
             "weights, AdamW moments, statistics and loss%s",
-            names[dtype], why, dtype == TW_DTYPE_F16 ? "; dynamic loss scaling" : "");
+            precision_name(dtype), why, dtype == TW_DTYPE_F16 ? "; dynamic loss scaling" : "");
     return TW_OK;
 }
 
