@@ -106,9 +106,15 @@ static tw_status head_forward(tw_gpt *m, size_t res_last) {
     TW_TRY(tw_gpt_gemm(m->device, false, true, (int)N, V, C, 1.0f, gpt_act(m, a->lnf), C,
                         gpt_param(m, m->wte), C, 0.0f, gpt_act(m, a->logits), V));
     if (!m->has_targets) return TW_OK;
-    return tw_softmax_xent_fwd(m->device, (int)N, V, V, gpt_act(m, a->logits),
-                               gpt_act(m, a->targets), gpt_act(m, a->losses),
-                               gpt_act(m, a->xent_lse), gpt_act(m, a->correct));
+    const size_t chunk = gpt_xent_rows(m, N);
+    for (size_t row = 0; row < N; row += chunk) {
+        const size_t rows = N - row < chunk ? N - row : chunk;
+        TW_TRY(tw_softmax_xent_fwd(m->device, (int)rows, V, V,
+                                   gpt_act(m, a->logits + row * (size_t)V),
+                                   gpt_act(m, a->targets + row), gpt_act(m, a->losses + row),
+                                   gpt_act(m, a->xent_lse + row), gpt_act(m, a->correct + row)));
+    }
+    return TW_OK;
 }
 
 /* Copies the tokens (and targets) to the device and to the host-side record of this pass. */

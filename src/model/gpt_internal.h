@@ -117,6 +117,15 @@ tw_status tw_gpt_gemm(tw_device *device, bool trans_a, bool trans_b, int m, int 
                       float alpha, tw_mem a, int lda, tw_mem b, int ldb, float beta, tw_mem c,
                       int ldc);
 
+/* Rows of (N, V) logits per call of the cross-entropy ops: all N in fp32; in 16-bit types an
+ * eighth of them at a time, so that a backend widening its 16-bit tensors into fp32 scratch
+ * (the cpu backend) holds (N / 8, V) of it rather than logits and their gradient whole (2 N V
+ * floats, the largest term of a bf16 step's peak memory otherwise). The rows are independent:
+ * the results are the same. */
+static inline size_t gpt_xent_rows(const tw_gpt *m, size_t N) {
+    return m->dtype == TW_DTYPE_F32 ? N : (N + 7) / 8;
+}
+
 /* Attention arguments for block l over the current (B, T), reading q/k/v from `qkv`. */
 tw_attention_args tw_gpt_attention_args(tw_gpt *m, int l);
 
