@@ -4,7 +4,8 @@
 #     the size of an fp32 save, twist eval opens it (in bf16 and fp32), and stopping after 2 steps
 #     and resuming (precision from state.json, fp32 masters from optimizer.safetensors) ends with
 #     the same files, bit for bit, as the uninterrupted run;
-#   - an fp16 run's step records carry loss_scale and skipped_steps;
+#   - an fp16 run's step records carry loss_scale and skipped_steps; a run whose fp16 gradients
+#     overflow skips those steps (logged, counted), halves the scale and goes on;
 #   - bad values of --precision and --save-dtype (train, eval, ist, dp, bench step) and a resume
 #     asking another precision are refused with one message naming the flag, writing nothing.
 # Usage: precision_cli_test.sh PATH/TO/twist
@@ -54,6 +55,20 @@ assert steps and all(r["precision"] == "fp16" and r["loss_scale"] > 0 and
                      r["skipped_steps"] >= 0 for r in steps), steps
 print(f"ok   fp16 step records: loss_scale {steps[-1]['loss_scale']}, skipped_steps "
       f"{steps[-1]['skipped_steps']}")
+PY
+
+# A learning rate high enough that the fp16 gradients overflow at the initial scale (2^16) here:
+# the steps are skipped, logged and counted, the scale halves, and the run goes on.
+expect_ok train --device cpu --data corpus.txt --vocab 300 --layers 2 --embd 32 --heads 2 \
+    --seq-len 8 --batch 1 --eval-batches 1 --log-every 1 --steps 10 --lr 0.5 --precision fp16 \
+    --out overflow
+grep -q "update skipped, loss scale now 32768" out || fail "no skipped step logged"
+python3 - <<'PY' || fail "skipped steps not counted in metrics.jsonl"
+import json
+steps = [r for r in map(json.loads, open("overflow/metrics.jsonl")) if r.get("event") == "step"]
+last = steps[-1]
+assert last["step"] == 10 and last["skipped_steps"] >= 1 and last["loss_scale"] < 65536, last
+print(f"ok   fp16 overflow: {last['skipped_steps']} step(s) skipped, loss scale {last['loss_scale']}")
 PY
 
 # ---- refused ------------------------------------------------------------------------------------
