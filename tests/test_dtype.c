@@ -11,7 +11,7 @@
  *    pattern with an even mantissa; past the largest finite value plus half its ulp: infinity.
  * 3. tw_convert on the device: every pair of float types, over data with NaN, +-inf, overflow,
  *    f16 subnormals and values that round, at non-zero offsets, with guard elements that must not
- *    change. A pair the device does not convert is reported ("vulkan:0 convert f32 -> f16:
+ *    change; every 16-bit pattern to f32 and ~1e6 f32 values to bf16/f16 against twist/dtype.h. A pair the device does not convert is reported ("vulkan:0 convert f32 -> f16:
  *    unsupported") and does not fail. */
 #include <math.h>
 #include <stdio.h>
@@ -266,6 +266,70 @@ static void test_convert_pair(tw_device *device, tw_dtype from, tw_dtype to, tw_
     free(got);
 }
 
+/* Every 16-bit pattern widened on the device, and ~1e6 fp32 values (random bit patterns, and
+ * values in each format's range) narrowed, against twist/dtype.h bit for bit (NaN: as a class). */
+static void test_convert_exhaustive(tw_device *device, tw_test_rng *rng) {
+    const char *spec = tw_device_get_info(device)->spec;
+    enum { PATTERNS = 65536, VALUES = 1 << 20 };
+    uint16_t *narrow_in = malloc(PATTERNS * sizeof *narrow_in);
+    float *wide_out = malloc(PATTERNS * sizeof *wide_out), *values = malloc(VALUES * sizeof *values);
+    uint16_t *narrow_out = malloc(VALUES * sizeof *narrow_out);
+    for (uint32_t p = 0; p < PATTERNS; p++) narrow_in[p] = (uint16_t)p;
+    for (size_t i = 0; i < VALUES; i++) {
+        if (i % 4 == 0) values[i] = tw_f32_from_bits((uint32_t)tw_test_rng_next(rng));
+        else if (i % 4 == 1) values[i] = tw_test_rng_uniform(rng, -70000.0f, 70000.0f);
+        else if (i % 4 == 2) values[i] = tw_test_rng_uniform(rng, -1.3e-4f, 1.3e-4f);
+        else values[i] = tw_test_rng_uniform(rng, -4.0f, 4.0f);
+    }
+    tw_buffer *half = NULL, *wide = NULL, *input = NULL, *output = NULL;
+    TW_CHECK_OK(tw_buffer_alloc(device, PATTERNS * 2, &half));
+    TW_CHECK_OK(tw_buffer_alloc(device, PATTERNS * 4, &wide));
+    TW_CHECK_OK(tw_buffer_alloc(device, VALUES * 4, &input));
+    TW_CHECK_OK(tw_buffer_alloc(device, VALUES * 2, &output));
+    const tw_dtype types[] = {TW_DTYPE_BF16, TW_DTYPE_F16};
+    for (int t = 0; half && wide && input && output && t < 2; t++) {
+        const tw_dtype type = types[t];
+        int failures = 0;
+        tw_clear_error();
+        TW_CHECK_OK(tw_buffer_upload(half, 0, narrow_in, PATTERNS * 2));
+        tw_status status = tw_convert(device, PATTERNS, tw_at_typed(half, 0, type), tw_at(wide, 0));
+        if (status == TW_ERR_UNSUPPORTED && tw_device_get_info(device)->backend != TW_BACKEND_CPU) {
+            printf("%s convert %s -> f32: unsupported\n", spec, tw_dtype_name(type));
+            continue;
+        }
+        TW_CHECK(status == TW_OK, "%s convert %s -> f32: %s", spec, tw_dtype_name(type), tw_last_error());
+        TW_CHECK_OK(tw_buffer_download(wide, 0, wide_out, PATTERNS * 4));
+        for (uint32_t p = 0; p < PATTERNS; p++) {
+            const float want = widen(type, (uint16_t)p);
+            if (!same_value(wide_out[p], want) && failures++ < 5)
+                tw_test_fail(__FILE__, __LINE__, "%s convert %s -> f32: 0x%04x gave %.9g, want %.9g",
+                             spec, tw_dtype_name(type), p, (double)wide_out[p], (double)want);
+        }
+        TW_CHECK_OK(tw_buffer_upload(input, 0, values, VALUES * 4));
+        status = tw_convert(device, VALUES, tw_at(input, 0), tw_at_typed(output, 0, type));
+        TW_CHECK(status == TW_OK, "%s convert f32 -> %s: %s", spec, tw_dtype_name(type), tw_last_error());
+        TW_CHECK_OK(tw_buffer_download(output, 0, narrow_out, VALUES * 2));
+        for (size_t i = 0; i < VALUES; i++) {
+            const uint16_t want = narrow(type, values[i]);
+            const bool ok = isnan(values[i]) ? isnan(widen(type, narrow_out[i])) : narrow_out[i] == want;
+            if (!ok && failures++ < 10)
+                tw_test_fail(__FILE__, __LINE__, "%s convert f32 -> %s: %.9g (0x%08x) gave 0x%04x, want 0x%04x",
+                             spec, tw_dtype_name(type), (double)values[i], tw_f32_bits(values[i]),
+                             narrow_out[i], want);
+        }
+        printf("%s convert: all 65536 %s patterns to f32 and %d f32 values to %s: %s\n", spec,
+               tw_dtype_name(type), VALUES, tw_dtype_name(type), failures ? "FAIL" : "ok");
+    }
+    tw_buffer_free(half);
+    tw_buffer_free(wide);
+    tw_buffer_free(input);
+    tw_buffer_free(output);
+    free(narrow_in);
+    free(wide_out);
+    free(values);
+    free(narrow_out);
+}
+
 int main(int argc, char **argv) {
     const char *spec = "cpu";
     for (int i = 1; i < argc; i++) {
@@ -295,6 +359,7 @@ int main(int argc, char **argv) {
     const tw_dtype types[] = {TW_DTYPE_F32, TW_DTYPE_F16, TW_DTYPE_BF16};
     for (int a = 0; a < 3; a++)
         for (int b = 0; b < 3; b++) test_convert_pair(device, types[a], types[b], &rng);
+    test_convert_exhaustive(device, &rng);
     tw_device_close(device);
     return tw_test_finish("dtype");
 }

@@ -9,24 +9,58 @@
 
 #include "twist/backend_support.h"
 
+/* bf16 GEMM paths (the "gemm" kernel variants of the cpu device). */
+typedef enum tw_cpu_gemm_variant {
+    TW_CPU_GEMM_AUTO = 0,    /* avx512-bf16 where the CPU has it, else openblas */
+    TW_CPU_GEMM_OPENBLAS,    /* 16-bit A, B (and C) widened to fp32, cblas_sgemm */
+    TW_CPU_GEMM_AVX512_BF16  /* cpu_gemm_bf16.c: VDPBF16PS dot products (bf16 only) */
+} tw_cpu_gemm_variant;
+
+/* Scratch regions of one 16-bit op (cpu_dtype.c): enough for the op with the most tensors. */
+enum { TW_CPU_WIDE_MAX = 12 };
+
 typedef struct tw_cpu_context {
     tw_device *device; /* the front-end device, for scratch buffers counted in its bytes */
+    /* fp32 scratch of the 16-bit ops, kept between ops and grown when an op needs more (fresh
+     * pages cost more than the conversion itself); freed when the device closes. A device is
+     * used by one thread at a time, like every device's in-order queue. */
+    tw_buffer *wide_scratch[TW_CPU_WIDE_MAX];
+    size_t chunk_bytes; /* fp32 scratch budget per chunk of a 16-bit op (cpu_dtype.c) */
+    bool avx512_bf16;  /* the CPU has AVX512-BF16 (VDPBF16PS) */
+    tw_cpu_gemm_variant gemm_variant; /* forced with tw_device_force_kernel_variant */
 } tw_cpu_context;
 
 /* The ops (cpu_ops.c; attention in cpu_attention.c): tw_cpu_gemm, tw_cpu_attention_fwd, ... */
 TW_BACKEND_OP_PROTOTYPES(tw_cpu)
+
+/* Elementwise loops of cpu_ops.c over n fp32 elements, shared with the 16-bit ops (cpu_dtype.c):
+ * y = gelu(x); dx += gelu'(x) dy; AdamW on p, m, v given grad (twist/backend.h). */
+void tw_cpu_gelu_fwd_range(const float *x, float *y, size_t n);
+void tw_cpu_gelu_bwd_range(const float *x, const float *dy, float *dx, size_t n);
+void tw_cpu_adamw_range(const tw_adamw_args *args, float correction1, float correction2, size_t n,
+                        float *p, const float *grad, float *m, float *v);
 
 /* The same ops in every data type (cpu_dtype.c): fp32 goes straight to the kernels above, bf16
  * and f16 tensors are widened to fp32 scratch around them. These fill the vtable. */
 TW_BACKEND_OP_PROTOTYPES(tw_cpu_typed)
 /* GEMM in a 16-bit type through fp32 scratch and OpenBLAS (cpu_dtype.c). */
 tw_status tw_cpu_gemm_widened(void *context, const tw_gemm_args *args);
+/* bf16 GEMM with AVX512-BF16 dot products (cpu_gemm_bf16.c); needs tw_cpu_has_avx512_bf16(). */
+tw_status tw_cpu_gemm_bf16(void *context, const tw_gemm_args *args);
+bool tw_cpu_has_avx512_bf16(void);
 /* The vtable's supports_dtype and convert entries (cpu_dtype.c). */
 bool tw_cpu_supports_dtype(void *context, tw_op_id op, tw_dtype dtype);
+/* The vtable's variants and force_variant entries: "gemm" has openblas and avx512-bf16. */
+int tw_cpu_variants(void *context, const char *op, const char **names, int capacity);
+tw_status tw_cpu_force_variant(void *context, const char *op, const char *name);
 tw_status tw_cpu_convert(void *context, size_t n, tw_mem src, tw_mem dst);
 /* dst (n) fp32 = src (n) bf16 or f16, exactly; and back, rounding to nearest even. */
 void tw_cpu_widen(tw_dtype dtype, const uint16_t *src, float *dst, size_t n);
 void tw_cpu_narrow(tw_dtype dtype, const float *src, uint16_t *dst, size_t n);
+/* The chunk budget: 4 MiB or $TWIST_CPU_CHUNK_BYTES (cpu_dtype.c). */
+size_t tw_cpu_chunk_bytes_from_env(void);
+/* Frees the kept scratch (at close). */
+void tw_cpu_wide_release(tw_cpu_context *cpu);
 
 /* Host pointer of a tw_mem (the handle of a cpu buffer is its host allocation). */
 static inline float *tw_cpu_f32(tw_mem mem) {
