@@ -70,7 +70,9 @@ static void measure_unknown(device_list *list) {
  * are fp32 by their backend alone, and opening them would load their drivers). */
 static tw_dtype default_precision(const tw_device_info *info, const char **why) {
     if (info->backend != TW_BACKEND_CUDA) {
-        *why = "no fast bf16 path on this backend: bf16 saves memory, not time";
+        /* the same words as tw_gpt_default_dtype's */
+        *why = "bf16 is the default on CUDA compute capability 8.0+ only; ask for it with "
+               "--precision bf16";
         return TW_DTYPE_F32;
     }
     tw_device *device = NULL;
