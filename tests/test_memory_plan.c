@@ -294,7 +294,7 @@ static void step_grads(const tw_gpt_config *config, const int32_t *stream, size_
     TW_CHECK_OK(tw_gpt_init_params(model, 11));
     TW_CHECK_OK(tw_loader_init(&loader, stream, count, batch, T, 5, 0, 1, "test stream"));
     if (micro > 0)
-        TW_CHECK_OK(dist_compute_grads_micro(model, &loader, batch, micro, T, accum, inputs,
+        TW_CHECK_OK(dist_compute_grads_micro(model, &loader, batch, micro, T, accum, 1.0f, inputs,
                                              targets, loss));
     else
         TW_CHECK_OK(tw_train_compute_grads(model, &loader, batch, T, accum, inputs, targets,
@@ -342,7 +342,7 @@ static void test_micro_batches(void) {
                      micros[k], loss, whole_loss);
         }
     }
-    TW_CHECK_ERROR(dist_compute_grads_micro(NULL, NULL, 4, 0, 32, 1, NULL, NULL, NULL),
+    TW_CHECK_ERROR(dist_compute_grads_micro(NULL, NULL, 4, 0, 32, 1, 1.0f, NULL, NULL, NULL),
                    TW_ERR_INVALID_ARGUMENT, "micro-batch 0 of a batch of 4");
     free(stream);
     free(whole);

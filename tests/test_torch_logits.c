@@ -1,6 +1,7 @@
 /* A twist checkpoint opens in PyTorch (Debian's python3-torch) and gives twist's logits within
- * 1e-4: for a plain GPT-2 shaped model and for one whose layers differ in heads, MLP width and
- * block scales. Both models train a few steps first, so the weights are not just their
+ * 1e-4: for a plain GPT-2 shaped model, for one whose layers differ in heads, MLP width and
+ * block scales, and for a model saved with --save-dtype bf16 (BF16 tensors, whose logits twist
+ * computes from the checkpoint loaded back: the bf16-rounded weights). Both models train a few steps first, so the weights are not just their
  * initialisation. Usage: test_torch_logits TOOLS_DIR SCRIPT (tools/ holds torch_gpt2.py,
  * SCRIPT is tests/torch_logits.py). Skipped when /usr/bin/python3 cannot import torch. */
 #include <stdio.h>
@@ -16,7 +17,7 @@ static char temp_root[256];
 
 /* Trains a few steps of `config` and saves it to dir. */
 static tw_gpt *train_and_save(tw_device *cpu, const tw_gpt_config *config,
-                              const tw_tokenizer *tok, const char *dir) {
+                              const tw_tokenizer *tok, const char *dir, tw_dtype save_dtype) {
     tw_gpt *model = NULL;
     tw_adamw *opt = NULL;
     tw_adamw_config adam = tw_adamw_defaults();
@@ -37,8 +38,16 @@ static tw_gpt *train_and_save(tw_device *cpu, const tw_gpt_config *config,
         TW_CHECK_OK(tw_gpt_backward(model, 1.0f));
         TW_CHECK_OK(tw_adamw_update(opt, 3e-2f, NULL));
     }
-    TW_CHECK_OK(tw_train_save(dir, model, opt, NULL, tok));
+    TW_CHECK_OK(tw_train_save_as(dir, model, opt, NULL, tok, save_dtype));
     tw_adamw_destroy(opt);
+    if (save_dtype == TW_DTYPE_F32) return model;
+    /* The weights PyTorch will see: the checkpoint's model file, loaded back and widened. */
+    tw_gpt_destroy(model);
+    tw_loaded_model loaded;
+    TW_CHECK_OK(tw_train_load(dir, cpu, NULL, &loaded));
+    model = loaded.model;
+    loaded.model = NULL;
+    tw_loaded_model_free(&loaded);
     return model;
 }
 
@@ -64,11 +73,12 @@ static void write_logits(tw_gpt *model, const char *path) {
 }
 
 static void check_in_pytorch(tw_device *cpu, const char *name, const tw_gpt_config *config,
-                             const tw_tokenizer *tok, const char *tools, const char *script) {
+                             const tw_tokenizer *tok, const char *tools, const char *script,
+                             tw_dtype save_dtype) {
     char dir[400], logits[400], command[1600];
     snprintf(dir, sizeof dir, "%s/%s", temp_root, name);
     snprintf(logits, sizeof logits, "%s/%s.logits", temp_root, name);
-    tw_gpt *model = train_and_save(cpu, config, tok, dir);
+    tw_gpt *model = train_and_save(cpu, config, tok, dir, save_dtype);
     if (!model) return;
     write_logits(model, logits);
     tw_gpt_destroy(model);
@@ -100,7 +110,8 @@ int main(int argc, char **argv) {
 
     tw_gpt_config plain;
     TW_CHECK_OK(tw_gpt_config_preset("nano", V, &plain));
-    check_in_pytorch(cpu, "nano", &plain, tok, argv[1], argv[2]);
+    check_in_pytorch(cpu, "nano", &plain, tok, argv[1], argv[2], TW_DTYPE_F32);
+    check_in_pytorch(cpu, "nano_bf16", &plain, tok, argv[1], argv[2], TW_DTYPE_BF16);
 
     tw_gpt_config irregular;
     TW_CHECK_OK(tw_gpt_config_uniform(V, 32, 2, 32, 4, &irregular));
@@ -109,7 +120,7 @@ int main(int argc, char **argv) {
                                          .mlp_scale = 0.5f};
     irregular.layers[1] = (tw_gpt_layer){.heads = 2, .mlp_hidden = 33, .attn_scale = 0.75f,
                                          .mlp_scale = 2.0f};
-    check_in_pytorch(cpu, "irregular", &irregular, tok, argv[1], argv[2]);
+    check_in_pytorch(cpu, "irregular", &irregular, tok, argv[1], argv[2], TW_DTYPE_F32);
 
     tw_tokenizer_free(tok);
     tw_device_close(cpu);

@@ -11,6 +11,7 @@
 #include "output.h"
 #include "twist/backend_support.h" /* the op list: tw_op_name */
 #include "twist/memory.h"
+#include "twist/model.h"
 #include "twist/peak.h"
 
 static const char *const PROG = "twist devices";
@@ -61,6 +62,29 @@ static void measure_unknown(device_list *list) {
             fprintf(stderr, "%s: could not measure %s: %s\n", PROG, list->infos[i].spec,
                     tw_last_error());
     }
+}
+
+/* The precision `twist train` and the other training commands take without --precision
+ * (tw_gpt_default_dtype): bf16 only where it is fast, a CUDA device of compute capability 8.0+
+ * whose backend runs every model op in bf16. Only CUDA devices are opened to ask (the others
+ * are fp32 by their backend alone, and opening them would load their drivers). */
+static tw_dtype default_precision(const tw_device_info *info, const char **why) {
+    if (info->backend != TW_BACKEND_CUDA) {
+        /* the same words as tw_gpt_default_dtype's */
+        *why = "bf16 is the default on CUDA compute capability 8.0+ only; ask for it with "
+               "--precision bf16";
+        return TW_DTYPE_F32;
+    }
+    tw_device *device = NULL;
+    if (tw_device_open(info->spec, &device) != TW_OK) {
+        tw_clear_error();
+        *why = "the device could not be opened";
+        return TW_DTYPE_F32;
+    }
+    tw_dtype dtype = tw_gpt_default_dtype(device, why);
+    tw_device_close(device);
+    tw_clear_error();
+    return dtype;
 }
 
 /* ---- table ----------------------------------------------------------------------------- */
@@ -130,6 +154,13 @@ static void print_table(const device_list *list) {
     }
     if (list->count == 0) printf("(no devices)\n");
     printf("\n");
+    for (int i = 0; i < list->count; i++) {
+        const char *why = "";
+        const tw_dtype dtype = default_precision(&list->infos[i], &why);
+        printf("%s: default precision %s (%s)\n", list->infos[i].spec,
+               dtype == TW_DTYPE_BF16 ? "bf16" : "fp32", why);
+    }
+    if (list->count > 0) printf("\n");
     for (int kind = 0; kind < TW_BACKEND_COUNT; kind++) {
         const char *name = tw_backend_name((tw_backend_kind)kind);
         const char *why = tw_backend_no_device_reason((tw_backend_kind)kind);
@@ -280,6 +311,10 @@ static void write_records(output *out, const device_list *list, const device_ops
         else tw_record_null(r, "peak_gbps");
         tw_record_string(r, "peak_gbps_source", tw_peak_source_name(peak->gbps_source));
         if (ops) record_ops(r, &ops[i]);
+        const char *why = "";
+        const tw_dtype dtype = default_precision(info, &why);
+        tw_record_string(r, "default_precision", dtype == TW_DTYPE_BF16 ? "bf16" : "fp32");
+        tw_record_string(r, "default_precision_reason", why);
         output_record(out, r);
     }
     for (int kind = 0; kind < TW_BACKEND_COUNT; kind++) {

@@ -11,6 +11,7 @@
 
 #include "args.h"
 #include "device_memory_flag.h"
+#include "precision_flag.h"
 #include "cli.h"
 #include "cli_profile.h"
 #include "model_flags.h"
@@ -32,7 +33,7 @@ typedef struct dist_cli {
     model_flags model;
     int workers_per_device, heads_per_worker, local_steps, rounds, balance, transport, mode;
     int batch, accum, warmup, seed, eval_every, eval_batches, save_every, peer_timeout;
-    int codec, stop_after;
+    int codec, stop_after, precision;
     bool resume;
     char device_text[1024];
     const char *device_list[MAX_DEVICE_SPECS];
@@ -212,6 +213,7 @@ static int run_command(int argc, char **argv, bool ist) {
         {.name = "--stop-after", .kind = ARG_INT, .dest = &c.stop_after, .metavar = "R",
          .help = "stop (and save, with --out) after R rounds of this invocation", .min = 1,
          .max = 1 << 24},
+        precision_spec(&c.precision), /* of every worker; merge and exchange stay fp32 */
         /* The command's own options follow. */
         {.name = "--heads-per-worker", .kind = ARG_INT, .dest = &c.heads_per_worker,
          .metavar = "M", .help = "heads of each layer per worker (workers x M >= heads)",
@@ -295,6 +297,7 @@ static int run_command(int argc, char **argv, bool ist) {
                                 "model, there are no heads or units to balance; --balance data "
                                 "balances their batches");
     o.transport = c.transport == 1 ? TW_TRANSPORT_MPI : TW_TRANSPORT_THREADS;
+    o.precision_set = precision_dtype(c.precision, &o.precision);
     o.data_path = c.model.data;
     o.tokenizer_path = c.model.tokenizer;
     o.vocab_size = c.model.vocab;

@@ -14,6 +14,7 @@
 #include "cli_profile.h"
 #include "model_flags.h"
 #include "output.h"
+#include "precision_flag.h"
 #include "stop_signals.h"
 #include "twist/train.h"
 
@@ -71,6 +72,13 @@ static void show_step(progress *p, const tw_train_report *r) {
     tw_record_number(record, "grad_norm", r->grad_norm);
     tw_record_number(record, "tokens_per_s", r->tokens_per_s);
     tw_record_number(record, "elapsed_s", r->elapsed_s);
+    if (r->precision != TW_DTYPE_F32)
+        tw_record_string(record, "precision", r->precision == TW_DTYPE_F16 ? "fp16" : "bf16");
+    if (r->precision == TW_DTYPE_F16) {
+        /* fp16's dynamic loss scaling: the scale after this step, steps skipped so far */
+        tw_record_number(record, "loss_scale", r->loss_scale);
+        tw_record_int(record, "skipped_steps", r->skipped_steps);
+    }
     output_record(p->out, record);
     end_bar(p);
     output_line(p->out,
@@ -129,7 +137,7 @@ typedef struct train_cli {
     const char *device, *out;
     model_flags model;
     int batch, accum, steps, warmup, seed, log_every, eval_every, eval_batches, save_every;
-    int keep, stop_after;
+    int keep, stop_after, precision, save_dtype;
     bool resume, overwrite, init_optimizer;
     const char *json, *init;
     arg_string_list device_memory;
@@ -149,6 +157,7 @@ static const struct {
     {"--layers", TW_TRAIN_GIVEN_LAYERS},   {"--embd", TW_TRAIN_GIVEN_EMBD},
     {"--heads", TW_TRAIN_GIVEN_HEADS},     {"--mlp", TW_TRAIN_GIVEN_MLP},
     {"--seq-len", TW_TRAIN_GIVEN_SEQ_LEN}, {"--keep", TW_TRAIN_GIVEN_KEEP},
+    {"--precision", TW_TRAIN_GIVEN_PRECISION},
 };
 
 int cmd_train(int argc, char **argv) {
@@ -214,6 +223,8 @@ int cmd_train(int argc, char **argv) {
                                   "stdout instead of the text, or appended to FILE"),
         cli_profile_spec(&profile), /* read by cli_profile_run (twist.c) */
         device_memory_spec(&c.device_memory),
+        precision_spec(&c.precision),
+        save_dtype_spec(&c.save_dtype),
     };
     enum { OWN_COUNT = sizeof own / sizeof own[0] };
     arg_spec specs[MODEL_FLAG_COUNT + OWN_COUNT];
@@ -275,6 +286,8 @@ int cmd_train(int argc, char **argv) {
     o.init_dir = c.init;
     o.init_optimizer = c.init_optimizer;
     o.preset_name = tw_gpt_preset_names()[c.model.preset];
+    o.precision_set = precision_dtype(c.precision, &o.precision);
+    o.save_dtype = save_dtype_of(c.save_dtype);
     for (size_t i = 0; i < sizeof k_given_flags / sizeof k_given_flags[0]; i++)
         if (args_given(&command, k_given_flags[i].flag)) o.given |= k_given_flags[i].bit;
     o.stop = stop_signals_catch(command.name, "step");
@@ -322,10 +335,11 @@ static tw_status encode_text(void *context, const char *text, size_t length, int
 
 int cmd_eval(int argc, char **argv) {
     const char *model_dir = NULL, *data = NULL, *device_spec = "auto";
-    int batch = 16, batches = 0, split = 0;
+    int batch = 16, batches = 0, split = 0, precision = 0;
     const char *json = NULL;
     const char *profile = NULL;
     arg_spec specs[] = {
+        precision_spec(&precision),
         {.name = "--model", .kind = ARG_STRING, .dest = &model_dir, .metavar = "DIR",
          .help = "checkpoint directory", .required = true},
         {.name = "--data", .kind = ARG_STRING, .dest = &data, .metavar = "FILE",
@@ -357,7 +371,13 @@ int cmd_eval(int argc, char **argv) {
     tw_dataset *dataset = NULL;
     tw_eval_result result = {0};
     tw_status status = tw_device_open(device_spec, &device);
+    tw_dtype dtype = TW_DTYPE_F32;
+    const bool precision_set = precision_dtype(precision, &dtype);
+    /* an asked precision the device cannot run is refused before the checkpoint is read */
+    if (status == TW_OK && precision_set) status = tw_gpt_check_dtype(device, dtype);
     if (status == TW_OK) status = tw_train_load(model_dir, device, NULL, &loaded);
+    if (status == TW_OK && !precision_set) dtype = tw_gpt_default_dtype(device, NULL);
+    if (status == TW_OK) status = tw_gpt_set_dtype(loaded.model, dtype);
     if (status == TW_OK) {
         tw_encoder encoder = {encode_text, loaded.tokenizer, tw_tokenizer_hash(loaded.tokenizer),
                               tw_tokenizer_eot_id(loaded.tokenizer)};
@@ -372,6 +392,7 @@ int cmd_eval(int argc, char **argv) {
     code = status == TW_OK ? CLI_EXIT_OK : cli_library_error(command.name, status);
     if (status == TW_OK) {
         record_eval(&out, -1, SPLITS[split], &result, -1.0);
+        if (dtype != TW_DTYPE_F32) output_line(&out, "precision: %s", tw_dtype_name(dtype));
         output_line(&out, "%s (%s split): loss %.4f, perplexity %.6g, accuracy %.3f over %ld "
                     "tokens", data, SPLITS[split], result.loss, result.perplexity,
                     result.accuracy, result.tokens);

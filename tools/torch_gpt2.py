@@ -24,6 +24,7 @@ class Block(nn.Module):
         width = heads * head_dim
         self.heads, self.head_dim, self.width = heads, head_dim, width
         self.attn_scale, self.mlp_scale = attn_scale, mlp_scale
+        self.use_sdpa = False
         self.ln_1 = nn.LayerNorm(n_embd, eps=eps)
         self.c_attn_weight = nn.Parameter(torch.empty(n_embd, 3 * width))
         self.c_attn_bias = nn.Parameter(torch.zeros(3 * width))
@@ -41,6 +42,9 @@ class Block(nn.Module):
         q, k, v = qkv.split(self.width, dim=2)
         shape = (B, T, self.heads, self.head_dim)
         q, k, v = (t.view(shape).transpose(1, 2) for t in (q, k, v))  # (B, H, T, D)
+        if self.use_sdpa:  # PyTorch 2's fused attention, as a PyTorch user would run it
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+            return y.transpose(1, 2).reshape(B, T, self.width)
         scores = (q @ k.transpose(-2, -1)) / math.sqrt(self.head_dim)
         mask = torch.ones(T, T, dtype=torch.bool, device=x.device).tril()
         scores = scores.masked_fill(~mask, float("-inf"))
@@ -132,7 +136,8 @@ def config_from_json(text):
 
 
 def read_safetensors(path):
-    """{name: float32 tensor} from a safetensors file, parsed with the standard library."""
+    """{name: float32 tensor} from a safetensors file, parsed with the standard library (F32, or
+    BF16 as `twist train --save-dtype bf16` writes it, widened to float32)."""
     with open(path, "rb") as f:
         blob = f.read()
     (header_length,) = struct.unpack("<Q", blob[:8])
@@ -142,10 +147,13 @@ def read_safetensors(path):
     for name, entry in header.items():
         if name == "__metadata__":
             continue
-        if entry["dtype"] != "F32":
-            raise ValueError(f"{path}: tensor {name} has dtype {entry['dtype']}, expected F32")
+        dtypes = {"F32": torch.float32, "BF16": torch.bfloat16}
+        if entry["dtype"] not in dtypes:
+            raise ValueError(f"{path}: tensor {name} has dtype {entry['dtype']}, expected F32 or "
+                             "BF16")
         begin, end = entry["data_offsets"]
-        values = torch.frombuffer(bytearray(data[begin:end]), dtype=torch.float32)
+        values = torch.frombuffer(bytearray(data[begin:end]), dtype=dtypes[entry["dtype"]])
+        values = values.float()
         tensors[name] = values.reshape(entry["shape"])
     return tensors
 

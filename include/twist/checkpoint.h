@@ -95,6 +95,9 @@ tw_status tw_safetensors_writer_add(tw_safetensors_writer *writer, const char *n
 /* The same, but copies the data now. */
 tw_status tw_safetensors_writer_add_copy(tw_safetensors_writer *writer, const char *name,
                                          int ndim, const int64_t *dims, const float *data);
+/* The same, stored as BF16 (rounded to nearest even now, into a copy): half the bytes. */
+tw_status tw_safetensors_writer_add_bf16(tw_safetensors_writer *writer, const char *name,
+                                         int ndim, const int64_t *dims, const float *data);
 /* Sets a "__metadata__" entry (replacing an earlier value of the same key). */
 tw_status tw_safetensors_writer_set_metadata(tw_safetensors_writer *writer, const char *key,
                                              const char *value);
@@ -105,8 +108,9 @@ tw_status tw_safetensors_write(const tw_safetensors_writer *writer, const char *
 
 /* Reads and validates a whole file (see the format above). Errors name the file and the tensor
  * or field: TW_ERR_NOT_FOUND / TW_ERR_IO if it cannot be read, TW_ERR_FORMAT for anything
- * malformed. Tensors of another dtype than F32 are validated but can only be listed: looking
- * one up gives TW_ERR_UNSUPPORTED. */
+ * malformed. F32, BF16 and F16 tensors can be looked up, the 16-bit ones as fp32 copies widened
+ * at load; tensors of other dtypes are validated but can only be listed: looking one up gives
+ * TW_ERR_UNSUPPORTED. */
 tw_status tw_safetensors_load(const char *path, tw_safetensors **out);
 void tw_safetensors_free(tw_safetensors *file);
 
@@ -116,7 +120,8 @@ int tw_safetensors_count(const tw_safetensors *file);
 /* Name and dtype ("F32", "F16", ...) of the index-th tensor in header order. */
 const char *tw_safetensors_name_at(const tw_safetensors *file, int index);
 const char *tw_safetensors_dtype_at(const tw_safetensors *file, int index);
-/* The tensor of that name: TW_ERR_NOT_FOUND if absent, TW_ERR_UNSUPPORTED if not F32. */
+/* The tensor of that name (BF16 and F16 widened to fp32): TW_ERR_NOT_FOUND if absent,
+ * TW_ERR_UNSUPPORTED for another dtype. */
 tw_status tw_safetensors_find(const tw_safetensors *file, const char *name, tw_tensor_view *out);
 /* A "__metadata__" value, or NULL. */
 const char *tw_safetensors_metadata(const tw_safetensors *file, const char *key);
@@ -146,6 +151,10 @@ tw_status tw_checkpoint_writer_add(tw_checkpoint_writer *writer, tw_ckpt_part pa
                                    const char *name, int ndim, const int64_t *dims,
                                    const float *data);
 tw_status tw_checkpoint_writer_add_copy(tw_checkpoint_writer *writer, tw_ckpt_part part,
+                                        const char *name, int ndim, const int64_t *dims,
+                                        const float *data);
+/* A copy stored as BF16 (tw_safetensors_writer_add_bf16). */
+tw_status tw_checkpoint_writer_add_bf16(tw_checkpoint_writer *writer, tw_ckpt_part part,
                                         const char *name, int ndim, const int64_t *dims,
                                         const float *data);
 tw_status tw_checkpoint_writer_set_metadata(tw_checkpoint_writer *writer, tw_ckpt_part part,
@@ -215,7 +224,8 @@ void tw_checkpoint_close(tw_checkpoint *ckpt);
  * TW_ERR_NOT_FOUND if DIR is missing. */
 tw_status tw_checkpoint_recover(const char *dir);
 
-/* The tensor of that name: TW_ERR_NOT_FOUND if absent, TW_ERR_UNSUPPORTED if not F32. */
+/* The tensor of that name (BF16 and F16 as fp32): TW_ERR_NOT_FOUND if absent,
+ * TW_ERR_UNSUPPORTED for another dtype. */
 tw_status tw_checkpoint_tensor(const tw_checkpoint *ckpt, tw_ckpt_part part, const char *name,
                                tw_tensor_view *out);
 /* The tensor of that name, which must have exactly the shape dims[0..ndim). Otherwise

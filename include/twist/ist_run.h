@@ -133,6 +133,12 @@ typedef struct tw_dist_options {
      * micro-batch, is planned to fit its cap, or its device's queried free memory shared
      * among the workers on it. */
     tw_memory_caps device_memory;
+    /* --precision (twist/train.h's tw_train_options.precision): every worker trains its subnet
+     * or replica in this type (precision_set false: its device's default), checked on every
+     * worker's device before the first round; fp16 workers scale their loss dynamically. The
+     * exchange, merge and averaging stay on fp32 master weights and fp32 gradients. */
+    bool precision_set;
+    tw_dtype precision;
 } tw_dist_options;
 
 /* Defaults for everything but devices, data and model: one worker per device, K 10, 10 rounds,

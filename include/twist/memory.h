@@ -95,6 +95,11 @@ typedef struct tw_training_memory {
 
 void tw_training_memory_of(const tw_gpt_config *config, int micro_batch, int seq_len,
                            tw_training_memory *out);
+/* The same for a model in `dtype` (tw_gpt_set_dtype): fp32 master weights plus a working copy,
+ * gradients and activations in dtype, statistics in fp32 (16-bit tensors padded to 4 bytes are
+ * not counted: at most 2 bytes a tensor). */
+void tw_training_memory_typed(const tw_gpt_config *config, int micro_batch, int seq_len,
+                              tw_dtype dtype, tw_training_memory *out);
 
 /* ------------------------------------------------------------------------------------------ */
 /* The memory plan of a distributed run                                                       */

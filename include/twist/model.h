@@ -121,7 +121,8 @@ tw_status tw_gpt_metrics_read(tw_gpt *model, tw_gpt_metrics *out);
 tw_status tw_gpt_logits_read(tw_gpt *model, int b, int t, float *out);
 
 /* Backward pass of the last forward pass with targets: ADDS d(loss_scale * mean loss)/d(param)
- * into the gradient buffer (so micro-batches accumulate; pass loss_scale = 1 / micro-batches). */
+ * into the gradient buffer (so micro-batches accumulate; pass loss_scale = 1 / micro-batches,
+ * times fp16's dynamic loss scale where there is one). */
 tw_status tw_gpt_backward(tw_gpt *model, float loss_scale);
 
 /* Sets every gradient to 0. */
@@ -129,6 +130,41 @@ tw_status tw_gpt_zero_grad(tw_gpt *model);
 
 /* Bytes of activations and scratch currently held for the largest (B, T) seen so far. */
 size_t tw_gpt_activation_bytes(const tw_gpt *model);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Mixed precision                                                                            */
+/* ------------------------------------------------------------------------------------------ */
+
+/* A model runs in fp32 (the default) or, after tw_gpt_set_dtype, in bf16 or f16: activations,
+ * their gradients, a working copy of the weights and the weight gradients (tw_gpt_grads) in that
+ * type, while tw_gpt_params stays the fp32 master weights that AdamW updates, checkpoints save
+ * and IST exchanges. The working copy is converted from the master (tw_convert) at the first
+ * forward pass after tw_gpt_params was called (whoever takes the buffer may have written it) or
+ * the parameters were initialised. The ops keep LayerNorm statistics, attention and cross-entropy
+ * log-sum-exps, losses and the gradient norm in fp32 and accumulate GEMMs in fp32. */
+
+/* Whether `device` runs every op of a training step (and the f32 -> dtype conversion) in
+ * `dtype`: TW_OK, or TW_ERR_UNSUPPORTED naming the device, the first op missing and the type.
+ * F32 always passes; other types than F32, BF16 and F16 are TW_ERR_INVALID_ARGUMENT. */
+tw_status tw_gpt_check_dtype(tw_device *device, tw_dtype dtype);
+
+/* Switches the model's data type (checked with tw_gpt_check_dtype first): new gradient and
+ * working-copy buffers (gradients start undefined: zero them), activations laid out again at
+ * the next forward. The master weights are kept. */
+tw_status tw_gpt_set_dtype(tw_gpt *model, tw_dtype dtype);
+tw_dtype tw_gpt_dtype(const tw_gpt *model);
+
+/* The gradients (param_count) as fp32 on the host, widened from the model's type; and back,
+ * rounded to nearest even (data-parallel averaging works on these). */
+tw_status tw_gpt_grads_download(tw_gpt *model, float *out);
+tw_status tw_gpt_grads_upload(tw_gpt *model, const float *grads);
+
+/* The precision a run takes when none is asked for: bf16 where the device has a fast
+ * low-precision path that twist uses (a CUDA device of compute capability 8.0 or later, whose
+ * tensor cores run bf16 GEMMs, and whose backend runs every model op in bf16), else fp32: on
+ * CPUs, PoCL, lavapipe and GPUs without bf16 matrix units, bf16 storage saves memory but no
+ * time. *why gets a short reason for `twist devices` (may be NULL). */
+tw_dtype tw_gpt_default_dtype(tw_device *device, const char **why);
 
 #ifdef __cplusplus
 }

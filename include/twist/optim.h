@@ -42,6 +42,33 @@ void tw_adamw_destroy(tw_adamw *opt);
  * Reads the norm back from the device (one float), returns it in *grad_norm if not NULL. */
 tw_status tw_adamw_update(tw_adamw *opt, float lr, float *grad_norm);
 
+/* Dynamic loss scaling, for fp16 training (tw_gpt_set_dtype with F16), whose gradients would
+ * underflow: the loss gradient is multiplied by `scale` (tw_gpt_backward's loss_scale), AdamW
+ * divides it out again (its grad_scale, and the reported norm). A step whose gradients hold an
+ * inf or nan (their sum of squares, fp32, is not finite) is skipped: no update, the scale
+ * halves. After growth_interval good steps in a row the scale doubles. Not dynamic (fp32,
+ * bf16): scale 1, nothing skipped, a non-finite norm is the divergence error it always was. */
+#define TW_LOSS_SCALE_INITIAL 65536.0 /* 2^16, as PyTorch's GradScaler */
+#define TW_LOSS_SCALE_GROWTH_INTERVAL 1000
+#define TW_LOSS_SCALE_MAX 16777216.0 /* 2^24 */
+typedef struct tw_loss_scaler {
+    bool dynamic;
+    float scale;
+    int growth_interval;
+    int good_steps; /* updates since the last skip or growth */
+    long skipped;   /* steps skipped for non-finite gradients so far */
+} tw_loss_scaler;
+
+/* Dynamic for F16, static 1 otherwise. */
+tw_loss_scaler tw_loss_scaler_for(tw_dtype dtype);
+
+/* tw_adamw_update with a loss scaler (NULL: as tw_adamw_update). *skipped (may be NULL) tells
+ * whether the step was skipped for an overflow (then TW_OK, *grad_norm inf, the weights and
+ * moments untouched, the scaler updated). Fails as tw_adamw_update does on a non-finite norm
+ * when the scaler is not dynamic or the scale is already down to 1. */
+tw_status tw_adamw_update_scaled(tw_adamw *opt, float lr, tw_loss_scaler *scaler,
+                                 float *grad_norm, bool *skipped);
+
 /* Steps taken so far (AdamW's bias-correction counter). */
 int tw_adamw_steps(const tw_adamw *opt);
 /* Moments, for checkpoints: buffers in the model's parameter layout. */

@@ -47,6 +47,13 @@ tw_status tw_gpt_config_from_json(const char *json, const char *source, tw_gpt_c
 tw_status tw_train_save(const char *dir, tw_gpt *model, tw_adamw *opt, const char *state_json,
                         const tw_tokenizer *tokenizer);
 
+/* The same, with model.safetensors stored as `model_dtype`: F32 (tw_train_save) or BF16 (half
+ * the size; tensors of safetensors dtype "BF16", which PyTorch and twist open). With opt, a BF16
+ * save also keeps the fp32 master weights in optimizer.safetensors ("<name>.master"), which
+ * tw_train_load with an optimizer takes over the rounded model file: resuming stays exact. */
+tw_status tw_train_save_as(const char *dir, tw_gpt *model, tw_adamw *opt, const char *state_json,
+                           const tw_tokenizer *tokenizer, tw_dtype model_dtype);
+
 /* An opened model checkpoint: the model on `device`, its tokenizer, and the checkpoint itself
  * (for state.json). With want_optimizer, *opt gets AdamW moments and step restored (the AdamW
  * settings come from adam). Every tensor is checked against the config: a missing tensor or a
@@ -140,6 +147,7 @@ enum {
     TW_TRAIN_GIVEN_MLP = 1u << 15,
     TW_TRAIN_GIVEN_SEQ_LEN = 1u << 16,
     TW_TRAIN_GIVEN_KEEP = 1u << 17,
+    TW_TRAIN_GIVEN_PRECISION = 1u << 18,
 };
 
 typedef struct tw_train_options {
@@ -182,6 +190,15 @@ typedef struct tw_train_options {
      * (tw_training_memory_of at batch x max_seq_len) fits the cap, or the device's queried free
      * memory, and refuses naming both. A cap for another device is refused. */
     tw_memory_caps device_memory;
+    /* --precision (twist/model.h, "Mixed precision"): the data type of activations, gradients
+     * and the working copy of the weights, fp32 master weights and moments whatever it is.
+     * precision_set false: tw_gpt_default_dtype of the device (a resumed run: the checkpoint's).
+     * An F16 run scales its loss dynamically (tw_loss_scaler). A precision the device cannot
+     * run is refused before any data is read, naming the device, the op and the type. */
+    bool precision_set;
+    tw_dtype precision;
+    /* --save-dtype: model.safetensors as F32 (the zero default) or BF16 (tw_train_save_as). */
+    tw_dtype save_dtype;
 } tw_train_options;
 
 /* Sensible defaults for everything but device, data, model and out_dir (the TW_TRAIN_DEFAULT_*
@@ -204,6 +221,12 @@ typedef struct tw_train_report {
     double elapsed_s;
     tw_eval_result eval;    /* TW_REPORT_EVAL */
     const char *message;
+    /* TW_REPORT_STEP: the run's precision, fp16's loss scale after this step (1 otherwise),
+     * whether this step's update was skipped for an overflow and how many were so far. */
+    tw_dtype precision;
+    double loss_scale;
+    bool skipped;
+    long skipped_steps;
 } tw_train_report;
 
 typedef void (*tw_train_report_fn)(void *context, const tw_train_report *report);

@@ -755,6 +755,14 @@ tw_status tw_checkpoint_writer_add_copy(tw_checkpoint_writer *writer, tw_ckpt_pa
                       : tw_safetensors_writer_add_copy(writer->parts[part], name, ndim, dims, data);
 }
 
+tw_status tw_checkpoint_writer_add_bf16(tw_checkpoint_writer *writer, tw_ckpt_part part,
+                                        const char *name, int ndim, const int64_t *dims,
+                                        const float *data) {
+    tw_status s = check_part(writer, part);
+    return s != TW_OK ? s
+                      : tw_safetensors_writer_add_bf16(writer->parts[part], name, ndim, dims, data);
+}
+
 tw_status tw_checkpoint_writer_set_metadata(tw_checkpoint_writer *writer, tw_ckpt_part part,
                                             const char *key, const char *value) {
     tw_status s = check_part(writer, part);

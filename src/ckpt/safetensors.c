@@ -16,6 +16,7 @@
 
 #include "ckpt/ckpt_internal.h"
 #include "core/paths.h"
+#include "twist/dtype.h"
 #include "twist/error.h"
 
 /* Larger headers are refused (as the reference implementation does) before parsing. */
@@ -96,8 +97,9 @@ typedef struct st_entry {
     int ndim;
     int64_t dims[TW_TENSOR_MAX_DIMS];
     size_t count;
-    const float *data; /* borrowed, or == owned */
-    float *owned;
+    const void *data;  /* borrowed fp32, or == owned */
+    void *owned;
+    bool bf16; /* stored as BF16 (owned, converted when added), else F32 */
 } st_entry;
 
 struct tw_safetensors_writer {
@@ -135,7 +137,7 @@ int tw_safetensors_writer_count(const tw_safetensors_writer *writer) {
 }
 
 static tw_status writer_add(tw_safetensors_writer *writer, const char *name, int ndim,
-                            const int64_t *dims, const float *data, bool copy) {
+                            const int64_t *dims, const float *data, bool copy, bool bf16) {
     if (!writer || !name)
         return tw_error(TW_ERR_INVALID_ARGUMENT, "safetensors writer: writer or name is NULL");
     if (!name[0] || strcmp(name, "__metadata__") == 0)
@@ -179,7 +181,18 @@ static tw_status writer_add(tw_safetensors_writer *writer, const char *name, int
     for (int i = 0; i < ndim; i++) entry.dims[i] = dims[i];
     entry.count = count;
     entry.data = count ? data : NULL;
-    if (copy && count) {
+    entry.bf16 = bf16;
+    if (bf16 && count) {
+        uint16_t *half = malloc(count * sizeof *half);
+        if (!half) {
+            free(entry.name);
+            return tw_error(TW_ERR_OUT_OF_MEMORY,
+                            "safetensors writer: tensor '%s': cannot copy %zu values", name, count);
+        }
+        for (size_t i = 0; i < count; i++) half[i] = tw_f32_to_bf16(data[i]);
+        entry.owned = half;
+        entry.data = half;
+    } else if (copy && count) {
         entry.owned = malloc(count * sizeof(float));
         if (!entry.owned) {
             free(entry.name);
@@ -195,12 +208,17 @@ static tw_status writer_add(tw_safetensors_writer *writer, const char *name, int
 
 tw_status tw_safetensors_writer_add(tw_safetensors_writer *writer, const char *name, int ndim,
                                     const int64_t *dims, const float *data) {
-    return writer_add(writer, name, ndim, dims, data, false);
+    return writer_add(writer, name, ndim, dims, data, false, false);
+}
+
+tw_status tw_safetensors_writer_add_bf16(tw_safetensors_writer *writer, const char *name,
+                                         int ndim, const int64_t *dims, const float *data) {
+    return writer_add(writer, name, ndim, dims, data, true, true);
 }
 
 tw_status tw_safetensors_writer_add_copy(tw_safetensors_writer *writer, const char *name,
                                          int ndim, const int64_t *dims, const float *data) {
-    return writer_add(writer, name, ndim, dims, data, true);
+    return writer_add(writer, name, ndim, dims, data, true, false);
 }
 
 tw_status tw_safetensors_writer_set_metadata(tw_safetensors_writer *writer, const char *key,
@@ -257,14 +275,14 @@ static tw_status build_header(const tw_safetensors_writer *writer, const char *p
     for (int i = 0; i < writer->count; i++) {
         const st_entry *e = &writer->entries[i];
         cJSON *t = cJSON_AddObjectToObject(root, e->name);
-        if (!t || !cJSON_AddStringToObject(t, "dtype", "F32")) goto oom;
+        if (!t || !cJSON_AddStringToObject(t, "dtype", e->bf16 ? "BF16" : "F32")) goto oom;
         cJSON *shape = cJSON_AddArrayToObject(t, "shape");
         if (!shape) goto oom;
         for (int d = 0; d < e->ndim; d++) {
             cJSON *n = cJSON_CreateNumber((double)e->dims[d]);
             if (!n || !cJSON_AddItemToArray(shape, n)) goto oom;
         }
-        uint64_t end = offset + (uint64_t)e->count * sizeof(float);
+        uint64_t end = offset + (uint64_t)e->count * (e->bf16 ? 2u : sizeof(float));
         if ((double)end > TW_ST_MAX_INT) {
             cJSON_Delete(root);
             return tw_error(TW_ERR_INVALID_ARGUMENT, "%s: tensors add up to more than 2^53 bytes",
@@ -311,8 +329,9 @@ tw_status tw_safetensors_write_fd(const tw_safetensors_writer *writer, int fd, c
     uint64_t total = 8 + padded;
     for (int i = 0; status == TW_OK && i < writer->count; i++) {
         const st_entry *e = &writer->entries[i];
-        status = tw_ckpt_write_all(fd, path, e->data, e->count * sizeof(float), hash);
-        total += e->count * sizeof(float);
+        const size_t bytes = e->count * (e->bf16 ? 2u : sizeof(float));
+        status = tw_ckpt_write_all(fd, path, e->data, bytes, hash);
+        total += bytes;
     }
     if (status == TW_OK && size) *size = total;
     return status;
@@ -371,6 +390,7 @@ typedef struct st_tensor {
     int64_t dims[TW_TENSOR_MAX_DIMS];
     size_t count;
     uint64_t begin, end; /* in the data region */
+    float *widened;      /* BF16 and F16 tensors: their values as fp32 (owned), for lookups */
 } st_tensor;
 
 struct tw_safetensors {
@@ -394,7 +414,10 @@ static const struct {
 
 void tw_safetensors_free(tw_safetensors *file) {
     if (!file) return;
-    for (int i = 0; i < file->count; i++) free(file->tensors[i].name);
+    for (int i = 0; i < file->count; i++) {
+        free(file->tensors[i].name);
+        free(file->tensors[i].widened);
+    }
     for (int i = 0; i < file->meta_count; i++) {
         free(file->meta_keys[i]);
         free(file->meta_values[i]);
@@ -722,6 +745,25 @@ tw_status tw_safetensors_parse(const char *path, uint8_t *bytes, size_t size,
         memmove(bytes, file->data, (size_t)file->data_size);
         file->data = bytes;
     }
+    /* 16-bit float tensors (a model saved with --save-dtype bf16, or by PyTorch in half
+     * precision) are widened to fp32 once, so lookups give fp32 views of every float type. */
+    for (int i = 0; i < file->count; i++) {
+        st_tensor *t = &file->tensors[i];
+        const bool bf16 = strcmp(t->dtype, "BF16") == 0, f16 = strcmp(t->dtype, "F16") == 0;
+        if ((!bf16 && !f16) || t->count == 0) continue;
+        t->widened = malloc(t->count * sizeof *t->widened);
+        if (!t->widened) {
+            status = tw_error(TW_ERR_OUT_OF_MEMORY, "%s: tensor '%s': no memory to widen %zu "
+                              "values to fp32", path, t->name, t->count);
+            goto fail;
+        }
+        const uint8_t *at = file->data + t->begin;
+        for (size_t j = 0; j < t->count; j++) {
+            uint16_t value;
+            memcpy(&value, at + 2 * j, sizeof value);
+            t->widened[j] = bf16 ? tw_bf16_to_f32(value) : tw_f16_to_f32(value);
+        }
+    }
     *out = file;
     return TW_OK;
 fail:
@@ -760,10 +802,12 @@ tw_status tw_safetensors_find(const tw_safetensors *file, const char *name, tw_t
                                   : NULL;
     if (!hit) return tw_error(TW_ERR_NOT_FOUND, "%s: missing tensor '%s'", file->path, name);
     const st_tensor *t = *hit;
-    if (strcmp(t->dtype, "F32") != 0)
-        return tw_error(TW_ERR_UNSUPPORTED, "%s: tensor '%s' has dtype %s; twist reads F32 only",
+    const bool widened = strcmp(t->dtype, "BF16") == 0 || strcmp(t->dtype, "F16") == 0;
+    if (strcmp(t->dtype, "F32") != 0 && !widened)
+        return tw_error(TW_ERR_UNSUPPORTED,
+                        "%s: tensor '%s' has dtype %s; twist reads F32, BF16 and F16 only",
                         file->path, name, t->dtype);
-    if (t->begin % 4 != 0)
+    if (!widened && t->begin % 4 != 0)
         return tw_error(TW_ERR_UNSUPPORTED,
                         "%s: tensor '%s' starts at data offset %llu, not a multiple of 4",
                         file->path, name, (unsigned long long)t->begin);
@@ -772,7 +816,9 @@ tw_status tw_safetensors_find(const tw_safetensors *file, const char *name, tw_t
     out->ndim = t->ndim;
     for (int i = 0; i < t->ndim; i++) out->dims[i] = t->dims[i];
     out->count = t->count;
-    out->data = t->count ? (const float *)(const void *)(file->data + t->begin) : NULL;
+    out->data = !t->count ? NULL
+                : widened ? t->widened
+                          : (const float *)(const void *)(file->data + t->begin);
     return TW_OK;
 }
 

@@ -47,6 +47,9 @@ typedef struct dist_result {
     uint64_t peak_bytes;    /* the worker device's allocation peak during the round */
     double grad_s;          /* of train_s: forward and backward passes (scale with the batch) */
     double wait_s;          /* of train_s: in gradient averaging (waiting for the others) */
+    int skipped_steps;      /* fp16: local steps whose update was skipped (overflow) */
+    float loss_scale;       /* fp16: the worker's loss scale after the round (1 otherwise) */
+    int precision;          /* the worker's tw_dtype */
 } dist_result;
 
 /* Averaging across the round's workers during local training (data parallel). Every active
@@ -77,6 +80,8 @@ typedef struct dist_worker {
     size_t packed_capacity;   /* floats */
     dist_codec_link codec;    /* the worker's end of its link to the master (codec.h) */
     int micro_batch;          /* the model's activations are sized for it (dist_job) */
+    tw_dtype dtype;           /* the worker's precision (tw_dist_options.precision) */
+    tw_loss_scaler scaler;    /* fp16's, kept across rounds */
 } dist_worker;
 
 /* Opens the device and the data shard `index` of `shard_count` of the training stream. */

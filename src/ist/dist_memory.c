@@ -171,8 +171,8 @@ void dist_memory_record(const dist_memory *m, cJSON *item, int w, const dist_job
 }
 
 tw_status dist_compute_grads_micro(tw_gpt *model, tw_loader *loader, int batch, int micro_batch,
-                                   int seq_len, int grad_accum, int32_t *inputs,
-                                   int32_t *targets, double *loss) {
+                                   int seq_len, int grad_accum, float loss_scale,
+                                   int32_t *inputs, int32_t *targets, double *loss) {
     if (micro_batch < 1 || batch < 1)
         return tw_error(TW_ERR_INVALID_ARGUMENT, "micro-batch %d of a batch of %d", micro_batch,
                         batch);
@@ -192,7 +192,7 @@ tw_status dist_compute_grads_micro(tw_gpt *model, tw_loader *loader, int batch, 
             TW_TRY(tw_gpt_forward(model, inputs + first, targets + first, rows_in_pass, seq_len));
             const float scale = even ? 1.0f / (float)(grad_accum * passes)
                                      : (float)rows_in_pass / (float)(grad_accum * batch);
-            TW_TRY(tw_gpt_backward(model, scale));
+            TW_TRY(tw_gpt_backward(model, scale * loss_scale));
             TW_TRY(tw_gpt_metrics_read(model, &metrics));
             loss_sum += even ? metrics.loss / (grad_accum * passes)
                              : metrics.loss * rows_in_pass / ((double)grad_accum * batch);

@@ -53,8 +53,9 @@ void dist_memory_record(const dist_memory *memory, struct cJSON *item, int w,
  * A pass of n rows adds d(loss) x n / (batch x grad_accum): the same mean gradient as one pass
  * over the batch when every row has its full count of targets (the training stream's windows
  * do). */
+/* loss_scale: fp16's dynamic loss scale (1 otherwise). */
 tw_status dist_compute_grads_micro(tw_gpt *model, tw_loader *loader, int batch, int micro_batch,
-                                   int seq_len, int grad_accum, int32_t *inputs,
-                                   int32_t *targets, double *loss);
+                                   int seq_len, int grad_accum, float loss_scale,
+                                   int32_t *inputs, int32_t *targets, double *loss);
 
 #endif

@@ -27,7 +27,13 @@
 
 void tw_training_memory_of(const tw_gpt_config *c, int micro_batch, int seq_len,
                            tw_training_memory *out) {
+    tw_training_memory_typed(c, micro_batch, seq_len, TW_DTYPE_F32, out);
+}
+
+void tw_training_memory_typed(const tw_gpt_config *c, int micro_batch, int seq_len,
+                              tw_dtype dtype, tw_training_memory *out) {
     memset(out, 0, sizeof *out);
+    const uint64_t size = dtype == TW_DTYPE_F32 ? 4 : 2;
     const uint64_t C = (uint64_t)c->n_embd, V = (uint64_t)c->vocab_size;
     const uint64_t B = (uint64_t)(micro_batch > 0 ? micro_batch : 1);
     const uint64_t T = (uint64_t)(seq_len > 0 ? seq_len : c->max_seq_len);
@@ -43,23 +49,28 @@ void tw_training_memory_of(const tw_gpt_config *c, int micro_batch, int seq_len,
      * (N, V), losses, lse, correct (N) x 3, and the backward scratch shared by the blocks:
      * residual and LayerNorm gradients (N, C) x 2, qkv (N, 3 A_max), attention (N, A_max),
      * MLP (N, M_max) x 2, logits (N, V). */
-    uint64_t acts = 2 * N + N * C, max_a = 0, max_m = 0, max_h = 0;
+    /* stats: the fp32 (and int32) ones whatever the data type: tokens, targets, LayerNorm
+     * means and rstds, attention lse, the loss terms */
+    uint64_t acts = 2 * N + N * C, max_a = 0, max_m = 0, max_h = 0, stats = 2 * N;
     for (int l = 0; l < c->n_layer; l++) {
         const uint64_t H = (uint64_t)c->layers[l].heads, A = H * (uint64_t)c->head_dim;
         const uint64_t M = (uint64_t)c->layers[l].mlp_hidden;
         P += 2 * C + C * 3 * A + 3 * A + A * C + C + 2 * C + C * M + M + M * C + C;
         acts += N * C + 2 * N + 3 * N * A + N * A + N * H + N * C + N * C + 2 * N + 2 * N * M +
                 N * C;
+        stats += 2 * N + N * H + 2 * N;
         if (A > max_a) max_a = A;
         if (M > max_m) max_m = M;
         if (H > max_h) max_h = H;
     }
+    stats += 2 * N + 3 * N;
     acts += N * C + 2 * N + N * V + 3 * N + 2 * N * C + 3 * N * max_a + N * max_a +
             2 * N * max_m + N * V;
-    out->params = 4 * P;
-    out->grads = 4 * P;
+    /* fp32 master weights, and in another type its working copy too */
+    out->params = 4 * P + (dtype == TW_DTYPE_F32 ? 0 : size * P);
+    out->grads = size * P;
     out->moments = 8 * P + 4; /* m and v, and the clipping norm (1 float) */
-    out->activations = 4 * acts;
+    out->activations = 4 * stats + size * (acts - stats);
     /* Scratch that backend ops allocate and free within one op, so never two at once: the
      * largest of attention backward's row terms (B, H, T) floats (every backend); the column
      * partial sums of CUDA's LayerNorm and bias backward, 2 x min(256, ceil(N / 32)) segments x

@@ -400,6 +400,13 @@ static void add_workers(cJSON *record, const master_run *m, double slowest) {
             dist_memory_record(m->memory, item, w, job);
             if (r->peak_bytes) cJSON_AddNumberToObject(item, "device_peak_bytes",
                                                        (double)r->peak_bytes);
+            if (r->precision != TW_DTYPE_F32)
+                cJSON_AddStringToObject(item, "precision", tw_dtype_name((tw_dtype)r->precision));
+            if (r->precision == TW_DTYPE_F16) {
+                /* fp16's dynamic loss scaling on this worker */
+                cJSON_AddNumberToObject(item, "skipped_steps", r->skipped_steps);
+                cJSON_AddNumberToObject(item, "loss_scale", r->loss_scale);
+            }
             if (!r->ok) cJSON_AddStringToObject(item, "error", r->error);
         }
         cJSON_AddItemToArray(list, item);
@@ -467,6 +474,25 @@ static void report_idle(const master_run *m, int round) {
         separator = ",";
     }
     report_line(m->report, m->context, round, "%s", line);
+}
+
+/* fp16 workers that skipped updates this round (overflowed gradients), with their loss scale
+ * after it; nothing when none did. */
+static void report_skipped(const master_run *m, int round) {
+    char line[2048];
+    int used = snprintf(line, sizeof line, "round %d: fp16 gradients overflowed, updates skipped:",
+                        round + 1);
+    int count = 0;
+    for (int w = 0; w < m->workers && used > 0 && (size_t)used < sizeof line; w++) {
+        const dist_result *r = &m->results[w];
+        if (!m->jobs[w].active || r->skipped_steps == 0) continue;
+        used += snprintf(line + used, sizeof line - (size_t)used,
+                         "%s w%d %d step%s (loss scale now %g)", count ? "," : "", w,
+                         r->skipped_steps, r->skipped_steps == 1 ? "" : "s",
+                         (double)r->loss_scale);
+        count++;
+    }
+    if (count) report_line(m->report, m->context, round, "%s", line);
 }
 
 /* The "round" record: round counted from 1 as in the text; loss is the mean training loss of
@@ -651,6 +677,7 @@ static tw_status run_round(master_run *m, int round) {
         m->report(m->context, &r);
         cJSON_Delete(record);
         report_idle(m, round);
+        report_skipped(m, round);
         if (evaluated) {
             /* the same "eval" record as twist train's, with the round */
             cJSON *e = tw_record_new(command_name(o->mode), "eval");

@@ -33,6 +33,10 @@ tw_status dist_worker_init(dist_worker *worker, int index, int shard_count, cons
     TW_TRY(tw_loader_init(&worker->loader, dataset->train, dataset->train_tokens, options->batch,
                           options->model.max_seq_len, options->seed, index, shard_count, name));
     TW_TRY(tw_device_open(device, &worker->device));
+    /* --precision: refused here, before the first round, where the device cannot run it */
+    TW_TRY(tw_train_choose_precision(worker->device, options->precision_set, options->precision,
+                                     &worker->dtype, NULL));
+    worker->scaler = tw_loss_scaler_for(worker->dtype);
     /* --device-memory: this worker's own cap (per worker when several share the device) */
     return tw_device_set_memory_cap(
         worker->device,
@@ -94,6 +98,9 @@ static tw_status ensure_model(dist_worker *worker, const tw_gpt_config *config) 
         return TW_OK;
     drop_model(worker);
     TW_TRY(tw_gpt_create(worker->device, config, &worker->model));
+    /* the packed subnet (fp32 master weights) is uploaded into tw_gpt_params; the passes run
+     * in the worker's precision on a working copy converted from it */
+    TW_TRY(tw_gpt_set_dtype(worker->model, worker->dtype));
     TW_TRY(tw_adamw_create(worker->model, &worker->options->adamw, &worker->opt));
     worker->model_config = *config;
     return TW_OK;
@@ -122,8 +129,8 @@ static tw_status average_grads(dist_worker *worker, const dist_job *job, const d
     uint64_t *bytes = &result->comm_bytes;
     const size_t P = tw_gpt_param_count(worker->model);
     TW_TRY(grow(&worker->grads, &worker->grads_capacity, P));
-    tw_buffer *grads = tw_gpt_grads(worker->model);
-    if (ok) TW_TRY(tw_buffer_download(grads, 0, worker->grads, P * sizeof(float)));
+    /* fp32 on the host whatever the worker's precision (widened from bf16/f16) */
+    if (ok) TW_TRY(tw_gpt_grads_download(worker->model, worker->grads));
     /* What goes on the wire under --codec (codec.h): bf16, with this worker's residual. */
     const tw_dist_codec codec = (tw_dist_codec)worker->options->codec;
     /* --balance data: unequal batches; the plain mean of the scaled gradients is the
@@ -142,7 +149,7 @@ static tw_status average_grads(dist_worker *worker, const dist_job *job, const d
     if (contributors < 1)
         return tw_error(TW_ERR_BACKEND, "worker %d: no worker contributed gradients",
                         worker->index);
-    return tw_buffer_upload(grads, 0, worker->grads, P * sizeof(float));
+    return tw_gpt_grads_upload(worker->model, worker->grads);
 }
 
 /* --slow-worker: sleeps (factor - 1) times the time since step_started (the part of a step just
@@ -181,11 +188,13 @@ static tw_status local_steps(dist_worker *worker, const dist_job *job, const dis
         if (failure == TW_OK && job->micro_batch > 0)
             failure = dist_compute_grads_micro(worker->model, &worker->loader, B,
                                                job->micro_batch, T, o->grad_accum,
-                                               worker->inputs, worker->targets, &loss);
+                                               worker->scaler.scale, worker->inputs,
+                                               worker->targets, &loss);
         else if (failure == TW_OK)
-            failure = tw_train_compute_grads(worker->model, &worker->loader, B, T,
-                                             o->grad_accum, worker->inputs, worker->targets,
-                                             &loss, NULL);
+            failure = tw_train_compute_grads_scaled(worker->model, &worker->loader, B, T,
+                                                    o->grad_accum, worker->scaler.scale,
+                                                    worker->inputs, worker->targets, &loss,
+                                                    NULL);
         if (failure == TW_OK && slow) pretend_slower(o->slow_factor, step_started);
         result->grad_s += tw_now_seconds() - step_started;
         if (allreduce) {
@@ -193,8 +202,13 @@ static tw_status local_steps(dist_worker *worker, const dist_job *job, const dis
             if (failure == TW_OK) failure = status;
         }
         const double update_started = tw_now_seconds();
+        bool skipped = false;
+        /* data parallel: every worker decides on the same averaged gradients, so fp16 workers
+         * skip the same steps and keep equal loss scales */
         if (failure == TW_OK)
-            failure = tw_adamw_update(worker->opt, tw_lr_at(&schedule, job->start_step + s), NULL);
+            failure = tw_adamw_update_scaled(worker->opt, tw_lr_at(&schedule, job->start_step + s),
+                                             &worker->scaler, NULL, &skipped);
+        if (skipped) result->skipped_steps++;
         if (failure == TW_OK) {
             loss_sum += loss;
             done++;
@@ -203,6 +217,7 @@ static tw_status local_steps(dist_worker *worker, const dist_job *job, const dis
         if (failure != TW_OK && !allreduce) break;
     }
     result->loss = done ? loss_sum / done : NAN;
+    result->loss_scale = worker->scaler.scale;
     return failure;
 }
 
@@ -224,6 +239,8 @@ void dist_worker_train(dist_worker *worker, const dist_job *job, const dist_comm
     const tw_dist_options *o = worker->options;
     memset(result, 0, sizeof *result);
     result->loss = NAN;
+    result->precision = (int)worker->dtype;
+    result->loss_scale = worker->scaler.scale;
     const double started = tw_now_seconds();
     const size_t P = (size_t)(job->packed_floats / 3);
     if (worker->device) tw_device_reset_peak(worker->device);

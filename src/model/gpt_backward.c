@@ -5,9 +5,9 @@
 #include "model/gpt_internal.h"
 #include "twist/profile.h"
 
+/* Every caller zeroes from the start of a region (offset 0 of its buffer). */
 static tw_status zero(tw_gpt *m, size_t offset, size_t count) {
-    const tw_mem at = gpt_act(m, offset);
-    return tw_buffer_fill_f32(at.buffer, at.offset, count, 0.0f);
+    return tw_gpt_zero_mem(gpt_act(m, offset), count);
 }
 
 /* Backward of res_out = res_in + scale * (x (N, I) @ W (I, C)) + b given dres = dL/dres_out:
@@ -99,9 +99,14 @@ static tw_status head_backward(tw_gpt *m, float loss_scale, size_t res_last) {
     const float grad_scale = loss_scale / (float)m->target_count;
     tw_profile_where(-1, "lm_head", NULL);
     TW_TRY(zero(m, a->dlogits, N * (size_t)V));
-    TW_TRY(tw_softmax_xent_bwd(m->device, (int)N, V, V, grad_scale, gpt_act(m, a->logits),
-                                gpt_act(m, a->targets), gpt_act(m, a->xent_lse),
-                                gpt_act(m, a->dlogits)));
+    const size_t chunk = gpt_xent_rows(m, N);
+    for (size_t row = 0; row < N; row += chunk) {
+        const size_t rows = N - row < chunk ? N - row : chunk;
+        TW_TRY(tw_softmax_xent_bwd(m->device, (int)rows, V, V, grad_scale,
+                                    gpt_act(m, a->logits + row * (size_t)V),
+                                    gpt_act(m, a->targets + row), gpt_act(m, a->xent_lse + row),
+                                    gpt_act(m, a->dlogits + row * (size_t)V)));
+    }
     /* logits = lnf @ wte^T:  dwte (V, C) += dlogits^T @ lnf;  dlnf (N, C) = dlogits @ wte */
     TW_TRY(tw_gpt_gemm(m->device, true, false, V, C, (int)N, 1.0f, gpt_act(m, a->dlogits), V,
                         gpt_act(m, a->lnf), C, 1.0f, gpt_grad(m, m->wte), C));

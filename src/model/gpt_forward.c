@@ -38,7 +38,9 @@ static tw_status residual_projection(tw_gpt *m, size_t N, int in_features, float
                                      const tw_gpt_tensor *bias, size_t res_in, size_t res_out) {
     const int C = m->config.n_embd;
     const tw_mem to = gpt_act(m, res_out), from = gpt_act(m, res_in);
-    TW_TRY(tw_buffer_copy(to.buffer, to.offset * 4, from.buffer, from.offset * 4, N * C * 4));
+    const size_t size = tw_dtype_size(to.dtype);
+    TW_TRY(tw_buffer_copy(to.buffer, to.offset * size, from.buffer, from.offset * size,
+                          N * C * size));
     TW_TRY(tw_gpt_gemm(m->device, false, false, (int)N, C, in_features, scale, gpt_act(m, x),
                         in_features, gpt_param(m, weight), C, 1.0f, gpt_act(m, res_out), C));
     return tw_bias_add(m->device, (int)N, C, gpt_param(m, bias), gpt_act(m, res_out));
@@ -104,16 +106,23 @@ static tw_status head_forward(tw_gpt *m, size_t res_last) {
     TW_TRY(tw_gpt_gemm(m->device, false, true, (int)N, V, C, 1.0f, gpt_act(m, a->lnf), C,
                         gpt_param(m, m->wte), C, 0.0f, gpt_act(m, a->logits), V));
     if (!m->has_targets) return TW_OK;
-    return tw_softmax_xent_fwd(m->device, (int)N, V, V, gpt_act(m, a->logits),
-                               gpt_act(m, a->targets), gpt_act(m, a->losses),
-                               gpt_act(m, a->xent_lse), gpt_act(m, a->correct));
+    const size_t chunk = gpt_xent_rows(m, N);
+    for (size_t row = 0; row < N; row += chunk) {
+        const size_t rows = N - row < chunk ? N - row : chunk;
+        TW_TRY(tw_softmax_xent_fwd(m->device, (int)rows, V, V,
+                                   gpt_act(m, a->logits + row * (size_t)V),
+                                   gpt_act(m, a->targets + row), gpt_act(m, a->losses + row),
+                                   gpt_act(m, a->xent_lse + row), gpt_act(m, a->correct + row)));
+    }
+    return TW_OK;
 }
 
 /* Copies the tokens (and targets) to the device and to the host-side record of this pass. */
 static tw_status load_inputs(tw_gpt *m, const int32_t *tokens, const int32_t *targets) {
     const size_t N = m->acts.positions;
     const tw_mem device_tokens = gpt_act(m, m->acts.tokens);
-    TW_TRY(tw_buffer_upload(device_tokens.buffer, device_tokens.offset * 4, tokens, N * 4));
+    const size_t size = sizeof *tokens;
+    TW_TRY(tw_buffer_upload(device_tokens.buffer, device_tokens.offset * size, tokens, N * size));
     m->has_targets = targets != NULL;
     m->target_count = 0;
     if (!targets) return TW_OK;
@@ -122,7 +131,8 @@ static tw_status load_inputs(tw_gpt *m, const int32_t *tokens, const int32_t *ta
         if (targets[i] >= 0) m->target_count++;
     }
     const tw_mem device_targets = gpt_act(m, m->acts.targets);
-    return tw_buffer_upload(device_targets.buffer, device_targets.offset * 4, targets, N * 4);
+    return tw_buffer_upload(device_targets.buffer, device_targets.offset * size, targets,
+                            N * size);
 }
 
 tw_status tw_gpt_forward(tw_gpt *m, const int32_t *tokens, const int32_t *targets, int batch,
@@ -130,6 +140,7 @@ tw_status tw_gpt_forward(tw_gpt *m, const int32_t *tokens, const int32_t *target
     if (!m) return tw_error(TW_ERR_INVALID_ARGUMENT, "model forward: model is NULL");
     TW_TRY(check_inputs(m, tokens, targets, batch, seq_len));
     TW_TRY(tw_gpt_prepare_acts(m, batch, seq_len));
+    TW_TRY(tw_gpt_sync_work(m)); /* the working copy from the master weights, where they moved */
     TW_TRY(load_inputs(m, tokens, targets));
     const tw_gpt_config *c = &m->config;
     const gpt_acts *a = &m->acts;

@@ -76,12 +76,27 @@ void tw_adamw_set_steps(tw_adamw *opt, int steps) { opt->steps = steps; }
 static tw_status step_range(tw_adamw *opt, const tw_adamw_args *args, size_t begin, size_t end) {
     if (end <= begin) return TW_OK;
     tw_gpt *model = opt->model;
+    /* fp32 master weights and moments; the gradients in the model's type */
     return tw_adamw_step(tw_gpt_device(model), end - begin, args,
-                         tw_at(tw_gpt_params(model), begin), tw_at(tw_gpt_grads(model), begin),
+                         tw_at(tw_gpt_params(model), begin),
+                         tw_at_typed(tw_gpt_grads(model), begin, tw_gpt_dtype(model)),
                          tw_at(opt->m, begin), tw_at(opt->v, begin));
 }
 
+tw_loss_scaler tw_loss_scaler_for(tw_dtype dtype) {
+    tw_loss_scaler scaler = {.dynamic = dtype == TW_DTYPE_F16, .scale = 1.0f,
+                             .growth_interval = TW_LOSS_SCALE_GROWTH_INTERVAL};
+    if (scaler.dynamic) scaler.scale = (float)TW_LOSS_SCALE_INITIAL;
+    return scaler;
+}
+
 tw_status tw_adamw_update(tw_adamw *opt, float lr, float *grad_norm) {
+    return tw_adamw_update_scaled(opt, lr, NULL, grad_norm, NULL);
+}
+
+tw_status tw_adamw_update_scaled(tw_adamw *opt, float lr, tw_loss_scaler *scaler,
+                                 float *grad_norm, bool *skipped) {
+    if (skipped) *skipped = false;
     if (!opt) return tw_error(TW_ERR_INVALID_ARGUMENT, "tw_adamw_update: optimizer is NULL");
     if (!isfinite(lr) || lr < 0.0f)
         return tw_error(TW_ERR_INVALID_ARGUMENT, "AdamW: learning rate %g is not finite and >= 0",
@@ -91,10 +106,26 @@ tw_status tw_adamw_update(tw_adamw *opt, float lr, float *grad_norm) {
     const size_t P = tw_gpt_param_count(model), decayed = tw_gpt_decay_count(model);
     float squared = 0.0f;
     tw_profile_where(-1, "adamw", NULL); /* profiler names: adamw.sum_sq, adamw.adamw_step */
-    tw_status status = tw_sum_sq(device, P, tw_at(tw_gpt_grads(model), 0), tw_at(opt->norm, 0));
-    if (status == TW_OK) status = tw_buffer_download(opt->norm, 0, &squared, 4);
+    /* the sum of squares is fp32 whatever the gradients' type */
+    tw_status status = tw_sum_sq(device, P, tw_at_typed(tw_gpt_grads(model), 0,
+                                                        tw_gpt_dtype(model)),
+                                 tw_at(opt->norm, 0));
+    if (status == TW_OK) status = tw_buffer_download(opt->norm, 0, &squared, sizeof squared);
     if (status != TW_OK) return status;
-    const float norm = sqrtf(squared);
+    const bool dynamic = scaler && scaler->dynamic;
+    if (dynamic && !isfinite(squared) && scaler->scale > 1.0f) {
+        /* An overflow of the scaled fp16 gradients: skip this step, halve the scale. */
+        scaler->scale *= 0.5f;
+        scaler->good_steps = 0;
+        scaler->skipped++;
+        if (grad_norm) *grad_norm = INFINITY;
+        if (skipped) *skipped = true;
+        tw_profile_clear();
+        return TW_OK;
+    }
+    /* The gradients hold loss_scale * dL/dw: the norm and the update divide it out. */
+    const float unscale = dynamic ? 1.0f / scaler->scale : 1.0f;
+    const float norm = dynamic ? sqrtf(squared) * unscale : sqrtf(squared);
     if (grad_norm) *grad_norm = norm;
     if (!isfinite(norm))
         return tw_error(TW_ERR_INVALID_ARGUMENT,
@@ -105,10 +136,15 @@ tw_status tw_adamw_update(tw_adamw *opt, float lr, float *grad_norm) {
                           .eps = opt->config.eps, .weight_decay = opt->config.weight_decay,
                           .grad_scale = clip > 0.0f && norm > clip ? clip / norm : 1.0f,
                           .step = opt->steps + 1};
+    if (dynamic) args.grad_scale *= unscale;
     status = step_range(opt, &args, 0, decayed);
     args.weight_decay = 0.0f;
     if (status == TW_OK) status = step_range(opt, &args, decayed, P);
     if (status == TW_OK) opt->steps++;
+    if (status == TW_OK && dynamic && ++scaler->good_steps >= scaler->growth_interval) {
+        if (scaler->scale * 2.0f <= (float)TW_LOSS_SCALE_MAX) scaler->scale *= 2.0f;
+        scaler->good_steps = 0;
+    }
     tw_profile_clear();
     return status;
 }

@@ -19,7 +19,7 @@ static void tensor_dims(const tw_gpt_tensor *t, int64_t dims[2]) {
 static tw_status download_all(tw_buffer *buffer, size_t count, float **out) {
     *out = malloc(count * sizeof **out);
     if (!*out) return tw_error(TW_ERR_OUT_OF_MEMORY, "checkpoint: out of host memory");
-    tw_status status = tw_buffer_download(buffer, 0, *out, count * 4);
+    tw_status status = tw_buffer_download(buffer, 0, *out, count * sizeof **out);
     if (status != TW_OK) {
         free(*out);
         *out = NULL;
@@ -27,21 +27,30 @@ static tw_status download_all(tw_buffer *buffer, size_t count, float **out) {
     return status;
 }
 
-/* Adds every tensor of the layout, from host (P), to `part` under name + suffix. */
-static tw_status add_tensors(tw_checkpoint_writer *writer, tw_ckpt_part part, tw_gpt *model,
-                             const float *host, const char *suffix) {
+/* Adds every tensor of the layout, from host (P), to `part` under name + suffix, as fp32 or
+ * (bf16) as BF16. */
+static tw_status add_tensors_as(tw_checkpoint_writer *writer, tw_ckpt_part part, tw_gpt *model,
+                                const float *host, const char *suffix, bool bf16) {
     for (int i = 0; i < tw_gpt_tensor_count(model); i++) {
         const tw_gpt_tensor *t = tw_gpt_tensor_at(model, i);
         char name[NAME_CAPACITY];
         int64_t dims[2];
         snprintf(name, sizeof name, "%s%s", t->name, suffix);
         tensor_dims(t, dims);
-        /* The writer copies the name and borrows the data until the save returns. */
-        tw_status status = tw_checkpoint_writer_add(writer, part, name, t->ndim, dims,
-                                                    host + t->offset);
+        /* The writer copies the name and borrows the data until the save returns (a BF16
+         * tensor is converted into a copy now). */
+        tw_status status =
+            bf16 ? tw_checkpoint_writer_add_bf16(writer, part, name, t->ndim, dims,
+                                                 host + t->offset)
+                 : tw_checkpoint_writer_add(writer, part, name, t->ndim, dims, host + t->offset);
         if (status != TW_OK) return status;
     }
     return TW_OK;
+}
+
+static tw_status add_tensors(tw_checkpoint_writer *writer, tw_ckpt_part part, tw_gpt *model,
+                             const float *host, const char *suffix) {
+    return add_tensors_as(writer, part, model, host, suffix, false);
 }
 
 static tw_status add_optimizer(tw_checkpoint_writer *writer, tw_gpt *model, tw_adamw *opt,
@@ -77,16 +86,30 @@ static tw_status add_texts(tw_checkpoint_writer *writer, tw_gpt *model, const ch
 
 tw_status tw_train_save(const char *dir, tw_gpt *model, tw_adamw *opt, const char *state_json,
                         const tw_tokenizer *tokenizer) {
+    return tw_train_save_as(dir, model, opt, state_json, tokenizer, TW_DTYPE_F32);
+}
+
+tw_status tw_train_save_as(const char *dir, tw_gpt *model, tw_adamw *opt, const char *state_json,
+                           const tw_tokenizer *tokenizer, tw_dtype model_dtype) {
     if (!dir || !model || !tokenizer)
         return tw_error(TW_ERR_INVALID_ARGUMENT, "tw_train_save: NULL argument");
+    if (model_dtype != TW_DTYPE_F32 && model_dtype != TW_DTYPE_BF16)
+        return tw_error(TW_ERR_INVALID_ARGUMENT,
+                        "checkpoint: model.safetensors can be saved as f32 or bf16, not %s",
+                        tw_dtype_name(model_dtype));
+    const bool bf16 = model_dtype == TW_DTYPE_BF16;
     tw_checkpoint_writer *writer = NULL;
     float *params = NULL, *first = NULL, *second = NULL;
     tw_status status = tw_checkpoint_writer_create(&writer);
     if (status == TW_OK)
         status = download_all(tw_gpt_params(model), tw_gpt_param_count(model), &params);
-    if (status == TW_OK) status = add_tensors(writer, TW_CKPT_MODEL, model, params, "");
+    if (status == TW_OK) status = add_tensors_as(writer, TW_CKPT_MODEL, model, params, "", bf16);
     if (status == TW_OK) status = tw_checkpoint_writer_set_metadata(writer, TW_CKPT_MODEL, "format", "pt");
     if (status == TW_OK && opt) status = add_optimizer(writer, model, opt, &first, &second);
+    /* A BF16 model file rounds the weights: the fp32 master weights go beside the moments
+     * ("<name>.master"), so a resumed run continues exactly. */
+    if (status == TW_OK && opt && bf16)
+        status = add_tensors(writer, TW_CKPT_OPTIMIZER, model, params, ".master");
     if (status == TW_OK) status = add_texts(writer, model, state_json, tokenizer);
     if (status == TW_OK) status = tw_checkpoint_save(writer, dir);
     tw_checkpoint_writer_destroy(writer);
@@ -141,7 +164,7 @@ static tw_status read_tensors(const tw_checkpoint *ckpt, tw_ckpt_part part, tw_g
             status = check_finite(ckpt, part, name, t, data, strcmp(suffix, ".exp_avg_sq") == 0);
         if (status == TW_OK) memcpy(host + t->offset, data, t->count * sizeof *host);
     }
-    if (status == TW_OK) status = tw_buffer_upload(buffer, 0, host, P * 4);
+    if (status == TW_OK) status = tw_buffer_upload(buffer, 0, host, P * sizeof *host);
     free(host);
     return status;
 }
@@ -184,6 +207,13 @@ static tw_status load_tokenizer(const tw_checkpoint *ckpt, const tw_gpt_config *
     return status;
 }
 
+static bool has_masters(const tw_checkpoint *ckpt, tw_gpt *model) {
+    char name[NAME_CAPACITY];
+    tw_tensor_view view;
+    snprintf(name, sizeof name, "%s.master", tw_gpt_tensor_at(model, 0)->name);
+    return tw_checkpoint_tensor(ckpt, TW_CKPT_OPTIMIZER, name, &view) == TW_OK;
+}
+
 tw_status tw_train_load(const char *dir, tw_device *device, const tw_adamw_config *adam,
                         tw_loaded_model *out) {
     if (!dir || !device || !out)
@@ -202,6 +232,10 @@ tw_status tw_train_load(const char *dir, tw_device *device, const tw_adamw_confi
         status = read_tensors(out->checkpoint, TW_CKPT_MODEL, out->model, "",
                               tw_gpt_params(out->model));
     if (status == TW_OK && adam) status = load_optimizer(out->checkpoint, out->model, adam, &out->opt);
+    /* A model file saved as BF16 beside fp32 master weights: the run continues from these. */
+    if (status == TW_OK && adam && has_masters(out->checkpoint, out->model))
+        status = read_tensors(out->checkpoint, TW_CKPT_OPTIMIZER, out->model, ".master",
+                              tw_gpt_params(out->model));
     if (status != TW_OK) tw_loaded_model_free(out);
     return status;
 }

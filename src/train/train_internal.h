@@ -39,5 +39,17 @@ tw_status tw_train_check_validation(const tw_dataset *dataset, const char *corpu
 tw_status tw_train_compute_grads(tw_gpt *model, tw_loader *loader, int batch, int seq_len,
                                  int grad_accum, int32_t *inputs, int32_t *targets,
                                  double *loss, double *accuracy);
+/* The same with the loss gradient multiplied by loss_scale (fp16's dynamic loss scale; 1 gives
+ * tw_train_compute_grads bit for bit). */
+tw_status tw_train_compute_grads_scaled(tw_gpt *model, tw_loader *loader, int batch,
+                                        int seq_len, int grad_accum, float loss_scale,
+                                        int32_t *inputs, int32_t *targets, double *loss,
+                                        double *accuracy);
+
+/* The precision a run or worker takes on `device`: the asked one (set), after
+ * tw_gpt_check_dtype; else tw_gpt_default_dtype. *why (may be NULL) gets why, for a line of
+ * set-up information. */
+tw_status tw_train_choose_precision(tw_device *device, bool set, tw_dtype asked, tw_dtype *out,
+                                    const char **why);
 
 #endif

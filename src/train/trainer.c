@@ -98,6 +98,10 @@ tw_status tw_default_corpus(size_t words, char *path, size_t capacity) {
 
 typedef struct run_state {
     int step;
+    bool has_precision;  /* state.json had a "precision" section (checkpoints of earlier
+                            versions are fp32) */
+    tw_dtype precision;
+    tw_loss_scaler scaler;
     tw_loader_state loader;
     uint64_t data_hash;   /* FNV-1a of the training token stream */
     char data_path[PATH_MAX];
@@ -139,6 +143,12 @@ static char *state_to_json(const run_state *s, const tw_train_options *o) {
     cJSON_AddNumberToObject(opts, "grad_clip", o->adamw.grad_clip);
     add_hex(opts, "seed", o->seed);
     cJSON_AddNumberToObject(opts, "keep", o->keep);
+    /* The precision and fp16's loss scaler, so that a resumed run goes on exactly. */
+    cJSON *precision = cJSON_AddObjectToObject(root, "precision");
+    cJSON_AddStringToObject(precision, "dtype", tw_dtype_name(s->precision));
+    cJSON_AddNumberToObject(precision, "loss_scale", s->scaler.scale);
+    cJSON_AddNumberToObject(precision, "good_steps", s->scaler.good_steps);
+    cJSON_AddNumberToObject(precision, "skipped_steps", (double)s->scaler.skipped);
     char *text = cJSON_Print(root);
     cJSON_Delete(root);
     return text;
@@ -231,6 +241,30 @@ static tw_status state_from_json(const char *json, const char *source, run_state
     if (status == TW_OK) status = json_hex(loader, "cursor", source, &s->loader.cursor);
     if (status == TW_OK) status = json_hex(data, "train_stream_hash", source, &s->data_hash);
     if (status == TW_OK) status = read_options(opts, source, o);
+    const cJSON *precision = cJSON_GetObjectItemCaseSensitive(root, "precision");
+    if (status == TW_OK && precision) {
+        const cJSON *name = cJSON_GetObjectItemCaseSensitive(precision, "dtype");
+        double scale = 1, good = 0, skipped = 0;
+        if (!cJSON_IsString(name) || !tw_dtype_parse(name->valuestring, &s->precision) ||
+            (s->precision != TW_DTYPE_F32 && s->precision != TW_DTYPE_BF16 &&
+             s->precision != TW_DTYPE_F16))
+            status = tw_error(TW_ERR_FORMAT, "%s: field 'precision.dtype' is missing or not "
+                              "f32, bf16 or f16", source);
+        if (status == TW_OK)
+            status = json_ranged(precision, "loss_scale", source, 1.0 / 16777216.0,
+                                 TW_LOSS_SCALE_MAX, false, &scale);
+        if (status == TW_OK)
+            status = json_ranged(precision, "good_steps", source, 0, 1 << 30, true, &good);
+        if (status == TW_OK)
+            status = json_ranged(precision, "skipped_steps", source, 0, 1 << 30, true, &skipped);
+        if (status == TW_OK) {
+            s->has_precision = true;
+            s->scaler = tw_loss_scaler_for(s->precision);
+            s->scaler.scale = (float)scale;
+            s->scaler.good_steps = (int)good;
+            s->scaler.skipped = (long)skipped;
+        }
+    }
     if (status == TW_OK) {
         const cJSON *path = cJSON_GetObjectItemCaseSensitive(data, "path");
         s->synthetic_data = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(data, "synthetic"));
@@ -386,7 +420,11 @@ static tw_status load_data(run *r) {
 static tw_status check_memory(run *r) {
     const tw_train_options *o = &r->options;
     tw_training_memory need;
-    tw_training_memory_of(&o->model, o->batch, o->model.max_seq_len, &need);
+    /* before apply_precision (a fresh model is checked before it exists): the asked type */
+    tw_training_memory_typed(&o->model, o->batch, o->model.max_seq_len,
+                             r->model ? tw_gpt_dtype(r->model)
+                                      : o->precision_set ? o->precision : TW_DTYPE_F32,
+                             &need);
     uint64_t free_bytes = 0;
     bool capped = false;
     TW_TRY(tw_device_free_memory(r->device, &free_bytes, &capped));
@@ -613,7 +651,8 @@ static tw_status save(run *r) {
     r->state.loader = tw_loader_get_state(&r->train_loader);
     char *state = state_to_json(&r->state, &r->options);
     if (!state) return tw_error(TW_ERR_OUT_OF_MEMORY, "state.json: out of host memory");
-    tw_status status = tw_train_save(r->options.out_dir, r->model, r->opt, state, r->tokenizer);
+    tw_status status = tw_train_save_as(r->options.out_dir, r->model, r->opt, state,
+                                        r->tokenizer, r->options.save_dtype);
     free(state);
     /* The first save of a run that replaces another (--overwrite) drops that run's kept
      * checkpoints; then this save is kept per --keep. */
@@ -641,13 +680,33 @@ static tw_status evaluate(run *r) {
 tw_status tw_train_compute_grads(tw_gpt *model, tw_loader *loader, int batch, int seq_len,
                                  int grad_accum, int32_t *inputs, int32_t *targets,
                                  double *loss, double *accuracy) {
+    return tw_train_compute_grads_scaled(model, loader, batch, seq_len, grad_accum, 1.0f, inputs,
+                                         targets, loss, accuracy);
+}
+
+tw_status tw_train_choose_precision(tw_device *device, bool set, tw_dtype asked, tw_dtype *out,
+                                    const char **why) {
+    if (set) {
+        TW_TRY(tw_gpt_check_dtype(device, asked));
+        *out = asked;
+        if (why) *why = "asked for";
+        return TW_OK;
+    }
+    *out = tw_gpt_default_dtype(device, why);
+    return TW_OK;
+}
+
+tw_status tw_train_compute_grads_scaled(tw_gpt *model, tw_loader *loader, int batch,
+                                        int seq_len, int grad_accum, float loss_scale,
+                                        int32_t *inputs, int32_t *targets, double *loss,
+                                        double *accuracy) {
     double loss_sum = 0.0, accuracy_sum = 0.0;
     TW_TRY(tw_gpt_zero_grad(model));
     for (int micro = 0; micro < grad_accum; micro++) {
         tw_gpt_metrics metrics;
         TW_TRY(tw_loader_next(loader, inputs, targets));
         TW_TRY(tw_gpt_forward(model, inputs, targets, batch, seq_len));
-        TW_TRY(tw_gpt_backward(model, 1.0f / (float)grad_accum));
+        TW_TRY(tw_gpt_backward(model, 1.0f / (float)grad_accum * loss_scale));
         TW_TRY(tw_gpt_metrics_read(model, &metrics));
         loss_sum += metrics.loss / grad_accum;
         accuracy_sum += metrics.accuracy / grad_accum;
@@ -680,13 +739,26 @@ static tw_status train_step(run *r, int32_t *inputs, int32_t *targets) {
     const tw_train_options *o = &r->options;
     const int T = o->model.max_seq_len;
     tw_train_report report = {.kind = TW_REPORT_STEP, .total_steps = o->steps};
-    TW_TRY(tw_train_compute_grads(r->model, &r->train_loader, o->batch, T, o->grad_accum, inputs,
-                                  targets, &report.loss, &report.accuracy));
+    tw_loss_scaler *scaler = &r->state.scaler;
+    TW_TRY(tw_train_compute_grads_scaled(r->model, &r->train_loader, o->batch, T, o->grad_accum,
+                                         scaler->scale, inputs, targets, &report.loss,
+                                         &report.accuracy));
     if (!isfinite(report.loss)) return diverged(r, report.loss);
     tw_lr_schedule schedule = {o->lr, o->min_lr, o->warmup, o->steps};
     float norm = 0.0f;
+    const float scale_before = scaler->scale;
     report.lr = tw_lr_at(&schedule, r->state.step);
-    TW_TRY(tw_adamw_update(r->opt, (float)report.lr, &norm));
+    TW_TRY(tw_adamw_update_scaled(r->opt, (float)report.lr, scaler, &norm, &report.skipped));
+    /* A skipped step still takes its batch and its place in the schedule (as PyTorch's
+     * GradScaler does); AdamW's own step counter does not move. */
+    if (report.skipped)
+        say(r, TW_REPORT_INFO,
+            "step %d: the fp16 gradients overflowed at loss scale %g: update skipped, loss "
+            "scale now %g (%ld skipped so far)",
+            r->state.step + 1, (double)scale_before, (double)scaler->scale, scaler->skipped);
+    report.precision = r->state.precision;
+    report.loss_scale = scaler->scale;
+    report.skipped_steps = scaler->skipped;
     r->state.step++;
     r->tokens_done += (double)o->grad_accum * o->batch * T;
     report.step = r->state.step;
@@ -778,6 +850,44 @@ static tw_status check_options(const tw_train_options *o) {
     return TW_OK;
 }
 
+/* The run's precision: asked for, the checkpoint's on --resume (another one asked is a
+ * conflict), or the device's default; fp16 starts its loss scaler (a resumed run keeps the
+ * checkpoint's). */
+/* The --precision spelling of a type: fp32, fp16, bf16. */
+static const char *precision_name(tw_dtype dtype) {
+    return dtype == TW_DTYPE_F16 ? "fp16" : dtype == TW_DTYPE_BF16 ? "bf16" : "fp32";
+}
+
+static tw_status apply_precision(run *r) {
+    const tw_train_options *o = &r->options;
+    tw_dtype dtype = TW_DTYPE_F32;
+    const char *why = "";
+    if (o->resume) {
+        const tw_dtype had = r->state.has_precision ? r->state.precision : TW_DTYPE_F32;
+        if (o->precision_set && o->precision != had)
+            return conflict(r, "--precision", precision_name(o->precision), "precision",
+                            precision_name(had));
+        TW_TRY(tw_gpt_check_dtype(r->device, had));
+        dtype = had;
+        why = "the checkpoint's";
+        if (!r->state.has_precision) r->state.scaler = tw_loss_scaler_for(dtype);
+    } else {
+        TW_TRY(tw_train_choose_precision(r->device, o->precision_set, o->precision, &dtype,
+                                         &why));
+        r->state.scaler = tw_loss_scaler_for(dtype);
+    }
+    r->state.precision = dtype;
+    TW_TRY(tw_gpt_set_dtype(r->model, dtype));
+    if (dtype == TW_DTYPE_F32)
+        say(r, TW_REPORT_INFO, "precision: fp32 (%s)", why);
+    else
+        say(r, TW_REPORT_INFO,
+            "precision: %s activations, gradients and working weights (%s); fp32 master "
+            "weights, AdamW moments, statistics and loss%s",
+            precision_name(dtype), why, dtype == TW_DTYPE_F16 ? "; dynamic loss scaling" : "");
+    return TW_OK;
+}
+
 /* --device-memory: the cap of the training device; a cap naming another device is refused. */
 static tw_status apply_memory_cap(run *r) {
     const tw_memory_caps *caps = &r->options.device_memory;
@@ -806,8 +916,12 @@ tw_status tw_train_run(const tw_train_options *options, tw_train_report_fn repor
     if (status == TW_OK) status = take_output_dir(&r);
     if (status == TW_OK) status = tw_device_open(options->device, &r.device);
     if (status == TW_OK) status = apply_memory_cap(&r);
+    /* An asked precision the device cannot run is refused before any data is read. */
+    if (status == TW_OK && options->precision_set)
+        status = tw_gpt_check_dtype(r.device, options->precision);
     if (status == TW_OK) status = options->resume ? resume(&r) : fresh_start(&r);
     if (status == TW_OK) status = check_options(&r.options);
+    if (status == TW_OK) status = apply_precision(&r);
     if (status == TW_OK) status = check_memory(&r); /* resumed or --init models, and --batch */
     if (status == TW_OK) {
         const tw_device_info *info = tw_device_get_info(r.device);
