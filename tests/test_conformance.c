@@ -1,6 +1,15 @@
 /* twist op conformance suite: every op of twist/backend.h on one device, against a reference.
  *
- *   test_conformance --device SPEC        (SPEC: cpu, opencl:0, vulkan:0, cuda:0, ...)
+ *   test_conformance --device SPEC [--dtype f32|bf16|f16|all]
+ *                                         (SPEC: cpu, opencl:0, vulkan:0, cuda:0, ...)
+ *
+ * Data types (--dtype, default f32): in bf16 and f16 every op runs with its data tensors in the
+ * type and its always-fp32 tensors (lse, LayerNorm mean/rstd, cross-entropy losses/lse/correct,
+ * sum_sq's out, AdamW's param/m/v; GEMM's C in about half the cases) in fp32. Inputs are rounded
+ * to the type on the host first, so the reference (the fp32 cpu backend, on the device under
+ * test's rounded inputs) sees the same values; tolerances are per dtype (tensor_tol below). An
+ * op the device does not run in the type is reported ("vulkan:0 gemm f16: unsupported") and
+ * does not fail.
  *
  * Written once and parameterised by the device, so every backend runs it unchanged. A device this
  * machine lacks (backend not built, or no device behind it) prints "SKIP: <reason>" and exits 77;
@@ -64,6 +73,7 @@
 #include "harness.h"
 #include "reference.h"
 #include "twist/clock.h"
+#include "twist/dtype.h"
 
 enum { MAX_TENSORS = 8, GUARD = 3 };
 
@@ -82,6 +92,7 @@ typedef struct tensor {
     size_t count; /* elements in the buffer, padding included */
     bool is_int;
     role role;
+    bool fixed;   /* always fp32 whatever the op's data type (statistics, lse, optimizer state) */
     double tol;   /* OUT and GRAD: tolerance of err (0: exact) */
     double floor; /* lower bound of err's denominator (see gelu) */
     float *f;   /* initial contents (float tensors), NaN where nothing is written */
@@ -119,7 +130,12 @@ static struct {
     tw_test_rng rng;
     family fam;
     int total_cases;
+    tw_dtype dtype;                    /* the data type the device under test runs the ops in */
+    tw_dtype mem_dtype[MAX_TENSORS];   /* per tensor, for the run in progress (AT below) */
 } S;
+
+/* Tensor j of the run in progress at element `off`, tagged with its type on this run. */
+#define AT(buf, j, off) tw_at_typed((buf)[j], (off), S.mem_dtype[j])
 
 static float uniform(float lo, float hi) { return tw_test_rng_uniform(&S.rng, lo, hi); }
 static int rand_int(int n) { return tw_test_rng_int(&S.rng, n); }
@@ -144,6 +160,13 @@ static float *case_f32(op_case *c, const char *name, size_t count, role r, doubl
     t->f = malloc(t->count * sizeof *t->f);
     for (size_t i = 0; i < t->count; i++) t->f[i] = NAN;
     return t->f;
+}
+
+/* A float tensor that stays fp32 in every data type of the op (twist/backend.h, "Data types"). */
+static float *case_f32_fixed(op_case *c, const char *name, size_t count, role r, double tol) {
+    float *x = case_f32(c, name, count, r, tol);
+    c->t[c->count - 1].fixed = true;
+    return x;
 }
 
 static int32_t *case_i32(op_case *c, const char *name, size_t count) {
@@ -184,14 +207,36 @@ static const void *upload_source(const tensor *t, bool zero_grads, float **scrat
     return *scratch;
 }
 
+/* The type tensor j has when the op runs in `dtype`: its own for int and fixed-fp32 tensors. */
+static tw_dtype tensor_dtype(const tensor *t, tw_dtype dtype) {
+    return t->is_int ? TW_DTYPE_I32 : t->fixed ? TW_DTYPE_F32 : dtype;
+}
+
+static uint16_t narrow16(tw_dtype dtype, float value) {
+    return dtype == TW_DTYPE_BF16 ? tw_f32_to_bf16(value) : tw_f32_to_f16(value);
+}
+
+static float widen16(tw_dtype dtype, uint16_t value) {
+    return dtype == TW_DTYPE_BF16 ? tw_bf16_to_f32(value) : tw_f16_to_f32(value);
+}
+
 static bool upload_case(tw_device *device, const op_case *c, bool zero_grads, tw_buffer **buf) {
     for (int j = 0; j < c->count; j++) {
         const tensor *t = &c->t[j];
         float *scratch = NULL;
-        tw_status status = tw_buffer_alloc(device, t->count * 4, &buf[j]);
-        if (status == TW_OK)
-            status = tw_buffer_upload(buf[j], 0, upload_source(t, zero_grads, &scratch), t->count * 4);
+        const tw_dtype dtype = S.mem_dtype[j];
+        const size_t bytes = t->count * tw_dtype_size(dtype);
+        const void *source = upload_source(t, zero_grads, &scratch);
+        uint16_t *narrow = NULL;
+        if (tw_dtype_size(dtype) == 2) { /* 16-bit: the values rounded (check_case did that) */
+            narrow = malloc(t->count * sizeof *narrow);
+            for (size_t i = 0; i < t->count; i++) narrow[i] = narrow16(dtype, ((const float *)source)[i]);
+            source = narrow;
+        }
+        tw_status status = tw_buffer_alloc(device, bytes, &buf[j]);
+        if (status == TW_OK) status = tw_buffer_upload(buf[j], 0, source, bytes);
         free(scratch);
+        free(narrow);
         if (status != TW_OK) {
             tw_test_fail(__FILE__, __LINE__, "%s %s: allocating/uploading %s on %s: %s",
                          S.fam.name, c->shape, t->name, tw_device_get_info(device)->spec,
@@ -202,10 +247,12 @@ static bool upload_case(tw_device *device, const op_case *c, bool zero_grads, tw
     return true;
 }
 
-/* Uploads the case's tensors to `device`, runs the op, downloads every tensor into r. */
+/* Uploads the case's tensors to `device`, runs the op in data type `dtype`, downloads every
+ * tensor into r (16-bit tensors widened to fp32). */
 static bool run_on(tw_device *device, const op_case *c, run_fn run, const void *params,
-                   bool zero_grads, results *r) {
+                   bool zero_grads, tw_dtype dtype, results *r) {
     tw_buffer *buf[MAX_TENSORS] = {0};
+    for (int j = 0; j < c->count; j++) S.mem_dtype[j] = tensor_dtype(&c->t[j], dtype);
     memset(r, 0, sizeof *r);
     r->held_before = tw_device_bytes_in_use(device);
     bool ok = upload_case(device, c, zero_grads, buf);
@@ -224,10 +271,15 @@ static bool run_on(tw_device *device, const op_case *c, run_fn run, const void *
     }
     for (int j = 0; ok && j < c->count; j++) {
         r->data[j] = malloc(c->t[j].count * 4);
-        if (tw_buffer_download(buf[j], 0, r->data[j], c->t[j].count * 4) != TW_OK) {
+        const tw_dtype type = tensor_dtype(&c->t[j], dtype);
+        if (tw_buffer_download(buf[j], 0, r->data[j], c->t[j].count * tw_dtype_size(type)) != TW_OK) {
             tw_test_fail(__FILE__, __LINE__, "%s %s: download of %s: %s", S.fam.name, c->shape,
                          c->t[j].name, tw_last_error());
             ok = false;
+        } else if (tw_dtype_size(type) == 2) { /* widen in place, from the back */
+            const uint16_t *narrow = r->data[j];
+            float *wide = r->data[j];
+            for (size_t i = c->t[j].count; i-- > 0;) wide[i] = widen16(type, narrow[i]);
         }
     }
     for (int j = 0; j < c->count; j++) tw_buffer_free(buf[j]);
@@ -261,12 +313,23 @@ static double tensor_error(const tensor *t, const float *got, const double *want
 static bool expected_values(const op_case *c, run_fn run, ref_fn ref, const void *params,
                             double **want) {
     results r;
+    if (S.dtype != TW_DTYPE_F32) {
+        /* A 16-bit run: the fp32 CPU backend on the same (rounded) inputs is the reference. */
+        if (!run_on(S.cpu ? S.cpu : S.dut, c, run, params, false, TW_DTYPE_F32, &r)) return false;
+        for (int j = 0; j < c->count; j++) {
+            if (c->t[j].is_int) continue;
+            const float *v = r.data[j];
+            for (size_t i = 0; i < c->t[j].count; i++) want[j][i] = v[i];
+        }
+        results_free(&r);
+        return true;
+    }
     bool from_device = S.cpu != NULL || ref == NULL;
     if (from_device) {
         /* The CPU backend's result; or, for a backward op on the cpu itself, what the op adds
          * into zeros, to which the pre-fill is added here. */
         bool self = S.cpu == NULL;
-        if (!run_on(self ? S.dut : S.cpu, c, run, params, self, &r)) return false;
+        if (!run_on(self ? S.dut : S.cpu, c, run, params, self, TW_DTYPE_F32, &r)) return false;
         for (int j = 0; j < c->count; j++) {
             const tensor *t = &c->t[j];
             if (t->is_int) continue;
@@ -298,6 +361,40 @@ static void note_shape(const op_case *c) {
         strcat(f->shapes, "...");
 }
 
+/* Per-dtype tolerances: in bf16 and f16 every output tolerance that is not exact becomes
+ * unit(dtype) * factor(op), whatever its fp32 value: unit 1e-2 for bf16 (8 significant bits,
+ * half an ulp 2e-3), 1e-3 for f16 (11 bits, half an ulp 2.4e-4); factor 1 for elementwise ops
+ * and copies with one rounding, 2 for GEMM, the row/column reductions and gradients added into
+ * (the sum can be twice the scale err is measured against, and so its rounding), 4 for
+ * attention_bwd (P and dS may be rounded to the type before their products on GPUs). Exact checks stay
+ * exact (gathers, scatters without accumulate, cross-entropy's correct). The table in the
+ * README ("Data types") is this one. */
+static const struct {
+    const char *op;
+    double factor;
+} dtype_factors[] = {
+    {"gemm", 2},          {"attention_fwd", 2},    {"attention_bwd", 4},    {"softmax_fwd", 1},
+    {"softmax_bwd", 2},   {"layernorm_fwd", 2},    {"layernorm_bwd", 2},    {"gelu_fwd", 1},
+    {"gelu_bwd", 2},      {"embedding_fwd", 1},    {"embedding_bwd", 2},    {"softmax_xent_fwd", 2},
+    {"softmax_xent_bwd", 2}, {"bias_add", 1},      {"bias_bwd", 2},         {"add", 1},
+    {"scale", 1},         {"sum_sq", 2},           {"adamw_step", 1},       {"gather_rows", 1},
+    {"scatter_rows", 1},  {"gather_cols", 1},      {"scatter_cols", 1}};
+
+/* The op a family tests: its name up to a "[variant]" suffix. */
+static void family_op(const char *family_name, char *op, size_t size) {
+    snprintf(op, size, "%.*s", (int)strcspn(family_name, "["), family_name);
+}
+
+static double tensor_tol(const tensor *t) {
+    if (S.dtype == TW_DTYPE_F32 || t->tol == 0.0) return t->tol;
+    const double unit = S.dtype == TW_DTYPE_BF16 ? 1e-2 : 1e-3;
+    char op[40];
+    family_op(S.fam.name, op, sizeof op);
+    for (size_t i = 0; i < sizeof dtype_factors / sizeof *dtype_factors; i++)
+        if (strcmp(dtype_factors[i].op, op) == 0) return unit * dtype_factors[i].factor;
+    return unit;
+}
+
 static bool compare_tensor(const op_case *c, const tensor *t, const void *got, const double *want) {
     if (t->role == ROLE_IN) {
         const void *initial = t->is_int ? (const void *)t->i : (const void *)t->f;
@@ -308,18 +405,19 @@ static bool compare_tensor(const op_case *c, const tensor *t, const void *got, c
     }
     size_t at;
     double err = tensor_error(t, got, want, &at);
-    double ratio = t->tol > 0 ? err / t->tol : (err == 0.0 ? 0.0 : INFINITY);
+    const double tol = tensor_tol(t);
+    double ratio = tol > 0 ? err / tol : (err == 0.0 ? 0.0 : INFINITY);
     family *f = &S.fam;
     if (ratio >= f->worst_ratio) {
         f->worst_ratio = ratio;
         f->worst_err = err;
-        f->worst_tol = t->tol;
+        f->worst_tol = tol;
         snprintf(f->worst_shape, sizeof f->worst_shape, "%s [%s]", c->dims, t->name);
     }
     if (ratio <= 1.0) return true;
     tw_test_fail(__FILE__, __LINE__,
                  "%s %s: %s err %.3g > tol %.3g (element %zu: got %.9g, want %.9g, initial %.9g)",
-                 f->name, c->shape, t->name, err, t->tol, at, (double)((const float *)got)[at],
+                 f->name, c->shape, t->name, err, tol, at, (double)((const float *)got)[at],
                  want[at], (double)t->f[at]);
     return false;
 }
@@ -333,7 +431,17 @@ static void check_case(op_case *c, run_fn run, ref_fn ref, const void *params) {
     int failures_before = tw_test_failures();
     results got;
     double *want[MAX_TENSORS] = {0};
-    if (run_on(S.dut, c, run, params, false, &got)) {
+    if (S.dtype != TW_DTYPE_F32) {
+        /* Inputs rounded to the type first, so the fp32 reference sees the device's values;
+         * a backend may widen its 16-bit tensors to fp32 scratch (4 bytes per element). */
+        for (int j = 0; j < c->count; j++) {
+            tensor *t = &c->t[j];
+            if (t->is_int || t->fixed) continue;
+            for (size_t i = 0; i < t->count; i++) t->f[i] = widen16(S.dtype, narrow16(S.dtype, t->f[i]));
+            if (c->extra_bytes_limit) c->extra_bytes_limit += 4 * t->count;
+        }
+    }
+    if (run_on(S.dut, c, run, params, false, S.dtype, &got)) {
         for (int j = 0; j < c->count; j++)
             if (!c->t[j].is_int) want[j] = malloc(c->t[j].count * sizeof(double));
         if (expected_values(c, run, ref, params, want))
@@ -349,7 +457,7 @@ static void check_case(op_case *c, run_fn run, ref_fn ref, const void *params) {
         /* A second run: the same bits where the op is deterministic, and no device memory
          * kept (a backend may grow its scratch on a first call, never on a repeat). */
         results again;
-        if (run_on(S.dut, c, run, params, false, &again)) {
+        if (run_on(S.dut, c, run, params, false, S.dtype, &again)) {
             for (int j = 0; c->deterministic && j < c->count; j++)
                 if (memcmp(got.data[j], again.data[j], c->t[j].count * 4) != 0)
                     tw_test_fail(__FILE__, __LINE__, "%s %s: %s differs between two runs",
@@ -394,9 +502,13 @@ typedef struct gemm_params {
 
 static tw_status gemm_run(tw_device *device, const void *params, tw_buffer *const *buf) {
     tw_gemm_args args = ((const gemm_params *)params)->args;
+    args.dtype = S.mem_dtype[0];
     args.a.buffer = buf[0];
     args.b.buffer = buf[1];
     args.c.buffer = buf[2];
+    args.a.dtype = S.mem_dtype[0];
+    args.b.dtype = S.mem_dtype[1];
+    args.c.dtype = S.mem_dtype[2];
     return tw_gemm(device, &args);
 }
 
@@ -459,15 +571,18 @@ static void gemm_case(int m, int n, int k, int batch, bool ta, bool tb) {
     /* beta == 0: C stays NaN, which must not reach the result. */
     gemm_operand(c, "C", batch, m, n, pad, g->c.offset, false, &g->ldc, &g->stride_c, ROLE_OUT,
                  tol, g->beta != 0.0f);
+    /* 16-bit inputs: C is fp32 (low-precision inputs, fp32 output) in about half the cases. */
+    bool c_f32 = S.dtype != TW_DTYPE_F32 && rand_int(2) == 0;
+    c->t[c->count - 1].fixed = c_f32;
     if (batch > 1) snprintf(c->dims, sizeof c->dims, "%dx%dx%d*%d", m, n, k, batch);
     else snprintf(c->dims, sizeof c->dims, "%dx%dx%d", m, n, k);
     snprintf(c->shape, sizeof c->shape,
              "m=%d n=%d k=%d batch=%d op=%c%c alpha=%g beta=%g ld=%lld,%lld,%lld "
-             "strides=%lld,%lld,%lld offsets=%zu,%zu,%zu",
+             "strides=%lld,%lld,%lld offsets=%zu,%zu,%zu%s",
              m, n, k, batch, ta ? 'T' : 'N', tb ? 'T' : 'N', g->alpha, g->beta,
              (long long)g->lda, (long long)g->ldb, (long long)g->ldc, (long long)g->stride_a,
              (long long)g->stride_b, (long long)g->stride_c, g->a.offset, g->b.offset,
-             g->c.offset);
+             g->c.offset, c_f32 ? " C=f32" : "");
     check_case(c, gemm_run, gemm_ref, &p);
 }
 
@@ -560,12 +675,15 @@ typedef struct attention_params {
 /* Tensors: 0 qkv, 1 out, 2 lse, and for the backward 3 dout, 4 dqkv (dq, dk, dv). */
 static tw_attention_args attention_bind(const void *params, tw_buffer *const *buf, bool backward) {
     tw_attention_args a = ((const attention_params *)params)->args;
+    a.dtype = S.mem_dtype[0];
     a.q.buffer = a.k.buffer = a.v.buffer = buf[0];
-    a.out.buffer = buf[1];
-    a.lse.buffer = buf[2];
+    a.q.dtype = a.k.dtype = a.v.dtype = S.mem_dtype[0];
+    a.out = tw_at_typed(buf[1], a.out.offset, S.mem_dtype[1]);
+    a.lse = tw_at_typed(buf[2], a.lse.offset, S.mem_dtype[2]);
     if (backward) {
-        a.dout.buffer = buf[3];
+        a.dout = tw_at_typed(buf[3], a.dout.offset, S.mem_dtype[3]);
         a.dq.buffer = a.dk.buffer = a.dv.buffer = buf[4];
+        a.dq.dtype = a.dk.dtype = a.dv.dtype = S.mem_dtype[4];
     }
     return a;
 }
@@ -619,7 +737,7 @@ static void attention_case(int B, int H, int T, int D, int layout, float scale, 
         fill_bhtd(qkv, j == 0 ? l.q : j == 1 ? l.k : l.v, l.qkv, B, H, T, D, -2.0f, 2.0f);
     role forward_role = backward ? ROLE_IN : ROLE_OUT;
     float *out = case_f32(c, "out", l.out_count, forward_role, 1e-4);
-    float *lse = case_f32(c, "lse", l.lse_count, forward_role, 1e-4);
+    float *lse = case_f32_fixed(c, "lse", l.lse_count, forward_role, 1e-4);
     if (backward) {
         attention_forward_inputs(&p, qkv, c->t[0].count, out, c->t[1].count, lse, c->t[2].count);
         float *dout = case_f32(c, "dout", l.out_count, ROLE_IN, 0);
@@ -672,8 +790,8 @@ typedef struct softmax_params {
 
 static tw_status softmax_fwd_run(tw_device *device, const void *params, tw_buffer *const *buf) {
     const softmax_params *p = params;
-    tw_mem in = tw_at(buf[0], p->in_off);
-    tw_mem out = p->alias ? in : tw_at(buf[1], p->out_off);
+    tw_mem in = AT(buf, 0, p->in_off);
+    tw_mem out = p->alias ? in : AT(buf, 1, p->out_off);
     return tw_softmax_fwd(device, p->rows, p->cols, p->causal_t, in, out);
 }
 
@@ -685,8 +803,8 @@ static void softmax_fwd_ref(const void *params, double *const *d, int32_t *const
 
 static tw_status softmax_bwd_run(tw_device *device, const void *params, tw_buffer *const *buf) {
     const softmax_params *p = params;
-    return tw_softmax_bwd(device, p->rows, p->cols, tw_at(buf[0], p->in_off),
-                          tw_at(buf[1], p->out_off), tw_at(buf[2], p->dx_off));
+    return tw_softmax_bwd(device, p->rows, p->cols, AT(buf, 0, p->in_off),
+                          AT(buf, 1, p->out_off), AT(buf, 2, p->dx_off));
 }
 
 static const int softmax_shapes[][3] = {
@@ -746,8 +864,8 @@ typedef struct layernorm_params {
 static tw_status layernorm_fwd_run(tw_device *device, const void *params, tw_buffer *const *buf) {
     const layernorm_params *p = params;
     size_t o = p->off;
-    return tw_layernorm_fwd(device, p->rows, p->cols, p->eps, tw_at(buf[0], o), tw_at(buf[1], o),
-                            tw_at(buf[2], o), tw_at(buf[3], o), tw_at(buf[4], o), tw_at(buf[5], o));
+    return tw_layernorm_fwd(device, p->rows, p->cols, p->eps, AT(buf, 0, o), AT(buf, 1, o),
+                            AT(buf, 2, o), AT(buf, 3, o), AT(buf, 4, o), AT(buf, 5, o));
 }
 
 static void layernorm_fwd_ref(const void *params, double *const *d, int32_t *const *i) {
@@ -761,9 +879,9 @@ static void layernorm_fwd_ref(const void *params, double *const *d, int32_t *con
 static tw_status layernorm_bwd_run(tw_device *device, const void *params, tw_buffer *const *buf) {
     const layernorm_params *p = params;
     size_t o = p->off;
-    return tw_layernorm_bwd(device, p->rows, p->cols, tw_at(buf[0], o), tw_at(buf[1], o),
-                            tw_at(buf[2], o), tw_at(buf[3], o), tw_at(buf[4], o), tw_at(buf[5], o),
-                            tw_at(buf[6], o), tw_at(buf[7], o));
+    return tw_layernorm_bwd(device, p->rows, p->cols, AT(buf, 0, o), AT(buf, 1, o),
+                            AT(buf, 2, o), AT(buf, 3, o), AT(buf, 4, o), AT(buf, 5, o),
+                            AT(buf, 6, o), AT(buf, 7, o));
 }
 
 /* x (rows, cols): each row around its own mean, so mean and variance both matter. */
@@ -786,15 +904,15 @@ static void layernorm_case(int rows, int cols, bool backward, int index) {
         float *b = case_f32(c, "bias", o + cols, ROLE_IN, 0);
         layernorm_inputs(&p, x, w, b);
         case_f32(c, "out", o + n, ROLE_OUT, 1e-4);
-        case_f32(c, "mean", o + rows, ROLE_OUT, 1e-4);
-        case_f32(c, "rstd", o + rows, ROLE_OUT, 1e-4);
+        case_f32_fixed(c, "mean", o + rows, ROLE_OUT, 1e-4);
+        case_f32_fixed(c, "rstd", o + rows, ROLE_OUT, 1e-4);
     } else {
         fill(case_f32(c, "dout", o + n, ROLE_IN, 0) + o, n, -1.0f, 1.0f);
         float *x = case_f32(c, "x", o + n, ROLE_IN, 0);
         float *w = case_f32(c, "weight", o + cols, ROLE_IN, 0);
         layernorm_inputs(&p, x, w, NULL);
-        float *mean = case_f32(c, "mean", o + rows, ROLE_IN, 0);
-        float *rstd = case_f32(c, "rstd", o + rows, ROLE_IN, 0);
+        float *mean = case_f32_fixed(c, "mean", o + rows, ROLE_IN, 0);
+        float *rstd = case_f32_fixed(c, "rstd", o + rows, ROLE_IN, 0);
         /* mean and rstd as the forward saves them (double reference, rounded). */
         double *xd = malloc(n * sizeof *xd), *ones = malloc((size_t)cols * sizeof *ones);
         double *md = malloc((size_t)rows * sizeof *md), *rd = malloc((size_t)rows * sizeof *rd);
@@ -844,8 +962,8 @@ typedef struct elementwise_params {
 
 static tw_status gelu_fwd_run(tw_device *device, const void *params, tw_buffer *const *buf) {
     const elementwise_params *p = params;
-    tw_mem x = tw_at(buf[0], p->off[0]);
-    return tw_gelu_fwd(device, p->n, x, p->alias ? x : tw_at(buf[1], p->off[1]));
+    tw_mem x = AT(buf, 0, p->off[0]);
+    return tw_gelu_fwd(device, p->n, x, p->alias ? x : AT(buf, 1, p->off[1]));
 }
 
 static void gelu_fwd_ref(const void *params, double *const *d, int32_t *const *i) {
@@ -856,8 +974,8 @@ static void gelu_fwd_ref(const void *params, double *const *d, int32_t *const *i
 
 static tw_status gelu_bwd_run(tw_device *device, const void *params, tw_buffer *const *buf) {
     const elementwise_params *p = params;
-    return tw_gelu_bwd(device, p->n, tw_at(buf[0], p->off[0]), tw_at(buf[1], p->off[1]),
-                       tw_at(buf[2], p->off[2]));
+    return tw_gelu_bwd(device, p->n, AT(buf, 0, p->off[0]), AT(buf, 1, p->off[1]),
+                       AT(buf, 2, p->off[2]));
 }
 
 static void elementwise_offsets(elementwise_params *p, int index) {
@@ -894,9 +1012,9 @@ static void gelu_family(bool backward) {
 /* alias: 0 separate out, 1 out is a, 2 out is b, 3 a, b and out are one tensor. */
 static tw_status add_run(tw_device *device, const void *params, tw_buffer *const *buf) {
     const elementwise_params *p = params;
-    tw_mem a = tw_at(buf[0], p->off[0]);
-    tw_mem b = p->alias == 3 ? a : tw_at(buf[1], p->off[1]);
-    tw_mem out = p->alias == 0 ? tw_at(buf[2], p->off[2]) : p->alias == 2 ? b : a;
+    tw_mem a = AT(buf, 0, p->off[0]);
+    tw_mem b = p->alias == 3 ? a : AT(buf, 1, p->off[1]);
+    tw_mem out = p->alias == 0 ? AT(buf, 2, p->off[2]) : p->alias == 2 ? b : a;
     return tw_add(device, p->n, a, b, out);
 }
 
@@ -928,8 +1046,8 @@ static void add_family(void) {
 
 static tw_status scale_run(tw_device *device, const void *params, tw_buffer *const *buf) {
     const elementwise_params *p = params;
-    tw_mem x = tw_at(buf[0], p->off[0]);
-    return tw_scale(device, p->n, p->alpha, x, p->alias ? x : tw_at(buf[1], p->off[1]));
+    tw_mem x = AT(buf, 0, p->off[0]);
+    return tw_scale(device, p->n, p->alpha, x, p->alias ? x : AT(buf, 1, p->off[1]));
 }
 
 static void scale_ref(const void *params, double *const *d, int32_t *const *i) {
@@ -957,7 +1075,7 @@ static void scale_family(void) {
 
 static tw_status sum_sq_run(tw_device *device, const void *params, tw_buffer *const *buf) {
     const elementwise_params *p = params;
-    return tw_sum_sq(device, p->n, tw_at(buf[0], p->off[0]), tw_at(buf[1], p->off[1]));
+    return tw_sum_sq(device, p->n, AT(buf, 0, p->off[0]), AT(buf, 1, p->off[1]));
 }
 
 static void sum_sq_ref(const void *params, double *const *d, int32_t *const *i) {
@@ -973,7 +1091,7 @@ static void sum_sq_family(void) {
         op_case *c = case_new(true);
         float range = s % 4 == 3 ? 100.0f : 1.0f;
         fill(case_f32(c, "x", p.off[0] + p.n, ROLE_IN, 0) + p.off[0], p.n, -range, range);
-        case_f32(c, "out", p.off[1] + 1, ROLE_OUT, 1e-5);
+        case_f32_fixed(c, "out", p.off[1] + 1, ROLE_OUT, 1e-5);
         snprintf(c->dims, sizeof c->dims, "%zu", p.n);
         snprintf(c->shape, sizeof c->shape, "n=%zu range=%g", p.n, range);
         check_case(c, sum_sq_run, sum_sq_ref, &p);
@@ -984,9 +1102,9 @@ static void sum_sq_family(void) {
 /* Tensors: 0 param, 1 grad, 2 m, 3 v. */
 static tw_status adamw_run(tw_device *device, const void *params, tw_buffer *const *buf) {
     const elementwise_params *p = params;
-    return tw_adamw_step(device, p->n, &p->adamw, tw_at(buf[0], p->off[0]),
-                         tw_at(buf[1], p->off[1]), tw_at(buf[2], p->off[2]),
-                         tw_at(buf[3], p->off[0]));
+    return tw_adamw_step(device, p->n, &p->adamw, AT(buf, 0, p->off[0]),
+                         AT(buf, 1, p->off[1]), AT(buf, 2, p->off[2]),
+                         AT(buf, 3, p->off[0]));
 }
 
 static void adamw_ref(const void *params, double *const *d, int32_t *const *i) {
@@ -1007,10 +1125,10 @@ static void adamw_family(void) {
         elementwise_offsets(&p, s);
         size_t n = p.n;
         op_case *c = case_new(true);
-        fill(case_f32(c, "param", p.off[0] + n, ROLE_OUT, 1e-5) + p.off[0], n, -1.0f, 1.0f);
+        fill(case_f32_fixed(c, "param", p.off[0] + n, ROLE_OUT, 1e-5) + p.off[0], n, -1.0f, 1.0f);
         fill(case_f32(c, "grad", p.off[1] + n, ROLE_IN, 0) + p.off[1], n, -0.1f, 0.1f);
-        fill(case_f32(c, "m", p.off[2] + n, ROLE_OUT, 1e-5) + p.off[2], n, -0.01f, 0.01f);
-        fill(case_f32(c, "v", p.off[0] + n, ROLE_OUT, 1e-5) + p.off[0], n, 0.0f, 1e-3f);
+        fill(case_f32_fixed(c, "m", p.off[2] + n, ROLE_OUT, 1e-5) + p.off[2], n, -0.01f, 0.01f);
+        fill(case_f32_fixed(c, "v", p.off[0] + n, ROLE_OUT, 1e-5) + p.off[0], n, 0.0f, 1e-3f);
         snprintf(c->dims, sizeof c->dims, "%zu", n);
         snprintf(c->shape, sizeof c->shape, "n=%zu lr=%g betas=%g,%g wd=%g grad_scale=%g step=%d",
                  n, p.adamw.lr, p.adamw.beta1, p.adamw.beta2, p.adamw.weight_decay,
@@ -1033,8 +1151,8 @@ typedef struct embedding_params {
 static tw_status embedding_fwd_run(tw_device *device, const void *params, tw_buffer *const *buf) {
     const embedding_params *p = params;
     size_t o = p->off;
-    return tw_embedding_fwd(device, p->batch, p->seq_len, p->channels, p->vocab, tw_at(buf[0], o),
-                            tw_at(buf[1], o), tw_at(buf[2], o), tw_at(buf[3], o));
+    return tw_embedding_fwd(device, p->batch, p->seq_len, p->channels, p->vocab, AT(buf, 0, o),
+                            AT(buf, 1, o), AT(buf, 2, o), AT(buf, 3, o));
 }
 
 static void embedding_fwd_ref(const void *params, double *const *d, int32_t *const *i) {
@@ -1046,8 +1164,8 @@ static void embedding_fwd_ref(const void *params, double *const *d, int32_t *con
 static tw_status embedding_bwd_run(tw_device *device, const void *params, tw_buffer *const *buf) {
     const embedding_params *p = params;
     size_t o = p->off;
-    return tw_embedding_bwd(device, p->batch, p->seq_len, p->channels, p->vocab, tw_at(buf[0], o),
-                            tw_at(buf[1], o), tw_at(buf[2], o), tw_at(buf[3], o));
+    return tw_embedding_bwd(device, p->batch, p->seq_len, p->channels, p->vocab, AT(buf, 0, o),
+                            AT(buf, 1, o), AT(buf, 2, o), AT(buf, 3, o));
 }
 
 static void embedding_case(int B, int T, int C, int V, bool backward, int index) {
@@ -1102,9 +1220,9 @@ typedef struct xent_params {
 static tw_status xent_fwd_run(tw_device *device, const void *params, tw_buffer *const *buf) {
     const xent_params *p = params;
     size_t o = p->off;
-    return tw_softmax_xent_fwd(device, p->rows, p->vocab, p->ld, tw_at(buf[0], o),
-                               tw_at(buf[1], o), tw_at(buf[2], o), tw_at(buf[3], o),
-                               tw_at(buf[4], o));
+    return tw_softmax_xent_fwd(device, p->rows, p->vocab, p->ld, AT(buf, 0, o),
+                               AT(buf, 1, o), AT(buf, 2, o), AT(buf, 3, o),
+                               AT(buf, 4, o));
 }
 
 static void xent_fwd_ref(const void *params, double *const *d, int32_t *const *i) {
@@ -1117,8 +1235,8 @@ static void xent_fwd_ref(const void *params, double *const *d, int32_t *const *i
 static tw_status xent_bwd_run(tw_device *device, const void *params, tw_buffer *const *buf) {
     const xent_params *p = params;
     size_t o = p->off;
-    return tw_softmax_xent_bwd(device, p->rows, p->vocab, p->ld, p->grad_scale, tw_at(buf[0], o),
-                               tw_at(buf[1], o), tw_at(buf[2], o), tw_at(buf[3], o));
+    return tw_softmax_xent_bwd(device, p->rows, p->vocab, p->ld, p->grad_scale, AT(buf, 0, o),
+                               AT(buf, 1, o), AT(buf, 2, o), AT(buf, 3, o));
 }
 
 /* Logits (rows, ld) with NaN in the padding columns; ties at the maximum now and then (the first
@@ -1156,11 +1274,11 @@ static void xent_case(int rows, int vocab, int ld, bool backward, int index) {
     int32_t *targets = case_i32(c, "targets", o + rows);
     xent_inputs(&p, logits, targets, range);
     if (!backward) {
-        case_f32(c, "losses", o + rows, ROLE_OUT, 1e-4);
-        case_f32(c, "lse", o + rows, ROLE_OUT, 1e-4);
-        case_f32(c, "correct", o + rows, ROLE_OUT, 0);
+        case_f32_fixed(c, "losses", o + rows, ROLE_OUT, 1e-4);
+        case_f32_fixed(c, "lse", o + rows, ROLE_OUT, 1e-4);
+        case_f32_fixed(c, "correct", o + rows, ROLE_OUT, 0);
     } else {
-        float *lse = case_f32(c, "lse", o + rows, ROLE_IN, 0);
+        float *lse = case_f32_fixed(c, "lse", o + rows, ROLE_IN, 0);
         for (int r = 0; r < rows; r++) { /* lse as the forward saves it (double, rounded) */
             const float *x = logits + o + (size_t)r * ld;
             double max = x[0], sum = 0.0;
@@ -1203,7 +1321,7 @@ typedef struct bias_params {
 /* Tensors: 0 bias (or dout), 1 out (or dbias). */
 static tw_status bias_add_run(tw_device *device, const void *params, tw_buffer *const *buf) {
     const bias_params *p = params;
-    return tw_bias_add(device, p->rows, p->cols, tw_at(buf[0], p->off[0]), tw_at(buf[1], p->off[1]));
+    return tw_bias_add(device, p->rows, p->cols, AT(buf, 0, p->off[0]), AT(buf, 1, p->off[1]));
 }
 
 static void bias_add_ref(const void *params, double *const *d, int32_t *const *i) {
@@ -1213,7 +1331,7 @@ static void bias_add_ref(const void *params, double *const *d, int32_t *const *i
 
 static tw_status bias_bwd_run(tw_device *device, const void *params, tw_buffer *const *buf) {
     const bias_params *p = params;
-    return tw_bias_bwd(device, p->rows, p->cols, tw_at(buf[0], p->off[0]), tw_at(buf[1], p->off[1]));
+    return tw_bias_bwd(device, p->rows, p->cols, AT(buf, 0, p->off[0]), AT(buf, 1, p->off[1]));
 }
 
 static void bias_family(bool backward) {
@@ -1258,8 +1376,8 @@ typedef struct gather_params {
 /* Tensors: 0 idx, 1 src, 2 dst. */
 static tw_status gather_run(tw_device *device, const void *params, tw_buffer *const *buf) {
     const gather_params *p = params;
-    tw_mem idx = tw_at(buf[0], p->off[0]), src = tw_at(buf[1], p->off[1]),
-           dst = tw_at(buf[2], p->off[2]);
+    tw_mem idx = AT(buf, 0, p->off[0]), src = AT(buf, 1, p->off[1]),
+           dst = AT(buf, 2, p->off[2]);
     switch (p->kind) {
     case GATHER_ROWS: return tw_gather_rows(device, p->rows, p->cols, p->count, idx, src, dst);
     case SCATTER_ROWS:
@@ -1376,18 +1494,66 @@ static void print_device(void) {
                                       "ops: accumulate semantics here, values in gradcheck");
 }
 
+/* Whether the device runs `op` in the data type under test; if not, says so (not a failure). */
+static bool family_supported(const char *op) {
+    if (tw_device_supports_dtype(S.dut, op, S.dtype)) return true;
+    printf("%s %s %s: unsupported\n", tw_device_get_info(S.dut)->spec, op, tw_dtype_name(S.dtype));
+    fflush(stdout);
+    return false;
+}
+
+/* Every family, in the data type S.dtype. */
+static void run_families(void) {
+    if (family_supported("gemm")) gemm_families();
+    if (family_supported("attention_fwd")) attention_family(false);
+    if (family_supported("attention_bwd")) attention_family(true);
+    if (family_supported("softmax_fwd")) softmax_family(false);
+    if (family_supported("softmax_bwd")) softmax_family(true);
+    if (family_supported("layernorm_fwd")) layernorm_family(false);
+    if (family_supported("layernorm_bwd")) layernorm_family(true);
+    if (family_supported("gelu_fwd")) gelu_family(false);
+    if (family_supported("gelu_bwd")) gelu_family(true);
+    if (family_supported("embedding_fwd")) embedding_family(false);
+    if (family_supported("embedding_bwd")) embedding_family(true);
+    if (family_supported("softmax_xent_fwd")) xent_family(false);
+    if (family_supported("softmax_xent_bwd")) xent_family(true);
+    if (family_supported("bias_add")) bias_family(false);
+    if (family_supported("bias_bwd")) bias_family(true);
+    if (family_supported("add")) add_family();
+    if (family_supported("scale")) scale_family();
+    if (family_supported("sum_sq")) sum_sq_family();
+    if (family_supported("adamw_step")) adamw_family();
+    static const char *const gathers[] = {"gather_rows", "scatter_rows", "gather_cols",
+                                          "scatter_cols"};
+    for (int kind = GATHER_ROWS; kind <= SCATTER_COLS; kind++)
+        if (family_supported(gathers[kind])) gather_family(kind);
+}
+
+static int usage(const char *program) {
+    fprintf(stderr,
+            "usage: %s --device SPEC [--dtype f32|bf16|f16|all]\n"
+            "  SPEC: cpu, opencl:N, vulkan:N, cuda:N; --dtype: the ops' data type (default f32;\n"
+            "  all: f32, then bf16, then f16)\n",
+            program);
+    return 2;
+}
+
 int main(int argc, char **argv) {
-    const char *spec = NULL;
+    const char *spec = NULL, *dtype_name = "f32";
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--device") == 0 && i + 1 < argc) spec = argv[++i];
-        else {
-            fprintf(stderr, "usage: %s --device SPEC (cpu, opencl:N, vulkan:N, cuda:N)\n", argv[0]);
+        else if (strcmp(argv[i], "--dtype") == 0 && i + 1 < argc) dtype_name = argv[++i];
+        else return usage(argv[0]);
+    }
+    if (!spec) return usage(argv[0]);
+    tw_dtype dtypes[3] = {TW_DTYPE_F32, TW_DTYPE_BF16, TW_DTYPE_F16};
+    int dtype_count = 3;
+    if (strcmp(dtype_name, "all") != 0) {
+        if (!tw_dtype_parse(dtype_name, &dtypes[0]) || dtypes[0] == TW_DTYPE_I32) {
+            fprintf(stderr, "FAIL: --dtype '%s' is not one of f32, bf16, f16, all\n", dtype_name);
             return 2;
         }
-    }
-    if (!spec) {
-        fprintf(stderr, "usage: %s --device SPEC (cpu, opencl:N, vulkan:N, cuda:N)\n", argv[0]);
-        return 2;
+        dtype_count = 1;
     }
     S.dut = open_device_under_test(spec);
     if (tw_device_get_info(S.dut)->backend != TW_BACKEND_CPU) {
@@ -1396,30 +1562,21 @@ int main(int argc, char **argv) {
             return 1;
         }
     }
-    tw_test_rng_seed(&S.rng, 20261123);
     print_device();
     double start = tw_now_seconds();
-
-    gemm_families();
-    attention_family(false);
-    attention_family(true);
-    softmax_family(false);
-    softmax_family(true);
-    layernorm_family(false);
-    layernorm_family(true);
-    gelu_family(false);
-    gelu_family(true);
-    embedding_family(false);
-    embedding_family(true);
-    xent_family(false);
-    xent_family(true);
-    bias_family(false);
-    bias_family(true);
-    add_family();
-    scale_family();
-    sum_sq_family();
-    adamw_family();
-    for (int kind = GATHER_ROWS; kind <= SCATTER_COLS; kind++) gather_family(kind);
+    for (int d = 0; d < dtype_count; d++) {
+        S.dtype = dtypes[d];
+        tw_test_rng_seed(&S.rng, 20261123); /* the same cases in every type */
+        if (S.dtype != TW_DTYPE_F32)
+            printf("data type %s: inputs rounded to %s; reference: the fp32 %s on those inputs; "
+                   "tolerance %s x the op's factor\n",
+                   tw_dtype_name(S.dtype), tw_dtype_name(S.dtype),
+                   S.cpu ? "cpu backend" : "cpu backend (same device, f32)",
+                   S.dtype == TW_DTYPE_BF16 ? "1e-2" : "1e-3");
+        else
+            printf("data type f32\n");
+        run_families();
+    }
 
     printf("%d cases in %.1f s on %s\n", S.total_cases, tw_now_seconds() - start,
            tw_device_get_info(S.dut)->spec);

@@ -169,9 +169,12 @@ static tw_status cpu_free_memory(int index, uint64_t *free_bytes) {
 static const tw_backend_vtable cpu_vtable = {
     .kind = TW_BACKEND_CPU,
     TW_BACKEND_DEVICE_INITIALISERS(cpu) /* cpu_enumerate, cpu_open, ... */
-    TW_BACKEND_OP_INITIALISERS(tw_cpu) /* every op, from the list in twist/backend_support.h */
+    /* every op, from the list in twist/backend_support.h, in every data type (cpu_dtype.c) */
+    TW_BACKEND_OP_INITIALISERS(tw_cpu_typed)
     .set_gemm_impl = NULL, /* OpenBLAS is the only GEMM here */
     .free_memory = cpu_free_memory,
+    .supports_dtype = tw_cpu_supports_dtype,
+    .convert = tw_cpu_convert,
 };
 
 const tw_backend_vtable *tw_cpu_backend(void) { return &cpu_vtable; }

@@ -16,6 +16,18 @@ typedef struct tw_cpu_context {
 /* The ops (cpu_ops.c; attention in cpu_attention.c): tw_cpu_gemm, tw_cpu_attention_fwd, ... */
 TW_BACKEND_OP_PROTOTYPES(tw_cpu)
 
+/* The same ops in every data type (cpu_dtype.c): fp32 goes straight to the kernels above, bf16
+ * and f16 tensors are widened to fp32 scratch around them. These fill the vtable. */
+TW_BACKEND_OP_PROTOTYPES(tw_cpu_typed)
+/* GEMM in a 16-bit type through fp32 scratch and OpenBLAS (cpu_dtype.c). */
+tw_status tw_cpu_gemm_widened(void *context, const tw_gemm_args *args);
+/* The vtable's supports_dtype and convert entries (cpu_dtype.c). */
+bool tw_cpu_supports_dtype(void *context, tw_op_id op, tw_dtype dtype);
+tw_status tw_cpu_convert(void *context, size_t n, tw_mem src, tw_mem dst);
+/* dst (n) fp32 = src (n) bf16 or f16, exactly; and back, rounding to nearest even. */
+void tw_cpu_widen(tw_dtype dtype, const uint16_t *src, float *dst, size_t n);
+void tw_cpu_narrow(tw_dtype dtype, const float *src, uint16_t *dst, size_t n);
+
 /* Host pointer of a tw_mem (the handle of a cpu buffer is its host allocation). */
 static inline float *tw_cpu_f32(tw_mem mem) {
     return (float *)mem.buffer->handle + mem.offset;
