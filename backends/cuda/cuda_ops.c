@@ -108,10 +108,21 @@ tw_status tw_cuda_embedding_bwd(void *context, int batch, int seq_len, int chann
                                    int vocab, tw_mem tokens, tw_mem dout, tw_mem dwte,
                                    tw_mem dwpe) {
     tw_cuda_context *cu = context;
-    (void)vocab;
-    CUDA_OP(cu, "embedding_bwd",
-            tw_cuda_launch_embedding_bwd(cu->stream, TYPE(dout), batch, seq_len, channels,
-                                         I32(tokens), PTR(dout), PTR(dwte), PTR(dwpe)));
+    /* bf16/f16: an fp32 block of dwte's columns (none in fp32). */
+    const size_t floats = tw_cuda_embedding_bwd_scratch(TYPE(dout), vocab, channels);
+    tw_buffer *scratch = NULL;
+    if (floats) TW_TRY(scratch_alloc(cu, floats, sizeof(float), &scratch));
+    tw_status status = tw_cuda_activate(cu);
+    if (status == TW_OK) {
+        tw_cuda_range_push("twist:embedding_bwd");
+        cudaError_t err = tw_cuda_launch_embedding_bwd(
+            cu->stream, TYPE(dout), batch, seq_len, vocab, channels, I32(tokens), PTR(dout),
+            PTR(dwte), PTR(dwpe), scratch ? scratch_ptr(scratch) : NULL);
+        tw_cuda_range_pop();
+        if (err != cudaSuccess) status = tw_cuda_fail(err, "embedding_bwd");
+    }
+    tw_buffer_free(scratch);
+    return status;
 }
 
 tw_status tw_cuda_softmax_xent_fwd(void *context, int rows, int vocab, int ld, tw_mem logits,

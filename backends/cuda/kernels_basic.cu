@@ -358,19 +358,42 @@ __global__ void embedding_bwd_wpe_kernel(int batch, int seq_len, int channels, c
 
 // dwte (V, C): thread (c, partition p) walks every (b, t) row in order and adds those whose
 // token is p modulo kEmbeddingPartitions. Each dwte element has exactly one owner, and its
-// contributions arrive in row order, as on the CPU. In bf16/f16 each contribution is added in
-// fp32 and the element rounded after each (a repeated token rounds once per occurrence).
+// contributions arrive in row order, as on the CPU.
+// The sums go into acc, fp32, for the columns [c0, c0 + width) with row stride acc_ld: in fp32
+// acc is dwte itself (c0 = 0, width = acc_ld = C); in bf16/f16 it is an fp32 copy of a block of
+// dwte's columns (embedding_bwd_wte_block), so that a token occurring n times is rounded once
+// and not n times.
 template <typename T>
-__global__ void embedding_bwd_wte_kernel(int rows, int channels, const int32_t *tokens,
-                                         const T *dout, T *dwte) {
-    const int c = blockIdx.x * blockDim.x + threadIdx.x;
-    if (c >= channels) return;
+__global__ void embedding_bwd_wte_kernel(int rows, int channels, int c0, int width,
+                                         int64_t acc_ld, const int32_t *tokens, const T *dout,
+                                         float *acc) {
+    const int cc = blockIdx.x * blockDim.x + threadIdx.x;
+    if (cc >= width) return;
+    const int c = c0 + cc;
     const unsigned partition = blockIdx.y;
     for (int r = 0; r < rows; r++) {
         const int32_t token = tokens[r];
         if ((unsigned)token % kEmbeddingPartitions != partition) continue;
-        T *target = dwte + (size_t)token * channels + c;
-        *target = from_f32<T>(to_f32(*target) + to_f32(dout[(size_t)r * channels + c]));
+        acc[(size_t)token * acc_ld + cc] += to_f32(dout[(size_t)r * channels + c]);
+    }
+}
+
+// block (V, width) fp32 <-> columns [c0, c0 + width) of dwte (V, C) of type T.
+template <typename T>
+__global__ void embedding_block_widen_kernel(int channels, int c0, int width, size_t n,
+                                             const T *dwte, float *block) {
+    for (size_t i = thread_index(); i < n; i += grid_stride()) {
+        const size_t v = i / width, cc = i % width;
+        block[i] = to_f32(dwte[v * channels + c0 + cc]);
+    }
+}
+
+template <typename T>
+__global__ void embedding_block_narrow_kernel(int channels, int c0, int width, size_t n,
+                                              const float *block, T *dwte) {
+    for (size_t i = thread_index(); i < n; i += grid_stride()) {
+        const size_t v = i / width, cc = i % width;
+        dwte[v * channels + c0 + cc] = from_f32<T>(block[i]);
     }
 }
 
@@ -579,16 +602,52 @@ cudaError_t tw_cuda_launch_embedding_fwd(cudaStream_t stream, tw_cuda_type type,
     return cudaGetLastError();
 }
 
+// Column blocks of dwte widened at a time in bf16/f16: at most 8 Mi floats (32 MiB) of scratch,
+// at least one column.
+constexpr size_t kEmbeddingScratchFloats = (size_t)8 << 20;
+
+static int embedding_block_width(tw_cuda_type type, int vocab, int channels) {
+    if (type == TW_CUDA_F32) return 0;
+    size_t width = kEmbeddingScratchFloats / (size_t)(vocab > 0 ? vocab : 1);
+    if (width < 1) width = 1;
+    return width > (size_t)channels ? channels : (int)width;
+}
+
+size_t tw_cuda_embedding_bwd_scratch(tw_cuda_type type, int vocab, int channels) {
+    return (size_t)embedding_block_width(type, vocab, channels) * (size_t)vocab;
+}
+
 cudaError_t tw_cuda_launch_embedding_bwd(cudaStream_t stream, tw_cuda_type type, int batch,
-                                         int seq_len, int channels, const int32_t *tokens,
-                                         const void *dout, void *dwte, void *dwpe) {
+                                         int seq_len, int vocab, int channels,
+                                         const int32_t *tokens, const void *dout, void *dwte,
+                                         void *dwpe, float *scratch) {
     const size_t wpe_elements = (size_t)seq_len * channels;
-    const dim3 grid((unsigned)((channels + 127) / 128), kEmbeddingPartitions);
+    const int rows = batch * seq_len;
+    if (type == TW_CUDA_F32) { // in place, as before the data types
+        embedding_bwd_wpe_kernel<float><<<grid_for(wpe_elements), kBlock, 0, stream>>>(
+            batch, seq_len, channels, static_cast<const float *>(dout),
+            static_cast<float *>(dwpe));
+        const dim3 grid((unsigned)((channels + 127) / 128), kEmbeddingPartitions);
+        embedding_bwd_wte_kernel<float><<<grid, 128, 0, stream>>>(
+            rows, channels, 0, channels, channels, tokens, static_cast<const float *>(dout),
+            static_cast<float *>(dwte));
+        return cudaGetLastError();
+    }
+    const int width = embedding_block_width(type, vocab, channels);
     TW_CUDA_DISPATCH(type, {
         embedding_bwd_wpe_kernel<T><<<grid_for(wpe_elements), kBlock, 0, stream>>>(
             batch, seq_len, channels, IN(dout), OUT(dwpe));
-        embedding_bwd_wte_kernel<T><<<grid, 128, 0, stream>>>(batch * seq_len, channels, tokens,
-                                                              IN(dout), OUT(dwte));
+        for (int c0 = 0; c0 < channels; c0 += width) {
+            const int w = min(width, channels - c0);
+            const size_t n = (size_t)vocab * w;
+            embedding_block_widen_kernel<T><<<grid_for(n), kBlock, 0, stream>>>(
+                channels, c0, w, n, IN(dwte), scratch);
+            const dim3 grid((unsigned)((w + 127) / 128), kEmbeddingPartitions);
+            embedding_bwd_wte_kernel<T><<<grid, 128, 0, stream>>>(rows, channels, c0, w, w, tokens,
+                                                                  IN(dout), scratch);
+            embedding_block_narrow_kernel<T><<<grid_for(n), kBlock, 0, stream>>>(
+                channels, c0, w, n, scratch, OUT(dwte));
+        }
     })
     return cudaGetLastError();
 }
