@@ -111,6 +111,14 @@ grep -qE '^cpu ' "$tmp/out" || fail "twist devices does not list cpu"
 expect_ok devices --json
 valid_json devices --json
 grep -q '"device":"cpu"' "$tmp/out" || fail "twist devices --json does not list cpu"
+# --ops: the op list with the data types per device (the cpu runs every op in bf16 and f16).
+expect_ok devices --ops --no-measure
+grep -qE '^gemm +f32 bf16 f16' "$tmp/out" || fail "twist devices --ops: cpu gemm not in f32 bf16 f16"
+grep -qE '^scatter_cols +f32 bf16 f16' "$tmp/out" || fail "twist devices --ops: no scatter_cols row"
+expect_ok devices --ops --no-measure --json
+valid_json devices --ops --json
+grep -q '"gemm":{"dtypes":\["f32","bf16","f16"\]' "$tmp/out" ||
+    fail "twist devices --ops --json: no dtypes for the cpu's gemm: $(head -c 400 "$tmp/out")"
 
 # ---- help ---------------------------------------------------------------------------------
 for command in "--help" "devices --help" "bench --help" "bench gemm --help" "bench attention --help"; do
@@ -129,6 +137,21 @@ expect_ok "${attn[@]}" --head-dim 8 --repeat 1
 grep -q "max |fused - unfused|" "$tmp/out" || fail "bench attention printed no comparison"
 expect_ok "${attn[@]}" --head-dim 8 --repeat 1 --layout contiguous --json
 valid_json bench attention --json
+# bench gemm in 16-bit types: bf16 against f32 on the same device in one command; bad values.
+expect_fail 2 "--dtype must be one of f32, bf16, f16" "${gemm[@]}" --m 4 --n 4 --k 4 --dtype f8
+expect_fail 2 "--also-dtype and --also-variant need --also SPEC" "${gemm[@]}" --m 4 --n 4 --k 4 --also-dtype f32
+expect_fail 1 "no variant" "${gemm[@]}" --m 4 --n 4 --k 4 --variant nope
+expect_ok "${gemm[@]}" --m 64 --n 48 --k 40 --dtype bf16 --also cpu --also-dtype f32 --repeat 2 --json
+valid_json bench gemm --dtype bf16 --json
+grep -q '"dtype":"bf16"' "$tmp/out" && grep -q '"dtype":"f32"' "$tmp/out" ||
+    fail "bench gemm --dtype bf16 --also-dtype f32: no dtypes in the record: $(cat "$tmp/out")"
+expect_ok "${gemm[@]}" --m 33 --n 17 --k 65 --dtype f16 --trans-a --repeat 1 --peer --json
+if command -v python3 >/dev/null 2>&1; then
+    python3 -c 'import json, sys
+d = json.load(open(sys.argv[1]))
+sys.exit(0 if 0 < d["max_abs_diff"] <= 4e-3 * d["max_abs_c"] else 1)' "$tmp/out" ||
+        fail "cpu f16 GEMM against fp32 OpenBLAS: not a rounding-sized difference: $(cat "$tmp/out")"
+fi
 
 # On every OpenCL device: a small GEMM against CLBlast called directly. The first run on a fresh
 # machine waits for PoCL to compile CLBlast's kernels (PoCL caches them afterwards).

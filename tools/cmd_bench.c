@@ -7,7 +7,11 @@
  * noisy shared machine slows both alike; the ratio twist/peer and the largest difference between
  * their results are printed. With --also SPEC a second twist device runs the same shape and inputs
  * in the same rotation (device, also, peer, device, ...), and the ratio device/also is printed:
- * e.g. vulkan:0 against opencl:0 in one command, so both figures share the machine's noise. */
+ * e.g. vulkan:0 against opencl:0 in one command, so both figures share the machine's noise.
+ * --dtype runs A, B and C in bf16 or f16 (inputs rounded from the same fp32 numbers; the peer
+ * stays fp32), --also-dtype gives --also its own type, so `--device cpu --dtype bf16 --also cpu
+ * --also-dtype f32` times bf16 against fp32 on one device in one command; --variant and
+ * --also-variant force a kernel variant of "gemm" on either side (tw_device_kernel_variants). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +20,7 @@
 #include "bench_peer.h"
 #include "cli.h"
 #include "output.h"
+#include "twist/dtype.h"
 
 /* ---- bench dispatch -------------------------------------------------------------------- */
 
@@ -23,7 +28,7 @@ static void print_bench_usage(FILE *out) {
     fprintf(out,
             "usage: twist bench <benchmark> [options]\n\n"
             "benchmarks:\n"
-            "  gemm       fp32 GEMM GFLOP/s on a device, optionally against its vendor peer\n"
+            "  gemm       GEMM GFLOP/s (f32, bf16, f16) on a device, optionally against its peer\n"
             "  attention  fused against unfused causal attention: time and peak device memory\n"
             "  step       training-step tokens/s of a GPT preset, optionally against PyTorch\n"
             "  all        gemm, attention and step on every device: one table, chart and report\n\n"
@@ -54,6 +59,8 @@ int cmd_bench(int argc, char **argv) {
 
 static const char *const PROG = "twist bench gemm";
 static const char *const IMPL_CHOICES[] = {"auto", "vendor", "own", NULL};
+static const char *const DTYPE_CHOICES[] = {"f32", "bf16", "f16", NULL};
+static const tw_dtype DTYPE_VALUES[] = {TW_DTYPE_F32, TW_DTYPE_BF16, TW_DTYPE_F16};
 enum { MAX_REPEAT = 10000 };
 
 typedef struct gemm_options {
@@ -62,6 +69,8 @@ typedef struct gemm_options {
     int impl; /* index into IMPL_CHOICES == tw_gemm_impl */
     int repeat;
     const char *also; /* a second twist device, or NULL */
+    int dtype, also_dtype;               /* indices into DTYPE_CHOICES; also_dtype -1: --dtype's */
+    const char *variant, *also_variant; /* forced "gemm" kernel variants, or NULL */
     bool peer;
     const char *json;
 } gemm_options;
@@ -132,6 +141,7 @@ static void fill_inputs(float *x, size_t n, uint64_t seed) {
 /* One twist device of a run: --device, or --also. */
 typedef struct gemm_side {
     tw_device *device;
+    tw_dtype dtype; /* of A, B and C */
     tw_buffer *a, *b, *c;
     double *ms; /* --repeat timings */
 } gemm_side;
@@ -166,11 +176,14 @@ static void gemm_cleanup(gemm_run *r) {
 
 static int twist_gemm_once(gemm_side *r, const bench_gemm_shape *s, double *ms) {
     tw_gemm_args args = {
-        .dtype = TW_DTYPE_F32, .trans_a = s->trans_a, .trans_b = s->trans_b,
+        .dtype = r->dtype, .trans_a = s->trans_a, .trans_b = s->trans_b,
         .m = s->m, .n = s->n, .k = s->k, .batch = s->batch, .alpha = 1.0f, .beta = 0.0f,
-        .a = tw_at(r->a, 0), .lda = bench_gemm_lda(s), .stride_a = (int64_t)bench_gemm_a_elements(s),
-        .b = tw_at(r->b, 0), .ldb = bench_gemm_ldb(s), .stride_b = (int64_t)bench_gemm_b_elements(s),
-        .c = tw_at(r->c, 0), .ldc = s->n, .stride_c = (int64_t)bench_gemm_c_elements(s),
+        .a = tw_at_typed(r->a, 0, r->dtype), .lda = bench_gemm_lda(s),
+        .stride_a = (int64_t)bench_gemm_a_elements(s),
+        .b = tw_at_typed(r->b, 0, r->dtype), .ldb = bench_gemm_ldb(s),
+        .stride_b = (int64_t)bench_gemm_b_elements(s),
+        .c = tw_at_typed(r->c, 0, r->dtype), .ldc = s->n,
+        .stride_c = (int64_t)bench_gemm_c_elements(s),
     };
     tw_status status = tw_device_sync(r->device);
     double start = cli_now_ms();
@@ -184,14 +197,44 @@ static int peer_once(gemm_run *r, double *ms) {
     return r->peer.run(&r->peer, ms) ? CLI_EXIT_OK : CLI_EXIT_RUNTIME;
 }
 
-/* Opens one twist device, sets the implementation and checks that the shape fits it. */
+/* Opens one twist device, sets the implementation (and variant) and checks that the shape and
+ * its type fit it. */
 static int side_open(const gemm_options *o, const gemm_sizes *z, const char *spec,
-                     gemm_side *side) {
+                     tw_dtype dtype, const char *variant, gemm_side *side) {
     tw_status status = tw_device_open(spec, &side->device);
     if (status != TW_OK) return cli_library_error(PROG, status);
+    side->dtype = dtype;
     status = tw_device_set_gemm_impl(side->device, (tw_gemm_impl)o->impl);
+    if (status == TW_OK && variant)
+        status = tw_device_force_kernel_variant(side->device, "gemm", variant);
     if (status != TW_OK) return cli_library_error(PROG, status);
+    if (!tw_device_supports_dtype(side->device, "gemm", dtype))
+        return cli_runtime_error(PROG, "%s does not run gemm in %s", spec, tw_dtype_name(dtype));
     return check_memory(o, tw_device_get_info(side->device), z);
+}
+
+/* Uploads `bytes` of fp32 host values to a buffer of `dtype` (rounded when 16-bit). */
+static tw_status upload_typed(tw_buffer *dst, const float *src, size_t bytes, tw_dtype dtype) {
+    if (dtype == TW_DTYPE_F32) return tw_buffer_upload(dst, 0, src, bytes);
+    const size_t count = bytes / sizeof(float);
+    uint16_t *narrow = malloc(count * sizeof *narrow);
+    if (!narrow) return tw_error(TW_ERR_OUT_OF_MEMORY, "out of host memory for the inputs");
+    for (size_t i = 0; i < count; i++)
+        narrow[i] = dtype == TW_DTYPE_BF16 ? tw_f32_to_bf16(src[i]) : tw_f32_to_f16(src[i]);
+    tw_status status = tw_buffer_upload(dst, 0, narrow, count * sizeof *narrow);
+    free(narrow);
+    return status;
+}
+
+/* Downloads C (`bytes` as fp32) from a buffer of `dtype`, widened to fp32. */
+static tw_status download_typed(const tw_buffer *src, float *dst, size_t bytes, tw_dtype dtype) {
+    if (dtype == TW_DTYPE_F32) return tw_buffer_download(src, 0, dst, bytes);
+    const size_t count = bytes / sizeof(float);
+    tw_status status = tw_buffer_download(src, 0, dst, count * 2); /* then widened in place */
+    const uint16_t *narrow = (const uint16_t *)dst;
+    for (size_t i = count; status == TW_OK && i-- > 0;)
+        dst[i] = dtype == TW_DTYPE_BF16 ? tw_bf16_to_f32(narrow[i]) : tw_f16_to_f32(narrow[i]);
+    return status;
 }
 
 /* Allocates a device's buffers and uploads the inputs. */
@@ -200,19 +243,24 @@ static int side_upload(const gemm_options *o, const gemm_sizes *z, const gemm_ru
     tw_status status;
     side->ms = calloc((size_t)o->repeat, sizeof(double));
     if (!side->ms) return cli_runtime_error(PROG, "out of host memory");
-    if ((status = tw_buffer_alloc(side->device, z->a, &side->a)) != TW_OK ||
-        (status = tw_buffer_alloc(side->device, z->b, &side->b)) != TW_OK ||
-        (status = tw_buffer_alloc(side->device, z->c, &side->c)) != TW_OK ||
-        (status = tw_buffer_upload(side->a, 0, r->host_a, z->a)) != TW_OK ||
-        (status = tw_buffer_upload(side->b, 0, r->host_b, z->b)) != TW_OK)
+    /* z counts fp32 bytes; a 16-bit type needs half. */
+    const size_t element = tw_dtype_size(side->dtype);
+    if ((status = tw_buffer_alloc(side->device, z->a / 4 * element, &side->a)) != TW_OK ||
+        (status = tw_buffer_alloc(side->device, z->b / 4 * element, &side->b)) != TW_OK ||
+        (status = tw_buffer_alloc(side->device, z->c / 4 * element, &side->c)) != TW_OK ||
+        (status = upload_typed(side->a, r->host_a, z->a, side->dtype)) != TW_OK ||
+        (status = upload_typed(side->b, r->host_b, z->b, side->dtype)) != TW_OK)
         return cli_library_error(PROG, status);
     return CLI_EXIT_OK;
 }
 
 /* The device (and --also's), checked before anything is allocated; the inputs; the peer. */
 static int gemm_prepare(const gemm_options *o, const gemm_sizes *z, gemm_run *r) {
-    int rc = side_open(o, z, o->device, &r->main);
-    if (rc == CLI_EXIT_OK && o->also) rc = side_open(o, z, o->also, &r->also);
+    const tw_dtype dtype = DTYPE_VALUES[o->dtype];
+    const tw_dtype also_dtype = o->also_dtype < 0 ? dtype : DTYPE_VALUES[o->also_dtype];
+    int rc = side_open(o, z, o->device, dtype, o->variant, &r->main);
+    if (rc == CLI_EXIT_OK && o->also)
+        rc = side_open(o, z, o->also, also_dtype, o->also_variant, &r->also);
     if (rc != CLI_EXIT_OK) return rc;
     r->host_a = malloc(z->a);
     r->host_b = malloc(z->b);
@@ -274,8 +322,9 @@ typedef struct gemm_report {
 
 /* Downloads the results and compares the device's with --also's and the peer's. */
 static int gemm_compare(const gemm_options *o, const gemm_sizes *z, gemm_run *r, gemm_report *g) {
-    tw_status status = tw_buffer_download(r->main.c, 0, r->host_c, z->c);
-    if (status == TW_OK && o->also) status = tw_buffer_download(r->also.c, 0, r->also_c, z->c);
+    tw_status status = download_typed(r->main.c, r->host_c, z->c, r->main.dtype);
+    if (status == TW_OK && o->also)
+        status = download_typed(r->also.c, r->also_c, z->c, r->also.dtype);
     if (status != TW_OK) return cli_library_error(PROG, status);
     const size_t count = z->c / sizeof(float);
     if (o->also) max_difference(r->host_c, r->also_c, count, &g->also_max_diff, &g->also_max_value);
@@ -288,21 +337,24 @@ static int gemm_compare(const gemm_options *o, const gemm_sizes *z, gemm_run *r,
 static void print_gemm_text(const gemm_options *o, const gemm_run *r, const gemm_report *g) {
     const tw_device_info *info = tw_device_get_info(r->main.device);
     const bench_gemm_shape *s = &o->shape;
-    printf("gemm on %s (%s): m=%d n=%d k=%d batch=%d%s%s impl=%s, median of %d run(s)\n",
+    printf("gemm on %s (%s): m=%d n=%d k=%d batch=%d%s%s impl=%s%s%s dtype=%s, median of %d "
+           "run(s)\n",
            info->spec, info->name, s->m, s->n, s->k, s->batch, s->trans_a ? " trans-a" : "",
-           s->trans_b ? " trans-b" : "", IMPL_CHOICES[o->impl], o->repeat);
+           s->trans_b ? " trans-b" : "", IMPL_CHOICES[o->impl], o->variant ? " variant=" : "",
+           o->variant ? o->variant : "", tw_dtype_name(r->main.dtype), o->repeat);
     printf("  twist  %10.3f ms  %9.1f GFLOP/s\n", g->twist_ms, g->flops / g->twist_ms * 1e-6);
     if (o->also) {
         const tw_device_info *also = tw_device_get_info(r->also.device);
-        printf("  also   %10.3f ms  %9.1f GFLOP/s  (twist on %s: %s)\n", g->also_ms,
-               g->flops / g->also_ms * 1e-6, also->spec, also->name);
+        printf("  also   %10.3f ms  %9.1f GFLOP/s  (twist on %s: %s, %s%s%s)\n", g->also_ms,
+               g->flops / g->also_ms * 1e-6, also->spec, also->name, tw_dtype_name(r->also.dtype),
+               o->also_variant ? ", variant " : "", o->also_variant ? o->also_variant : "");
         printf("  ratio %s/%s  %.3f\n", info->spec, also->spec, g->also_ms / g->twist_ms);
         printf("  max |%s - %s| = %.3g  (max |C| = %.3g)\n", info->spec, also->spec,
                g->also_max_diff, g->also_max_value);
     }
     if (!o->peer) return;
-    printf("  peer   %10.3f ms  %9.1f GFLOP/s  (%s)\n", g->peer_ms, g->flops / g->peer_ms * 1e-6,
-           r->peer.name);
+    printf("  peer   %10.3f ms  %9.1f GFLOP/s  (%s, f32)\n", g->peer_ms,
+           g->flops / g->peer_ms * 1e-6, r->peer.name);
     printf("  ratio twist/peer  %.3f\n", g->peer_ms / g->twist_ms);
     printf("  max |twist - peer| = %.3g  (max |C| = %.3g)\n", g->max_diff, g->max_value);
 }
@@ -329,6 +381,8 @@ static void write_gemm_record(output *out, const gemm_options *o, const gemm_run
     tw_record_bool(j, "trans_a", s->trans_a);
     tw_record_bool(j, "trans_b", s->trans_b);
     tw_record_string(j, "impl", IMPL_CHOICES[o->impl]);
+    tw_record_string(j, "dtype", tw_dtype_name(r->main.dtype));
+    if (o->variant) tw_record_string(j, "variant", o->variant);
     tw_record_int(j, "repeat", o->repeat);
     tw_record_number(j, "flops", g->flops);
     if (j) timing_object(j, "twist", g->twist_ms, g->flops);
@@ -337,6 +391,8 @@ static void write_gemm_record(output *out, const gemm_options *o, const gemm_run
         cJSON *side = timing_object(j, "also", g->also_ms, g->flops);
         tw_record_string(side, "device", also->spec);
         tw_record_string(side, "device_name", also->name);
+        tw_record_string(side, "dtype", tw_dtype_name(r->also.dtype));
+        if (o->also_variant) tw_record_string(side, "variant", o->also_variant);
         tw_record_number(side, "ratio", g->also_ms / g->twist_ms); /* device / also */
         tw_record_number(side, "max_abs_diff", g->also_max_diff);
     }
@@ -375,7 +431,8 @@ static int run_gemm(const gemm_options *o, output *out) {
 }
 
 int cmd_bench_gemm(int argc, char **argv) {
-    gemm_options o = {.shape = {.batch = 1}, .impl = TW_GEMM_AUTO, .repeat = 10};
+    gemm_options o = {.shape = {.batch = 1}, .impl = TW_GEMM_AUTO, .repeat = 10,
+                      .also_dtype = -1};
     const long long INT_LIMIT = 2147483647;
     arg_spec specs[] = {
         {.name = "--device", .kind = ARG_STRING, .dest = &o.device, .metavar = "SPEC",
@@ -403,6 +460,16 @@ int cmd_bench_gemm(int argc, char **argv) {
         {.name = "--also", .kind = ARG_STRING, .dest = &o.also, .metavar = "SPEC",
          .help = "also run twist on a second device in the same rotation and print the ratio "
                  "--device/--also (e.g. --device vulkan:0 --also opencl:0)"},
+        {.name = "--dtype", .kind = ARG_CHOICE, .dest = &o.dtype, .metavar = "f32|bf16|f16",
+         .help = "type of A, B and C (fp32 accumulation; inputs rounded from the same fp32 "
+                 "numbers; the peer stays fp32), default f32", .choices = DTYPE_CHOICES},
+        {.name = "--also-dtype", .kind = ARG_CHOICE, .dest = &o.also_dtype,
+         .metavar = "f32|bf16|f16", .help = "type for --also's device, default --dtype's",
+         .choices = DTYPE_CHOICES},
+        {.name = "--variant", .kind = ARG_STRING, .dest = &o.variant, .metavar = "NAME",
+         .help = "force this gemm kernel variant on --device (see 'twist devices --ops')"},
+        {.name = "--also-variant", .kind = ARG_STRING, .dest = &o.also_variant,
+         .metavar = "NAME", .help = "force this gemm kernel variant on --also's device"},
         output_json_spec(&o.json, "a record (JSON) on stdout instead of the text, or appended "
                                   "to FILE"),
     };
@@ -410,9 +477,11 @@ int cmd_bench_gemm(int argc, char **argv) {
         .name = PROG,
         .synopsis = "twist bench gemm --device SPEC --m M --n N --k K [--trans-a] [--trans-b]\n"
                     "                        [--batch B] [--impl auto|vendor|own] [--repeat R]\n"
-                    "                        [--peer] [--also SPEC] [--json[=FILE]]",
-        .summary = "Times fp32 C = op(A) op(B) on one device and reports GFLOP/s (median of R\n"
-                   "runs after a warm-up). With --peer, the same shape and inputs also run through\n"
+                    "                        [--peer] [--also SPEC] [--dtype f32|bf16|f16]\n"
+                    "                        [--also-dtype f32|bf16|f16] [--variant NAME]\n"
+                    "                        [--also-variant NAME] [--json[=FILE]]",
+        .summary = "Times C = op(A) op(B) (fp32, or --dtype) on one device and reports GFLOP/s\n"
+                   "(median of R runs after a warm-up). With --peer, the same shape and inputs also run through\n"
                    "the device's natural peer library, alternating with twist run by run, and the\n"
                    "ratio twist/peer and the largest difference of the results are printed.\n"
                    "With --also SPEC, twist on a second device joins the rotation and the ratio\n"
@@ -422,6 +491,8 @@ int cmd_bench_gemm(int argc, char **argv) {
     };
     args_result parsed = args_parse(&command, argc, argv);
     if (parsed != ARGS_OK) return parsed == ARGS_HELP ? CLI_EXIT_OK : CLI_EXIT_USAGE;
+    if (!o.also && (o.also_dtype >= 0 || o.also_variant))
+        return args_usage_error(PROG, "--also-dtype and --also-variant need --also SPEC");
     output out;
     int rc = output_open(&out, PROG, "bench gemm", o.json);
     if (rc == CLI_EXIT_OK) rc = run_gemm(&o, &out);

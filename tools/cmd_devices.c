@@ -1,6 +1,7 @@
-/* `twist devices [--json[=FILE]]`: every device of every compiled-in backend, then the backends that
- * are built but found no device (no driver or runtime here, with the backend's own reason where
- * it gives one) and those not built at all. */
+/* `twist devices [--ops] [--json[=FILE]]`: every device of every compiled-in backend, then the
+ * backends that are built but found no device (no driver or runtime here, with the backend's own
+ * reason where it gives one) and those not built at all. With --ops, every device is opened and
+ * the op list follows: per op, the data types each device runs it in and its kernel variants. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,6 +9,7 @@
 #include "args.h"
 #include "cli.h"
 #include "output.h"
+#include "twist/backend_support.h" /* the op list: tw_op_name */
 #include "twist/memory.h"
 #include "twist/peak.h"
 
@@ -142,10 +144,118 @@ static void print_table(const device_list *list) {
     }
 }
 
+/* ---- the op list (--ops) ---------------------------------------------------------------- */
+
+static const tw_dtype OP_DTYPES[] = {TW_DTYPE_F32, TW_DTYPE_BF16, TW_DTYPE_F16};
+enum { OP_DTYPE_COUNT = 3, MAX_VARIANTS = 16 };
+
+/* What one device says about every op: the data types (a bit per OP_DTYPES entry) and the
+ * kernel variants; `open_error` when the device could not be opened. */
+typedef struct device_ops {
+    unsigned dtypes[TW_OP_COUNT];
+    const char *variants[TW_OP_COUNT][MAX_VARIANTS];
+    int variant_count[TW_OP_COUNT];
+    char open_error[256];
+} device_ops;
+
+static void query_ops(const tw_device_info *info, device_ops *ops) {
+    memset(ops, 0, sizeof *ops);
+    tw_device *device = NULL;
+    if (tw_device_open(info->spec, &device) != TW_OK) {
+        snprintf(ops->open_error, sizeof ops->open_error, "%s", tw_last_error());
+        tw_clear_error();
+        return;
+    }
+    for (int op = 0; op < TW_OP_COUNT; op++) {
+        const char *name = tw_op_name((tw_op_id)op);
+        for (int d = 0; d < OP_DTYPE_COUNT; d++)
+            if (tw_device_supports_dtype(device, name, OP_DTYPES[d])) ops->dtypes[op] |= 1u << d;
+        int count = tw_device_kernel_variants(device, name, ops->variants[op], MAX_VARIANTS);
+        ops->variant_count[op] = count < MAX_VARIANTS ? count : MAX_VARIANTS;
+    }
+    tw_device_close(device);
+}
+
+/* "f32 bf16 f16" */
+static void dtypes_cell(unsigned mask, char *out, size_t size) {
+    out[0] = '\0';
+    for (int d = 0; d < OP_DTYPE_COUNT; d++)
+        if (mask & (1u << d))
+            snprintf(out + strlen(out), size - strlen(out), "%s%s", out[0] ? " " : "",
+                     tw_dtype_name(OP_DTYPES[d]));
+}
+
+/* One row per op, one column per device: the data types; then the ops with kernel variants. */
+static void print_ops(const device_list *list, const device_ops *ops) {
+    printf("\nData types per op (every device runs every op in f32):\n");
+    int widths[64 + 1];
+    const int devices = list->count < 64 ? list->count : 64;
+    widths[0] = (int)strlen("OP");
+    for (int op = 0; op < TW_OP_COUNT; op++)
+        if ((int)strlen(tw_op_name((tw_op_id)op)) > widths[0])
+            widths[0] = (int)strlen(tw_op_name((tw_op_id)op));
+    for (int i = 0; i < devices; i++) {
+        widths[i + 1] = (int)strlen(list->infos[i].spec);
+        if (ops[i].open_error[0] && widths[i + 1] < 14) widths[i + 1] = 14;
+        for (int op = 0; op < TW_OP_COUNT; op++) {
+            char cell[32];
+            dtypes_cell(ops[i].dtypes[op], cell, sizeof cell);
+            if ((int)strlen(cell) > widths[i + 1]) widths[i + 1] = (int)strlen(cell);
+        }
+    }
+    printf("%-*s", widths[0], "OP");
+    for (int i = 0; i < devices; i++)
+        printf("  %-*s", i == devices - 1 ? 0 : widths[i + 1], list->infos[i].spec);
+    printf("\n");
+    for (int op = 0; op < TW_OP_COUNT; op++) {
+        printf("%-*s", widths[0], tw_op_name((tw_op_id)op));
+        for (int i = 0; i < devices; i++) {
+            char cell[32];
+            if (ops[i].open_error[0]) snprintf(cell, sizeof cell, "(cannot open)");
+            else dtypes_cell(ops[i].dtypes[op], cell, sizeof cell);
+            printf("  %-*s", i == devices - 1 ? 0 : widths[i + 1], cell);
+        }
+        printf("\n");
+    }
+    for (int i = 0; i < devices; i++) {
+        if (ops[i].open_error[0]) {
+            printf("%s: cannot open: %s\n", list->infos[i].spec, ops[i].open_error);
+            continue;
+        }
+        for (int op = 0; op < TW_OP_COUNT; op++) {
+            if (ops[i].variant_count[op] == 0) continue;
+            printf("%s %s kernel variants:", list->infos[i].spec, tw_op_name((tw_op_id)op));
+            for (int v = 0; v < ops[i].variant_count[op]; v++) printf(" %s", ops[i].variants[op][v]);
+            printf("\n");
+        }
+    }
+}
+
+/* "ops": {"gemm": {"dtypes": ["f32", "bf16"], "variants": [...]}, ...} in a device record. */
+static void record_ops(cJSON *record, const device_ops *ops) {
+    if (!record) return;
+    if (ops->open_error[0]) {
+        tw_record_string(record, "ops_error", ops->open_error);
+        return;
+    }
+    cJSON *all = cJSON_AddObjectToObject(record, "ops");
+    for (int op = 0; all && op < TW_OP_COUNT; op++) {
+        cJSON *entry = cJSON_AddObjectToObject(all, tw_op_name((tw_op_id)op));
+        cJSON *dtypes = cJSON_AddArrayToObject(entry, "dtypes");
+        for (int d = 0; d < OP_DTYPE_COUNT; d++)
+            if (ops->dtypes[op] & (1u << d))
+                cJSON_AddItemToArray(dtypes, cJSON_CreateString(tw_dtype_name(OP_DTYPES[d])));
+        cJSON *variants = cJSON_AddArrayToObject(entry, "variants");
+        for (int v = 0; v < ops->variant_count[op]; v++)
+            cJSON_AddItemToArray(variants, cJSON_CreateString(ops->variants[op][v]));
+    }
+}
+
 /* ---- records --------------------------------------------------------------------------- */
 
-/* One "device" record per device, then one "backend" record per backend. */
-static void write_records(output *out, const device_list *list) {
+/* One "device" record per device (with "ops" when --ops gave `ops`), then one "backend" record
+ * per backend. */
+static void write_records(output *out, const device_list *list, const device_ops *ops) {
     for (int i = 0; i < list->count; i++) {
         const tw_device_info *info = &list->infos[i];
         cJSON *r = output_new(out, "device");
@@ -169,6 +279,7 @@ static void write_records(output *out, const device_list *list) {
         if (peak->gbps > 0) tw_record_number(r, "peak_gbps", peak->gbps);
         else tw_record_null(r, "peak_gbps");
         tw_record_string(r, "peak_gbps_source", tw_peak_source_name(peak->gbps_source));
+        if (ops) record_ops(r, &ops[i]);
         output_record(out, r);
     }
     for (int kind = 0; kind < TW_BACKEND_COUNT; kind++) {
@@ -184,17 +295,20 @@ static void write_records(output *out, const device_list *list) {
 
 int cmd_devices(int argc, char **argv) {
     const char *json = NULL;
-    bool no_measure = false;
+    bool no_measure = false, list_ops = false;
     arg_spec specs[] = {
         output_json_spec(&json, "records (JSON lines) on stdout instead of the table, or "
                                 "appended to FILE"),
         {.name = "--no-measure", .kind = ARG_FLAG, .dest = &no_measure,
          .help = "do not measure the peaks the driver does not give (they show as '?' until "
                  "measured)"},
+        {.name = "--ops", .kind = ARG_FLAG, .dest = &list_ops,
+         .help = "also open every device and list, per op, the data types it runs (f32, bf16, "
+                 "f16) and its kernel variants"},
     };
     args_command command = {
         .name = PROG,
-        .synopsis = "twist devices [--json[=FILE]]",
+        .synopsis = "twist devices [--ops] [--no-measure] [--json[=FILE]]",
         .summary = "Lists every device of every backend built into this twist (spec, type, name,\n"
                    "vendor, driver, compute units, memory, free memory, peak FP32 GFLOP/s and\n"
                    "memory GB/s), and the backends that are built but found no device or are not\n"
@@ -202,7 +316,10 @@ int cmd_devices(int argc, char **argv) {
                    "A peak is 'spec' when it comes from the driver's clocks and unit counts, or\n"
                    "'measured': a short GEMM and a copy, timed once per device and driver and\n"
                    "cached in the twist cache directory ($TWIST_CACHE_DIR, $XDG_CACHE_HOME/twist\n"
-                   "or ~/.cache/twist: peaks.json; delete it to measure again).",
+                   "or ~/.cache/twist: peaks.json; delete it to measure again).\n"
+                   "--ops adds the op list: per op, the data types each device runs it in (every\n"
+                   "op runs in f32 everywhere; bf16 and f16 where the backend has them) and the\n"
+                   "kernel variants it chooses between.",
         .specs = specs,
         .count = (int)(sizeof specs / sizeof specs[0]),
     };
@@ -216,8 +333,20 @@ int cmd_devices(int argc, char **argv) {
     rc = load_devices(&list);
     if (rc != CLI_EXIT_OK) return output_close(&out, rc);
     if (!no_measure) measure_unknown(&list);
+    device_ops *ops = NULL;
+    if (list_ops) {
+        ops = calloc((size_t)(list.count > 0 ? list.count : 1), sizeof *ops);
+        if (!ops) {
+            free(list.infos);
+            free(list.peaks);
+            return output_close(&out, cli_runtime_error(PROG, "out of host memory"));
+        }
+        for (int i = 0; i < list.count; i++) query_ops(&list.infos[i], &ops[i]);
+    }
     if (out.text) print_table(&list);
-    if (out.sink) write_records(&out, &list);
+    if (out.text && ops) print_ops(&list, ops);
+    if (out.sink) write_records(&out, &list, ops);
+    free(ops);
     free(list.infos);
     free(list.peaks);
     return output_close(&out, CLI_EXIT_OK);

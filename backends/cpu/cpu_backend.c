@@ -44,8 +44,8 @@ static int cpu_enumerate(tw_device_info *out, int capacity) {
     snprintf(info->vendor, sizeof info->vendor, "unknown");
     read_cpuinfo_field("model name", info->name, sizeof info->name);
     read_cpuinfo_field("vendor_id", info->vendor, sizeof info->vendor);
-    snprintf(info->driver, sizeof info->driver, "OpenBLAS (%s kernels) + OpenMP",
-             tw_cpu_blas_core());
+    snprintf(info->driver, sizeof info->driver, "OpenBLAS (%s kernels) + OpenMP%s",
+             tw_cpu_blas_core(), tw_cpu_has_avx512_bf16() ? " + AVX512-BF16" : "");
     info->type = TW_DEVICE_TYPE_CPU;
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     info->compute_units = cores > 0 ? (int)cores : 1;
@@ -66,6 +66,7 @@ static tw_status cpu_open(int index, tw_device *device, void **context) {
     tw_cpu_context *cpu = calloc(1, sizeof *cpu);
     if (!cpu) return tw_error(TW_ERR_OUT_OF_MEMORY, "cpu: out of host memory opening the device");
     cpu->device = device;
+    cpu->avx512_bf16 = tw_cpu_has_avx512_bf16();
     *context = cpu;
     return TW_OK;
 }
@@ -175,6 +176,8 @@ static const tw_backend_vtable cpu_vtable = {
     .free_memory = cpu_free_memory,
     .supports_dtype = tw_cpu_supports_dtype,
     .convert = tw_cpu_convert,
+    .variants = tw_cpu_variants,
+    .force_variant = tw_cpu_force_variant,
 };
 
 const tw_backend_vtable *tw_cpu_backend(void) { return &cpu_vtable; }

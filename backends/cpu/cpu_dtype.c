@@ -14,7 +14,10 @@
  * which keeps the aliasing the fp32 kernel expects. Only elements the kernel changed are written
  * back: elements inside a tensor's range that the op does not touch (the gaps between rows when
  * ld > cols, the other heads of a packed QKV) keep their bits, NaN payloads included.
- */
+ *
+ * Two exceptions go faster: gathers and overwriting scatters copy 16-bit elements as they are
+ * (cpu_ops.c), and bf16 GEMM uses AVX512-BF16 dot products where the CPU has them
+ * (cpu_gemm_bf16.c; f16 GEMM is widened for OpenBLAS's sgemm). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -271,9 +274,43 @@ tw_status tw_cpu_gemm_widened(void *context, const tw_gemm_args *args) {
 /* The ops in every type: the vtable's entries (TW_BACKEND_OP_INITIALISERS(tw_cpu_typed))     */
 /* ------------------------------------------------------------------------------------------ */
 
+/* bf16 goes to the AVX512-BF16 kernel where the CPU has one (unless the openblas variant is
+ * forced); f16 is always widened to fp32 for OpenBLAS (x86 CPUs have no f16 dot product short
+ * of AVX512-FP16, which Zen 4 lacks). */
 tw_status tw_cpu_typed_gemm(void *context, const tw_gemm_args *args) {
+    const tw_cpu_context *cpu = context;
     if (!is_half(args->dtype)) return tw_cpu_gemm(context, args);
+    if (args->dtype == TW_DTYPE_BF16 && cpu->avx512_bf16 &&
+        cpu->gemm_variant != TW_CPU_GEMM_OPENBLAS)
+        return tw_cpu_gemm_bf16(context, args);
     return tw_cpu_gemm_widened(context, args);
+}
+
+/* The "gemm" variants: openblas always, avx512-bf16 where the CPU has it (other ops have one). */
+int tw_cpu_variants(void *context, const char *op, const char **names, int capacity) {
+    const tw_cpu_context *cpu = context;
+    if (strcmp(op, "gemm") != 0) return 0;
+    const char *all[] = {"openblas", "avx512-bf16"};
+    const int count = cpu->avx512_bf16 ? 2 : 1;
+    for (int i = 0; i < count && i < capacity; i++) names[i] = all[i];
+    return count;
+}
+
+tw_status tw_cpu_force_variant(void *context, const char *op, const char *name) {
+    tw_cpu_context *cpu = context;
+    if (strcmp(op, "gemm") != 0) {
+        if (!name) return TW_OK;
+        return tw_error(TW_ERR_NOT_FOUND, "cpu has a single %s kernel: no variant \"%s\"", op,
+                        name);
+    }
+    if (!name) cpu->gemm_variant = TW_CPU_GEMM_AUTO;
+    else if (strcmp(name, "openblas") == 0) cpu->gemm_variant = TW_CPU_GEMM_OPENBLAS;
+    else if (strcmp(name, "avx512-bf16") == 0 && cpu->avx512_bf16)
+        cpu->gemm_variant = TW_CPU_GEMM_AVX512_BF16;
+    else
+        return tw_error(TW_ERR_NOT_FOUND, "cpu gemm has no variant \"%s\" (variants: openblas%s)",
+                        name, cpu->avx512_bf16 ? ", avx512-bf16" : "; avx512-bf16 needs a CPU with AVX512-BF16");
+    return TW_OK;
 }
 
 static tw_status attention(void *context, const tw_attention_args *args, bool backward) {
@@ -468,17 +505,15 @@ tw_status tw_cpu_typed_adamw_step(void *context, size_t n, const tw_adamw_args *
     return WIDE_RUN(&op, tw_cpu_adamw_step(context, n, args, param, grad, m, v));
 }
 
+/* Gathers and overwriting scatters copy 16-bit elements as they are (cpu_ops.c). */
 tw_status tw_cpu_typed_gather_rows(void *context, int src_rows, int cols, int count, tw_mem idx,
                                    tw_mem src, tw_mem dst) {
-    wide_op op;
-    wide_init(&op, context);
-    wide_add(&op, &src, MATRIX(src_rows, cols), false);
-    wide_add(&op, &dst, MATRIX(count, cols), true);
-    return WIDE_RUN(&op, tw_cpu_gather_rows(context, src_rows, cols, count, idx, src, dst));
+    return tw_cpu_gather_rows(context, src_rows, cols, count, idx, src, dst);
 }
 
 tw_status tw_cpu_typed_scatter_rows(void *context, int dst_rows, int cols, int count, tw_mem idx,
                                     tw_mem src, tw_mem dst, bool accumulate) {
+    if (!accumulate) return tw_cpu_scatter_rows(context, dst_rows, cols, count, idx, src, dst, false);
     wide_op op;
     wide_init(&op, context);
     wide_add(&op, &src, MATRIX(count, cols), false);
@@ -489,15 +524,12 @@ tw_status tw_cpu_typed_scatter_rows(void *context, int dst_rows, int cols, int c
 
 tw_status tw_cpu_typed_gather_cols(void *context, int rows, int src_cols, int count, tw_mem idx,
                                    tw_mem src, tw_mem dst) {
-    wide_op op;
-    wide_init(&op, context);
-    wide_add(&op, &src, MATRIX(rows, src_cols), false);
-    wide_add(&op, &dst, MATRIX(rows, count), true);
-    return WIDE_RUN(&op, tw_cpu_gather_cols(context, rows, src_cols, count, idx, src, dst));
+    return tw_cpu_gather_cols(context, rows, src_cols, count, idx, src, dst);
 }
 
 tw_status tw_cpu_typed_scatter_cols(void *context, int rows, int dst_cols, int count, tw_mem idx,
                                     tw_mem src, tw_mem dst, bool accumulate) {
+    if (!accumulate) return tw_cpu_scatter_cols(context, rows, dst_cols, count, idx, src, dst, false);
     wide_op op;
     wide_init(&op, context);
     wide_add(&op, &src, MATRIX(rows, count), false);

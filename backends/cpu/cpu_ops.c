@@ -511,16 +511,35 @@ tw_status tw_cpu_adamw_step(void *context, size_t n, const tw_adamw_args *args, 
 /* Gather / scatter                                                                           */
 /* ------------------------------------------------------------------------------------------ */
 
+/* Gathers and overwriting scatters copy elements, so they run on any element size as they are
+ * (bf16 and f16 need no widening); an accumulating scatter adds in fp32 (cpu_dtype.c widens its
+ * 16-bit tensors first). ELEMENT_COPY instantiates a loop for 2- and 4-byte elements. */
+#define ELEMENT_COPY(size, body)                                                                  \
+    do {                                                                                          \
+        if ((size) == 2) {                                                                        \
+            typedef uint16_t element;                                                             \
+            body;                                                                                 \
+        } else {                                                                                  \
+            typedef uint32_t element;                                                             \
+            body;                                                                                 \
+        }                                                                                         \
+    } while (0)
+
+/* Host pointer of a tensor of any element type. */
+static char *bytes_of(tw_mem mem) {
+    return (char *)mem.buffer->handle + mem.offset * tw_dtype_size(mem.dtype);
+}
+
 tw_status tw_cpu_gather_rows(void *context, int src_rows, int cols, int count, tw_mem idx,
                              tw_mem src, tw_mem dst) {
     (void)context;
     (void)src_rows;
     const int32_t *index = I32(idx);
-    const float *s = F32(src);
-    float *d = F32(dst);
+    const size_t row_bytes = (size_t)cols * tw_dtype_size(src.dtype);
+    const char *s = bytes_of(src);
+    char *d = bytes_of(dst);
     for (int i = 0; i < count; i++)
-        memcpy(d + (size_t)i * (size_t)cols, s + (size_t)index[i] * (size_t)cols,
-               (size_t)cols * sizeof(float));
+        memcpy(d + (size_t)i * row_bytes, s + (size_t)index[i] * row_bytes, row_bytes);
     return TW_OK;
 }
 
@@ -529,12 +548,20 @@ tw_status tw_cpu_scatter_rows(void *context, int dst_rows, int cols, int count, 
     (void)context;
     (void)dst_rows;
     const int32_t *index = I32(idx);
+    if (!accumulate) {
+        const size_t row_bytes = (size_t)cols * tw_dtype_size(src.dtype);
+        const char *s = bytes_of(src);
+        char *d = bytes_of(dst);
+        for (int i = 0; i < count; i++)
+            memcpy(d + (size_t)index[i] * row_bytes, s + (size_t)i * row_bytes, row_bytes);
+        return TW_OK;
+    }
     const float *s = F32(src);
     float *d = F32(dst);
     for (int i = 0; i < count; i++) {
         const float *s_row = s + (size_t)i * (size_t)cols;
         float *d_row = d + (size_t)index[i] * (size_t)cols;
-        for (int c = 0; c < cols; c++) d_row[c] = accumulate ? d_row[c] + s_row[c] : s_row[c];
+        for (int c = 0; c < cols; c++) d_row[c] += s_row[c];
     }
     return TW_OK;
 }
@@ -543,13 +570,15 @@ tw_status tw_cpu_gather_cols(void *context, int rows, int src_cols, int count, t
                              tw_mem src, tw_mem dst) {
     (void)context;
     const int32_t *index = I32(idx);
-    const float *s = F32(src);
-    float *d = F32(dst);
-    for (int r = 0; r < rows; r++) {
-        const float *s_row = s + (size_t)r * (size_t)src_cols;
-        float *d_row = d + (size_t)r * (size_t)count;
-        for (int i = 0; i < count; i++) d_row[i] = s_row[index[i]];
-    }
+    ELEMENT_COPY(tw_dtype_size(src.dtype), {
+        const element *s = (const element *)bytes_of(src);
+        element *d = (element *)bytes_of(dst);
+        for (int r = 0; r < rows; r++) {
+            const element *s_row = s + (size_t)r * (size_t)src_cols;
+            element *d_row = d + (size_t)r * (size_t)count;
+            for (int i = 0; i < count; i++) d_row[i] = s_row[index[i]];
+        }
+    });
     return TW_OK;
 }
 
@@ -557,13 +586,24 @@ tw_status tw_cpu_scatter_cols(void *context, int rows, int dst_cols, int count, 
                               tw_mem src, tw_mem dst, bool accumulate) {
     (void)context;
     const int32_t *index = I32(idx);
+    if (!accumulate) {
+        ELEMENT_COPY(tw_dtype_size(src.dtype), {
+            const element *s = (const element *)bytes_of(src);
+            element *d = (element *)bytes_of(dst);
+            for (int r = 0; r < rows; r++) {
+                const element *s_row = s + (size_t)r * (size_t)count;
+                element *d_row = d + (size_t)r * (size_t)dst_cols;
+                for (int i = 0; i < count; i++) d_row[index[i]] = s_row[i];
+            }
+        });
+        return TW_OK;
+    }
     const float *s = F32(src);
     float *d = F32(dst);
     for (int r = 0; r < rows; r++) {
         const float *s_row = s + (size_t)r * (size_t)count;
         float *d_row = d + (size_t)r * (size_t)dst_cols;
-        for (int i = 0; i < count; i++)
-            d_row[index[i]] = accumulate ? d_row[index[i]] + s_row[i] : s_row[i];
+        for (int i = 0; i < count; i++) d_row[index[i]] += s_row[i];
     }
     return TW_OK;
 }

@@ -310,12 +310,14 @@ tw_status tw_softmax_xent_bwd(tw_device *device, int rows, int vocab, int ld, fl
 tw_status tw_bias_add(tw_device *device, int rows, int cols, tw_mem bias, tw_mem out);
 tw_status tw_bias_bwd(tw_device *device, int rows, int cols, tw_mem dout, tw_mem dbias);
 
-/* Elementwise over n floats: out = a + b;  out = alpha * x. out may alias any input. */
+/* Elementwise over n elements of the op's type: out = a + b;  out = alpha * x. out may alias
+ * any input. */
 tw_status tw_add(tw_device *device, size_t n, tw_mem a, tw_mem b, tw_mem out);
 tw_status tw_scale(tw_device *device, size_t n, float alpha, tw_mem x, tw_mem out);
 
-/* out[0] = sum_i x[i]^2 over n floats (accumulated in at least fp32 with a fixed reduction tree;
- * the CPU reference accumulates in double). Used for global-norm gradient clipping. */
+/* out[0] (fp32) = sum_i x[i]^2 over the n elements of x (accumulated in at least fp32 with a
+ * fixed reduction tree; the CPU reference accumulates in double). Used for global-norm gradient
+ * clipping. */
 tw_status tw_sum_sq(tw_device *device, size_t n, tw_mem x, tw_mem out);
 
 /* AdamW with decoupled weight decay, over n parameters, in place on param, m and v:

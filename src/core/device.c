@@ -289,9 +289,10 @@ tw_status tw_buffer_copy(tw_buffer *dst, size_t dst_offset, const tw_buffer *src
 }
 
 tw_status tw_buffer_fill_f32(tw_buffer *dst, size_t offset, size_t count, float value) {
-    if (offset > SIZE_MAX / 4 || count > SIZE_MAX / 4)
+    const size_t element = tw_dtype_size(TW_DTYPE_F32);
+    if (offset > SIZE_MAX / element || count > SIZE_MAX / element)
         return tw_error(TW_ERR_INVALID_ARGUMENT, "fill: offset or count too large");
-    tw_status status = check_byte_range("fill", dst, offset * 4, count * 4);
+    tw_status status = check_byte_range("fill", dst, offset * element, count * element);
     if (status != TW_OK) return status;
     if (count == 0) return TW_OK;
     tw_device *device = dst->device;
