@@ -58,7 +58,7 @@ cudaError_t tw_cuda_launch_embedding_fwd(cudaStream_t stream, tw_cuda_type type,
                                          int seq_len, int channels, const int32_t *tokens,
                                          const void *wte, const void *wpe, void *out);
 /* Floats of scratch embedding_bwd needs: 0 in fp32; in bf16/f16 an fp32 block of dwte's
- * columns (vocab x a width chosen to keep it near 32 MiB), so that repeated tokens are summed in
+ * columns (vocab x a width chosen to keep it within 256 MiB), so that repeated tokens are summed in
  * fp32 and dwte rounded once. */
 size_t tw_cuda_embedding_bwd_scratch(tw_cuda_type type, int vocab, int channels);
 cudaError_t tw_cuda_launch_embedding_bwd(cudaStream_t stream, tw_cuda_type type, int batch,

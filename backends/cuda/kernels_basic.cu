@@ -602,9 +602,11 @@ cudaError_t tw_cuda_launch_embedding_fwd(cudaStream_t stream, tw_cuda_type type,
     return cudaGetLastError();
 }
 
-// Column blocks of dwte widened at a time in bf16/f16: at most 8 Mi floats (32 MiB) of scratch,
-// at least one column.
-constexpr size_t kEmbeddingScratchFloats = (size_t)8 << 20;
+// Column blocks of dwte widened at a time in bf16/f16: at most 64 Mi floats (256 MiB) of
+// scratch, at least one column. GPT-2's wte (50257 x 768, 38.6 Mi) is one block: every block
+// costs a walk over all (b, t) rows, so fewer blocks are faster; the scratch lives only during
+// the op.
+constexpr size_t kEmbeddingScratchFloats = (size_t)64 << 20;
 
 static int embedding_block_width(tw_cuda_type type, int vocab, int channels) {
     if (type == TW_CUDA_F32) return 0;
