@@ -250,12 +250,24 @@ static tw_status cuda_open(int index, tw_device *device, void **context) {
     }
     if (status == TW_OK) {
         cublasStatus_t cs = cublasSetStream(cu->cublas, cu->stream);
-        /* Plain fp32 unless asked: results stay comparable with the other backends. */
+        /* Plain fp32 unless asked: results stay comparable with the other backends. bf16/f16
+         * GEMMs use tensor cores in either mode; DISALLOW_REDUCED_PRECISION_REDUCTION keeps
+         * their split-K reductions in fp32 (the compute type) rather than in C's 16-bit type,
+         * as twist's "fp32 accumulation" requires (no effect on fp32 GEMMs). */
         cu->tf32 = env_flag("TWIST_CUDA_TF32");
         if (cs == CUBLAS_STATUS_SUCCESS)
-            cs = cublasSetMathMode(cu->cublas, cu->tf32 ? CUBLAS_TF32_TENSOR_OP_MATH
-                                                        : CUBLAS_DEFAULT_MATH);
+            cs = cublasSetMathMode(cu->cublas,
+                                   (cublasMath_t)((cu->tf32 ? CUBLAS_TF32_TENSOR_OP_MATH
+                                                            : CUBLAS_DEFAULT_MATH) |
+                                                  CUBLAS_MATH_DISALLOW_REDUCED_PRECISION_REDUCTION));
         if (cs != CUBLAS_STATUS_SUCCESS) status = tw_cublas_fail(cs, "cublasSetStream/MathMode");
+    }
+    if (status == TW_OK) {
+        /* For supports_dtype: bf16 needs sm_80, f16 sm_60 (cuda_ops.c). */
+        err = cudaDeviceGetAttribute(&cu->cc_major, cudaDevAttrComputeCapabilityMajor, index);
+        if (err == cudaSuccess)
+            err = cudaDeviceGetAttribute(&cu->cc_minor, cudaDevAttrComputeCapabilityMinor, index);
+        if (err != cudaSuccess) status = tw_cuda_fail(err, "cudaDeviceGetAttribute");
     }
     if (status != TW_OK) {
         cuda_close(cu);
@@ -383,6 +395,8 @@ static const tw_backend_vtable cuda_vtable = {
     .force_variant = tw_cuda_force_variant,
     .no_device_reason = cuda_no_device_reason,
     .free_memory = cuda_free_memory,
+    .supports_dtype = tw_cuda_supports_dtype,
+    .convert = tw_cuda_convert,
 };
 
 const tw_backend_vtable *tw_cuda_backend(void) { return &cuda_vtable; }

@@ -1,4 +1,7 @@
-/* GEMM through cuBLAS (cublasSgemmStridedBatched), the CUDA backend's only GEMM.
+/* GEMM through cuBLAS, the CUDA backend's only GEMM: cublasSgemmStridedBatched in fp32,
+ * cublasGemmStridedBatchedEx in bf16 and f16 (A and B of the type, C of the type or fp32,
+ * CUBLAS_COMPUTE_32F: tensor cores with fp32 accumulation; the handle's math mode keeps split-K
+ * reductions in fp32 too, see cuda_open).
  *
  * twist's matrices are row-major and cuBLAS's column-major. A row-major (r, c) matrix with row
  * stride ld is the column-major (c, r) matrix with leading dimension ld, i.e. its transpose, so
@@ -22,12 +25,13 @@ tw_status tw_cuda_set_gemm_impl(void *context, tw_gemm_impl impl) {
 tw_status tw_cuda_gemm(void *context, const tw_gemm_args *args) {
     tw_cuda_context *cu = context;
     TW_TRY(tw_cuda_activate(cu));
-    float *c = tw_cuda_f32(args->c);
+    void *c = tw_cuda_ptr(args->c);
     tw_cuda_range_push("twist:gemm");
     /* k == 0 or alpha == 0: only C = beta C is meant, and A, B need not be touched. */
     if (args->k == 0 || args->alpha == 0.0f) {
-        cudaError_t err = tw_cuda_launch_scale_matrix(cu->stream, c, args->m, args->n, args->ldc,
-                                               args->stride_c, args->batch, args->beta);
+        cudaError_t err = tw_cuda_launch_scale_matrix(
+            cu->stream, (tw_cuda_type)args->c.dtype, c, args->m, args->n, args->ldc,
+            args->stride_c, args->batch, args->beta);
         tw_cuda_range_pop();
         return err == cudaSuccess ? TW_OK : tw_cuda_fail(err, "gemm (C = beta C)");
     }
@@ -38,11 +42,26 @@ tw_status tw_cuda_gemm(void *context, const tw_gemm_args *args) {
     const cublasOperation_t op_a = args->trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
     const cublasOperation_t op_b = args->trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
     const float alpha = args->alpha, beta = args->beta;
+    if (args->dtype != TW_DTYPE_F32) {
+        /* bf16/f16 inputs; C (args->c.dtype) the same type or fp32; alpha and beta are floats
+         * as CUBLAS_COMPUTE_32F wants. Swapped operands as above. */
+        const cudaDataType_t ab_type = args->dtype == TW_DTYPE_BF16 ? CUDA_R_16BF : CUDA_R_16F;
+        const cudaDataType_t c_type = args->c.dtype == TW_DTYPE_F32 ? CUDA_R_32F : ab_type;
+        cublasStatus_t status = cublasGemmStridedBatchedEx(
+            cu->cublas, op_b, op_a, args->n, args->m, args->k, &alpha, tw_cuda_ptr(args->b),
+            ab_type, (int)args->ldb, (long long)args->stride_b, tw_cuda_ptr(args->a), ab_type,
+            (int)args->lda, (long long)args->stride_a, &beta, c, c_type, (int)args->ldc,
+            (long long)args->stride_c, args->batch, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+        tw_cuda_range_pop();
+        return status == CUBLAS_STATUS_SUCCESS
+                   ? TW_OK
+                   : tw_cublas_fail(status, "cublasGemmStridedBatchedEx");
+    }
     /* cuBLAS does not read C when beta == 0, as twist requires. */
     cublasStatus_t status = cublasSgemmStridedBatched(
         cu->cublas, op_b, op_a, args->n, args->m, args->k, &alpha, tw_cuda_f32(args->b),
         (int)args->ldb, (long long)args->stride_b, tw_cuda_f32(args->a), (int)args->lda,
-        (long long)args->stride_a, &beta, c, (int)args->ldc, (long long)args->stride_c,
+        (long long)args->stride_a, &beta, (float *)c, (int)args->ldc, (long long)args->stride_c,
         args->batch);
     tw_cuda_range_pop();
     return status == CUBLAS_STATUS_SUCCESS ? TW_OK

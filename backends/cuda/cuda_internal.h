@@ -26,6 +26,7 @@ typedef struct tw_cuda_context {
     cudaStream_t stream;
     cublasHandle_t cublas;
     bool tf32;         /* TWIST_CUDA_TF32=1: cuBLAS may use TF32 tensor cores */
+    int cc_major, cc_minor; /* compute capability: which data types run (supports_dtype) */
     /* Caching allocator: freed blocks wait here for a request of the same size class. The
      * front end counts the bytes asked for (tw_device_bytes_in_use / peak); these count what is
      * held from the driver, cached blocks included. */
@@ -52,6 +53,11 @@ static inline float *tw_cuda_f32(tw_mem mem) {
 static inline int32_t *tw_cuda_i32(tw_mem mem) {
     return (int32_t *)((tw_cuda_block *)mem.buffer->handle)->ptr + mem.offset;
 }
+/* The device pointer of a tensor of any type: offset counted in elements of mem.dtype. */
+static inline void *tw_cuda_ptr(tw_mem mem) {
+    const size_t size = mem.dtype == TW_DTYPE_F16 || mem.dtype == TW_DTYPE_BF16 ? 2 : 4;
+    return (char *)((tw_cuda_block *)mem.buffer->handle)->ptr + mem.offset * size;
+}
 
 /* Ops (cuda_ops.c, cuda_gemm.c): tw_cuda_gemm, tw_cuda_attention_fwd, ...; the kernels they
  * launch are tw_cuda_launch_<op> (cuda_kernels.h). */
@@ -60,6 +66,9 @@ tw_status tw_cuda_set_gemm_impl(void *context, tw_gemm_impl impl);
 /* Kernel variants (cuda_ops.c): "warp" and "tiled" of "attention_fwd" / "attention_bwd". */
 int tw_cuda_variants(void *context, const char *op, const char **names, int capacity);
 tw_status tw_cuda_force_variant(void *context, const char *op, const char *name);
+/* Data types (cuda_ops.c): the vtable's supports_dtype and convert entries. */
+bool tw_cuda_supports_dtype(void *context, tw_op_id op, tw_dtype dtype);
+tw_status tw_cuda_convert(void *context, size_t n, tw_mem src, tw_mem dst);
 
 /* NVTX range named after the op around each launch: "twist:<op>". */
 void tw_cuda_range_push(const char *op);
