@@ -148,17 +148,6 @@ typedef struct tw_cuda_attention16 {
 cudaError_t tw_cuda_launch_attention16_fwd(cudaStream_t stream, const tw_cuda_attention16 *a);
 cudaError_t tw_cuda_launch_attention16_bwd(cudaStream_t stream, const tw_cuda_attention16 *a);
 
-/* Fused bias + GELU (kernels_fused.cu; issue 17). NOT CALLED BY ANY OP YET and never run on a
- * GPU: a start for when the op list has a fused MLP activation. Forward: h (rows, cols) +=
- * bias; g = gelu(h). Backward: local = gelu'(h) * dg; dh += local; dbias += column sums of
- * local (deterministic, `scratch` doubles from tw_cuda_bias_gelu_bwd_scratch). */
-cudaError_t tw_cuda_launch_bias_gelu_fwd(cudaStream_t stream, tw_cuda_type type, int rows,
-                                         int cols, const void *bias, void *h, void *g);
-size_t tw_cuda_bias_gelu_bwd_scratch(int rows, int cols);
-cudaError_t tw_cuda_launch_bias_gelu_bwd(cudaStream_t stream, tw_cuda_type type, int rows,
-                                         int cols, const void *h, const void *dg, void *dh,
-                                         void *dbias, double *scratch);
-
 #ifdef __cplusplus
 }
 #endif

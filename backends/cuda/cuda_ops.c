@@ -406,6 +406,7 @@ tw_status tw_cuda_force_variant(void *context, const char *op, const char *name)
         }
     return tw_error(TW_ERR_NOT_FOUND, "cuda: %s has no variant \"%s\" (variants: warp, tiled)",
                     op, name);
+}
 
 /* ------------------------------------------------------------------------------------------ */
 /* Attention in bf16 / f16 (kernels_attention16.cu)                                            */
