@@ -157,7 +157,8 @@ static void print_table(const device_list *list) {
     for (int i = 0; i < list->count; i++) {
         const char *why = "";
         const tw_dtype dtype = default_precision(&list->infos[i], &why);
-        printf("%s: default precision %s (%s)\n", list->infos[i].spec,
+        /* Led by words, not the spec: scripts read the table's rows by their first field. */
+        printf("default precision on %s: %s (%s)\n", list->infos[i].spec,
                dtype == TW_DTYPE_BF16 ? "bf16" : "fp32", why);
     }
     if (list->count > 0) printf("\n");
