@@ -315,9 +315,6 @@ static tw_status choose_variant(tw_cuda_context *cu, const tw_attention_args *ar
     }
     const tw_tune_mode mode = tw_tune_mode_from_env();
     if (mode == TW_TUNE_MODE_OFF) return TW_OK;
-    char key[64];
-    tw_attention_class_key(key, sizeof key, backward ? "attention_bwd" : "attention_fwd",
-                           args->head_dim, args->seq_len);
     if (!cu->attention_cache_opened) {
         cu->attention_cache_opened = true;
         const tw_device_info *info = tw_device_get_info(cu->device);
@@ -325,31 +322,11 @@ static tw_status choose_variant(tw_cuda_context *cu, const tw_attention_args *ar
         snprintf(identity, sizeof identity, "%s|%s|attention", info->name, info->vendor);
         cu->attention_cache = tw_tune_cache_open("cuda", identity, info->driver);
     }
-    const char *cached = cu->attention_cache ? tw_tune_cache_get(cu->attention_cache, key) : NULL;
-    for (int v = 0; cached && v < VARIANT_COUNT; v++)
-        if (strcmp(cached, VARIANT_NAMES[v]) == 0) {
-            *variant = v;
-            return TW_OK;
-        }
-    /* The backward takes what its class's forward measured (it cannot run twice in place). */
-    if (backward) return TW_OK;
-    const bool usable[VARIANT_COUNT] = {true, true};
-    double ms[VARIANT_COUNT];
-    int best = -1;
-    TW_TRY(tw_attention_measure(cu->device, args, run_fwd, cu, VARIANT_WARP, usable,
-                                VARIANT_COUNT, &best, ms));
-    if (mode == TW_TUNE_MODE_VERBOSE)
-        fprintf(stderr, "twist: tune: cuda %s: warp %.3f ms, tiled %.3f ms -> %s\n", key,
-                ms[VARIANT_WARP], ms[VARIANT_TILED], VARIANT_NAMES[best]);
-    if (cu->attention_cache) {
-        char bwd_key[64];
-        tw_attention_class_key(bwd_key, sizeof bwd_key, "attention_bwd", args->head_dim,
-                               args->seq_len);
-        tw_tune_cache_put(cu->attention_cache, key, VARIANT_NAMES[best]);
-        tw_tune_cache_put(cu->attention_cache, bwd_key, VARIANT_NAMES[best]);
-    }
-    *variant = best;
-    return TW_OK;
+    const tw_attention_tuning tuning = {
+        .device = cu->device, .cache = cu->attention_cache, .backend = "cuda",
+        .names = VARIANT_NAMES, .count = VARIANT_COUNT, .fwd = run_fwd, .context = cu,
+        .reference = VARIANT_WARP, .margin = 1.0};
+    return tw_attention_tuned_variant(&tuning, args, backward, variant);
 }
 
 static tw_status attention16_fwd(tw_cuda_context *cu, const tw_attention_args *args);
@@ -370,23 +347,16 @@ tw_status tw_cuda_attention_bwd(void *context, const tw_attention_args *args) {
     return bwd_variant(context, args, variant);
 }
 
-static int attention_op_index(const char *op) {
-    if (strcmp(op, "attention_fwd") == 0) return 0;
-    if (strcmp(op, "attention_bwd") == 0) return 1;
-    return -1;
-}
-
 int tw_cuda_variants(void *context, const char *op, const char **names, int capacity) {
     (void)context;
-    if (attention_op_index(op) < 0) return 0;
+    if (tw_attention_op_index(op) < 0) return 0;
     for (int i = 0; i < VARIANT_COUNT && i < capacity; i++) names[i] = VARIANT_NAMES[i];
     return VARIANT_COUNT;
 }
 
 tw_status tw_cuda_force_variant(void *context, const char *op, const char *name) {
     tw_cuda_context *cu = context;
-    const int which = attention_op_index(op);
-    if (which < 0) {
+    if (tw_attention_op_index(op) < 0) {
         if (!name) return TW_OK;
         return tw_error(TW_ERR_NOT_FOUND, "cuda: %s has a single kernel here: no variant \"%s\"",
                         op, name);
@@ -395,17 +365,8 @@ tw_status tw_cuda_force_variant(void *context, const char *op, const char *name)
         cu->attention_forced[0] = cu->attention_forced[1] = -1;
         cu->attention_forced_set = true;
     }
-    if (!name) {
-        cu->attention_forced[which] = -1;
-        return TW_OK;
-    }
-    for (int v = 0; v < VARIANT_COUNT; v++)
-        if (strcmp(name, VARIANT_NAMES[v]) == 0) {
-            cu->attention_forced[which] = v;
-            return TW_OK;
-        }
-    return tw_error(TW_ERR_NOT_FOUND, "cuda: %s has no variant \"%s\" (variants: warp, tiled)",
-                    op, name);
+    return tw_attention_force(cu->attention_forced, "cuda", op, name, VARIANT_NAMES,
+                              VARIANT_COUNT);
 }
 
 /* ------------------------------------------------------------------------------------------ */

@@ -459,39 +459,11 @@ static tw_status choose(tw_vk_context *vk, const tw_attention_args *args, bool b
     *variant = cpu ? VARIANT_ROWS : VARIANT_TILED;
     const tw_tune_mode mode = tw_tune_mode_from_env();
     if (mode == TW_TUNE_MODE_OFF || (cpu && args->seq_len > CPU_MEASURED_T)) return TW_OK;
-    const char *op = backward ? "attention_bwd" : "attention_fwd";
-    char key[64];
-    tw_attention_class_key(key, sizeof key, op, args->head_dim, args->seq_len);
-    tw_tune_cache *cache = tw_vk_tune_cache(vk); /* the device's, shared with GEMM */
-    const char *cached = cache ? tw_tune_cache_get(cache, key) : NULL;
-    for (int v = 0; cached && v < VARIANT_COUNT; v++)
-        if (strcmp(cached, VARIANT_NAMES[v]) == 0) {
-            *variant = v;
-            return TW_OK;
-        }
-    /* The backward takes what its class's forward measured (it cannot run twice in place). */
-    if (backward) return TW_OK;
-    const bool usable[VARIANT_COUNT] = {true, true};
-    double ms[VARIANT_COUNT];
-    int best = -1;
-    TW_TRY(tw_attention_measure(tw_vk_device(vk), args, run_fwd, vk,
-                                cpu ? VARIANT_ROWS : VARIANT_TILED, usable, VARIANT_COUNT, &best,
-                                ms));
-    if (cpu && best == VARIANT_TILED && ms[VARIANT_ROWS] >= 0 &&
-        ms[VARIANT_TILED] > 0.9 * ms[VARIANT_ROWS])
-        best = VARIANT_ROWS;
-    if (mode == TW_TUNE_MODE_VERBOSE)
-        fprintf(stderr, "twist: tune: vulkan %s: rows %.3f ms, tiled %.3f ms -> %s\n", key,
-                ms[VARIANT_ROWS], ms[VARIANT_TILED], VARIANT_NAMES[best]);
-    if (cache) {
-        char bwd_key[64];
-        tw_attention_class_key(bwd_key, sizeof bwd_key, "attention_bwd", args->head_dim,
-                               args->seq_len);
-        tw_tune_cache_put(cache, key, VARIANT_NAMES[best]);
-        tw_tune_cache_put(cache, bwd_key, VARIANT_NAMES[best]);
-    }
-    *variant = best;
-    return TW_OK;
+    const tw_attention_tuning tuning = {
+        .device = tw_vk_device(vk), .cache = tw_vk_tune_cache(vk), /* shared with GEMM */
+        .backend = "vulkan", .names = VARIANT_NAMES, .count = VARIANT_COUNT, .fwd = run_fwd,
+        .context = vk, .reference = *variant, .margin = cpu ? 0.9 : 1.0};
+    return tw_attention_tuned_variant(&tuning, args, backward, variant);
 }
 
 tw_status tw_vk_attention_fwd(void *context, const tw_attention_args *args) {
@@ -506,16 +478,9 @@ tw_status tw_vk_attention_bwd(void *context, const tw_attention_args *args) {
     return run_variant(context, args, true, variant);
 }
 
-/* Which op of the two `op` names: 0 forward, 1 backward, -1 neither. */
-static int op_index(const char *op) {
-    if (strcmp(op, "attention_fwd") == 0) return 0;
-    if (strcmp(op, "attention_bwd") == 0) return 1;
-    return -1;
-}
-
 int tw_vk_attention_variants(tw_vk_context *vk, const char *op, const char **names,
                              int capacity) {
-    if (op_index(op) < 0) return 0;
+    if (tw_attention_op_index(op) < 0) return 0;
     /* Best guess first: tiled on GPUs, rows on CPU devices. */
     const bool cpu = tw_vk_get_limits(vk)->is_cpu;
     const char *order[VARIANT_COUNT] = {VARIANT_NAMES[cpu ? VARIANT_ROWS : VARIANT_TILED],
@@ -525,19 +490,7 @@ int tw_vk_attention_variants(tw_vk_context *vk, const char *op, const char **nam
 }
 
 tw_status tw_vk_attention_force_variant(tw_vk_context *vk, const char *op, const char *name) {
-    const int which = op_index(op);
-    if (which < 0) return tw_error(TW_ERR_NOT_FOUND, "vulkan: no attention op \"%s\"", op);
     tw_vk_attention_state *state = state_of(vk);
     if (!state) return tw_error(TW_ERR_OUT_OF_MEMORY, "vulkan: attention: out of memory");
-    if (!name) {
-        state->forced[which] = -1;
-        return TW_OK;
-    }
-    for (int v = 0; v < VARIANT_COUNT; v++)
-        if (strcmp(name, VARIANT_NAMES[v]) == 0) {
-            state->forced[which] = v;
-            return TW_OK;
-        }
-    return tw_error(TW_ERR_NOT_FOUND, "vulkan: %s has no variant \"%s\" (variants: rows, tiled)",
-                    op, name);
+    return tw_attention_force(state->forced, "vulkan", op, name, VARIANT_NAMES, VARIANT_COUNT);
 }

@@ -307,6 +307,37 @@ tw_status tw_attention_measure(tw_device *device, const tw_attention_args *args,
                                tw_attention_variant_fn fwd, void *context, int reference,
                                const bool *usable, int count, int *best, double *ms);
 
+/* The choice every backend makes the same way once a call is neither forced nor ruled out:
+ * the variant cached for the call's class, or (a forward of an uncached class) the one
+ * tw_attention_measure finds now among `count` variants named `names`, stored in `cache` for the
+ * class's forward and backward. A winner other than `reference` must take at most `margin` of
+ * the reference's time (1: fastest wins; CPU devices use 0.9 so noise cannot pick a kernel
+ * written for GPUs). *variant holds the default on entry and keeps it where nothing is cached
+ * or measured (a backward before its class's forward). TWIST_TUNE=verbose prints the times. */
+typedef struct tw_attention_tuning {
+    tw_device *device;
+    tw_tune_cache *cache; /* may be NULL: measured, not kept */
+    const char *backend;  /* "vulkan", ... for messages */
+    const char *const *names;
+    int count;
+    tw_attention_variant_fn fwd;
+    void *context;
+    int reference;
+    double margin;
+} tw_attention_tuning;
+
+tw_status tw_attention_tuned_variant(const tw_attention_tuning *tuning,
+                                     const tw_attention_args *args, bool backward, int *variant);
+
+/* 0 for "attention_fwd", 1 for "attention_bwd", -1 otherwise. */
+int tw_attention_op_index(const char *op);
+
+/* tw_device_force_kernel_variant for attention: forced[index of op] = the variant called `name`
+ * among names (NULL: -1, back to the tuner). TW_ERR_NOT_FOUND naming the backend and the
+ * variants otherwise. */
+tw_status tw_attention_force(int forced[2], const char *backend, const char *op, const char *name,
+                             const char *const *names, int count);
+
 #ifdef __cplusplus
 }
 #endif

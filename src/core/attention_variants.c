@@ -1,6 +1,7 @@
 /* Choosing between a backend's attention kernel variants by measurement
- * (twist/backend_support.h: tw_attention_measure). Used by the Vulkan (vk_attention.c) and
- * OpenCL (cl_attention.c) backends; the choice is cached per shape class in tw_tune_cache. */
+ * (twist/backend_support.h: tw_attention_measure, tw_attention_tuned_variant). Used by the
+ * Vulkan (vk_attention.c), OpenCL (cl_attention.c) and CUDA (cuda_ops.c) backends; the choice is
+ * cached per shape class in tw_tune_cache. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -94,5 +95,84 @@ tw_status tw_attention_measure(tw_device *device, const tw_attention_args *args,
     if (status != TW_OK) return status;
     if (*best < 0)
         return tw_error(TW_ERR_UNSUPPORTED, "attention_fwd: no attention variant ran");
+    return TW_OK;
+}
+
+int tw_attention_op_index(const char *op) {
+    if (!op) return -1;
+    if (strcmp(op, "attention_fwd") == 0) return 0;
+    if (strcmp(op, "attention_bwd") == 0) return 1;
+    return -1;
+}
+
+tw_status tw_attention_force(int forced[2], const char *backend, const char *op, const char *name,
+                             const char *const *names, int count) {
+    const int which = tw_attention_op_index(op);
+    if (which < 0) return tw_error(TW_ERR_NOT_FOUND, "%s: no attention op \"%s\"", backend, op);
+    if (!name) {
+        forced[which] = -1;
+        return TW_OK;
+    }
+    char listed[256] = "";
+    for (int v = 0; v < count; v++) {
+        if (strcmp(name, names[v]) == 0) {
+            forced[which] = v;
+            return TW_OK;
+        }
+        size_t used = strlen(listed);
+        snprintf(listed + used, sizeof listed - used, "%s%s", v ? ", " : "", names[v]);
+    }
+    return tw_error(TW_ERR_NOT_FOUND, "%s: %s has no variant \"%s\" (variants: %s)", backend, op,
+                    name, listed);
+}
+
+/* Reports a measurement under TWIST_TUNE=verbose: "<name> <ms> ms" per variant (-1: not run). */
+static void print_times(const tw_attention_tuning *tuning, const char *key, const double *ms,
+                        int best) {
+    char line[512];
+    size_t used = (size_t)snprintf(line, sizeof line, "twist: tune: %s %s:", tuning->backend, key);
+    for (int v = 0; v < tuning->count && used < sizeof line; v++)
+        used += (size_t)snprintf(line + used, sizeof line - used, "%s %s %.3f ms", v ? "," : "",
+                                 tuning->names[v], ms[v]);
+    if (used < sizeof line)
+        snprintf(line + used, sizeof line - used, " -> %s", tuning->names[best]);
+    fprintf(stderr, "%s\n", line);
+}
+
+tw_status tw_attention_tuned_variant(const tw_attention_tuning *tuning,
+                                     const tw_attention_args *args, bool backward, int *variant) {
+    enum { MAX_VARIANTS = 8 };
+    if (tuning->count < 1 || tuning->count > MAX_VARIANTS)
+        return tw_error(TW_ERR_INVALID_ARGUMENT, "%s: attention: %d variants (1 to %d)",
+                        tuning->backend, tuning->count, MAX_VARIANTS);
+    char key[64];
+    tw_attention_class_key(key, sizeof key, backward ? "attention_bwd" : "attention_fwd",
+                           args->head_dim, args->seq_len);
+    const char *cached = tuning->cache ? tw_tune_cache_get(tuning->cache, key) : NULL;
+    for (int v = 0; cached && v < tuning->count; v++)
+        if (strcmp(cached, tuning->names[v]) == 0) {
+            *variant = v;
+            return TW_OK;
+        }
+    /* The backward takes what its class's forward measured (it cannot run twice in place). */
+    if (backward) return TW_OK;
+    bool usable[MAX_VARIANTS];
+    double ms[MAX_VARIANTS];
+    for (int v = 0; v < tuning->count; v++) usable[v] = true;
+    int best = -1;
+    TW_TRY(tw_attention_measure(tuning->device, args, tuning->fwd, tuning->context,
+                                tuning->reference, usable, tuning->count, &best, ms));
+    const int reference = tuning->reference;
+    if (best != reference && ms[reference] >= 0 && ms[best] > tuning->margin * ms[reference])
+        best = reference;
+    if (tw_tune_mode_from_env() == TW_TUNE_MODE_VERBOSE) print_times(tuning, key, ms, best);
+    if (tuning->cache) {
+        char bwd_key[64];
+        tw_attention_class_key(bwd_key, sizeof bwd_key, "attention_bwd", args->head_dim,
+                               args->seq_len);
+        tw_tune_cache_put(tuning->cache, key, tuning->names[best]);
+        tw_tune_cache_put(tuning->cache, bwd_key, tuning->names[best]);
+    }
+    *variant = best;
     return TW_OK;
 }
