@@ -26,7 +26,10 @@ done
 probe=twlprobe$$
 if ! err=$(ip netns add $probe 2>&1); then skip "cannot create a network namespace here: $err"; fi
 ip netns del $probe
-"$twist" ist --help 2>&1 | grep -q -- "--transport" || skip "this twist has no --transport"
+# The help is read whole first: with pipefail, `grep -q` leaving early would make a slow writer
+# (the sanitizer build) die of SIGPIPE and the test skip for no reason.
+ist_help=$("$twist" ist --help 2>&1)
+grep -q -- "--transport" <<<"$ist_help" || skip "this twist has no --transport"
 
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 chmod 755 "$tmp"
@@ -109,7 +112,7 @@ print("ok   results.md, loss_vs_wall.svg and network.txt (private addresses, no 
 EOF
 
 # --codec passes through to every method (when this twist has codecs): bf16 halves IST's bytes.
-if "$twist" ist --help 2>&1 | grep -q -- "--codec"; then
+if grep -q -- "--codec" <<<"$ist_help"; then
     if "$exp" "${tiny[@]}" --bandwidths 1gbit --methods ist --codec bf16 --out "$tmp/bf16" \
         >"$tmp/cout" 2>"$tmp/cerr"; then
         python3 - "$tmp/exp" "$tmp/bf16" <<'EOF' || fail "--codec bf16"
